@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Idempotent setup: installs only what is missing, so a warm machine is ready in a second.
+#
+# These machines reach package registries but not GitHub releases, so nothing here lets a tool
+# fetch its own binaries: wasm-bindgen comes from crates.io (at exactly the version in
+# Cargo.lock), wasm-opt from the npm package binaryen, esbuild from npm. scripts/env.sh points
+# worker-build at them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
+
+if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+  step "adding the wasm32-unknown-unknown target"
+  rustup target add wasm32-unknown-unknown
+fi
+
+WORKER_BUILD_VERSION=0.8.7
+if [ "$(worker-build --version 2>/dev/null | awk '{print $2}')" != "$WORKER_BUILD_VERSION" ]; then
+  step "installing worker-build $WORKER_BUILD_VERSION (a few minutes, once)"
+  cargo install worker-build --version "$WORKER_BUILD_VERSION" --locked
+fi
+
+# The CLI must match the wasm-bindgen crate exactly. Not --locked: one of its locked
+# dependencies is not in the registry these machines reach.
+WASM_BINDGEN_VERSION=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/[^0-9.]/, ""); print; exit }' Cargo.lock)
+if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$WASM_BINDGEN_VERSION" ] \
+  || ! command -v wasm-bindgen-test-runner >/dev/null; then
+  step "installing wasm-bindgen-cli $WASM_BINDGEN_VERSION (a few minutes, once)"
+  cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --force
+fi
+
+if [ ! -x node_modules/.bin/wrangler ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  step "installing npm dependencies"
+  npm ci --no-audit --no-fund
+fi

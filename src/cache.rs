@@ -1,0 +1,216 @@
+//! The permission cache `user-mgmt` keeps here when its RBAC is on: any JSON under a short key,
+//! for a few minutes.
+//!
+//! Cache entries live in the same KV namespace as sessions, under a `cache:` prefix. A session
+//! key is a bare UUID, which never starts with `cache:`, so a cache key can never read or
+//! overwrite a session.
+
+use serde::Serialize;
+
+use crate::error::Error;
+use crate::object::Object;
+use crate::sessions::body_error;
+use crate::store::Store;
+
+const PREFIX: &str = "cache:";
+const MAX_KEY_BYTES: usize = 256;
+pub const DEFAULT_TTL: u64 = 300;
+/// KV's minimum expiration.
+pub const MIN_TTL: u64 = 60;
+/// A year: a permission cache that outlives this is a mistake, and the bound keeps the
+/// number well inside what JavaScript represents exactly.
+pub const MAX_TTL: u64 = 365 * 86_400;
+
+/// A cache key: 1 to 256 bytes of printable ASCII, once percent-decoded from the path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CacheKey(String);
+
+impl CacheKey {
+    /// Parses the percent-encoded path text after `/cache/`.
+    pub fn from_path(encoded: &str) -> Result<Self, Error> {
+        let bytes = percent_decode(encoded).ok_or(Error::InvalidCacheKey)?;
+        let printable = bytes.iter().all(|b| (0x20..=0x7e).contains(b));
+        if bytes.is_empty() || bytes.len() > MAX_KEY_BYTES || !printable {
+            return Err(Error::InvalidCacheKey);
+        }
+        // Printable ASCII is UTF-8.
+        String::from_utf8(bytes)
+            .map(Self)
+            .map_err(|_| Error::InvalidCacheKey)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    fn storage_key(&self) -> String {
+        format!("{PREFIX}{}", self.0)
+    }
+}
+
+fn percent_decode(text: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(text.len());
+    let mut bytes = text.bytes();
+    while let Some(b) = bytes.next() {
+        if b == b'%' {
+            let hex = [bytes.next()?, bytes.next()?];
+            let hex = std::str::from_utf8(&hex).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+        } else {
+            out.push(b);
+        }
+    }
+    Some(out)
+}
+
+/// What `PUT /cache/:key` answers.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct Stored<'k> {
+    pub key: &'k str,
+    pub ttl: u64,
+}
+
+/// What `DELETE /cache/:key` answers, whether or not the key was there.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct Deleted<'k> {
+    pub key: &'k str,
+}
+
+/// Reads a `PUT /cache/:key` body: `{"data": <any JSON>, "ttl": <seconds>}`; returns the raw
+/// data and the ttl.
+pub fn parse_put_body(body: &str) -> Result<(&str, u64), Error> {
+    let object = Object::parse(body).map_err(body_error)?;
+    let data = object
+        .get("data")
+        .ok_or(Error::InvalidBody("an object with a \"data\" member"))?;
+    let ttl = match object.get("ttl") {
+        None => DEFAULT_TTL,
+        Some(raw) => raw
+            .get()
+            .parse::<u64>()
+            .ok()
+            .filter(|ttl| (MIN_TTL..=MAX_TTL).contains(ttl))
+            .ok_or_else(|| {
+                Error::InvalidTtl(format!(
+                    "ttl must be a whole number of seconds from {MIN_TTL} to {MAX_TTL}."
+                ))
+            })?,
+    };
+    Ok((data.get(), ttl))
+}
+
+pub struct Cache<'s, S> {
+    store: &'s S,
+}
+
+impl<'s, S: Store> Cache<'s, S> {
+    pub fn new(store: &'s S) -> Self {
+        Self { store }
+    }
+
+    pub async fn get(&self, key: &CacheKey) -> Result<String, Error> {
+        let entry = self.store.load(&key.storage_key()).await?;
+        entry
+            .map(|entry| entry.value)
+            .ok_or(Error::CacheEntryNotFound)
+    }
+
+    pub async fn put(&self, key: &CacheKey, data: &str, ttl: u64) -> Result<(), Error> {
+        self.store
+            .save(&key.storage_key(), data.as_bytes(), None, ttl)
+            .await
+    }
+
+    pub async fn delete(&self, key: &CacheKey) -> Result<(), Error> {
+        self.store.delete(&key.storage_key()).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::memory::{run, MemoryStore};
+
+    #[test]
+    fn keys_are_printable_ascii_up_to_256_bytes() {
+        assert_eq!(
+            CacheKey::from_path("perms:user:42").unwrap().as_str(),
+            "perms:user:42"
+        );
+        assert_eq!(CacheKey::from_path("a%20b%2Fc").unwrap().as_str(), "a b/c");
+        assert_eq!(
+            CacheKey::from_path(&"k".repeat(256))
+                .unwrap()
+                .as_str()
+                .len(),
+            256
+        );
+        for bad in [
+            "",
+            "%",
+            "%4",
+            "%zz",
+            "%0A",
+            "%7F",
+            "caf%C3%A9",
+            &"k".repeat(257),
+        ] {
+            assert!(
+                matches!(CacheKey::from_path(bad), Err(Error::InvalidCacheKey)),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn put_bodies() {
+        assert_eq!(
+            parse_put_body(r#"{"data":{"roles":["a"]}}"#).unwrap(),
+            (r#"{"roles":["a"]}"#, 300)
+        );
+        assert_eq!(
+            parse_put_body(r#"{"data":null,"ttl":60}"#).unwrap(),
+            ("null", 60)
+        );
+        assert!(matches!(
+            parse_put_body(r#"{"ttl":60}"#),
+            Err(Error::InvalidBody(_))
+        ));
+        assert!(matches!(parse_put_body("[]"), Err(Error::InvalidBody(_))));
+        assert!(matches!(parse_put_body("{"), Err(Error::InvalidJson)));
+        for bad in ["59", "0", "-1", "60.5", "\"300\"", "31536001"] {
+            let body = format!(r#"{{"data":1,"ttl":{bad}}}"#);
+            assert!(
+                matches!(parse_put_body(&body), Err(Error::InvalidTtl(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn cache_keys_never_touch_sessions() {
+        let store = MemoryStore::default();
+        let session_key = "3b241101-e2bb-4255-8caf-4136c566a962";
+        store.insert_legacy(session_key, r#"{"secret":1}"#);
+        let cache = Cache::new(&store);
+        let key = CacheKey::from_path(session_key).unwrap();
+        assert!(matches!(
+            run(cache.get(&key)),
+            Err(Error::CacheEntryNotFound)
+        ));
+        run(cache.put(&key, "2", 300)).unwrap();
+        run(cache.delete(&key)).unwrap();
+        assert_eq!(store.value(session_key).unwrap(), r#"{"secret":1}"#);
+        assert_eq!(store.value(&format!("cache:{session_key}")), None);
+    }
+
+    #[test]
+    fn round_trip_with_ttl() {
+        let store = MemoryStore::default();
+        let cache = Cache::new(&store);
+        let key = CacheKey::from_path("perms").unwrap();
+        run(cache.put(&key, r#"{"r":1}"#, 120)).unwrap();
+        assert_eq!(run(cache.get(&key)).unwrap(), r#"{"r":1}"#);
+        assert_eq!(store.kv_ttl("cache:perms"), Some(120));
+    }
+}

@@ -1,0 +1,198 @@
+//! Settings, read from the Worker's vars and secrets once per isolate and checked before use.
+//!
+//! A bad value never falls back to a default: it fails every request with a `500` whose detail
+//! names the variable, and a log line, until it is fixed.
+
+use std::fmt;
+
+use crate::session::Policy;
+
+pub const SESSION_TTL_SECONDS: &str = "SESSION_TTL_SECONDS";
+pub const SESSION_MAX_LIFETIME_SECONDS: &str = "SESSION_MAX_LIFETIME_SECONDS";
+pub const MAX_SESSION_BYTES: &str = "MAX_SESSION_BYTES";
+pub const API_TOKEN: &str = "API_TOKEN";
+
+const DEFAULT_TTL: u64 = 1800;
+const DEFAULT_MAX_LIFETIME: u64 = 86_400;
+const DEFAULT_MAX_BYTES: u64 = 65_536;
+/// KV's own limit on a value.
+const KV_MAX_VALUE_BYTES: u64 = 25 * 1024 * 1024;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub policy: Policy,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// When set, every route but `/health` needs `Authorization: Bearer <token>`.
+    pub api_token: Option<String>,
+}
+
+/// A variable with a value the worker refuses to run with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub reason: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid configuration: {} {}",
+            self.variable, self.reason
+        )
+    }
+}
+
+impl Config {
+    /// Builds the settings from raw values, as `lookup(name)` returns them (`None` when unset).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let idle_ttl = whole_number(&lookup, SESSION_TTL_SECONDS, DEFAULT_TTL, u64::MAX)?;
+        let max_lifetime = whole_number(
+            &lookup,
+            SESSION_MAX_LIFETIME_SECONDS,
+            DEFAULT_MAX_LIFETIME,
+            u64::MAX,
+        )?;
+        if idle_ttl > max_lifetime {
+            return Err(ConfigError {
+                variable: SESSION_TTL_SECONDS,
+                reason: format!(
+                    "is {idle_ttl}, above {SESSION_MAX_LIFETIME_SECONDS} ({max_lifetime})"
+                ),
+            });
+        }
+        let max_body_bytes = whole_number(
+            &lookup,
+            MAX_SESSION_BYTES,
+            DEFAULT_MAX_BYTES,
+            KV_MAX_VALUE_BYTES,
+        )?;
+        let api_token = match lookup(API_TOKEN) {
+            Some(token) if token.is_empty() => {
+                return Err(ConfigError {
+                    variable: API_TOKEN,
+                    reason: "is empty".into(),
+                })
+            }
+            token => token,
+        };
+        Ok(Self {
+            policy: Policy {
+                idle_ttl,
+                max_lifetime,
+            },
+            // The bound above keeps this well inside usize on wasm32.
+            max_body_bytes: usize::try_from(max_body_bytes).unwrap_or(usize::MAX),
+            api_token,
+        })
+    }
+}
+
+/// A positive whole number up to `max`, or `default` when unset.
+fn whole_number(
+    lookup: &impl Fn(&str) -> Option<String>,
+    variable: &'static str,
+    default: u64,
+    max: u64,
+) -> Result<u64, ConfigError> {
+    let Some(raw) = lookup(variable) else {
+        return Ok(default);
+    };
+    match raw.trim().parse::<u64>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        Ok(n) if n > 0 => Err(ConfigError {
+            variable,
+            reason: format!("is {n}, above {max}"),
+        }),
+        _ => Err(ConfigError {
+            variable,
+            reason: format!("must be a positive whole number, got {raw:?}"),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::from_lookup(|name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        })
+    }
+
+    #[test]
+    fn defaults_when_nothing_is_set() {
+        let config = config(&[]).unwrap();
+        assert_eq!(
+            config.policy,
+            Policy {
+                idle_ttl: 1800,
+                max_lifetime: 86_400
+            }
+        );
+        assert_eq!(config.max_body_bytes, 65_536);
+        assert_eq!(config.api_token, None);
+    }
+
+    #[test]
+    fn reads_every_setting() {
+        let config = config(&[
+            (SESSION_TTL_SECONDS, "2"),
+            (SESSION_MAX_LIFETIME_SECONDS, "6"),
+            (MAX_SESSION_BYTES, "1024"),
+            (API_TOKEN, "s3cret"),
+        ])
+        .unwrap();
+        assert_eq!(
+            config.policy,
+            Policy {
+                idle_ttl: 2,
+                max_lifetime: 6
+            }
+        );
+        assert_eq!(config.max_body_bytes, 1024);
+        assert_eq!(config.api_token.as_deref(), Some("s3cret"));
+    }
+
+    #[test]
+    fn refuses_values_that_are_not_positive_whole_numbers() {
+        for bad in ["0", "-5", "1.5", "ten", "", "99999999999999999999999"] {
+            let err = config(&[(SESSION_TTL_SECONDS, bad)]).unwrap_err();
+            assert_eq!(err.variable, SESSION_TTL_SECONDS, "{bad:?}");
+            assert!(err.to_string().contains("SESSION_TTL_SECONDS"));
+        }
+        let err = config(&[(SESSION_MAX_LIFETIME_SECONDS, "0")]).unwrap_err();
+        assert_eq!(err.variable, SESSION_MAX_LIFETIME_SECONDS);
+    }
+
+    #[test]
+    fn refuses_an_idle_timeout_above_the_lifetime() {
+        let err = config(&[
+            (SESSION_TTL_SECONDS, "100"),
+            (SESSION_MAX_LIFETIME_SECONDS, "50"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.variable, SESSION_TTL_SECONDS);
+        assert!(
+            err.reason.contains("above SESSION_MAX_LIFETIME_SECONDS"),
+            "{}",
+            err.reason
+        );
+    }
+
+    #[test]
+    fn refuses_a_body_limit_beyond_what_kv_stores() {
+        let err = config(&[(MAX_SESSION_BYTES, "26214401")]).unwrap_err();
+        assert_eq!(err.variable, MAX_SESSION_BYTES);
+        assert!(config(&[(MAX_SESSION_BYTES, "26214400")]).is_ok());
+    }
+
+    #[test]
+    fn refuses_an_empty_token() {
+        assert_eq!(config(&[(API_TOKEN, "")]).unwrap_err().variable, API_TOKEN);
+    }
+}

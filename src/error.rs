@@ -1,0 +1,251 @@
+//! The one error type, and its mapping to RFC 9457 problem documents.
+//!
+//! Every failure a handler can meet is a variant here; each maps to one status, one stable `code`
+//! and a detail written for the caller. Internal errors carry their cause for the log only: the
+//! response says nothing about it.
+
+use serde::Serialize;
+
+use crate::config::ConfigError;
+
+#[derive(Debug)]
+pub enum Error {
+    InvalidJson,
+    InvalidBody(&'static str),
+    InvalidSessionId,
+    InvalidTtl(String),
+    InvalidCacheKey,
+    Unauthorized,
+    SessionNotFound,
+    CacheEntryNotFound,
+    NotFound,
+    MethodNotAllowed {
+        allow: &'static str,
+    },
+    PreconditionFailed,
+    PayloadTooLarge {
+        limit: usize,
+    },
+    UnsupportedMediaType,
+    Config(ConfigError),
+    /// Anything unexpected (KV, runtime); the text is logged, never sent.
+    Internal(String),
+}
+
+/// An RFC 9457 problem document with the `code` extension member.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub title: &'static str,
+    pub status: u16,
+    pub detail: String,
+    pub code: &'static str,
+}
+
+impl Error {
+    /// The stable machine-readable code; also what the request log records.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::InvalidJson => "invalid_json",
+            Error::InvalidBody(_) => "invalid_body",
+            Error::InvalidSessionId => "invalid_session_id",
+            Error::InvalidTtl(_) => "invalid_ttl",
+            Error::InvalidCacheKey => "invalid_cache_key",
+            Error::Unauthorized => "unauthorized",
+            Error::SessionNotFound => "session_not_found",
+            Error::CacheEntryNotFound => "cache_entry_not_found",
+            Error::NotFound => "not_found",
+            Error::MethodNotAllowed { .. } => "method_not_allowed",
+            Error::PreconditionFailed => "precondition_failed",
+            Error::PayloadTooLarge { .. } => "payload_too_large",
+            Error::UnsupportedMediaType => "unsupported_media_type",
+            Error::Config(_) => "invalid_configuration",
+            Error::Internal(_) => "internal",
+        }
+    }
+
+    pub fn status(&self) -> u16 {
+        match self {
+            Error::InvalidJson
+            | Error::InvalidBody(_)
+            | Error::InvalidSessionId
+            | Error::InvalidTtl(_)
+            | Error::InvalidCacheKey => 400,
+            Error::Unauthorized => 401,
+            Error::SessionNotFound | Error::CacheEntryNotFound | Error::NotFound => 404,
+            Error::MethodNotAllowed { .. } => 405,
+            Error::PreconditionFailed => 412,
+            Error::PayloadTooLarge { .. } => 413,
+            Error::UnsupportedMediaType => 415,
+            Error::Config(_) | Error::Internal(_) => 500,
+        }
+    }
+
+    fn title(&self) -> &'static str {
+        match self.status() {
+            400 => "Bad Request",
+            401 => "Unauthorized",
+            404 => "Not Found",
+            405 => "Method Not Allowed",
+            412 => "Precondition Failed",
+            413 => "Content Too Large",
+            415 => "Unsupported Media Type",
+            _ => "Internal Server Error",
+        }
+    }
+
+    fn detail(&self) -> String {
+        match self {
+            Error::InvalidJson => "The request body is not valid JSON.".into(),
+            Error::InvalidBody(what) => format!("The request body must be {what}."),
+            Error::InvalidSessionId => {
+                "The session id must be a lowercase hyphenated UUID v4.".into()
+            }
+            Error::InvalidTtl(why) => why.clone(),
+            Error::InvalidCacheKey => "A cache key is 1 to 256 bytes of printable ASCII.".into(),
+            Error::Unauthorized => {
+                "This service needs an Authorization: Bearer <token> header with a valid token."
+                    .into()
+            }
+            Error::SessionNotFound => "No live session has this id.".into(),
+            Error::CacheEntryNotFound => "Nothing is cached under this key.".into(),
+            Error::NotFound => "No route matches this path.".into(),
+            Error::MethodNotAllowed { allow } => {
+                format!("This path does not accept that method; it accepts {allow}.")
+            }
+            Error::PreconditionFailed => {
+                "The session's current version does not match If-Match.".into()
+            }
+            Error::PayloadTooLarge { limit } => {
+                format!("The request body is larger than the limit of {limit} bytes.")
+            }
+            Error::UnsupportedMediaType => {
+                "Send the body as application/json (or another application/*+json type).".into()
+            }
+            Error::Config(err) => format!(
+                "The service is misconfigured: {} {}.",
+                err.variable, err.reason
+            ),
+            Error::Internal(_) => "The service met an unexpected error.".into(),
+        }
+    }
+
+    pub fn problem(&self) -> Problem {
+        Problem {
+            type_: format!("urn:session-state:problem:{}", self.code()),
+            title: self.title(),
+            status: self.status(),
+            detail: self.detail(),
+            code: self.code(),
+        }
+    }
+
+    /// What goes to the log beside the code: the internal cause where there is one.
+    pub fn log_cause(&self) -> Option<String> {
+        match self {
+            Error::Internal(cause) => Some(cause.clone()),
+            Error::Config(err) => Some(err.to_string()),
+            _ => None,
+        }
+    }
+}
+
+impl From<worker::Error> for Error {
+    fn from(err: worker::Error) -> Self {
+        Error::Internal(err.to_string())
+    }
+}
+
+impl From<worker::kv::KvError> for Error {
+    fn from(err: worker::kv::KvError) -> Self {
+        Error::Internal(format!("kv: {err}"))
+    }
+}
+
+impl From<ConfigError> for Error {
+    fn from(err: ConfigError) -> Self {
+        Error::Config(err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_contract_error_maps_to_its_status_and_code() {
+        let cases: [(Error, u16, &str); 14] = [
+            (Error::InvalidJson, 400, "invalid_json"),
+            (Error::InvalidBody("a JSON object"), 400, "invalid_body"),
+            (Error::InvalidSessionId, 400, "invalid_session_id"),
+            (Error::InvalidTtl("x".into()), 400, "invalid_ttl"),
+            (Error::InvalidCacheKey, 400, "invalid_cache_key"),
+            (Error::Unauthorized, 401, "unauthorized"),
+            (Error::SessionNotFound, 404, "session_not_found"),
+            (Error::CacheEntryNotFound, 404, "cache_entry_not_found"),
+            (Error::NotFound, 404, "not_found"),
+            (
+                Error::MethodNotAllowed { allow: "GET" },
+                405,
+                "method_not_allowed",
+            ),
+            (Error::PreconditionFailed, 412, "precondition_failed"),
+            (
+                Error::PayloadTooLarge { limit: 10 },
+                413,
+                "payload_too_large",
+            ),
+            (Error::UnsupportedMediaType, 415, "unsupported_media_type"),
+            (Error::Internal("kv: boom".into()), 500, "internal"),
+        ];
+        for (err, status, code) in cases {
+            let problem = err.problem();
+            assert_eq!((problem.status, problem.code), (status, code));
+            assert_eq!(problem.type_, format!("urn:session-state:problem:{code}"));
+            assert!(!problem.title.is_empty() && !problem.detail.is_empty());
+        }
+    }
+
+    #[test]
+    fn internal_causes_are_logged_but_never_sent() {
+        let err = Error::Internal("kv: connection reset at 10.0.0.1".into());
+        let body = serde_json::to_string(&err.problem()).unwrap();
+        assert!(!body.contains("connection reset"), "{body}");
+        assert_eq!(
+            err.log_cause().as_deref(),
+            Some("kv: connection reset at 10.0.0.1")
+        );
+    }
+
+    #[test]
+    fn a_config_error_names_the_variable() {
+        let err = Error::from(ConfigError {
+            variable: "SESSION_TTL_SECONDS",
+            reason: "must be a positive whole number, got \"abc\"".into(),
+        });
+        let problem = err.problem();
+        assert_eq!(problem.status, 500);
+        assert_eq!(problem.code, "invalid_configuration");
+        assert!(
+            problem.detail.contains("SESSION_TTL_SECONDS"),
+            "{}",
+            problem.detail
+        );
+    }
+
+    #[test]
+    fn the_problem_document_has_the_rfc_9457_members() {
+        let json = serde_json::to_value(Error::SessionNotFound.problem()).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "type": "urn:session-state:problem:session_not_found",
+                "title": "Not Found",
+                "status": 404,
+                "detail": "No live session has this id.",
+                "code": "session_not_found",
+            })
+        );
+    }
+}

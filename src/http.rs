@@ -1,0 +1,173 @@
+//! The HTTP edge: reading bodies (size, media type, JSON object) and building responses.
+//! Header parsing is plain string work, tested natively; only the thin glue touches `worker`.
+
+use worker::{Request, Response, ResponseBuilder};
+
+use crate::error::Error;
+use crate::object::validate_object;
+use crate::session::Meta;
+use crate::sessions::{body_error, etag, Merge};
+use crate::time::rfc3339;
+
+pub const JSON: &str = "application/json";
+pub const PROBLEM_JSON: &str = "application/problem+json";
+pub const TEXT: &str = "text/plain; charset=utf-8";
+
+/// The media type of a `Content-Type` value, lowercased, without parameters.
+fn essence(content_type: &str) -> String {
+    content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase()
+}
+
+/// Which JSON a body is, from its `Content-Type`. No header at all counts as JSON, as the old
+/// worker accepted; `application/json` and any `application/*+json` are JSON; anything else is
+/// refused. `application/merge-patch+json` asks for RFC 7396 on `PATCH /add`.
+pub fn body_kind(content_type: Option<&str>) -> Result<Merge, Error> {
+    let Some(content_type) = content_type else {
+        return Ok(Merge::Shallow);
+    };
+    let essence = essence(content_type);
+    match essence.as_str() {
+        "application/merge-patch+json" => Ok(Merge::MergePatch),
+        JSON => Ok(Merge::Shallow),
+        other => match other.strip_prefix("application/") {
+            Some(subtype) if subtype.ends_with("+json") && subtype.len() > 5 => Ok(Merge::Shallow),
+            _ => Err(Error::UnsupportedMediaType),
+        },
+    }
+}
+
+/// Whether `Accept` asks for JSON: an `application/json` range with a non-zero quality.
+/// Wildcards keep the plain-text default that `user-mgmt` reads with `response.text()`.
+pub fn wants_json(accept: Option<&str>) -> bool {
+    accept.is_some_and(|accept| {
+        accept.split(',').any(|range| {
+            let mut parts = range.split(';');
+            let media = parts.next().unwrap_or_default().trim();
+            let refused = parts.any(|param| {
+                let param = param.trim().to_ascii_lowercase();
+                param
+                    .strip_prefix("q=")
+                    .is_some_and(|q| q.parse::<f32>().is_ok_and(|q| q <= 0.0))
+            });
+            media.eq_ignore_ascii_case(JSON) && !refused
+        })
+    })
+}
+
+/// Reads a body that must be one JSON object of at most `limit` bytes. The checks run cheapest
+/// first (media type, declared length, actual length, JSON), and all before anything is stored.
+pub async fn read_object(req: &mut Request, limit: usize) -> Result<(String, Merge), Error> {
+    let kind = body_kind(header(req, "content-type").as_deref())?;
+    let declared = header(req, "content-length").and_then(|len| len.trim().parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(Error::PayloadTooLarge { limit });
+    }
+    let bytes = req.bytes().await?;
+    if bytes.len() > limit {
+        return Err(Error::PayloadTooLarge { limit });
+    }
+    let text = validate_object(bytes).map_err(body_error)?;
+    Ok((text, kind))
+}
+
+/// A request header, `None` when absent.
+pub fn header(req: &Request, name: &str) -> Option<String> {
+    req.headers().get(name).ok().flatten()
+}
+
+/// A response with a body and a content type.
+pub fn body(status: u16, content_type: &str, body: Vec<u8>) -> Result<Response, Error> {
+    Ok(ResponseBuilder::new()
+        .with_status(status)
+        .with_header("content-type", content_type)?
+        .fixed(body))
+}
+
+pub fn no_content() -> Response {
+    ResponseBuilder::new().with_status(204).empty()
+}
+
+/// Adds what a caller needs to know of a session's lifecycle: its expiry and version.
+pub fn with_session_headers(mut response: Response, meta: &Meta) -> Result<Response, Error> {
+    let headers = response.headers_mut();
+    headers.set("session-expires", &rfc3339(meta.expires_at))?;
+    headers.set("etag", &etag(meta.version))?;
+    Ok(response)
+}
+
+/// The problem document for `err`, with the headers its status calls for.
+pub fn problem(err: &Error) -> Response {
+    let problem = err.problem();
+    let json = serde_json::to_vec(&problem).unwrap_or_default();
+    let response = ResponseBuilder::new()
+        .with_status(problem.status)
+        .fixed(json);
+    let headers = response.headers();
+    let _ = headers.set("content-type", PROBLEM_JSON);
+    match err {
+        Error::MethodNotAllowed { allow } => {
+            let _ = headers.set("allow", allow);
+        }
+        Error::Unauthorized => {
+            let _ = headers.set("www-authenticate", "Bearer");
+        }
+        _ => {}
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_media_types_are_accepted() {
+        assert_eq!(body_kind(None).unwrap(), Merge::Shallow);
+        assert_eq!(body_kind(Some("application/json")).unwrap(), Merge::Shallow);
+        assert_eq!(
+            body_kind(Some("Application/JSON; charset=UTF-8")).unwrap(),
+            Merge::Shallow
+        );
+        assert_eq!(
+            body_kind(Some("application/vnd.api+json")).unwrap(),
+            Merge::Shallow
+        );
+        assert_eq!(
+            body_kind(Some("application/merge-patch+json")).unwrap(),
+            Merge::MergePatch
+        );
+    }
+
+    #[test]
+    fn other_media_types_are_refused() {
+        for other in [
+            "text/plain",
+            "application/x-www-form-urlencoded",
+            "application/+json",
+            "",
+            "json",
+            "text/json",
+        ] {
+            assert!(
+                matches!(body_kind(Some(other)), Err(Error::UnsupportedMediaType)),
+                "{other:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn accept_negotiation() {
+        assert!(!wants_json(None));
+        assert!(!wants_json(Some("*/*")));
+        assert!(!wants_json(Some("text/plain")));
+        assert!(wants_json(Some("application/json")));
+        assert!(wants_json(Some("text/plain;q=0.5, Application/Json")));
+        assert!(!wants_json(Some("application/json;q=0")));
+        assert!(wants_json(Some("application/json; q=0.1")));
+    }
+}

@@ -1,0 +1,116 @@
+//! The route table: every path the worker answers and the methods each accepts. The router in
+//! `lib.rs` registers a handler per (path, method) and a `405` for every other method; the request
+//! log names a request by its route template, never by the concrete id.
+
+pub struct Route {
+    pub pattern: &'static str,
+    /// The methods accepted, as the `Allow` header lists them.
+    pub allow: &'static str,
+}
+
+pub const ROUTES: &[Route] = &[
+    Route {
+        pattern: "/create",
+        allow: "POST",
+    },
+    Route {
+        pattern: "/get/:id",
+        allow: "GET, HEAD",
+    },
+    Route {
+        pattern: "/update/:id",
+        allow: "PUT",
+    },
+    Route {
+        pattern: "/add/:id",
+        allow: "PATCH",
+    },
+    Route {
+        pattern: "/delete/:id",
+        allow: "DELETE",
+    },
+    Route {
+        pattern: "/touch/:id",
+        allow: "POST",
+    },
+    Route {
+        pattern: "/rotate/:id",
+        allow: "POST",
+    },
+    Route {
+        pattern: "/cache/*key",
+        allow: "GET, HEAD, PUT, DELETE",
+    },
+    Route {
+        pattern: "/health",
+        allow: "GET, HEAD",
+    },
+    Route {
+        pattern: "/openapi.json",
+        allow: "GET, HEAD",
+    },
+];
+
+/// The template of the route `path` falls under, for logs; `"unmatched"` for anything else.
+/// Matches as the router does: `:name` is one non-empty segment, `*name` the non-empty rest.
+pub fn template(path: &str) -> &'static str {
+    ROUTES
+        .iter()
+        .find(|route| matches(route.pattern, path))
+        .map_or("unmatched", |route| route.pattern)
+}
+
+fn matches(pattern: &str, path: &str) -> bool {
+    let mut path_segments = path.split('/');
+    for segment in pattern.split('/') {
+        if segment.starts_with('*') {
+            let rest: Vec<&str> = path_segments.by_ref().collect();
+            return !rest.concat().is_empty();
+        }
+        match path_segments.next() {
+            Some(given) if segment.starts_with(':') && !given.is_empty() => {}
+            Some(given) if given == segment => {}
+            _ => return false,
+        }
+    }
+    path_segments.next().is_none()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_hide_concrete_ids() {
+        assert_eq!(template("/create"), "/create");
+        assert_eq!(
+            template("/get/3b241101-e2bb-4255-8caf-4136c566a962"),
+            "/get/:id"
+        );
+        assert_eq!(template("/get/anything"), "/get/:id");
+        assert_eq!(template("/cache/perms:user/42"), "/cache/*key");
+        assert_eq!(template("/health"), "/health");
+    }
+
+    #[test]
+    fn unknown_paths_are_unmatched() {
+        for path in [
+            "/",
+            "/get",
+            "/get/",
+            "/get/a/b",
+            "/cache/",
+            "/createx",
+            "/health/x",
+        ] {
+            assert_eq!(template(path), "unmatched", "{path}");
+        }
+    }
+
+    #[test]
+    fn every_route_lists_its_methods() {
+        for route in ROUTES {
+            assert!(!route.allow.is_empty() && route.pattern.starts_with('/'));
+        }
+    }
+}

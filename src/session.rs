@@ -1,0 +1,224 @@
+//! The session lifecycle: metadata kept beside the data, and the expiry rules.
+//!
+//! Pure: the current time is always a parameter (milliseconds since the Unix epoch), so every rule
+//! is tested natively without sleeping.
+//!
+//! A session expires at `min(last_write + idle_ttl, created + max_lifetime)`. Only writes and
+//! touches count as activity: reads never write (see the README, "Lifecycle").
+
+use serde::{Deserialize, Serialize};
+
+/// Milliseconds since the Unix epoch.
+pub type Millis = u64;
+
+const MS_PER_SECOND: u64 = 1000;
+
+/// The timeouts in force, from configuration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Policy {
+    /// Idle timeout in seconds, unless the session carries its own.
+    pub idle_ttl: u64,
+    /// Absolute lifetime in seconds, counted from creation; no renewal goes past it.
+    pub max_lifetime: u64,
+}
+
+impl Policy {
+    /// Checks a per-session idle timeout asked for with `POST /create?ttl=N`.
+    pub fn check_session_ttl(&self, ttl: u64) -> Option<u64> {
+        (1..=self.max_lifetime).contains(&ttl).then_some(ttl)
+    }
+}
+
+/// What the worker keeps in the KV entry's metadata, so that the value stays exactly the session
+/// data and one `getWithMetadata` reads both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Meta {
+    pub created_at: Millis,
+    pub updated_at: Millis,
+    pub expires_at: Millis,
+    /// 1 at creation, +1 on every write; 0 for an entry the old worker wrote and nobody has
+    /// written since. Sent as the `ETag`.
+    pub version: u64,
+    /// The session's own idle timeout in seconds, when it was created with one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<u64>,
+}
+
+impl Meta {
+    /// A new session created at `now`.
+    pub fn new(now: Millis, ttl: Option<u64>, policy: Policy) -> Self {
+        Self::at_version(now, now, 1, ttl, policy)
+    }
+
+    /// An entry written by the old worker has no metadata: it counts as created now, so it is
+    /// never rejected for lacking metadata and gets a full lifetime from its first write.
+    pub fn legacy(now: Millis, policy: Policy) -> Self {
+        Self::at_version(now, now, 0, None, policy)
+    }
+
+    /// The metadata after a write at `now`: version +1 and a renewed expiry.
+    pub fn written(&self, now: Millis, policy: Policy) -> Self {
+        Self::at_version(self.created_at, now, self.version + 1, self.ttl, policy)
+    }
+
+    /// The metadata after a touch at `now`: same version, renewed expiry.
+    pub fn touched(&self, now: Millis, policy: Policy) -> Self {
+        Self::at_version(self.created_at, now, self.version, self.ttl, policy)
+    }
+
+    fn at_version(
+        created_at: Millis,
+        now: Millis,
+        version: u64,
+        ttl: Option<u64>,
+        policy: Policy,
+    ) -> Self {
+        let idle_ms = ttl.unwrap_or(policy.idle_ttl).saturating_mul(MS_PER_SECOND);
+        let lifetime_ms = policy.max_lifetime.saturating_mul(MS_PER_SECOND);
+        let expires_at = now
+            .saturating_add(idle_ms)
+            .min(created_at.saturating_add(lifetime_ms));
+        Self {
+            created_at,
+            updated_at: now,
+            expires_at,
+            version,
+            ttl,
+        }
+    }
+
+    /// A session is alive strictly before its `expires_at`.
+    pub fn is_alive(&self, now: Millis) -> bool {
+        now < self.expires_at
+    }
+
+    /// The `expirationTtl` (seconds) for KV, which removes the entry by itself. KV refuses less
+    /// than 60 s, so short sessions linger in KV a little longer; `is_alive` hides them.
+    pub fn kv_ttl(&self, now: Millis) -> u64 {
+        self.expires_at
+            .saturating_sub(now)
+            .div_ceil(MS_PER_SECOND)
+            .max(KV_MIN_TTL)
+    }
+}
+
+/// The shortest expiration KV accepts, in seconds.
+pub const KV_MIN_TTL: u64 = 60;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POLICY: Policy = Policy {
+        idle_ttl: 1800,
+        max_lifetime: 86_400,
+    };
+    const T0: Millis = 1_764_000_000_000;
+    const S: Millis = 1000;
+
+    #[test]
+    fn new_session_expires_after_the_idle_timeout() {
+        let meta = Meta::new(T0, None, POLICY);
+        assert_eq!(meta.version, 1);
+        assert_eq!(meta.created_at, T0);
+        assert_eq!(meta.expires_at, T0 + 1800 * S);
+        assert!(meta.is_alive(T0 + 1800 * S - 1));
+        assert!(
+            !meta.is_alive(T0 + 1800 * S),
+            "expired exactly at expiresAt"
+        );
+    }
+
+    #[test]
+    fn a_write_renews_and_counts_the_version() {
+        let meta = Meta::new(T0, None, POLICY).written(T0 + 1000 * S, POLICY);
+        assert_eq!(meta.version, 2);
+        assert_eq!(meta.created_at, T0);
+        assert_eq!(meta.updated_at, T0 + 1000 * S);
+        assert_eq!(meta.expires_at, T0 + 2800 * S);
+    }
+
+    #[test]
+    fn a_touch_renews_without_a_new_version() {
+        let meta = Meta::new(T0, None, POLICY).touched(T0 + 10 * S, POLICY);
+        assert_eq!(meta.version, 1);
+        assert_eq!(meta.expires_at, T0 + 1810 * S);
+    }
+
+    #[test]
+    fn renewals_never_pass_the_absolute_lifetime() {
+        let mut meta = Meta::new(T0, None, POLICY);
+        let mut now = T0;
+        while now < T0 + 86_400 * S {
+            now += 1700 * S;
+            meta = meta.written(now, POLICY);
+        }
+        assert_eq!(meta.expires_at, T0 + 86_400 * S);
+        assert!(!meta.is_alive(T0 + 86_400 * S));
+    }
+
+    #[test]
+    fn the_cap_applies_near_the_end_of_the_lifetime() {
+        let meta = Meta::new(T0, None, POLICY).written(T0 + 86_000 * S, POLICY);
+        assert_eq!(meta.expires_at, T0 + 86_400 * S, "400 s left, not 1800");
+    }
+
+    #[test]
+    fn a_session_ttl_replaces_the_idle_timeout_on_every_renewal() {
+        let meta = Meta::new(T0, Some(2), POLICY);
+        assert_eq!(meta.expires_at, T0 + 2 * S);
+        let renewed = meta.written(T0 + S, POLICY).touched(T0 + 2 * S, POLICY);
+        assert_eq!(renewed.ttl, Some(2));
+        assert_eq!(renewed.expires_at, T0 + 4 * S);
+    }
+
+    #[test]
+    fn session_ttl_bounds() {
+        assert_eq!(POLICY.check_session_ttl(0), None);
+        assert_eq!(POLICY.check_session_ttl(1), Some(1));
+        assert_eq!(POLICY.check_session_ttl(86_400), Some(86_400));
+        assert_eq!(POLICY.check_session_ttl(86_401), None);
+    }
+
+    #[test]
+    fn legacy_entries_count_as_created_now_at_version_zero() {
+        let meta = Meta::legacy(T0, POLICY);
+        assert_eq!(meta.version, 0);
+        assert!(meta.is_alive(T0));
+        let first_write = meta.written(T0 + S, POLICY);
+        assert_eq!(first_write.version, 1);
+        assert_eq!(first_write.created_at, T0);
+    }
+
+    #[test]
+    fn a_write_keeps_the_creation_time_and_the_session_ttl() {
+        let meta = Meta::new(T0, Some(60), POLICY).written(T0 + 30 * S, POLICY);
+        assert_eq!(meta.created_at, T0);
+        assert_eq!(meta.ttl, Some(60));
+        assert_eq!(meta.expires_at, T0 + 90 * S);
+    }
+
+    #[test]
+    fn kv_ttl_is_rounded_up_and_at_least_the_kv_minimum() {
+        let short = Meta::new(T0, Some(2), POLICY);
+        assert_eq!(short.kv_ttl(T0), 60);
+        let long = Meta::new(T0, None, POLICY);
+        assert_eq!(long.kv_ttl(T0 + 1), 1800, "1799.999 s rounds up");
+        assert_eq!(long.kv_ttl(T0 + 1800 * S + 5), 60, "already expired");
+    }
+
+    #[test]
+    fn metadata_round_trips_in_camel_case_without_an_absent_ttl() {
+        let meta = Meta::new(T0, None, POLICY);
+        let json = serde_json::to_string(&meta).unwrap();
+        assert_eq!(
+            json,
+            format!(
+                r#"{{"createdAt":{T0},"updatedAt":{T0},"expiresAt":{},"version":1}}"#,
+                T0 + 1800 * S
+            )
+        );
+        assert_eq!(serde_json::from_str::<Meta>(&json).unwrap(), meta);
+    }
+}
