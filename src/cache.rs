@@ -85,10 +85,7 @@ pub fn parse_put_body(body: &str) -> Result<(&str, u64), Error> {
         .ok_or(Error::InvalidBody("an object with a \"data\" member"))?;
     let ttl = match object.get("ttl") {
         None => DEFAULT_TTL,
-        Some(raw) => raw
-            .get()
-            .parse::<u64>()
-            .ok()
+        Some(raw) => whole_seconds(raw.get())
             .filter(|ttl| (MIN_TTL..=MAX_TTL).contains(ttl))
             .ok_or_else(|| {
                 Error::InvalidTtl(format!(
@@ -97,6 +94,16 @@ pub fn parse_put_body(body: &str) -> Result<(&str, u64), Error> {
             })?,
     };
     Ok((data.get(), ttl))
+}
+
+/// A JSON number with an integral value (`300` or `300.0`, as JSON Schema's `integer` allows).
+fn whole_seconds(raw: &str) -> Option<u64> {
+    let number: serde_json::Number = serde_json::from_str(raw).ok()?;
+    number.as_u64().or_else(|| {
+        let float = number.as_f64()?;
+        // Exact below 2^53, far above MAX_TTL; the range check follows.
+        (float.fract() == 0.0 && (0.0..=9.0e15).contains(&float)).then_some(float as u64)
+    })
 }
 
 pub struct Cache<'s, S> {
@@ -178,7 +185,9 @@ mod tests {
         ));
         assert!(matches!(parse_put_body("[]"), Err(Error::InvalidBody(_))));
         assert!(matches!(parse_put_body("{"), Err(Error::InvalidJson)));
-        for bad in ["59", "0", "-1", "60.5", "\"300\"", "31536001"] {
+        for bad in [
+            "59", "0", "-1", "60.5", "\"300\"", "31536001", "1e300", "-60.0", "null",
+        ] {
             let body = format!(r#"{{"data":1,"ttl":{bad}}}"#);
             assert!(
                 matches!(parse_put_body(&body), Err(Error::InvalidTtl(_))),

@@ -21,14 +21,11 @@ use std::cell::{Cell, OnceCell};
 use std::future::Future;
 use std::rc::Rc;
 
-use worker::{
-    console_error, console_log, event, Context, Date, Env, Method, Request, Response, Router,
-};
+use worker::{console_error, console_log, event, Context, Date, Env, Request, Response, Router};
 
 use crate::config::{Config, ConfigError};
 use crate::error::Error;
 use crate::handlers::{Ctx, RequestState};
-use crate::routes::ROUTES;
 
 #[event(start)]
 fn start() {
@@ -38,7 +35,7 @@ fn start() {
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
     let started = Date::now().as_millis();
-    let method = req.method();
+    let method = req.inner().method();
     let route = routes::template(&req.path());
     let (mut response, code) = match serve(req, env).await {
         Ok(answer) => answer,
@@ -49,7 +46,7 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
     };
     response.headers_mut().set("cache-control", "no-store")?;
     let line = log::RequestLine {
-        method: method.as_ref(),
+        method: &method,
         route,
         status: response.status_code(),
         duration_ms: Date::now().as_millis().saturating_sub(started),
@@ -59,7 +56,7 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
     Ok(response)
 }
 
-/// Settings, then authentication, then the route. Returns the response and the error code it
+/// Settings, then authentication, then the method, then the route. Returns the response and the error code it
 /// carries, if any.
 async fn serve(req: Request, env: Env) -> Result<(Response, Option<&'static str>), Error> {
     let config = config(&env)?;
@@ -67,6 +64,12 @@ async fn serve(req: Request, env: Env) -> Result<(Response, Option<&'static str>
         let authorization = http::header(&req, "authorization");
         if req.path() != "/health" && !auth::bearer_matches(authorization.as_deref(), token) {
             return Err(Error::Unauthorized);
+        }
+    }
+    if let Some(route) = routes::find(&req.path()) {
+        // The raw method: `worker::Method` reads unknown ones (QUERY, say) as GET.
+        if !route.accepts(&req.inner().method()) {
+            return Err(Error::MethodNotAllowed { allow: route.allow });
         }
     }
     let state = Rc::new(RequestState {
@@ -96,87 +99,34 @@ fn config(env: &Env) -> Result<Rc<Config>, Error> {
     Ok(config?)
 }
 
-/// Each route once, with its handler; every other method on a known path gets a `405`.
+/// Each route once, with its handler. Methods a path does not accept never get here (see
+/// `serve`), so the router's own plain-text `405` never answers.
 fn router(state: Rc<RequestState>) -> Router<'static, Rc<RequestState>> {
-    let router = Router::with_data(state)
-        .post_async("/create", |req, ctx| respond(handlers::create, req, ctx))
-        .get_async("/get/:id", |req, ctx| respond(handlers::get, req, ctx))
-        .head_async("/get/:id", |req, ctx| respond(handlers::get, req, ctx))
-        .put_async("/update/:id", |req, ctx| {
-            respond(handlers::update, req, ctx)
-        })
-        .patch_async("/add/:id", |req, ctx| respond(handlers::add, req, ctx))
-        .delete_async("/delete/:id", |req, ctx| {
-            respond(handlers::delete, req, ctx)
-        })
-        .post_async("/touch/:id", |req, ctx| respond(handlers::touch, req, ctx))
-        .post_async("/rotate/:id", |req, ctx| {
-            respond(handlers::rotate, req, ctx)
-        })
-        .get_async("/cache/*key", |req, ctx| {
-            respond(handlers::cache_get, req, ctx)
-        })
-        .head_async("/cache/*key", |req, ctx| {
-            respond(handlers::cache_get, req, ctx)
-        })
-        .put_async("/cache/*key", |req, ctx| {
-            respond(handlers::cache_put, req, ctx)
-        })
-        .delete_async("/cache/*key", |req, ctx| {
-            respond(handlers::cache_delete, req, ctx)
-        })
-        .get_async("/health", |req, ctx| respond(handlers::health, req, ctx))
-        .head_async("/health", |req, ctx| respond(handlers::health, req, ctx))
-        .get_async("/openapi.json", |req, ctx| {
-            respond(handlers::openapi, req, ctx)
-        })
-        .head_async("/openapi.json", |req, ctx| {
-            respond(handlers::openapi, req, ctx)
-        })
-        .or_else_any_method_async("/", |req, ctx| respond(handlers::not_found, req, ctx))
-        .or_else_any_method_async("/*path", |req, ctx| respond(handlers::not_found, req, ctx));
-    ROUTES
-        .iter()
-        .fold(router, |router, route| refuse_other_methods(router, route))
-}
-
-/// Registers a `405` with `Allow` for each method `route` does not accept. The router's own
-/// `405` is plain text; registering these keeps every error a problem document.
-fn refuse_other_methods<'a>(
-    mut router: Router<'a, Rc<RequestState>>,
-    route: &routes::Route,
-) -> Router<'a, Rc<RequestState>> {
-    let allow = route.allow;
-    let refuse = move |req, ctx| {
-        respond(
-            move |_, _| async move { Err(Error::MethodNotAllowed { allow }) },
-            req,
-            ctx,
-        )
-    };
-    for method in [
-        Method::Head,
-        Method::Get,
-        Method::Post,
-        Method::Put,
-        Method::Patch,
-        Method::Delete,
-        Method::Options,
-    ] {
-        if allow.split(", ").any(|m| m == method.as_ref()) {
-            continue;
-        }
-        router = match method {
-            Method::Head => router.head_async(route.pattern, refuse),
-            Method::Get => router.get_async(route.pattern, refuse),
-            Method::Post => router.post_async(route.pattern, refuse),
-            Method::Put => router.put_async(route.pattern, refuse),
-            Method::Patch => router.patch_async(route.pattern, refuse),
-            Method::Delete => router.delete_async(route.pattern, refuse),
-            _ => router.options_async(route.pattern, refuse),
+    /// The router's handler for one of ours: errors become problem responses.
+    macro_rules! to {
+        ($handler:path) => {
+            |req, ctx| respond($handler, req, ctx)
         };
     }
-    router
+    Router::with_data(state)
+        .post_async("/create", to!(handlers::create))
+        .get_async("/get/:id", to!(handlers::get))
+        .head_async("/get/:id", to!(handlers::get))
+        .put_async("/update/:id", to!(handlers::update))
+        .patch_async("/add/:id", to!(handlers::add))
+        .delete_async("/delete/:id", to!(handlers::delete))
+        .post_async("/touch/:id", to!(handlers::touch))
+        .post_async("/rotate/:id", to!(handlers::rotate))
+        .get_async("/cache/*key", to!(handlers::cache_get))
+        .head_async("/cache/*key", to!(handlers::cache_get))
+        .put_async("/cache/*key", to!(handlers::cache_put))
+        .delete_async("/cache/*key", to!(handlers::cache_delete))
+        .get_async("/health", to!(handlers::health))
+        .head_async("/health", to!(handlers::health))
+        .get_async("/openapi.json", to!(handlers::openapi))
+        .head_async("/openapi.json", to!(handlers::openapi))
+        .or_else_any_method_async("/", to!(handlers::not_found))
+        .or_else_any_method_async("/*path", to!(handlers::not_found))
 }
 
 /// Runs a handler and turns its error, if any, into a problem response, noting the code for

@@ -1,6 +1,6 @@
-//! The route table: every path the worker answers and the methods each accepts. The router in
-//! `lib.rs` registers a handler per (path, method) and a `405` for every other method; the request
-//! log names a request by its route template, never by the concrete id.
+//! The route table: every path the worker answers and the methods each accepts. `lib.rs` answers
+//! `405` with `Allow` from it before routing (any method, TRACE and CONNECT included), and the
+//! request log names a request by its route template, never by the concrete id.
 
 pub struct Route {
     pub pattern: &'static str,
@@ -51,13 +51,21 @@ pub const ROUTES: &[Route] = &[
     },
 ];
 
+impl Route {
+    pub fn accepts(&self, method: &str) -> bool {
+        self.allow.split(", ").any(|allowed| allowed == method)
+    }
+}
+
+/// The route `path` falls under. Matches as the router does: `:name` is one non-empty segment,
+/// `*name` the non-empty rest.
+pub fn find(path: &str) -> Option<&'static Route> {
+    ROUTES.iter().find(|route| matches(route.pattern, path))
+}
+
 /// The template of the route `path` falls under, for logs; `"unmatched"` for anything else.
-/// Matches as the router does: `:name` is one non-empty segment, `*name` the non-empty rest.
 pub fn template(path: &str) -> &'static str {
-    ROUTES
-        .iter()
-        .find(|route| matches(route.pattern, path))
-        .map_or("unmatched", |route| route.pattern)
+    find(path).map_or("unmatched", |route| route.pattern)
 }
 
 fn matches(pattern: &str, path: &str) -> bool {
@@ -108,9 +116,14 @@ mod tests {
     }
 
     #[test]
-    fn every_route_lists_its_methods() {
-        for route in ROUTES {
-            assert!(!route.allow.is_empty() && route.pattern.starts_with('/'));
+    fn methods_are_checked_against_the_allow_list() {
+        let get = find("/get/x").unwrap();
+        assert!(get.accepts("GET") && get.accepts("HEAD"));
+        for method in [
+            "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT", "GE",
+        ] {
+            assert!(!get.accepts(method), "{method}");
         }
+        assert!(find("/cache/k").unwrap().accepts("DELETE"));
     }
 }

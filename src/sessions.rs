@@ -183,7 +183,7 @@ impl<'s, S: Store> Sessions<'s, S> {
     }
 
     /// Deletes the session; a missing one is already deleted. With `If-Match`, the session must
-    /// exist at a matching version (RFC 9110: no current representation fails the condition).
+    /// exist at a matching version: a missing one is `404`, as for the other conditional writes.
     pub async fn delete(
         &self,
         id: &SessionId,
@@ -193,8 +193,8 @@ impl<'s, S: Store> Sessions<'s, S> {
         if let Some(condition) = if_match {
             match self.get(id, now).await {
                 Ok(current) if condition.allows(current.meta.version) => {}
-                Ok(_) | Err(Error::SessionNotFound) => return Err(Error::PreconditionFailed),
-                Err(other) => return Err(other),
+                Ok(_) => return Err(Error::PreconditionFailed),
+                Err(err) => return Err(err),
             }
         }
         self.store.delete(&id.to_string()).await
@@ -412,7 +412,7 @@ mod tests {
         run(sessions.delete(&id(1), Some(&IfMatch::Any), T0)).unwrap();
         assert!(matches!(
             run(sessions.delete(&id(1), Some(&IfMatch::Any), T0)),
-            Err(Error::PreconditionFailed)
+            Err(Error::SessionNotFound)
         ));
     }
 
