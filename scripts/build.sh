@@ -9,3 +9,9 @@ if [ -f build/index.js ] && [ -z "$(find src Cargo.toml Cargo.lock build.rs open
   exit 0
 fi
 worker-build --release
+
+# worker-build keeps the Wasm names section (~90 KiB) for readable stack traces; a deployed worker
+# does not need it. Strip it (and the producers section) with the same feature set it uses.
+features=(mutable-globals sign-ext nontrapping-float-to-int bulk-memory multivalue reference-types exception-handling)
+"$WASM_OPT_BIN" build/index_bg.wasm "${features[@]/#/--enable-}" --strip-debug --strip-producers \
+  -o build/index_bg.wasm

@@ -52,8 +52,8 @@ fn if_match(req: &Request) -> Option<IfMatch> {
 
 /// `?ttl=N` on `/create`: the session's own idle timeout.
 fn requested_ttl(req: &Request, config: &Config) -> Result<Option<u64>, Error> {
-    let url = req.url()?;
-    let Some((_, raw)) = url.query_pairs().find(|(name, _)| name == "ttl") else {
+    let url = req.inner().url();
+    let Some(raw) = http::query_param(&url, "ttl") else {
         return Ok(None);
     };
     raw.parse::<u64>()

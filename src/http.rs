@@ -59,6 +59,19 @@ pub fn wants_json(accept: Option<&str>) -> bool {
     })
 }
 
+/// The raw value of the first query parameter `name` in `url`. Values are not percent-decoded:
+/// the only parameter, `ttl`, is digits, and anything encoded is refused as not a number. Parsing
+/// by hand keeps the `url` crate and its Unicode tables out of the Wasm.
+pub fn query_param<'u>(url: &'u str, name: &str) -> Option<&'u str> {
+    let query = url.split_once('?')?.1;
+    let query = query.split_once('#').map_or(query, |(query, _)| query);
+    query.split('&').find_map(|pair| match pair.split_once('=') {
+        Some((key, value)) if key == name => Some(value),
+        None if pair == name => Some(""),
+        _ => None,
+    })
+}
+
 /// Reads a body that must be one JSON object of at most `limit` bytes. The checks run cheapest
 /// first (media type, declared length, actual length, JSON), and all before anything is stored.
 pub async fn read_object(req: &mut Request, limit: usize) -> Result<(String, Merge), Error> {
@@ -158,6 +171,16 @@ mod tests {
                 "{other:?}"
             );
         }
+    }
+
+    #[test]
+    fn query_parameters() {
+        let url = "https://x/create?a=1&ttl=600&ttl=5#frag";
+        assert_eq!(query_param(url, "ttl"), Some("600"));
+        assert_eq!(query_param("https://x/create?ttl", "ttl"), Some(""));
+        assert_eq!(query_param("https://x/create?ttl=9#x", "ttl"), Some("9"));
+        assert_eq!(query_param("https://x/create?xttl=1", "ttl"), None);
+        assert_eq!(query_param("https://x/create", "ttl"), None);
     }
 
     #[test]
