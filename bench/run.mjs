@@ -50,9 +50,13 @@ execFileSync('bash', [join(ROOT, 'scripts/build.sh')], { stdio: 'inherit' });
 const wasm = readFileSync(join(ROOT, 'build/index_bg.wasm'));
 const size = { raw: wasm.length, gzip: gzipSync(wasm, { level: 9 }).length };
 
+// session-state as shipped (a JSON log line per request), session-state with LOG_REQUESTS=false
+// (the baseline logs nothing), and the baseline.
+const VARIANTS = ['session-state', 'session-state (no request log)', 'baseline'];
 const workers = {
-  'session-state': await startWorker(),
-  baseline: await startWorker({ configs: ['bench/wrangler.toml'] }),
+  [VARIANTS[0]]: await startWorker(),
+  [VARIANTS[1]]: await startWorker({ vars: { LOG_REQUESTS: 'false' } }),
+  [VARIANTS[2]]: await startWorker({ configs: ['bench/wrangler.toml'] }),
 };
 try {
   const dir = mkdtempSync(join(tmpdir(), 'bench-'));
@@ -73,10 +77,10 @@ try {
   ];
   const results = [];
   for (const scenario of scenarios) {
-    const runs = { 'session-state': [], baseline: [] };
+    const runs = Object.fromEntries(VARIANTS.map((name) => [name, []]));
     for (const [name, w] of Object.entries(workers)) wrk(w.url, scenario.req(ids[name]), WARMUP_SECONDS);
     for (let round = 0; round < ROUNDS; round += 1) {
-      for (const name of ['session-state', 'baseline']) {
+      for (const name of VARIANTS) {
         const r = wrk(workers[name].url, scenario.req(ids[name]), SECONDS);
         if (r.errors > 0) throw new Error(`${scenario.name} on ${name}: ${r.errors} errors`);
         runs[name].push(r);
@@ -86,24 +90,29 @@ try {
     const summary = (name) => ({
       rps: median(runs[name].map((r) => r.rps)), p50: median(runs[name].map((r) => r.p50)), p99: median(runs[name].map((r) => r.p99)),
     });
-    const ratios = runs['session-state'].map((r, i) => r.rps / runs.baseline[i].rps);
-    results.push({ name: scenario.name, ours: summary('session-state'), base: summary('baseline'), ratio: median(ratios) });
+    const ratio = (name) => median(runs[name].map((r, i) => r.rps / runs.baseline[i].rps));
+    results.push({
+      name: scenario.name, ours: summary(VARIANTS[0]), quiet: summary(VARIANTS[1]), base: summary('baseline'),
+      ratio: ratio(VARIANTS[0]), quietRatio: ratio(VARIANTS[1]),
+    });
   }
 
   const cpu = cpus()[0]?.model ?? 'unknown CPU';
   const kvOps = [['create', 1], ['get', 1], ['update', 2], ['add', 2], ['touch', 2], ['delete', 1, '2 with If-Match'], ['rotate', 3]];
-  const table = results.map((r) => `| ${r.name} | ${r.ours.rps.toFixed(0)} | ${r.base.rps.toFixed(0)} | **${r.ratio.toFixed(2)}** | ${r.ours.p50.toFixed(2)} / ${r.ours.p99.toFixed(2)} | ${r.base.p50.toFixed(2)} / ${r.base.p99.toFixed(2)} |`).join('\n');
+  const ms = (x) => `${x.p50.toFixed(1)} / ${x.p99.toFixed(1)}`;
+  const table = results.map((r) => `| ${r.name} | ${r.ours.rps.toFixed(0)} | ${r.quiet.rps.toFixed(0)} | ${r.base.rps.toFixed(0)} | **${r.ratio.toFixed(2)}** | **${r.quietRatio.toFixed(2)}** | ${ms(r.ours)} | ${ms(r.quiet)} | ${ms(r.base)} |`).join('\n');
   const md = `# Benchmark results
 
 ${smoke ? '**Smoke run (one short round): not a measurement.**\n\n' : ''}Produced by \`npm run bench\` on ${new Date().toISOString().slice(0, 10)}: ${cpus().length} × ${cpu}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB,
 Node ${process.version}. Both Workers run in \`wrangler dev\` (workerd, local KV on disk) on this machine;
-wrk with ${CONCURRENCY} connections, ${SECONDS} s per run after ${WARMUP_SECONDS} s of warm-up, ${ROUNDS} round(s) alternating
-session-state, baseline, session-state, baseline. Figures are medians over rounds; the ratio is the
-median of per-round ratios (session-state ÷ baseline requests/s, ≥ 1.0 means session-state is at least as fast).
-The baseline is \`bench/baseline.js\`: the same KV operations with no validation, routing or metadata.
+wrk with ${CONCURRENCY} connections, ${SECONDS} s per run after ${WARMUP_SECONDS} s of warm-up, ${ROUNDS} round(s), each running
+A (session-state as shipped), B (session-state with \`LOG_REQUESTS=false\`), C (baseline) in turn. Figures are
+medians over rounds; a ratio is the median of per-round ratios of requests/s against the baseline (≥ 1.0: at
+least as fast). The baseline is \`bench/baseline.js\`: the same KV operations with no validation, routing,
+metadata or logging.
 
-| scenario | session-state req/s | baseline req/s | ratio | session-state p50 / p99 ms | baseline p50 / p99 ms |
-|---|---:|---:|---:|---:|---:|
+| scenario | A req/s | B req/s | baseline req/s | A ÷ base | B ÷ base | A p50 / p99 ms | B p50 / p99 ms | base p50 / p99 ms |
+|---|---:|---:|---:|---:|---:|---:|---:|---:|
 ${table}
 
 ## Size

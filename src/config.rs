@@ -11,6 +11,7 @@ pub const SESSION_TTL_SECONDS: &str = "SESSION_TTL_SECONDS";
 pub const SESSION_MAX_LIFETIME_SECONDS: &str = "SESSION_MAX_LIFETIME_SECONDS";
 pub const MAX_SESSION_BYTES: &str = "MAX_SESSION_BYTES";
 pub const API_TOKEN: &str = "API_TOKEN";
+pub const LOG_REQUESTS: &str = "LOG_REQUESTS";
 
 const DEFAULT_TTL: u64 = 1800;
 const DEFAULT_MAX_LIFETIME: u64 = 86_400;
@@ -25,6 +26,9 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// When set, every route but `/health` needs `Authorization: Bearer <token>`.
     pub api_token: Option<String>,
+    /// One log line per request (on by default). Workers Logs bill per line, so a busy
+    /// deployment may turn it off; internal errors are logged either way.
+    pub log_requests: bool,
 }
 
 /// A variable with a value the worker refuses to run with.
@@ -77,7 +81,18 @@ impl Config {
             }
             token => token,
         };
+        let log_requests = match lookup(LOG_REQUESTS).as_deref().map(str::trim) {
+            None | Some("true") => true,
+            Some("false") => false,
+            Some(other) => {
+                return Err(ConfigError {
+                    variable: LOG_REQUESTS,
+                    reason: format!("must be true or false, got {other:?}"),
+                })
+            }
+        };
         Ok(Self {
+            log_requests,
             policy: Policy {
                 idle_ttl,
                 max_lifetime,
@@ -136,6 +151,17 @@ mod tests {
         );
         assert_eq!(config.max_body_bytes, 65_536);
         assert_eq!(config.api_token, None);
+        assert!(config.log_requests);
+    }
+
+    #[test]
+    fn request_logs_can_be_turned_off_but_not_misspelled() {
+        assert!(!config(&[(LOG_REQUESTS, "false")]).unwrap().log_requests);
+        assert!(config(&[(LOG_REQUESTS, "true")]).unwrap().log_requests);
+        assert_eq!(
+            config(&[(LOG_REQUESTS, "no")]).unwrap_err().variable,
+            LOG_REQUESTS
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::cell::Cell;
 use std::rc::Rc;
 
 use serde::Serialize;
-use worker::{Date, Request, Response, RouteContext};
+use worker::{Date, Request, Response, ResponseBuilder, RouteContext};
 
 use crate::cache::{self, Cache, CacheKey};
 use crate::config::Config;
@@ -20,10 +20,12 @@ use crate::time::rfc3339;
 /// What every handler gets beside the request.
 pub type Ctx = RouteContext<Rc<RequestState>>;
 
-/// Per request: the settings in force, and the error code the request ended with, for the log.
+/// Per request: the settings in force, the route, and the error code the request ended with, for the log.
 /// Per request, not global: one isolate serves many requests at once.
 pub struct RequestState {
     pub config: Rc<Config>,
+    /// The route template, for logs.
+    pub route: &'static str,
     pub error_code: Cell<Option<&'static str>>,
 }
 
@@ -114,13 +116,13 @@ pub async fn create(mut req: Request, ctx: Ctx) -> Result<Response, Error> {
 pub async fn get(_req: Request, ctx: Ctx) -> Result<Response, Error> {
     let id = session_id(&ctx)?;
     let store = store(&ctx)?;
-    let session = Sessions::new(&store, ctx.data.config.policy)
-        .get(&id, now())
+    let (body, meta) = Sessions::new(&store, ctx.data.config.policy)
+        .read(&id, now())
         .await?;
-    with_session_headers(
-        http::body(200, JSON, session.data.into_bytes())?,
-        &session.meta,
-    )
+    let response = ResponseBuilder::new()
+        .with_status(200)
+        .with_header("content-type", JSON)?;
+    with_session_headers(response.stream(body), &meta)
 }
 
 pub async fn update(mut req: Request, ctx: Ctx) -> Result<Response, Error> {

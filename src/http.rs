@@ -65,11 +65,13 @@ pub fn wants_json(accept: Option<&str>) -> bool {
 pub fn query_param<'u>(url: &'u str, name: &str) -> Option<&'u str> {
     let query = url.split_once('?')?.1;
     let query = query.split_once('#').map_or(query, |(query, _)| query);
-    query.split('&').find_map(|pair| match pair.split_once('=') {
-        Some((key, value)) if key == name => Some(value),
-        None if pair == name => Some(""),
-        _ => None,
-    })
+    query
+        .split('&')
+        .find_map(|pair| match pair.split_once('=') {
+            Some((key, value)) if key == name => Some(value),
+            None if pair == name => Some(""),
+            _ => None,
+        })
 }
 
 /// Reads a body that must be one JSON object of at most `limit` bytes. The checks run cheapest

@@ -37,7 +37,9 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
     let started = Date::now().as_millis();
     let method = req.inner().method();
     let route = routes::template(&req.path());
-    let (mut response, code) = match serve(req, env).await {
+    let config = config(&env);
+    let log_request = config.as_ref().map_or(true, |config| config.log_requests);
+    let (mut response, code) = match serve(req, env, route, config).await {
         Ok(answer) => answer,
         Err(err) => {
             log_internal(route, &err);
@@ -45,21 +47,29 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
         }
     };
     response.headers_mut().set("cache-control", "no-store")?;
-    let line = log::RequestLine {
-        method: &method,
-        route,
-        status: response.status_code(),
-        duration_ms: Date::now().as_millis().saturating_sub(started),
-        code,
-    };
-    console_log!("{}", line.to_json());
+    if log_request {
+        let line = log::RequestLine {
+            method: &method,
+            route,
+            status: response.status_code(),
+            duration_ms: Date::now().as_millis().saturating_sub(started),
+            code,
+        };
+        console_log!("{}", line.to_json());
+    }
     Ok(response)
 }
 
-/// Settings, then authentication, then the method, then the route. Returns the response and the error code it
+/// The settings (already read: an error here fails the request), then authentication, then
+/// the method, then the route. Returns the response and the error code it
 /// carries, if any.
-async fn serve(req: Request, env: Env) -> Result<(Response, Option<&'static str>), Error> {
-    let config = config(&env)?;
+async fn serve(
+    req: Request,
+    env: Env,
+    route: &'static str,
+    config: Result<Rc<Config>, Error>,
+) -> Result<(Response, Option<&'static str>), Error> {
+    let config = config?;
     if let Some(token) = &config.api_token {
         let authorization = http::header(&req, "authorization");
         if req.path() != "/health" && !auth::bearer_matches(authorization.as_deref(), token) {
@@ -74,6 +84,7 @@ async fn serve(req: Request, env: Env) -> Result<(Response, Option<&'static str>
     }
     let state = Rc::new(RequestState {
         config,
+        route,
         error_code: Cell::new(None),
     });
     let response = router(Rc::clone(&state)).run(req, env).await?;
@@ -137,11 +148,10 @@ where
     Fut: Future<Output = Result<Response, Error>>,
 {
     let state = Rc::clone(&ctx.data);
-    let route = routes::template(&req.path());
     match handler(req, ctx).await {
         Ok(response) => Ok(response),
         Err(err) => {
-            log_internal(route, &err);
+            log_internal(state.route, &err);
             state.error_code.set(Some(err.code()));
             Ok(http::problem(&err))
         }

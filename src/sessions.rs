@@ -91,20 +91,32 @@ impl<'s, S: Store> Sessions<'s, S> {
 
     /// The live session, or `SessionNotFound`. Never writes.
     pub async fn get(&self, id: &SessionId, now: Millis) -> Result<Session, Error> {
-        let entry = self
-            .store
-            .load(&id.to_string())
-            .await?
-            .ok_or(Error::SessionNotFound)?;
-        let meta = match entry.meta {
-            Some(meta) if meta.is_alive(now) => meta,
-            Some(_) => return Err(Error::SessionNotFound),
-            None => Meta::legacy(now, self.policy),
-        };
+        let entry = self.store.load(&id.to_string()).await?;
+        let entry = entry.ok_or(Error::SessionNotFound)?;
+        let meta = self.live(entry.meta, now)?;
         Ok(Session {
             data: entry.value,
             meta,
         })
+    }
+
+    /// Like `get`, with the data left in the store's own form (a stream, in KV) for a response.
+    pub async fn read(&self, id: &SessionId, now: Millis) -> Result<(S::Body, Meta), Error> {
+        let (body, meta) = self
+            .store
+            .open(&id.to_string())
+            .await?
+            .ok_or(Error::SessionNotFound)?;
+        Ok((body, self.live(meta, now)?))
+    }
+
+    /// The metadata of a stored session that is still alive at `now`.
+    fn live(&self, meta: Option<Meta>, now: Millis) -> Result<Meta, Error> {
+        match meta {
+            Some(meta) if meta.is_alive(now) => Ok(meta),
+            Some(_) => Err(Error::SessionNotFound),
+            None => Ok(Meta::legacy(now, self.policy)),
+        }
     }
 
     /// Replaces the data of an existing session.
@@ -268,6 +280,27 @@ mod tests {
         assert_eq!(store.take_operations(), 1);
         assert_eq!(session.data, r#"{"user":"ada"}"#);
         assert_eq!(session.meta, meta, "a read does not renew");
+    }
+
+    #[test]
+    fn read_sees_what_get_sees() {
+        let store = setup();
+        let sessions = Sessions::new(&store, POLICY);
+        let meta = run(sessions.create(id(1), br#"{"a":1}"#, Some(2), T0)).unwrap();
+        store.take_operations();
+        let (body, read_meta) = run(sessions.read(&id(1), T0 + S)).unwrap();
+        assert_eq!(store.take_operations(), 1);
+        assert_eq!((body.as_str(), read_meta), (r#"{"a":1}"#, meta));
+        assert!(matches!(
+            run(sessions.read(&id(1), T0 + 2 * S)),
+            Err(Error::SessionNotFound)
+        ));
+        assert!(matches!(
+            run(sessions.read(&id(2), T0)),
+            Err(Error::SessionNotFound)
+        ));
+        store.insert_legacy(&id(3).to_string(), "{}");
+        assert_eq!(run(sessions.read(&id(3), T0)).unwrap().1.version, 0);
     }
 
     #[test]

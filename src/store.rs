@@ -5,6 +5,7 @@
 //! [`crate::sessions`] and [`crate::cache`].
 
 use worker::kv::KvStore;
+use worker::web_sys::ReadableStream;
 
 use crate::error::Error;
 use crate::session::Meta;
@@ -25,7 +26,12 @@ pub struct Entry {
     reason = "Workers run single-threaded; futures need not be Send"
 )]
 pub trait Store {
+    /// A value in the store's own form, for handing to a response without copying it.
+    type Body;
+
     async fn load(&self, key: &str) -> Result<Option<Entry>, Error>;
+    /// Like `load`, but leaves the value in the store's own form.
+    async fn open(&self, key: &str) -> Result<Option<(Self::Body, Option<Meta>)>, Error>;
     async fn save(
         &self,
         key: &str,
@@ -39,19 +45,29 @@ pub trait Store {
 /// Workers KV, through the `sessionstore` binding.
 pub struct KvBackend(pub KvStore);
 
+/// Metadata the worker cannot read counts as absent (a legacy entry) rather than failing: it is
+/// replaced on the next write.
+fn readable(meta: Option<serde_json::Value>) -> Option<Meta> {
+    meta.and_then(|meta| serde_json::from_value(meta).ok())
+}
+
 impl Store for KvBackend {
-    /// One `getWithMetadata`. Metadata the worker cannot read is treated as absent (a legacy
-    /// entry) rather than failing: it is replaced on the next write.
+    /// A stream: `GET` passes the value from KV to the response without bringing it into Wasm.
+    type Body = ReadableStream;
+
+    /// One `getWithMetadata`.
     async fn load(&self, key: &str) -> Result<Option<Entry>, Error> {
-        let (value, meta) = self
-            .0
-            .get(key)
-            .text_with_metadata::<serde_json::Value>()
-            .await?;
+        let (value, meta) = self.0.get(key).text_with_metadata().await?;
         Ok(value.map(|value| Entry {
             value,
-            meta: meta.and_then(|meta| serde_json::from_value(meta).ok()),
+            meta: readable(meta),
         }))
+    }
+
+    /// One `getWithMetadata`.
+    async fn open(&self, key: &str) -> Result<Option<(ReadableStream, Option<Meta>)>, Error> {
+        let (value, meta) = self.0.get(key).stream_with_metadata().await?;
+        Ok(value.map(|stream| (stream, readable(meta))))
     }
 
     async fn save(
@@ -115,6 +131,13 @@ pub mod memory {
     }
 
     impl Store for MemoryStore {
+        type Body = String;
+
+        async fn open(&self, key: &str) -> Result<Option<(String, Option<Meta>)>, Error> {
+            let entry = self.load(key).await?;
+            Ok(entry.map(|entry| (entry.value, entry.meta)))
+        }
+
         async fn load(&self, key: &str) -> Result<Option<Entry>, Error> {
             self.operations.set(self.operations.get() + 1);
             Ok(self

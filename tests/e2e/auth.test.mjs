@@ -1,11 +1,12 @@
-// Caller authentication with the API_TOKEN secret set.
+// Caller authentication with the API_TOKEN secret set (and request logs turned off, to check
+// LOG_REQUESTS on the same worker).
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { JSON_HEADERS, expectProblem, startWorker } from './harness.mjs';
 
 const TOKEN = 'test-token-0123456789';
 let worker;
-before(async () => { worker = await startWorker({ vars: { API_TOKEN: TOKEN } }); });
+before(async () => { worker = await startWorker({ vars: { API_TOKEN: TOKEN, LOG_REQUESTS: 'false' } }); });
 after(async () => { await worker?.stop(); });
 
 const call = (path, init = {}) => fetch(`${worker.url}${path}`, init);
@@ -41,4 +42,11 @@ test('/health stays open', async () => {
 test('the token never reaches the logs', async () => {
   await call('/health', { headers: bearer(TOKEN) });
   assert.ok(!worker.logs().replaceAll(`API_TOKEN`, '').includes(TOKEN.slice(4)));
+});
+
+test('LOG_REQUESTS=false turns the request lines off', async () => {
+  await call('/health');
+  await new Promise((r) => setTimeout(r, 300));
+  assert.ok(worker.logs().includes('GET /health'), 'wrangler saw the request');
+  assert.ok(!worker.logs().includes('{"method"'), 'no request log line');
 });
