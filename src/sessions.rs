@@ -145,18 +145,8 @@ impl<'s, S: Store> Sessions<'s, S> {
     ) -> Result<(Vec<u8>, Meta), Error> {
         let patch = Object::parse(patch).map_err(body_error)?;
         let current = self.get_matching(id, if_match, now).await?;
-        // Stored data that is not an object (the old worker stored any JSON) merges as `{}`,
-        // as RFC 7396 does with a non-object target.
-        let target = match Object::parse(&current.data) {
-            Ok(object) => object,
-            Err(BodyError::NotObject) => Object::default(),
-            Err(BodyError::NotJson) => {
-                return Err(Error::Internal(format!(
-                    "session {} holds invalid JSON",
-                    id.short()
-                )))
-            }
-        };
+        let target = Object::parse_or_empty(&current.data)
+            .map_err(|_| Error::Internal(format!("session {} holds invalid JSON", id.short())))?;
         let merged = match how {
             Merge::Shallow => {
                 let mut target = target;
@@ -495,6 +485,25 @@ mod tests {
         let (merged, _) =
             run(sessions.merge(&id(6), r#"{"a":1}"#, Merge::Shallow, None, T0)).unwrap();
         assert_eq!(merged, br#"{"a":1}"#);
+    }
+
+    #[test]
+    fn corrupt_stored_data_is_an_internal_error_naming_only_the_short_id() {
+        let store = setup();
+        let sessions = Sessions::new(&store, POLICY);
+        store.insert_legacy(&id(7).to_string(), "{not json");
+        let err = run(sessions.merge(&id(7), r#"{"a":1}"#, Merge::Shallow, None, T0)).unwrap_err();
+        let cause = err.log_cause().unwrap();
+        assert_eq!(err.code(), "internal");
+        assert!(
+            cause.contains(&id(7).short()) && !cause.contains(&id(7).to_string()),
+            "{cause}"
+        );
+        assert_eq!(
+            store.value(&id(7).to_string()).unwrap(),
+            "{not json",
+            "nothing written"
+        );
     }
 
     #[test]
