@@ -26,6 +26,7 @@ use worker::{console_error, console_log, event, Context, Date, Env, Request, Res
 use crate::config::{Config, ConfigError};
 use crate::error::Error;
 use crate::handlers::{Ctx, RequestState};
+use crate::routes::Route;
 
 #[event(start)]
 fn start() {
@@ -36,10 +37,11 @@ fn start() {
 async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
     let started = Date::now().as_millis();
     let method = req.inner().method();
-    let route = routes::template(&req.path());
+    let matched = routes::find(&req.path());
+    let route = routes::log_name(matched);
     let config = config(&env);
     let log_request = config.as_ref().map_or(true, |config| config.log_requests);
-    let (mut response, code) = match serve(req, env, route, config).await {
+    let (mut response, code) = match serve(req, env, matched, config).await {
         Ok(answer) => answer,
         Err(err) => {
             log_internal(route, &err);
@@ -66,17 +68,18 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
 async fn serve(
     req: Request,
     env: Env,
-    route: &'static str,
+    matched: Option<&'static Route>,
     config: Result<Rc<Config>, Error>,
 ) -> Result<(Response, Option<&'static str>), Error> {
     let config = config?;
     if let Some(token) = &config.api_token {
         let authorization = http::header(&req, "authorization");
-        if req.path() != "/health" && !auth::bearer_matches(authorization.as_deref(), token) {
+        let open = matched.is_some_and(|route| route.pattern == "/health");
+        if !open && !auth::bearer_matches(authorization.as_deref(), token) {
             return Err(Error::Unauthorized);
         }
     }
-    if let Some(route) = routes::find(&req.path()) {
+    if let Some(route) = matched {
         // The raw method: `worker::Method` reads unknown ones (QUERY, say) as GET.
         if !route.accepts(&req.inner().method()) {
             return Err(Error::MethodNotAllowed { allow: route.allow });
@@ -84,7 +87,7 @@ async fn serve(
     }
     let state = Rc::new(RequestState {
         config,
-        route,
+        route: routes::log_name(matched),
         error_code: Cell::new(None),
     });
     let response = router(Rc::clone(&state)).run(req, env).await?;

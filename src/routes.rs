@@ -63,11 +63,6 @@ pub fn find(path: &str) -> Option<&'static Route> {
     ROUTES.iter().find(|route| matches(route.pattern, path))
 }
 
-/// The template of the route `path` falls under, for logs; `"unmatched"` for anything else.
-pub fn template(path: &str) -> &'static str {
-    find(path).map_or("unmatched", |route| route.pattern)
-}
-
 fn matches(pattern: &str, path: &str) -> bool {
     let mut path_segments = path.split('/');
     for segment in pattern.split('/') {
@@ -84,9 +79,18 @@ fn matches(pattern: &str, path: &str) -> bool {
     path_segments.next().is_none()
 }
 
+/// How logs name a request: its route's template (never the concrete id), or `"unmatched"`.
+pub fn log_name(route: Option<&Route>) -> &'static str {
+    route.map_or("unmatched", |route| route.pattern)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn template(path: &str) -> &'static str {
+        log_name(find(path))
+    }
 
     #[test]
     fn templates_hide_concrete_ids() {
