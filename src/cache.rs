@@ -9,14 +9,14 @@ use serde::Serialize;
 
 use crate::error::Error;
 use crate::object::Object;
+use crate::session::KV_MIN_TTL;
 use crate::sessions::body_error;
 use crate::store::Store;
 
 const PREFIX: &str = "cache:";
 const MAX_KEY_BYTES: usize = 256;
 pub const DEFAULT_TTL: u64 = 300;
-/// KV's minimum expiration.
-pub const MIN_TTL: u64 = 60;
+pub const MIN_TTL: u64 = KV_MIN_TTL;
 /// A year: a permission cache that outlives this is a mistake, and the bound keeps the
 /// number well inside what JavaScript represents exactly.
 pub const MAX_TTL: u64 = 365 * 86_400;

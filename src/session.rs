@@ -106,16 +106,25 @@ impl Meta {
 /// The shortest expiration KV accepts, in seconds.
 pub const KV_MIN_TTL: u64 = 60;
 
+/// The clock and policy the lifecycle tests share.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) mod fixtures {
+    use super::{Millis, Policy};
 
-    const POLICY: Policy = Policy {
+    pub const POLICY: Policy = Policy {
         idle_ttl: 1800,
         max_lifetime: 86_400,
     };
-    const T0: Millis = 1_764_000_000_000;
-    const S: Millis = 1000;
+    /// An arbitrary "now".
+    pub const T0: Millis = 1_764_000_000_000;
+    /// One second.
+    pub const S: Millis = 1000;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::{POLICY, S, T0};
+    use super::*;
 
     #[test]
     fn new_session_expires_after_the_idle_timeout() {

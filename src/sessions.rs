@@ -241,14 +241,8 @@ pub fn body_error(err: BodyError) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::session::fixtures::{POLICY, S, T0};
     use crate::store::memory::{run, MemoryStore};
-
-    const POLICY: Policy = Policy {
-        idle_ttl: 1800,
-        max_lifetime: 86_400,
-    };
-    const T0: Millis = 1_764_000_000_000;
-    const S: Millis = 1000;
 
     fn id(n: u8) -> SessionId {
         SessionId::from_random_bytes([n; 16])
