@@ -24,7 +24,7 @@ step "release build"
 bash scripts/build.sh
 
 step "wrangler deploy --dry-run"
-wrangler deploy --dry-run --outdir "$(mktemp -d)"
+wrangler deploy --dry-run --env="" --outdir "$(mktemp -d)"
 
 step "end-to-end tests (wrangler dev, local KV)"
 node --test --test-concurrency=1 tests/e2e/
