@@ -20,8 +20,8 @@ use crate::time::rfc3339;
 /// What every handler gets beside the request.
 pub type Ctx = RouteContext<Rc<RequestState>>;
 
-/// Per request: the settings in force, the route, and the error code the request ended with, for the log.
-/// Per request, not global: one isolate serves many requests at once.
+/// The settings in force, the route, and the error code the request ended with (for the log).
+/// Kept per request, not globally: one isolate serves many requests at once.
 pub struct RequestState {
     pub config: Rc<Config>,
     /// The route template, for logs.
