@@ -36,12 +36,13 @@ fn start() {
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
     let started = Date::now().as_millis();
+    // The raw method: `worker::Method` reads unknown ones (QUERY, say) as GET.
     let method = req.inner().method();
     let matched = routes::find(&req.path());
     let route = routes::log_name(matched);
     let config = config(&env);
     let log_request = config.as_ref().map_or(true, |config| config.log_requests);
-    let (mut response, code) = match serve(req, env, matched, config).await {
+    let (mut response, code) = match serve(req, env, &method, matched, config).await {
         Ok(answer) => answer,
         Err(err) => {
             log_internal(route, &err);
@@ -63,11 +64,11 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
 }
 
 /// The settings (already read: an error here fails the request), then authentication, then
-/// the method, then the route. Returns the response and the error code it
-/// carries, if any.
+/// the method, then the route. Returns the response and the error code it carries, if any.
 async fn serve(
     req: Request,
     env: Env,
+    method: &str,
     matched: Option<&'static Route>,
     config: Result<Rc<Config>, Error>,
 ) -> Result<(Response, Option<&'static str>), Error> {
@@ -80,8 +81,7 @@ async fn serve(
         }
     }
     if let Some(route) = matched {
-        // The raw method: `worker::Method` reads unknown ones (QUERY, say) as GET.
-        if !route.accepts(&req.inner().method()) {
+        if !route.accepts(method) {
             return Err(Error::MethodNotAllowed { allow: route.allow });
         }
     }

@@ -17,6 +17,12 @@ const create = async (data = { user: 'ada' }, headers = {}) => {
 };
 const createId = async (data) => (await create(data)).text();
 const MISSING = '3b241101-e2bb-4255-8caf-4136c566a962';
+/** A write to an unknown id answers 404 and leaves it unknown: no session fixation. */
+const expectNoFixation = async (path, method) => {
+  const response = await call(`${path}/${MISSING}`, { method, headers: JSON_HEADERS, body: '{"a":1}' });
+  await expectProblem(assert, response, 404, 'session_not_found');
+  await expectProblem(assert, await call(`/get/${MISSING}`), 404, 'session_not_found');
+};
 const RFC3339 = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
 
 describe('POST /create', () => {
@@ -125,11 +131,7 @@ describe('PUT /update/:id', () => {
     assert.equal(again.headers.get('etag'), '"3"');
   });
 
-  test('an unknown id is 404 and creates nothing (no session fixation)', async () => {
-    const response = await call(`/update/${MISSING}`, { method: 'PUT', headers: JSON_HEADERS, body: '{"a":1}' });
-    await expectProblem(assert, response, 404, 'session_not_found');
-    await expectProblem(assert, await call(`/get/${MISSING}`), 404, 'session_not_found');
-  });
+  test('an unknown id is 404 and creates nothing (no session fixation)', () => expectNoFixation('/update', 'PUT'));
 });
 
 describe('PATCH /add/:id', () => {
@@ -155,11 +157,7 @@ describe('PATCH /add/:id', () => {
     assert.deepEqual(await (await call(`/get/${id}`)).json(), merged);
   });
 
-  test('an unknown id is 404 and creates nothing', async () => {
-    const response = await call(`/add/${MISSING}`, { method: 'PATCH', headers: JSON_HEADERS, body: '{"a":1}' });
-    await expectProblem(assert, response, 404, 'session_not_found');
-    await expectProblem(assert, await call(`/get/${MISSING}`), 404, 'session_not_found');
-  });
+  test('an unknown id is 404 and creates nothing (no session fixation)', () => expectNoFixation('/add', 'PATCH'));
 });
 
 describe('DELETE /delete/:id', () => {
