@@ -8,10 +8,9 @@
 use serde::Serialize;
 
 use crate::error::Error;
-use crate::object::Object;
+use crate::json::{self, JsonObject};
 use crate::session::KV_MIN_TTL;
-use crate::sessions::body_error;
-use crate::store::Store;
+use crate::store::KeyValue;
 
 const PREFIX: &str = "cache:";
 const MAX_KEY_BYTES: usize = 256;
@@ -78,14 +77,13 @@ pub struct Deleted<'k> {
 
 /// Reads a `PUT /cache/:key` body: `{"data": <any JSON>, "ttl": <seconds>}`; returns the raw
 /// data and the ttl.
-pub fn parse_put_body(body: &str) -> Result<(&str, u64), Error> {
-    let object = Object::parse(body).map_err(body_error)?;
-    let data = object
-        .get("data")
+pub fn parse_put_body(body: &JsonObject) -> Result<(&str, u64), Error> {
+    let (members, _) = json::members(body.as_str()).map_err(Error::from)?;
+    let data = json::get(&members, "data")
         .ok_or(Error::InvalidBody("an object with a \"data\" member"))?;
-    let ttl = match object.get("ttl") {
+    let ttl = match json::get(&members, "ttl") {
         None => DEFAULT_TTL,
-        Some(raw) => whole_seconds(raw.get())
+        Some(raw) => whole_seconds(raw)
             .filter(|ttl| (MIN_TTL..=MAX_TTL).contains(ttl))
             .ok_or_else(|| {
                 Error::InvalidTtl(format!(
@@ -93,7 +91,7 @@ pub fn parse_put_body(body: &str) -> Result<(&str, u64), Error> {
                 ))
             })?,
     };
-    Ok((data.get(), ttl))
+    Ok((data, ttl))
 }
 
 /// A JSON number with an integral value (`300` or `300.0`, as JSON Schema's `integer` allows).
@@ -110,21 +108,21 @@ pub struct Cache<'s, S> {
     store: &'s S,
 }
 
-impl<'s, S: Store> Cache<'s, S> {
+impl<'s, S: KeyValue> Cache<'s, S> {
     pub fn new(store: &'s S) -> Self {
         Self { store }
     }
 
     pub async fn get(&self, key: &CacheKey) -> Result<String, Error> {
-        let entry = self.store.load(&key.storage_key()).await?;
+        let entry = self.store.get(&key.storage_key()).await?;
         entry
-            .map(|entry| entry.value)
+            .map(|(value, _)| value)
             .ok_or(Error::CacheEntryNotFound)
     }
 
     pub async fn put(&self, key: &CacheKey, data: &str, ttl: u64) -> Result<(), Error> {
         self.store
-            .save(&key.storage_key(), data.as_bytes(), None, ttl)
+            .put(&key.storage_key(), data.as_bytes(), None, ttl)
             .await
     }
 
@@ -136,7 +134,12 @@ impl<'s, S: Store> Cache<'s, S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::memory::{run, MemoryStore};
+    use crate::store::memory::{run, MemoryKv};
+
+    fn body(text: &str) -> Result<(String, u64), Error> {
+        let object = JsonObject::from_bytes(text.as_bytes().to_vec()).map_err(Error::from)?;
+        parse_put_body(&object).map(|(data, ttl)| (data.to_owned(), ttl))
+    }
 
     #[test]
     fn keys_are_printable_ascii_up_to_256_bytes() {
@@ -172,25 +175,27 @@ mod tests {
     #[test]
     fn put_bodies() {
         assert_eq!(
-            parse_put_body(r#"{"data":{"roles":["a"]}}"#).unwrap(),
-            (r#"{"roles":["a"]}"#, 300)
+            body(r#"{"data":{"roles":["a"]}}"#).unwrap(),
+            (r#"{"roles":["a"]}"#.into(), 300)
         );
         assert_eq!(
-            parse_put_body(r#"{"data":null,"ttl":60}"#).unwrap(),
-            ("null", 60)
+            body(r#"{"data":null,"ttl":60}"#).unwrap(),
+            ("null".into(), 60)
         );
-        assert!(matches!(
-            parse_put_body(r#"{"ttl":60}"#),
-            Err(Error::InvalidBody(_))
-        ));
-        assert!(matches!(parse_put_body("[]"), Err(Error::InvalidBody(_))));
-        assert!(matches!(parse_put_body("{"), Err(Error::InvalidJson)));
+        assert_eq!(
+            body(r#"{"data":1,"data":{"k":1,"k":2}}"#).unwrap(),
+            (r#"{"k":2}"#.into(), 300),
+            "duplicates resolve as everywhere"
+        );
+        assert!(matches!(body(r#"{"ttl":60}"#), Err(Error::InvalidBody(_))));
+        assert!(matches!(body("[]"), Err(Error::InvalidBody(_))));
+        assert!(matches!(body("{"), Err(Error::InvalidJson)));
         for bad in [
             "59", "0", "-1", "60.5", "\"300\"", "31536001", "1e300", "-60.0", "null",
         ] {
             let body = format!(r#"{{"data":1,"ttl":{bad}}}"#);
             assert!(
-                matches!(parse_put_body(&body), Err(Error::InvalidTtl(_))),
+                matches!(self::body(&body), Err(Error::InvalidTtl(_))),
                 "{bad}"
             );
         }
@@ -198,7 +203,7 @@ mod tests {
 
     #[test]
     fn cache_keys_never_touch_sessions() {
-        let store = MemoryStore::default();
+        let store = MemoryKv::default();
         let session_key = "3b241101-e2bb-4255-8caf-4136c566a962";
         store.insert_legacy(session_key, r#"{"secret":1}"#);
         let cache = Cache::new(&store);
@@ -215,7 +220,7 @@ mod tests {
 
     #[test]
     fn round_trip_with_ttl() {
-        let store = MemoryStore::default();
+        let store = MemoryKv::default();
         let cache = Cache::new(&store);
         let key = CacheKey::from_path("perms").unwrap();
         run(cache.put(&key, r#"{"r":1}"#, 120)).unwrap();

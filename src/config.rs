@@ -10,20 +10,24 @@ use crate::session::Policy;
 pub const SESSION_TTL_SECONDS: &str = "SESSION_TTL_SECONDS";
 pub const SESSION_MAX_LIFETIME_SECONDS: &str = "SESSION_MAX_LIFETIME_SECONDS";
 pub const MAX_SESSION_BYTES: &str = "MAX_SESSION_BYTES";
+pub const SESSION_TOUCH_INTERVAL_SECONDS: &str = "SESSION_TOUCH_INTERVAL_SECONDS";
 pub const API_TOKEN: &str = "API_TOKEN";
 pub const LOG_REQUESTS: &str = "LOG_REQUESTS";
 
 const DEFAULT_TTL: u64 = 1800;
 const DEFAULT_MAX_LIFETIME: u64 = 86_400;
 const DEFAULT_MAX_BYTES: u64 = 65_536;
+const DEFAULT_TOUCH_INTERVAL: u64 = 60;
+/// A year: longer-lived sessions are a mistake, and the bound keeps every expiry instant well
+/// inside what JavaScript and KV represent exactly.
+const MAX_LIFETIME: u64 = 365 * 86_400;
 /// KV's own limit on a value.
 const KV_MAX_VALUE_BYTES: u64 = 25 * 1024 * 1024;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
+    /// The session rules, the size limit of bodies and sessions among them.
     pub policy: Policy,
-    /// Largest request body accepted, in bytes.
-    pub max_body_bytes: usize,
     /// When set, every route but `/health` needs `Authorization: Bearer <token>`.
     pub api_token: Option<String>,
     /// One log line per request (on by default). Workers Logs bill per line, so a busy
@@ -51,12 +55,18 @@ impl fmt::Display for ConfigError {
 impl Config {
     /// Builds the settings from raw values, as `lookup(name)` returns them (`None` when unset).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let idle_ttl = whole_number(&lookup, SESSION_TTL_SECONDS, DEFAULT_TTL, u64::MAX)?;
+        let idle_ttl = whole_number(&lookup, SESSION_TTL_SECONDS, DEFAULT_TTL, MAX_LIFETIME)?;
         let max_lifetime = whole_number(
             &lookup,
             SESSION_MAX_LIFETIME_SECONDS,
             DEFAULT_MAX_LIFETIME,
-            u64::MAX,
+            MAX_LIFETIME,
+        )?;
+        let touch_interval = whole_number(
+            &lookup,
+            SESSION_TOUCH_INTERVAL_SECONDS,
+            DEFAULT_TOUCH_INTERVAL,
+            MAX_LIFETIME,
         )?;
         if idle_ttl > max_lifetime {
             return Err(ConfigError {
@@ -72,7 +82,8 @@ impl Config {
             DEFAULT_MAX_BYTES,
             KV_MAX_VALUE_BYTES,
         )?;
-        let api_token = match lookup(API_TOKEN) {
+        // Trimmed: `wrangler secret put` keeps the newline of a piped `echo`.
+        let api_token = match lookup(API_TOKEN).map(|token| token.trim().to_owned()) {
             Some(token) if token.is_empty() => {
                 return Err(ConfigError {
                     variable: API_TOKEN,
@@ -96,9 +107,10 @@ impl Config {
             policy: Policy {
                 idle_ttl,
                 max_lifetime,
+                touch_interval,
+                // The bound above keeps this well inside usize on wasm32.
+                max_bytes: usize::try_from(max_body_bytes).unwrap_or(usize::MAX),
             },
-            // The bound above keeps this well inside usize on wasm32.
-            max_body_bytes: usize::try_from(max_body_bytes).unwrap_or(usize::MAX),
             api_token,
         })
     }
@@ -146,10 +158,11 @@ mod tests {
             config.policy,
             Policy {
                 idle_ttl: 1800,
-                max_lifetime: 86_400
+                max_lifetime: 86_400,
+                touch_interval: 60,
+                max_bytes: 65_536,
             }
         );
-        assert_eq!(config.max_body_bytes, 65_536);
         assert_eq!(config.api_token, None);
         assert!(config.log_requests);
     }
@@ -170,6 +183,7 @@ mod tests {
             (SESSION_TTL_SECONDS, "2"),
             (SESSION_MAX_LIFETIME_SECONDS, "6"),
             (MAX_SESSION_BYTES, "1024"),
+            (SESSION_TOUCH_INTERVAL_SECONDS, "30"),
             (API_TOKEN, "s3cret"),
         ])
         .unwrap();
@@ -177,10 +191,11 @@ mod tests {
             config.policy,
             Policy {
                 idle_ttl: 2,
-                max_lifetime: 6
+                max_lifetime: 6,
+                touch_interval: 30,
+                max_bytes: 1024,
             }
         );
-        assert_eq!(config.max_body_bytes, 1024);
         assert_eq!(config.api_token.as_deref(), Some("s3cret"));
     }
 
@@ -218,7 +233,26 @@ mod tests {
     }
 
     #[test]
-    fn refuses_an_empty_token() {
+    fn refuses_a_lifetime_above_a_year() {
+        let year = "31536000";
+        let valid = config(&[(SESSION_MAX_LIFETIME_SECONDS, year)]).unwrap();
+        assert_eq!(valid.policy.max_lifetime, 31_536_000);
+        for above in ["31536001", "18446744073709551615"] {
+            let err = config(&[(SESSION_MAX_LIFETIME_SECONDS, above)]).unwrap_err();
+            assert_eq!(err.variable, SESSION_MAX_LIFETIME_SECONDS, "{above}");
+        }
+        let err = config(&[(SESSION_TOUCH_INTERVAL_SECONDS, "0")]).unwrap_err();
+        assert_eq!(err.variable, SESSION_TOUCH_INTERVAL_SECONDS);
+    }
+
+    #[test]
+    fn refuses_an_empty_token_and_trims_a_pasted_one() {
         assert_eq!(config(&[(API_TOKEN, "")]).unwrap_err().variable, API_TOKEN);
+        assert_eq!(
+            config(&[(API_TOKEN, " \n")]).unwrap_err().variable,
+            API_TOKEN
+        );
+        let pasted = config(&[(API_TOKEN, "s3cret\n")]).unwrap();
+        assert_eq!(pasted.api_token.as_deref(), Some("s3cret"));
     }
 }

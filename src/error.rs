@@ -7,6 +7,7 @@
 use serde::Serialize;
 
 use crate::config::ConfigError;
+use crate::json::BodyError;
 
 #[derive(Debug)]
 pub enum Error {
@@ -22,13 +23,25 @@ pub enum Error {
     MethodNotAllowed {
         allow: &'static str,
     },
+    /// The stored data is not a JSON object (the old worker stored anything): a merge would
+    /// lose it, so it is refused and the data kept.
+    SessionNotMergeable,
     PreconditionFailed,
     PayloadTooLarge {
         limit: usize,
     },
+    /// A merge whose result would be larger than the session limit.
+    SessionTooLarge {
+        limit: usize,
+    },
     UnsupportedMediaType,
+    /// The store refused for now (KV's one write per second per key, or writers racing on one
+    /// session); the text is logged, never sent.
+    StoreBusy(String),
+    /// The store failed; nothing was changed. The text is logged, never sent.
+    StoreUnavailable(String),
     Config(ConfigError),
-    /// Anything unexpected (KV, runtime); the text is logged, never sent.
+    /// Anything unexpected (runtime); the text is logged, never sent.
     Internal(String),
 }
 
@@ -57,9 +70,12 @@ impl Error {
             Error::CacheEntryNotFound => "cache_entry_not_found",
             Error::NotFound => "not_found",
             Error::MethodNotAllowed { .. } => "method_not_allowed",
+            Error::SessionNotMergeable => "session_not_mergeable",
             Error::PreconditionFailed => "precondition_failed",
-            Error::PayloadTooLarge { .. } => "payload_too_large",
+            Error::PayloadTooLarge { .. } | Error::SessionTooLarge { .. } => "payload_too_large",
             Error::UnsupportedMediaType => "unsupported_media_type",
+            Error::StoreBusy(_) => "store_busy",
+            Error::StoreUnavailable(_) => "store_unavailable",
             Error::Config(_) => "invalid_configuration",
             Error::Internal(_) => "internal",
         }
@@ -75,10 +91,32 @@ impl Error {
             Error::Unauthorized => 401,
             Error::SessionNotFound | Error::CacheEntryNotFound | Error::NotFound => 404,
             Error::MethodNotAllowed { .. } => 405,
+            Error::SessionNotMergeable => 409,
             Error::PreconditionFailed => 412,
-            Error::PayloadTooLarge { .. } => 413,
+            Error::PayloadTooLarge { .. } | Error::SessionTooLarge { .. } => 413,
             Error::UnsupportedMediaType => 415,
+            Error::StoreBusy(_) => 429,
             Error::Config(_) | Error::Internal(_) => 500,
+            Error::StoreUnavailable(_) => 503,
+        }
+    }
+
+    /// Seconds a caller should wait before trying again, for the failures worth a retry.
+    pub fn retry_after(&self) -> Option<u32> {
+        match self {
+            Error::StoreBusy(_) => Some(1),
+            Error::StoreUnavailable(_) => Some(2),
+            _ => None,
+        }
+    }
+
+    /// The same failure with a longer cause for the log.
+    pub fn with_cause(self, more: String) -> Self {
+        match self {
+            Error::StoreBusy(cause) => Error::StoreBusy(format!("{cause}; {more}")),
+            Error::StoreUnavailable(cause) => Error::StoreUnavailable(format!("{cause}; {more}")),
+            Error::Internal(cause) => Error::Internal(format!("{cause}; {more}")),
+            other => other,
         }
     }
 
@@ -88,9 +126,12 @@ impl Error {
             401 => "Unauthorized",
             404 => "Not Found",
             405 => "Method Not Allowed",
+            409 => "Conflict",
             412 => "Precondition Failed",
             413 => "Content Too Large",
             415 => "Unsupported Media Type",
+            429 => "Too Many Requests",
+            503 => "Service Unavailable",
             _ => "Internal Server Error",
         }
     }
@@ -114,15 +155,28 @@ impl Error {
             Error::MethodNotAllowed { allow } => {
                 format!("This path does not accept that method; it accepts {allow}.")
             }
+            Error::SessionNotMergeable => "The stored session data is not a JSON object, so \
+                nothing can be merged into it; replace it with PUT /update."
+                .into(),
             Error::PreconditionFailed => {
                 "The session's current version does not match If-Match.".into()
             }
             Error::PayloadTooLarge { limit } => {
                 format!("The request body is larger than the limit of {limit} bytes.")
             }
-            Error::UnsupportedMediaType => {
-                "Send the body as application/json (or another application/*+json type).".into()
+            Error::SessionTooLarge { limit } => {
+                format!("The merged session would be larger than the limit of {limit} bytes.")
             }
+            Error::UnsupportedMediaType => "Send the body as application/json (or another \
+                application/*+json type, or text/plain holding JSON)."
+                .into(),
+            Error::StoreBusy(_) => {
+                "The session store is busy with this session; retry after Retry-After seconds."
+                    .into()
+            }
+            Error::StoreUnavailable(_) => "The session store is unavailable; nothing was \
+                changed. Retry after Retry-After seconds."
+                .into(),
             Error::Config(err) => format!(
                 "The service is misconfigured: {} {}.",
                 err.variable, err.reason
@@ -144,7 +198,9 @@ impl Error {
     /// What goes to the log beside the code: the internal cause where there is one.
     pub fn log_cause(&self) -> Option<String> {
         match self {
-            Error::Internal(cause) => Some(cause.clone()),
+            Error::Internal(cause) | Error::StoreBusy(cause) | Error::StoreUnavailable(cause) => {
+                Some(cause.clone())
+            }
             Error::Config(err) => Some(err.to_string()),
             _ => None,
         }
@@ -157,9 +213,13 @@ impl From<worker::Error> for Error {
     }
 }
 
-impl From<worker::kv::KvError> for Error {
-    fn from(err: worker::kv::KvError) -> Self {
-        Error::Internal(format!("kv: {err}"))
+/// A body (or a stored value) that is not session data.
+impl From<BodyError> for Error {
+    fn from(err: BodyError) -> Self {
+        match err {
+            BodyError::NotJson => Error::InvalidJson,
+            BodyError::NotObject => Error::InvalidBody("a JSON object"),
+        }
     }
 }
 
@@ -175,7 +235,7 @@ mod tests {
 
     #[test]
     fn every_contract_error_maps_to_its_status_and_code() {
-        let cases: [(Error, u16, &str); 14] = [
+        let cases: [(Error, u16, &str); 18] = [
             (Error::InvalidJson, 400, "invalid_json"),
             (Error::InvalidBody("a JSON object"), 400, "invalid_body"),
             (Error::InvalidSessionId, 400, "invalid_session_id"),
@@ -190,7 +250,19 @@ mod tests {
                 405,
                 "method_not_allowed",
             ),
+            (Error::SessionNotMergeable, 409, "session_not_mergeable"),
             (Error::PreconditionFailed, 412, "precondition_failed"),
+            (
+                Error::SessionTooLarge { limit: 10 },
+                413,
+                "payload_too_large",
+            ),
+            (Error::StoreBusy("kv".into()), 429, "store_busy"),
+            (
+                Error::StoreUnavailable("kv".into()),
+                503,
+                "store_unavailable",
+            ),
             (
                 Error::PayloadTooLarge { limit: 10 },
                 413,
@@ -209,13 +281,29 @@ mod tests {
 
     #[test]
     fn internal_causes_are_logged_but_never_sent() {
-        let err = Error::Internal("kv: connection reset at 10.0.0.1".into());
-        let body = serde_json::to_string(&err.problem()).unwrap();
-        assert!(!body.contains("connection reset"), "{body}");
+        for err in [
+            Error::Internal("kv: connection reset at 10.0.0.1".into()),
+            Error::StoreBusy("kv: connection reset at 10.0.0.1".into()),
+            Error::StoreUnavailable("kv: connection reset at 10.0.0.1".into()),
+        ] {
+            let body = serde_json::to_string(&err.problem()).unwrap();
+            assert!(!body.contains("connection reset"), "{body}");
+            assert_eq!(
+                err.log_cause().as_deref(),
+                Some("kv: connection reset at 10.0.0.1")
+            );
+        }
+    }
+
+    #[test]
+    fn only_store_failures_ask_for_a_retry() {
+        assert_eq!(Error::StoreBusy(String::new()).retry_after(), Some(1));
         assert_eq!(
-            err.log_cause().as_deref(),
-            Some("kv: connection reset at 10.0.0.1")
+            Error::StoreUnavailable(String::new()).retry_after(),
+            Some(2)
         );
+        assert_eq!(Error::Internal(String::new()).retry_after(), None);
+        assert_eq!(Error::SessionNotFound.retry_after(), None);
     }
 
     #[test]

@@ -1,11 +1,11 @@
 //! One small function per route: parse the request at the edge, call the session or cache
-//! operation, shape the response. No KV key and no expiry rule is decided here.
+//! operation, shape the response. No storage key and no expiry rule is decided here.
 
-use std::cell::Cell;
-use std::rc::Rc;
+use std::future::Future;
+use std::pin::Pin;
 
 use serde::Serialize;
-use worker::{Date, Request, Response, ResponseBuilder, RouteContext};
+use worker::{Env, Method, Request, Response, ResponseBuilder};
 
 use crate::cache::{self, Cache, CacheKey};
 use crate::config::Config;
@@ -14,39 +14,41 @@ use crate::http::{self, header, read_object, with_session_headers, JSON, TEXT};
 use crate::id::SessionId;
 use crate::session::{Meta, Millis};
 use crate::sessions::{IfMatch, Sessions};
-use crate::store::KvBackend;
+use crate::store::kv::Kv;
+use crate::store::{Backend, Body};
 use crate::time::rfc3339;
 
-/// What every handler gets beside the request.
-pub type Ctx = RouteContext<Rc<RequestState>>;
+/// What a handler returns, boxed so that the route table can hold every handler alike.
+pub type Answer<'a> = Pin<Box<dyn Future<Output = Result<Response, Error>> + 'a>>;
 
-/// The settings in force, the route, and the error code the request ended with (for the log).
-/// Kept per request, not globally: one isolate serves many requests at once.
-pub struct RequestState {
-    pub config: Rc<Config>,
-    /// The route template, for logs.
-    pub route: &'static str,
-    pub error_code: Cell<Option<&'static str>>,
+/// The KV namespace: sessions in KV mode, the permission cache in every mode.
+pub const KV_BINDING: &str = "sessionstore";
+
+/// What a route served by the worker gets beside the request.
+pub struct Scope<'a> {
+    pub config: &'a Config,
+    pub env: &'a Env,
+    /// The text the route's `:name` or `*name` stands for.
+    pub param: &'a str,
 }
 
-const KV_BINDING: &str = "sessionstore";
+/// What a session route gets beside the request, wherever the session lives.
+pub struct SessionScope<'a> {
+    pub config: &'a Config,
+    /// The session the request is about: the id in the path, or the new id for `/create`.
+    pub id: SessionId,
+    pub store: &'a Backend,
+    pub now: Millis,
+}
+
+impl SessionScope<'_> {
+    fn sessions(&self) -> Sessions<'_, Backend> {
+        Sessions::new(self.store, self.config.policy)
+    }
+}
 
 /// The embedded OpenAPI document, converted from `openapi.yaml` at build time.
 const OPENAPI_JSON: &str = include_str!(concat!(env!("OUT_DIR"), "/openapi.json"));
-
-fn now() -> Millis {
-    Date::now().as_millis()
-}
-
-fn store(ctx: &Ctx) -> Result<KvBackend, Error> {
-    Ok(KvBackend(ctx.kv(KV_BINDING)?))
-}
-
-fn session_id(ctx: &Ctx) -> Result<SessionId, Error> {
-    ctx.param("id")
-        .and_then(|id| SessionId::parse(id))
-        .ok_or(Error::InvalidSessionId)
-}
 
 fn if_match(req: &Request) -> Option<IfMatch> {
     header(req, "if-match").map(|value| IfMatch::parse(&value))
@@ -94,7 +96,7 @@ fn new_session(req: &Request, id: SessionId, meta: &Meta) -> Result<Response, Er
     with_session_headers(response, meta)
 }
 
-fn generate_id() -> Result<SessionId, Error> {
+pub fn generate_id() -> Result<SessionId, Error> {
     SessionId::generate().map_err(|err| Error::Internal(format!("no randomness: {err}")))
 }
 
@@ -102,120 +104,98 @@ fn internal(err: impl std::fmt::Display) -> Error {
     Error::Internal(err.to_string())
 }
 
-pub async fn create(mut req: Request, ctx: Ctx) -> Result<Response, Error> {
-    let ttl = requested_ttl(&req, &ctx.data.config)?;
-    let (data, _) = read_object(&mut req, ctx.data.config.max_body_bytes).await?;
-    let id = generate_id()?;
-    let store = store(&ctx)?;
-    let meta = Sessions::new(&store, ctx.data.config.policy)
-        .create(id, data.as_bytes(), ttl, now())
+pub async fn create(mut req: Request, scope: &SessionScope<'_>) -> Result<Response, Error> {
+    let ttl = requested_ttl(&req, scope.config)?;
+    let (data, _) = read_object(&mut req, scope.config.policy.max_bytes).await?;
+    let meta = scope
+        .sessions()
+        .create(scope.id, &data, ttl, scope.now)
         .await?;
-    new_session(&req, id, &meta)
+    new_session(&req, scope.id, &meta)
 }
 
-pub async fn get(_req: Request, ctx: Ctx) -> Result<Response, Error> {
-    let id = session_id(&ctx)?;
-    let store = store(&ctx)?;
-    let (body, meta) = Sessions::new(&store, ctx.data.config.policy)
-        .read(&id, now())
-        .await?;
+pub async fn get(_req: Request, scope: &SessionScope<'_>) -> Result<Response, Error> {
+    let (body, meta) = scope.sessions().read(&scope.id, scope.now).await?;
     let response = ResponseBuilder::new()
         .with_status(200)
         .with_header("content-type", JSON)?;
-    with_session_headers(response.stream(body), &meta)
+    let response = match body {
+        Body::Stream(stream) => response.stream(stream),
+    };
+    with_session_headers(response, &meta)
 }
 
-pub async fn update(mut req: Request, ctx: Ctx) -> Result<Response, Error> {
-    let id = session_id(&ctx)?;
-    let (data, _) = read_object(&mut req, ctx.data.config.max_body_bytes).await?;
-    let store = store(&ctx)?;
-    let sessions = Sessions::new(&store, ctx.data.config.policy);
-    let meta = sessions
-        .replace(&id, data.as_bytes(), if_match(&req).as_ref(), now())
+pub async fn update(mut req: Request, scope: &SessionScope<'_>) -> Result<Response, Error> {
+    let (data, _) = read_object(&mut req, scope.config.policy.max_bytes).await?;
+    let meta = scope
+        .sessions()
+        .replace(&scope.id, &data, if_match(&req).as_ref(), scope.now)
         .await?;
     with_session_headers(http::body(200, JSON, data.into_bytes())?, &meta)
 }
 
-pub async fn add(mut req: Request, ctx: Ctx) -> Result<Response, Error> {
-    let id = session_id(&ctx)?;
-    let (patch, how) = read_object(&mut req, ctx.data.config.max_body_bytes).await?;
-    let store = store(&ctx)?;
-    let sessions = Sessions::new(&store, ctx.data.config.policy);
-    let (merged, meta) = sessions
-        .merge(&id, &patch, how, if_match(&req).as_ref(), now())
+pub async fn add(mut req: Request, scope: &SessionScope<'_>) -> Result<Response, Error> {
+    let (patch, how) = read_object(&mut req, scope.config.policy.max_bytes).await?;
+    let (merged, meta) = scope
+        .sessions()
+        .merge(&scope.id, &patch, how, if_match(&req).as_ref(), scope.now)
         .await?;
     with_session_headers(http::body(200, JSON, merged)?, &meta)
 }
 
-pub async fn delete(req: Request, ctx: Ctx) -> Result<Response, Error> {
-    let id = session_id(&ctx)?;
-    let store = store(&ctx)?;
-    Sessions::new(&store, ctx.data.config.policy)
-        .delete(&id, if_match(&req).as_ref(), now())
+pub async fn delete(req: Request, scope: &SessionScope<'_>) -> Result<Response, Error> {
+    scope
+        .sessions()
+        .delete(&scope.id, if_match(&req).as_ref(), scope.now)
         .await?;
     Ok(http::no_content())
 }
 
-pub async fn touch(_req: Request, ctx: Ctx) -> Result<Response, Error> {
-    let id = session_id(&ctx)?;
-    let store = store(&ctx)?;
-    let meta = Sessions::new(&store, ctx.data.config.policy)
-        .touch(&id, now())
-        .await?;
+pub async fn touch(_req: Request, scope: &SessionScope<'_>) -> Result<Response, Error> {
+    let meta = scope.sessions().touch(&scope.id, scope.now).await?;
     with_session_headers(http::no_content(), &meta)
 }
 
-pub async fn rotate(req: Request, ctx: Ctx) -> Result<Response, Error> {
-    let id = session_id(&ctx)?;
+pub async fn rotate(req: Request, scope: &SessionScope<'_>) -> Result<Response, Error> {
     let new_id = generate_id()?;
-    let store = store(&ctx)?;
-    let meta = Sessions::new(&store, ctx.data.config.policy)
-        .rotate(&id, new_id, now())
+    let meta = scope
+        .sessions()
+        .rotate(&scope.id, new_id, scope.now)
         .await?;
     new_session(&req, new_id, &meta)
 }
 
-fn cache_key(ctx: &Ctx) -> Result<CacheKey, Error> {
-    CacheKey::from_path(ctx.param("key").map_or("", String::as_str))
-}
-
-pub async fn cache_get(_req: Request, ctx: Ctx) -> Result<Response, Error> {
-    let key = cache_key(&ctx)?;
-    let store = store(&ctx)?;
-    let data = Cache::new(&store).get(&key).await?;
-    http::body(200, JSON, data.into_bytes())
-}
-
-pub async fn cache_put(mut req: Request, ctx: Ctx) -> Result<Response, Error> {
-    let key = cache_key(&ctx)?;
-    let (body, _) = read_object(&mut req, ctx.data.config.max_body_bytes).await?;
-    let (data, ttl) = cache::parse_put_body(&body)?;
-    let store = store(&ctx)?;
-    Cache::new(&store).put(&key, data, ttl).await?;
-    let stored = cache::Stored {
-        key: key.as_str(),
-        ttl,
+/// `GET`, `PUT` and `DELETE /cache/:key`: the permission cache, on KV in every mode.
+pub async fn cache(mut req: Request, scope: &Scope<'_>) -> Result<Response, Error> {
+    let key = CacheKey::from_path(scope.param)?;
+    let store = Kv(scope.env.kv(KV_BINDING).map_err(internal)?);
+    let cache = Cache::new(&store);
+    let body = match req.method() {
+        Method::Put => {
+            let (body, _) = read_object(&mut req, scope.config.policy.max_bytes).await?;
+            let (data, ttl) = cache::parse_put_body(&body)?;
+            cache.put(&key, data, ttl).await?;
+            let stored = cache::Stored {
+                key: key.as_str(),
+                ttl,
+            };
+            serde_json::to_vec(&stored).map_err(internal)?
+        }
+        Method::Delete => {
+            cache.delete(&key).await?;
+            let deleted = cache::Deleted { key: key.as_str() };
+            serde_json::to_vec(&deleted).map_err(internal)?
+        }
+        _ => cache.get(&key).await?.into_bytes(),
     };
-    http::body(200, JSON, serde_json::to_vec(&stored).map_err(internal)?)
+    http::body(200, JSON, body)
 }
 
-pub async fn cache_delete(_req: Request, ctx: Ctx) -> Result<Response, Error> {
-    let key = cache_key(&ctx)?;
-    let store = store(&ctx)?;
-    Cache::new(&store).delete(&key).await?;
-    let deleted = cache::Deleted { key: key.as_str() };
-    http::body(200, JSON, serde_json::to_vec(&deleted).map_err(internal)?)
-}
-
-/// Liveness without touching KV: `200` whenever the worker runs with a valid configuration.
-pub async fn health(_req: Request, _ctx: Ctx) -> Result<Response, Error> {
+/// Liveness without touching storage: `200` whenever the worker runs with a valid configuration.
+pub async fn health(_req: Request, _scope: &Scope<'_>) -> Result<Response, Error> {
     http::body(200, JSON, br#"{"status":"ok"}"#.to_vec())
 }
 
-pub async fn openapi(_req: Request, _ctx: Ctx) -> Result<Response, Error> {
+pub async fn openapi(_req: Request, _scope: &Scope<'_>) -> Result<Response, Error> {
     http::body(200, JSON, OPENAPI_JSON.as_bytes().to_vec())
-}
-
-pub async fn not_found(_req: Request, _ctx: Ctx) -> Result<Response, Error> {
-    Err(Error::NotFound)
 }

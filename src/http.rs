@@ -1,12 +1,17 @@
 //! The HTTP edge: reading bodies (size, media type, JSON object) and building responses.
 //! Header parsing is plain string work, tested natively; only the thin glue touches `worker`.
 
+use worker::js_sys::{Reflect, Uint8Array};
+use worker::wasm_bindgen::JsCast;
+use worker::wasm_bindgen_futures::JsFuture;
+use worker::web_sys::ReadableStreamDefaultReader;
 use worker::{Request, Response, ResponseBuilder};
 
 use crate::error::Error;
-use crate::object::validate_object;
+use crate::json::JsonObject;
+use crate::merge::Merge;
 use crate::session::Meta;
-use crate::sessions::{body_error, etag, Merge};
+use crate::sessions::etag;
 use crate::time::rfc3339;
 
 pub const JSON: &str = "application/json";
@@ -24,8 +29,10 @@ fn essence(content_type: &str) -> String {
 }
 
 /// Which JSON a body is, from its `Content-Type`. No header at all counts as JSON, as the old
-/// worker accepted; `application/json` and any `application/*+json` are JSON; anything else is
-/// refused. `application/merge-patch+json` asks for RFC 7396 on `PATCH /add`.
+/// worker accepted; so does `text/plain`, which JavaScript's `fetch` sends for a string body
+/// given without headers (and the old worker accepted). `application/json` and any
+/// `application/*+json` are JSON; anything else (forms, multipart, ...) is refused.
+/// `application/merge-patch+json` asks for RFC 7396 on `PATCH /add`.
 pub fn body_kind(content_type: Option<&str>) -> Result<Merge, Error> {
     let Some(content_type) = content_type else {
         return Ok(Merge::Shallow);
@@ -33,7 +40,7 @@ pub fn body_kind(content_type: Option<&str>) -> Result<Merge, Error> {
     let essence = essence(content_type);
     match essence.as_str() {
         "application/merge-patch+json" => Ok(Merge::MergePatch),
-        JSON => Ok(Merge::Shallow),
+        JSON | "text/plain" => Ok(Merge::Shallow),
         other => match other.strip_prefix("application/") {
             Some(subtype) if subtype.ends_with("+json") && subtype.len() > 5 => Ok(Merge::Shallow),
             _ => Err(Error::UnsupportedMediaType),
@@ -76,18 +83,50 @@ pub fn query_param<'u>(url: &'u str, name: &str) -> Option<&'u str> {
 
 /// Reads a body that must be one JSON object of at most `limit` bytes. The checks run cheapest
 /// first (media type, declared length, actual length, JSON), and all before anything is stored.
-pub async fn read_object(req: &mut Request, limit: usize) -> Result<(String, Merge), Error> {
+pub async fn read_object(req: &mut Request, limit: usize) -> Result<(JsonObject, Merge), Error> {
     let kind = body_kind(header(req, "content-type").as_deref())?;
     let declared = header(req, "content-length").and_then(|len| len.trim().parse::<u64>().ok());
     if declared.is_some_and(|len| len > limit as u64) {
         return Err(Error::PayloadTooLarge { limit });
     }
-    let bytes = req.bytes().await?;
-    if bytes.len() > limit {
-        return Err(Error::PayloadTooLarge { limit });
+    let bytes = read_limited(req, limit).await?;
+    Ok((JsonObject::from_bytes(bytes)?, kind))
+}
+
+/// The body, read chunk by chunk. A chunk that would take it past `limit` is not copied into
+/// Wasm: the stream is cancelled and the request refused, so a body sent without
+/// `Content-Length` (chunked) never puts more than the limit into memory.
+async fn read_limited(req: &Request, limit: usize) -> Result<Vec<u8>, Error> {
+    let Some(body) = req.inner().body() else {
+        return Ok(Vec::new());
+    };
+    let reader: ReadableStreamDefaultReader = body.get_reader().unchecked_into();
+    let mut bytes = Vec::new();
+    loop {
+        let result = JsFuture::from(reader.read()).await.map_err(js)?;
+        if Reflect::get(&result, &"done".into())
+            .map_err(js)?
+            .is_truthy()
+        {
+            return Ok(bytes);
+        }
+        let chunk: Uint8Array = Reflect::get(&result, &"value".into())
+            .map_err(js)?
+            .unchecked_into();
+        let start = bytes.len();
+        let end = start + chunk.length() as usize;
+        if end > limit {
+            // Tells the sender to stop; what it already sent is discarded by the runtime.
+            let _ = reader.cancel();
+            return Err(Error::PayloadTooLarge { limit });
+        }
+        bytes.resize(end, 0);
+        chunk.copy_to(&mut bytes[start..]);
     }
-    let text = validate_object(bytes).map_err(body_error)?;
-    Ok((text, kind))
+}
+
+fn js(err: worker::wasm_bindgen::JsValue) -> Error {
+    Error::Internal(format!("reading the body: {err:?}"))
 }
 
 /// A request header, `None` when absent.
@@ -133,6 +172,9 @@ pub fn problem(err: &Error) -> Response {
         }
         _ => {}
     }
+    if let Some(seconds) = err.retry_after() {
+        let _ = headers.set("retry-after", &seconds.to_string());
+    }
     response
 }
 
@@ -156,12 +198,18 @@ mod tests {
             body_kind(Some("application/merge-patch+json")).unwrap(),
             Merge::MergePatch
         );
+        assert_eq!(
+            body_kind(Some("text/plain;charset=UTF-8")).unwrap(),
+            Merge::Shallow,
+            "what fetch sends for a string body"
+        );
     }
 
     #[test]
     fn other_media_types_are_refused() {
         for other in [
-            "text/plain",
+            "text/html",
+            "multipart/form-data; boundary=x",
             "application/x-www-form-urlencoded",
             "application/+json",
             "",

@@ -9,24 +9,27 @@ mod error;
 mod handlers;
 mod http;
 pub mod id;
+pub mod json;
 mod log;
-mod object;
+pub mod merge;
 mod routes;
 mod session;
 mod sessions;
 mod store;
 mod time;
 
-use std::cell::{Cell, OnceCell};
-use std::future::Future;
+use std::cell::OnceCell;
 use std::rc::Rc;
 
-use worker::{console_error, console_log, event, Context, Date, Env, Request, Response, Router};
+use worker::{console_error, console_log, event, Context, Date, Env, Request, Response};
 
 use crate::config::{Config, ConfigError};
 use crate::error::Error;
-use crate::handlers::{Ctx, RequestState};
-use crate::routes::Route;
+use crate::handlers::{Scope, SessionScope, KV_BINDING};
+use crate::id::SessionId;
+use crate::routes::{Handler, Route, Target};
+use crate::store::kv::{Kv, KvSessions};
+use crate::store::Backend;
 
 #[event(start)]
 fn start() {
@@ -38,12 +41,13 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
     let started = Date::now().as_millis();
     // The raw method: `worker::Method` reads unknown ones (QUERY, say) as GET.
     let method = req.inner().method();
-    let matched = routes::find(&req.path());
-    let route = routes::log_name(matched);
+    let path = req.path();
+    let matched = routes::find(&path);
+    let route = routes::log_name(matched.map(|(route, _)| route));
     let config = config(&env);
     let log_request = config.as_ref().map_or(true, |config| config.log_requests);
-    let (mut response, code) = match serve(req, env, &method, matched, config).await {
-        Ok(answer) => answer,
+    let (mut response, code) = match serve(req, &env, &method, matched, config).await {
+        Ok(response) => (response, None),
         Err(err) => {
             log_internal(route, &err);
             (http::problem(&err), Some(err.code()))
@@ -63,35 +67,54 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
     Ok(response)
 }
 
-/// The settings (already read: an error here fails the request), then authentication, then
-/// the method, then the route. Returns the response and the error code it carries, if any.
+/// The settings (already read: an error here fails the request), then authentication, then the
+/// route and its method, then the route's handler.
 async fn serve(
     req: Request,
-    env: Env,
+    env: &Env,
     method: &str,
-    matched: Option<&'static Route>,
+    matched: Option<(&'static Route, &str)>,
     config: Result<Rc<Config>, Error>,
-) -> Result<(Response, Option<&'static str>), Error> {
+) -> Result<Response, Error> {
     let config = config?;
     if let Some(token) = &config.api_token {
         let authorization = http::header(&req, "authorization");
-        let open = matched.is_some_and(|route| route.pattern == "/health");
+        let open = matched.is_some_and(|(route, _)| route.pattern == "/health");
         if !open && !auth::bearer_matches(authorization.as_deref(), token) {
             return Err(Error::Unauthorized);
         }
     }
-    if let Some(route) = matched {
-        if !route.accepts(method) {
-            return Err(Error::MethodNotAllowed { allow: route.allow });
+    let (route, param) = matched.ok_or(Error::NotFound)?;
+    if !route.accepts(method) {
+        return Err(Error::MethodNotAllowed { allow: route.allow });
+    }
+    match route.handler {
+        Handler::Worker(handler) => {
+            let scope = Scope {
+                config: &config,
+                env,
+                param,
+            };
+            handler(req, &scope).await
+        }
+        Handler::Session(handler, target) => {
+            let id = match target {
+                Target::New => handlers::generate_id()?,
+                Target::Path => SessionId::parse(param).ok_or(Error::InvalidSessionId)?,
+            };
+            let kv = env
+                .kv(KV_BINDING)
+                .map_err(|err| Error::Internal(err.to_string()))?;
+            let store = Backend::Kv(KvSessions(Kv(kv)));
+            let scope = SessionScope {
+                config: &config,
+                id,
+                store: &store,
+                now: Date::now().as_millis(),
+            };
+            handler(req, &scope).await
         }
     }
-    let state = Rc::new(RequestState {
-        config,
-        route: routes::log_name(matched),
-        error_code: Cell::new(None),
-    });
-    let response = router(Rc::clone(&state)).run(req, env).await?;
-    Ok((response, state.error_code.get()))
 }
 
 thread_local! {
@@ -111,54 +134,6 @@ fn config(env: &Env) -> Result<Rc<Config>, Error> {
         .clone()
     });
     Ok(config?)
-}
-
-/// Each route once, with its handler. Methods a path does not accept never get here (see
-/// `serve`), so the router's own plain-text `405` never answers.
-fn router(state: Rc<RequestState>) -> Router<'static, Rc<RequestState>> {
-    /// The router's handler for one of ours: errors become problem responses.
-    macro_rules! to {
-        ($handler:path) => {
-            |req, ctx| respond($handler, req, ctx)
-        };
-    }
-    Router::with_data(state)
-        .post_async("/create", to!(handlers::create))
-        .get_async("/get/:id", to!(handlers::get))
-        .head_async("/get/:id", to!(handlers::get))
-        .put_async("/update/:id", to!(handlers::update))
-        .patch_async("/add/:id", to!(handlers::add))
-        .delete_async("/delete/:id", to!(handlers::delete))
-        .post_async("/touch/:id", to!(handlers::touch))
-        .post_async("/rotate/:id", to!(handlers::rotate))
-        .get_async("/cache/*key", to!(handlers::cache_get))
-        .head_async("/cache/*key", to!(handlers::cache_get))
-        .put_async("/cache/*key", to!(handlers::cache_put))
-        .delete_async("/cache/*key", to!(handlers::cache_delete))
-        .get_async("/health", to!(handlers::health))
-        .head_async("/health", to!(handlers::health))
-        .get_async("/openapi.json", to!(handlers::openapi))
-        .head_async("/openapi.json", to!(handlers::openapi))
-        .or_else_any_method_async("/", to!(handlers::not_found))
-        .or_else_any_method_async("/*path", to!(handlers::not_found))
-}
-
-/// Runs a handler and turns its error, if any, into a problem response, noting the code for
-/// the request log.
-async fn respond<F, Fut>(handler: F, req: Request, ctx: Ctx) -> worker::Result<Response>
-where
-    F: FnOnce(Request, Ctx) -> Fut,
-    Fut: Future<Output = Result<Response, Error>>,
-{
-    let state = Rc::clone(&ctx.data);
-    match handler(req, ctx).await {
-        Ok(response) => Ok(response),
-        Err(err) => {
-            log_internal(state.route, &err);
-            state.error_code.set(Some(err.code()));
-            Ok(http::problem(&err))
-        }
-    }
 }
 
 fn log_internal(route: &str, err: &Error) {

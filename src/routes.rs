@@ -1,54 +1,100 @@
-//! The route table: every path the worker answers and the methods each accepts. `lib.rs` answers
-//! `405` with `Allow` from it before routing (any method, TRACE and CONNECT included), and the
-//! request log names a request by its route template, never by the concrete id.
+//! The route table: every path the worker answers, the methods it accepts, and the function that
+//! answers it, one row per route. The entry point looks a request up here once, answers `405`
+//! with `Allow` from the row for any other method (TRACE and CONNECT included), and logs name a
+//! request by its row's pattern, never by the concrete id.
+
+use worker::Request;
+
+use crate::handlers::{self, Answer, Scope, SessionScope};
+
+/// A handler as the table holds it: an `async fn` behind a boxed future.
+pub type SessionHandler = for<'a> fn(Request, &'a SessionScope<'a>) -> Answer<'a>;
+pub type WorkerHandler = for<'a> fn(Request, &'a Scope<'a>) -> Answer<'a>;
+
+/// How a route is served.
+#[derive(Clone, Copy)]
+pub enum Handler {
+    /// An operation on one session, served where the session lives: this worker on KV, or the
+    /// session's Durable Object in strong mode.
+    Session(SessionHandler, Target),
+    /// Everything else, served by this worker.
+    Worker(WorkerHandler),
+}
+
+/// Which session a session route is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// The id in the path.
+    Path,
+    /// A new id, generated for the request.
+    New,
+}
 
 pub struct Route {
+    /// The path, with `:name` for one segment and `*name` for the rest; also the log name.
     pub pattern: &'static str,
     /// The methods accepted, as the `Allow` header lists them.
     pub allow: &'static str,
+    pub handler: Handler,
+}
+
+/// Wraps an `async fn` handler into the boxed form the table holds.
+macro_rules! boxed {
+    ($scope:ident, $handler:path) => {{
+        fn handler<'a>(req: Request, scope: &'a $scope<'a>) -> Answer<'a> {
+            Box::pin($handler(req, scope))
+        }
+        handler
+    }};
+}
+
+const fn session(pattern: &'static str, allow: &'static str, handler: SessionHandler) -> Route {
+    Route {
+        pattern,
+        allow,
+        handler: Handler::Session(handler, Target::Path),
+    }
+}
+
+const fn worker(pattern: &'static str, allow: &'static str, handler: WorkerHandler) -> Route {
+    Route {
+        pattern,
+        allow,
+        handler: Handler::Worker(handler),
+    }
 }
 
 pub const ROUTES: &[Route] = &[
     Route {
         pattern: "/create",
         allow: "POST",
+        handler: Handler::Session(boxed!(SessionScope, handlers::create), Target::New),
     },
-    Route {
-        pattern: "/get/:id",
-        allow: "GET, HEAD",
-    },
-    Route {
-        pattern: "/update/:id",
-        allow: "PUT",
-    },
-    Route {
-        pattern: "/add/:id",
-        allow: "PATCH",
-    },
-    Route {
-        pattern: "/delete/:id",
-        allow: "DELETE",
-    },
-    Route {
-        pattern: "/touch/:id",
-        allow: "POST",
-    },
-    Route {
-        pattern: "/rotate/:id",
-        allow: "POST",
-    },
-    Route {
-        pattern: "/cache/*key",
-        allow: "GET, HEAD, PUT, DELETE",
-    },
-    Route {
-        pattern: "/health",
-        allow: "GET, HEAD",
-    },
-    Route {
-        pattern: "/openapi.json",
-        allow: "GET, HEAD",
-    },
+    session("/get/:id", "GET, HEAD", boxed!(SessionScope, handlers::get)),
+    session("/update/:id", "PUT", boxed!(SessionScope, handlers::update)),
+    session("/add/:id", "PATCH", boxed!(SessionScope, handlers::add)),
+    session(
+        "/delete/:id",
+        "DELETE",
+        boxed!(SessionScope, handlers::delete),
+    ),
+    session("/touch/:id", "POST", boxed!(SessionScope, handlers::touch)),
+    session(
+        "/rotate/:id",
+        "POST",
+        boxed!(SessionScope, handlers::rotate),
+    ),
+    worker(
+        "/cache/*key",
+        "GET, HEAD, PUT, DELETE",
+        boxed!(Scope, handlers::cache),
+    ),
+    worker("/health", "GET, HEAD", boxed!(Scope, handlers::health)),
+    worker(
+        "/openapi.json",
+        "GET, HEAD",
+        boxed!(Scope, handlers::openapi),
+    ),
 ];
 
 impl Route {
@@ -57,29 +103,34 @@ impl Route {
     }
 }
 
-/// The route `path` falls under. Matches as the router does: `:name` is one non-empty segment,
-/// `*name` the non-empty rest.
-pub fn find(path: &str) -> Option<&'static Route> {
-    ROUTES.iter().find(|route| matches(route.pattern, path))
+/// The route `path` falls under, and the text its `:name` or `*name` stands for (empty when the
+/// pattern has none). `:name` is one non-empty segment, `*name` the non-empty rest.
+pub fn find(path: &str) -> Option<(&'static Route, &str)> {
+    ROUTES
+        .iter()
+        .find_map(|route| Some((route, matches(route.pattern, path)?)))
 }
 
-fn matches(pattern: &str, path: &str) -> bool {
-    let mut path_segments = path.split('/');
-    for segment in pattern.split('/') {
+fn matches<'p>(pattern: &str, path: &'p str) -> Option<&'p str> {
+    let mut param = "";
+    let mut rest = path;
+    for segment in pattern.split('/').skip(1) {
+        rest = rest.strip_prefix('/')?;
         if segment.starts_with('*') {
-            let rest: Vec<&str> = path_segments.by_ref().collect();
-            return !rest.concat().is_empty();
+            return (!rest.is_empty()).then_some(rest);
         }
-        match path_segments.next() {
-            Some(given) if segment.starts_with(':') && !given.is_empty() => {}
-            Some(given) if given == segment => {}
-            _ => return false,
+        let (given, after) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        if segment.starts_with(':') && !given.is_empty() {
+            param = given;
+        } else if given != segment {
+            return None;
         }
+        rest = after;
     }
-    path_segments.next().is_none()
+    rest.is_empty().then_some(param)
 }
 
-/// How logs name a request: its route's template (never the concrete id), or `"unmatched"`.
+/// How logs name a request: its route's pattern (never the concrete id), or `"unmatched"`.
 pub fn log_name(route: Option<&Route>) -> &'static str {
     route.map_or("unmatched", |route| route.pattern)
 }
@@ -89,7 +140,7 @@ mod tests {
     use super::*;
 
     fn template(path: &str) -> &'static str {
-        log_name(find(path))
+        log_name(find(path).map(|(route, _)| route))
     }
 
     #[test]
@@ -105,15 +156,28 @@ mod tests {
     }
 
     #[test]
+    fn parameters_are_the_segment_or_the_rest() {
+        let param = |path| find(path).map(|(_, param)| param);
+        assert_eq!(param("/get/abc"), Some("abc"));
+        assert_eq!(param("/cache/perms:user/42"), Some("perms:user/42"));
+        assert_eq!(param("/cache/a%2Fb"), Some("a%2Fb"));
+        assert_eq!(param("/create"), Some(""));
+    }
+
+    #[test]
     fn unknown_paths_are_unmatched() {
         for path in [
             "/",
+            "",
             "/get",
             "/get/",
             "/get/a/b",
             "/cache/",
+            "/cache",
             "/createx",
+            "/create/",
             "/health/x",
+            "//health",
         ] {
             assert_eq!(template(path), "unmatched", "{path}");
         }
@@ -121,13 +185,24 @@ mod tests {
 
     #[test]
     fn methods_are_checked_against_the_allow_list() {
-        let get = find("/get/x").unwrap();
+        let (get, _) = find("/get/x").unwrap();
         assert!(get.accepts("GET") && get.accepts("HEAD"));
         for method in [
-            "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT", "GE",
+            "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT", "GE", "get",
         ] {
             assert!(!get.accepts(method), "{method}");
         }
-        assert!(find("/cache/k").unwrap().accepts("DELETE"));
+        assert!(find("/cache/k").unwrap().0.accepts("DELETE"));
+    }
+
+    #[test]
+    fn every_pattern_is_unique_and_matches_itself() {
+        for (i, route) in ROUTES.iter().enumerate() {
+            let example = route.pattern.replace(":id", "x").replace("*key", "k");
+            assert_eq!(find(&example).map(|(r, _)| r.pattern), Some(route.pattern));
+            assert!(ROUTES[i + 1..]
+                .iter()
+                .all(|other| other.pattern != route.pattern));
+        }
     }
 }

@@ -13,13 +13,18 @@ pub type Millis = u64;
 
 const MS_PER_SECOND: u64 = 1000;
 
-/// The timeouts in force, from configuration.
+/// The rules in force for every session, from configuration.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Policy {
     /// Idle timeout in seconds, unless the session carries its own.
     pub idle_ttl: u64,
     /// Absolute lifetime in seconds, counted from creation; no renewal goes past it.
     pub max_lifetime: u64,
+    /// A touch renews only once the last write or touch is this many seconds old (or a tenth
+    /// of the idle timeout, if that is less): frequent touches then cost no write.
+    pub touch_interval: u64,
+    /// The largest session data in bytes, for bodies and for the result of a merge alike.
+    pub max_bytes: usize,
 }
 
 impl Policy {
@@ -88,6 +93,21 @@ impl Meta {
         }
     }
 
+    /// Whether a touch at `now` renews: the last write or touch is at least
+    /// `min(touch_interval, idle timeout / 10)` old. With a 30 min timeout that is once a
+    /// minute; with a 2 s one, every 200 ms.
+    pub fn renewal_due(&self, now: Millis, policy: Policy) -> bool {
+        let idle_ms = self
+            .ttl
+            .unwrap_or(policy.idle_ttl)
+            .saturating_mul(MS_PER_SECOND);
+        let interval_ms = policy
+            .touch_interval
+            .saturating_mul(MS_PER_SECOND)
+            .min(idle_ms / 10);
+        now.saturating_sub(self.updated_at) >= interval_ms
+    }
+
     /// A session is alive strictly before its `expires_at`.
     pub fn is_alive(&self, now: Millis) -> bool {
         now < self.expires_at
@@ -114,6 +134,8 @@ pub(crate) mod fixtures {
     pub const POLICY: Policy = Policy {
         idle_ttl: 1800,
         max_lifetime: 86_400,
+        touch_interval: 60,
+        max_bytes: 65_536,
     };
     /// An arbitrary "now".
     pub const T0: Millis = 1_764_000_000_000;
@@ -153,6 +175,27 @@ mod tests {
         let meta = Meta::new(T0, None, POLICY).touched(T0 + 10 * S, POLICY);
         assert_eq!(meta.version, 1);
         assert_eq!(meta.expires_at, T0 + 1810 * S);
+    }
+
+    #[test]
+    fn a_touch_renews_only_once_the_interval_has_passed() {
+        let meta = Meta::new(T0, None, POLICY);
+        assert!(
+            !meta.renewal_due(T0 + 59_999, POLICY),
+            "60 s with a 30 min timeout"
+        );
+        assert!(meta.renewal_due(T0 + 60 * S, POLICY));
+        let short = Meta::new(T0, Some(2), POLICY);
+        assert!(
+            !short.renewal_due(T0 + 199, POLICY),
+            "a tenth of a 2 s timeout"
+        );
+        assert!(short.renewal_due(T0 + 200, POLICY));
+        let touched = meta.touched(T0 + 100 * S, POLICY);
+        assert!(
+            !touched.renewal_due(T0 + 130 * S, POLICY),
+            "counted from the last touch"
+        );
     }
 
     #[test]

@@ -1,0 +1,218 @@
+//! In-memory stores for native tests: key-value operations counted as the KV bill counts them,
+//! failures injected on demand, and sessions with a true compare-and-swap (what a Durable Object
+//! gives) to exercise the rules' handling of lost races.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
+
+use super::kv::KvSessions;
+use super::{Expect, KeyValue, Outcome, Record, SessionStore};
+use crate::error::Error;
+use crate::id::SessionId;
+use crate::session::Meta;
+
+/// Which key-value operation a fault hits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    Get,
+    Put,
+    Delete,
+}
+
+/// How an injected fault fails.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// KV's write limit (one write per second per key).
+    Busy,
+    /// Any other store failure.
+    Unavailable,
+}
+
+/// Value, metadata and the TTL it was saved with.
+type Stored = (String, Option<Meta>, u64);
+
+#[derive(Default)]
+pub struct MemoryKv {
+    pub entries: RefCell<HashMap<String, Stored>>,
+    operations: Cell<u32>,
+    faults: RefCell<VecDeque<(Op, Fault)>>,
+}
+
+impl MemoryKv {
+    pub fn insert_legacy(&self, key: &str, value: &str) {
+        self.entries
+            .borrow_mut()
+            .insert(key.into(), (value.into(), None, 0));
+    }
+
+    pub fn value(&self, key: &str) -> Option<String> {
+        self.entries
+            .borrow()
+            .get(key)
+            .map(|(value, _, _)| value.clone())
+    }
+
+    pub fn meta(&self, key: &str) -> Option<Meta> {
+        self.entries
+            .borrow()
+            .get(key)
+            .and_then(|(_, meta, _)| *meta)
+    }
+
+    pub fn kv_ttl(&self, key: &str) -> Option<u64> {
+        self.entries.borrow().get(key).map(|(_, _, ttl)| *ttl)
+    }
+
+    /// Operations since the last call.
+    pub fn take_operations(&self) -> u32 {
+        self.operations.replace(0)
+    }
+
+    /// The next `op` fails with `fault` (faults queue up in order).
+    pub fn fail_next(&self, op: Op, fault: Fault) {
+        self.faults.borrow_mut().push_back((op, fault));
+    }
+
+    fn operate(&self, op: Op) -> Result<(), Error> {
+        self.operations.set(self.operations.get() + 1);
+        let mut faults = self.faults.borrow_mut();
+        let Some(position) = faults.iter().position(|(o, _)| *o == op) else {
+            return Ok(());
+        };
+        let cause = format!("injected {op:?} fault");
+        match faults.remove(position).map(|(_, fault)| fault) {
+            Some(Fault::Busy) => Err(Error::StoreBusy(cause)),
+            _ => Err(Error::StoreUnavailable(cause)),
+        }
+    }
+}
+
+impl KeyValue for MemoryKv {
+    type Body = String;
+
+    async fn get(&self, key: &str) -> Result<Option<(String, Option<Meta>)>, Error> {
+        self.operate(Op::Get)?;
+        Ok(self
+            .entries
+            .borrow()
+            .get(key)
+            .map(|(value, meta, _)| (value.clone(), *meta)))
+    }
+
+    async fn open(&self, key: &str) -> Result<Option<(String, Option<Meta>)>, Error> {
+        self.get(key).await
+    }
+
+    async fn put(
+        &self,
+        key: &str,
+        value: &[u8],
+        meta: Option<&Meta>,
+        ttl_seconds: u64,
+    ) -> Result<(), Error> {
+        self.operate(Op::Put)?;
+        let value =
+            String::from_utf8(value.to_vec()).map_err(|_| Error::Internal("not UTF-8".into()))?;
+        self.entries
+            .borrow_mut()
+            .insert(key.into(), (value, meta.copied(), ttl_seconds));
+        Ok(())
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), Error> {
+        self.operate(Op::Delete)?;
+        self.entries.borrow_mut().remove(key);
+        Ok(())
+    }
+}
+
+/// Sessions with a true compare-and-swap, as a Durable Object keeps them, and a hook that lets
+/// another writer in between an operation's read and its write.
+#[derive(Default)]
+pub struct StrictSessions {
+    pub inner: KvSessions<MemoryKv>,
+    /// Writes made by "someone else" just before this store's next writes, one per write.
+    interleaved: RefCell<VecDeque<(SessionId, String)>>,
+}
+
+impl StrictSessions {
+    pub fn kv(&self) -> &MemoryKv {
+        &self.inner.0
+    }
+
+    /// Before the next write, another writer replaces the data of `id` (a new version).
+    pub fn interleave(&self, id: SessionId, data: &str) {
+        self.interleaved.borrow_mut().push_back((id, data.into()));
+    }
+
+    /// The stored record, read without counting an operation.
+    fn current(&self, id: &SessionId) -> Option<Record> {
+        let entries = self.kv().entries.borrow();
+        entries.get(&id.to_string()).map(|(data, meta, _)| Record {
+            data: data.clone(),
+            meta: *meta,
+        })
+    }
+
+    async fn let_others_write(&self) -> Result<(), Error> {
+        let next = self.interleaved.borrow_mut().pop_front();
+        if let Some((id, data)) = next {
+            let current = self.inner.load(&id).await?;
+            if let Some(meta) = current.and_then(|record| record.meta) {
+                let meta = Meta {
+                    version: meta.version + 1,
+                    ..meta
+                };
+                let _ = self
+                    .inner
+                    .save(&id, data.as_bytes(), &meta, Expect::Any)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl SessionStore for StrictSessions {
+    type Body = String;
+
+    async fn load(&self, id: &SessionId) -> Result<Option<Record>, Error> {
+        self.inner.load(id).await
+    }
+
+    async fn open(&self, id: &SessionId) -> Result<Option<(String, Option<Meta>)>, Error> {
+        self.inner.open(id).await
+    }
+
+    async fn save(
+        &self,
+        id: &SessionId,
+        data: &[u8],
+        meta: &Meta,
+        expect: Expect,
+    ) -> Result<Outcome, Error> {
+        self.let_others_write().await?;
+        if !expect.holds(self.current(id).as_ref()) {
+            return Ok(Outcome::Conflict);
+        }
+        self.inner.save(id, data, meta, expect).await
+    }
+
+    async fn remove(&self, id: &SessionId, expect: Expect) -> Result<Outcome, Error> {
+        self.let_others_write().await?;
+        if !expect.holds(self.current(id).as_ref()) {
+            return Ok(Outcome::Conflict);
+        }
+        self.inner.remove(id, expect).await
+    }
+}
+
+/// Runs a future whose I/O is all in memory, hence ready at once.
+pub fn run<F: std::future::Future>(future: F) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match future.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(output) => output,
+        std::task::Poll::Pending => panic!("an in-memory future was pending"),
+    }
+}
