@@ -35,10 +35,21 @@ if [ ! -x node_modules/.bin/wrangler ] || [ package-lock.json -nt node_modules/.
   npm ci --no-audit --no-fund
 fi
 
-# Schemathesis fuzzes the API from openapi.yaml in the test suite.
+# Schemathesis fuzzes the API from openapi.yaml in the test suite. It needs python3 with venv
+# (Debian's python3 lacks it without the python3-venv package).
 SCHEMATHESIS_VERSION=4.32.5
 if [ "$(.venv/bin/schemathesis --version 2>/dev/null | awk '{print $NF}')" != "$SCHEMATHESIS_VERSION" ]; then
   step "installing schemathesis $SCHEMATHESIS_VERSION into .venv"
-  python3 -m venv .venv
+  rm -rf .venv
+  if ! python3 -m venv .venv 2>/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+      step "python3 has no venv module: installing python3-venv from Debian"
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv
+      python3 -m venv .venv
+    else
+      echo "setup: python3 needs its venv module (Debian: apt-get install python3-venv)" >&2
+      exit 1
+    fi
+  fi
   .venv/bin/pip install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
 fi

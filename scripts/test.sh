@@ -27,4 +27,6 @@ step "wrangler deploy --dry-run"
 wrangler deploy --dry-run --env="" --outdir "$(mktemp -d)"
 
 step "end-to-end tests (wrangler dev, local KV)"
-node --test --test-concurrency=1 tests/e2e/
+# Each test has a time limit, and each file another (tests/e2e/harness.mjs) that also stops its
+# servers.
+node --test --test-concurrency=1 --test-timeout=900000 tests/e2e/

@@ -25,18 +25,43 @@ fn generated_ids_are_distinct() {
     assert_eq!(ids.len(), 10_000);
 }
 
+/// Every random hex digit of 10,000 ids takes each of its values close to equally often: a
+/// constant, biased or low-entropy source fails this (each count is expected near 625, with a
+/// standard deviation near 24; the bounds are five deviations).
 #[wasm_bindgen_test]
-fn randomness_is_not_constant() {
-    // 16 bytes from the platform are not all equal (probability 2^-120 if random).
-    let a = SessionId::generate().unwrap();
-    let b = SessionId::generate().unwrap();
-    assert_ne!(a, b);
-    assert_ne!(
-        a.to_string()
-            .replace('-', "")
-            .chars()
-            .collect::<HashSet<_>>()
-            .len(),
-        1
-    );
+fn every_random_digit_is_uniform() {
+    const IDS: usize = 10_000;
+    let mut counts = [[0usize; 16]; 36];
+    for _ in 0..IDS {
+        let text = SessionId::generate().unwrap().to_string();
+        for (position, digit) in text.chars().enumerate() {
+            if let Some(value) = digit.to_digit(16) {
+                counts[position][value as usize] += 1;
+            }
+        }
+    }
+    for (position, values) in counts.iter().enumerate() {
+        match position {
+            8 | 13 | 18 | 23 => continue, // hyphens
+            14 => assert_eq!(values[4], IDS, "the version digit is always 4"),
+            19 => {
+                // The variant digit: 8, 9, a or b, each a quarter of the time.
+                for (value, &count) in values.iter().enumerate() {
+                    let expected = if (8..12).contains(&value) { 2500 } else { 0 };
+                    assert!(
+                        count.abs_diff(expected) <= 220,
+                        "digit 19 = {value:x}: {count}"
+                    );
+                }
+            }
+            _ => {
+                for (value, &count) in values.iter().enumerate() {
+                    assert!(
+                        (505..=745).contains(&count),
+                        "digit {position} = {value:x}: {count}"
+                    );
+                }
+            }
+        }
+    }
 }

@@ -6,7 +6,8 @@ import { JSON_HEADERS, expectProblem, startWorker } from './harness.mjs';
 
 const TOKEN = 'test-token-0123456789';
 let worker;
-before(async () => { worker = await startWorker({ vars: { API_TOKEN: TOKEN, LOG_REQUESTS: 'false' } }); });
+// Set with a trailing newline, as `echo token | wrangler secret put` does: it is trimmed.
+before(async () => { worker = await startWorker({ vars: { API_TOKEN: `${TOKEN}\n`, LOG_REQUESTS: 'false' } }); });
 after(async () => { await worker?.stop(); });
 
 const call = (path, init = {}) => fetch(`${worker.url}${path}`, init);
@@ -41,12 +42,11 @@ test('/health stays open', async () => {
 
 test('the token never reaches the logs', async () => {
   await call('/health', { headers: bearer(TOKEN) });
-  assert.ok(!worker.logs().replaceAll(`API_TOKEN`, '').includes(TOKEN.slice(4)));
+  assert.ok(!(await worker.consoleLines()).join('\n').includes(TOKEN.slice(4)));
 });
 
 test('LOG_REQUESTS=false turns the request lines off', async () => {
-  await call('/health');
-  await new Promise((r) => setTimeout(r, 300));
-  assert.ok(worker.logs().includes('GET /health'), 'wrangler saw the request');
-  assert.ok(!worker.logs().includes('{"method"'), 'no request log line');
+  assert.equal((await call('/health')).status, 200);
+  const lines = await worker.consoleLines();
+  assert.deepEqual(lines.filter((l) => l.startsWith('{"method"')), [], 'no request log line');
 });

@@ -1,16 +1,38 @@
-// Starts the real worker in `wrangler dev` (workerd, local KV in a fresh temporary directory) on
-// a free port, waits until it answers, and stops it afterwards.
+// Starts the real worker in `wrangler dev` (workerd, local KV in a fresh
+// temporary directory) on free ports, waits until it answers, and stops it afterwards: when the
+// file's tests end, when a start fails, on SIGINT/SIGTERM, and when the file runs past its time
+// limit. Console output is read from the inspector, so a test can wait until every line logged so
+// far has arrived instead of sleeping and hoping.
 import { spawn, execFile } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { readFile, readdir, readlink } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
+import WebSocket from 'ws';
 
 export const ROOT = resolve(import.meta.dirname, '../..');
 const WRANGLER = join(ROOT, 'node_modules/.bin/wrangler');
 
 export const UUID_V4 = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+
+// Every test file runs in its own process: this bounds the whole file, servers included.
+const FILE_TIMEOUT_MS = Number(process.env.E2E_FILE_TIMEOUT_MS ?? 600_000);
+const running = new Set();
+
+function stopAllNow() {
+  for (const worker of running) worker.kill();
+}
+for (const signal of ['SIGINT', 'SIGTERM']) {
+  process.once(signal, () => { stopAllNow(); process.exit(130); });
+}
+process.once('exit', stopAllNow);
+setTimeout(() => {
+  console.error(`[harness] this file ran past ${FILE_TIMEOUT_MS} ms; stopping its servers`);
+  stopAllNow();
+  process.exit(1);
+}, FILE_TIMEOUT_MS).unref();
 
 function freePort() {
   return new Promise((ok, fail) => {
@@ -23,6 +45,53 @@ function freePort() {
   });
 }
 
+/** The TCP ports a process listens on, from /proc (no tools needed). */
+async function listeningPorts(pid) {
+  const inodes = new Set();
+  for (const fd of await readdir(`/proc/${pid}/fd`)) {
+    const target = await readlink(`/proc/${pid}/fd/${fd}`).catch(() => '');
+    const inode = /^socket:\[(\d+)\]$/.exec(target)?.[1];
+    if (inode) inodes.add(inode);
+  }
+  const ports = [];
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    const text = await readFile(table, 'utf8').catch(() => '');
+    for (const row of text.split('\n').slice(1)) {
+      const cells = row.trim().split(/\s+/);
+      if (cells[3] === '0A' && inodes.has(cells[9])) ports.push(parseInt(cells[1].split(':')[1], 16));
+    }
+  }
+  return ports;
+}
+
+/** The console of the served worker, through its inspector. */
+async function openConsole(port) {
+  const socket = new WebSocket(`ws://127.0.0.1:${port}/ws`);
+  await new Promise((ok, fail) => { socket.once('open', ok); socket.once('error', fail); });
+  const lines = [];
+  const waiting = new Map();
+  let next = 0;
+  socket.on('message', (data) => {
+    const message = JSON.parse(data);
+    if (message.id !== undefined) waiting.get(message.id)?.(message);
+    else if (message.method === 'Runtime.consoleAPICalled') {
+      lines.push({ type: message.params.type, text: message.params.args.map((a) => a.value ?? a.description).join(' ') });
+    }
+  });
+  const command = (method) => new Promise((ok) => {
+    next += 1;
+    waiting.set(next, ok);
+    socket.send(JSON.stringify({ id: next, method }));
+  });
+  await command('Runtime.enable');
+  return {
+    lines,
+    /** Resolves once every line logged before this call has arrived. */
+    flush: () => command('Runtime.enable'),
+    close: () => socket.terminate(),
+  };
+}
+
 /**
  * @param {object} options
  * @param {string[]} [options.configs] wrangler configs; the first one is served
@@ -32,10 +101,10 @@ function freePort() {
 export async function startWorker({ configs = ['wrangler.toml'], env, vars = {} } = {}) {
   const port = await freePort();
   const inspector = await freePort();
-  const state = await mkdtemp(join(tmpdir(), 'session-state-kv-'));
+  const state = mkdtempSync(join(tmpdir(), 'session-state-e2e-'));
   // An empty env file: a developer's .dev.vars (say, with API_TOKEN) must not leak into tests.
   const envFile = join(state, 'empty.env');
-  await import('node:fs/promises').then((fs) => fs.writeFile(envFile, ''));
+  writeFileSync(envFile, '');
   const args = ['dev', ...configs.flatMap((c) => ['-c', c]), '--port', String(port),
     '--inspector-port', String(inspector), '--ip', '127.0.0.1', '--persist-to', state,
     '--env-file', envFile, '--show-interactive-dev-session=false'];
@@ -50,25 +119,65 @@ export async function startWorker({ configs = ['wrangler.toml'], env, vars = {} 
   let output = '';
   child.stdout.on('data', (d) => { output += d; });
   child.stderr.on('data', (d) => { output += d; });
+  let console_ = null;
+  const handle = {
+    kill() {
+      console_?.close();
+      try { process.kill(-child.pid, 'SIGKILL'); } catch { /* already gone */ }
+      rmSync(state, { recursive: true, force: true });
+      running.delete(handle);
+    },
+  };
+  running.add(handle);
   const url = `http://127.0.0.1:${port}`;
   const deadline = Date.now() + 180_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`wrangler dev exited:\n${output}`);
-    try {
-      await fetch(`${url}/health`, { signal: AbortSignal.timeout(2000) });
-      break;
-    } catch {
-      if (Date.now() > deadline) {
-        process.kill(-child.pid, 'SIGKILL');
-        throw new Error(`wrangler dev did not answer on ${url} within 180 s:\n${output}`);
+  try {
+    for (;;) {
+      if (child.exitCode !== null) throw new Error(`wrangler dev exited:\n${output}`);
+      try {
+        await fetch(`${url}/health`, { signal: AbortSignal.timeout(2000) });
+        break;
+      } catch {
+        if (Date.now() > deadline) throw new Error(`wrangler dev did not answer on ${url} within 180 s:\n${output}`);
+        await new Promise((r) => setTimeout(r, 250));
       }
-      await new Promise((r) => setTimeout(r, 250));
     }
+    console_ = await openConsole(inspector);
+  } catch (err) {
+    handle.kill();
+    throw err;
   }
   return {
     url,
     state,
+    /** wrangler's own output (its access lines, and console lines as it prints them). */
     logs: () => output,
+    /** Every console line of the worker so far, once all of them have arrived. */
+    async consoleLines() {
+      await console_.flush();
+      return console_.lines.map((line) => line.text);
+    },
+    /**
+     * The workerd process running the worker itself (for memory and CPU readings). wrangler runs
+     * two: one for its own dev proxy, on our port, and one for the worker, on a port it picks.
+     */
+    async workerdPid() {
+      const { stdout } = await promisify(execFile)('ps', ['-o', 'pid=,args=', '-g', String(child.pid)]);
+      const line = stdout.split('\n').find((l) => l.includes('workerd serve') && !l.includes(`:${port} `));
+      return Number(line.trim().split(/\s+/)[0]);
+    },
+    async rssKiB() {
+      const status = await readFile(`/proc/${await this.workerdPid()}/status`, 'utf8');
+      return Number(/VmRSS:\s+(\d+)/.exec(status)[1]);
+    },
+    /** The worker's own socket, behind wrangler's dev proxy. */
+    async directUrl() {
+      for (const candidate of await listeningPorts(await this.workerdPid())) {
+        const answer = await fetch(`http://127.0.0.1:${candidate}/health`).then((r) => r.text()).catch(() => '');
+        if (answer === '{"status":"ok"}') return `http://127.0.0.1:${candidate}`;
+      }
+      throw new Error('no socket of the worker answers /health');
+    },
     /** Writes straight into this worker's local KV, as the old TypeScript worker did. */
     async kvPut(key, value) {
       const kvArgs = ['kv', 'key', 'put', key, value, '--binding', 'sessionstore', '--local',
@@ -77,10 +186,10 @@ export async function startWorker({ configs = ['wrangler.toml'], env, vars = {} 
       await promisify(execFile)(WRANGLER, kvArgs, { cwd: ROOT });
     },
     async stop() {
+      console_?.close();
       try { process.kill(-child.pid, 'SIGTERM'); } catch { /* already gone */ }
       await new Promise((r) => { if (child.exitCode !== null) r(); else child.once('exit', r); setTimeout(r, 5000); });
-      try { process.kill(-child.pid, 'SIGKILL'); } catch { /* already gone */ }
-      await rm(state, { recursive: true, force: true });
+      handle.kill();
     },
   };
 }
