@@ -47,6 +47,10 @@ function wrk(url, { method, path, body }, seconds) {
 
 ensureWrk();
 execFileSync('bash', [join(ROOT, 'scripts/build.sh')], { stdio: 'inherit' });
+
+// The merge itself, natively: 8,000 keys into 8,000, and ten times fewer.
+const merges = execFileSync('cargo', ['bench', '--quiet', '--bench', 'merge'], { cwd: ROOT, encoding: 'utf8' })
+  .split('\n').filter((l) => l.startsWith('MERGE_BENCH ')).map((l) => JSON.parse(l.slice('MERGE_BENCH '.length)));
 const wasm = readFileSync(join(ROOT, 'build/index_bg.wasm'));
 const size = { raw: wasm.length, gzip: gzipSync(wasm, { level: 9 }).length };
 
@@ -114,6 +118,15 @@ metadata or logging.
 | scenario | A req/s | B req/s | baseline req/s | A ÷ base | B ÷ base | A p50 / p99 ms | B p50 / p99 ms | base p50 / p99 ms |
 |---|---:|---:|---:|---:|---:|---:|---:|---:|
 ${table}
+
+## Merging, natively
+
+\`cargo bench --bench merge\`: a patch merged into a session, both of \`keys\` members (half of the
+patch's keys already in the session); median and slowest of 50 runs.
+
+| keys | session bytes | patch bytes | merge | median ms | max ms |
+|---:|---:|---:|---|---:|---:|
+${merges.map((m) => `| ${m.keys} | ${m.targetBytes} | ${m.patchBytes} | ${m.how} | ${m.medianMs.toFixed(2)} | ${m.maxMs.toFixed(2)} |`).join('\n')}
 
 ## Size
 
