@@ -13,6 +13,7 @@ pub const MAX_SESSION_BYTES: &str = "MAX_SESSION_BYTES";
 pub const SESSION_TOUCH_INTERVAL_SECONDS: &str = "SESSION_TOUCH_INTERVAL_SECONDS";
 pub const API_TOKEN: &str = "API_TOKEN";
 pub const LOG_REQUESTS: &str = "LOG_REQUESTS";
+pub const SESSION_BACKEND: &str = "SESSION_BACKEND";
 
 const DEFAULT_TTL: u64 = 1800;
 const DEFAULT_MAX_LIFETIME: u64 = 86_400;
@@ -24,8 +25,19 @@ const MAX_LIFETIME: u64 = 365 * 86_400;
 /// KV's own limit on a value.
 const KV_MAX_VALUE_BYTES: u64 = 25 * 1024 * 1024;
 
+/// Where sessions live.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SessionBackend {
+    /// Workers KV: fast reads at every location, last write wins, deletes seen everywhere within
+    /// about 60 s.
+    Kv,
+    /// One Durable Object per session: every operation atomic, a delete final everywhere at once.
+    DurableObject,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
+    pub backend: SessionBackend,
     /// The session rules, the size limit of bodies and sessions among them.
     pub policy: Policy,
     /// When set, every route but `/health` needs `Authorization: Bearer <token>`.
@@ -102,7 +114,18 @@ impl Config {
                 })
             }
         };
+        let backend = match lookup(SESSION_BACKEND).as_deref().map(str::trim) {
+            None | Some("kv") => SessionBackend::Kv,
+            Some("durable_object") => SessionBackend::DurableObject,
+            Some(other) => {
+                return Err(ConfigError {
+                    variable: SESSION_BACKEND,
+                    reason: format!("must be kv or durable_object, got {other:?}"),
+                })
+            }
+        };
         Ok(Self {
+            backend,
             log_requests,
             policy: Policy {
                 idle_ttl,
@@ -165,6 +188,21 @@ mod tests {
         );
         assert_eq!(config.api_token, None);
         assert!(config.log_requests);
+        assert_eq!(config.backend, SessionBackend::Kv);
+    }
+
+    #[test]
+    fn the_backend_is_kv_or_durable_object() {
+        let backend = |value| config(&[(SESSION_BACKEND, value)]).map(|config| config.backend);
+        assert_eq!(backend("kv"), Ok(SessionBackend::Kv));
+        assert_eq!(backend("durable_object"), Ok(SessionBackend::DurableObject));
+        for bad in ["", "KV", "do", "durable-object"] {
+            assert_eq!(
+                backend(bad).unwrap_err().variable,
+                SESSION_BACKEND,
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

@@ -121,6 +121,7 @@ pub async fn get(_req: Request, scope: &SessionScope<'_>) -> Result<Response, Er
         .with_header("content-type", JSON)?;
     let response = match body {
         Body::Stream(stream) => response.stream(stream),
+        Body::Text(text) => response.fixed(text.into_bytes()),
     };
     with_session_headers(response, &meta)
 }

@@ -1,10 +1,10 @@
 //! The HTTP edge: reading bodies (size, media type, JSON object) and building responses.
 //! Header parsing is plain string work, tested natively; only the thin glue touches `worker`.
 
-use worker::js_sys::{Reflect, Uint8Array};
+use worker::js_sys::{Array, Reflect, Uint8Array};
 use worker::wasm_bindgen::JsCast;
 use worker::wasm_bindgen_futures::JsFuture;
-use worker::web_sys::ReadableStreamDefaultReader;
+use worker::web_sys::{Blob, ReadableStreamDefaultReader};
 use worker::{Request, Response, ResponseBuilder};
 
 use crate::error::Error;
@@ -85,10 +85,6 @@ pub fn query_param<'u>(url: &'u str, name: &str) -> Option<&'u str> {
 /// first (media type, declared length, actual length, JSON), and all before anything is stored.
 pub async fn read_object(req: &mut Request, limit: usize) -> Result<(JsonObject, Merge), Error> {
     let kind = body_kind(header(req, "content-type").as_deref())?;
-    let declared = header(req, "content-length").and_then(|len| len.trim().parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limit as u64) {
-        return Err(Error::PayloadTooLarge { limit });
-    }
     let bytes = read_limited(req, limit).await?;
     Ok((JsonObject::from_bytes(bytes)?, kind))
 }
@@ -97,31 +93,68 @@ pub async fn read_object(req: &mut Request, limit: usize) -> Result<(JsonObject,
 /// Wasm: the stream is cancelled and the request refused, so a body sent without
 /// `Content-Length` (chunked) never puts more than the limit into memory.
 async fn read_limited(req: &Request, limit: usize) -> Result<Vec<u8>, Error> {
+    let mut bytes = Vec::new();
+    read_chunks(req, limit, |chunk| {
+        let start = bytes.len();
+        bytes.resize(start + chunk.length() as usize, 0);
+        chunk.copy_to(&mut bytes[start..]);
+    })
+    .await?;
+    Ok(bytes)
+}
+
+/// The body as a `Blob`, within `limit`, never copied into Wasm: what the worker forwards to a
+/// session's object in strong mode. `None` without a body. Checks the media type first, so that
+/// both modes refuse a request for the same reason.
+pub async fn read_blob(req: &Request, limit: usize) -> Result<Option<Blob>, Error> {
+    if req.inner().body().is_none() {
+        return Ok(None);
+    }
+    body_kind(header(req, "content-type").as_deref())?;
+    let chunks = Array::new();
+    read_chunks(req, limit, |chunk| {
+        chunks.push(&chunk);
+    })
+    .await?;
+    Blob::new_with_u8_array_sequence(&chunks)
+        .map(Some)
+        .map_err(js)
+}
+
+/// Hands each chunk of the body to `take` until the end, or refuses the request (and cancels the
+/// stream) at the chunk that would pass `limit`.
+async fn read_chunks(
+    req: &Request,
+    limit: usize,
+    mut take: impl FnMut(Uint8Array),
+) -> Result<(), Error> {
+    let declared = header(req, "content-length").and_then(|len| len.trim().parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(Error::PayloadTooLarge { limit });
+    }
     let Some(body) = req.inner().body() else {
-        return Ok(Vec::new());
+        return Ok(());
     };
     let reader: ReadableStreamDefaultReader = body.get_reader().unchecked_into();
-    let mut bytes = Vec::new();
+    let mut length = 0;
     loop {
         let result = JsFuture::from(reader.read()).await.map_err(js)?;
         if Reflect::get(&result, &"done".into())
             .map_err(js)?
             .is_truthy()
         {
-            return Ok(bytes);
+            return Ok(());
         }
         let chunk: Uint8Array = Reflect::get(&result, &"value".into())
             .map_err(js)?
             .unchecked_into();
-        let start = bytes.len();
-        let end = start + chunk.length() as usize;
-        if end > limit {
+        length += chunk.length() as usize;
+        if length > limit {
             // Tells the sender to stop; what it already sent is discarded by the runtime.
             let _ = reader.cancel();
             return Err(Error::PayloadTooLarge { limit });
         }
-        bytes.resize(end, 0);
-        chunk.copy_to(&mut bytes[start..]);
+        take(chunk);
     }
 }
 

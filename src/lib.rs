@@ -5,6 +5,7 @@
 mod auth;
 mod cache;
 mod config;
+mod durable_object;
 mod error;
 mod handlers;
 mod http;
@@ -18,12 +19,14 @@ mod sessions;
 mod store;
 mod time;
 
+use std::borrow::Cow;
 use std::cell::OnceCell;
 use std::rc::Rc;
 
 use worker::{console_error, console_log, event, Context, Date, Env, Request, Response};
 
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, SessionBackend};
+use crate::durable_object::CODE_HEADER;
 use crate::error::Error;
 use crate::handlers::{Scope, SessionScope, KV_BINDING};
 use crate::id::SessionId;
@@ -47,20 +50,26 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
     let config = config(&env);
     let log_request = config.as_ref().map_or(true, |config| config.log_requests);
     let (mut response, code) = match serve(req, &env, &method, matched, config).await {
-        Ok(response) => (response, None),
+        Ok(response) => {
+            // A problem a session's object answered names its code for this log.
+            let code = response.headers().get(CODE_HEADER).ok().flatten();
+            (response, code.map(Cow::Owned))
+        }
         Err(err) => {
             log_internal(route, &err);
-            (http::problem(&err), Some(err.code()))
+            (http::problem(&err), Some(Cow::Borrowed(err.code())))
         }
     };
-    response.headers_mut().set("cache-control", "no-store")?;
+    let headers = response.headers_mut();
+    headers.delete(CODE_HEADER)?;
+    headers.set("cache-control", "no-store")?;
     if log_request {
         let line = log::RequestLine {
             method: &method,
             route,
             status: response.status_code(),
             duration_ms: Date::now().as_millis().saturating_sub(started),
-            code,
+            code: code.as_deref(),
         };
         console_log!("{}", line.to_json());
     }
@@ -97,11 +106,18 @@ async fn serve(
             };
             handler(req, &scope).await
         }
-        Handler::Session(handler, target) => {
+        Handler::Session {
+            handler,
+            target,
+            body,
+        } => {
             let id = match target {
                 Target::New => handlers::generate_id()?,
                 Target::Path => SessionId::parse(param).ok_or(Error::InvalidSessionId)?,
             };
+            if config.backend == SessionBackend::DurableObject {
+                return durable_object::forward(req, env, id, body, &config).await;
+            }
             let kv = env
                 .kv(KV_BINDING)
                 .map_err(|err| Error::Internal(err.to_string()))?;

@@ -16,7 +16,12 @@ pub type WorkerHandler = for<'a> fn(Request, &'a Scope<'a>) -> Answer<'a>;
 pub enum Handler {
     /// An operation on one session, served where the session lives: this worker on KV, or the
     /// session's Durable Object in strong mode.
-    Session(SessionHandler, Target),
+    Session {
+        handler: SessionHandler,
+        target: Target,
+        /// Whether it reads the request body (the others ignore any).
+        body: bool,
+    },
     /// Everything else, served by this worker.
     Worker(WorkerHandler),
 }
@@ -48,11 +53,20 @@ macro_rules! boxed {
     }};
 }
 
-const fn session(pattern: &'static str, allow: &'static str, handler: SessionHandler) -> Route {
+const fn session(
+    pattern: &'static str,
+    allow: &'static str,
+    handler: SessionHandler,
+    body: bool,
+) -> Route {
     Route {
         pattern,
         allow,
-        handler: Handler::Session(handler, Target::Path),
+        handler: Handler::Session {
+            handler,
+            target: Target::Path,
+            body,
+        },
     }
 }
 
@@ -68,21 +82,47 @@ pub const ROUTES: &[Route] = &[
     Route {
         pattern: "/create",
         allow: "POST",
-        handler: Handler::Session(boxed!(SessionScope, handlers::create), Target::New),
+        handler: Handler::Session {
+            handler: boxed!(SessionScope, handlers::create),
+            target: Target::New,
+            body: true,
+        },
     },
-    session("/get/:id", "GET, HEAD", boxed!(SessionScope, handlers::get)),
-    session("/update/:id", "PUT", boxed!(SessionScope, handlers::update)),
-    session("/add/:id", "PATCH", boxed!(SessionScope, handlers::add)),
+    session(
+        "/get/:id",
+        "GET, HEAD",
+        boxed!(SessionScope, handlers::get),
+        false,
+    ),
+    session(
+        "/update/:id",
+        "PUT",
+        boxed!(SessionScope, handlers::update),
+        true,
+    ),
+    session(
+        "/add/:id",
+        "PATCH",
+        boxed!(SessionScope, handlers::add),
+        true,
+    ),
     session(
         "/delete/:id",
         "DELETE",
         boxed!(SessionScope, handlers::delete),
+        false,
     ),
-    session("/touch/:id", "POST", boxed!(SessionScope, handlers::touch)),
+    session(
+        "/touch/:id",
+        "POST",
+        boxed!(SessionScope, handlers::touch),
+        false,
+    ),
     session(
         "/rotate/:id",
         "POST",
         boxed!(SessionScope, handlers::rotate),
+        false,
     ),
     worker(
         "/cache/*key",

@@ -216,3 +216,105 @@ pub fn run<F: std::future::Future>(future: F) -> F::Output {
         std::task::Poll::Pending => panic!("an in-memory future was pending"),
     }
 }
+
+/// A Durable Object's storage for native tests: SQLite itself, an alarm clock to read, and a
+/// count of statements.
+#[cfg(not(target_arch = "wasm32"))]
+pub mod sqlite {
+    use std::cell::Cell;
+
+    use rusqlite::types::{Value as SqliteValue, ValueRef};
+
+    use super::super::durable::{ObjectStorage, Value};
+    use crate::error::Error;
+    use crate::session::Millis;
+
+    pub struct SqliteStorage {
+        connection: rusqlite::Connection,
+        pub alarm: Cell<Option<Millis>>,
+        statements: Cell<u32>,
+        alarm_writes: Cell<u32>,
+    }
+
+    impl Default for SqliteStorage {
+        fn default() -> Self {
+            Self {
+                connection: rusqlite::Connection::open_in_memory().expect("in-memory SQLite"),
+                alarm: Cell::new(None),
+                statements: Cell::new(0),
+                alarm_writes: Cell::new(0),
+            }
+        }
+    }
+
+    fn sqlite_error(err: rusqlite::Error) -> Error {
+        Error::Internal(format!("sqlite: {err}"))
+    }
+
+    impl SqliteStorage {
+        /// Whether the object holds nothing (what an object costs nothing for).
+        pub fn is_empty(&self) -> bool {
+            self.tables().is_empty() && self.alarm.get().is_none()
+        }
+
+        fn tables(&self) -> Vec<String> {
+            let mut statement = self
+                .connection
+                .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
+                .expect("prepares");
+            let names = statement.query_map([], |row| row.get(0)).expect("runs");
+            names.map(|name| name.expect("a name")).collect()
+        }
+
+        /// SQL statements and alarm writes since the last call.
+        pub fn take_operations(&self) -> (u32, u32) {
+            (self.statements.replace(0), self.alarm_writes.replace(0))
+        }
+    }
+
+    impl ObjectStorage for SqliteStorage {
+        fn exec(&self, query: &str, params: Vec<Value>) -> Result<Vec<Vec<Value>>, Error> {
+            self.statements.set(self.statements.get() + 1);
+            let mut statement = self.connection.prepare(query).map_err(sqlite_error)?;
+            let columns = statement.column_count();
+            let params = params.into_iter().map(|value| match value {
+                Value::Null => SqliteValue::Null,
+                Value::Integer(n) => SqliteValue::Integer(n),
+                Value::Text(text) => SqliteValue::Text(text),
+            });
+            let rows = statement
+                .query_map(rusqlite::params_from_iter(params), |row| {
+                    (0..columns)
+                        .map(|i| {
+                            Ok(match row.get_ref(i)? {
+                                ValueRef::Integer(n) => Value::Integer(n),
+                                ValueRef::Text(text) => {
+                                    Value::Text(String::from_utf8_lossy(text).into_owned())
+                                }
+                                _ => Value::Null,
+                            })
+                        })
+                        .collect()
+                })
+                .map_err(sqlite_error)?;
+            rows.collect::<Result<_, _>>().map_err(sqlite_error)
+        }
+
+        async fn set_alarm(&self, at: Millis) -> Result<(), Error> {
+            self.alarm_writes.set(self.alarm_writes.get() + 1);
+            self.alarm.set(Some(at));
+            Ok(())
+        }
+
+        async fn delete_all(&self) -> Result<(), Error> {
+            for table in self.tables() {
+                self.connection
+                    .execute(&format!("DROP TABLE {table}"), [])
+                    .map_err(sqlite_error)?;
+            }
+            self.alarm_writes.set(self.alarm_writes.get() + 1);
+            self.alarm.set(None);
+            Ok(())
+        }
+    }
+}

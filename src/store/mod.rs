@@ -10,6 +10,7 @@
 //! store/memory.rs   both in memory, with injected faults, for native tests
 //! ```
 
+pub mod durable;
 pub mod kv;
 #[cfg(test)]
 pub mod memory;
@@ -20,6 +21,7 @@ use crate::error::Error;
 use crate::id::SessionId;
 use crate::session::Meta;
 
+use self::durable::{DoStorage, Peers, SqlSessions};
 use self::kv::{Kv, KvSessions};
 
 /// A stored session: its data exactly as stored, and its metadata (`None` for an entry the old
@@ -30,7 +32,6 @@ pub struct Record {
     pub meta: Option<Meta>,
 }
 
-#[cfg(test)]
 impl Record {
     /// The version a write must expect to replace this record.
     pub fn version(&self) -> u64 {
@@ -49,7 +50,6 @@ pub enum Expect {
     Any,
 }
 
-#[cfg(test)]
 impl Expect {
     /// Whether `current` (the stored record, if any) is what was expected.
     pub fn holds(self, current: Option<&Record>) -> bool {
@@ -123,15 +123,17 @@ pub trait KeyValue {
     async fn delete(&self, key: &str) -> Result<(), Error>;
 }
 
-/// The store a request's session lives in.
+/// The store a request's session lives in: KV, in the worker; SQLite, in the session's object.
 pub enum Backend {
     Kv(KvSessions<Kv>),
+    Durable(SqlSessions<DoStorage, Kv, Peers>),
 }
 
 /// Session data as a backend hands it to a response.
 pub enum Body {
     /// Straight from KV to the response, never copied into Wasm.
     Stream(ReadableStream),
+    Text(String),
 }
 
 impl SessionStore for Backend {
@@ -140,6 +142,7 @@ impl SessionStore for Backend {
     async fn load(&self, id: &SessionId) -> Result<Option<Record>, Error> {
         match self {
             Backend::Kv(store) => store.load(id).await,
+            Backend::Durable(store) => store.load(id).await,
         }
     }
 
@@ -149,6 +152,10 @@ impl SessionStore for Backend {
                 .open(id)
                 .await?
                 .map(|(stream, meta)| (Body::Stream(stream), meta))),
+            Backend::Durable(store) => Ok(store
+                .open(id)
+                .await?
+                .map(|(text, meta)| (Body::Text(text), meta))),
         }
     }
 
@@ -161,12 +168,14 @@ impl SessionStore for Backend {
     ) -> Result<Outcome, Error> {
         match self {
             Backend::Kv(store) => store.save(id, data, meta, expect).await,
+            Backend::Durable(store) => store.save(id, data, meta, expect).await,
         }
     }
 
     async fn remove(&self, id: &SessionId, expect: Expect) -> Result<Outcome, Error> {
         match self {
             Backend::Kv(store) => store.remove(id, expect).await,
+            Backend::Durable(store) => store.remove(id, expect).await,
         }
     }
 }

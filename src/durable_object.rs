@@ -1,0 +1,229 @@
+//! Strong mode's Durable Object class: one object per session, named by the session's id, serving
+//! that session's routes with the same handlers and rules as the worker, on the object's SQLite
+//! storage ([`crate::store::durable`]).
+//!
+//! The worker forwards each session request here as it came, with the id in [`ID_HEADER`] (for
+//! `/create`, the new id). The object serves one request at a time: each runs inside
+//! `blockConcurrencyWhile`, so not even an await (moving a session in from KV, writing a rotated
+//! session into its new object) lets another request in between. That is what makes every
+//! operation on a session atomic, `If-Match` a true compare-and-swap, and a `204` to `DELETE`
+//! final everywhere: there is only one copy, and it answers every read.
+
+use std::rc::Rc;
+
+use worker::{
+    durable_object, wasm_bindgen, web_sys, Date, DurableObject, Env, Headers, Request, Response,
+    State, Storage,
+};
+
+use crate::config::Config;
+use crate::error::Error;
+use crate::handlers::{SessionScope, KV_BINDING};
+use crate::http;
+use crate::id::SessionId;
+use crate::routes::{self, Handler};
+use crate::store::durable::ObjectStorage;
+use crate::store::durable::{
+    object_failure, peer, stored_id, DoStorage, Peers, SqlSessions, ID_HEADER,
+};
+use crate::store::kv::Kv;
+use crate::store::{Backend, Outcome, SessionStore};
+
+/// The binding of the namespace in `wrangler.toml`.
+pub const BINDING: &str = "sessions";
+
+/// The error code of a problem the object answered, for the worker's request log.
+pub const CODE_HEADER: &str = "session-state-code";
+
+#[durable_object]
+pub struct SessionObject {
+    state: State,
+    env: Env,
+}
+
+impl DurableObject for SessionObject {
+    fn new(state: State, env: Env) -> Self {
+        Self { state, env }
+    }
+
+    async fn fetch(&self, req: Request) -> worker::Result<Response> {
+        let (storage, env) = (self.state.storage(), self.env.clone());
+        // An `Err` here would reset the object: every failure is answered as a problem instead.
+        self.state
+            .block_concurrency_while(async move { Ok(answer(req, storage, env).await) })
+            .await
+    }
+
+    async fn alarm(&self) -> worker::Result<Response> {
+        let (storage, env) = (self.state.storage(), self.env.clone());
+        let rung = self
+            .state
+            .block_concurrency_while(async move { Ok(ring(storage, env).await) })
+            .await?;
+        match rung {
+            Ok(()) => Response::empty(),
+            Err(err) => {
+                crate::log_internal("alarm", &err);
+                // The runtime tries a failed alarm again, with backoff.
+                Err(worker::Error::RustError(err.code().into()))
+            }
+        }
+    }
+}
+
+/// The store of the object's own session, and the objects of the others.
+fn sessions(
+    storage: DoStorage,
+    env: &Env,
+    config: &Config,
+    own: SessionId,
+    now: u64,
+) -> Result<SqlSessions<DoStorage, Kv, Peers>, Error> {
+    let internal = |err: worker::Error| Error::Internal(err.to_string());
+    Ok(SqlSessions::new(
+        storage,
+        Kv(env.kv(KV_BINDING).map_err(internal)?),
+        Peers(env.durable_object(BINDING).map_err(internal)?),
+        own,
+        config.policy,
+        now,
+    ))
+}
+
+async fn answer(req: Request, storage: Storage, env: Env) -> Response {
+    let path = req.path();
+    let route = routes::log_name(routes::find(&path).map(|(route, _)| route));
+    match serve(req, &path, storage, &env).await {
+        Ok(response) => response,
+        Err(err) => {
+            crate::log_internal(route, &err);
+            let response = http::problem(&err);
+            let _ = response.headers().set(CODE_HEADER, err.code());
+            response
+        }
+    }
+}
+
+async fn serve(req: Request, path: &str, storage: Storage, env: &Env) -> Result<Response, Error> {
+    let config: Rc<Config> = crate::config(env)?;
+    let id = http::header(&req, ID_HEADER)
+        .and_then(|id| SessionId::parse(&id))
+        .ok_or_else(|| {
+            Error::Internal("a request reached a session object without an id".into())
+        })?;
+    let now = Date::now().as_millis();
+    let store = sessions(DoStorage::new(storage), env, &config, id, now)?;
+    if path == peer::PATH {
+        return serve_peer(req, &store).await;
+    }
+    let Some((route, _)) = routes::find(path) else {
+        return Err(Error::NotFound);
+    };
+    let Handler::Session { handler, .. } = route.handler else {
+        return Err(Error::NotFound);
+    };
+    let store = Backend::Durable(store);
+    let scope = SessionScope {
+        config: &config,
+        id,
+        store: &store,
+        now,
+    };
+    handler(req, &scope).await
+}
+
+/// Another object storing or removing this object's session (see [`Peers`]).
+async fn serve_peer(
+    mut req: Request,
+    store: &SqlSessions<DoStorage, Kv, Peers>,
+) -> Result<Response, Error> {
+    let expect = http::header(&req, peer::EXPECT).and_then(|h| peer::parse_expect(&h));
+    let outcome = match req.inner().method().as_str() {
+        "GET" => {
+            let Some(record) = store.load(&store.own).await? else {
+                return Err(Error::SessionNotFound);
+            };
+            let response = http::body(200, http::JSON, record.data.into_bytes())?;
+            let meta =
+                serde_json::to_string(&record.meta).map_err(|e| Error::Internal(e.to_string()))?;
+            response.headers().set(peer::META, &meta)?;
+            return Ok(response);
+        }
+        "PUT" => {
+            let meta = http::header(&req, peer::META)
+                .and_then(|meta| serde_json::from_str(&meta).ok())
+                .ok_or_else(|| Error::Internal("a peer sent no metadata".into()))?;
+            let data = req.bytes().await?;
+            let expect =
+                expect.ok_or_else(|| Error::Internal("a peer sent no expectation".into()))?;
+            store.save(&store.own, &data, &meta, expect).await?
+        }
+        "DELETE" => {
+            let expect =
+                expect.ok_or_else(|| Error::Internal("a peer sent no expectation".into()))?;
+            store.remove(&store.own, expect).await?
+        }
+        _ => return Err(Error::NotFound),
+    };
+    Ok(match outcome {
+        Outcome::Written => http::no_content(),
+        Outcome::Conflict => http::body(409, http::JSON, b"{}".to_vec())?,
+    })
+}
+
+/// The alarm: expiry, and the end of a moved session's marker.
+async fn ring(storage: Storage, env: Env) -> Result<(), Error> {
+    let config = crate::config(&env)?;
+    let storage = DoStorage::new(storage);
+    let Some(own) = stored_id(&storage)? else {
+        return storage.delete_all().await;
+    };
+    sessions(storage, &env, &config, own, Date::now().as_millis())?
+        .on_alarm()
+        .await
+}
+
+/// The worker's side: hands a session request to the session's object, and gives back its answer
+/// with headers the worker may still change. The body is read here first (within the limit, kept
+/// out of Wasm): a body streamed on to the object would still be pumped after the object answered
+/// early without reading it, which the runtime refuses.
+pub async fn forward(
+    req: Request,
+    env: &Env,
+    id: SessionId,
+    takes_body: bool,
+    config: &Config,
+) -> Result<Response, Error> {
+    let body = match takes_body {
+        true => http::read_blob(&req, config.policy.max_bytes).await?,
+        false => None,
+    };
+    let id_text = id.to_string();
+    let namespace = env
+        .durable_object(BINDING)
+        .map_err(|err| Error::Internal(err.to_string()))?;
+    let stub = namespace
+        .id_from_name(&id_text)
+        .and_then(|object| object.get_stub())
+        .map_err(object_failure)?;
+    let inner = req.inner();
+    let headers = web_sys::Headers::new_with_headers(&inner.headers()).map_err(js)?;
+    headers.set(ID_HEADER, &id_text).map_err(js)?;
+    let init = web_sys::RequestInit::new();
+    init.set_method(&inner.method());
+    init.set_headers(&headers);
+    if let Some(body) = body {
+        init.set_body(&body);
+    }
+    let forwarded = web_sys::Request::new_with_str_and_init(&inner.url(), &init).map_err(js)?;
+    let response = stub
+        .fetch_with_request(Request::from(forwarded))
+        .await
+        .map_err(object_failure)?;
+    let headers = web_sys::Headers::new_with_headers(&response.headers().0).map_err(js)?;
+    Ok(response.with_headers(Headers(headers)))
+}
+
+fn js(err: wasm_bindgen::JsValue) -> Error {
+    Error::Internal(format!("{err:?}"))
+}
