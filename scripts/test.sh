@@ -10,8 +10,9 @@ step() { printf '\n\033[1m[test]\033[0m %s\n' "$*"; }
 step "cargo fmt --check"
 cargo fmt --check
 
-step "cargo clippy (wasm32, warnings denied)"
+step "cargo clippy (wasm32 and native, warnings denied)"
 cargo clippy --target wasm32-unknown-unknown --all-targets --locked -- -D warnings
+cargo clippy --all-targets --locked -- -D warnings
 
 step "native unit tests"
 cargo test --locked
@@ -26,7 +27,9 @@ bash scripts/build.sh
 step "wrangler deploy --dry-run"
 wrangler deploy --dry-run --env="" --outdir "$(mktemp -d)"
 
-step "end-to-end tests (wrangler dev, local KV)"
-# Each test has a time limit, and each file another (tests/e2e/harness.mjs) that also stops its
-# servers.
-node --test --test-concurrency=1 --test-timeout=900000 tests/e2e/
+# Every end-to-end file runs against both backends. Each test has a time limit, and each file
+# another (tests/e2e/harness.mjs) that also stops its servers.
+for backend in kv durable_object; do
+  step "end-to-end tests, SESSION_BACKEND=$backend (wrangler dev, local KV and Durable Objects)"
+  SESSION_BACKEND=$backend node --test --test-concurrency=1 --test-timeout=900000 tests/e2e/
+done

@@ -1,4 +1,4 @@
-// Starts the real worker in `wrangler dev` (workerd, local KV in a fresh
+// Starts the real worker in `wrangler dev` (workerd, local KV and Durable Objects in a fresh
 // temporary directory) on free ports, waits until it answers, and stops it afterwards: when the
 // file's tests end, when a start fails, on SIGINT/SIGTERM, and when the file runs past its time
 // limit. Console output is read from the inspector, so a test can wait until every line logged so
@@ -16,6 +16,10 @@ export const ROOT = resolve(import.meta.dirname, '../..');
 const WRANGLER = join(ROOT, 'node_modules/.bin/wrangler');
 
 export const UUID_V4 = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+
+/** The backend this run tests: `kv` or `durable_object` (`npm test` runs every file with each). */
+export const BACKEND = process.env.SESSION_BACKEND ?? 'kv';
+export const STRONG = BACKEND === 'durable_object';
 
 // Every test file runs in its own process: this bounds the whole file, servers included.
 const FILE_TIMEOUT_MS = Number(process.env.E2E_FILE_TIMEOUT_MS ?? 600_000);
@@ -96,9 +100,11 @@ async function openConsole(port) {
  * @param {object} options
  * @param {string[]} [options.configs] wrangler configs; the first one is served
  * @param {string} [options.env] wrangler environment
- * @param {Record<string,string>} [options.vars] extra vars (and secrets) for this run
+ * @param {Record<string,string>} [options.vars] extra vars (and secrets) for this run; the
+ *   backend under test is one of them unless the caller names another
  */
 export async function startWorker({ configs = ['wrangler.toml'], env, vars = {} } = {}) {
+  vars = configs[0] === 'wrangler.toml' ? { SESSION_BACKEND: BACKEND, ...vars } : vars;
   const port = await freePort();
   const inspector = await freePort();
   const state = mkdtempSync(join(tmpdir(), 'session-state-e2e-'));
@@ -178,12 +184,24 @@ export async function startWorker({ configs = ['wrangler.toml'], env, vars = {} 
       }
       throw new Error('no socket of the worker answers /health');
     },
-    /** Writes straight into this worker's local KV, as the old TypeScript worker did. */
-    async kvPut(key, value) {
+    /**
+     * Writes straight into this worker's local KV, as the old TypeScript worker did (no
+     * metadata) or as KV mode does (with it).
+     */
+    async kvPut(key, value, metadata) {
       const kvArgs = ['kv', 'key', 'put', key, value, '--binding', 'sessionstore', '--local',
-        '--persist-to', state, ...configs.slice(0, 1).flatMap((c) => ['-c', c])];
+        '--persist-to', state, ...configs.slice(-1).flatMap((c) => ['-c', c])];
+      if (metadata) kvArgs.push('--metadata', JSON.stringify(metadata));
       if (env) kvArgs.push('--env', env);
       await promisify(execFile)(WRANGLER, kvArgs, { cwd: ROOT });
+    },
+    /** Reads this worker's local KV directly; `null` when the key is absent. */
+    async kvGet(key) {
+      const kvArgs = ['kv', 'key', 'get', key, '--binding', 'sessionstore', '--local', '--text',
+        '--persist-to', state, ...configs.slice(-1).flatMap((c) => ['-c', c])];
+      if (env) kvArgs.push('--env', env);
+      const { stdout } = await promisify(execFile)(WRANGLER, kvArgs, { cwd: ROOT });
+      return stdout.trim() === 'Value not found' ? null : stdout.trim();
     },
     async stop() {
       console_?.close();

@@ -2,11 +2,14 @@
 // to session-state, both in one `wrangler dev`.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { UUID_V4, startWorker } from './harness.mjs';
+import { STRONG, UUID_V4, startWorker } from './harness.mjs';
 
 let worker;
 before(async () => {
-  worker = await startWorker({ configs: ['tests/fixtures/user-mgmt/wrangler.toml', 'wrangler.toml'] });
+  worker = await startWorker({
+    configs: ['tests/fixtures/user-mgmt/wrangler.toml', 'wrangler.toml'],
+    env: STRONG ? 'strong' : undefined,
+  });
 });
 after(async () => { await worker?.stop(); });
 
