@@ -94,14 +94,39 @@ pub fn parse_put_body(body: &JsonObject) -> Result<(&str, u64), Error> {
     Ok((data, ttl))
 }
 
-/// A JSON number with an integral value (`300` or `300.0`, as JSON Schema's `integer` allows).
+/// A JSON number (already checked) with a whole, non-negative value: `300`, `300.0` or `3e2`, as
+/// JSON Schema's `integer` allows. Worked out on the digits, without floating point.
 fn whole_seconds(raw: &str) -> Option<u64> {
-    let number: serde_json::Number = serde_json::from_str(raw).ok()?;
-    number.as_u64().or_else(|| {
-        let float = number.as_f64()?;
-        // Exact below 2^53, far above MAX_TTL; the range check follows.
-        (float.fract() == 0.0 && (0.0..=9.0e15).contains(&float)).then_some(float as u64)
-    })
+    if raw.starts_with('-') {
+        return None;
+    }
+    let (mantissa, exponent) = match raw.split_once(['e', 'E']) {
+        Some((mantissa, exponent)) => (mantissa, exponent.parse::<i32>().ok()?),
+        None => (raw, 0),
+    };
+    let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits = format!("{whole}{fraction}");
+    let digits = digits.trim_start_matches('0');
+    // The value is `digits` times ten to the power of `scale`.
+    let scale = exponent.checked_sub(i32::try_from(fraction.len()).ok()?)?;
+    if digits.is_empty() {
+        return Some(0);
+    }
+    if scale >= 0 {
+        let factor = 10u64.checked_pow(u32::try_from(scale).ok()?)?;
+        digits.parse::<u64>().ok()?.checked_mul(factor)
+    } else {
+        let cut = usize::try_from(scale.unsigned_abs()).ok()?;
+        let kept = digits.len().checked_sub(cut)?;
+        let (value, rest) = digits.split_at(kept);
+        if !rest.bytes().all(|b| b == b'0') {
+            return None;
+        }
+        if value.is_empty() {
+            return Some(0);
+        }
+        value.parse().ok()
+    }
 }
 
 pub struct Cache<'s, S> {
@@ -198,6 +223,28 @@ mod tests {
                 matches!(self::body(&body), Err(Error::InvalidTtl(_))),
                 "{bad}"
             );
+        }
+    }
+
+    #[test]
+    fn whole_numbers_in_every_json_spelling() {
+        for (raw, value) in [
+            ("300", Some(300)),
+            ("300.0", Some(300)),
+            ("300.000", Some(300)),
+            ("3e2", Some(300)),
+            ("3.0E+2", Some(300)),
+            ("30000e-2", Some(300)),
+            ("0", Some(0)),
+            ("0.0e5", Some(0)),
+            ("60.5", None),
+            ("6.05e1", None),
+            ("-60", None),
+            ("-0.0", None),
+            ("1e300", None),
+            ("18446744073709551616", None),
+        ] {
+            assert_eq!(whole_seconds(raw), value, "{raw}");
         }
     }
 

@@ -22,6 +22,7 @@ use crate::handlers::{SessionScope, KV_BINDING};
 use crate::http;
 use crate::id::SessionId;
 use crate::routes::{self, Handler};
+use crate::session::Meta;
 use crate::store::durable::ObjectStorage;
 use crate::store::durable::{
     object_failure, peer, stored_id, DoStorage, Peers, SqlSessions, ID_HEADER,
@@ -82,7 +83,7 @@ fn sessions(
     let internal = |err: worker::Error| Error::Internal(err.to_string());
     Ok(SqlSessions::new(
         storage,
-        Kv(env.kv(KV_BINDING).map_err(internal)?),
+        Kv::binding(env, KV_BINDING)?,
         Peers(env.durable_object(BINDING).map_err(internal)?),
         own,
         config.policy,
@@ -144,14 +145,14 @@ async fn serve_peer(
                 return Err(Error::SessionNotFound);
             };
             let response = http::body(200, http::JSON, record.data.into_bytes())?;
-            let meta =
-                serde_json::to_string(&record.meta).map_err(|e| Error::Internal(e.to_string()))?;
-            response.headers().set(peer::META, &meta)?;
+            if let Some(meta) = record.meta {
+                response.headers().set(peer::META, &meta.to_json())?;
+            }
             return Ok(response);
         }
         "PUT" => {
             let meta = http::header(&req, peer::META)
-                .and_then(|meta| serde_json::from_str(&meta).ok())
+                .and_then(|meta| Meta::from_json(&meta))
                 .ok_or_else(|| Error::Internal("a peer sent no metadata".into()))?;
             let data = req.bytes().await?;
             let expect =

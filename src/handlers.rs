@@ -169,7 +169,7 @@ pub async fn rotate(req: Request, scope: &SessionScope<'_>) -> Result<Response, 
 /// `GET`, `PUT` and `DELETE /cache/:key`: the permission cache, on KV in every mode.
 pub async fn cache(mut req: Request, scope: &Scope<'_>) -> Result<Response, Error> {
     let key = CacheKey::from_path(scope.param)?;
-    let store = Kv(scope.env.kv(KV_BINDING).map_err(internal)?);
+    let store = Kv::binding(scope.env, KV_BINDING)?;
     let cache = Cache::new(&store);
     let body = match req.method() {
         Method::Put => {

@@ -57,13 +57,30 @@ pub fn wants_json(accept: Option<&str>) -> bool {
             let media = parts.next().unwrap_or_default().trim();
             let refused = parts.any(|param| {
                 let param = param.trim().to_ascii_lowercase();
-                param
-                    .strip_prefix("q=")
-                    .is_some_and(|q| q.parse::<f32>().is_ok_and(|q| q <= 0.0))
+                param.strip_prefix("q=").is_some_and(zero_quality)
             });
             media.eq_ignore_ascii_case(JSON) && !refused
         })
     })
+}
+
+/// Whether a quality value is zero (or, invalid as it is, negative): `0`, `0.0`, `-1`. Read on
+/// the text, without floating point.
+fn zero_quality(q: &str) -> bool {
+    let q = q.trim();
+    let (whole, fraction) = q.split_once('.').unwrap_or((q, ""));
+    let whole = whole.strip_prefix('-').map_or(whole, |digits| {
+        if digits.bytes().any(|b| b != b'0') {
+            "0"
+        } else {
+            digits
+        }
+    });
+    let digits = |text: &str| text.bytes().all(|b| b.is_ascii_digit());
+    !whole.is_empty()
+        && digits(whole)
+        && digits(fraction)
+        && whole.bytes().chain(fraction.bytes()).all(|b| b == b'0')
 }
 
 /// The raw value of the first query parameter `name` in `url`. Values are not percent-decoded:
@@ -274,6 +291,10 @@ mod tests {
         assert!(wants_json(Some("application/json")));
         assert!(wants_json(Some("text/plain;q=0.5, Application/Json")));
         assert!(!wants_json(Some("application/json;q=0")));
+        assert!(!wants_json(Some("application/json;q=0.000")));
+        assert!(!wants_json(Some("application/json;q=-1")));
         assert!(wants_json(Some("application/json; q=0.1")));
+        assert!(wants_json(Some("application/json; q=1")));
+        assert!(wants_json(Some("application/json; q=bogus")));
     }
 }

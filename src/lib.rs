@@ -118,10 +118,7 @@ async fn serve(
             if config.backend == SessionBackend::DurableObject {
                 return durable_object::forward(req, env, id, body, &config).await;
             }
-            let kv = env
-                .kv(KV_BINDING)
-                .map_err(|err| Error::Internal(err.to_string()))?;
-            let store = Backend::Kv(KvSessions(Kv(kv)));
+            let store = Backend::Kv(KvSessions(Kv::binding(env, KV_BINDING)?));
             let scope = SessionScope {
                 config: &config,
                 id,

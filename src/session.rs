@@ -6,7 +6,9 @@
 //! A session expires at `min(last_write + idle_ttl, created + max_lifetime)`. Only writes and
 //! touches count as activity: reads never write (see the README, "Lifecycle").
 
-use serde::{Deserialize, Serialize};
+use std::fmt::Write;
+
+use crate::json;
 
 /// Milliseconds since the Unix epoch.
 pub type Millis = u64;
@@ -34,10 +36,9 @@ impl Policy {
     }
 }
 
-/// What the worker keeps in the KV entry's metadata, so that the value stays exactly the session
-/// data and one `getWithMetadata` reads both.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// What the worker keeps beside the session data: in KV, the entry's metadata, so that the value
+/// stays exactly the session data and one `getWithMetadata` reads both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Meta {
     pub created_at: Millis,
     pub updated_at: Millis,
@@ -46,7 +47,6 @@ pub struct Meta {
     /// written since. Sent as the `ETag`.
     pub version: u64,
     /// The session's own idle timeout in seconds, when it was created with one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl: Option<u64>,
 }
 
@@ -120,6 +120,41 @@ impl Meta {
             .saturating_sub(now)
             .div_ceil(MS_PER_SECOND)
             .max(KV_MIN_TTL)
+    }
+}
+
+impl Meta {
+    /// As stored: `{"createdAt":..,"updatedAt":..,"expiresAt":..,"version":..}`, and `"ttl"`
+    /// when the session has its own.
+    pub fn to_json(self) -> String {
+        let mut out = String::with_capacity(96);
+        let _ = write!(
+            out,
+            r#"{{"createdAt":{},"updatedAt":{},"expiresAt":{},"version":{}"#,
+            self.created_at, self.updated_at, self.expires_at, self.version
+        );
+        if let Some(ttl) = self.ttl {
+            let _ = write!(out, r#","ttl":{ttl}"#);
+        }
+        out.push('}');
+        out
+    }
+
+    /// Reads what [`Meta::to_json`] wrote; `None` for anything else, which then counts as no
+    /// metadata at all (an entry of the old worker), never as an error.
+    pub fn from_json(text: &str) -> Option<Self> {
+        let (members, _) = json::members(text).ok()?;
+        let number = |name| json::get(&members, name)?.parse::<u64>().ok();
+        Some(Self {
+            created_at: number("createdAt")?,
+            updated_at: number("updatedAt")?,
+            expires_at: number("expiresAt")?,
+            version: number("version")?,
+            ttl: match json::get(&members, "ttl") {
+                None => None,
+                Some(_) => Some(number("ttl")?),
+            },
+        })
     }
 }
 
@@ -263,7 +298,7 @@ mod tests {
     #[test]
     fn metadata_round_trips_in_camel_case_without_an_absent_ttl() {
         let meta = Meta::new(T0, None, POLICY);
-        let json = serde_json::to_string(&meta).unwrap();
+        let json = meta.to_json();
         assert_eq!(
             json,
             format!(
@@ -271,6 +306,23 @@ mod tests {
                 T0 + 1800 * S
             )
         );
-        assert_eq!(serde_json::from_str::<Meta>(&json).unwrap(), meta);
+        assert_eq!(Meta::from_json(&json), Some(meta));
+        let with_ttl = Meta::new(T0, Some(60), POLICY);
+        assert_eq!(Meta::from_json(&with_ttl.to_json()), Some(with_ttl));
+    }
+
+    #[test]
+    fn unreadable_metadata_is_none() {
+        for bad in [
+            "",
+            "{}",
+            "[1]",
+            r#"{"createdAt":1,"updatedAt":1,"expiresAt":1}"#,
+            r#"{"createdAt":1,"updatedAt":1,"expiresAt":1,"version":-1}"#,
+            r#"{"createdAt":1.5,"updatedAt":1,"expiresAt":1,"version":1}"#,
+            r#"{"createdAt":1,"updatedAt":1,"expiresAt":1,"version":1,"ttl":"x"}"#,
+        ] {
+            assert_eq!(Meta::from_json(bad), None, "{bad}");
+        }
     }
 }

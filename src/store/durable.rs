@@ -18,8 +18,7 @@ use std::cell::Cell;
 use worker::js_sys::{Date as JsDate, Uint8Array};
 use worker::wasm_bindgen::JsValue;
 use worker::{
-    Headers, Method, ObjectNamespace, Request, RequestInit, ScheduledTime, SqlStorage,
-    SqlStorageValue, Storage,
+    web_sys, ObjectNamespace, Request, ScheduledTime, SqlStorage, SqlStorageValue, Storage,
 };
 
 use super::{Expect, KeyValue, Outcome, Record, SessionStore};
@@ -502,25 +501,31 @@ impl Peers {
     async fn send(
         &self,
         id: &SessionId,
-        method: Method,
-        headers: Headers,
+        method: &str,
+        headers: &[(&str, &str)],
         body: Option<&[u8]>,
     ) -> Result<worker::Response, Error> {
         let id_text = id.to_string();
-        headers.set(ID_HEADER, &id_text).map_err(object_failure)?;
-        let mut init = RequestInit::new();
-        init.with_method(method).with_headers(headers);
-        if let Some(body) = body {
-            init.with_body(Some(Uint8Array::from(body).into()));
+        let js = |err: JsValue| Error::StoreUnavailable(format!("durable object: {err:?}"));
+        let request_headers = web_sys::Headers::new().map_err(js)?;
+        request_headers.set(ID_HEADER, &id_text).map_err(js)?;
+        for (name, value) in headers {
+            request_headers.set(name, value).map_err(js)?;
         }
-        let request = Request::new_with_init(&format!("https://session{}", peer::PATH), &init)
-            .map_err(object_failure)?;
+        let init = web_sys::RequestInit::new();
+        init.set_method(method);
+        init.set_headers(&request_headers);
+        if let Some(body) = body {
+            init.set_body(&Uint8Array::from(body));
+        }
+        let url = format!("https://session{}", peer::PATH);
+        let request = web_sys::Request::new_with_str_and_init(&url, &init).map_err(js)?;
         let stub = self
             .0
             .id_from_name(&id_text)
             .and_then(|object| object.get_stub())
             .map_err(object_failure)?;
-        stub.fetch_with_request(request)
+        stub.fetch_with_request(Request::from(request))
             .await
             .map_err(object_failure)
     }
@@ -540,12 +545,12 @@ impl SessionStore for Peers {
     type Body = String;
 
     async fn load(&self, id: &SessionId) -> Result<Option<Record>, Error> {
-        let mut response = self.send(id, Method::Get, Headers::new(), None).await?;
+        let mut response = self.send(id, "GET", &[], None).await?;
         if response.status_code() == 404 {
             return Ok(None);
         }
         let meta = response.headers().get(peer::META).ok().flatten();
-        let meta = meta.and_then(|meta| serde_json::from_str(&meta).ok());
+        let meta = meta.and_then(|meta| Meta::from_json(&meta));
         let data = response.text().await.map_err(object_failure)?;
         Ok(Some(Record { data, meta }))
     }
@@ -562,22 +567,22 @@ impl SessionStore for Peers {
         meta: &Meta,
         expect: Expect,
     ) -> Result<Outcome, Error> {
-        let headers = Headers::new();
-        let meta = serde_json::to_string(meta).map_err(|err| Error::Internal(err.to_string()))?;
-        headers.set(peer::META, &meta).map_err(object_failure)?;
-        headers
-            .set(peer::EXPECT, &peer::expect_header(expect))
-            .map_err(object_failure)?;
-        let response = self.send(id, Method::Put, headers, Some(data)).await?;
+        let headers = [
+            (peer::META, meta.to_json()),
+            (peer::EXPECT, peer::expect_header(expect)),
+        ];
+        let headers = headers
+            .each_ref()
+            .map(|(name, value)| (*name, value.as_str()));
+        let response = self.send(id, "PUT", &headers, Some(data)).await?;
         Self::outcome(&response)
     }
 
     async fn remove(&self, id: &SessionId, expect: Expect) -> Result<Outcome, Error> {
-        let headers = Headers::new();
-        headers
-            .set(peer::EXPECT, &peer::expect_header(expect))
-            .map_err(object_failure)?;
-        let response = self.send(id, Method::Delete, headers, None).await?;
+        let expect = peer::expect_header(expect);
+        let response = self
+            .send(id, "DELETE", &[(peer::EXPECT, &expect)], None)
+            .await?;
         Self::outcome(&response)
     }
 }

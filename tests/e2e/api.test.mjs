@@ -255,6 +255,23 @@ describe('routing', () => {
   });
 });
 
+describe('sessions written by the previous release', () => {
+  test('keep their lifecycle: metadata stored as an object is still read', async () => {
+    const id = 'e1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d';
+    const now = Date.now();
+    const expiresAt = now + 600_000;
+    await worker.kvPut(id, '{"v":1}', { createdAt: now - 5000, updatedAt: now - 5000, expiresAt, version: 7, ttl: 600 });
+    const read = await call(`/get/${id}`);
+    assert.equal(read.status, 200);
+    assert.equal(read.headers.get('etag'), '"7"');
+    assert.equal(Date.parse(read.headers.get('session-expires')), expiresAt);
+    const written = await call(`/add/${id}`, { method: 'PATCH', headers: JSON_HEADERS, body: '{"v":2}' });
+    assert.equal(written.headers.get('etag'), '"8"');
+    const left = Date.parse(written.headers.get('session-expires')) - Date.now();
+    assert.ok(left > 590_000 && left <= 600_000, `its own 600 s timeout is kept: ${left} ms`);
+  });
+});
+
 describe('legacy sessions written by the old worker', () => {
   test('are read, merged into, replaced and deleted through the API', async () => {
     const id = 'a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d';
