@@ -8,6 +8,7 @@
 use serde::Serialize;
 
 use crate::error::Error;
+use crate::http::percent_decode;
 use crate::json::{self, JsonObject};
 use crate::session::KV_MIN_TTL;
 use crate::store::KeyValue;
@@ -45,21 +46,6 @@ impl CacheKey {
     fn storage_key(&self) -> String {
         format!("{PREFIX}{}", self.0)
     }
-}
-
-fn percent_decode(text: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(text.len());
-    let mut bytes = text.bytes();
-    while let Some(b) = bytes.next() {
-        if b == b'%' {
-            let hex = [bytes.next()?, bytes.next()?];
-            let hex = std::str::from_utf8(&hex).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-        } else {
-            out.push(b);
-        }
-    }
-    Some(out)
 }
 
 /// What `PUT /cache/:key` answers.

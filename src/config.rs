@@ -14,11 +14,17 @@ pub const SESSION_TOUCH_INTERVAL_SECONDS: &str = "SESSION_TOUCH_INTERVAL_SECONDS
 pub const API_TOKEN: &str = "API_TOKEN";
 pub const LOG_REQUESTS: &str = "LOG_REQUESTS";
 pub const SESSION_BACKEND: &str = "SESSION_BACKEND";
+pub const SESSION_SUBJECT_FIELD: &str = "SESSION_SUBJECT_FIELD";
+pub const MAX_SESSIONS_PER_SUBJECT: &str = "MAX_SESSIONS_PER_SUBJECT";
+pub const SUBJECT_KEY: &str = "SUBJECT_KEY";
 
 const DEFAULT_TTL: u64 = 1800;
 const DEFAULT_MAX_LIFETIME: u64 = 86_400;
 const DEFAULT_MAX_BYTES: u64 = 65_536;
 const DEFAULT_TOUCH_INTERVAL: u64 = 60;
+const DEFAULT_MAX_SESSIONS_PER_SUBJECT: u64 = 100;
+/// Listing a subject reads each of its sessions: a thousand is what one request may read.
+const MAX_MAX_SESSIONS_PER_SUBJECT: u64 = 1000;
 /// A year: longer-lived sessions are a mistake, and the bound keeps every expiry instant well
 /// inside what JavaScript and KV represent exactly.
 const MAX_LIFETIME: u64 = 365 * 86_400;
@@ -42,6 +48,13 @@ pub struct Config {
     pub policy: Policy,
     /// When set, every route but `/health` needs `Authorization: Bearer <token>`.
     pub api_token: Option<String>,
+    /// The top-level field of the session data that names its subject, if any.
+    pub subject_field: Option<String>,
+    /// How many live sessions one subject may have; creating one more ends the least recently
+    /// written.
+    pub max_sessions_per_subject: usize,
+    /// The key subjects are hashed under (HMAC-SHA-256); plain SHA-256 without one.
+    pub subject_key: Option<Vec<u8>>,
     /// One log line per request (on by default). Workers Logs bill per line, so a busy
     /// deployment may turn it off; internal errors are logged either way.
     pub log_requests: bool,
@@ -124,8 +137,23 @@ impl Config {
                 })
             }
         };
+        let subject_field = lookup(SESSION_SUBJECT_FIELD)
+            .map(|field| field.trim().to_owned())
+            .filter(|field| !field.is_empty());
+        let max_sessions_per_subject = whole_number(
+            &lookup,
+            MAX_SESSIONS_PER_SUBJECT,
+            DEFAULT_MAX_SESSIONS_PER_SUBJECT,
+            MAX_MAX_SESSIONS_PER_SUBJECT,
+        )?;
+        let subject_key = lookup(SUBJECT_KEY)
+            .map(|key| key.trim().as_bytes().to_vec())
+            .filter(|key| !key.is_empty());
         Ok(Self {
             backend,
+            subject_field,
+            max_sessions_per_subject: usize::try_from(max_sessions_per_subject).unwrap_or(1000),
+            subject_key,
             log_requests,
             policy: Policy {
                 idle_ttl,
@@ -189,6 +217,26 @@ mod tests {
         assert_eq!(config.api_token, None);
         assert!(config.log_requests);
         assert_eq!(config.backend, SessionBackend::Kv);
+        assert_eq!(config.subject_field, None);
+        assert_eq!(config.max_sessions_per_subject, 100);
+        assert_eq!(config.subject_key, None);
+    }
+
+    #[test]
+    fn subject_settings() {
+        let config = config(&[
+            (SESSION_SUBJECT_FIELD, " username "),
+            (MAX_SESSIONS_PER_SUBJECT, "5"),
+            (SUBJECT_KEY, "k3y\n"),
+        ])
+        .unwrap();
+        assert_eq!(config.subject_field.as_deref(), Some("username"));
+        assert_eq!(config.max_sessions_per_subject, 5);
+        assert_eq!(config.subject_key.as_deref(), Some(&b"k3y"[..]));
+        for bad in ["0", "1001", "x"] {
+            let err = super::tests::config(&[(MAX_SESSIONS_PER_SUBJECT, bad)]).unwrap_err();
+            assert_eq!(err.variable, MAX_SESSIONS_PER_SUBJECT, "{bad}");
+        }
     }
 
     #[test]

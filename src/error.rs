@@ -16,6 +16,7 @@ pub enum Error {
     InvalidSessionId,
     InvalidTtl(String),
     InvalidCacheKey,
+    InvalidSubject,
     Unauthorized,
     SessionNotFound,
     CacheEntryNotFound,
@@ -65,6 +66,7 @@ impl Error {
             Error::InvalidSessionId => "invalid_session_id",
             Error::InvalidTtl(_) => "invalid_ttl",
             Error::InvalidCacheKey => "invalid_cache_key",
+            Error::InvalidSubject => "invalid_subject",
             Error::Unauthorized => "unauthorized",
             Error::SessionNotFound => "session_not_found",
             Error::CacheEntryNotFound => "cache_entry_not_found",
@@ -87,7 +89,8 @@ impl Error {
             | Error::InvalidBody(_)
             | Error::InvalidSessionId
             | Error::InvalidTtl(_)
-            | Error::InvalidCacheKey => 400,
+            | Error::InvalidCacheKey
+            | Error::InvalidSubject => 400,
             Error::Unauthorized => 401,
             Error::SessionNotFound | Error::CacheEntryNotFound | Error::NotFound => 404,
             Error::MethodNotAllowed { .. } => 405,
@@ -145,6 +148,9 @@ impl Error {
             }
             Error::InvalidTtl(why) => why.clone(),
             Error::InvalidCacheKey => "A cache key is 1 to 256 bytes of printable ASCII.".into(),
+            Error::InvalidSubject => {
+                "A subject is 1 to 256 bytes, percent-encoded in a path or header.".into()
+            }
             Error::Unauthorized => {
                 "This service needs an Authorization: Bearer <token> header with a valid token."
                     .into()
@@ -235,12 +241,13 @@ mod tests {
 
     #[test]
     fn every_contract_error_maps_to_its_status_and_code() {
-        let cases: [(Error, u16, &str); 18] = [
+        let cases: [(Error, u16, &str); 19] = [
             (Error::InvalidJson, 400, "invalid_json"),
             (Error::InvalidBody("a JSON object"), 400, "invalid_body"),
             (Error::InvalidSessionId, 400, "invalid_session_id"),
             (Error::InvalidTtl("x".into()), 400, "invalid_ttl"),
             (Error::InvalidCacheKey, 400, "invalid_cache_key"),
+            (Error::InvalidSubject, 400, "invalid_subject"),
             (Error::Unauthorized, 401, "unauthorized"),
             (Error::SessionNotFound, 404, "session_not_found"),
             (Error::CacheEntryNotFound, 404, "cache_entry_not_found"),

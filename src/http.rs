@@ -83,6 +83,22 @@ fn zero_quality(q: &str) -> bool {
         && whole.bytes().chain(fraction.bytes()).all(|b| b == b'0')
 }
 
+/// Decodes `%XX` escapes (cache keys, subjects); `None` for a malformed one.
+pub fn percent_decode(text: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(text.len());
+    let mut bytes = text.bytes();
+    while let Some(b) = bytes.next() {
+        if b == b'%' {
+            let hex = [bytes.next()?, bytes.next()?];
+            let hex = std::str::from_utf8(&hex).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+        } else {
+            out.push(b);
+        }
+    }
+    Some(out)
+}
+
 /// The raw value of the first query parameter `name` in `url`. Values are not percent-decoded:
 /// the only parameter, `ttl`, is digits, and anything encoded is refused as not a number. Parsing
 /// by hand keeps the `url` crate and its Unicode tables out of the Wasm.

@@ -165,6 +165,15 @@ pub fn get<'a>(members: &[Member<'a>], name: &str) -> Option<&'a str> {
         .map(|member| member.value)
 }
 
+/// The bytes of a raw value (already checked) that is a string: its escapes decoded (to WTF-8,
+/// so a lone surrogate is kept as its own three bytes). `None` for any other value.
+pub fn string_bytes(raw: &str) -> Option<Vec<u8>> {
+    let inner = raw.strip_prefix('"')?.strip_suffix('"')?;
+    let mut bytes = Vec::with_capacity(inner.len());
+    unescape(inner, |piece| bytes.extend_from_slice(piece));
+    Some(bytes)
+}
+
 /// Whether a raw value (already checked) is an object.
 pub fn is_object(value: &str) -> bool {
     value.starts_with('{')
@@ -670,6 +679,21 @@ mod tests {
         let resolved = object(&text).unwrap();
         assert!(resolved.contains(r#""k7":"last""#) && !resolved.contains(r#""k7":7"#));
         assert_eq!(members(&resolved).unwrap().0.len(), 40);
+    }
+
+    #[test]
+    fn string_values_decode_to_their_bytes() {
+        assert_eq!(string_bytes(r#""ada""#).as_deref(), Some(&b"ada"[..]));
+        assert_eq!(
+            string_bytes(r#""zo\u00eb""#).as_deref(),
+            Some("zoë".as_bytes())
+        );
+        assert_eq!(
+            string_bytes(r#""\ud800""#).as_deref(),
+            Some(&[0xed, 0xa0, 0x80][..])
+        );
+        assert_eq!(string_bytes("42"), None);
+        assert_eq!(string_bytes("null"), None);
     }
 
     #[test]

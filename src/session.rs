@@ -9,6 +9,7 @@
 use std::fmt::Write;
 
 use crate::json;
+use crate::subject::Subject;
 
 /// Milliseconds since the Unix epoch.
 pub type Millis = u64;
@@ -48,6 +49,9 @@ pub struct Meta {
     pub version: u64,
     /// The session's own idle timeout in seconds, when it was created with one.
     pub ttl: Option<u64>,
+    /// Who the session belongs to (hashed), fixed at creation: no write moves a session to
+    /// another subject, and rotation keeps it.
+    pub subject: Option<Subject>,
 }
 
 impl Meta {
@@ -64,12 +68,25 @@ impl Meta {
 
     /// The metadata after a write at `now`: version +1 and a renewed expiry.
     pub fn written(&self, now: Millis, policy: Policy) -> Self {
-        Self::at_version(self.created_at, now, self.version + 1, self.ttl, policy)
+        Self {
+            subject: self.subject,
+            ..Self::at_version(self.created_at, now, self.version + 1, self.ttl, policy)
+        }
     }
 
     /// The metadata after a touch at `now`: same version, renewed expiry.
     pub fn touched(&self, now: Millis, policy: Policy) -> Self {
-        Self::at_version(self.created_at, now, self.version, self.ttl, policy)
+        Self {
+            subject: self.subject,
+            ..Self::at_version(self.created_at, now, self.version, self.ttl, policy)
+        }
+    }
+
+    /// When the session ends at the latest, however it is renewed: what its subject's index
+    /// entry lives until.
+    pub fn latest_end(&self, policy: Policy) -> Millis {
+        self.created_at
+            .saturating_add(policy.max_lifetime.saturating_mul(MS_PER_SECOND))
     }
 
     fn at_version(
@@ -90,6 +107,7 @@ impl Meta {
             expires_at,
             version,
             ttl,
+            subject: None,
         }
     }
 
@@ -125,7 +143,7 @@ impl Meta {
 
 impl Meta {
     /// As stored: `{"createdAt":..,"updatedAt":..,"expiresAt":..,"version":..}`, and `"ttl"`
-    /// when the session has its own.
+    /// when the session has its own, `"sub"` (the subject's hash) when it has one.
     pub fn to_json(self) -> String {
         let mut out = String::with_capacity(96);
         let _ = write!(
@@ -135,6 +153,9 @@ impl Meta {
         );
         if let Some(ttl) = self.ttl {
             let _ = write!(out, r#","ttl":{ttl}"#);
+        }
+        if let Some(subject) = self.subject {
+            let _ = write!(out, r#","sub":"{}""#, subject.hex());
         }
         out.push('}');
         out
@@ -153,6 +174,12 @@ impl Meta {
             ttl: match json::get(&members, "ttl") {
                 None => None,
                 Some(_) => Some(number("ttl")?),
+            },
+            subject: match json::get(&members, "sub") {
+                None => None,
+                Some(raw) => Some(Subject::from_hex(
+                    raw.strip_prefix('"')?.strip_suffix('"')?,
+                )?),
             },
         })
     }
@@ -309,6 +336,22 @@ mod tests {
         assert_eq!(Meta::from_json(&json), Some(meta));
         let with_ttl = Meta::new(T0, Some(60), POLICY);
         assert_eq!(Meta::from_json(&with_ttl.to_json()), Some(with_ttl));
+        let subject = Subject::new(b"ada", None).ok();
+        let with_subject = Meta {
+            subject,
+            ..with_ttl
+        };
+        assert!(with_subject
+            .to_json()
+            .ends_with(&format!(r#""sub":"{}"}}"#, subject.unwrap().hex())));
+        assert_eq!(Meta::from_json(&with_subject.to_json()), Some(with_subject));
+        let written = with_subject
+            .written(T0 + S, POLICY)
+            .touched(T0 + 2 * S, POLICY);
+        assert_eq!(
+            written.subject, subject,
+            "writes and touches keep the subject"
+        );
     }
 
     #[test]
@@ -321,6 +364,7 @@ mod tests {
             r#"{"createdAt":1,"updatedAt":1,"expiresAt":1,"version":-1}"#,
             r#"{"createdAt":1.5,"updatedAt":1,"expiresAt":1,"version":1}"#,
             r#"{"createdAt":1,"updatedAt":1,"expiresAt":1,"version":1,"ttl":"x"}"#,
+            r#"{"createdAt":1,"updatedAt":1,"expiresAt":1,"version":1,"sub":"abc"}"#,
         ] {
             assert_eq!(Meta::from_json(bad), None, "{bad}");
         }

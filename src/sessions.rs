@@ -15,7 +15,9 @@ use crate::id::SessionId;
 use crate::json::JsonObject;
 use crate::merge::{merge, Merge};
 use crate::session::{Meta, Millis, Policy};
-use crate::store::{Expect, Outcome, SessionStore};
+use crate::store::{Expect, Member, NoIndex, Outcome, SessionStore, SubjectIndex};
+use crate::subject::Subject;
+use crate::subjects::Subjects;
 
 /// How many times a write is tried against concurrent writers before it answers `store_busy`.
 pub const ATTEMPTS: usize = 3;
@@ -70,25 +72,64 @@ pub fn etag(version: u64) -> String {
     format!("\"{version}\"")
 }
 
-pub struct Sessions<'s, S> {
+pub struct Sessions<'s, S, I = NoIndex> {
     store: &'s S,
     policy: Policy,
+    /// The subject index, and how many sessions a subject may have.
+    index: Option<(&'s I, usize)>,
 }
 
 impl<'s, S: SessionStore> Sessions<'s, S> {
     pub fn new(store: &'s S, policy: Policy) -> Self {
-        Self { store, policy }
+        Self {
+            store,
+            policy,
+            index: None,
+        }
     }
 
+    /// The same operations, keeping `index` of each subject's sessions, at most `max` each.
+    pub fn indexed<J: SubjectIndex>(self, index: &'s J, max: usize) -> Sessions<'s, S, J> {
+        Sessions {
+            store: self.store,
+            policy: self.policy,
+            index: Some((index, max)),
+        }
+    }
+}
+
+impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
     /// Stores `data` under a new id chosen by the caller of this function, never by the client.
+    /// With a subject, the session is listed under it first (an entry whose session failed to
+    /// be written is cleaned up when met; a session missing from its index could not be
+    /// revoked), after making room when the subject is at its bound.
     pub async fn create(
         &self,
         id: SessionId,
         data: &JsonObject,
         ttl: Option<u64>,
+        subject: Option<Subject>,
         now: Millis,
     ) -> Result<Meta, Error> {
-        let meta = Meta::new(now, ttl, self.policy);
+        let meta = Meta {
+            subject,
+            ..Meta::new(now, ttl, self.policy)
+        };
+        if let Some(subject) = &subject {
+            let (index, max) = self.index.ok_or_else(|| {
+                Error::Internal("a session with a subject, and no index to list it in".into())
+            })?;
+            Subjects::new(index, self.store)
+                .make_room(subject, max, now)
+                .await?;
+            let member = Member {
+                id,
+                created_at: now,
+            };
+            index
+                .add(subject, member, meta.latest_end(self.policy), now)
+                .await?;
+        }
         let bytes = data.as_str().as_bytes();
         match self.store.save(&id, bytes, &meta, Expect::Absent).await? {
             Outcome::Written => Ok(meta),
@@ -228,12 +269,22 @@ impl<'s, S: SessionStore> Sessions<'s, S> {
         let current = self.get(id, now).await?;
         let meta = current.meta.written(now, self.policy);
         let data = current.data.as_bytes();
-        if self
+        let index = self.index.map(|(index, _)| index);
+        let listed = meta.subject.as_ref().zip(index);
+        if let Some((subject, index)) = listed {
+            let member = Member {
+                id: new_id,
+                created_at: meta.created_at,
+            };
+            index
+                .add(subject, member, meta.latest_end(self.policy), now)
+                .await?;
+        }
+        let saved = self
             .store
             .save(&new_id, data, &meta, Expect::Absent)
-            .await?
-            == Outcome::Conflict
-        {
+            .await?;
+        if saved == Outcome::Conflict {
             return Err(Error::Internal(format!(
                 "new session id {} is taken",
                 new_id.short()
@@ -244,7 +295,13 @@ impl<'s, S: SessionStore> Sessions<'s, S> {
             .remove(id, Expect::Version(current.meta.version))
             .await
         {
-            Ok(Outcome::Written) => return Ok(meta),
+            Ok(Outcome::Written) => {
+                if let Some((subject, index)) = listed {
+                    // Left behind on failure, the old entry is cleaned up when met.
+                    let _ = index.remove(subject, id).await;
+                }
+                return Ok(meta);
+            }
             Ok(Outcome::Conflict) => lost_races(),
             Err(err) => err,
         };
@@ -339,7 +396,7 @@ mod tests {
         vec![
             count(
                 "create",
-                run(sessions.create(id(1), &body, None, T0)).map(drop),
+                run(sessions.create(id(1), &body, None, None, T0)).map(drop),
             ),
             count("get", run(sessions.get(&id(1), T0)).map(drop)),
             count(
@@ -360,12 +417,12 @@ mod tests {
             ),
             count("delete", run(sessions.delete(&id(1), None, T0))),
             count("delete with If-Match", {
-                run(sessions.create(id(2), &body, None, T0)).unwrap();
+                run(sessions.create(id(2), &body, None, None, T0)).unwrap();
                 store.0.take_operations();
                 run(sessions.delete(&id(2), Some(&IfMatch::Any), T0))
             }),
             count("rotate", {
-                run(sessions.create(id(3), &body, None, T0)).unwrap();
+                run(sessions.create(id(3), &body, None, None, T0)).unwrap();
                 store.0.take_operations();
                 run(sessions.rotate(&id(3), id(4), T0)).map(drop)
             }),
@@ -381,7 +438,8 @@ mod tests {
     fn create_then_get() {
         let store = kv();
         let sessions = Sessions::new(&store, POLICY);
-        let meta = run(sessions.create(id(1), &object(r#"{"user":"ada"}"#), None, T0)).unwrap();
+        let meta =
+            run(sessions.create(id(1), &object(r#"{"user":"ada"}"#), None, None, T0)).unwrap();
         assert_eq!(meta.version, 1);
         assert_eq!(store.0.kv_ttl(&key(1)), Some(1800));
         let session = run(sessions.get(&id(1), T0 + S)).unwrap();
@@ -393,7 +451,7 @@ mod tests {
     fn read_sees_what_get_sees() {
         let store = kv();
         let sessions = Sessions::new(&store, POLICY);
-        let meta = run(sessions.create(id(1), &object(r#"{"a":1}"#), Some(2), T0)).unwrap();
+        let meta = run(sessions.create(id(1), &object(r#"{"a":1}"#), Some(2), None, T0)).unwrap();
         let (body, read_meta) = run(sessions.read(&id(1), T0 + S)).unwrap();
         assert_eq!((body.as_str(), read_meta), (r#"{"a":1}"#, meta));
         assert!(matches!(
@@ -412,7 +470,7 @@ mod tests {
     fn an_expired_session_is_gone_before_the_store_drops_it() {
         let store = kv();
         let sessions = Sessions::new(&store, POLICY);
-        run(sessions.create(id(1), &object("{}"), Some(2), T0)).unwrap();
+        run(sessions.create(id(1), &object("{}"), Some(2), None, T0)).unwrap();
         assert!(run(sessions.get(&id(1), T0 + 2 * S - 1)).is_ok());
         assert!(matches!(
             run(sessions.get(&id(1), T0 + 2 * S)),
@@ -433,7 +491,7 @@ mod tests {
     fn writes_renew_and_count_versions() {
         let store = kv();
         let sessions = Sessions::new(&store, POLICY);
-        run(sessions.create(id(1), &object(r#"{"a":1}"#), None, T0)).unwrap();
+        run(sessions.create(id(1), &object(r#"{"a":1}"#), None, None, T0)).unwrap();
         let meta = run(sessions.replace(&id(1), &object(r#"{"b":2}"#), None, T0 + 100 * S));
         let meta = meta.unwrap();
         assert_eq!((meta.version, meta.expires_at), (2, T0 + 1900 * S));
@@ -449,7 +507,7 @@ mod tests {
     fn merge_patch_goes_deep() {
         let store = kv();
         let sessions = Sessions::new(&store, POLICY);
-        run(sessions.create(id(1), &object(r#"{"p":{"a":1,"b":2}}"#), None, T0)).unwrap();
+        run(sessions.create(id(1), &object(r#"{"p":{"a":1,"b":2}}"#), None, None, T0)).unwrap();
         let patch = object(r#"{"p":{"a":null,"c":3}}"#);
         let (merged, _) = run(sessions.merge(&id(1), &patch, Merge::MergePatch, None, T0)).unwrap();
         assert_eq!(merged, br#"{"p":{"b":2,"c":3}}"#);
@@ -459,7 +517,7 @@ mod tests {
     fn a_merge_never_grows_a_session_past_the_limit() {
         let store = kv();
         let sessions = Sessions::new(&store, POLICY);
-        run(sessions.create(id(1), &object("{}"), None, T0)).unwrap();
+        run(sessions.create(id(1), &object("{}"), None, None, T0)).unwrap();
         let chunk = |n: usize| object(&format!(r#"{{"k{n}":"{}"}}"#, "x".repeat(20_000)));
         for n in 0..3 {
             run(sessions.merge(&id(1), &chunk(n), Merge::Shallow, None, T0)).unwrap();
@@ -479,7 +537,7 @@ mod tests {
     fn touch_renews_without_changing_data_or_version() {
         let store = kv();
         let sessions = Sessions::new(&store, POLICY);
-        run(sessions.create(id(1), &object(r#"{"a":1}"#), None, T0)).unwrap();
+        run(sessions.create(id(1), &object(r#"{"a":1}"#), None, None, T0)).unwrap();
         let meta = run(sessions.touch(&id(1), T0 + 1000 * S)).unwrap();
         assert_eq!((meta.version, meta.expires_at), (1, T0 + 2800 * S));
         assert_eq!(store.0.value(&key(1)).unwrap(), r#"{"a":1}"#);
@@ -489,7 +547,7 @@ mod tests {
     fn a_touch_within_the_interval_writes_nothing() {
         let store = kv();
         let sessions = Sessions::new(&store, POLICY);
-        let created = run(sessions.create(id(1), &object("{}"), None, T0)).unwrap();
+        let created = run(sessions.create(id(1), &object("{}"), None, None, T0)).unwrap();
         store.0.take_operations();
         assert_eq!(run(sessions.touch(&id(1), T0 + 59 * S)).unwrap(), created);
         assert_eq!(store.0.take_operations(), 1, "read only");
@@ -512,7 +570,7 @@ mod tests {
     fn rotation_moves_the_data_and_keeps_the_creation_time() {
         let store = kv();
         let sessions = Sessions::new(&store, POLICY);
-        run(sessions.create(id(1), &object(r#"{"a":1}"#), Some(600), T0)).unwrap();
+        run(sessions.create(id(1), &object(r#"{"a":1}"#), Some(600), None, T0)).unwrap();
         let meta = run(sessions.rotate(&id(1), id(2), T0 + 10 * S)).unwrap();
         assert_eq!(meta.created_at, T0);
         assert_eq!(meta.ttl, Some(600));
@@ -544,7 +602,7 @@ mod tests {
     fn delete_is_idempotent() {
         let store = kv();
         let sessions = Sessions::new(&store, POLICY);
-        run(sessions.create(id(1), &object("{}"), None, T0)).unwrap();
+        run(sessions.create(id(1), &object("{}"), None, None, T0)).unwrap();
         run(sessions.delete(&id(1), None, T0)).unwrap();
         run(sessions.delete(&id(1), None, T0)).unwrap();
         assert!(store.0.entries.borrow().is_empty());
@@ -554,7 +612,7 @@ mod tests {
     fn if_match_guards_every_write() {
         let store = kv();
         let sessions = Sessions::new(&store, POLICY);
-        run(sessions.create(id(1), &object(r#"{"a":1}"#), None, T0)).unwrap();
+        run(sessions.create(id(1), &object(r#"{"a":1}"#), None, None, T0)).unwrap();
         let stale = IfMatch::parse("\"7\"");
         let current = IfMatch::parse("W/\"0\", \"1\"");
         let body = object(r#"{"b":1}"#);
@@ -646,7 +704,7 @@ mod tests {
     fn a_failed_write_leaves_the_previous_data_and_says_retry() {
         let store = kv();
         let sessions = Sessions::new(&store, POLICY);
-        run(sessions.create(id(1), &object(r#"{"a":1}"#), None, T0)).unwrap();
+        run(sessions.create(id(1), &object(r#"{"a":1}"#), None, None, T0)).unwrap();
         store.0.fail_next(Op::Put, Fault::Busy);
         let err = run(sessions.merge(&id(1), &object(r#"{"b":2}"#), Merge::Shallow, None, T0));
         assert_eq!(err.unwrap_err().code(), "store_busy");
@@ -667,7 +725,7 @@ mod tests {
     fn a_rotation_whose_old_id_cannot_be_removed_is_undone() {
         let store = kv();
         let sessions = Sessions::new(&store, POLICY);
-        run(sessions.create(id(1), &object(r#"{"a":1}"#), None, T0)).unwrap();
+        run(sessions.create(id(1), &object(r#"{"a":1}"#), None, None, T0)).unwrap();
         store.0.fail_next(Op::Delete, Fault::Busy);
         let err = run(sessions.rotate(&id(1), id(2), T0 + S)).unwrap_err();
         assert_eq!(err.code(), "store_busy");
@@ -683,7 +741,7 @@ mod tests {
     fn a_rotation_that_cannot_be_undone_either_is_logged() {
         let store = kv();
         let sessions = Sessions::new(&store, POLICY);
-        run(sessions.create(id(1), &object(r#"{"a":1}"#), None, T0)).unwrap();
+        run(sessions.create(id(1), &object(r#"{"a":1}"#), None, None, T0)).unwrap();
         store.0.fail_next(Op::Delete, Fault::Unavailable);
         store.0.fail_next(Op::Delete, Fault::Unavailable);
         let err = run(sessions.rotate(&id(1), id(2), T0 + S)).unwrap_err();
@@ -705,7 +763,7 @@ mod tests {
     fn a_lost_race_is_merged_again_into_what_the_other_writer_left() {
         let store = StrictSessions::default();
         let sessions = Sessions::new(&store, POLICY);
-        run(sessions.create(id(1), &object(r#"{"a":1}"#), None, T0)).unwrap();
+        run(sessions.create(id(1), &object(r#"{"a":1}"#), None, None, T0)).unwrap();
         store.interleave(id(1), r#"{"a":1,"other":true}"#);
         let (merged, meta) =
             run(sessions.merge(&id(1), &object(r#"{"b":2}"#), Merge::Shallow, None, T0)).unwrap();
@@ -717,7 +775,7 @@ mod tests {
     fn with_if_match_a_lost_race_is_a_failed_precondition() {
         let store = StrictSessions::default();
         let sessions = Sessions::new(&store, POLICY);
-        run(sessions.create(id(1), &object(r#"{"a":1}"#), None, T0)).unwrap();
+        run(sessions.create(id(1), &object(r#"{"a":1}"#), None, None, T0)).unwrap();
         store.interleave(id(1), r#"{"other":true}"#);
         let result =
             run(sessions.replace(&id(1), &object("{}"), Some(&IfMatch::parse("\"1\"")), T0));
@@ -729,7 +787,7 @@ mod tests {
     fn endless_races_end_in_store_busy() {
         let store = StrictSessions::default();
         let sessions = Sessions::new(&store, POLICY);
-        run(sessions.create(id(1), &object("{}"), None, T0)).unwrap();
+        run(sessions.create(id(1), &object("{}"), None, None, T0)).unwrap();
         for n in 0..ATTEMPTS {
             store.interleave(id(1), &format!(r#"{{"n":{n}}}"#));
         }
@@ -741,7 +799,7 @@ mod tests {
     fn a_touch_never_undoes_a_concurrent_write() {
         let store = StrictSessions::default();
         let sessions = Sessions::new(&store, POLICY);
-        run(sessions.create(id(1), &object(r#"{"a":1}"#), None, T0)).unwrap();
+        run(sessions.create(id(1), &object(r#"{"a":1}"#), None, None, T0)).unwrap();
         store.interleave(id(1), r#"{"a":2}"#);
         run(sessions.touch(&id(1), T0 + 100 * S)).unwrap();
         assert_eq!(store.kv().value(&key(1)).unwrap(), r#"{"a":2}"#);
@@ -751,7 +809,7 @@ mod tests {
     fn a_rotation_racing_a_write_is_undone_and_the_write_kept() {
         let store = StrictSessions::default();
         let sessions = Sessions::new(&store, POLICY);
-        run(sessions.create(id(1), &object(r#"{"a":1}"#), None, T0)).unwrap();
+        run(sessions.create(id(1), &object(r#"{"a":1}"#), None, None, T0)).unwrap();
         store.interleave(id(2), "{}");
         store.interleave(id(1), r#"{"a":2}"#);
         let err = run(sessions.rotate(&id(1), id(2), T0)).unwrap_err();

@@ -21,10 +21,12 @@ use worker::{
     web_sys, ObjectNamespace, Request, ScheduledTime, SqlStorage, SqlStorageValue, Storage,
 };
 
-use super::{Expect, KeyValue, Outcome, Record, SessionStore};
+use super::kv::KvSessions;
+use super::{Expect, KeyValue, Member, Outcome, Record, SessionStore, SubjectIndex};
 use crate::error::Error;
 use crate::id::SessionId;
 use crate::session::{Meta, Millis, Policy};
+use crate::subject::Subject;
 
 /// How long an ended session that came from KV keeps its marker after its KV copy was deleted:
 /// KV can serve a deleted value at other locations for about 60 s.
@@ -66,11 +68,12 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS session (
     version INTEGER NOT NULL,
     ttl INTEGER,
     from_kv INTEGER NOT NULL DEFAULT 0,
-    kv_deleted_at INTEGER
+    kv_deleted_at INTEGER,
+    subject TEXT
 )";
 
 const COLUMNS: &str =
-    "data, created_at, updated_at, expires_at, version, ttl, from_kv, kv_deleted_at";
+    "data, created_at, updated_at, expires_at, version, ttl, from_kv, kv_deleted_at, subject";
 
 /// The session row: `data` is `None` once a session moved from KV has ended (its marker).
 #[derive(Debug)]
@@ -94,7 +97,7 @@ impl Row {
 pub struct SqlSessions<S, K, P> {
     pub storage: S,
     /// KV, where sessions of KV mode and of the old worker wait for their first use here.
-    pub kv: K,
+    pub kv: KvSessions<K>,
     /// The other sessions' objects: rotation writes the new id there.
     pub peers: P,
     pub own: SessionId,
@@ -120,6 +123,8 @@ fn row_params(id: &SessionId, data: &[u8], meta: &Meta) -> Result<Vec<Value>, Er
         int(meta.expires_at),
         int(meta.version),
         meta.ttl.map_or(Value::Null, int),
+        meta.subject
+            .map_or(Value::Null, |subject| Value::Text(subject.hex())),
     ])
 }
 
@@ -147,6 +152,10 @@ fn parse_row(row: &[Value]) -> Result<Row, Error> {
             expires_at: number(3)?,
             version: number(4)?,
             ttl: column(row, 5)?,
+            subject: match row.get(8) {
+                Some(Value::Text(hex)) => Subject::from_hex(hex),
+                _ => None,
+            },
         },
         from_kv: number(6)? == 1,
         kv_deleted_at: column(row, 7)?,
@@ -178,7 +187,7 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore> SqlSessions<S, K, P> {
     pub fn new(storage: S, kv: K, peers: P, own: SessionId, policy: Policy, now: Millis) -> Self {
         Self {
             storage,
-            kv,
+            kv: KvSessions(kv),
             peers,
             own,
             policy,
@@ -236,7 +245,7 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore> SqlSessions<S, K, P> {
     }
 
     async fn move_from_kv(&self) -> Result<Option<Record>, Error> {
-        let Some((data, meta)) = self.kv.get(&self.own.to_string()).await? else {
+        let Some(Record { data, meta }) = self.kv.load(&self.own).await? else {
             return Ok(None);
         };
         // Entries of the old worker have no lifecycle: moving counts as their first write of
@@ -250,7 +259,7 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore> SqlSessions<S, K, P> {
         params.push(Value::Integer(1));
         self.storage.exec(
             "INSERT INTO session (one, id, data, created_at, updated_at, expires_at, version, ttl, \
-             from_kv) VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?)",
+             subject, from_kv) VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             params,
         )?;
         self.storage.set_alarm(meta.expires_at).await?;
@@ -264,7 +273,7 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore> SqlSessions<S, K, P> {
     /// Deletes the KV copy of a session moved here. A failure is retried later (on the next
     /// request, or by the alarm), never fatal: the session is already served from here.
     async fn delete_kv_copy(&self) -> bool {
-        if self.kv.delete(&self.own.to_string()).await.is_err() {
+        if self.kv.remove(&self.own, Expect::Any).await.is_err() {
             return false;
         }
         self.storage
@@ -278,7 +287,8 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore> SqlSessions<S, K, P> {
             Expect::Absent => {
                 self.create_table()?;
                 "INSERT INTO session (one, id, data, created_at, updated_at, expires_at, version, \
-                 ttl) VALUES (1, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (one) DO NOTHING RETURNING version"
+                 ttl, subject) VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (one) DO NOTHING \
+                 RETURNING version"
             }
             Expect::Version(version) => {
                 if !self.has_table()? {
@@ -286,16 +296,17 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore> SqlSessions<S, K, P> {
                 }
                 params.push(int(version));
                 "UPDATE session SET id = ?, data = ?, created_at = ?, updated_at = ?, \
-                 expires_at = ?, version = ?, ttl = ? WHERE data IS NOT NULL AND version = ? \
-                 RETURNING version"
+                 expires_at = ?, version = ?, ttl = ?, subject = ? WHERE data IS NOT NULL \
+                 AND version = ? RETURNING version"
             }
             Expect::Any => {
                 self.create_table()?;
                 "INSERT INTO session (one, id, data, created_at, updated_at, expires_at, version, \
-                 ttl) VALUES (1, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (one) DO UPDATE SET \
+                 ttl, subject) VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (one) DO UPDATE SET \
                  data = excluded.data, created_at = excluded.created_at, \
                  updated_at = excluded.updated_at, expires_at = excluded.expires_at, \
-                 version = excluded.version, ttl = excluded.ttl RETURNING version"
+                 version = excluded.version, ttl = excluded.ttl, subject = excluded.subject \
+                 RETURNING version"
             }
         };
         if self.storage.exec(query, params)?.is_empty() {
@@ -587,6 +598,205 @@ impl SessionStore for Peers {
     }
 }
 
+/// The sessions of one subject, in its own Durable Object's SQLite storage: a row per session,
+/// until the session's latest end. An alarm drops rows past it; an object with no rows left holds
+/// nothing. Every operation is one synchronous statement or two, so the object needs no
+/// `blockConcurrencyWhile`: session objects call it from inside theirs, and must never wait on
+/// an object that waits on them.
+pub struct SqlIndex<S>(pub S);
+
+const INDEX_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS member (
+    id TEXT PRIMARY KEY,
+    created_at INTEGER NOT NULL,
+    until INTEGER NOT NULL
+)";
+
+impl<S: ObjectStorage> SqlIndex<S> {
+    fn has_table(&self) -> Result<bool, Error> {
+        let rows = self.0.exec(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'member'",
+            vec![],
+        )?;
+        Ok(!rows.is_empty())
+    }
+
+    /// Sets the alarm for the first row to go, or clears the object when none is left.
+    async fn schedule(&self) -> Result<(), Error> {
+        let rows = self.0.exec("SELECT min(until) FROM member", vec![])?;
+        match rows.first().and_then(|row| row.first()) {
+            Some(Value::Integer(until)) => {
+                self.0.set_alarm(u64::try_from(*until).unwrap_or(0)).await
+            }
+            _ => self.0.delete_all().await,
+        }
+    }
+
+    /// The alarm: drops the rows whose session cannot be alive any more.
+    pub async fn on_alarm(&self, now: Millis) -> Result<(), Error> {
+        if !self.has_table()? {
+            return self.0.delete_all().await;
+        }
+        self.0
+            .exec("DELETE FROM member WHERE until <= ?", vec![int(now)])?;
+        self.schedule().await
+    }
+}
+
+impl<S: ObjectStorage> SubjectIndex for SqlIndex<S> {
+    async fn add(
+        &self,
+        _: &Subject,
+        member: Member,
+        until: Millis,
+        _: Millis,
+    ) -> Result<(), Error> {
+        self.0.exec(INDEX_SCHEMA, vec![])?;
+        self.0.exec(
+            "INSERT OR REPLACE INTO member (id, created_at, until) VALUES (?, ?, ?)",
+            vec![
+                Value::Text(member.id.to_string()),
+                int(member.created_at),
+                int(until),
+            ],
+        )?;
+        self.schedule().await
+    }
+
+    async fn remove(&self, _: &Subject, id: &SessionId) -> Result<(), Error> {
+        if !self.has_table()? {
+            return Ok(());
+        }
+        self.0.exec(
+            "DELETE FROM member WHERE id = ?",
+            vec![Value::Text(id.to_string())],
+        )?;
+        self.schedule().await
+    }
+
+    async fn members(&self, _: &Subject) -> Result<Vec<Member>, Error> {
+        if !self.has_table()? {
+            return Ok(Vec::new());
+        }
+        let rows = self.0.exec(
+            "SELECT id, created_at FROM member ORDER BY created_at",
+            vec![],
+        )?;
+        Ok(rows
+            .iter()
+            .filter_map(|row| match (row.first(), row.get(1)) {
+                (Some(Value::Text(id)), Some(Value::Integer(created_at))) => Some(Member {
+                    id: SessionId::parse(id)?,
+                    created_at: u64::try_from(*created_at).ok()?,
+                }),
+                _ => None,
+            })
+            .collect())
+    }
+}
+
+/// The header naming the subject a request to a subject's object is about (its hash).
+pub const SUBJECT_HEADER: &str = "session-state-subject";
+/// The member a session's object adds to or removes from its subject's index:
+/// `<id> <created_at> <until>`, or `<id>` alone to remove.
+pub const MEMBER_HEADER: &str = "session-state-member";
+/// Where a subject's object keeps its index for session objects.
+pub const INDEX_PATH: &str = "/index";
+
+/// The subjects' objects, as a session's object reaches its own subject's: the index of strong
+/// mode. Members travel as text lines, `<id> <created_at>`.
+pub struct SubjectPeers(pub ObjectNamespace);
+
+impl SubjectPeers {
+    async fn send(
+        &self,
+        subject: &Subject,
+        method: &str,
+        member: Option<String>,
+    ) -> Result<worker::Response, Error> {
+        let hex = subject.hex();
+        let js = |err: JsValue| Error::StoreUnavailable(format!("subject object: {err:?}"));
+        let headers = web_sys::Headers::new().map_err(js)?;
+        headers.set(SUBJECT_HEADER, &hex).map_err(js)?;
+        if let Some(member) = member {
+            headers.set(MEMBER_HEADER, &member).map_err(js)?;
+        }
+        let init = web_sys::RequestInit::new();
+        init.set_method(method);
+        init.set_headers(&headers);
+        let url = format!("https://subject{INDEX_PATH}");
+        let request = web_sys::Request::new_with_str_and_init(&url, &init).map_err(js)?;
+        let stub = self
+            .0
+            .id_from_name(&hex)
+            .and_then(|object| object.get_stub())
+            .map_err(object_failure)?;
+        let response = stub
+            .fetch_with_request(Request::from(request))
+            .await
+            .map_err(object_failure)?;
+        match response.status_code() {
+            200 | 204 => Ok(response),
+            status => Err(Error::StoreUnavailable(format!(
+                "the subject object answered {status}"
+            ))),
+        }
+    }
+}
+
+impl SubjectIndex for SubjectPeers {
+    async fn add(
+        &self,
+        subject: &Subject,
+        member: Member,
+        until: Millis,
+        _: Millis,
+    ) -> Result<(), Error> {
+        let line = format!("{} {} {until}", member.id, member.created_at);
+        self.send(subject, "PUT", Some(line)).await.map(drop)
+    }
+
+    async fn remove(&self, subject: &Subject, id: &SessionId) -> Result<(), Error> {
+        self.send(subject, "DELETE", Some(id.to_string()))
+            .await
+            .map(drop)
+    }
+
+    async fn members(&self, subject: &Subject) -> Result<Vec<Member>, Error> {
+        let mut response = self.send(subject, "GET", None).await?;
+        let text = response.text().await.map_err(object_failure)?;
+        Ok(parse_members(&text))
+    }
+}
+
+/// Members as text lines, `<id> <created_at>`: what a subject's object answers.
+pub fn members_text(members: &[Member]) -> String {
+    members
+        .iter()
+        .map(|member| format!("{} {}\n", member.id, member.created_at))
+        .collect()
+}
+
+pub fn parse_members(text: &str) -> Vec<Member> {
+    text.lines()
+        .filter_map(|line| {
+            let (id, created_at) = line.split_once(' ')?;
+            Some(Member {
+                id: SessionId::parse(id)?,
+                created_at: created_at.parse().ok()?,
+            })
+        })
+        .collect()
+}
+
+/// A member line a session's object sent: `<id> <created_at> <until>`.
+pub fn parse_member_line(line: &str) -> Option<(Member, Millis)> {
+    let mut parts = line.split(' ');
+    let id = SessionId::parse(parts.next()?)?;
+    let created_at = parts.next()?.parse().ok()?;
+    let until = parts.next()?.parse().ok()?;
+    Some((Member { id, created_at }, until))
+}
+
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;
@@ -597,6 +807,8 @@ mod tests {
     use crate::store::kv::KvSessions;
     use crate::store::memory::sqlite::SqliteStorage;
     use crate::store::memory::{run, Fault, MemoryKv, Op, StrictSessions};
+    use crate::store::{Member, SubjectIndex};
+    use crate::subject::Subject;
 
     type Object = SqlSessions<SqliteStorage, MemoryKv, StrictSessions>;
 
@@ -656,7 +868,7 @@ mod tests {
         let data = body(r#"{"a":1}"#);
         let now = T0 + 60 * S;
         count("create", &mut object, &|s| {
-            run(s.create(id(1), &data, None, T0)).unwrap();
+            run(s.create(id(1), &data, None, None, T0)).unwrap();
         });
         count("get", &mut object, &|s| {
             run(s.get(&id(1), now)).unwrap();
@@ -676,11 +888,17 @@ mod tests {
         count("delete", &mut object, &|s| {
             run(s.delete(&id(1), None, now)).unwrap()
         });
-        at(&mut object, T0, |s| run(s.create(id(1), &data, None, T0))).unwrap();
+        at(&mut object, T0, |s| {
+            run(s.create(id(1), &data, None, None, T0))
+        })
+        .unwrap();
         count("delete with If-Match", &mut object, &|s| {
             run(s.delete(&id(1), Some(&IfMatch::Any), now)).unwrap()
         });
-        at(&mut object, T0, |s| run(s.create(id(1), &data, None, T0))).unwrap();
+        at(&mut object, T0, |s| {
+            run(s.create(id(1), &data, None, None, T0))
+        })
+        .unwrap();
         count("rotate", &mut object, &|s| {
             run(s.rotate(&id(1), id(2), now)).unwrap();
         });
@@ -691,7 +909,7 @@ mod tests {
     fn the_session_rules_hold_on_sqlite() {
         let mut object = object(1);
         at(&mut object, T0, |s| {
-            run(s.create(id(1), &body(r#"{"a":1}"#), None, T0))
+            run(s.create(id(1), &body(r#"{"a":1}"#), None, None, T0))
         })
         .unwrap();
         let (merged, meta) = at(&mut object, T0 + S, |s| {
@@ -723,6 +941,62 @@ mod tests {
             run(s.touch(&id(1), T0 + 100 * S))
         });
         assert_eq!(touched.unwrap().version, 3);
+    }
+
+    #[test]
+    fn the_index_protocol_round_trips_members() {
+        let members = vec![
+            Member {
+                id: id(1),
+                created_at: T0,
+            },
+            Member {
+                id: id(2),
+                created_at: T0 + S,
+            },
+        ];
+        assert_eq!(parse_members(&members_text(&members)), members);
+        let line = format!("{} {T0} {}", id(3), T0 + 5 * S);
+        assert_eq!(
+            parse_member_line(&line),
+            Some((
+                Member {
+                    id: id(3),
+                    created_at: T0
+                },
+                T0 + 5 * S
+            ))
+        );
+        assert_eq!(parse_member_line("nope 1 2"), None);
+    }
+
+    #[test]
+    fn the_sql_index_keeps_members_until_their_end_and_then_nothing() {
+        let index = SqlIndex(SqliteStorage::default());
+        let subject = Subject::new(b"ada", None).unwrap();
+        assert_eq!(run(index.members(&subject)).unwrap(), vec![]);
+        assert!(index.0.is_empty(), "reading creates nothing");
+        let first = Member {
+            id: id(1),
+            created_at: T0,
+        };
+        let second = Member {
+            id: id(2),
+            created_at: T0 + S,
+        };
+        run(index.add(&subject, first, T0 + 10 * S, T0)).unwrap();
+        run(index.add(&subject, second, T0 + 20 * S, T0)).unwrap();
+        assert_eq!(run(index.members(&subject)).unwrap(), vec![first, second]);
+        assert_eq!(
+            index.0.alarm.get(),
+            Some(T0 + 10 * S),
+            "for the first to go"
+        );
+        run(index.on_alarm(T0 + 10 * S)).unwrap();
+        assert_eq!(run(index.members(&subject)).unwrap(), vec![second]);
+        assert_eq!(index.0.alarm.get(), Some(T0 + 20 * S));
+        run(index.remove(&subject, &id(2))).unwrap();
+        assert!(index.0.is_empty(), "the last one leaves nothing behind");
     }
 
     #[test]
@@ -785,7 +1059,7 @@ mod tests {
     fn the_alarm_at_expiry_leaves_nothing_behind() {
         let mut object = object(1);
         let meta = at(&mut object, T0, |s| {
-            run(s.create(id(1), &body("{}"), Some(2), T0))
+            run(s.create(id(1), &body("{}"), Some(2), None, T0))
         })
         .unwrap();
         assert_eq!(object.storage.alarm.get(), Some(meta.expires_at));
@@ -803,7 +1077,7 @@ mod tests {
     fn an_alarm_for_a_renewed_session_is_set_again() {
         let mut object = object(1);
         at(&mut object, T0, |s| {
-            run(s.create(id(1), &body("{}"), Some(2), T0))
+            run(s.create(id(1), &body("{}"), Some(2), None, T0))
         })
         .unwrap();
         let renewed = at(&mut object, T0 + S, |s| run(s.touch(&id(1), T0 + S))).unwrap();
@@ -817,7 +1091,7 @@ mod tests {
     fn a_deleted_session_leaves_nothing_behind() {
         let mut object = object(1);
         at(&mut object, T0, |s| {
-            run(s.create(id(1), &body("{}"), None, T0))
+            run(s.create(id(1), &body("{}"), None, None, T0))
         })
         .unwrap();
         at(&mut object, T0, |s| run(s.delete(&id(1), None, T0))).unwrap();
@@ -828,7 +1102,7 @@ mod tests {
     fn rotation_writes_the_new_id_into_its_own_object() {
         let mut object = object(1);
         at(&mut object, T0, |s| {
-            run(s.create(id(1), &body(r#"{"a":1}"#), None, T0))
+            run(s.create(id(1), &body(r#"{"a":1}"#), None, None, T0))
         })
         .unwrap();
         at(&mut object, T0 + S, |s| {
@@ -846,9 +1120,9 @@ mod tests {
     fn in_kv(object: &Object, data: &str, ttl: Option<u64>) -> Meta {
         let kv = KvSessions(MemoryKv::default());
         let sessions = Sessions::new(&kv, POLICY);
-        let meta = run(sessions.create(object.own, &body(data), ttl, T0)).unwrap();
+        let meta = run(sessions.create(object.own, &body(data), ttl, None, T0)).unwrap();
         let key = object.own.to_string();
-        object.kv.entries.borrow_mut().insert(
+        object.kv.0.entries.borrow_mut().insert(
             key.clone(),
             kv.0.entries.borrow().get(&key).cloned().unwrap(),
         );
@@ -865,18 +1139,18 @@ mod tests {
             (session.data.as_str(), session.meta),
             (r#"{"from":"kv"}"#, meta)
         );
-        assert_eq!(object.kv.value(&key), None, "the KV copy is deleted");
+        assert_eq!(object.kv.0.value(&key), None, "the KV copy is deleted");
         assert_eq!(object.storage.alarm.get(), Some(meta.expires_at));
-        let stale = object.kv.entries.borrow().clone();
+        let stale = object.kv.0.entries.borrow().clone();
         in_kv(&object, r#"{"from":"kv"}"#, None);
-        let stale_copy = object.kv.entries.borrow().clone();
-        object.kv.entries.replace(stale);
+        let stale_copy = object.kv.0.entries.borrow().clone();
+        object.kv.0.entries.replace(stale);
         at(&mut object, T0 + 2 * S, |s| {
             run(s.delete(&id(1), None, T0 + 2 * S))
         })
         .unwrap();
         assert!(!object.storage.is_empty(), "a marker stays");
-        object.kv.entries.replace(stale_copy);
+        object.kv.0.entries.replace(stale_copy);
         let result = at(&mut object, T0 + 3 * S, |s| run(s.get(&id(1), T0 + 3 * S)));
         assert!(
             matches!(result, Err(Error::SessionNotFound)),
@@ -895,6 +1169,7 @@ mod tests {
         let mut object = object(1);
         object
             .kv
+            .0
             .insert_legacy(&id(1).to_string(), r#"{"userId":42}"#);
         let session = at(&mut object, T0, |s| run(s.get(&id(1), T0))).unwrap();
         assert_eq!(session.data, r#"{"userId":42}"#);
@@ -930,18 +1205,18 @@ mod tests {
         let mut object = object(1);
         let key = id(1).to_string();
         in_kv(&object, "{}", None);
-        object.kv.fail_next(Op::Delete, Fault::Unavailable);
+        object.kv.0.fail_next(Op::Delete, Fault::Unavailable);
         assert!(at(&mut object, T0, |s| run(s.get(&id(1), T0))).is_ok());
-        assert!(object.kv.value(&key).is_some(), "the delete failed");
+        assert!(object.kv.0.value(&key).is_some(), "the delete failed");
         assert!(at(&mut object, T0 + S, |s| run(s.get(&id(1), T0 + S))).is_ok());
-        assert_eq!(object.kv.value(&key), None, "and was tried again");
+        assert_eq!(object.kv.0.value(&key), None, "and was tried again");
     }
 
     #[test]
     fn an_ended_kv_session_whose_copy_is_not_yet_deleted_keeps_its_marker() {
         let mut object = object(1);
         in_kv(&object, "{}", None);
-        object.kv.fail_next(Op::Delete, Fault::Unavailable);
+        object.kv.0.fail_next(Op::Delete, Fault::Unavailable);
         at(&mut object, T0, |s| run(s.get(&id(1), T0))).unwrap();
         at(&mut object, T0, |s| run(s.delete(&id(1), None, T0))).unwrap();
         assert_eq!(
@@ -949,7 +1224,7 @@ mod tests {
             Some(T0 + KV_RETRY_MS),
             "retry soon"
         );
-        object.kv.fail_next(Op::Delete, Fault::Unavailable);
+        object.kv.0.fail_next(Op::Delete, Fault::Unavailable);
         object.now = T0 + KV_RETRY_MS;
         run(object.on_alarm()).unwrap();
         assert_eq!(
@@ -959,7 +1234,11 @@ mod tests {
         );
         object.now = T0 + 2 * KV_RETRY_MS;
         run(object.on_alarm()).unwrap();
-        assert_eq!(object.kv.value(&id(1).to_string()), None, "deleted at last");
+        assert_eq!(
+            object.kv.0.value(&id(1).to_string()),
+            None,
+            "deleted at last"
+        );
         assert_eq!(
             object.storage.alarm.get(),
             Some(T0 + 2 * KV_RETRY_MS + KV_STALE_MS),

@@ -14,10 +14,11 @@ use worker::wasm_bindgen_futures::JsFuture;
 use worker::web_sys::ReadableStream;
 use worker::Env;
 
-use super::{Expect, KeyValue, Outcome, Record, SessionStore};
+use super::{Expect, KeyValue, Member, Outcome, Record, SessionStore, SubjectIndex};
 use crate::error::Error;
 use crate::id::SessionId;
-use crate::session::Meta;
+use crate::session::{Meta, Millis, KV_MIN_TTL};
+use crate::subject::Subject;
 
 #[wasm_bindgen]
 extern "C" {
@@ -35,6 +36,9 @@ extern "C" {
 
     #[wasm_bindgen(method, js_name = delete)]
     fn delete_key(this: &KvNamespace, key: &str) -> Promise;
+
+    #[wasm_bindgen(method)]
+    fn list(this: &KvNamespace, options: &Object) -> Promise;
 }
 
 /// Workers KV, through a binding.
@@ -55,45 +59,31 @@ impl Kv {
         &self,
         key: &str,
         kind: &str,
-    ) -> Result<Option<(JsValue, Option<Meta>)>, Error> {
+    ) -> Result<Option<(JsValue, Option<String>)>, Error> {
         let pair = settle(self.0.get_with_metadata(key, kind)).await?;
-        let value = Reflect::get(&pair, &JsValue::from_str("value")).unwrap_or(JsValue::NULL);
+        let value = field(&pair, "value");
         if value.is_null() || value.is_undefined() {
             return Ok(None);
         }
-        let meta = Reflect::get(&pair, &JsValue::from_str("metadata")).unwrap_or(JsValue::NULL);
-        Ok(Some((value, readable(&meta))))
+        Ok(Some((value, metadata_text(&field(&pair, "metadata")))))
     }
 }
 
-/// The lifecycle kept in an entry's metadata: a string since this version, an object before it.
-/// Metadata the worker cannot read counts as absent (a legacy entry) rather than failing: it is
-/// replaced on the next write.
-fn readable(meta: &JsValue) -> Option<Meta> {
-    if let Some(text) = meta.as_string() {
-        return Meta::from_json(&text);
-    }
-    if !meta.is_object() {
+fn field(object: &JsValue, name: &str) -> JsValue {
+    Reflect::get(object, &JsValue::from_str(name)).unwrap_or(JsValue::UNDEFINED)
+}
+
+/// Metadata as text: a string as it is (this version writes strings), anything else as JSON
+/// (earlier versions wrote objects).
+fn metadata_text(metadata: &JsValue) -> Option<String> {
+    if metadata.is_null() || metadata.is_undefined() {
         return None;
     }
-    let field = |name: &str| Reflect::get(meta, &JsValue::from_str(name)).ok();
-    let number = |name: &str| whole(field(name)?.as_f64()?);
-    Some(Meta {
-        created_at: number("createdAt")?,
-        updated_at: number("updatedAt")?,
-        expires_at: number("expiresAt")?,
-        version: number("version")?,
-        ttl: match field("ttl") {
-            Some(ttl) if !ttl.is_undefined() && !ttl.is_null() => Some(whole(ttl.as_f64()?)?),
-            _ => None,
-        },
+    metadata.as_string().or_else(|| {
+        js_sys::JSON::stringify(metadata)
+            .ok()
+            .and_then(|text| text.as_string())
     })
-}
-
-/// A JavaScript number that is a whole, non-negative, exactly represented integer.
-fn whole(number: f64) -> Option<u64> {
-    let exact = number.fract() == 0.0 && (0.0..9_007_199_254_740_992.0).contains(&number);
-    exact.then_some(number as u64)
 }
 
 /// Awaits a KV promise; a rejection is a store failure.
@@ -113,13 +103,13 @@ impl KeyValue for Kv {
     type Body = ReadableStream;
 
     /// One `getWithMetadata`.
-    async fn get(&self, key: &str) -> Result<Option<(String, Option<Meta>)>, Error> {
+    async fn get(&self, key: &str) -> Result<Option<(String, Option<String>)>, Error> {
         let entry = self.get_entry(key, "text").await?;
         Ok(entry.and_then(|(value, meta)| Some((value.as_string()?, meta))))
     }
 
     /// One `getWithMetadata`.
-    async fn open(&self, key: &str) -> Result<Option<(ReadableStream, Option<Meta>)>, Error> {
+    async fn open(&self, key: &str) -> Result<Option<(ReadableStream, Option<String>)>, Error> {
         let entry = self.get_entry(key, "stream").await?;
         Ok(entry.map(|(value, meta)| (value.unchecked_into(), meta)))
     }
@@ -128,15 +118,15 @@ impl KeyValue for Kv {
         &self,
         key: &str,
         value: &[u8],
-        meta: Option<&Meta>,
+        metadata: Option<&str>,
         ttl_seconds: u64,
     ) -> Result<(), Error> {
         let options = Object::new();
         let ttl = JsValue::from_f64(ttl_seconds as f64);
         let _ = Reflect::set(&options, &JsValue::from_str("expirationTtl"), &ttl);
-        if let Some(meta) = meta {
-            let meta = JsValue::from_str(&meta.to_json());
-            let _ = Reflect::set(&options, &JsValue::from_str("metadata"), &meta);
+        if let Some(metadata) = metadata {
+            let metadata = JsValue::from_str(metadata);
+            let _ = Reflect::set(&options, &JsValue::from_str("metadata"), &metadata);
         }
         settle(self.0.put(key, &Uint8Array::from(value), &options)).await?;
         Ok(())
@@ -145,6 +135,34 @@ impl KeyValue for Kv {
     async fn delete(&self, key: &str) -> Result<(), Error> {
         settle(self.0.delete_key(key)).await?;
         Ok(())
+    }
+
+    /// One `list` per thousand keys.
+    async fn list(&self, prefix: &str) -> Result<Vec<(String, Option<String>)>, Error> {
+        let mut keys = Vec::new();
+        let mut cursor = JsValue::UNDEFINED;
+        loop {
+            let options = Object::new();
+            let _ = Reflect::set(
+                &options,
+                &JsValue::from_str("prefix"),
+                &JsValue::from_str(prefix),
+            );
+            if !cursor.is_undefined() {
+                let _ = Reflect::set(&options, &JsValue::from_str("cursor"), &cursor);
+            }
+            let page = settle(self.0.list(&options)).await?;
+            let listed: js_sys::Array = field(&page, "keys").unchecked_into();
+            for key in listed.iter() {
+                if let Some(name) = field(&key, "name").as_string() {
+                    keys.push((name, metadata_text(&field(&key, "metadata"))));
+                }
+            }
+            if field(&page, "list_complete").is_truthy() {
+                return Ok(keys);
+            }
+            cursor = field(&page, "cursor");
+        }
     }
 }
 
@@ -165,6 +183,12 @@ pub fn store_failure(message: &str) -> Error {
     }
 }
 
+/// The lifecycle in an entry's metadata. Metadata the worker cannot read counts as absent (an
+/// entry of the old worker) rather than failing: it is replaced on the next write.
+fn readable(metadata: Option<String>) -> Option<Meta> {
+    Meta::from_json(&metadata?)
+}
+
 /// Sessions on key-value storage: the bare id as key, the data as value, the lifecycle as
 /// metadata, and KV's own expiry set to the session's.
 #[derive(Default)]
@@ -175,11 +199,15 @@ impl<K: KeyValue> SessionStore for KvSessions<K> {
 
     async fn load(&self, id: &SessionId) -> Result<Option<Record>, Error> {
         let entry = self.0.get(&id.to_string()).await?;
-        Ok(entry.map(|(data, meta)| Record { data, meta }))
+        Ok(entry.map(|(data, meta)| Record {
+            data,
+            meta: readable(meta),
+        }))
     }
 
     async fn open(&self, id: &SessionId) -> Result<Option<(K::Body, Option<Meta>)>, Error> {
-        self.0.open(&id.to_string()).await
+        let entry = self.0.open(&id.to_string()).await?;
+        Ok(entry.map(|(body, meta)| (body, readable(meta))))
     }
 
     /// One put. `expect` was checked by the read this operation began with: KV cannot check
@@ -192,7 +220,10 @@ impl<K: KeyValue> SessionStore for KvSessions<K> {
         _expect: Expect,
     ) -> Result<Outcome, Error> {
         let ttl = meta.kv_ttl(meta.updated_at);
-        self.0.put(&id.to_string(), data, Some(meta), ttl).await?;
+        let metadata = meta.to_json();
+        self.0
+            .put(&id.to_string(), data, Some(&metadata), ttl)
+            .await?;
         Ok(Outcome::Written)
     }
 
@@ -200,6 +231,56 @@ impl<K: KeyValue> SessionStore for KvSessions<K> {
     async fn remove(&self, id: &SessionId, _expect: Expect) -> Result<Outcome, Error> {
         self.0.delete(&id.to_string()).await?;
         Ok(Outcome::Written)
+    }
+}
+
+/// The subject index on KV: one entry `sub:<subject hash>:<session id>` per session, empty, with
+/// the session's creation time as metadata, living until the session's latest end (its absolute
+/// lifetime, which no renewal passes). The prefix is neither a session id nor a `cache:` key.
+///
+/// KV lists lag writes by up to about a minute: a list (and so a revoke) may miss a session
+/// created moments before.
+pub struct KvIndex<K>(pub K);
+
+fn index_prefix(subject: &Subject) -> String {
+    format!("sub:{}:", subject.hex())
+}
+
+impl<K: KeyValue> SubjectIndex for KvIndex<K> {
+    /// One put.
+    async fn add(
+        &self,
+        subject: &Subject,
+        member: Member,
+        until: Millis,
+        now: Millis,
+    ) -> Result<(), Error> {
+        let key = format!("{}{}", index_prefix(subject), member.id);
+        let ttl = until.saturating_sub(now).div_ceil(1000).max(KV_MIN_TTL);
+        let created_at = member.created_at.to_string();
+        self.0.put(&key, b"", Some(&created_at), ttl).await
+    }
+
+    /// One delete.
+    async fn remove(&self, subject: &Subject, id: &SessionId) -> Result<(), Error> {
+        self.0
+            .delete(&format!("{}{id}", index_prefix(subject)))
+            .await
+    }
+
+    /// One list.
+    async fn members(&self, subject: &Subject) -> Result<Vec<Member>, Error> {
+        let prefix = index_prefix(subject);
+        let keys = self.0.list(&prefix).await?;
+        Ok(keys
+            .into_iter()
+            .filter_map(|(key, metadata)| {
+                Some(Member {
+                    id: SessionId::parse(key.strip_prefix(&prefix)?)?,
+                    created_at: metadata.and_then(|m| m.parse().ok()).unwrap_or(0),
+                })
+            })
+            .collect())
     }
 }
 
@@ -232,14 +313,5 @@ mod tests {
             .log_cause()
             .unwrap()
             .contains("429"));
-    }
-
-    #[test]
-    fn only_exact_whole_numbers_are_read_from_old_metadata() {
-        assert_eq!(whole(1_764_000_000_000.0), Some(1_764_000_000_000));
-        assert_eq!(whole(0.0), Some(0));
-        for bad in [1.5, -1.0, f64::NAN, f64::INFINITY, 9_007_199_254_740_992.0] {
-            assert_eq!(whole(bad), None, "{bad}");
-        }
     }
 }

@@ -17,6 +17,7 @@ pub enum Op {
     Get,
     Put,
     Delete,
+    List,
 }
 
 /// How an injected fault fails.
@@ -29,7 +30,7 @@ pub enum Fault {
 }
 
 /// Value, metadata and the TTL it was saved with.
-type Stored = (String, Option<Meta>, u64);
+type Stored = (String, Option<String>, u64);
 
 #[derive(Default)]
 pub struct MemoryKv {
@@ -53,10 +54,8 @@ impl MemoryKv {
     }
 
     pub fn meta(&self, key: &str) -> Option<Meta> {
-        self.entries
-            .borrow()
-            .get(key)
-            .and_then(|(_, meta, _)| *meta)
+        let entries = self.entries.borrow();
+        Meta::from_json(entries.get(key)?.1.as_deref()?)
     }
 
     pub fn kv_ttl(&self, key: &str) -> Option<u64> {
@@ -90,16 +89,16 @@ impl MemoryKv {
 impl KeyValue for MemoryKv {
     type Body = String;
 
-    async fn get(&self, key: &str) -> Result<Option<(String, Option<Meta>)>, Error> {
+    async fn get(&self, key: &str) -> Result<Option<(String, Option<String>)>, Error> {
         self.operate(Op::Get)?;
         Ok(self
             .entries
             .borrow()
             .get(key)
-            .map(|(value, meta, _)| (value.clone(), *meta)))
+            .map(|(value, meta, _)| (value.clone(), meta.clone())))
     }
 
-    async fn open(&self, key: &str) -> Result<Option<(String, Option<Meta>)>, Error> {
+    async fn open(&self, key: &str) -> Result<Option<(String, Option<String>)>, Error> {
         self.get(key).await
     }
 
@@ -107,16 +106,30 @@ impl KeyValue for MemoryKv {
         &self,
         key: &str,
         value: &[u8],
-        meta: Option<&Meta>,
+        metadata: Option<&str>,
         ttl_seconds: u64,
     ) -> Result<(), Error> {
         self.operate(Op::Put)?;
         let value =
             String::from_utf8(value.to_vec()).map_err(|_| Error::Internal("not UTF-8".into()))?;
+        let metadata = metadata.map(str::to_owned);
         self.entries
             .borrow_mut()
-            .insert(key.into(), (value, meta.copied(), ttl_seconds));
+            .insert(key.into(), (value, metadata, ttl_seconds));
         Ok(())
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<(String, Option<String>)>, Error> {
+        self.operate(Op::List)?;
+        let mut keys: Vec<(String, Option<String>)> = self
+            .entries
+            .borrow()
+            .iter()
+            .filter(|(key, _)| key.starts_with(prefix))
+            .map(|(key, (_, meta, _))| (key.clone(), meta.clone()))
+            .collect();
+        keys.sort();
+        Ok(keys)
     }
 
     async fn delete(&self, key: &str) -> Result<(), Error> {
@@ -150,7 +163,7 @@ impl StrictSessions {
         let entries = self.kv().entries.borrow();
         entries.get(&id.to_string()).map(|(data, meta, _)| Record {
             data: data.clone(),
-            meta: *meta,
+            meta: meta.as_deref().and_then(Meta::from_json),
         })
     }
 

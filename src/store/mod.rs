@@ -19,10 +19,12 @@ use worker::web_sys::ReadableStream;
 
 use crate::error::Error;
 use crate::id::SessionId;
-use crate::session::Meta;
+use crate::session::{Meta, Millis};
+use crate::subject::Subject;
+use crate::subjects::{Listed, Subjects};
 
-use self::durable::{DoStorage, Peers, SqlSessions};
-use self::kv::{Kv, KvSessions};
+use self::durable::{DoStorage, Peers, SqlIndex, SqlSessions, SubjectPeers};
+use self::kv::{Kv, KvIndex, KvSessions};
 
 /// A stored session: its data exactly as stored, and its metadata (`None` for an entry the old
 /// worker wrote, which has none).
@@ -99,11 +101,12 @@ pub trait SessionStore {
 }
 
 /// Key-value storage with per-entry metadata and expiry, as Workers KV offers it: what the KV
-/// session store and the permission cache stand on.
+/// session store, the subject index and the permission cache stand on.
 ///
 /// Contract: `get` returns `None` for a key never written, deleted, or expired in the store;
-/// `put` replaces value and metadata together and asks the store to drop the entry after
-/// `ttl_seconds`; `delete` succeeds for a missing key.
+/// `put` replaces value and metadata (a string) together and asks the store to drop the entry
+/// after `ttl_seconds`; `delete` succeeds for a missing key; `list` gives every key under a prefix
+/// with its metadata, in key order (a store may lag writes: KV lists can be up to a minute old).
 #[allow(
     async_fn_in_trait,
     reason = "Workers run single-threaded; futures need not be Send"
@@ -111,22 +114,178 @@ pub trait SessionStore {
 pub trait KeyValue {
     type Body;
 
-    async fn get(&self, key: &str) -> Result<Option<(String, Option<Meta>)>, Error>;
-    async fn open(&self, key: &str) -> Result<Option<(Self::Body, Option<Meta>)>, Error>;
+    async fn get(&self, key: &str) -> Result<Option<(String, Option<String>)>, Error>;
+    async fn open(&self, key: &str) -> Result<Option<(Self::Body, Option<String>)>, Error>;
     async fn put(
         &self,
         key: &str,
         value: &[u8],
-        meta: Option<&Meta>,
+        metadata: Option<&str>,
         ttl_seconds: u64,
     ) -> Result<(), Error>;
     async fn delete(&self, key: &str) -> Result<(), Error>;
+    async fn list(&self, prefix: &str) -> Result<Vec<(String, Option<String>)>, Error>;
+}
+
+/// One store, shared: the KV session store and the subject index stand on the same namespace.
+impl<K: KeyValue> KeyValue for &K {
+    type Body = K::Body;
+
+    async fn get(&self, key: &str) -> Result<Option<(String, Option<String>)>, Error> {
+        (**self).get(key).await
+    }
+
+    async fn open(&self, key: &str) -> Result<Option<(Self::Body, Option<String>)>, Error> {
+        (**self).open(key).await
+    }
+
+    async fn put(
+        &self,
+        key: &str,
+        value: &[u8],
+        metadata: Option<&str>,
+        ttl_seconds: u64,
+    ) -> Result<(), Error> {
+        (**self).put(key, value, metadata, ttl_seconds).await
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), Error> {
+        (**self).delete(key).await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<(String, Option<String>)>, Error> {
+        (**self).list(prefix).await
+    }
+}
+
+/// A session listed under a subject.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Member {
+    pub id: SessionId,
+    pub created_at: Millis,
+}
+
+/// The sessions of each subject.
+///
+/// Contract: `add` lists `member` under `subject` until `until` (the session's latest possible
+/// end; the entry may vanish by itself after that); `remove` succeeds for an entry that is not
+/// there; `members` gives what was added and not removed. An index may still list a session that
+/// is gone (it ended, or was deleted without its subject being known): callers check each one
+/// and remove what they find gone.
+#[allow(
+    async_fn_in_trait,
+    reason = "Workers run single-threaded; futures need not be Send"
+)]
+pub trait SubjectIndex {
+    async fn add(
+        &self,
+        subject: &Subject,
+        member: Member,
+        until: Millis,
+        now: Millis,
+    ) -> Result<(), Error>;
+    async fn remove(&self, subject: &Subject, id: &SessionId) -> Result<(), Error>;
+    async fn members(&self, subject: &Subject) -> Result<Vec<Member>, Error>;
+}
+
+/// For stores that keep no subjects: nothing is ever listed, and adding is a mistake.
+pub struct NoIndex;
+
+impl SubjectIndex for NoIndex {
+    async fn add(&self, _: &Subject, _: Member, _: Millis, _: Millis) -> Result<(), Error> {
+        Err(Error::Internal(
+            "a subject given where no index is kept".into(),
+        ))
+    }
+
+    async fn remove(&self, _: &Subject, _: &SessionId) -> Result<(), Error> {
+        Ok(())
+    }
+
+    async fn members(&self, _: &Subject) -> Result<Vec<Member>, Error> {
+        Ok(Vec::new())
+    }
 }
 
 /// The store a request's session lives in: KV, in the worker; SQLite, in the session's object.
 pub enum Backend {
     Kv(KvSessions<Kv>),
     Durable(SqlSessions<DoStorage, Kv, Peers>),
+}
+
+/// Where a session's object or the worker lists the subject of a new session.
+pub enum IndexBackend {
+    Kv(KvIndex<Kv>),
+    Durable(SubjectPeers),
+}
+
+impl SubjectIndex for IndexBackend {
+    async fn add(
+        &self,
+        subject: &Subject,
+        member: Member,
+        until: Millis,
+        now: Millis,
+    ) -> Result<(), Error> {
+        match self {
+            IndexBackend::Kv(index) => index.add(subject, member, until, now).await,
+            IndexBackend::Durable(index) => index.add(subject, member, until, now).await,
+        }
+    }
+
+    async fn remove(&self, subject: &Subject, id: &SessionId) -> Result<(), Error> {
+        match self {
+            IndexBackend::Kv(index) => index.remove(subject, id).await,
+            IndexBackend::Durable(index) => index.remove(subject, id).await,
+        }
+    }
+
+    async fn members(&self, subject: &Subject) -> Result<Vec<Member>, Error> {
+        match self {
+            IndexBackend::Kv(index) => index.members(subject).await,
+            IndexBackend::Durable(index) => index.members(subject).await,
+        }
+    }
+}
+
+/// What the subject routes work on: the index and the sessions, on KV in the worker, or in the
+/// subject's object reaching each session through its own object.
+pub enum SubjectStores {
+    Kv(KvIndex<Kv>, KvSessions<Kv>),
+    Durable(SqlIndex<DoStorage>, Peers),
+}
+
+impl SubjectStores {
+    pub async fn live(&self, subject: &Subject, now: Millis) -> Result<Vec<Listed>, Error> {
+        match self {
+            SubjectStores::Kv(index, sessions) => {
+                Subjects::new(index, sessions).live(subject, now).await
+            }
+            SubjectStores::Durable(index, sessions) => {
+                Subjects::new(index, sessions).live(subject, now).await
+            }
+        }
+    }
+
+    pub async fn revoke(
+        &self,
+        subject: &Subject,
+        except: Option<&SessionId>,
+        now: Millis,
+    ) -> Result<usize, Error> {
+        match self {
+            SubjectStores::Kv(index, sessions) => {
+                Subjects::new(index, sessions)
+                    .revoke(subject, except, now)
+                    .await
+            }
+            SubjectStores::Durable(index, sessions) => {
+                Subjects::new(index, sessions)
+                    .revoke(subject, except, now)
+                    .await
+            }
+        }
+    }
 }
 
 /// Session data as a backend hands it to a response.
