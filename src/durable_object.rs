@@ -18,20 +18,23 @@ use worker::{
 
 use crate::config::Config;
 use crate::error::Error;
-use crate::handlers::{SessionScope, KV_BINDING};
+use crate::handlers::{SessionScope, SubjectScope, KV_BINDING};
 use crate::http;
 use crate::id::SessionId;
 use crate::routes::{self, Handler};
 use crate::session::Meta;
 use crate::store::durable::ObjectStorage;
 use crate::store::durable::{
-    object_failure, peer, stored_id, DoStorage, Peers, SqlSessions, ID_HEADER,
+    members_text, object_failure, parse_member_line, peer, stored_id, DoStorage, Peers, SqlIndex,
+    SqlSessions, SubjectPeers, ID_HEADER, INDEX_PATH, MEMBER_HEADER, SUBJECT_HEADER,
 };
 use crate::store::kv::Kv;
-use crate::store::{Backend, Outcome, SessionStore};
+use crate::store::{Backend, IndexBackend, Outcome, SessionStore, SubjectIndex, SubjectStores};
+use crate::subject::Subject;
 
-/// The binding of the namespace in `wrangler.toml`.
+/// The bindings of the namespaces in `wrangler.toml`: one object per session, one per subject.
 pub const BINDING: &str = "sessions";
+pub const SUBJECT_BINDING: &str = "subjects";
 
 /// The error code of a problem the object answered, for the worker's request log.
 pub const CODE_HEADER: &str = "session-state-code";
@@ -72,6 +75,102 @@ impl DurableObject for SessionObject {
     }
 }
 
+/// A subject's index, one object per subject (named by its hash): the sessions of the subject,
+/// for session objects to add to and remove from, and the subject routes, served here with each
+/// session reached through its own object. It serves requests as they come, without
+/// `blockConcurrencyWhile` (see [`SqlIndex`]).
+#[durable_object]
+pub struct SubjectObject {
+    state: State,
+    env: Env,
+}
+
+impl DurableObject for SubjectObject {
+    fn new(state: State, env: Env) -> Self {
+        Self { state, env }
+    }
+
+    async fn fetch(&self, req: Request) -> worker::Result<Response> {
+        let path = req.path();
+        let route = routes::log_name(routes::find(&path).map(|(route, _)| route));
+        Ok(
+            match serve_subject(req, &path, self.state.storage(), &self.env).await {
+                Ok(response) => response,
+                Err(err) => problem(route, &err),
+            },
+        )
+    }
+
+    async fn alarm(&self) -> worker::Result<Response> {
+        let index = SqlIndex(DoStorage::new(self.state.storage()));
+        match index.on_alarm(Date::now().as_millis()).await {
+            Ok(()) => Response::empty(),
+            Err(err) => {
+                crate::log_internal("alarm", &err);
+                Err(worker::Error::RustError(err.code().into()))
+            }
+        }
+    }
+}
+
+async fn serve_subject(
+    req: Request,
+    path: &str,
+    storage: Storage,
+    env: &Env,
+) -> Result<Response, Error> {
+    // A misconfigured deployment fails here as everywhere else.
+    crate::config(env)?;
+    let subject = http::header(&req, SUBJECT_HEADER)
+        .and_then(|hex| Subject::from_hex(&hex))
+        .ok_or_else(|| Error::Internal("a request reached a subject object without one".into()))?;
+    let index = SqlIndex(DoStorage::new(storage));
+    let now = Date::now().as_millis();
+    if path == INDEX_PATH {
+        let member = http::header(&req, MEMBER_HEADER).unwrap_or_default();
+        let malformed = || Error::Internal("a malformed index request".into());
+        return match req.inner().method().as_str() {
+            "GET" => {
+                let members = index.members(&subject).await?;
+                http::body(200, http::TEXT, members_text(&members).into_bytes())
+            }
+            "PUT" => {
+                let (member, until) = parse_member_line(&member).ok_or_else(malformed)?;
+                index.add(&subject, member, until, now).await?;
+                Ok(http::no_content())
+            }
+            "DELETE" => {
+                let id = SessionId::parse(&member).ok_or_else(malformed)?;
+                index.remove(&subject, &id).await?;
+                Ok(http::no_content())
+            }
+            _ => Err(Error::NotFound),
+        };
+    }
+    let Some((route, _)) = routes::find(path) else {
+        return Err(Error::NotFound);
+    };
+    let Handler::Subject(handler) = route.handler else {
+        return Err(Error::NotFound);
+    };
+    let sessions = Peers(env.durable_object(BINDING).map_err(binding)?);
+    let stores = SubjectStores::Durable(index, sessions);
+    let scope = SubjectScope {
+        subject,
+        stores: &stores,
+        now,
+    };
+    handler(req, &scope).await
+}
+
+/// The problem document for an error an object answers, with its code for the worker's log.
+fn problem(route: &str, err: &Error) -> Response {
+    crate::log_internal(route, err);
+    let response = http::problem(err);
+    let _ = response.headers().set(CODE_HEADER, err.code());
+    response
+}
+
 /// The store of the object's own session, and the objects of the others.
 fn sessions(
     storage: DoStorage,
@@ -96,12 +195,7 @@ async fn answer(req: Request, storage: Storage, env: Env) -> Response {
     let route = routes::log_name(routes::find(&path).map(|(route, _)| route));
     match serve(req, &path, storage, &env).await {
         Ok(response) => response,
-        Err(err) => {
-            crate::log_internal(route, &err);
-            let response = http::problem(&err);
-            let _ = response.headers().set(CODE_HEADER, err.code());
-            response
-        }
+        Err(err) => problem(route, &err),
     }
 }
 
@@ -124,13 +218,20 @@ async fn serve(req: Request, path: &str, storage: Storage, env: &Env) -> Result<
         return Err(Error::NotFound);
     };
     let store = Backend::Durable(store);
+    let subjects = env.durable_object(SUBJECT_BINDING).map_err(binding)?;
+    let index = IndexBackend::Durable(SubjectPeers(subjects));
     let scope = SessionScope {
         config: &config,
         id,
         store: &store,
+        index: &index,
         now,
     };
     handler(req, &scope).await
+}
+
+fn binding(err: worker::Error) -> Error {
+    Error::Internal(err.to_string())
 }
 
 /// Another object storing or removing this object's session (see [`Peers`]).
@@ -184,32 +285,27 @@ async fn ring(storage: Storage, env: Env) -> Result<(), Error> {
         .await
 }
 
-/// The worker's side: hands a session request to the session's object, and gives back its answer
-/// with headers the worker may still change. The body is read here first (within the limit, kept
-/// out of Wasm): a body streamed on to the object would still be pumped after the object answered
-/// early without reading it, which the runtime refuses.
+/// The worker's side: hands a request to the object named `name` in the namespace `binding`,
+/// marked with `header` (which session or subject it is about), and gives back its answer with
+/// headers the worker may still change. A body is passed as already read (see
+/// [`http::read_blob`]): a body streamed on to the object would still be pumped after the object
+/// answered early without reading it, which the runtime refuses.
 pub async fn forward(
     req: Request,
     env: &Env,
-    id: SessionId,
-    takes_body: bool,
-    config: &Config,
+    binding: &str,
+    name: &str,
+    header: (&str, &str),
+    body: Option<web_sys::Blob>,
 ) -> Result<Response, Error> {
-    let body = match takes_body {
-        true => http::read_blob(&req, config.policy.max_bytes).await?,
-        false => None,
-    };
-    let id_text = id.to_string();
-    let namespace = env
-        .durable_object(BINDING)
-        .map_err(|err| Error::Internal(err.to_string()))?;
+    let namespace = env.durable_object(binding).map_err(self::binding)?;
     let stub = namespace
-        .id_from_name(&id_text)
+        .id_from_name(name)
         .and_then(|object| object.get_stub())
         .map_err(object_failure)?;
     let inner = req.inner();
     let headers = web_sys::Headers::new_with_headers(&inner.headers()).map_err(js)?;
-    headers.set(ID_HEADER, &id_text).map_err(js)?;
+    headers.set(header.0, header.1).map_err(js)?;
     let init = web_sys::RequestInit::new();
     init.set_method(&inner.method());
     init.set_headers(&headers);

@@ -12,10 +12,12 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::http::{self, header, read_object, with_session_headers, JSON, TEXT};
 use crate::id::SessionId;
+use crate::json::{self, JsonObject};
 use crate::session::{Meta, Millis};
 use crate::sessions::{IfMatch, Sessions};
 use crate::store::kv::Kv;
-use crate::store::{Backend, Body};
+use crate::store::{Backend, Body, IndexBackend, SubjectStores};
+use crate::subject::Subject;
 use crate::time::rfc3339;
 
 /// What a handler returns, boxed so that the route table can hold every handler alike.
@@ -38,13 +40,23 @@ pub struct SessionScope<'a> {
     /// The session the request is about: the id in the path, or the new id for `/create`.
     pub id: SessionId,
     pub store: &'a Backend,
+    /// Where new sessions with a subject are listed under it.
+    pub index: &'a IndexBackend,
     pub now: Millis,
 }
 
 impl SessionScope<'_> {
-    fn sessions(&self) -> Sessions<'_, Backend> {
+    fn sessions(&self) -> Sessions<'_, Backend, IndexBackend> {
         Sessions::new(self.store, self.config.policy)
+            .indexed(self.index, self.config.max_sessions_per_subject)
     }
+}
+
+/// What a subject route gets beside the request, wherever the subject's index lives.
+pub struct SubjectScope<'a> {
+    pub subject: Subject,
+    pub stores: &'a SubjectStores,
+    pub now: Millis,
 }
 
 /// The embedded OpenAPI document, converted from `openapi.yaml` at build time.
@@ -104,12 +116,35 @@ fn internal(err: impl std::fmt::Display) -> Error {
     Error::Internal(err.to_string())
 }
 
+/// The subject of a new session: the `Session-Subject` header (percent-encoded), or else the
+/// string in the data's field named by `SESSION_SUBJECT_FIELD`. Any other value of that field, or
+/// none, means no subject; an empty or over-long subject is refused.
+fn new_subject(
+    req: &Request,
+    data: &JsonObject,
+    config: &Config,
+) -> Result<Option<Subject>, Error> {
+    let key = config.subject_key.as_deref();
+    if let Some(header) = header(req, "session-subject") {
+        return Subject::from_encoded(&header, key).map(Some);
+    }
+    let Some(field) = &config.subject_field else {
+        return Ok(None);
+    };
+    let (members, _) = json::members(data.as_str())?;
+    match json::get(&members, field).and_then(json::string_bytes) {
+        Some(bytes) => Subject::new(&bytes, key).map(Some),
+        None => Ok(None),
+    }
+}
+
 pub async fn create(mut req: Request, scope: &SessionScope<'_>) -> Result<Response, Error> {
     let ttl = requested_ttl(&req, scope.config)?;
     let (data, _) = read_object(&mut req, scope.config.policy.max_bytes).await?;
+    let subject = new_subject(&req, &data, scope.config)?;
     let meta = scope
         .sessions()
-        .create(scope.id, &data, ttl, scope.now)
+        .create(scope.id, &data, ttl, subject, scope.now)
         .await?;
     new_session(&req, scope.id, &meta)
 }
@@ -190,6 +225,55 @@ pub async fn cache(mut req: Request, scope: &Scope<'_>) -> Result<Response, Erro
         _ => cache.get(&key).await?.into_bytes(),
     };
     http::body(200, JSON, body)
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SubjectSession {
+    id: String,
+    created_at: String,
+    updated_at: String,
+    expires_at: String,
+}
+
+#[derive(Serialize)]
+struct SubjectSessions {
+    sessions: Vec<SubjectSession>,
+}
+
+#[derive(Serialize)]
+struct Revoked {
+    revoked: usize,
+}
+
+/// `GET /subjects/:subject/sessions`: the subject's live sessions, newest first.
+/// `DELETE` (with `?except=<id>` to keep one): ends them, and says how many.
+pub async fn subject_sessions(req: Request, scope: &SubjectScope<'_>) -> Result<Response, Error> {
+    let body = if req.inner().method() == "DELETE" {
+        let url = req.inner().url();
+        let except = match http::query_param(&url, "except") {
+            Some(id) => Some(SessionId::parse(id).ok_or(Error::InvalidSessionId)?),
+            None => None,
+        };
+        let revoked = scope
+            .stores
+            .revoke(&scope.subject, except.as_ref(), scope.now)
+            .await?;
+        serde_json::to_vec(&Revoked { revoked })
+    } else {
+        let live = scope.stores.live(&scope.subject, scope.now).await?;
+        let sessions = live
+            .into_iter()
+            .map(|listed| SubjectSession {
+                id: listed.id.to_string(),
+                created_at: rfc3339(listed.meta.created_at),
+                updated_at: rfc3339(listed.meta.updated_at),
+                expires_at: rfc3339(listed.meta.expires_at),
+            })
+            .collect();
+        serde_json::to_vec(&SubjectSessions { sessions })
+    };
+    http::body(200, JSON, body.map_err(internal)?)
 }
 
 /// Liveness without touching storage: `200` whenever the worker runs with a valid configuration.

@@ -17,6 +17,8 @@ mod routes;
 mod session;
 mod sessions;
 mod store;
+mod subject;
+mod subjects;
 mod time;
 
 use std::borrow::Cow;
@@ -26,13 +28,15 @@ use std::rc::Rc;
 use worker::{console_error, console_log, event, Context, Date, Env, Request, Response};
 
 use crate::config::{Config, ConfigError, SessionBackend};
-use crate::durable_object::CODE_HEADER;
+use crate::durable_object::{BINDING, CODE_HEADER, SUBJECT_BINDING};
 use crate::error::Error;
-use crate::handlers::{Scope, SessionScope, KV_BINDING};
+use crate::handlers::{Scope, SessionScope, SubjectScope, KV_BINDING};
 use crate::id::SessionId;
 use crate::routes::{Handler, Route, Target};
-use crate::store::kv::{Kv, KvSessions};
-use crate::store::Backend;
+use crate::store::durable::{ID_HEADER, SUBJECT_HEADER};
+use crate::store::kv::{Kv, KvIndex, KvSessions};
+use crate::store::{Backend, IndexBackend, SubjectStores};
+use crate::subject::Subject;
 
 #[event(start)]
 fn start() {
@@ -116,13 +120,40 @@ async fn serve(
                 Target::Path => SessionId::parse(param).ok_or(Error::InvalidSessionId)?,
             };
             if config.backend == SessionBackend::DurableObject {
-                return durable_object::forward(req, env, id, body, &config).await;
+                let body = match body {
+                    true => http::read_blob(&req, config.policy.max_bytes).await?,
+                    false => None,
+                };
+                let name = id.to_string();
+                let header = (ID_HEADER, name.as_str());
+                return durable_object::forward(req, env, BINDING, &name, header, body).await;
             }
             let store = Backend::Kv(KvSessions(Kv::binding(env, KV_BINDING)?));
+            let index = IndexBackend::Kv(KvIndex(Kv::binding(env, KV_BINDING)?));
             let scope = SessionScope {
                 config: &config,
                 id,
                 store: &store,
+                index: &index,
+                now: Date::now().as_millis(),
+            };
+            handler(req, &scope).await
+        }
+        Handler::Subject(handler) => {
+            let subject = Subject::from_encoded(param, config.subject_key.as_deref())?;
+            if config.backend == SessionBackend::DurableObject {
+                let name = subject.hex();
+                let header = (SUBJECT_HEADER, name.as_str());
+                return durable_object::forward(req, env, SUBJECT_BINDING, &name, header, None)
+                    .await;
+            }
+            let stores = SubjectStores::Kv(
+                KvIndex(Kv::binding(env, KV_BINDING)?),
+                KvSessions(Kv::binding(env, KV_BINDING)?),
+            );
+            let scope = SubjectScope {
+                subject,
+                stores: &stores,
                 now: Date::now().as_millis(),
             };
             handler(req, &scope).await

@@ -5,10 +5,11 @@
 
 use worker::Request;
 
-use crate::handlers::{self, Answer, Scope, SessionScope};
+use crate::handlers::{self, Answer, Scope, SessionScope, SubjectScope};
 
 /// A handler as the table holds it: an `async fn` behind a boxed future.
 pub type SessionHandler = for<'a> fn(Request, &'a SessionScope<'a>) -> Answer<'a>;
+pub type SubjectHandler = for<'a> fn(Request, &'a SubjectScope<'a>) -> Answer<'a>;
 pub type WorkerHandler = for<'a> fn(Request, &'a Scope<'a>) -> Answer<'a>;
 
 /// How a route is served.
@@ -22,6 +23,9 @@ pub enum Handler {
         /// Whether it reads the request body (the others ignore any).
         body: bool,
     },
+    /// An operation on one subject's sessions, served where its index lives: this worker on KV,
+    /// or the subject's Durable Object in strong mode.
+    Subject(SubjectHandler),
     /// Everything else, served by this worker.
     Worker(WorkerHandler),
 }
@@ -78,6 +82,7 @@ const fn worker(pattern: &'static str, allow: &'static str, handler: WorkerHandl
     }
 }
 
+#[rustfmt::skip]
 pub const ROUTES: &[Route] = &[
     Route {
         pattern: "/create",
@@ -88,53 +93,20 @@ pub const ROUTES: &[Route] = &[
             body: true,
         },
     },
-    session(
-        "/get/:id",
-        "GET, HEAD",
-        boxed!(SessionScope, handlers::get),
-        false,
-    ),
-    session(
-        "/update/:id",
-        "PUT",
-        boxed!(SessionScope, handlers::update),
-        true,
-    ),
-    session(
-        "/add/:id",
-        "PATCH",
-        boxed!(SessionScope, handlers::add),
-        true,
-    ),
-    session(
-        "/delete/:id",
-        "DELETE",
-        boxed!(SessionScope, handlers::delete),
-        false,
-    ),
-    session(
-        "/touch/:id",
-        "POST",
-        boxed!(SessionScope, handlers::touch),
-        false,
-    ),
-    session(
-        "/rotate/:id",
-        "POST",
-        boxed!(SessionScope, handlers::rotate),
-        false,
-    ),
-    worker(
-        "/cache/*key",
-        "GET, HEAD, PUT, DELETE",
-        boxed!(Scope, handlers::cache),
-    ),
+    session("/get/:id", "GET, HEAD", boxed!(SessionScope, handlers::get), false),
+    session("/update/:id", "PUT", boxed!(SessionScope, handlers::update), true),
+    session("/add/:id", "PATCH", boxed!(SessionScope, handlers::add), true),
+    session("/delete/:id", "DELETE", boxed!(SessionScope, handlers::delete), false),
+    session("/touch/:id", "POST", boxed!(SessionScope, handlers::touch), false),
+    session("/rotate/:id", "POST", boxed!(SessionScope, handlers::rotate), false),
+    Route {
+        pattern: "/subjects/:subject/sessions",
+        allow: "GET, HEAD, DELETE",
+        handler: Handler::Subject(boxed!(SubjectScope, handlers::subject_sessions)),
+    },
+    worker("/cache/*key", "GET, HEAD, PUT, DELETE", boxed!(Scope, handlers::cache)),
     worker("/health", "GET, HEAD", boxed!(Scope, handlers::health)),
-    worker(
-        "/openapi.json",
-        "GET, HEAD",
-        boxed!(Scope, handlers::openapi),
-    ),
+    worker("/openapi.json", "GET, HEAD", boxed!(Scope, handlers::openapi)),
 ];
 
 impl Route {
@@ -192,6 +164,10 @@ mod tests {
         );
         assert_eq!(template("/get/anything"), "/get/:id");
         assert_eq!(template("/cache/perms:user/42"), "/cache/*key");
+        assert_eq!(
+            template("/subjects/ada%40example.com/sessions"),
+            "/subjects/:subject/sessions"
+        );
         assert_eq!(template("/health"), "/health");
     }
 
@@ -202,6 +178,7 @@ mod tests {
         assert_eq!(param("/cache/perms:user/42"), Some("perms:user/42"));
         assert_eq!(param("/cache/a%2Fb"), Some("a%2Fb"));
         assert_eq!(param("/create"), Some(""));
+        assert_eq!(param("/subjects/a%2Fb/sessions"), Some("a%2Fb"));
     }
 
     #[test]
@@ -218,6 +195,9 @@ mod tests {
             "/create/",
             "/health/x",
             "//health",
+            "/subjects//sessions",
+            "/subjects/ada",
+            "/subjects/ada/sessions/x",
         ] {
             assert_eq!(template(path), "unmatched", "{path}");
         }
@@ -238,7 +218,11 @@ mod tests {
     #[test]
     fn every_pattern_is_unique_and_matches_itself() {
         for (i, route) in ROUTES.iter().enumerate() {
-            let example = route.pattern.replace(":id", "x").replace("*key", "k");
+            let example = route
+                .pattern
+                .replace(":id", "x")
+                .replace(":subject", "s")
+                .replace("*key", "k");
             assert_eq!(find(&example).map(|(r, _)| r.pattern), Some(route.pattern));
             assert!(ROUTES[i + 1..]
                 .iter()
