@@ -4,7 +4,7 @@
 // limit. Console output is read from the inspector, so a test can wait until every line logged so
 // far has arrived instead of sleeping and hoping.
 import { spawn, execFile } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { readFile, readdir, readlink } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -96,15 +96,46 @@ async function openConsole(port) {
   };
 }
 
+let patched = 0;
+/**
+ * A copy of wrangler.toml (beside it, so its paths still resolve) with `vars` set in the [vars]
+ * table of `env`: `--var` reaches only the first worker of a multi-worker `wrangler dev`.
+ */
+function patchedConfig(vars, env) {
+  const table = env ? `[env.${env}.vars]` : '[vars]';
+  const lines = readFileSync(join(ROOT, 'wrangler.toml'), 'utf8').split('\n');
+  const start = lines.indexOf(table);
+  if (start < 0) throw new Error(`wrangler.toml has no ${table}`);
+  let end = lines.findIndex((line, i) => i > start && line.startsWith('['));
+  if (end < 0) end = lines.length;
+  for (const [name, value] of Object.entries(vars)) {
+    const line = `${name} = ${JSON.stringify(value)}`;
+    const at = lines.slice(start, end).findIndex((l) => l.startsWith(`${name} =`));
+    if (at >= 0) lines[start + at] = line;
+    else { lines.splice(start + 1, 0, line); end += 1; }
+  }
+  patched += 1;
+  const name = `.wrangler-e2e-${process.pid}-${patched}.toml`;
+  writeFileSync(join(ROOT, name), lines.join('\n'));
+  return name;
+}
+
 /**
  * @param {object} options
  * @param {string[]} [options.configs] wrangler configs; the first one is served
  * @param {string} [options.env] wrangler environment
- * @param {Record<string,string>} [options.vars] extra vars (and secrets) for this run; the
+ * @param {Record<string,string>} [options.vars] extra vars (and secrets) for session-state; the
  *   backend under test is one of them unless the caller names another
  */
 export async function startWorker({ configs = ['wrangler.toml'], env, vars = {} } = {}) {
-  vars = configs[0] === 'wrangler.toml' ? { SESSION_BACKEND: BACKEND, ...vars } : vars;
+  vars = { SESSION_BACKEND: BACKEND, ...vars };
+  let temporaryConfig = null;
+  if (configs[0] !== 'wrangler.toml') {
+    // session-state is not the first worker: its vars go into a copy of its config.
+    temporaryConfig = patchedConfig(vars, env);
+    configs = configs.map((c) => (c === 'wrangler.toml' ? temporaryConfig : c));
+    vars = {};
+  }
   const port = await freePort();
   const inspector = await freePort();
   const state = mkdtempSync(join(tmpdir(), 'session-state-e2e-'));
@@ -131,6 +162,7 @@ export async function startWorker({ configs = ['wrangler.toml'], env, vars = {} 
       console_?.close();
       try { process.kill(-child.pid, 'SIGKILL'); } catch { /* already gone */ }
       rmSync(state, { recursive: true, force: true });
+      if (temporaryConfig) rmSync(join(ROOT, temporaryConfig), { force: true });
       running.delete(handle);
     },
   };
