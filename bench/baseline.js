@@ -1,6 +1,17 @@
-// The floor of this runtime: the same KV operations per route as session-state, with no
-// validation, no routing library and no metadata. create = 1 put; get = 1 get;
-// add = 1 get + 1 put; delete = 1 delete.
+// The floor of this runtime: a plain JavaScript Worker doing the same KV operations per route as
+// session-state, metadata included (getWithMetadata on reads, metadata on writes), with no
+// validation, no routing library and no logging. create = 1 put; get = 1 getWithMetadata;
+// add = 1 getWithMetadata + 1 put; delete = 1 delete; health touches no KV.
+const TTL = 1800;
+
+function metadata(previous) {
+  const now = Date.now();
+  return JSON.stringify({
+    createdAt: previous?.createdAt ?? now, updatedAt: now, expiresAt: now + TTL * 1000,
+    version: (previous?.version ?? 0) + 1,
+  });
+}
+
 export default {
   async fetch(request, env) {
     const [, route, id] = new URL(request.url).pathname.split('/');
@@ -8,20 +19,20 @@ export default {
     switch (route) {
       case 'create': {
         const sessionId = crypto.randomUUID();
-        await kv.put(sessionId, await request.text());
+        await kv.put(sessionId, await request.text(), { expirationTtl: TTL, metadata: metadata() });
         return new Response(sessionId, { status: 201 });
       }
       case 'get': {
-        const data = await kv.get(id);
-        return data === null
-          ? new Response('not found', { status: 404 })
-          : new Response(data, { headers: { 'content-type': 'application/json' } });
+        const { value, metadata: meta } = await kv.getWithMetadata(id, 'stream');
+        if (value === null) return new Response('not found', { status: 404 });
+        const { version } = JSON.parse(meta);
+        return new Response(value, { headers: { 'content-type': 'application/json', etag: `"${version}"` } });
       }
       case 'add': {
-        const merged = { ...JSON.parse(await kv.get(id)), ...(await request.json()) };
-        const text = JSON.stringify(merged);
-        await kv.put(id, text);
-        return new Response(text, { headers: { 'content-type': 'application/json' } });
+        const { value, metadata: meta } = await kv.getWithMetadata(id, 'text');
+        const merged = JSON.stringify({ ...JSON.parse(value), ...(await request.json()) });
+        await kv.put(id, merged, { expirationTtl: TTL, metadata: metadata(JSON.parse(meta)) });
+        return new Response(merged, { headers: { 'content-type': 'application/json' } });
       }
       case 'delete':
         await kv.delete(id);

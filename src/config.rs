@@ -5,6 +5,7 @@
 
 use std::fmt;
 
+use crate::log::RequestLog;
 use crate::session::Policy;
 
 pub const SESSION_TTL_SECONDS: &str = "SESSION_TTL_SECONDS";
@@ -55,9 +56,8 @@ pub struct Config {
     pub max_sessions_per_subject: usize,
     /// The key subjects are hashed under (HMAC-SHA-256); plain SHA-256 without one.
     pub subject_key: Option<Vec<u8>>,
-    /// One log line per request (on by default). Workers Logs bill per line, so a busy
-    /// deployment may turn it off; internal errors are logged either way.
-    pub log_requests: bool,
+    /// Which requests get a log line: errors and slow ones by default.
+    pub log_requests: RequestLog,
 }
 
 /// A variable with a value the worker refuses to run with.
@@ -117,13 +117,15 @@ impl Config {
             }
             token => token,
         };
+        // `true` and `false` are what earlier releases took.
         let log_requests = match lookup(LOG_REQUESTS).as_deref().map(str::trim) {
-            None | Some("true") => true,
-            Some("false") => false,
+            None | Some("errors") => RequestLog::Errors,
+            Some("all" | "true") => RequestLog::All,
+            Some("off" | "false") => RequestLog::Off,
             Some(other) => {
                 return Err(ConfigError {
                     variable: LOG_REQUESTS,
-                    reason: format!("must be true or false, got {other:?}"),
+                    reason: format!("must be errors, all or off, got {other:?}"),
                 })
             }
         };
@@ -215,7 +217,7 @@ mod tests {
             }
         );
         assert_eq!(config.api_token, None);
-        assert!(config.log_requests);
+        assert_eq!(config.log_requests, RequestLog::Errors);
         assert_eq!(config.backend, SessionBackend::Kv);
         assert_eq!(config.subject_field, None);
         assert_eq!(config.max_sessions_per_subject, 100);
@@ -254,9 +256,13 @@ mod tests {
     }
 
     #[test]
-    fn request_logs_can_be_turned_off_but_not_misspelled() {
-        assert!(!config(&[(LOG_REQUESTS, "false")]).unwrap().log_requests);
-        assert!(config(&[(LOG_REQUESTS, "true")]).unwrap().log_requests);
+    fn request_logs_can_be_widened_or_turned_off_but_not_misspelled() {
+        let log = |value| config(&[(LOG_REQUESTS, value)]).unwrap().log_requests;
+        assert_eq!(log("errors"), RequestLog::Errors);
+        assert_eq!(log("all"), RequestLog::All);
+        assert_eq!(log("true"), RequestLog::All);
+        assert_eq!(log("off"), RequestLog::Off);
+        assert_eq!(log("false"), RequestLog::Off);
         assert_eq!(
             config(&[(LOG_REQUESTS, "no")]).unwrap_err().variable,
             LOG_REQUESTS

@@ -32,6 +32,7 @@ use crate::durable_object::{BINDING, CODE_HEADER, SUBJECT_BINDING};
 use crate::error::Error;
 use crate::handlers::{Scope, SessionScope, SubjectScope, KV_BINDING};
 use crate::id::SessionId;
+use crate::log::RequestLog;
 use crate::routes::{Handler, Route, Target};
 use crate::store::durable::{ID_HEADER, SUBJECT_HEADER};
 use crate::store::kv::{Kv, KvIndex, KvSessions};
@@ -52,7 +53,10 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
     let matched = routes::find(&path);
     let route = routes::log_name(matched.map(|(route, _)| route));
     let config = config(&env);
-    let log_request = config.as_ref().map_or(true, |config| config.log_requests);
+    // A configuration that cannot be read logs every request: it is an outage.
+    let log = config
+        .as_ref()
+        .map_or(RequestLog::All, |config| config.log_requests);
     let (mut response, code) = match serve(req, &env, &method, matched, config).await {
         Ok(response) => {
             // A problem a session's object answered names its code for this log.
@@ -67,12 +71,14 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
     let headers = response.headers_mut();
     headers.delete(CODE_HEADER)?;
     headers.set("cache-control", "no-store")?;
-    if log_request {
+    let status = response.status_code();
+    let duration_ms = Date::now().as_millis().saturating_sub(started);
+    if log.wants(status, duration_ms) {
         let line = log::RequestLine {
             method: &method,
             route,
-            status: response.status_code(),
-            duration_ms: Date::now().as_millis().saturating_sub(started),
+            status,
+            duration_ms,
             code: code.as_deref(),
         };
         console_log!("{}", line.to_json());

@@ -5,7 +5,8 @@ import { after, before, describe, test } from 'node:test';
 import { JSON_HEADERS, UUID_V4, expectProblem, startWorker } from './harness.mjs';
 
 let worker;
-before(async () => { worker = await startWorker(); });
+// Every request logged, for the log assertions below.
+before(async () => { worker = await startWorker({ vars: { LOG_REQUESTS: 'all' } }); });
 after(async () => { await worker?.stop(); });
 
 const call = (path, init = {}) => fetch(`${worker.url}${path}`, init);

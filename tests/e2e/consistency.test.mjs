@@ -87,6 +87,15 @@ describe(`concurrent writers (${BACKEND})`, () => {
     assert.equal((await read(id)).status, 404, 'the old id is gone once rotation answered');
   });
 
+  test('by default, a request that went well leaves no log line', async () => {
+    const before = (await worker.consoleLines()).length;
+    const id = await create({ quiet: true });
+    await read(id);
+    await read('3b241101-e2bb-4255-8caf-4136c566a962');
+    const lines = (await worker.consoleLines()).slice(before).filter((l) => l.startsWith('{"method"'));
+    assert.deepEqual(lines, [], 'no 2xx or 404 lines');
+  });
+
   test('after a DELETE answered 204, every read is 404', async () => {
     const id = await create({ secret: 1 });
     const readers = Array.from({ length: 20 }, () => read(id));

@@ -82,14 +82,15 @@ async function openConsole(port) {
       lines.push({ type: message.params.type, text: message.params.args.map((a) => a.value ?? a.description).join(' ') });
     }
   });
-  const command = (method) => new Promise((ok) => {
+  const command = (method, params = {}) => new Promise((ok) => {
     next += 1;
     waiting.set(next, ok);
-    socket.send(JSON.stringify({ id: next, method }));
+    socket.send(JSON.stringify({ id: next, method, params }));
   });
   await command('Runtime.enable');
   return {
     lines,
+    command,
     /** Resolves once every line logged before this call has arrived. */
     flush: () => command('Runtime.enable'),
     close: () => socket.terminate(),
@@ -188,6 +189,11 @@ export async function startWorker({ configs = ['wrangler.toml'], env, vars = {} 
   return {
     url,
     state,
+    /**
+     * Sends a command to the worker's V8 inspector (wrangler's proxy to it takes one client at a
+     * time, and this harness is it) and resolves with the answer.
+     */
+    inspect: (method, params) => console_.command(method, params),
     /** wrangler's own output (its access lines, and console lines as it prints them). */
     logs: () => output,
     /** Every console line of the worker so far, once all of them have arrived. */

@@ -7,7 +7,8 @@ import { after, before, describe, test } from 'node:test';
 import { JSON_HEADERS, expectProblem, startWorker } from './harness.mjs';
 
 let worker;
-before(async () => { worker = await startWorker(); });
+// Every request logged: the streaming test reads the worker's own account of its answer.
+before(async () => { worker = await startWorker({ vars: { LOG_REQUESTS: 'all' } }); });
 after(async () => { await worker?.stop(); });
 
 const call = (path, init = {}) => fetch(`${worker.url}${path}`, init);
