@@ -6,14 +6,15 @@
 // runtime).
 //
 // Scenarios: health, get (200 B), get-large (58 KiB), patch (10 keys into 58 KiB), create.
-// Set SESSION_BACKEND=durable_object to profile strong mode.
+// Set SESSION_BACKEND=durable_object to profile strong mode; `--baseline` profiles the JS
+// baseline (bench/baseline.js) instead, for a side-by-side reading.
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ROOT, startWorker } from '../tests/e2e/harness.mjs';
 
-const scenario = process.argv[2] ?? 'get';
-const seconds = Number(process.argv[3] ?? 5);
+const baseline = process.argv.includes('--baseline');
+const [scenario = 'get', seconds = 5] = process.argv.slice(2).filter((a) => a !== '--baseline');
 
 function session(bytes) {
   const data = { user: 'ada', roles: ['admin', 'editor'] };
@@ -29,7 +30,9 @@ const dir = join(ROOT, 'bench/.work');
 mkdirSync(dir, { recursive: true });
 execFileSync('bash', [join(ROOT, 'scripts/build.sh'), '--keep-names'], { stdio: 'inherit' });
 const named = readFileSync(join(ROOT, 'build/index_bg.wasm'));
-const worker = await startWorker({ vars: process.env.LOG_REQUESTS ? { LOG_REQUESTS: process.env.LOG_REQUESTS } : {} });
+const worker = baseline
+  ? await startWorker({ configs: ['bench/wrangler.toml'] })
+  : await startWorker({ vars: process.env.LOG_REQUESTS ? { LOG_REQUESTS: process.env.LOG_REQUESTS } : {} });
 try {
   const post = async (body) => (await fetch(`${worker.url}/create`, { method: 'POST', headers: { 'content-type': 'application/json' }, body })).text();
   writeFileSync(join(dir, 'small.json'), session(200));
@@ -55,9 +58,14 @@ try {
   await send('Profiler.start');
   const out = wrk(seconds);
   const { result } = await send('Profiler.stop');
-  const file = join(dir, `${scenario}.cpuprofile`);
+  const file = join(dir, `${baseline ? 'baseline-' : ''}${scenario}.cpuprofile`);
   writeFileSync(file, JSON.stringify(result.profile));
 
+  // The bundle wrangler served, for naming anonymous JavaScript functions by their source.
+  const bundles = readdirSync(join(ROOT, '.wrangler/tmp')).filter((d) => d.startsWith('dev-'))
+    .map((d) => join(ROOT, '.wrangler/tmp', d, 'index.js')).filter((f) => { try { return statSync(f).isFile(); } catch { return false; } });
+  const newest = bundles.sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs)[0];
+  const source = newest ? readFileSync(newest, 'utf8').split('\n') : [];
   const served = JSON.parse(out.split('\n').find((l) => l.startsWith('BENCH_JSON ')).slice(11)).requests;
   const { nodes, samples, timeDeltas } = result.profile;
   const byId = new Map(nodes.map((n) => [n.id, n]));
@@ -68,7 +76,11 @@ try {
   for (const [id, us] of self) {
     const { functionName, url } = byId.get(id).callFrame;
     const index = /^wasm-function\[(\d+)\]$/.exec(functionName)?.[1];
-    const name = (index && wasmNames.get(Number(index))) || functionName || `(anonymous ${url.split('/').pop()})`;
+    const { lineNumber, columnNumber } = byId.get(id).callFrame;
+    const anonymous = url.endsWith('index.js') && source[lineNumber]
+      ? `(index.js:${lineNumber + 1} ${source[lineNumber].slice(columnNumber, columnNumber + 70).trim()})`
+      : `(anonymous ${url.split('/').pop()})`;
+    const name = (index && wasmNames.get(Number(index))) || functionName || anonymous;
     byFunction.set(name, (byFunction.get(name) ?? 0) + us);
   }
   const group = (name) => {

@@ -47,8 +47,17 @@ function session(bytes) {
   return JSON.stringify(data);
 }
 
+/** A fetch that tries once more when the connection was closed under it (after a wrk run). */
+async function call(url, init) {
+  try {
+    return await fetch(url, init);
+  } catch {
+    return fetch(url, init);
+  }
+}
+
 async function post(url, body) {
-  const response = await fetch(`${url}/create`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+  const response = await call(`${url}/create`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
   if (response.status !== 201) throw new Error(`create: ${response.status} ${await response.text()}`);
   return response.text();
 }
@@ -65,10 +74,10 @@ function wrk(url, { method, path, body }, seconds) {
 /** Lost updates out of 50 parallel PATCHes on one session, each adding its own key. */
 async function lostUpdates(url) {
   const id = await post(url, '{}');
-  const statuses = await Promise.all(Array.from({ length: 50 }, (_, i) => fetch(`${url}/add/${id}`, {
+  const statuses = await Promise.all(Array.from({ length: 50 }, (_, i) => call(`${url}/add/${id}`, {
     method: 'PATCH', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ [`k${i}`]: i }),
   }).then((r) => r.status)));
-  const data = await (await fetch(`${url}/get/${id}`)).json();
+  const data = await (await call(`${url}/get/${id}`)).json();
   const acknowledged = statuses.map((s, i) => (s === 200 ? `k${i}` : null)).filter(Boolean);
   return { acknowledged: acknowledged.length, lost: acknowledged.filter((k) => !(k in data)).length };
 }

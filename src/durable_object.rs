@@ -12,14 +12,14 @@
 use std::rc::Rc;
 
 use worker::{
-    durable_object, wasm_bindgen, web_sys, Date, DurableObject, Env, Headers, Request, Response,
-    State, Storage,
+    durable_object, wasm_bindgen, web_sys, Date, DurableObject, Env, Request, Response, State,
+    Storage,
 };
 
 use crate::config::Config;
 use crate::error::Error;
 use crate::handlers::{SessionScope, SubjectScope, KV_BINDING};
-use crate::http;
+use crate::http::{self, Incoming, Reply};
 use crate::id::SessionId;
 use crate::routes::{self, Handler};
 use crate::session::Meta;
@@ -52,10 +52,13 @@ impl DurableObject for SessionObject {
 
     async fn fetch(&self, req: Request) -> worker::Result<Response> {
         let (storage, env) = (self.state.storage(), self.env.clone());
+        let req = Incoming::new(handle(&req));
         // An `Err` here would reset the object: every failure is answered as a problem instead.
-        self.state
+        let response = self
+            .state
             .block_concurrency_while(async move { Ok(answer(req, storage, env).await) })
-            .await
+            .await?;
+        Ok(Response::from(response))
     }
 
     async fn alarm(&self) -> worker::Result<Response> {
@@ -91,14 +94,14 @@ impl DurableObject for SubjectObject {
     }
 
     async fn fetch(&self, req: Request) -> worker::Result<Response> {
-        let path = req.path();
+        let req = Incoming::new(handle(&req));
+        let path = req.head.path().to_owned();
         let route = routes::log_name(routes::find(&path).map(|(route, _)| route));
-        Ok(
-            match serve_subject(req, &path, self.state.storage(), &self.env).await {
-                Ok(response) => response,
-                Err(err) => problem(route, &err),
-            },
-        )
+        let reply = match serve_subject(req, &path, self.state.storage(), &self.env).await {
+            Ok(reply) => reply,
+            Err(err) => problem(route, &err),
+        };
+        Ok(Response::from(reply.into_response()))
     }
 
     async fn alarm(&self) -> worker::Result<Response> {
@@ -114,35 +117,40 @@ impl DurableObject for SubjectObject {
 }
 
 async fn serve_subject(
-    req: Request,
+    req: Incoming,
     path: &str,
     storage: Storage,
     env: &Env,
-) -> Result<Response, Error> {
+) -> Result<Reply, Error> {
     // A misconfigured deployment fails here as everywhere else.
     crate::config(env)?;
-    let subject = http::header(&req, SUBJECT_HEADER)
+    let subject = req
+        .header(SUBJECT_HEADER)
         .and_then(|hex| Subject::from_hex(&hex))
         .ok_or_else(|| Error::Internal("a request reached a subject object without one".into()))?;
     let index = SqlIndex(DoStorage::new(storage));
     let now = Date::now().as_millis();
     if path == INDEX_PATH {
-        let member = http::header(&req, MEMBER_HEADER).unwrap_or_default();
+        let member = req.header(MEMBER_HEADER).unwrap_or_default();
         let malformed = || Error::Internal("a malformed index request".into());
-        return match req.inner().method().as_str() {
+        return match req.head.method.as_str() {
             "GET" => {
                 let members = index.members(&subject).await?;
-                http::body(200, http::TEXT, members_text(&members).into_bytes())
+                Ok(Reply::body(
+                    200,
+                    http::TEXT,
+                    members_text(&members).into_bytes(),
+                ))
             }
             "PUT" => {
                 let (member, until) = parse_member_line(&member).ok_or_else(malformed)?;
                 index.add(&subject, member, until, now).await?;
-                Ok(http::no_content())
+                Ok(Reply::no_content())
             }
             "DELETE" => {
                 let id = SessionId::parse(&member).ok_or_else(malformed)?;
                 index.remove(&subject, &id).await?;
-                Ok(http::no_content())
+                Ok(Reply::no_content())
             }
             _ => Err(Error::NotFound),
         };
@@ -164,11 +172,9 @@ async fn serve_subject(
 }
 
 /// The problem document for an error an object answers, with its code for the worker's log.
-fn problem(route: &str, err: &Error) -> Response {
+fn problem(route: &str, err: &Error) -> Reply {
     crate::log_internal(route, err);
-    let response = http::problem(err);
-    let _ = response.headers().set(CODE_HEADER, err.code());
-    response
+    Reply::problem(err).header(CODE_HEADER, err.code().into())
 }
 
 /// The store of the object's own session, and the objects of the others.
@@ -190,18 +196,20 @@ fn sessions(
     ))
 }
 
-async fn answer(req: Request, storage: Storage, env: Env) -> Response {
-    let path = req.path();
+async fn answer(req: Incoming, storage: Storage, env: Env) -> web_sys::Response {
+    let path = req.head.path().to_owned();
     let route = routes::log_name(routes::find(&path).map(|(route, _)| route));
-    match serve(req, &path, storage, &env).await {
-        Ok(response) => response,
+    let reply = match serve(req, &path, storage, &env).await {
+        Ok(reply) => reply,
         Err(err) => problem(route, &err),
-    }
+    };
+    reply.into_response()
 }
 
-async fn serve(req: Request, path: &str, storage: Storage, env: &Env) -> Result<Response, Error> {
+async fn serve(req: Incoming, path: &str, storage: Storage, env: &Env) -> Result<Reply, Error> {
     let config: Rc<Config> = crate::config(env)?;
-    let id = http::header(&req, ID_HEADER)
+    let id = req
+        .header(ID_HEADER)
         .and_then(|id| SessionId::parse(&id))
         .ok_or_else(|| {
             Error::Internal("a request reached a session object without an id".into())
@@ -236,26 +244,29 @@ fn binding(err: worker::Error) -> Error {
 
 /// Another object storing or removing this object's session (see [`Peers`]).
 async fn serve_peer(
-    mut req: Request,
+    req: Incoming,
     store: &SqlSessions<DoStorage, Kv, Peers>,
-) -> Result<Response, Error> {
-    let expect = http::header(&req, peer::EXPECT).and_then(|h| peer::parse_expect(&h));
-    let outcome = match req.inner().method().as_str() {
+) -> Result<Reply, Error> {
+    let expect = req
+        .header(peer::EXPECT)
+        .and_then(|h| peer::parse_expect(&h));
+    let outcome = match req.head.method.as_str() {
         "GET" => {
             let Some(record) = store.load(&store.own).await? else {
                 return Err(Error::SessionNotFound);
             };
-            let response = http::body(200, http::JSON, record.data.into_bytes())?;
-            if let Some(meta) = record.meta {
-                response.headers().set(peer::META, &meta.to_json())?;
-            }
-            return Ok(response);
+            let reply = Reply::body(200, http::JSON, record.data.into_bytes());
+            return Ok(match record.meta {
+                Some(meta) => reply.header(peer::META, meta.to_json()),
+                None => reply,
+            });
         }
         "PUT" => {
-            let meta = http::header(&req, peer::META)
+            let meta = req
+                .header(peer::META)
                 .and_then(|meta| Meta::from_json(&meta))
                 .ok_or_else(|| Error::Internal("a peer sent no metadata".into()))?;
-            let data = req.bytes().await?;
+            let data = http::read_all(&req).await?;
             let expect =
                 expect.ok_or_else(|| Error::Internal("a peer sent no expectation".into()))?;
             store.save(&store.own, &data, &meta, expect).await?
@@ -268,8 +279,8 @@ async fn serve_peer(
         _ => return Err(Error::NotFound),
     };
     Ok(match outcome {
-        Outcome::Written => http::no_content(),
-        Outcome::Conflict => http::body(409, http::JSON, b"{}".to_vec())?,
+        Outcome::Written => Reply::no_content(),
+        Outcome::Conflict => Reply::body(409, http::JSON, b"{}".to_vec()),
     })
 }
 
@@ -291,34 +302,37 @@ async fn ring(storage: Storage, env: Env) -> Result<(), Error> {
 /// [`http::read_blob`]): a body streamed on to the object would still be pumped after the object
 /// answered early without reading it, which the runtime refuses.
 pub async fn forward(
-    req: Request,
+    req: Incoming,
     env: &Env,
     binding: &str,
     name: &str,
     header: (&str, &str),
     body: Option<web_sys::Blob>,
-) -> Result<Response, Error> {
+) -> Result<Reply, Error> {
     let namespace = env.durable_object(binding).map_err(self::binding)?;
     let stub = namespace
         .id_from_name(name)
         .and_then(|object| object.get_stub())
         .map_err(object_failure)?;
-    let inner = req.inner();
-    let headers = web_sys::Headers::new_with_headers(&inner.headers()).map_err(js)?;
+    let headers = web_sys::Headers::new_with_headers(&req.raw.headers()).map_err(js)?;
     headers.set(header.0, header.1).map_err(js)?;
     let init = web_sys::RequestInit::new();
-    init.set_method(&inner.method());
+    init.set_method(&req.head.method);
     init.set_headers(&headers);
     if let Some(body) = body {
         init.set_body(&body);
     }
-    let forwarded = web_sys::Request::new_with_str_and_init(&inner.url(), &init).map_err(js)?;
+    let forwarded = web_sys::Request::new_with_str_and_init(&req.head.url, &init).map_err(js)?;
     let response = stub
         .fetch_with_request(Request::from(forwarded))
         .await
         .map_err(object_failure)?;
-    let headers = web_sys::Headers::new_with_headers(&response.headers().0).map_err(js)?;
-    Ok(response.with_headers(Headers(headers)))
+    Ok(Reply::forwarded(response.into(), CODE_HEADER))
+}
+
+/// The runtime's request under `worker`'s (the handle, not JavaScript's `Request.clone()`).
+fn handle(req: &Request) -> web_sys::Request {
+    Clone::clone(req.inner())
 }
 
 fn js(err: wasm_bindgen::JsValue) -> Error {

@@ -5,12 +5,12 @@ use std::future::Future;
 use std::pin::Pin;
 
 use serde::Serialize;
-use worker::{Env, Method, Request, Response, ResponseBuilder};
+use worker::Env;
 
 use crate::cache::{self, Cache, CacheKey};
 use crate::config::Config;
 use crate::error::Error;
-use crate::http::{self, header, read_object, with_session_headers, JSON, TEXT};
+use crate::http::{self, read_object, with_session_headers, Incoming, Reply, JSON, TEXT};
 use crate::id::SessionId;
 use crate::json::{self, JsonObject};
 use crate::session::{Meta, Millis};
@@ -21,7 +21,7 @@ use crate::subject::Subject;
 use crate::time::rfc3339;
 
 /// What a handler returns, boxed so that the route table can hold every handler alike.
-pub type Answer<'a> = Pin<Box<dyn Future<Output = Result<Response, Error>> + 'a>>;
+pub type Answer<'a> = Pin<Box<dyn Future<Output = Result<Reply, Error>> + 'a>>;
 
 /// The KV namespace: sessions in KV mode, the permission cache in every mode.
 pub const KV_BINDING: &str = "sessionstore";
@@ -62,14 +62,13 @@ pub struct SubjectScope<'a> {
 /// The embedded OpenAPI document, converted from `openapi.yaml` at build time.
 const OPENAPI_JSON: &str = include_str!(concat!(env!("OUT_DIR"), "/openapi.json"));
 
-fn if_match(req: &Request) -> Option<IfMatch> {
-    header(req, "if-match").map(|value| IfMatch::parse(&value))
+fn if_match(req: &Incoming) -> Option<IfMatch> {
+    req.head.if_match.as_deref().map(IfMatch::parse)
 }
 
 /// `?ttl=N` on `/create`: the session's own idle timeout.
-fn requested_ttl(req: &Request, config: &Config) -> Result<Option<u64>, Error> {
-    let url = req.inner().url();
-    let Some(raw) = http::query_param(&url, "ttl") else {
+fn requested_ttl(req: &Incoming, config: &Config) -> Result<Option<u64>, Error> {
+    let Some(raw) = http::query_param(&req.head.url, "ttl") else {
         return Ok(None);
     };
     raw.parse::<u64>()
@@ -93,19 +92,21 @@ struct NewSession {
 
 /// `201` for a session under a new id: the bare id as text (what `user-mgmt` reads with
 /// `response.text()`), or JSON when `Accept` asks for it.
-fn new_session(req: &Request, id: SessionId, meta: &Meta) -> Result<Response, Error> {
+fn new_session(req: &Incoming, id: SessionId, meta: &Meta) -> Result<Reply, Error> {
     let id = id.to_string();
-    let response = if http::wants_json(header(req, "accept").as_deref()) {
+    let reply = if http::wants_json(req.head.accept.as_deref()) {
         let body = NewSession {
             session_id: id.clone(),
             expires_at: rfc3339(meta.expires_at),
         };
-        http::body(201, JSON, serde_json::to_vec(&body).map_err(internal)?)?
+        Reply::body(201, JSON, serde_json::to_vec(&body).map_err(internal)?)
     } else {
-        http::body(201, TEXT, id.clone().into_bytes())?
+        Reply::body(201, TEXT, id.clone().into_bytes())
     };
-    response.headers().set("location", &format!("/get/{id}"))?;
-    with_session_headers(response, meta)
+    Ok(with_session_headers(
+        reply.header("location", format!("/get/{id}")),
+        meta,
+    ))
 }
 
 pub fn generate_id() -> Result<SessionId, Error> {
@@ -120,13 +121,13 @@ fn internal(err: impl std::fmt::Display) -> Error {
 /// string in the data's field named by `SESSION_SUBJECT_FIELD`. Any other value of that field, or
 /// none, means no subject; an empty or over-long subject is refused.
 fn new_subject(
-    req: &Request,
+    req: &Incoming,
     data: &JsonObject,
     config: &Config,
 ) -> Result<Option<Subject>, Error> {
     let key = config.subject_key.as_deref();
-    if let Some(header) = header(req, "session-subject") {
-        return Subject::from_encoded(&header, key).map(Some);
+    if let Some(header) = &req.head.subject {
+        return Subject::from_encoded(header, key).map(Some);
     }
     let Some(field) = &config.subject_field else {
         return Ok(None);
@@ -138,9 +139,9 @@ fn new_subject(
     }
 }
 
-pub async fn create(mut req: Request, scope: &SessionScope<'_>) -> Result<Response, Error> {
+pub async fn create(req: Incoming, scope: &SessionScope<'_>) -> Result<Reply, Error> {
     let ttl = requested_ttl(&req, scope.config)?;
-    let (data, _) = read_object(&mut req, scope.config.policy.max_bytes).await?;
+    let (data, _) = read_object(&req, scope.config.policy.max_bytes).await?;
     let subject = new_subject(&req, &data, scope.config)?;
     let meta = scope
         .sessions()
@@ -149,50 +150,50 @@ pub async fn create(mut req: Request, scope: &SessionScope<'_>) -> Result<Respon
     new_session(&req, scope.id, &meta)
 }
 
-pub async fn get(_req: Request, scope: &SessionScope<'_>) -> Result<Response, Error> {
+pub async fn get(_req: Incoming, scope: &SessionScope<'_>) -> Result<Reply, Error> {
     let (body, meta) = scope.sessions().read(&scope.id, scope.now).await?;
-    let response = ResponseBuilder::new()
-        .with_status(200)
-        .with_header("content-type", JSON)?;
-    let response = match body {
-        Body::Stream(stream) => response.stream(stream),
-        Body::Text(text) => response.fixed(text.into_bytes()),
+    let reply = match body {
+        Body::Stream(stream) => Reply::stream(200, JSON, stream),
+        Body::Text(text) => Reply::body(200, JSON, text.into_bytes()),
     };
-    with_session_headers(response, &meta)
+    Ok(with_session_headers(reply, &meta))
 }
 
-pub async fn update(mut req: Request, scope: &SessionScope<'_>) -> Result<Response, Error> {
-    let (data, _) = read_object(&mut req, scope.config.policy.max_bytes).await?;
+pub async fn update(req: Incoming, scope: &SessionScope<'_>) -> Result<Reply, Error> {
+    let (data, _) = read_object(&req, scope.config.policy.max_bytes).await?;
     let meta = scope
         .sessions()
         .replace(&scope.id, &data, if_match(&req).as_ref(), scope.now)
         .await?;
-    with_session_headers(http::body(200, JSON, data.into_bytes())?, &meta)
+    Ok(with_session_headers(
+        Reply::body(200, JSON, data.into_bytes()),
+        &meta,
+    ))
 }
 
-pub async fn add(mut req: Request, scope: &SessionScope<'_>) -> Result<Response, Error> {
-    let (patch, how) = read_object(&mut req, scope.config.policy.max_bytes).await?;
+pub async fn add(req: Incoming, scope: &SessionScope<'_>) -> Result<Reply, Error> {
+    let (patch, how) = read_object(&req, scope.config.policy.max_bytes).await?;
     let (merged, meta) = scope
         .sessions()
         .merge(&scope.id, &patch, how, if_match(&req).as_ref(), scope.now)
         .await?;
-    with_session_headers(http::body(200, JSON, merged)?, &meta)
+    Ok(with_session_headers(Reply::body(200, JSON, merged), &meta))
 }
 
-pub async fn delete(req: Request, scope: &SessionScope<'_>) -> Result<Response, Error> {
+pub async fn delete(req: Incoming, scope: &SessionScope<'_>) -> Result<Reply, Error> {
     scope
         .sessions()
         .delete(&scope.id, if_match(&req).as_ref(), scope.now)
         .await?;
-    Ok(http::no_content())
+    Ok(Reply::no_content())
 }
 
-pub async fn touch(_req: Request, scope: &SessionScope<'_>) -> Result<Response, Error> {
+pub async fn touch(_req: Incoming, scope: &SessionScope<'_>) -> Result<Reply, Error> {
     let meta = scope.sessions().touch(&scope.id, scope.now).await?;
-    with_session_headers(http::no_content(), &meta)
+    Ok(with_session_headers(Reply::no_content(), &meta))
 }
 
-pub async fn rotate(req: Request, scope: &SessionScope<'_>) -> Result<Response, Error> {
+pub async fn rotate(req: Incoming, scope: &SessionScope<'_>) -> Result<Reply, Error> {
     let new_id = generate_id()?;
     let meta = scope
         .sessions()
@@ -202,13 +203,13 @@ pub async fn rotate(req: Request, scope: &SessionScope<'_>) -> Result<Response, 
 }
 
 /// `GET`, `PUT` and `DELETE /cache/:key`: the permission cache, on KV in every mode.
-pub async fn cache(mut req: Request, scope: &Scope<'_>) -> Result<Response, Error> {
+pub async fn cache(req: Incoming, scope: &Scope<'_>) -> Result<Reply, Error> {
     let key = CacheKey::from_path(scope.param)?;
     let store = Kv::binding(scope.env, KV_BINDING)?;
     let cache = Cache::new(&store);
-    let body = match req.method() {
-        Method::Put => {
-            let (body, _) = read_object(&mut req, scope.config.policy.max_bytes).await?;
+    let body = match req.head.method.as_str() {
+        "PUT" => {
+            let (body, _) = read_object(&req, scope.config.policy.max_bytes).await?;
             let (data, ttl) = cache::parse_put_body(&body)?;
             cache.put(&key, data, ttl).await?;
             let stored = cache::Stored {
@@ -217,14 +218,14 @@ pub async fn cache(mut req: Request, scope: &Scope<'_>) -> Result<Response, Erro
             };
             serde_json::to_vec(&stored).map_err(internal)?
         }
-        Method::Delete => {
+        "DELETE" => {
             cache.delete(&key).await?;
             let deleted = cache::Deleted { key: key.as_str() };
             serde_json::to_vec(&deleted).map_err(internal)?
         }
         _ => cache.get(&key).await?.into_bytes(),
     };
-    http::body(200, JSON, body)
+    Ok(Reply::body(200, JSON, body))
 }
 
 #[derive(Serialize)]
@@ -248,10 +249,9 @@ struct Revoked {
 
 /// `GET /subjects/:subject/sessions`: the subject's live sessions, newest first.
 /// `DELETE` (with `?except=<id>` to keep one): ends them, and says how many.
-pub async fn subject_sessions(req: Request, scope: &SubjectScope<'_>) -> Result<Response, Error> {
-    let body = if req.inner().method() == "DELETE" {
-        let url = req.inner().url();
-        let except = match http::query_param(&url, "except") {
+pub async fn subject_sessions(req: Incoming, scope: &SubjectScope<'_>) -> Result<Reply, Error> {
+    let body = if req.head.method == "DELETE" {
+        let except = match http::query_param(&req.head.url, "except") {
             Some(id) => Some(SessionId::parse(id).ok_or(Error::InvalidSessionId)?),
             None => None,
         };
@@ -273,14 +273,14 @@ pub async fn subject_sessions(req: Request, scope: &SubjectScope<'_>) -> Result<
             .collect();
         serde_json::to_vec(&SubjectSessions { sessions })
     };
-    http::body(200, JSON, body.map_err(internal)?)
+    Ok(Reply::body(200, JSON, body.map_err(internal)?))
 }
 
 /// Liveness without touching storage: `200` whenever the worker runs with a valid configuration.
-pub async fn health(_req: Request, _scope: &Scope<'_>) -> Result<Response, Error> {
-    http::body(200, JSON, br#"{"status":"ok"}"#.to_vec())
+pub async fn health(_req: Incoming, _scope: &Scope<'_>) -> Result<Reply, Error> {
+    Ok(Reply::body(200, JSON, br#"{"status":"ok"}"#.to_vec()))
 }
 
-pub async fn openapi(_req: Request, _scope: &Scope<'_>) -> Result<Response, Error> {
-    http::body(200, JSON, OPENAPI_JSON.as_bytes().to_vec())
+pub async fn openapi(_req: Incoming, _scope: &Scope<'_>) -> Result<Reply, Error> {
+    Ok(Reply::body(200, JSON, OPENAPI_JSON.as_bytes().to_vec()))
 }

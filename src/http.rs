@@ -1,18 +1,39 @@
-//! The HTTP edge: reading bodies (size, media type, JSON object) and building responses.
-//! Header parsing is plain string work, tested natively; only the thin glue touches `worker`.
+//! The HTTP edge: the request as the worker reads it, its body (size, media type, JSON object),
+//! and the reply. Header parsing and replies are plain Rust, tested natively; a reply becomes a
+//! runtime `Response` in one crossing at the very end ([`crate::runtime`]).
+
+use std::borrow::Cow;
 
 use worker::js_sys::{Array, Reflect, Uint8Array};
 use worker::wasm_bindgen::JsCast;
 use worker::wasm_bindgen_futures::JsFuture;
-use worker::web_sys::{Blob, ReadableStreamDefaultReader};
-use worker::{Request, Response, ResponseBuilder};
+use worker::web_sys::{self, Blob, ReadableStream, ReadableStreamDefaultReader};
 
 use crate::error::Error;
 use crate::json::JsonObject;
 use crate::merge::Merge;
+use crate::runtime::{self, Head};
 use crate::session::Meta;
 use crate::sessions::etag;
 use crate::time::rfc3339;
+
+/// A request: the runtime's, and what the worker reads of it.
+pub struct Incoming {
+    pub raw: web_sys::Request,
+    pub head: Head,
+}
+
+impl Incoming {
+    pub fn new(raw: web_sys::Request) -> Self {
+        let head = Head::of(&raw);
+        Self { raw, head }
+    }
+
+    /// A header the head does not carry (the internal ones between worker and objects).
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.raw.headers().get(name).ok().flatten()
+    }
+}
 
 pub const JSON: &str = "application/json";
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -116,16 +137,23 @@ pub fn query_param<'u>(url: &'u str, name: &str) -> Option<&'u str> {
 
 /// Reads a body that must be one JSON object of at most `limit` bytes. The checks run cheapest
 /// first (media type, declared length, actual length, JSON), and all before anything is stored.
-pub async fn read_object(req: &mut Request, limit: usize) -> Result<(JsonObject, Merge), Error> {
-    let kind = body_kind(header(req, "content-type").as_deref())?;
+pub async fn read_object(req: &Incoming, limit: usize) -> Result<(JsonObject, Merge), Error> {
+    let kind = body_kind(req.head.content_type.as_deref())?;
     let bytes = read_limited(req, limit).await?;
     Ok((JsonObject::from_bytes(bytes)?, kind))
 }
 
-/// The body, read chunk by chunk. A chunk that would take it past `limit` is not copied into
-/// Wasm: the stream is cancelled and the request refused, so a body sent without
-/// `Content-Length` (chunked) never puts more than the limit into memory.
-async fn read_limited(req: &Request, limit: usize) -> Result<Vec<u8>, Error> {
+/// The body, within `limit`. With `Content-Length` (checked first) the runtime frames the body to
+/// exactly that length, so it is read in one piece. Without it (chunked), it is read chunk by
+/// chunk, and a chunk that would take it past `limit` is not copied into Wasm: the stream is
+/// cancelled and the request refused, so memory never holds more than the limit.
+async fn read_limited(req: &Incoming, limit: usize) -> Result<Vec<u8>, Error> {
+    if declared_length(req, limit)?.is_some() {
+        let buffer = JsFuture::from(req.raw.array_buffer().map_err(js)?)
+            .await
+            .map_err(js)?;
+        return Ok(Uint8Array::new(&buffer).to_vec());
+    }
     let mut bytes = Vec::new();
     read_chunks(req, limit, |chunk| {
         let start = bytes.len();
@@ -136,14 +164,29 @@ async fn read_limited(req: &Request, limit: usize) -> Result<Vec<u8>, Error> {
     Ok(bytes)
 }
 
+/// The declared `Content-Length`, refused when over `limit`.
+fn declared_length(req: &Incoming, limit: usize) -> Result<Option<u64>, Error> {
+    let declared = req.head.content_length.as_deref();
+    let declared = declared.and_then(|len| len.trim().parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(Error::PayloadTooLarge { limit });
+    }
+    Ok(declared)
+}
+
+/// The whole body, as sent by another object (internal: its sender bounds it).
+pub async fn read_all(req: &Incoming) -> Result<Vec<u8>, Error> {
+    read_limited(req, usize::MAX).await
+}
+
 /// The body as a `Blob`, within `limit`, never copied into Wasm: what the worker forwards to a
 /// session's object in strong mode. `None` without a body. Checks the media type first, so that
 /// both modes refuse a request for the same reason.
-pub async fn read_blob(req: &Request, limit: usize) -> Result<Option<Blob>, Error> {
-    if req.inner().body().is_none() {
+pub async fn read_blob(req: &Incoming, limit: usize) -> Result<Option<Blob>, Error> {
+    if req.raw.body().is_none() {
         return Ok(None);
     }
-    body_kind(header(req, "content-type").as_deref())?;
+    body_kind(req.head.content_type.as_deref())?;
     let chunks = Array::new();
     read_chunks(req, limit, |chunk| {
         chunks.push(&chunk);
@@ -157,15 +200,12 @@ pub async fn read_blob(req: &Request, limit: usize) -> Result<Option<Blob>, Erro
 /// Hands each chunk of the body to `take` until the end, or refuses the request (and cancels the
 /// stream) at the chunk that would pass `limit`.
 async fn read_chunks(
-    req: &Request,
+    req: &Incoming,
     limit: usize,
     mut take: impl FnMut(Uint8Array),
 ) -> Result<(), Error> {
-    let declared = header(req, "content-length").and_then(|len| len.trim().parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limit as u64) {
-        return Err(Error::PayloadTooLarge { limit });
-    }
-    let Some(body) = req.inner().body() else {
+    declared_length(req, limit)?;
+    let Some(body) = req.raw.body() else {
         return Ok(());
     };
     let reader: ReadableStreamDefaultReader = body.get_reader().unchecked_into();
@@ -195,53 +235,119 @@ fn js(err: worker::wasm_bindgen::JsValue) -> Error {
     Error::Internal(format!("reading the body: {err:?}"))
 }
 
-/// A request header, `None` when absent.
-pub fn header(req: &Request, name: &str) -> Option<String> {
-    req.headers().get(name).ok().flatten()
+/// What a handler answers, built in Rust and made a runtime `Response` once, at the end.
+pub struct Reply {
+    pub status: u16,
+    headers: Vec<(&'static str, String)>,
+    body: ReplyBody,
+    /// The error code of a problem, for the request log.
+    pub code: Option<Cow<'static, str>>,
 }
 
-/// A response with a body and a content type.
-pub fn body(status: u16, content_type: &str, body: Vec<u8>) -> Result<Response, Error> {
-    Ok(ResponseBuilder::new()
-        .with_status(status)
-        .with_header("content-type", content_type)?
-        .fixed(body))
+enum ReplyBody {
+    Bytes(Vec<u8>),
+    Stream(ReadableStream),
+    /// A session's or subject's object answered; its response is passed on, without the
+    /// header that carried its problem code to the worker.
+    Forwarded {
+        response: web_sys::Response,
+        drop: &'static str,
+    },
 }
 
-pub fn no_content() -> Response {
-    ResponseBuilder::new().with_status(204).empty()
+impl Reply {
+    /// A reply with a body and a content type.
+    pub fn body(status: u16, content_type: &'static str, body: Vec<u8>) -> Self {
+        Self {
+            status,
+            headers: vec![("content-type", content_type.into())],
+            body: ReplyBody::Bytes(body),
+            code: None,
+        }
+    }
+
+    pub fn stream(status: u16, content_type: &'static str, stream: ReadableStream) -> Self {
+        Self {
+            body: ReplyBody::Stream(stream),
+            ..Self::body(status, content_type, Vec::new())
+        }
+    }
+
+    pub fn no_content() -> Self {
+        Self {
+            status: 204,
+            headers: Vec::new(),
+            body: ReplyBody::Bytes(Vec::new()),
+            code: None,
+        }
+    }
+
+    /// An object's response, passed on; `code_header` names the header carrying its problem
+    /// code, which is read for the log and not passed on.
+    pub fn forwarded(response: web_sys::Response, code_header: &'static str) -> Self {
+        let code = response.headers().get(code_header).ok().flatten();
+        Self {
+            status: response.status(),
+            headers: Vec::new(),
+            code: code.map(Cow::Owned),
+            body: ReplyBody::Forwarded {
+                response,
+                drop: code_header,
+            },
+        }
+    }
+
+    pub fn header(mut self, name: &'static str, value: String) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+
+    /// The problem document for `err`, with the headers its status calls for.
+    pub fn problem(err: &Error) -> Self {
+        let problem = err.problem();
+        let json = serde_json::to_vec(&problem).unwrap_or_default();
+        let mut reply = Self::body(problem.status, PROBLEM_JSON, json);
+        match err {
+            Error::MethodNotAllowed { allow } => reply = reply.header("allow", (*allow).into()),
+            Error::Unauthorized => reply = reply.header("www-authenticate", "Bearer".into()),
+            _ => {}
+        }
+        if let Some(seconds) = err.retry_after() {
+            reply = reply.header("retry-after", seconds.to_string());
+        }
+        reply.code = Some(Cow::Borrowed(err.code()));
+        reply
+    }
+
+    /// The headers as `name\nvalue` lines, `Cache-Control: no-store` last (every response has
+    /// it).
+    fn lines(&self) -> String {
+        let mut lines = String::with_capacity(96);
+        for (name, value) in &self.headers {
+            lines.push_str(name);
+            lines.push('\n');
+            lines.push_str(value);
+            lines.push('\n');
+        }
+        lines.push_str("cache-control\nno-store");
+        lines
+    }
+
+    pub fn into_response(self) -> web_sys::Response {
+        let lines = self.lines();
+        match self.body {
+            ReplyBody::Bytes(bytes) => runtime::response(self.status, &lines, &bytes, None),
+            ReplyBody::Stream(stream) => runtime::response(self.status, &lines, &[], Some(stream)),
+            ReplyBody::Forwarded { response, drop } => runtime::rewrapped(&response, &lines, drop),
+        }
+    }
 }
 
 /// Adds what a caller needs to know of a session's lifecycle: its expiry and version.
-pub fn with_session_headers(mut response: Response, meta: &Meta) -> Result<Response, Error> {
-    let headers = response.headers_mut();
-    headers.set("session-expires", &rfc3339(meta.expires_at))?;
-    headers.set("etag", &etag(meta.version))?;
-    Ok(response)
-}
-
-/// The problem document for `err`, with the headers its status calls for.
-pub fn problem(err: &Error) -> Response {
-    let problem = err.problem();
-    let json = serde_json::to_vec(&problem).unwrap_or_default();
-    let response = ResponseBuilder::new()
-        .with_status(problem.status)
-        .fixed(json);
-    let headers = response.headers();
-    let _ = headers.set("content-type", PROBLEM_JSON);
-    match err {
-        Error::MethodNotAllowed { allow } => {
-            let _ = headers.set("allow", allow);
-        }
-        Error::Unauthorized => {
-            let _ = headers.set("www-authenticate", "Bearer");
-        }
-        _ => {}
-    }
-    if let Some(seconds) = err.retry_after() {
-        let _ = headers.set("retry-after", &seconds.to_string());
-    }
-    response
+pub fn with_session_headers(reply: Reply, meta: &Meta) -> Reply {
+    reply
+        .header("session-expires", rfc3339(meta.expires_at))
+        .header("etag", etag(meta.version))
 }
 
 #[cfg(test)]
@@ -287,6 +393,21 @@ mod tests {
                 "{other:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_reply_lists_its_headers_and_always_no_store() {
+        let reply = Reply::body(200, JSON, b"{}".to_vec()).header("etag", "\"1\"".into());
+        assert_eq!(
+            reply.lines(),
+            "content-type\napplication/json\netag\n\"1\"\ncache-control\nno-store"
+        );
+        let problem = Reply::problem(&Error::StoreBusy("kv".into()));
+        assert_eq!(problem.status, 429);
+        assert_eq!(problem.code.as_deref(), Some("store_busy"));
+        assert!(problem.lines().contains("retry-after\n1\n"));
+        let refused = Reply::problem(&Error::MethodNotAllowed { allow: "GET, HEAD" });
+        assert!(refused.lines().contains("allow\nGET, HEAD\n"));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! session-state: session storage for serverless applications, as a Cloudflare Worker on
-//! Workers KV. This file is the entry point: settings, authentication, the router and the
-//! request log. Everything else lives in the module named for it.
+//! Workers KV (or Durable Objects, in strong mode). This file is the entry point: settings,
+//! authentication, the route lookup and the request log. Everything else lives in the module
+//! named for it.
 
 mod auth;
 mod cache;
@@ -14,6 +15,7 @@ pub mod json;
 mod log;
 pub mod merge;
 mod routes;
+mod runtime;
 mod session;
 mod sessions;
 mod store;
@@ -21,16 +23,21 @@ mod subject;
 mod subjects;
 mod time;
 
-use std::borrow::Cow;
 use std::cell::OnceCell;
+use std::future::Future;
 use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
 
-use worker::{console_error, console_log, event, Context, Date, Env, Request, Response};
+use wasm_bindgen::prelude::wasm_bindgen;
+use wasm_bindgen::JsValue;
+use worker::wasm_bindgen_futures::future_to_promise;
+use worker::{console_error, console_log, event, web_sys, Date, Env};
 
 use crate::config::{Config, ConfigError, SessionBackend};
-use crate::durable_object::{BINDING, CODE_HEADER, SUBJECT_BINDING};
+use crate::durable_object::{BINDING, SUBJECT_BINDING};
 use crate::error::Error;
 use crate::handlers::{Scope, SessionScope, SubjectScope, KV_BINDING};
+use crate::http::{Incoming, Reply};
 use crate::id::SessionId;
 use crate::log::RequestLog;
 use crate::routes::{Handler, Route, Target};
@@ -44,75 +51,81 @@ fn start() {
     console_error_panic_hook::set_once();
 }
 
-#[event(fetch)]
-async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
+/// The fetch handler. It takes the runtime's request as it is (no conversion into `worker`
+/// types) and answers at once when no I/O is needed (`/health`, and every refusal made before
+/// any I/O); the rest resolve a promise.
+#[wasm_bindgen]
+pub fn fetch(req: web_sys::Request, env: Env, _ctx: JsValue) -> JsValue {
+    let mut answer = Box::pin(answer(req, env));
+    let mut cx = Context::from_waker(Waker::noop());
+    match answer.as_mut().poll(&mut cx) {
+        Poll::Ready(response) => response.into(),
+        // The executor polls it again with a real waker, as futures allow.
+        Poll::Pending => future_to_promise(async move { Ok(answer.await.into()) }).into(),
+    }
+}
+
+async fn answer(req: web_sys::Request, env: Env) -> web_sys::Response {
     let started = Date::now().as_millis();
-    // The raw method: `worker::Method` reads unknown ones (QUERY, say) as GET.
-    let method = req.inner().method();
-    let path = req.path();
-    let matched = routes::find(&path);
-    let route = routes::log_name(matched.map(|(route, _)| route));
+    let req = Incoming::new(req);
+    let method = req.head.method.clone();
+    let matched = routes::find(req.head.path()).map(|(route, param)| (route, param.to_owned()));
+    let route = routes::log_name(matched.as_ref().map(|(route, _)| *route));
     let config = config(&env);
     // A configuration that cannot be read logs every request: it is an outage.
     let log = config
         .as_ref()
         .map_or(RequestLog::All, |config| config.log_requests);
-    let (mut response, code) = match serve(req, &env, &method, matched, config).await {
-        Ok(response) => {
-            // A problem a session's object answered names its code for this log.
-            let code = response.headers().get(CODE_HEADER).ok().flatten();
-            (response, code.map(Cow::Owned))
-        }
+    let reply = match serve(req, &env, matched, config).await {
+        Ok(reply) => reply,
         Err(err) => {
             log_internal(route, &err);
-            (http::problem(&err), Some(Cow::Borrowed(err.code())))
+            Reply::problem(&err)
         }
     };
-    let headers = response.headers_mut();
-    headers.delete(CODE_HEADER)?;
-    headers.set("cache-control", "no-store")?;
-    let status = response.status_code();
     let duration_ms = Date::now().as_millis().saturating_sub(started);
-    if log.wants(status, duration_ms) {
+    if log.wants(reply.status, duration_ms) {
         let line = log::RequestLine {
             method: &method,
             route,
-            status,
+            status: reply.status,
             duration_ms,
-            code: code.as_deref(),
+            code: reply.code.as_deref(),
         };
         console_log!("{}", line.to_json());
     }
-    Ok(response)
+    reply.into_response()
 }
 
 /// The settings (already read: an error here fails the request), then authentication, then the
 /// route and its method, then the route's handler.
 async fn serve(
-    req: Request,
+    req: Incoming,
     env: &Env,
-    method: &str,
-    matched: Option<(&'static Route, &str)>,
+    matched: Option<(&'static Route, String)>,
     config: Result<Rc<Config>, Error>,
-) -> Result<Response, Error> {
+) -> Result<Reply, Error> {
     let config = config?;
     if let Some(token) = &config.api_token {
-        let authorization = http::header(&req, "authorization");
-        let open = matched.is_some_and(|(route, _)| route.pattern == "/health");
-        if !open && !auth::bearer_matches(authorization.as_deref(), token) {
+        let open = matched
+            .as_ref()
+            .is_some_and(|(route, _)| route.pattern == "/health");
+        if !open && !auth::bearer_matches(req.head.authorization.as_deref(), token) {
             return Err(Error::Unauthorized);
         }
     }
     let (route, param) = matched.ok_or(Error::NotFound)?;
-    if !route.accepts(method) {
+    if !route.accepts(&req.head.method) {
         return Err(Error::MethodNotAllowed { allow: route.allow });
     }
+    let strong = config.backend == SessionBackend::DurableObject;
+    let now = Date::now().as_millis();
     match route.handler {
         Handler::Worker(handler) => {
             let scope = Scope {
                 config: &config,
                 env,
-                param,
+                param: &param,
             };
             handler(req, &scope).await
         }
@@ -123,9 +136,9 @@ async fn serve(
         } => {
             let id = match target {
                 Target::New => handlers::generate_id()?,
-                Target::Path => SessionId::parse(param).ok_or(Error::InvalidSessionId)?,
+                Target::Path => SessionId::parse(&param).ok_or(Error::InvalidSessionId)?,
             };
-            if config.backend == SessionBackend::DurableObject {
+            if strong {
                 let body = match body {
                     true => http::read_blob(&req, config.policy.max_bytes).await?,
                     false => None,
@@ -141,13 +154,13 @@ async fn serve(
                 id,
                 store: &store,
                 index: &index,
-                now: Date::now().as_millis(),
+                now,
             };
             handler(req, &scope).await
         }
         Handler::Subject(handler) => {
-            let subject = Subject::from_encoded(param, config.subject_key.as_deref())?;
-            if config.backend == SessionBackend::DurableObject {
+            let subject = Subject::from_encoded(&param, config.subject_key.as_deref())?;
+            if strong {
                 let name = subject.hex();
                 let header = (SUBJECT_HEADER, name.as_str());
                 return durable_object::forward(req, env, SUBJECT_BINDING, &name, header, None)
@@ -160,7 +173,7 @@ async fn serve(
             let scope = SubjectScope {
                 subject,
                 stores: &stores,
-                now: Date::now().as_millis(),
+                now,
             };
             handler(req, &scope).await
         }

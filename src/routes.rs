@@ -3,14 +3,13 @@
 //! with `Allow` from the row for any other method (TRACE and CONNECT included), and logs name a
 //! request by its row's pattern, never by the concrete id.
 
-use worker::Request;
-
 use crate::handlers::{self, Answer, Scope, SessionScope, SubjectScope};
+use crate::http::Incoming;
 
 /// A handler as the table holds it: an `async fn` behind a boxed future.
-pub type SessionHandler = for<'a> fn(Request, &'a SessionScope<'a>) -> Answer<'a>;
-pub type SubjectHandler = for<'a> fn(Request, &'a SubjectScope<'a>) -> Answer<'a>;
-pub type WorkerHandler = for<'a> fn(Request, &'a Scope<'a>) -> Answer<'a>;
+pub type SessionHandler = for<'a> fn(Incoming, &'a SessionScope<'a>) -> Answer<'a>;
+pub type SubjectHandler = for<'a> fn(Incoming, &'a SubjectScope<'a>) -> Answer<'a>;
+pub type WorkerHandler = for<'a> fn(Incoming, &'a Scope<'a>) -> Answer<'a>;
 
 /// How a route is served.
 #[derive(Clone, Copy)]
@@ -50,7 +49,7 @@ pub struct Route {
 /// Wraps an `async fn` handler into the boxed form the table holds.
 macro_rules! boxed {
     ($scope:ident, $handler:path) => {{
-        fn handler<'a>(req: Request, scope: &'a $scope<'a>) -> Answer<'a> {
+        fn handler<'a>(req: Incoming, scope: &'a $scope<'a>) -> Answer<'a> {
             Box::pin($handler(req, scope))
         }
         handler
