@@ -103,10 +103,10 @@ fn new_session(req: &Incoming, id: SessionId, meta: &Meta) -> Result<Reply, Erro
     } else {
         Reply::body(201, TEXT, id.clone().into_bytes())
     };
-    Ok(with_session_headers(
-        reply.header("location", format!("/get/{id}")),
-        meta,
-    ))
+    let reply = reply
+        .header("location", format!("/get/{id}"))
+        .header("session-id", id);
+    Ok(with_session_headers(reply, meta))
 }
 
 pub fn generate_id() -> Result<SessionId, Error> {

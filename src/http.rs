@@ -104,18 +104,40 @@ fn zero_quality(q: &str) -> bool {
         && whole.bytes().chain(fraction.bytes()).all(|b| b == b'0')
 }
 
-/// Decodes `%XX` escapes (cache keys, subjects); `None` for a malformed one.
+/// Decodes `%XX` escapes; `None` for a malformed one (a cache key with one is refused).
 pub fn percent_decode(text: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(text.len());
-    let mut bytes = text.bytes();
-    while let Some(b) = bytes.next() {
-        if b == b'%' {
-            let hex = [bytes.next()?, bytes.next()?];
-            let hex = std::str::from_utf8(&hex).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-        } else {
-            out.push(b);
+    decode(text, true)
+}
+
+/// Decodes every well-formed `%XX` and keeps any other `%` as the character it is, as a
+/// forgiving `decodeURIComponent` would: a subject is whatever the caller sent, and the same
+/// subject decodes alike from a path and from a header.
+pub fn percent_decode_lenient(text: &str) -> Vec<u8> {
+    decode(text, false).unwrap_or_default()
+}
+
+fn decode(text: &str, strict: bool) -> Option<Vec<u8>> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    while at < bytes.len() {
+        if bytes[at] == b'%' {
+            let escaped = std::str::from_utf8(bytes.get(at + 1..at + 3).unwrap_or_default())
+                .ok()
+                .filter(|hex| hex.len() == 2)
+                .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+            match escaped {
+                Some(byte) => {
+                    out.push(byte);
+                    at += 3;
+                    continue;
+                }
+                None if strict => return None,
+                None => {}
+            }
         }
+        out.push(bytes[at]);
+        at += 1;
     }
     Some(out)
 }
@@ -408,6 +430,18 @@ mod tests {
         assert!(problem.lines().contains("retry-after\n1\n"));
         let refused = Reply::problem(&Error::MethodNotAllowed { allow: "GET, HEAD" });
         assert!(refused.lines().contains("allow\nGET, HEAD\n"));
+    }
+
+    #[test]
+    fn percent_decoding_strict_and_lenient() {
+        assert_eq!(percent_decode("a%20b%2Fc").unwrap(), b"a b/c");
+        for malformed in ["%", "%4", "%zz", "a%4g"] {
+            assert_eq!(percent_decode(malformed), None, "{malformed}");
+        }
+        assert_eq!(percent_decode_lenient("zo%C3%AB"), "zoë".as_bytes());
+        assert_eq!(percent_decode_lenient("100%"), b"100%");
+        assert_eq!(percent_decode_lenient("% M%41"), b"% MA");
+        assert_eq!(percent_decode_lenient("%zz%2"), b"%zz%2");
     }
 
     #[test]

@@ -1,8 +1,12 @@
 // Schema-driven fuzzing: Schemathesis (a tool nobody here wrote) drives every operation of
 // openapi.yaml, with every check it has: no 5xx, documented status codes, content types,
-// headers and bodies that match the schema. A fixed example budget and seed keep it bounded.
+// headers and bodies that match the schema. Its stateful phase follows the document's links
+// (create and rotate to every route taking the id) through real sessions. A fixed example
+// budget and seed keep it bounded; tests/e2e/schemathesis.toml says why 412 is an answer.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { ROOT, startWorker } from './harness.mjs';
@@ -26,15 +30,39 @@ function run(command, args, timeoutMs) {
   });
 }
 
-test('every operation conforms to openapi.yaml under Schemathesis', async () => {
-  const { status, output } = await run(join(ROOT, '.venv/bin/schemathesis'), [
-    'run', `${worker.url}/openapi.json`,
-    '--checks', 'all',
-    '--max-examples', process.env.SCHEMATHESIS_EXAMPLES ?? '25',
-    '--seed', '1',
-    '--generation-database', 'none',
-  ], 600_000);
-  console.log(output.split('\n').filter((l) => /SUMMARY|Test cases|generated|passed|failures|Seed/.test(l)).join('\n'));
-  assert.equal(status, 0, output);
-  assert.match(output, /\d+ generated/);
+test('every operation conforms to openapi.yaml under Schemathesis, every link followed', { timeout: 900_000 }, async () => {
+  const reports = mkdtempSync(join(tmpdir(), 'schemathesis-'));
+  const events = join(reports, 'events.ndjson');
+  try {
+    const { status, output } = await run(join(ROOT, '.venv/bin/schemathesis'), [
+      '--config-file', join(ROOT, 'tests/e2e/schemathesis.toml'),
+      'run', `${worker.url}/openapi.json`,
+      '--checks', 'all',
+      '--max-examples', process.env.SCHEMATHESIS_EXAMPLES ?? '25',
+      '--seed', '1',
+      '--generation-database', 'none',
+      '--report', 'ndjson', '--report-ndjson-path', events,
+    ], 600_000);
+    console.log(output.split('\n').filter((l) => /Stateful|API Links|Test cases|generated|passed|failures|Seed/.test(l)).join('\n'));
+    assert.equal(status, 0, output);
+    assert.match(output, /\d+ generated/);
+
+    // Every link the document declares was followed, from a real 201, at least once.
+    const doc = await (await fetch(`${worker.url}/openapi.json`)).json();
+    const declared = [];
+    for (const [path, item] of Object.entries(doc.paths)) {
+      for (const [method, operation] of Object.entries(item)) {
+        for (const [code, response] of Object.entries(operation.responses ?? {})) {
+          const links = (response.$ref ? doc.components.responses[response.$ref.split('/').pop()] : response).links ?? {};
+          for (const name of Object.keys(links)) declared.push(`${method.toUpperCase()} ${path} -> [${code}] ${name}`);
+        }
+      }
+    }
+    assert.equal(declared.length, 12, 'create and rotate, six links each');
+    const followed = readFileSync(events, 'utf8');
+    const missing = declared.filter((link) => !followed.includes(link));
+    assert.deepEqual(missing, [], `links the stateful phase never followed: ${missing.join(', ')}`);
+  } finally {
+    rmSync(reports, { recursive: true, force: true });
+  }
 });

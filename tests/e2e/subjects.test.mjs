@@ -92,7 +92,7 @@ describe('subjects', () => {
 
   test('invalid subjects and exceptions are 400, with the problem documents', async () => {
     await expectProblem(assert, await call(path('x'.repeat(257))), 400, 'invalid_subject');
-    await expectProblem(assert, await call('/subjects/%zz/sessions'), 400, 'invalid_subject');
+    assert.deepEqual(await list('%zz'), [], 'a stray % is part of the subject, not an error');
     await expectProblem(assert, await call(`${path(ADA)}?except=nope`, { method: 'DELETE' }), 400, 'invalid_session_id');
     const headers = { ...JSON_HEADERS, 'session-subject': 'x'.repeat(257) };
     await expectProblem(assert, await call('/create', { method: 'POST', headers, body: '{}' }), 400, 'invalid_subject');
