@@ -34,6 +34,10 @@ if [ ! -x node_modules/.bin/wrangler ] || [ package-lock.json -nt node_modules/.
   step "installing npm dependencies"
   npm ci --no-audit --no-fund
 fi
+if [ ! -x client/node_modules/.bin/tsc ] || [ client/package-lock.json -nt client/node_modules/.package-lock.json ]; then
+  step "installing the client's npm dependencies (TypeScript, openapi-typescript)"
+  npm ci --prefix client --no-audit --no-fund
+fi
 
 # Schemathesis fuzzes the API from openapi.yaml in the test suite. It needs python3 with venv
 # (Debian's python3 lacks it without the python3-venv package).

@@ -21,6 +21,15 @@ step "wasm-bindgen-test under Node"
 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
   cargo test --target wasm32-unknown-unknown --locked --test wasm
 
+step "typed client: types match openapi.yaml, client and user-mgmt fixture type-check"
+generated="$(mktemp --suffix=.ts)"
+client/node_modules/.bin/openapi-typescript openapi.yaml --output "$generated" >/dev/null
+diff -u client/src/openapi.ts "$generated" \
+  || { echo "client/src/openapi.ts is stale: run npm run generate --prefix client" >&2; exit 1; }
+rm -f "$generated"
+client/node_modules/.bin/tsc --project client/tsconfig.json --noEmit
+client/node_modules/.bin/tsc --project tests/fixtures/user-mgmt/tsconfig.json --noEmit
+
 step "release build"
 bash scripts/build.sh
 

@@ -1,0 +1,285 @@
+/**
+ * A typed client for session-state.
+ *
+ * From a Worker, through its service binding:
+ *
+ *     const sessions = createSessionClient(env.sessionService);
+ *     const { id } = await sessions.create({ username: 'ada' }, { subject: 'ada' });
+ *     const session = await sessions.get(id); // { id, version, etag, expiresAt, data } or null
+ *
+ * From Node (or anything with `fetch`), with a URL and the `API_TOKEN`, if set:
+ *
+ *     const sessions = createSessionClient({ baseUrl: 'https://sessions.example.com', token });
+ *
+ * A thin layer over the HTTP API: one request per call, nothing cached, nothing retried. Every
+ * failure is a {@link SessionStateError} carrying the problem's `status`, `code` and `detail`; the
+ * ones worth retrying say so (`retryable`, and `retryAfter` in seconds). The types of bodies and
+ * problem codes are generated from the API's OpenAPI document (`src/openapi.ts`).
+ */
+import type { components, paths } from './openapi.js';
+
+type Schemas = components['schemas'];
+
+/** A session id: a lowercase UUID v4. */
+export type SessionId = Schemas['SessionId'];
+/** Session data: any JSON object. */
+export type SessionData = Schemas['SessionData'];
+/** The machine-readable `code` of every problem the API answers. */
+export type ProblemCode = Schemas['Problem']['code'];
+export type Problem = Schemas['Problem'];
+/** A live session of a subject, as `subjects.list` gives it. */
+export type SubjectSession =
+  paths['/subjects/{subject}/sessions']['get']['responses'][200]['content']['application/json']['sessions'][number];
+type NewSession = Schemas['NewSession'];
+type CacheStored = paths['/cache/{key}']['put']['responses'][200]['content']['application/json'];
+type Revoked = paths['/subjects/{subject}/sessions']['delete']['responses'][200]['content']['application/json'];
+
+/** What a Worker's service binding offers: `fetch`. */
+export interface ServiceBinding {
+  fetch(input: Request | string, init?: RequestInit): Promise<Response>;
+}
+
+export interface ClientOptions {
+  /** Where the service answers, e.g. `https://sessions.example.com` (no trailing path). */
+  baseUrl: string;
+  /** The service's `API_TOKEN`, sent as `Authorization: Bearer <token>`. */
+  token?: string;
+  /** A `fetch` to use instead of the global one. */
+  fetch?: typeof fetch;
+}
+
+/** What the API reports of a session's lifecycle. */
+export interface SessionMeta {
+  id: SessionId;
+  /** 1 at creation, +1 per write; 0 for a session the old worker wrote and nobody has since. */
+  version: number;
+  /** The version as an entity tag (`"3"`), for `ifMatch`. */
+  etag: string;
+  /** When the session expires unless renewed (RFC 3339). */
+  expiresAt: string;
+}
+
+export interface Session<T extends SessionData = SessionData> extends SessionMeta {
+  data: T;
+}
+
+export interface CreateOptions {
+  /** This session's own idle timeout, in seconds. */
+  ttl?: number;
+  /** Who the session belongs to (listed and revoked under it); fixed for the session's life. */
+  subject?: string;
+}
+
+export interface WriteOptions {
+  /** Write only if the session is at this version (a number, or an entity tag); else 412. */
+  ifMatch?: number | string;
+}
+
+export interface AddOptions extends WriteOptions {
+  /** RFC 7396 JSON Merge Patch (nested objects merge, `null` removes) instead of the shallow merge. */
+  mergePatch?: boolean;
+}
+
+/** A problem the API answered (or a response it should not have given). */
+export class SessionStateError extends Error {
+  override readonly name = 'SessionStateError';
+  readonly status: number;
+  readonly code: ProblemCode | 'unexpected_response';
+  readonly detail: string;
+  /** Seconds to wait before trying again, when the API said so. */
+  readonly retryAfter: number | undefined;
+
+  constructor(status: number, code: ProblemCode | 'unexpected_response', detail: string, retryAfter?: number) {
+    super(`${status} ${code}: ${detail}`);
+    this.status = status;
+    this.code = code;
+    this.detail = detail;
+    this.retryAfter = retryAfter;
+  }
+
+  /** Whether the same call may succeed later: the store was busy or unavailable. */
+  get retryable(): boolean {
+    return this.code === 'store_busy' || this.code === 'store_unavailable';
+  }
+}
+
+export interface SessionClient {
+  /** Stores `data` as a new session. */
+  create<T extends SessionData>(data: T, options?: CreateOptions): Promise<SessionMeta>;
+  /** The session, or `null` when there is no live session with this id. */
+  get<T extends SessionData = SessionData>(id: SessionId): Promise<Session<T> | null>;
+  /** Replaces the session's data. */
+  update<T extends SessionData>(id: SessionId, data: T, options?: WriteOptions): Promise<Session<T>>;
+  /** Merges `patch` into the session's data; returns the merged session. */
+  add<T extends SessionData = SessionData>(id: SessionId, patch: SessionData, options?: AddOptions): Promise<Session<T>>;
+  /** Deletes the session (a missing one is already deleted, unless `ifMatch` asks for it). */
+  delete(id: SessionId, options?: WriteOptions): Promise<void>;
+  /** Renews the session's expiry. */
+  touch(id: SessionId): Promise<SessionMeta>;
+  /** Moves the session to a new id (after login or a privilege change); the old id is gone. */
+  rotate(id: SessionId): Promise<SessionMeta>;
+  cache: {
+    /** The cached value, or `null`. */
+    get<T = unknown>(key: string): Promise<T | null>;
+    put(key: string, data: unknown, options?: { ttl?: number }): Promise<CacheStored>;
+    delete(key: string): Promise<void>;
+  };
+  subjects: {
+    /** The subject's live sessions, newest first. */
+    list(subject: string): Promise<SubjectSession[]>;
+    /** Ends the subject's sessions (all but `except`); returns how many it ended. */
+    revoke(subject: string, options?: { except?: SessionId }): Promise<number>;
+  };
+}
+
+const JSON_BODY = { 'content-type': 'application/json' };
+
+/** A client for the service behind `target`: a service binding, or a URL. */
+export function createSessionClient(target: ServiceBinding | ClientOptions): SessionClient {
+  const send = sender(target);
+  const sessionPath = (route: string, id: SessionId) => `/${route}/${encodeURIComponent(id)}`;
+  const writeHeaders = (options: WriteOptions | undefined, headers: Record<string, string> = {}) =>
+    options?.ifMatch === undefined ? headers : { ...headers, 'if-match': entityTag(options.ifMatch) };
+
+  return {
+    async create(data, options = {}) {
+      const query = options.ttl === undefined ? '' : `?ttl=${encodeURIComponent(options.ttl)}`;
+      const headers: Record<string, string> = { ...JSON_BODY, accept: 'application/json' };
+      if (options.subject !== undefined) headers['session-subject'] = encodeURIComponent(options.subject);
+      const response = await send('POST', `/create${query}`, headers, JSON.stringify(data));
+      const body = await success<NewSession>(response);
+      return meta(response, body.sessionId);
+    },
+
+    async get<T extends SessionData = SessionData>(id: SessionId) {
+      const response = await send('GET', sessionPath('get', id));
+      if (await missing(response, 'session_not_found')) return null;
+      const data = await success<T>(response);
+      return { ...meta(response, id), data };
+    },
+
+    async update(id, data, options) {
+      const response = await send('PUT', sessionPath('update', id), writeHeaders(options, JSON_BODY), JSON.stringify(data));
+      return { ...meta(response, id), data: await success<typeof data>(response) };
+    },
+
+    async add<T extends SessionData = SessionData>(id: SessionId, patch: SessionData, options?: AddOptions) {
+      const type = options?.mergePatch ? 'application/merge-patch+json' : 'application/json';
+      const response = await send('PATCH', sessionPath('add', id), writeHeaders(options, { 'content-type': type }), JSON.stringify(patch));
+      return { ...meta(response, id), data: await success<T>(response) };
+    },
+
+    async delete(id, options) {
+      await success<void>(await send('DELETE', sessionPath('delete', id), writeHeaders(options)));
+    },
+
+    async touch(id) {
+      const response = await send('POST', sessionPath('touch', id));
+      await success<void>(response);
+      return meta(response, id);
+    },
+
+    async rotate(id) {
+      const response = await send('POST', sessionPath('rotate', id), { accept: 'application/json' });
+      const body = await success<NewSession>(response);
+      return meta(response, body.sessionId);
+    },
+
+    cache: {
+      async get<T = unknown>(key: string) {
+        const response = await send('GET', `/cache/${encodeURIComponent(key)}`);
+        if (await missing(response, 'cache_entry_not_found')) return null;
+        return success<T>(response);
+      },
+      async put(key, data, options = {}) {
+        const body = JSON.stringify(options.ttl === undefined ? { data } : { data, ttl: options.ttl });
+        return success<CacheStored>(await send('PUT', `/cache/${encodeURIComponent(key)}`, JSON_BODY, body));
+      },
+      async delete(key) {
+        await success<unknown>(await send('DELETE', `/cache/${encodeURIComponent(key)}`));
+      },
+    },
+
+    subjects: {
+      async list(subject) {
+        const response = await send('GET', `/subjects/${encodeURIComponent(subject)}/sessions`);
+        return (await success<{ sessions: SubjectSession[] }>(response)).sessions;
+      },
+      async revoke(subject, options = {}) {
+        const query = options.except === undefined ? '' : `?except=${encodeURIComponent(options.except)}`;
+        const response = await send('DELETE', `/subjects/${encodeURIComponent(subject)}/sessions${query}`);
+        return (await success<Revoked>(response)).revoked;
+      },
+    },
+  };
+}
+
+type Send = (method: string, path: string, headers?: Record<string, string>, body?: string) => Promise<Response>;
+
+function sender(target: ServiceBinding | ClientOptions): Send {
+  // A binding is an RPC stub that claims to have every property, so `'baseUrl' in` cannot tell
+  // the two apart; the type of the value can.
+  if (isOptions(target)) {
+    const base = target.baseUrl.replace(/\/+$/, '');
+    const fetcher = target.fetch ?? ((input: string, init?: RequestInit) => fetch(input, init));
+    const auth: Record<string, string> = target.token === undefined ? {} : { authorization: `Bearer ${target.token}` };
+    return (method, path, headers = {}, body) => fetcher(`${base}${path}`, requestInit(method, { ...auth, ...headers }, body));
+  }
+  // A service binding routes by binding, not by host: any host will do.
+  return (method, path, headers = {}, body) => target.fetch(`https://session-state${path}`, requestInit(method, headers, body));
+}
+
+function isOptions(target: ServiceBinding | ClientOptions): target is ClientOptions {
+  return typeof (target as Partial<ClientOptions>).baseUrl === 'string';
+}
+
+function requestInit(method: string, headers: Record<string, string>, body: string | undefined): RequestInit {
+  return body === undefined ? { method, headers } : { method, headers, body };
+}
+
+/** `"3"` for version 3; a tag given as a string is sent as it is (`*`, `"3"`). */
+function entityTag(ifMatch: number | string): string {
+  return typeof ifMatch === 'number' ? `"${ifMatch}"` : ifMatch;
+}
+
+function meta(response: Response, id: SessionId): SessionMeta {
+  const etag = response.headers.get('etag') ?? '';
+  return {
+    id,
+    version: Number(/^"(\d+)"$/.exec(etag)?.[1] ?? Number.NaN),
+    etag,
+    expiresAt: response.headers.get('session-expires') ?? '',
+  };
+}
+
+/** Whether the response is the 404 problem `code` (a miss the caller gets as `null`). */
+async function missing(response: Response, code: ProblemCode): Promise<boolean> {
+  if (response.status !== 404) return false;
+  const problem = await problemOf(response.clone());
+  return problem?.code === code;
+}
+
+/** The body of a successful response, or the problem thrown as a {@link SessionStateError}. */
+async function success<T>(response: Response): Promise<T> {
+  if (response.ok) {
+    if (response.status === 204) return undefined as T;
+    return (await response.json()) as T;
+  }
+  const problem = await problemOf(response);
+  const retryAfter = response.headers.get('retry-after');
+  throw new SessionStateError(
+    response.status,
+    problem?.code ?? 'unexpected_response',
+    problem?.detail ?? `The service answered ${response.status} without a problem document.`,
+    retryAfter === null ? undefined : Number(retryAfter),
+  );
+}
+
+async function problemOf(response: Response): Promise<Problem | null> {
+  if (!(response.headers.get('content-type') ?? '').startsWith('application/problem+json')) return null;
+  try {
+    return (await response.json()) as Problem;
+  } catch {
+    return null;
+  }
+}
