@@ -31,6 +31,9 @@ const MAX_MAX_SESSIONS_PER_SUBJECT: u64 = 1000;
 const MAX_LIFETIME: u64 = 365 * 86_400;
 /// KV's own limit on a value.
 const KV_MAX_VALUE_BYTES: u64 = 25 * 1024 * 1024;
+/// A Durable Object's SQLite row holds at most 2 MB (decimal), the session's id and lifecycle
+/// columns included: they get the last 2,000 bytes.
+const OBJECT_MAX_SESSION_BYTES: u64 = 1_998_000;
 
 /// Where sessions live.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -101,11 +104,24 @@ impl Config {
                 ),
             });
         }
+        let backend = match lookup(SESSION_BACKEND).as_deref().map(str::trim) {
+            None | Some("kv") => SessionBackend::Kv,
+            Some("durable_object") => SessionBackend::DurableObject,
+            Some(other) => {
+                return Err(ConfigError {
+                    variable: SESSION_BACKEND,
+                    reason: format!("must be kv or durable_object, got {other:?}"),
+                })
+            }
+        };
         let max_body_bytes = whole_number(
             &lookup,
             MAX_SESSION_BYTES,
             DEFAULT_MAX_BYTES,
-            KV_MAX_VALUE_BYTES,
+            match backend {
+                SessionBackend::Kv => KV_MAX_VALUE_BYTES,
+                SessionBackend::DurableObject => OBJECT_MAX_SESSION_BYTES,
+            },
         )?;
         // Trimmed: `wrangler secret put` keeps the newline of a piped `echo`.
         let api_token = match lookup(API_TOKEN).map(|token| token.trim().to_owned()) {
@@ -126,16 +142,6 @@ impl Config {
                 return Err(ConfigError {
                     variable: LOG_REQUESTS,
                     reason: format!("must be errors, all or off, got {other:?}"),
-                })
-            }
-        };
-        let backend = match lookup(SESSION_BACKEND).as_deref().map(str::trim) {
-            None | Some("kv") => SessionBackend::Kv,
-            Some("durable_object") => SessionBackend::DurableObject,
-            Some(other) => {
-                return Err(ConfigError {
-                    variable: SESSION_BACKEND,
-                    reason: format!("must be kv or durable_object, got {other:?}"),
                 })
             }
         };
@@ -322,6 +328,26 @@ mod tests {
         let err = config(&[(MAX_SESSION_BYTES, "26214401")]).unwrap_err();
         assert_eq!(err.variable, MAX_SESSION_BYTES);
         assert!(config(&[(MAX_SESSION_BYTES, "26214400")]).is_ok());
+    }
+
+    #[test]
+    fn in_strong_mode_a_session_fits_one_sqlite_row() {
+        let strong = |bytes| {
+            config(&[
+                (SESSION_BACKEND, "durable_object"),
+                (MAX_SESSION_BYTES, bytes),
+            ])
+        };
+        let err = strong("1998001").unwrap_err();
+        assert_eq!(
+            (err.variable, err.reason.as_str()),
+            (MAX_SESSION_BYTES, "is 1998001, above 1998000")
+        );
+        assert_eq!(strong("1998000").unwrap().policy.max_bytes, 1_998_000);
+        assert!(
+            config(&[(MAX_SESSION_BYTES, "1998001")]).is_ok(),
+            "KV takes more"
+        );
     }
 
     #[test]

@@ -102,4 +102,34 @@ describe('strong mode', { skip: !STRONG && 'runs with SESSION_BACKEND=durable_ob
       assert.ok(expires > 1_700_000 && expires <= 1_800_000, `it now expires like any session: ${expires} ms`);
     });
   });
+
+  describe('the largest session', () => {
+    // The most strong mode accepts (a SQLite row holds 2 MB), with a subject in the row too.
+    const LIMIT = 1_998_000;
+    let worker;
+    before(async () => { worker = await startWorker({ vars: { MAX_SESSION_BYTES: String(LIMIT) } }); });
+    after(async () => { await worker?.stop(); });
+
+    test('a session of MAX_SESSION_BYTES is stored, merged and read back whole; one byte more is 413', async () => {
+      const body = (bytes, key = 'pad') => JSON.stringify({ [key]: 'x'.repeat(bytes - key.length - 7) });
+      assert.equal(body(LIMIT).length, LIMIT);
+      const created = await fetch(`${worker.url}/create`, {
+        method: 'POST', headers: { ...JSON_HEADERS, 'session-subject': 'large@example.com' }, body: body(LIMIT),
+      });
+      assert.equal(created.status, 201, await created.clone().text());
+      const id = await created.text();
+      // The merged session is exactly at the limit: `pad` shrinks by what `k` adds.
+      const patch = JSON.stringify({ pad: 'y'.repeat(LIMIT - 16), k: 1 });
+      assert.equal(patch.length, LIMIT);
+      const merged = await fetch(`${worker.url}/add/${id}`, { method: 'PATCH', headers: JSON_HEADERS, body: patch });
+      assert.equal(merged.status, 200, await merged.clone().text());
+      const read = await fetch(`${worker.url}/get/${id}`);
+      const text = await read.text();
+      assert.equal(text.length, LIMIT);
+      assert.equal(text, patch);
+      await expectProblem(assert, await fetch(`${worker.url}/update/${id}`, {
+        method: 'PUT', headers: JSON_HEADERS, body: body(LIMIT + 1),
+      }), 413, 'payload_too_large');
+    });
+  });
 });
