@@ -9,7 +9,7 @@
 // Set SESSION_BACKEND=durable_object to profile strong mode; `--baseline` profiles the JS
 // baseline (bench/baseline.js) instead, for a side-by-side reading.
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ROOT, startWorker } from '../tests/e2e/harness.mjs';
 
@@ -61,11 +61,17 @@ try {
   const file = join(dir, `${baseline ? 'baseline-' : ''}${scenario}.cpuprofile`);
   writeFileSync(file, JSON.stringify(result.profile));
 
-  // The bundle wrangler served, for naming anonymous JavaScript functions by their source.
-  const bundles = readdirSync(join(ROOT, '.wrangler/tmp')).filter((d) => d.startsWith('dev-'))
-    .map((d) => join(ROOT, '.wrangler/tmp', d, 'index.js')).filter((f) => { try { return statSync(f).isFile(); } catch { return false; } });
-  const newest = bundles.sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs)[0];
-  const source = newest ? readFileSync(newest, 'utf8').split('\n') : [];
+  // The source the runtime ran, from the runtime itself, for naming anonymous JavaScript
+  // functions (wrangler's bundle on disk may be gone or another one).
+  await send('Debugger.enable');
+  const sources = new Map();
+  for (const { callFrame } of result.profile.nodes) {
+    if (!callFrame.url.endsWith('.js') || sources.has(callFrame.scriptId)) continue;
+    const script = await send('Debugger.getScriptSource', { scriptId: callFrame.scriptId }).catch(() => null);
+    const text = script?.result?.scriptSource ?? '';
+    sources.set(callFrame.scriptId, text.split('\n'));
+    if (text) writeFileSync(join(dir, `${baseline ? 'baseline-' : ''}${scenario}.script-${callFrame.scriptId}.js`), text);
+  }
   const served = JSON.parse(out.split('\n').find((l) => l.startsWith('BENCH_JSON ')).slice(11)).requests;
   const { nodes, samples, timeDeltas } = result.profile;
   const byId = new Map(nodes.map((n) => [n.id, n]));
@@ -76,10 +82,15 @@ try {
   for (const [id, us] of self) {
     const { functionName, url } = byId.get(id).callFrame;
     const index = /^wasm-function\[(\d+)\]$/.exec(functionName)?.[1];
-    const { lineNumber, columnNumber } = byId.get(id).callFrame;
-    const anonymous = url.endsWith('index.js') && source[lineNumber]
-      ? `(index.js:${lineNumber + 1} ${source[lineNumber].slice(columnNumber, columnNumber + 70).trim()})`
-      : `(anonymous ${url.split('/').pop()})`;
+    const { lineNumber, columnNumber, scriptId } = byId.get(id).callFrame;
+    const line = sources.get(scriptId)?.[lineNumber];
+    // wasm-bindgen's imports are anonymous functions under a `__wbg_<name>_<hash>` key.
+    const glue = line && [...line.slice(0, columnNumber + 1).matchAll(/(__wbg_\w+?)_[0-9a-f]{16}: /g)].pop()?.[1];
+    const anonymous = glue
+      ? `${glue} (index.js:${lineNumber + 1})`
+      : line
+        ? `(${url.split('/').pop()}:${lineNumber + 1} ${line.slice(columnNumber, columnNumber + 70).trim()})`
+        : `(anonymous ${url.split('/').pop()})`;
     const name = (index && wasmNames.get(Number(index))) || functionName || anonymous;
     byFunction.set(name, (byFunction.get(name) ?? 0) + us);
   }
@@ -87,7 +98,9 @@ try {
     if (/^\((idle|program|garbage collector|root)\)$/.test(name)) return name;
     if (name.includes('session_state')) return 'session-state (Rust)';
     if (/\bworker(_sys)?::|worker\[/.test(name)) return 'worker crate (Rust)';
-    if (/^__wbg|^__wbindgen|wasm_bindgen|js_sys|web_sys/.test(name)) return 'wasm-bindgen glue';
+    // An import's self time includes the platform call it makes when V8 shows no frame for it.
+    if (/^__wbg|^__wbindgen/.test(name)) return 'wasm-bindgen imports (and platform calls inside them)';
+    if (/wasm_bindgen|js_sys|web_sys/.test(name)) return 'wasm-bindgen glue (Rust side)';
     if (/core::|alloc::|dlmalloc|std::/.test(name)) return 'Rust std';
     return 'JavaScript and runtime';
   };

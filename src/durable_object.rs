@@ -12,8 +12,7 @@
 use std::rc::Rc;
 
 use worker::{
-    durable_object, wasm_bindgen, web_sys, Date, DurableObject, Env, Request, Response, State,
-    Storage,
+    durable_object, wasm_bindgen, web_sys, DurableObject, Env, Request, Response, State, Storage,
 };
 
 use crate::config::Config;
@@ -22,6 +21,7 @@ use crate::handlers::{SessionScope, SubjectScope, KV_BINDING};
 use crate::http::{self, Incoming, Reply};
 use crate::id::SessionId;
 use crate::routes::{self, Handler};
+use crate::runtime;
 use crate::session::Meta;
 use crate::store::durable::ObjectStorage;
 use crate::store::durable::{
@@ -106,7 +106,7 @@ impl DurableObject for SubjectObject {
 
     async fn alarm(&self) -> worker::Result<Response> {
         let index = SqlIndex(DoStorage::new(self.state.storage()));
-        match index.on_alarm(Date::now().as_millis()).await {
+        match index.on_alarm(runtime::now()).await {
             Ok(()) => Response::empty(),
             Err(err) => {
                 crate::log_internal("alarm", &err);
@@ -129,7 +129,7 @@ async fn serve_subject(
         .and_then(|hex| Subject::from_hex(&hex))
         .ok_or_else(|| Error::Internal("a request reached a subject object without one".into()))?;
     let index = SqlIndex(DoStorage::new(storage));
-    let now = Date::now().as_millis();
+    let now = runtime::now();
     if path == INDEX_PATH {
         let member = req.header(MEMBER_HEADER).unwrap_or_default();
         let malformed = || Error::Internal("a malformed index request".into());
@@ -214,7 +214,7 @@ async fn serve(req: Incoming, path: &str, storage: Storage, env: &Env) -> Result
         .ok_or_else(|| {
             Error::Internal("a request reached a session object without an id".into())
         })?;
-    let now = Date::now().as_millis();
+    let now = runtime::now();
     let store = sessions(DoStorage::new(storage), env, &config, id, now)?;
     if path == peer::PATH {
         return serve_peer(req, &store).await;
@@ -291,7 +291,7 @@ async fn ring(storage: Storage, env: Env) -> Result<(), Error> {
     let Some(own) = stored_id(&storage)? else {
         return storage.delete_all().await;
     };
-    sessions(storage, &env, &config, own, Date::now().as_millis())?
+    sessions(storage, &env, &config, own, runtime::now())?
         .on_alarm()
         .await
 }

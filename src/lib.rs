@@ -31,7 +31,7 @@ use std::task::{Context, Poll, Waker};
 use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::JsValue;
 use worker::wasm_bindgen_futures::future_to_promise;
-use worker::{console_error, console_log, event, web_sys, Date, Env};
+use worker::{console_error, console_log, event, web_sys, Env};
 
 use crate::config::{Config, ConfigError, SessionBackend};
 use crate::durable_object::{BINDING, SUBJECT_BINDING};
@@ -41,6 +41,7 @@ use crate::http::{Incoming, Reply};
 use crate::id::SessionId;
 use crate::log::RequestLog;
 use crate::routes::{Handler, Route, Target};
+use crate::session::Millis;
 use crate::store::durable::{ID_HEADER, SUBJECT_HEADER};
 use crate::store::kv::{Kv, KvIndex, KvSessions};
 use crate::store::{Backend, IndexBackend, SubjectStores};
@@ -66,7 +67,7 @@ pub fn fetch(req: web_sys::Request, env: Env, _ctx: JsValue) -> JsValue {
 }
 
 async fn answer(req: web_sys::Request, env: Env) -> web_sys::Response {
-    let started = Date::now().as_millis();
+    let started = runtime::now();
     let req = Incoming::new(req);
     let method = req.head.method.clone();
     let matched = routes::find(req.head.path()).map(|(route, param)| (route, param.to_owned()));
@@ -76,14 +77,14 @@ async fn answer(req: web_sys::Request, env: Env) -> web_sys::Response {
     let log = config
         .as_ref()
         .map_or(RequestLog::All, |config| config.log_requests);
-    let reply = match serve(req, &env, matched, config).await {
+    let reply = match serve(req, &env, matched, config, started).await {
         Ok(reply) => reply,
         Err(err) => {
             log_internal(route, &err);
             Reply::problem(&err)
         }
     };
-    let duration_ms = Date::now().as_millis().saturating_sub(started);
+    let duration_ms = runtime::now().saturating_sub(started);
     if log.wants(reply.status, duration_ms) {
         let line = log::RequestLine {
             method: &method,
@@ -104,6 +105,7 @@ async fn serve(
     env: &Env,
     matched: Option<(&'static Route, String)>,
     config: Result<Rc<Config>, Error>,
+    now: Millis,
 ) -> Result<Reply, Error> {
     let config = config?;
     if let Some(token) = &config.api_token {
@@ -119,7 +121,6 @@ async fn serve(
         return Err(Error::MethodNotAllowed { allow: route.allow });
     }
     let strong = config.backend == SessionBackend::DurableObject;
-    let now = Date::now().as_millis();
     match route.handler {
         Handler::Worker(handler) => {
             let scope = Scope {

@@ -6,7 +6,10 @@
 //! The functions are small JavaScript, bundled into the worker's module by wasm-bindgen.
 
 use wasm_bindgen::prelude::wasm_bindgen;
+use worker::js_sys;
 use worker::web_sys::{ReadableStream, Request, Response};
+
+use crate::session::Millis;
 
 #[wasm_bindgen(inline_js = r#"
 const HEADERS = ['content-type', 'content-length', 'if-match', 'accept', 'authorization',
@@ -114,6 +117,14 @@ pub fn response(
 /// A response from elsewhere with headers added and `without` removed; see [`rewrap`].
 pub fn rewrapped(response: &Response, lines: &str, without: &str) -> Response {
     rewrap(response, lines, without)
+}
+
+/// The time, in milliseconds since the epoch. `Date.now()`, not `new Date()` (what
+/// `worker::Date::now` makes): no object to allocate, cross and drop, which the profile showed
+/// at about 25 µs a request for three clock reads.
+pub fn now() -> Millis {
+    // Whole milliseconds, positive: the cast neither truncates nor wraps.
+    js_sys::Date::now() as Millis
 }
 
 #[cfg(test)]
