@@ -7,7 +7,8 @@ use std::fmt;
 
 use uuid::{Uuid, Variant};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// Ordered as its text is (the bytes of a UUID, in order, are its hex digits in order).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct SessionId(Uuid);
 
 impl SessionId {
@@ -52,6 +53,24 @@ impl fmt::Display for SessionId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_order_as_their_text_does() {
+        // Bytes that differ in each position, high and low nibble, in both directions.
+        let mut ids = Vec::new();
+        for position in 0..16 {
+            for value in [0x00, 0x09, 0x0a, 0x90, 0xa0, 0xff] {
+                let mut bytes = [0x55; 16];
+                bytes[position] = value;
+                ids.push(SessionId::from_random_bytes(bytes));
+            }
+        }
+        for a in &ids {
+            for b in &ids {
+                assert_eq!(a.cmp(b), a.to_string().cmp(&b.to_string()), "{a} {b}");
+            }
+        }
+    }
 
     #[test]
     fn random_bytes_become_a_canonical_v4_id() {

@@ -39,9 +39,7 @@ impl<'a, I: SubjectIndex, S: SessionStore> Subjects<'a, I, S> {
     pub async fn live(&self, subject: &Subject, now: Millis) -> Result<Vec<Listed>, Error> {
         let members = self.index.members(subject).await?;
         let mut live = self.check(subject, &members, now).await?;
-        live.sort_by(|a, b| {
-            (b.meta.created_at, b.id.to_string()).cmp(&(a.meta.created_at, a.id.to_string()))
-        });
+        live.sort_by_key(|listed| std::cmp::Reverse((listed.meta.created_at, listed.id)));
         Ok(live)
     }
 
@@ -81,14 +79,18 @@ impl<'a, I: SubjectIndex, S: SessionStore> Subjects<'a, I, S> {
     ) -> Result<usize, Error> {
         let live = self.live(subject, now).await?;
         let ending: Vec<&Listed> = live.iter().filter(|l| Some(&l.id) != except).collect();
-        let ended = join_all(ending.iter().map(|listed| self.end(subject, &listed.id))).await;
-        ended.into_iter().collect::<Result<Vec<()>, Error>>()?;
+        self.end(subject, &ending).await?;
         Ok(ending.len())
     }
 
-    async fn end(&self, subject: &Subject, id: &SessionId) -> Result<(), Error> {
-        let _ = self.sessions.remove(id, Expect::Any).await?;
-        self.index.remove(subject, id).await
+    /// Ends the sessions `listed`, all at once, and removes their entries.
+    async fn end(&self, subject: &Subject, listed: &[&Listed]) -> Result<(), Error> {
+        let end = |id| async move {
+            let _ = self.sessions.remove(id, Expect::Any).await?;
+            self.index.remove(subject, id).await
+        };
+        let ended = join_all(listed.iter().map(|listed| end(&listed.id))).await;
+        ended.into_iter().collect()
     }
 
     /// Makes room for one more session under `subject`: when `max` live sessions are there
@@ -105,9 +107,8 @@ impl<'a, I: SubjectIndex, S: SessionStore> Subjects<'a, I, S> {
         }
         live.sort_by_key(|listed| (listed.meta.updated_at, listed.meta.created_at));
         let excess = live.len() + 1 - max;
-        let ended = join_all(live[..excess].iter().map(|l| self.end(subject, &l.id))).await;
-        ended.into_iter().collect::<Result<Vec<()>, Error>>()?;
-        Ok(())
+        let ending: Vec<&Listed> = live[..excess].iter().collect();
+        self.end(subject, &ending).await
     }
 }
 
