@@ -25,7 +25,7 @@ use crate::runtime;
 use crate::session::Meta;
 use crate::store::durable::ObjectStorage;
 use crate::store::durable::{
-    members_text, object_failure, parse_member_line, peer, stored_id, DoStorage, Peers, SqlIndex,
+    call_object, members_text, parse_member_line, peer, stored_id, DoStorage, Peers, SqlIndex,
     SqlSessions, SubjectPeers, ID_HEADER, INDEX_PATH, MEMBER_HEADER, SUBJECT_HEADER,
 };
 use crate::store::kv::Kv;
@@ -161,7 +161,7 @@ async fn serve_subject(
     let Handler::Subject(handler) = route.handler else {
         return Err(Error::NotFound);
     };
-    let sessions = Peers(env.durable_object(BINDING).map_err(binding)?);
+    let sessions = Peers(env.durable_object(BINDING)?);
     let stores = SubjectStores::Durable(index, sessions);
     let scope = SubjectScope {
         subject,
@@ -185,11 +185,10 @@ fn sessions(
     own: SessionId,
     now: u64,
 ) -> Result<SqlSessions<DoStorage, Kv, Peers>, Error> {
-    let internal = |err: worker::Error| Error::Internal(err.to_string());
     Ok(SqlSessions::new(
         storage,
         Kv::binding(env, KV_BINDING)?,
-        Peers(env.durable_object(BINDING).map_err(internal)?),
+        Peers(env.durable_object(BINDING)?),
         own,
         config.policy,
         now,
@@ -226,7 +225,7 @@ async fn serve(req: Incoming, path: &str, storage: Storage, env: &Env) -> Result
         return Err(Error::NotFound);
     };
     let store = Backend::Durable(store);
-    let subjects = env.durable_object(SUBJECT_BINDING).map_err(binding)?;
+    let subjects = env.durable_object(SUBJECT_BINDING)?;
     let index = IndexBackend::Durable(SubjectPeers(subjects));
     let scope = SessionScope {
         config: &config,
@@ -236,10 +235,6 @@ async fn serve(req: Incoming, path: &str, storage: Storage, env: &Env) -> Result
         now,
     };
     handler(req, &scope).await
-}
-
-fn binding(err: worker::Error) -> Error {
-    Error::Internal(err.to_string())
 }
 
 /// Another object storing or removing this object's session (see [`Peers`]).
@@ -309,24 +304,12 @@ pub async fn forward(
     header: (&str, &str),
     body: Option<web_sys::Blob>,
 ) -> Result<Reply, Error> {
-    let namespace = env.durable_object(binding).map_err(self::binding)?;
-    let stub = namespace
-        .id_from_name(name)
-        .and_then(|object| object.get_stub())
-        .map_err(object_failure)?;
+    let namespace = env.durable_object(binding)?;
     let headers = web_sys::Headers::new_with_headers(&req.raw.headers()).map_err(js)?;
     headers.set(header.0, header.1).map_err(js)?;
-    let init = web_sys::RequestInit::new();
-    init.set_method(&req.head.method);
-    init.set_headers(&headers);
-    if let Some(body) = body {
-        init.set_body(&body);
-    }
-    let forwarded = web_sys::Request::new_with_str_and_init(&req.head.url, &init).map_err(js)?;
-    let response = stub
-        .fetch_with_request(Request::from(forwarded))
-        .await
-        .map_err(object_failure)?;
+    let body = body.as_ref().map(AsRef::as_ref);
+    let (url, method) = (&req.head.url, &req.head.method);
+    let response = call_object(&namespace, name, url, method, &headers, body).await?;
     Ok(Reply::forwarded(response.into(), CODE_HEADER))
 }
 

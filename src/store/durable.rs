@@ -75,22 +75,12 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS session (
 const COLUMNS: &str =
     "data, created_at, updated_at, expires_at, version, ttl, from_kv, kv_deleted_at, subject";
 
-/// The session row: `data` is `None` once a session moved from KV has ended (its marker).
+/// The session row: `record` is `None` once a session moved from KV has ended (its marker).
 #[derive(Debug)]
 struct Row {
-    data: Option<String>,
-    meta: Meta,
+    record: Option<Record>,
     from_kv: bool,
     kv_deleted_at: Option<Millis>,
-}
-
-impl Row {
-    fn record(&self) -> Option<Record> {
-        self.data.clone().map(|data| Record {
-            data,
-            meta: Some(self.meta),
-        })
-    }
 }
 
 /// The session of one Durable Object (`own`), in its SQLite storage.
@@ -138,41 +128,48 @@ fn column(row: &[Value], index: usize) -> Result<Option<u64>, Error> {
     }
 }
 
-fn parse_row(row: &[Value]) -> Result<Row, Error> {
-    let number = |index| column(row, index)?.ok_or_else(|| Error::Internal("null column".into()));
-    let data = match row.first() {
-        Some(Value::Text(text)) => Some(text.clone()),
+/// A row as `SELECT {COLUMNS}` gives it; the data is moved out, not copied.
+fn parse_row(mut row: Vec<Value>) -> Result<Row, Error> {
+    let data = match row.first_mut() {
+        Some(Value::Text(text)) => Some(std::mem::take(text)),
         _ => None,
     };
-    Ok(Row {
-        data,
-        meta: Meta {
-            created_at: number(1)?,
-            updated_at: number(2)?,
-            expires_at: number(3)?,
-            version: number(4)?,
-            ttl: column(row, 5)?,
-            subject: match row.get(8) {
-                Some(Value::Text(hex)) => Subject::from_hex(hex),
-                _ => None,
-            },
+    let row = row.as_slice();
+    let number = |index| column(row, index)?.ok_or_else(|| Error::Internal("null column".into()));
+    let meta = Meta {
+        created_at: number(1)?,
+        updated_at: number(2)?,
+        expires_at: number(3)?,
+        version: number(4)?,
+        ttl: column(row, 5)?,
+        subject: match row.get(8) {
+            Some(Value::Text(hex)) => Subject::from_hex(hex),
+            _ => None,
         },
+    };
+    Ok(Row {
+        record: data.map(|data| Record {
+            data,
+            meta: Some(meta),
+        }),
         from_kv: number(6)? == 1,
         kv_deleted_at: column(row, 7)?,
     })
 }
 
-fn has_table(storage: &impl ObjectStorage) -> Result<bool, Error> {
+/// Whether the table `name` exists: objects create their tables on first write, so that an
+/// object only ever read stays empty.
+fn has_table(storage: &impl ObjectStorage, name: &str) -> Result<bool, Error> {
     let rows = storage.exec(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'session'",
-        vec![],
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+        vec![Value::Text(name.into())],
     )?;
     Ok(!rows.is_empty())
 }
 
 /// The id of the session an object holds (or held), for its alarm; `None` for an empty object.
 pub fn stored_id(storage: &impl ObjectStorage) -> Result<Option<SessionId>, Error> {
-    if !has_table(storage)? {
+    if !has_table(storage, "session")? {
         return Ok(None);
     }
     let rows = storage.exec("SELECT id FROM session", vec![])?;
@@ -200,7 +197,7 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore> SqlSessions<S, K, P> {
         if let Some(known) = self.table.get() {
             return Ok(known);
         }
-        let exists = has_table(&self.storage)?;
+        let exists = has_table(&self.storage, "session")?;
         self.table.set(Some(exists));
         Ok(exists)
     }
@@ -227,7 +224,7 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore> SqlSessions<S, K, P> {
         let rows = self
             .storage
             .exec(&format!("SELECT {COLUMNS} FROM session"), vec![])?;
-        rows.first().map(|row| parse_row(row)).transpose()
+        rows.into_iter().next().map(parse_row).transpose()
     }
 
     /// The session, read through from KV on first use: a session that exists only in KV (KV mode,
@@ -235,10 +232,10 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore> SqlSessions<S, K, P> {
     async fn load_own(&self) -> Result<Option<Record>, Error> {
         match self.row()? {
             Some(row) => {
-                if row.from_kv && row.kv_deleted_at.is_none() && row.data.is_some() {
+                if row.from_kv && row.kv_deleted_at.is_none() && row.record.is_some() {
                     self.delete_kv_copy().await;
                 }
-                Ok(row.record())
+                Ok(row.record)
             }
             None => self.move_from_kv().await,
         }
@@ -318,11 +315,10 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore> SqlSessions<S, K, P> {
 
     async fn remove_own(&self, expect: Expect) -> Result<Outcome, Error> {
         let row = self.row()?;
-        let record = row.as_ref().and_then(Row::record);
-        if !expect.holds(record.as_ref()) {
+        if !expect.holds(row.as_ref().and_then(|row| row.record.as_ref())) {
             return Ok(Outcome::Conflict);
         }
-        if let Some(row) = row.filter(|row| row.data.is_some()) {
+        if let Some(row) = row.filter(|row| row.record.is_some()) {
             self.end(&row).await?;
         }
         Ok(Outcome::Written)
@@ -348,9 +344,9 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore> SqlSessions<S, K, P> {
         let Some(row) = self.row()? else {
             return self.delete_all().await;
         };
-        if row.data.is_some() {
-            return if row.meta.is_alive(self.now) {
-                self.storage.set_alarm(row.meta.expires_at).await
+        if let Some(meta) = row.record.as_ref().and_then(|record| record.meta) {
+            return if meta.is_alive(self.now) {
+                self.storage.set_alarm(meta.expires_at).await
             } else {
                 self.end(&row).await
             };
@@ -505,6 +501,33 @@ pub fn object_failure(err: worker::Error) -> Error {
     }
 }
 
+/// Sends a request to the object named `name` in `namespace`: the one way the worker and the
+/// objects reach an object.
+pub async fn call_object(
+    namespace: &ObjectNamespace,
+    name: &str,
+    url: &str,
+    method: &str,
+    headers: &web_sys::Headers,
+    body: Option<&JsValue>,
+) -> Result<worker::Response, Error> {
+    let init = web_sys::RequestInit::new();
+    init.set_method(method);
+    init.set_headers(headers);
+    if let Some(body) = body {
+        init.set_body(body);
+    }
+    let request = web_sys::Request::new_with_str_and_init(url, &init)
+        .map_err(|err| Error::Internal(format!("a request to an object: {err:?}")))?;
+    let stub = namespace
+        .id_from_name(name)
+        .and_then(|object| object.get_stub())
+        .map_err(object_failure)?;
+    stub.fetch_with_request(Request::from(request))
+        .await
+        .map_err(object_failure)
+}
+
 /// The objects of other sessions.
 pub struct Peers(pub ObjectNamespace);
 
@@ -523,22 +546,10 @@ impl Peers {
         for (name, value) in headers {
             request_headers.set(name, value).map_err(js)?;
         }
-        let init = web_sys::RequestInit::new();
-        init.set_method(method);
-        init.set_headers(&request_headers);
-        if let Some(body) = body {
-            init.set_body(&Uint8Array::from(body));
-        }
         let url = format!("https://session{}", peer::PATH);
-        let request = web_sys::Request::new_with_str_and_init(&url, &init).map_err(js)?;
-        let stub = self
-            .0
-            .id_from_name(&id_text)
-            .and_then(|object| object.get_stub())
-            .map_err(object_failure)?;
-        stub.fetch_with_request(Request::from(request))
-            .await
-            .map_err(object_failure)
+        let body = body.map(Uint8Array::from);
+        let body = body.as_ref().map(AsRef::as_ref);
+        call_object(&self.0, &id_text, &url, method, &request_headers, body).await
     }
 
     fn outcome(response: &worker::Response) -> Result<Outcome, Error> {
@@ -613,11 +624,7 @@ const INDEX_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS member (
 
 impl<S: ObjectStorage> SqlIndex<S> {
     fn has_table(&self) -> Result<bool, Error> {
-        let rows = self.0.exec(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'member'",
-            vec![],
-        )?;
-        Ok(!rows.is_empty())
+        has_table(&self.0, "member")
     }
 
     /// Sets the alarm for the first row to go, or clears the object when none is left.
@@ -720,20 +727,8 @@ impl SubjectPeers {
         if let Some(member) = member {
             headers.set(MEMBER_HEADER, &member).map_err(js)?;
         }
-        let init = web_sys::RequestInit::new();
-        init.set_method(method);
-        init.set_headers(&headers);
         let url = format!("https://subject{INDEX_PATH}");
-        let request = web_sys::Request::new_with_str_and_init(&url, &init).map_err(js)?;
-        let stub = self
-            .0
-            .id_from_name(&hex)
-            .and_then(|object| object.get_stub())
-            .map_err(object_failure)?;
-        let response = stub
-            .fetch_with_request(Request::from(request))
-            .await
-            .map_err(object_failure)?;
+        let response = call_object(&self.0, &hex, &url, method, &headers, None).await?;
         match response.status_code() {
             200 | 204 => Ok(response),
             status => Err(Error::StoreUnavailable(format!(
