@@ -6,8 +6,8 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use session_state::json::JsonObject;
-use session_state::merge::{merge, Merge};
+use session_state::domain::json::JsonObject;
+use session_state::domain::merge::{merge, Merge};
 
 /// `n` members with three-character keys, offset by `first`: `{"a00":0,"a01":1,...}`.
 fn object(first: usize, n: usize) -> String {

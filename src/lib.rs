@@ -3,27 +3,12 @@
 //! authentication, the route lookup and the request log. Everything else lives in the module
 //! named for it.
 
-mod auth;
-mod cache;
-mod config;
-mod durable_object;
-mod error;
-mod handlers;
-mod http;
-pub mod id;
-pub mod json;
-mod log;
-pub mod merge;
-mod routes;
-mod runtime;
-mod session;
-mod sessions;
+pub mod domain;
+mod edge;
+mod objects;
+mod service;
 mod store;
-mod subject;
-mod subjects;
-mod time;
 
-use std::cell::OnceCell;
 use std::future::Future;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
@@ -31,21 +16,21 @@ use std::task::{Context, Poll, Waker};
 use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::JsValue;
 use worker::wasm_bindgen_futures::future_to_promise;
-use worker::{console_error, console_log, event, web_sys, Env};
+use worker::{console_log, event, web_sys, Env};
 
-use crate::config::{Config, ConfigError, SessionBackend};
-use crate::durable_object::{BINDING, SUBJECT_BINDING};
-use crate::error::Error;
-use crate::handlers::{Scope, SessionScope, SubjectScope, KV_BINDING};
-use crate::http::{Incoming, Reply};
-use crate::id::SessionId;
-use crate::log::RequestLog;
-use crate::routes::{Handler, Route, Target};
-use crate::session::Millis;
-use crate::store::durable::{ID_HEADER, SUBJECT_HEADER};
+use crate::domain::config::{Config, RequestLog, SessionBackend};
+use crate::domain::error::Error;
+use crate::domain::id::SessionId;
+use crate::domain::subject::Subject;
+use crate::domain::time::Millis;
+use crate::edge::handlers::{Scope, SessionScope, SubjectScope, KV_BINDING};
+use crate::edge::http::{self, Incoming, Reply};
+use crate::edge::log;
+use crate::edge::routes::{self, Handler, Route, Target};
+use crate::edge::{auth, handlers, runtime, settings};
+use crate::service::subjects::SubjectStores;
+use crate::store::backend::{Backend, IndexBackend};
 use crate::store::kv::{Kv, KvIndex, KvSessions};
-use crate::store::{Backend, IndexBackend, SubjectStores};
-use crate::subject::Subject;
 
 #[event(start)]
 fn start() {
@@ -72,7 +57,7 @@ async fn answer(req: web_sys::Request, env: Env) -> web_sys::Response {
     let method = req.head.method.clone();
     let matched = routes::find(req.head.path()).map(|(route, param)| (route, param.to_owned()));
     let route = routes::log_name(matched.as_ref().map(|(route, _)| *route));
-    let config = config(&env);
+    let config = settings::config(&env);
     // A configuration that cannot be read logs every request: it is an outage.
     let log = config
         .as_ref()
@@ -80,7 +65,7 @@ async fn answer(req: web_sys::Request, env: Env) -> web_sys::Response {
     let reply = match serve(req, &env, matched, config, started).await {
         Ok(reply) => reply,
         Err(err) => {
-            log_internal(route, &err);
+            log::internal(route, &err);
             Reply::problem(&err)
         }
     };
@@ -144,9 +129,7 @@ async fn serve(
                     true => http::read_blob(&req, config.policy.max_bytes).await?,
                     false => None,
                 };
-                let name = id.to_string();
-                let header = (ID_HEADER, name.as_str());
-                return durable_object::forward(req, env, BINDING, &name, header, body).await;
+                return objects::forward_session(req, env, &id, body).await;
             }
             let store = Backend::Kv(KvSessions(Kv::binding(env, KV_BINDING)?));
             let index = IndexBackend::Kv(KvIndex(Kv::binding(env, KV_BINDING)?));
@@ -162,10 +145,7 @@ async fn serve(
         Handler::Subject(handler) => {
             let subject = Subject::from_encoded(&param, config.subject_key.as_deref())?;
             if strong {
-                let name = subject.hex();
-                let header = (SUBJECT_HEADER, name.as_str());
-                return durable_object::forward(req, env, SUBJECT_BINDING, &name, header, None)
-                    .await;
+                return objects::forward_subject(req, env, &subject).await;
             }
             let stores = SubjectStores::Kv(
                 KvIndex(Kv::binding(env, KV_BINDING)?),
@@ -178,30 +158,5 @@ async fn serve(
             };
             handler(req, &scope).await
         }
-    }
-}
-
-thread_local! {
-    /// Settings are read once per isolate: vars and secrets only change with a new deployment.
-    static CONFIG: OnceCell<Result<Rc<Config>, ConfigError>> = const { OnceCell::new() };
-}
-
-fn config(env: &Env) -> Result<Rc<Config>, Error> {
-    let config = CONFIG.with(|cell| {
-        cell.get_or_init(|| {
-            Config::from_lookup(|name| {
-                let value = env.secret(name).or_else(|_| env.var(name)).ok()?;
-                Some(value.to_string())
-            })
-            .map(Rc::new)
-        })
-        .clone()
-    });
-    Ok(config?)
-}
-
-fn log_internal(route: &str, err: &Error) {
-    if let Some(cause) = err.log_cause() {
-        console_error!("{}", log::error_line(route, err.code(), &cause));
     }
 }

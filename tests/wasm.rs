@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 
-use session_state::id::SessionId;
+use session_state::domain::id::SessionId;
 use wasm_bindgen_test::wasm_bindgen_test;
 
 #[wasm_bindgen_test]

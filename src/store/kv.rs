@@ -15,10 +15,11 @@ use worker::web_sys::ReadableStream;
 use worker::Env;
 
 use super::{Expect, KeyValue, Member, Outcome, Record, SessionStore, SubjectIndex};
-use crate::error::Error;
-use crate::id::SessionId;
-use crate::session::{Meta, Millis, KV_MIN_TTL};
-use crate::subject::Subject;
+use crate::domain::error::Error;
+use crate::domain::id::SessionId;
+use crate::domain::session::{Meta, KV_MIN_TTL};
+use crate::domain::subject::Subject;
+use crate::domain::time::Millis;
 
 #[wasm_bindgen]
 extern "C" {

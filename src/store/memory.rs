@@ -7,9 +7,9 @@ use std::collections::{HashMap, VecDeque};
 
 use super::kv::KvSessions;
 use super::{Expect, KeyValue, Outcome, Record, SessionStore};
-use crate::error::Error;
-use crate::id::SessionId;
-use crate::session::Meta;
+use crate::domain::error::Error;
+use crate::domain::id::SessionId;
+use crate::domain::session::Meta;
 
 /// Which key-value operation a fault hits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -239,8 +239,8 @@ pub mod sqlite {
     use rusqlite::types::{Value as SqliteValue, ValueRef};
 
     use super::super::durable::{ObjectStorage, Value};
-    use crate::error::Error;
-    use crate::session::Millis;
+    use crate::domain::error::Error;
+    use crate::domain::time::Millis;
 
     pub struct SqliteStorage {
         connection: rusqlite::Connection,

@@ -2,29 +2,37 @@
 //! every write names what it expects to replace, so each backend makes a write as safe as it can:
 //! Workers KV, which has no compare-and-swap, relies on the read the operation began with; a
 //! Durable Object compares and writes in one step. The rules that decide what to write stay in
-//! [`crate::sessions`], natively tested against the in-memory stores here.
+//! [`crate::service::sessions`], natively tested against the in-memory stores here.
 //!
 //! ```text
+//! store/mod.rs      the seam: records, expectations, the store and index traits
 //! store/kv.rs       Workers KV: key-value operations, and sessions stored on them
-//! store/durable.rs  a Durable Object's SQLite storage, for strong mode
-//! store/memory.rs   both in memory, with injected faults, for native tests
+//! store/durable/    a Durable Object's SQLite storage, for strong mode, and calls between objects
+//! store/backend.rs  the backend a request meets, behind one type
+//! store/memory.rs   in-memory stores, counted, with injected faults, for native tests
 //! ```
+//!
+//! Invariant: the only layer that touches KV or Durable Object storage; it knows nothing of
+//! routes or handlers, and imports only `domain`.
 
+pub mod backend;
 pub mod durable;
 pub mod kv;
 #[cfg(test)]
 pub mod memory;
 
-use worker::web_sys::ReadableStream;
+use crate::domain::error::Error;
+use crate::domain::id::SessionId;
+use crate::domain::session::Meta;
+use crate::domain::subject::Subject;
+use crate::domain::time::Millis;
 
-use crate::error::Error;
-use crate::id::SessionId;
-use crate::session::{Meta, Millis};
-use crate::subject::Subject;
-use crate::subjects::{Listed, Subjects};
-
-use self::durable::{DoStorage, Peers, SqlIndex, SqlSessions, SubjectPeers};
-use self::kv::{Kv, KvIndex, KvSessions};
+/// A failure of the runtime itself (not of a store, whose failures are mapped where they happen).
+impl From<worker::Error> for Error {
+    fn from(err: worker::Error) -> Self {
+        Error::Internal(err.to_string())
+    }
+}
 
 /// A stored session: its data exactly as stored, and its metadata (`None` for an entry the old
 /// worker wrote, which has none).
@@ -207,142 +215,10 @@ impl SubjectIndex for NoIndex {
     }
 }
 
-/// The store a request's session lives in: KV, in the worker; SQLite, in the session's object.
-pub enum Backend {
-    Kv(KvSessions<Kv>),
-    Durable(SqlSessions<DoStorage, Kv, Peers>),
-}
-
-/// Where a session's object or the worker lists the subject of a new session.
-pub enum IndexBackend {
-    Kv(KvIndex<Kv>),
-    Durable(SubjectPeers),
-}
-
-impl SubjectIndex for IndexBackend {
-    async fn add(
-        &self,
-        subject: &Subject,
-        member: Member,
-        until: Millis,
-        now: Millis,
-    ) -> Result<(), Error> {
-        match self {
-            IndexBackend::Kv(index) => index.add(subject, member, until, now).await,
-            IndexBackend::Durable(index) => index.add(subject, member, until, now).await,
-        }
-    }
-
-    async fn remove(&self, subject: &Subject, id: &SessionId) -> Result<(), Error> {
-        match self {
-            IndexBackend::Kv(index) => index.remove(subject, id).await,
-            IndexBackend::Durable(index) => index.remove(subject, id).await,
-        }
-    }
-
-    async fn members(&self, subject: &Subject) -> Result<Vec<Member>, Error> {
-        match self {
-            IndexBackend::Kv(index) => index.members(subject).await,
-            IndexBackend::Durable(index) => index.members(subject).await,
-        }
-    }
-}
-
-/// What the subject routes work on: the index and the sessions, on KV in the worker, or in the
-/// subject's object reaching each session through its own object.
-pub enum SubjectStores {
-    Kv(KvIndex<Kv>, KvSessions<Kv>),
-    Durable(SqlIndex<DoStorage>, Peers),
-}
-
-impl SubjectStores {
-    pub async fn live(&self, subject: &Subject, now: Millis) -> Result<Vec<Listed>, Error> {
-        match self {
-            SubjectStores::Kv(index, sessions) => {
-                Subjects::new(index, sessions).live(subject, now).await
-            }
-            SubjectStores::Durable(index, sessions) => {
-                Subjects::new(index, sessions).live(subject, now).await
-            }
-        }
-    }
-
-    pub async fn revoke(
-        &self,
-        subject: &Subject,
-        except: Option<&SessionId>,
-        now: Millis,
-    ) -> Result<usize, Error> {
-        match self {
-            SubjectStores::Kv(index, sessions) => {
-                Subjects::new(index, sessions)
-                    .revoke(subject, except, now)
-                    .await
-            }
-            SubjectStores::Durable(index, sessions) => {
-                Subjects::new(index, sessions)
-                    .revoke(subject, except, now)
-                    .await
-            }
-        }
-    }
-}
-
-/// Session data as a backend hands it to a response.
-pub enum Body {
-    /// Straight from KV to the response, never copied into Wasm.
-    Stream(ReadableStream),
-    Text(String),
-}
-
-impl SessionStore for Backend {
-    type Body = Body;
-
-    async fn load(&self, id: &SessionId) -> Result<Option<Record>, Error> {
-        match self {
-            Backend::Kv(store) => store.load(id).await,
-            Backend::Durable(store) => store.load(id).await,
-        }
-    }
-
-    async fn open(&self, id: &SessionId) -> Result<Option<(Body, Option<Meta>)>, Error> {
-        match self {
-            Backend::Kv(store) => Ok(store
-                .open(id)
-                .await?
-                .map(|(stream, meta)| (Body::Stream(stream), meta))),
-            Backend::Durable(store) => Ok(store
-                .open(id)
-                .await?
-                .map(|(text, meta)| (Body::Text(text), meta))),
-        }
-    }
-
-    async fn save(
-        &self,
-        id: &SessionId,
-        data: &[u8],
-        meta: &Meta,
-        expect: Expect,
-    ) -> Result<Outcome, Error> {
-        match self {
-            Backend::Kv(store) => store.save(id, data, meta, expect).await,
-            Backend::Durable(store) => store.save(id, data, meta, expect).await,
-        }
-    }
-
-    async fn remove(&self, id: &SessionId, expect: Expect) -> Result<Outcome, Error> {
-        match self {
-            Backend::Kv(store) => store.remove(id, expect).await,
-            Backend::Durable(store) => store.remove(id, expect).await,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::session::fixtures::{POLICY, T0};
+    use crate::domain::session::fixtures::{POLICY, T0};
 
     #[test]
     fn expectations() {

@@ -15,26 +15,31 @@ use worker::{
     durable_object, wasm_bindgen, web_sys, DurableObject, Env, Request, Response, State, Storage,
 };
 
-use crate::config::Config;
-use crate::error::Error;
-use crate::handlers::{SessionScope, SubjectScope, KV_BINDING};
-use crate::http::{self, Incoming, Reply};
-use crate::id::SessionId;
-use crate::routes::{self, Handler};
-use crate::runtime;
-use crate::session::Meta;
-use crate::store::durable::ObjectStorage;
-use crate::store::durable::{
-    call_object, members_text, parse_member_line, peer, stored_id, DoStorage, Peers, SqlIndex,
-    SqlSessions, SubjectPeers, ID_HEADER, INDEX_PATH, MEMBER_HEADER, SUBJECT_HEADER,
+use crate::domain::config::Config;
+use crate::domain::error::Error;
+use crate::domain::id::SessionId;
+use crate::domain::session::Meta;
+use crate::domain::subject::Subject;
+use crate::edge::handlers::{SessionScope, SubjectScope, KV_BINDING};
+use crate::edge::http::{self, Incoming, Reply};
+use crate::edge::routes::{self, Handler};
+use crate::edge::runtime;
+use crate::service::subjects::SubjectStores;
+use crate::store::backend::{Backend, IndexBackend};
+use crate::store::durable::index::SqlIndex;
+use crate::store::durable::peers::{
+    call_object, members_text, parse_member_line, peer, Peers, SubjectPeers, ID_HEADER, INDEX_PATH,
+    MEMBER_HEADER, SUBJECT_HEADER,
 };
+use crate::store::durable::sessions::{stored_id, SqlSessions};
+use crate::store::durable::storage::DoStorage;
+use crate::store::durable::ObjectStorage;
 use crate::store::kv::Kv;
-use crate::store::{Backend, IndexBackend, Outcome, SessionStore, SubjectIndex, SubjectStores};
-use crate::subject::Subject;
+use crate::store::{Outcome, SessionStore, SubjectIndex};
 
 /// The bindings of the namespaces in `wrangler.toml`: one object per session, one per subject.
-pub const BINDING: &str = "sessions";
-pub const SUBJECT_BINDING: &str = "subjects";
+const BINDING: &str = "sessions";
+const SUBJECT_BINDING: &str = "subjects";
 
 /// The error code of a problem the object answered, for the worker's request log.
 pub const CODE_HEADER: &str = "session-state-code";
@@ -70,7 +75,7 @@ impl DurableObject for SessionObject {
         match rung {
             Ok(()) => Response::empty(),
             Err(err) => {
-                crate::log_internal("alarm", &err);
+                crate::edge::log::internal("alarm", &err);
                 // The runtime tries a failed alarm again, with backoff.
                 Err(worker::Error::RustError(err.code().into()))
             }
@@ -109,7 +114,7 @@ impl DurableObject for SubjectObject {
         match index.on_alarm(runtime::now()).await {
             Ok(()) => Response::empty(),
             Err(err) => {
-                crate::log_internal("alarm", &err);
+                crate::edge::log::internal("alarm", &err);
                 Err(worker::Error::RustError(err.code().into()))
             }
         }
@@ -123,7 +128,7 @@ async fn serve_subject(
     env: &Env,
 ) -> Result<Reply, Error> {
     // A misconfigured deployment fails here as everywhere else.
-    crate::config(env)?;
+    crate::edge::settings::config(env)?;
     let subject = req
         .header(SUBJECT_HEADER)
         .and_then(|hex| Subject::from_hex(&hex))
@@ -173,7 +178,7 @@ async fn serve_subject(
 
 /// The problem document for an error an object answers, with its code for the worker's log.
 fn problem(route: &str, err: &Error) -> Reply {
-    crate::log_internal(route, err);
+    crate::edge::log::internal(route, err);
     Reply::problem(err).header(CODE_HEADER, err.code().into())
 }
 
@@ -206,7 +211,7 @@ async fn answer(req: Incoming, storage: Storage, env: Env) -> web_sys::Response 
 }
 
 async fn serve(req: Incoming, path: &str, storage: Storage, env: &Env) -> Result<Reply, Error> {
-    let config: Rc<Config> = crate::config(env)?;
+    let config: Rc<Config> = crate::edge::settings::config(env)?;
     let id = req
         .header(ID_HEADER)
         .and_then(|id| SessionId::parse(&id))
@@ -281,7 +286,7 @@ async fn serve_peer(
 
 /// The alarm: expiry, and the end of a moved session's marker.
 async fn ring(storage: Storage, env: Env) -> Result<(), Error> {
-    let config = crate::config(&env)?;
+    let config = crate::edge::settings::config(&env)?;
     let storage = DoStorage::new(storage);
     let Some(own) = stored_id(&storage)? else {
         return storage.delete_all().await;
@@ -291,12 +296,37 @@ async fn ring(storage: Storage, env: Env) -> Result<(), Error> {
         .await
 }
 
-/// The worker's side: hands a request to the object named `name` in the namespace `binding`,
+/// The worker's side of a session route in strong mode: the request goes to the session's object.
+pub async fn forward_session(
+    req: Incoming,
+    env: &Env,
+    id: &SessionId,
+    body: Option<web_sys::Blob>,
+) -> Result<Reply, Error> {
+    let name = id.to_string();
+    forward(req, env, BINDING, &name, (ID_HEADER, &name), body).await
+}
+
+/// The worker's side of a subject route in strong mode: the request goes to the subject's object.
+pub async fn forward_subject(req: Incoming, env: &Env, subject: &Subject) -> Result<Reply, Error> {
+    let name = subject.hex();
+    forward(
+        req,
+        env,
+        SUBJECT_BINDING,
+        &name,
+        (SUBJECT_HEADER, &name),
+        None,
+    )
+    .await
+}
+
+/// Hands a request to the object named `name` in the namespace `binding`,
 /// marked with `header` (which session or subject it is about), and gives back its answer with
 /// headers the worker may still change. A body is passed as already read (see
 /// [`http::read_blob`]): a body streamed on to the object would still be pumped after the object
 /// answered early without reading it, which the runtime refuses.
-pub async fn forward(
+async fn forward(
     req: Incoming,
     env: &Env,
     binding: &str,

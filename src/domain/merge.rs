@@ -1,11 +1,11 @@
-//! Merging a patch into session data, both raw JSON text held to [`crate::json`]'s grammar.
+//! Merging a patch into session data, both raw JSON text held to [`crate::domain::json`]'s grammar.
 //!
 //! A merge finds each target member's name among the patch's: the patch's names are sorted once
 //! and looked up by binary search, so merging m keys into n costs (n + m) log m, and no input can
 //! make it slower (there is no hash table to flood). Members the patch does not name are copied
 //! as written, in their order; new keys follow in the patch's order.
 
-use crate::json::{self, BodyError, JsonObject, Member};
+use crate::domain::json::{self, BodyError, JsonObject, Member};
 
 /// How `PATCH /add` combines the body with the stored data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -8,11 +8,9 @@
 
 use std::fmt::Write;
 
-use crate::json;
-use crate::subject::Subject;
-
-/// Milliseconds since the Unix epoch.
-pub type Millis = u64;
+use crate::domain::json;
+use crate::domain::subject::Subject;
+use crate::domain::time::Millis;
 
 const MS_PER_SECOND: u64 = 1000;
 

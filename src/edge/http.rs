@@ -1,6 +1,6 @@
 //! The HTTP edge: the request as the worker reads it, its body (size, media type, JSON object),
 //! and the reply. Header parsing and replies are plain Rust, tested natively; a reply becomes a
-//! runtime `Response` in one crossing at the very end ([`crate::runtime`]).
+//! runtime `Response` in one crossing at the very end ([`crate::edge::runtime`]).
 
 use std::borrow::Cow;
 
@@ -9,13 +9,13 @@ use worker::wasm_bindgen::JsCast;
 use worker::wasm_bindgen_futures::JsFuture;
 use worker::web_sys::{self, Blob, ReadableStream, ReadableStreamDefaultReader};
 
-use crate::error::Error;
-use crate::json::JsonObject;
-use crate::merge::Merge;
-use crate::runtime::{self, Head};
-use crate::session::Meta;
-use crate::sessions::etag;
-use crate::time::rfc3339;
+use crate::domain::error::Error;
+use crate::domain::json::JsonObject;
+use crate::domain::merge::Merge;
+use crate::domain::precondition::etag;
+use crate::domain::session::Meta;
+use crate::domain::time::rfc3339;
+use crate::edge::runtime::{self, Head};
 
 /// A request: the runtime's, and what the worker reads of it.
 pub struct Incoming {
@@ -102,44 +102,6 @@ fn zero_quality(q: &str) -> bool {
         && digits(whole)
         && digits(fraction)
         && whole.bytes().chain(fraction.bytes()).all(|b| b == b'0')
-}
-
-/// Decodes `%XX` escapes; `None` for a malformed one (a cache key with one is refused).
-pub fn percent_decode(text: &str) -> Option<Vec<u8>> {
-    decode(text, true)
-}
-
-/// Decodes every well-formed `%XX` and keeps any other `%` as the character it is, as a
-/// forgiving `decodeURIComponent` would: a subject is whatever the caller sent, and the same
-/// subject decodes alike from a path and from a header.
-pub fn percent_decode_lenient(text: &str) -> Vec<u8> {
-    decode(text, false).unwrap_or_default()
-}
-
-fn decode(text: &str, strict: bool) -> Option<Vec<u8>> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut at = 0;
-    while at < bytes.len() {
-        if bytes[at] == b'%' {
-            let escaped = std::str::from_utf8(bytes.get(at + 1..at + 3).unwrap_or_default())
-                .ok()
-                .filter(|hex| hex.len() == 2)
-                .and_then(|hex| u8::from_str_radix(hex, 16).ok());
-            match escaped {
-                Some(byte) => {
-                    out.push(byte);
-                    at += 3;
-                    continue;
-                }
-                None if strict => return None,
-                None => {}
-            }
-        }
-        out.push(bytes[at]);
-        at += 1;
-    }
-    Some(out)
 }
 
 /// The raw value of the first query parameter `name` in `url`. Values are not percent-decoded:
@@ -430,18 +392,6 @@ mod tests {
         assert!(problem.lines().contains("retry-after\n1\n"));
         let refused = Reply::problem(&Error::MethodNotAllowed { allow: "GET, HEAD" });
         assert!(refused.lines().contains("allow\nGET, HEAD\n"));
-    }
-
-    #[test]
-    fn percent_decoding_strict_and_lenient() {
-        assert_eq!(percent_decode("a%20b%2Fc").unwrap(), b"a b/c");
-        for malformed in ["%", "%4", "%zz", "a%4g"] {
-            assert_eq!(percent_decode(malformed), None, "{malformed}");
-        }
-        assert_eq!(percent_decode_lenient("zo%C3%AB"), "zoë".as_bytes());
-        assert_eq!(percent_decode_lenient("100%"), b"100%");
-        assert_eq!(percent_decode_lenient("% M%41"), b"% MA");
-        assert_eq!(percent_decode_lenient("%zz%2"), b"%zz%2");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use wasm_bindgen::prelude::wasm_bindgen;
 use worker::js_sys;
 use worker::web_sys::{ReadableStream, Request, Response};
 
-use crate::session::Millis;
+use crate::domain::time::Millis;
 
 #[wasm_bindgen(inline_js = r#"
 const HEADERS = ['content-type', 'content-length', 'if-match', 'accept', 'authorization',

@@ -4,10 +4,11 @@
 //! and a detail written for the caller. Internal errors carry their cause for the log only: the
 //! response says nothing about it.
 
+use std::fmt;
+
 use serde::Serialize;
 
-use crate::config::ConfigError;
-use crate::json::BodyError;
+use crate::domain::json::BodyError;
 
 #[derive(Debug)]
 pub enum Error {
@@ -17,6 +18,8 @@ pub enum Error {
     InvalidTtl(String),
     InvalidCacheKey,
     InvalidSubject,
+    /// An `If-Match` header outside the RFC 9110 grammar: never ignored, never a lost race.
+    InvalidIfMatch,
     Unauthorized,
     SessionNotFound,
     CacheEntryNotFound,
@@ -67,6 +70,7 @@ impl Error {
             Error::InvalidTtl(_) => "invalid_ttl",
             Error::InvalidCacheKey => "invalid_cache_key",
             Error::InvalidSubject => "invalid_subject",
+            Error::InvalidIfMatch => "invalid_if_match",
             Error::Unauthorized => "unauthorized",
             Error::SessionNotFound => "session_not_found",
             Error::CacheEntryNotFound => "cache_entry_not_found",
@@ -90,7 +94,8 @@ impl Error {
             | Error::InvalidSessionId
             | Error::InvalidTtl(_)
             | Error::InvalidCacheKey
-            | Error::InvalidSubject => 400,
+            | Error::InvalidSubject
+            | Error::InvalidIfMatch => 400,
             Error::Unauthorized => 401,
             Error::SessionNotFound | Error::CacheEntryNotFound | Error::NotFound => 404,
             Error::MethodNotAllowed { .. } => 405,
@@ -151,6 +156,9 @@ impl Error {
             Error::InvalidSubject => {
                 "A subject is 1 to 256 bytes, percent-encoded in a path or header.".into()
             }
+            Error::InvalidIfMatch => "If-Match must be * or a comma-separated list of entity tags \
+                (RFC 9110), such as \"3\" or W/\"x\"."
+                .into(),
             Error::Unauthorized => {
                 "This service needs an Authorization: Bearer <token> header with a valid token."
                     .into()
@@ -213,12 +221,6 @@ impl Error {
     }
 }
 
-impl From<worker::Error> for Error {
-    fn from(err: worker::Error) -> Self {
-        Error::Internal(err.to_string())
-    }
-}
-
 /// A body (or a stored value) that is not session data.
 impl From<BodyError> for Error {
     fn from(err: BodyError) -> Self {
@@ -226,6 +228,23 @@ impl From<BodyError> for Error {
             BodyError::NotJson => Error::InvalidJson,
             BodyError::NotObject => Error::InvalidBody("a JSON object"),
         }
+    }
+}
+
+/// A variable with a value the worker refuses to run with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub reason: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid configuration: {} {}",
+            self.variable, self.reason
+        )
     }
 }
 
@@ -241,13 +260,14 @@ mod tests {
 
     #[test]
     fn every_contract_error_maps_to_its_status_and_code() {
-        let cases: [(Error, u16, &str); 19] = [
+        let cases: [(Error, u16, &str); 20] = [
             (Error::InvalidJson, 400, "invalid_json"),
             (Error::InvalidBody("a JSON object"), 400, "invalid_body"),
             (Error::InvalidSessionId, 400, "invalid_session_id"),
             (Error::InvalidTtl("x".into()), 400, "invalid_ttl"),
             (Error::InvalidCacheKey, 400, "invalid_cache_key"),
             (Error::InvalidSubject, 400, "invalid_subject"),
+            (Error::InvalidIfMatch, 400, "invalid_if_match"),
             (Error::Unauthorized, 401, "unauthorized"),
             (Error::SessionNotFound, 404, "session_not_found"),
             (Error::CacheEntryNotFound, 404, "cache_entry_not_found"),

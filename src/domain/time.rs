@@ -3,7 +3,8 @@
 
 use std::fmt::Write;
 
-use crate::session::Millis;
+/// Milliseconds since the Unix epoch.
+pub type Millis = u64;
 
 /// Formats as `YYYY-MM-DDTHH:MM:SS.mmmZ` (UTC, millisecond precision).
 pub fn rfc3339(ms: Millis) -> String {

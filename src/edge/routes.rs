@@ -3,8 +3,8 @@
 //! with `Allow` from the row for any other method (TRACE and CONNECT included), and logs name a
 //! request by its row's pattern, never by the concrete id.
 
-use crate::handlers::{self, Answer, Scope, SessionScope, SubjectScope};
-use crate::http::Incoming;
+use crate::edge::handlers::{self, Answer, Scope, SessionScope, SubjectScope};
+use crate::edge::http::Incoming;
 
 /// A handler as the table holds it: an `async fn` behind a boxed future.
 pub type SessionHandler = for<'a> fn(Incoming, &'a SessionScope<'a>) -> Answer<'a>;

@@ -10,14 +10,16 @@
 
 use std::borrow::Cow;
 
-use crate::error::Error;
-use crate::id::SessionId;
-use crate::json::JsonObject;
-use crate::merge::{merge, Merge};
-use crate::session::{Meta, Millis, Policy};
+use crate::domain::error::Error;
+use crate::domain::id::SessionId;
+use crate::domain::json::JsonObject;
+use crate::domain::merge::{merge, Merge};
+use crate::domain::precondition::IfMatch;
+use crate::domain::session::{Meta, Policy};
+use crate::domain::subject::Subject;
+use crate::domain::time::Millis;
+use crate::service::subjects::Subjects;
 use crate::store::{Expect, Member, NoIndex, Outcome, SessionStore, SubjectIndex};
-use crate::subject::Subject;
-use crate::subjects::Subjects;
 
 /// How many times a write is tried against concurrent writers before it answers `store_busy`.
 pub const ATTEMPTS: usize = 3;
@@ -29,47 +31,6 @@ pub struct Session {
     pub meta: Meta,
     /// Stored by the old worker, without metadata: its first write or touch gives it some.
     pub legacy: bool,
-}
-
-/// The `If-Match` precondition of a write.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum IfMatch {
-    Any,
-    /// Strong entity tags naming versions; tags in any other form never match.
-    Versions(Vec<u64>),
-}
-
-impl IfMatch {
-    /// Parses the header. Comparison is strong (RFC 9110): a weak tag never matches, and a
-    /// version is matched by its exact tag only, so `"01"` and `"+1"` do not match version 1.
-    pub fn parse(header: &str) -> Self {
-        if header.trim() == "*" {
-            return IfMatch::Any;
-        }
-        let versions = header
-            .split(',')
-            .filter_map(|tag| {
-                let digits = tag.trim().strip_prefix('"')?.strip_suffix('"')?;
-                let canonical = !digits.is_empty()
-                    && digits.bytes().all(|b| b.is_ascii_digit())
-                    && (digits == "0" || !digits.starts_with('0'));
-                canonical.then(|| digits.parse().ok()).flatten()
-            })
-            .collect();
-        IfMatch::Versions(versions)
-    }
-
-    fn allows(&self, version: u64) -> bool {
-        match self {
-            IfMatch::Any => true,
-            IfMatch::Versions(versions) => versions.contains(&version),
-        }
-    }
-}
-
-/// The `ETag` of a session version.
-pub fn etag(version: u64) -> String {
-    format!("\"{version}\"")
 }
 
 pub struct Sessions<'s, S, I = NoIndex> {
@@ -350,7 +311,7 @@ fn lost_races() -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::session::fixtures::{POLICY, S, T0};
+    use crate::domain::session::fixtures::{POLICY, S, T0};
     use crate::store::kv::KvSessions;
     use crate::store::memory::{run, Fault, MemoryKv, Op, StrictSessions};
 
@@ -613,8 +574,8 @@ mod tests {
         let store = kv();
         let sessions = Sessions::new(&store, POLICY);
         run(sessions.create(id(1), &object(r#"{"a":1}"#), None, None, T0)).unwrap();
-        let stale = IfMatch::parse("\"7\"");
-        let current = IfMatch::parse("W/\"0\", \"1\"");
+        let stale = IfMatch::Versions(vec![7]);
+        let current = IfMatch::Versions(vec![1]);
         let body = object(r#"{"b":1}"#);
         assert!(matches!(
             run(sessions.replace(&id(1), &body, Some(&stale), T0)),
@@ -640,23 +601,6 @@ mod tests {
             run(sessions.delete(&id(1), Some(&IfMatch::Any), T0)),
             Err(Error::SessionNotFound)
         ));
-    }
-
-    #[test]
-    fn if_match_is_a_strong_comparison() {
-        assert_eq!(IfMatch::parse(" * "), IfMatch::Any);
-        assert_eq!(IfMatch::parse("\"3\""), IfMatch::Versions(vec![3]));
-        assert_eq!(
-            IfMatch::parse("\"3\", \"4\""),
-            IfMatch::Versions(vec![3, 4])
-        );
-        assert_eq!(IfMatch::parse("\"0\""), IfMatch::Versions(vec![0]));
-        for never in [
-            "W/\"3\"", "3", "\"01\"", "\"+1\"", "\"\"", "\"1 \"", "\"-1\"", "\"1e0\"",
-        ] {
-            assert_eq!(IfMatch::parse(never), IfMatch::Versions(vec![]), "{never}");
-        }
-        assert_eq!(etag(12), "\"12\"");
     }
 
     #[test]
@@ -778,7 +722,7 @@ mod tests {
         run(sessions.create(id(1), &object(r#"{"a":1}"#), None, None, T0)).unwrap();
         store.interleave(id(1), r#"{"other":true}"#);
         let result =
-            run(sessions.replace(&id(1), &object("{}"), Some(&IfMatch::parse("\"1\"")), T0));
+            run(sessions.replace(&id(1), &object("{}"), Some(&IfMatch::Versions(vec![1])), T0));
         assert!(matches!(result, Err(Error::PreconditionFailed)));
         assert_eq!(store.kv().value(&key(1)).unwrap(), r#"{"other":true}"#);
     }

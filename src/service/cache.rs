@@ -7,10 +7,10 @@
 
 use serde::Serialize;
 
-use crate::error::Error;
-use crate::http::percent_decode;
-use crate::json::{self, JsonObject};
-use crate::session::KV_MIN_TTL;
+use crate::domain::error::Error;
+use crate::domain::json::{self, JsonObject};
+use crate::domain::percent::percent_decode;
+use crate::domain::session::KV_MIN_TTL;
 use crate::store::KeyValue;
 
 const PREFIX: &str = "cache:";

@@ -3,10 +3,8 @@
 //! A bad value never falls back to a default: it fails every request with a `500` whose detail
 //! names the variable, and a log line, until it is fixed.
 
-use std::fmt;
-
-use crate::log::RequestLog;
-use crate::session::Policy;
+use crate::domain::error::ConfigError;
+use crate::domain::session::Policy;
 
 pub const SESSION_TTL_SECONDS: &str = "SESSION_TTL_SECONDS";
 pub const SESSION_MAX_LIFETIME_SECONDS: &str = "SESSION_MAX_LIFETIME_SECONDS";
@@ -45,6 +43,31 @@ pub enum SessionBackend {
     DurableObject,
 }
 
+/// Which requests get a log line (`LOG_REQUESTS`). Workers Logs bill per line and each line
+/// costs CPU, so by default only what an operator acts on is logged: server errors, store
+/// refusals (`429`) and slow requests. Internal errors get their own line in every mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequestLog {
+    /// Every request.
+    All,
+    /// Status 500 and above, 429, and requests that took [`SLOW_MS`] or more.
+    Errors,
+    Off,
+}
+
+/// A request at least this slow is logged under [`RequestLog::Errors`].
+pub const SLOW_MS: u64 = 1000;
+
+impl RequestLog {
+    pub fn wants(self, status: u16, duration_ms: u64) -> bool {
+        match self {
+            RequestLog::All => true,
+            RequestLog::Errors => status >= 500 || status == 429 || duration_ms >= SLOW_MS,
+            RequestLog::Off => false,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
     pub backend: SessionBackend,
@@ -61,23 +84,6 @@ pub struct Config {
     pub subject_key: Option<Vec<u8>>,
     /// Which requests get a log line: errors and slow ones by default.
     pub log_requests: RequestLog,
-}
-
-/// A variable with a value the worker refuses to run with.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ConfigError {
-    pub variable: &'static str,
-    pub reason: String,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "invalid configuration: {} {}",
-            self.variable, self.reason
-        )
-    }
 }
 
 impl Config {
@@ -201,6 +207,25 @@ fn whole_number(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn by_default_errors_refusals_and_slow_requests_are_logged() {
+        let log = RequestLog::Errors;
+        for (status, ms, logged) in [
+            (200, 3, false),
+            (404, 3, false),
+            (412, 3, false),
+            (429, 3, true),
+            (500, 3, true),
+            (503, 3, true),
+            (200, SLOW_MS - 1, false),
+            (200, SLOW_MS, true),
+        ] {
+            assert_eq!(log.wants(status, ms), logged, "{status} in {ms} ms");
+        }
+        assert!(RequestLog::All.wants(200, 0));
+        assert!(!RequestLog::Off.wants(500, 5000));
+    }
 
     fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
         Config::from_lookup(|name| {

@@ -3,31 +3,9 @@
 //! inside an error's text is cut to its first 8 characters.
 
 use serde::Serialize;
+use worker::console_error;
 
-/// Which requests get a log line (`LOG_REQUESTS`). Workers Logs bill per line and each line
-/// costs CPU, so by default only what an operator acts on is logged: server errors, store
-/// refusals (`429`) and slow requests. Internal errors get their own line in every mode.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RequestLog {
-    /// Every request.
-    All,
-    /// Status 500 and above, 429, and requests that took [`SLOW_MS`] or more.
-    Errors,
-    Off,
-}
-
-/// A request at least this slow is logged under [`RequestLog::Errors`].
-pub const SLOW_MS: u64 = 1000;
-
-impl RequestLog {
-    pub fn wants(self, status: u16, duration_ms: u64) -> bool {
-        match self {
-            RequestLog::All => true,
-            RequestLog::Errors => status >= 500 || status == 429 || duration_ms >= SLOW_MS,
-            RequestLog::Off => false,
-        }
-    }
-}
+use crate::domain::error::Error;
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -64,6 +42,14 @@ pub fn error_line(route: &str, code: &str, cause: &str) -> String {
     serde_json::to_string(&line).unwrap_or_default()
 }
 
+/// Logs an internal error (a store failure, a bad configuration, anything unexpected) with its
+/// cause; errors the caller made are not logged here.
+pub fn internal(route: &str, err: &Error) {
+    if let Some(cause) = err.log_cause() {
+        console_error!("{}", error_line(route, err.code(), &cause));
+    }
+}
+
 /// Replaces every UUID-shaped run (8-4-4-4-12 hex digits) by its first 8 characters and `…`.
 pub fn shorten_ids(text: &str) -> String {
     const SHAPE: &[u8; 36] = b"xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx";
@@ -95,25 +81,6 @@ pub fn shorten_ids(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn by_default_errors_refusals_and_slow_requests_are_logged() {
-        let log = RequestLog::Errors;
-        for (status, ms, logged) in [
-            (200, 3, false),
-            (404, 3, false),
-            (412, 3, false),
-            (429, 3, true),
-            (500, 3, true),
-            (503, 3, true),
-            (200, SLOW_MS - 1, false),
-            (200, SLOW_MS, true),
-        ] {
-            assert_eq!(log.wants(status, ms), logged, "{status} in {ms} ms");
-        }
-        assert!(RequestLog::All.wants(200, 0));
-        assert!(!RequestLog::Off.wants(500, 5000));
-    }
 
     #[test]
     fn request_lines_are_one_json_object() {

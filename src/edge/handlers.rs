@@ -7,18 +7,21 @@ use std::pin::Pin;
 use serde::Serialize;
 use worker::Env;
 
-use crate::cache::{self, Cache, CacheKey};
-use crate::config::Config;
-use crate::error::Error;
-use crate::http::{self, read_object, with_session_headers, Incoming, Reply, JSON, TEXT};
-use crate::id::SessionId;
-use crate::json::{self, JsonObject};
-use crate::session::{Meta, Millis};
-use crate::sessions::{IfMatch, Sessions};
+use crate::domain::config::Config;
+use crate::domain::error::Error;
+use crate::domain::id::SessionId;
+use crate::domain::json::{self, JsonObject};
+use crate::domain::precondition::IfMatch;
+use crate::domain::session::Meta;
+use crate::domain::subject::Subject;
+use crate::domain::time::rfc3339;
+use crate::domain::time::Millis;
+use crate::edge::http::{self, read_object, with_session_headers, Incoming, Reply, JSON, TEXT};
+use crate::service::cache::{self, Cache, CacheKey};
+use crate::service::sessions::Sessions;
+use crate::service::subjects::SubjectStores;
+use crate::store::backend::{Backend, Body, IndexBackend};
 use crate::store::kv::Kv;
-use crate::store::{Backend, Body, IndexBackend, SubjectStores};
-use crate::subject::Subject;
-use crate::time::rfc3339;
 
 /// What a handler returns, boxed so that the route table can hold every handler alike.
 pub type Answer<'a> = Pin<Box<dyn Future<Output = Result<Reply, Error>> + 'a>>;
@@ -62,8 +65,9 @@ pub struct SubjectScope<'a> {
 /// The embedded OpenAPI document, converted from `openapi.yaml` at build time.
 const OPENAPI_JSON: &str = include_str!(concat!(env!("OUT_DIR"), "/openapi.json"));
 
-fn if_match(req: &Incoming) -> Option<IfMatch> {
-    req.head.if_match.as_deref().map(IfMatch::parse)
+/// The `If-Match` precondition, if the request has one; `400` when it cannot be read.
+fn if_match(req: &Incoming) -> Result<Option<IfMatch>, Error> {
+    req.head.if_match.as_deref().map(IfMatch::parse).transpose()
 }
 
 /// `?ttl=N` on `/create`: the session's own idle timeout.
@@ -160,10 +164,11 @@ pub async fn get(_req: Incoming, scope: &SessionScope<'_>) -> Result<Reply, Erro
 }
 
 pub async fn update(req: Incoming, scope: &SessionScope<'_>) -> Result<Reply, Error> {
+    let if_match = if_match(&req)?;
     let (data, _) = read_object(&req, scope.config.policy.max_bytes).await?;
     let meta = scope
         .sessions()
-        .replace(&scope.id, &data, if_match(&req).as_ref(), scope.now)
+        .replace(&scope.id, &data, if_match.as_ref(), scope.now)
         .await?;
     Ok(with_session_headers(
         Reply::body(200, JSON, data.into_bytes()),
@@ -172,18 +177,20 @@ pub async fn update(req: Incoming, scope: &SessionScope<'_>) -> Result<Reply, Er
 }
 
 pub async fn add(req: Incoming, scope: &SessionScope<'_>) -> Result<Reply, Error> {
+    let if_match = if_match(&req)?;
     let (patch, how) = read_object(&req, scope.config.policy.max_bytes).await?;
     let (merged, meta) = scope
         .sessions()
-        .merge(&scope.id, &patch, how, if_match(&req).as_ref(), scope.now)
+        .merge(&scope.id, &patch, how, if_match.as_ref(), scope.now)
         .await?;
     Ok(with_session_headers(Reply::body(200, JSON, merged), &meta))
 }
 
 pub async fn delete(req: Incoming, scope: &SessionScope<'_>) -> Result<Reply, Error> {
+    let if_match = if_match(&req)?;
     scope
         .sessions()
-        .delete(&scope.id, if_match(&req).as_ref(), scope.now)
+        .delete(&scope.id, if_match.as_ref(), scope.now)
         .await?;
     Ok(Reply::no_content())
 }

@@ -1,0 +1,108 @@
+//! The backends a request can meet, behind one type each, so that handlers are written once: the
+//! session store (KV in the worker, SQLite in a session's object) and the subject index (KV, or
+//! the subject's object).
+
+use worker::web_sys::ReadableStream;
+
+use crate::domain::error::Error;
+use crate::domain::id::SessionId;
+use crate::domain::session::Meta;
+use crate::domain::subject::Subject;
+use crate::domain::time::Millis;
+use crate::store::durable::peers::{Peers, SubjectPeers};
+use crate::store::durable::sessions::SqlSessions;
+use crate::store::durable::storage::DoStorage;
+use crate::store::kv::{Kv, KvIndex, KvSessions};
+use crate::store::{Expect, Member, Outcome, Record, SessionStore, SubjectIndex};
+
+/// The store a request's session lives in: KV, in the worker; SQLite, in the session's object.
+pub enum Backend {
+    Kv(KvSessions<Kv>),
+    Durable(SqlSessions<DoStorage, Kv, Peers>),
+}
+
+/// Where a session's object or the worker lists the subject of a new session.
+pub enum IndexBackend {
+    Kv(KvIndex<Kv>),
+    Durable(SubjectPeers),
+}
+
+impl SubjectIndex for IndexBackend {
+    async fn add(
+        &self,
+        subject: &Subject,
+        member: Member,
+        until: Millis,
+        now: Millis,
+    ) -> Result<(), Error> {
+        match self {
+            IndexBackend::Kv(index) => index.add(subject, member, until, now).await,
+            IndexBackend::Durable(index) => index.add(subject, member, until, now).await,
+        }
+    }
+
+    async fn remove(&self, subject: &Subject, id: &SessionId) -> Result<(), Error> {
+        match self {
+            IndexBackend::Kv(index) => index.remove(subject, id).await,
+            IndexBackend::Durable(index) => index.remove(subject, id).await,
+        }
+    }
+
+    async fn members(&self, subject: &Subject) -> Result<Vec<Member>, Error> {
+        match self {
+            IndexBackend::Kv(index) => index.members(subject).await,
+            IndexBackend::Durable(index) => index.members(subject).await,
+        }
+    }
+}
+
+/// Session data as a backend hands it to a response.
+pub enum Body {
+    /// Straight from KV to the response, never copied into Wasm.
+    Stream(ReadableStream),
+    Text(String),
+}
+
+impl SessionStore for Backend {
+    type Body = Body;
+
+    async fn load(&self, id: &SessionId) -> Result<Option<Record>, Error> {
+        match self {
+            Backend::Kv(store) => store.load(id).await,
+            Backend::Durable(store) => store.load(id).await,
+        }
+    }
+
+    async fn open(&self, id: &SessionId) -> Result<Option<(Body, Option<Meta>)>, Error> {
+        match self {
+            Backend::Kv(store) => Ok(store
+                .open(id)
+                .await?
+                .map(|(stream, meta)| (Body::Stream(stream), meta))),
+            Backend::Durable(store) => Ok(store
+                .open(id)
+                .await?
+                .map(|(text, meta)| (Body::Text(text), meta))),
+        }
+    }
+
+    async fn save(
+        &self,
+        id: &SessionId,
+        data: &[u8],
+        meta: &Meta,
+        expect: Expect,
+    ) -> Result<Outcome, Error> {
+        match self {
+            Backend::Kv(store) => store.save(id, data, meta, expect).await,
+            Backend::Durable(store) => store.save(id, data, meta, expect).await,
+        }
+    }
+
+    async fn remove(&self, id: &SessionId, expect: Expect) -> Result<Outcome, Error> {
+        match self {
+            Backend::Kv(store) => store.remove(id, expect).await,
+            Backend::Durable(store) => store.remove(id, expect).await,
+        }
+    }
+}

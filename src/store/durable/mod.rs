@@ -1,0 +1,50 @@
+//! Strong mode's storage: a Durable Object's SQLite, as the session store
+//! ([`sessions`]), as a subject's index ([`index`]), the runtime's storage behind it
+//! ([`storage`]), and the calls between objects ([`peers`]).
+//!
+//! The SQL runs against [`ObjectStorage`]: the Durable Object's storage in the worker, SQLite
+//! itself in native tests, so every statement here is tested natively.
+
+pub mod index;
+pub mod peers;
+pub mod sessions;
+pub mod storage;
+
+use crate::domain::error::Error;
+use crate::domain::time::Millis;
+
+/// A value in or out of SQLite.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    Null,
+    Integer(i64),
+    Text(String),
+}
+
+/// A Durable Object's storage, as this store uses it.
+#[allow(
+    async_fn_in_trait,
+    reason = "Workers run single-threaded; futures need not be Send"
+)]
+pub trait ObjectStorage {
+    /// Runs one statement and returns the rows it yields (`RETURNING` rows included).
+    fn exec(&self, query: &str, params: Vec<Value>) -> Result<Vec<Vec<Value>>, Error>;
+    /// Wakes the object at `at` (milliseconds since the epoch); replaces an earlier alarm.
+    async fn set_alarm(&self, at: Millis) -> Result<(), Error>;
+    /// Removes everything, the alarm included: the object then costs no storage.
+    async fn delete_all(&self) -> Result<(), Error>;
+}
+
+pub fn int(value: u64) -> Value {
+    Value::Integer(i64::try_from(value).unwrap_or(i64::MAX))
+}
+
+/// Whether the table `name` exists: objects create their tables on first write, so that an
+/// object only ever read stays empty.
+pub fn has_table(storage: &impl ObjectStorage, name: &str) -> Result<bool, Error> {
+    let rows = storage.exec(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+        vec![Value::Text(name.into())],
+    )?;
+    Ok(!rows.is_empty())
+}

@@ -1,0 +1,66 @@
+//! A Durable Object's own storage, SQL, alarm and all, as [`ObjectStorage`]: the one place that
+//! calls the runtime's storage API.
+
+use worker::js_sys::Date as JsDate;
+use worker::wasm_bindgen::JsValue;
+use worker::{ScheduledTime, SqlStorage, SqlStorageValue, Storage};
+
+use crate::domain::error::Error;
+use crate::domain::time::Millis;
+use crate::store::durable::{ObjectStorage, Value};
+
+pub struct DoStorage {
+    storage: Storage,
+    sql: SqlStorage,
+}
+
+impl DoStorage {
+    pub fn new(storage: Storage) -> Self {
+        let sql = storage.sql();
+        Self { storage, sql }
+    }
+}
+
+fn storage_failure(err: worker::Error) -> Error {
+    Error::StoreUnavailable(format!("durable object storage: {err}"))
+}
+
+impl ObjectStorage for DoStorage {
+    fn exec(&self, query: &str, params: Vec<Value>) -> Result<Vec<Vec<Value>>, Error> {
+        let bindings = params
+            .into_iter()
+            .map(|value| match value {
+                Value::Null => SqlStorageValue::Null,
+                Value::Integer(n) => SqlStorageValue::Integer(n),
+                Value::Text(text) => SqlStorageValue::String(text),
+            })
+            .collect::<Vec<_>>();
+        let cursor = self.sql.exec(query, bindings).map_err(storage_failure)?;
+        cursor
+            .raw()
+            .map(|row| {
+                let row = row.map_err(storage_failure)?;
+                Ok(row
+                    .into_iter()
+                    .map(|value| match value {
+                        SqlStorageValue::Integer(n) => Value::Integer(n),
+                        // Whole numbers past 2^53 come back as floats; ours never get there.
+                        SqlStorageValue::Float(f) => Value::Integer(f as i64),
+                        SqlStorageValue::String(text) => Value::Text(text),
+                        _ => Value::Null,
+                    })
+                    .collect())
+            })
+            .collect()
+    }
+
+    async fn set_alarm(&self, at: Millis) -> Result<(), Error> {
+        let at = ScheduledTime::new(JsDate::new(&JsValue::from_f64(at as f64)));
+        self.storage.set_alarm(at).await.map_err(storage_failure)
+    }
+
+    async fn delete_all(&self) -> Result<(), Error> {
+        self.storage.delete_alarm().await.map_err(storage_failure)?;
+        self.storage.delete_all().await.map_err(storage_failure)
+    }
+}
