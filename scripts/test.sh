@@ -30,6 +30,9 @@ rm -f "$generated"
 client/node_modules/.bin/tsc --project client/tsconfig.json --noEmit
 client/node_modules/.bin/tsc --project tests/fixtures/user-mgmt/tsconfig.json --noEmit
 
+step "typed client: installs as a package (from a folder of a fresh clone, and packed)"
+node --test tests/package/
+
 step "release build"
 bash scripts/build.sh
 

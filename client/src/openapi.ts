@@ -291,7 +291,7 @@ export interface components {
             status: number;
             detail: string;
             /** @enum {string} */
-            code: "invalid_json" | "invalid_body" | "invalid_session_id" | "invalid_ttl" | "invalid_cache_key" | "invalid_subject" | "unauthorized" | "session_not_found" | "cache_entry_not_found" | "not_found" | "method_not_allowed" | "session_not_mergeable" | "precondition_failed" | "payload_too_large" | "unsupported_media_type" | "store_busy" | "invalid_configuration" | "internal" | "store_unavailable";
+            code: "invalid_json" | "invalid_body" | "invalid_session_id" | "invalid_ttl" | "invalid_cache_key" | "invalid_subject" | "invalid_if_match" | "unauthorized" | "session_not_found" | "cache_entry_not_found" | "not_found" | "method_not_allowed" | "session_not_mergeable" | "precondition_failed" | "payload_too_large" | "unsupported_media_type" | "store_busy" | "invalid_configuration" | "internal" | "store_unavailable";
         };
     };
     responses: {
@@ -322,7 +322,7 @@ export interface components {
                 "application/json": components["schemas"]["SessionData"];
             };
         };
-        /** @description `invalid_json`, `invalid_body`, `invalid_session_id`, `invalid_ttl`, `invalid_cache_key` or `invalid_subject`. */
+        /** @description `invalid_json`, `invalid_body`, `invalid_session_id`, `invalid_ttl`, `invalid_cache_key`, `invalid_subject` or `invalid_if_match`. */
         BadRequest: {
             headers: {
                 [name: string]: unknown;
@@ -431,7 +431,13 @@ export interface components {
         SessionId: components["schemas"]["SessionId"];
         /** @description `application/json` for a JSON answer; otherwise the bare id as text. */
         Accept: string;
-        /** @description The `ETag` of the version this write expects, e.g. `"3"`, or `*`. A mismatch is `412`. */
+        /**
+         * @description The `ETag` of the version this write expects, e.g. `"3"`, or `*`: RFC 9110's grammar,
+         *     `"*"` or a comma-separated list of entity tags (`"3"`, `W/"x"`; empty list elements are
+         *     ignored). Comparison is strong: only a strong tag naming the current version matches, and
+         *     anything else that follows the grammar is `412 precondition_failed`. A value outside the
+         *     grammar is `400 invalid_if_match`, never ignored.
+         */
         IfMatch: string;
     };
     requestBodies: {
@@ -536,7 +542,13 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description The `ETag` of the version this write expects, e.g. `"3"`, or `*`. A mismatch is `412`. */
+                /**
+                 * @description The `ETag` of the version this write expects, e.g. `"3"`, or `*`: RFC 9110's grammar,
+                 *     `"*"` or a comma-separated list of entity tags (`"3"`, `W/"x"`; empty list elements are
+                 *     ignored). Comparison is strong: only a strong tag naming the current version matches, and
+                 *     anything else that follows the grammar is `412 precondition_failed`. A value outside the
+                 *     grammar is `400 invalid_if_match`, never ignored.
+                 */
                 "If-Match"?: components["parameters"]["IfMatch"];
             };
             path: {
@@ -564,7 +576,13 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description The `ETag` of the version this write expects, e.g. `"3"`, or `*`. A mismatch is `412`. */
+                /**
+                 * @description The `ETag` of the version this write expects, e.g. `"3"`, or `*`: RFC 9110's grammar,
+                 *     `"*"` or a comma-separated list of entity tags (`"3"`, `W/"x"`; empty list elements are
+                 *     ignored). Comparison is strong: only a strong tag naming the current version matches, and
+                 *     anything else that follows the grammar is `412 precondition_failed`. A value outside the
+                 *     grammar is `400 invalid_if_match`, never ignored.
+                 */
                 "If-Match"?: components["parameters"]["IfMatch"];
             };
             path: {
@@ -598,7 +616,13 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description The `ETag` of the version this write expects, e.g. `"3"`, or `*`. A mismatch is `412`. */
+                /**
+                 * @description The `ETag` of the version this write expects, e.g. `"3"`, or `*`: RFC 9110's grammar,
+                 *     `"*"` or a comma-separated list of entity tags (`"3"`, `W/"x"`; empty list elements are
+                 *     ignored). Comparison is strong: only a strong tag naming the current version matches, and
+                 *     anything else that follows the grammar is `412 precondition_failed`. A value outside the
+                 *     grammar is `400 invalid_if_match`, never ignored.
+                 */
                 "If-Match"?: components["parameters"]["IfMatch"];
             };
             path: {
