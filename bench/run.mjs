@@ -11,7 +11,7 @@
 //
 // Writes bench/results.md. `--smoke` runs one short round (CI), with no thresholds.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
@@ -97,6 +97,20 @@ const VARIANTS = [
   { name: 'strong mode', start: () => startWorker({ vars: { SESSION_BACKEND: 'durable_object' } }) },
   { name: 'JS baseline', start: () => startWorker({ configs: ['bench/wrangler.toml'] }) },
 ];
+// BENCH_BUILDS="name=dir,...": more variants, session-state as shipped but served from another
+// build in `dir` (say, another opt-level), measured side by side with the others in every round.
+for (const entry of (process.env.BENCH_BUILDS ?? '').split(',').filter(Boolean)) {
+  const [name, dir] = entry.split('=');
+  const config = `.wrangler-bench-${name.replace(/\W/g, '_')}.toml`;
+  const toml = readFileSync(join(ROOT, 'wrangler.toml'), 'utf8')
+    .replace(/^main = .*$/m, `main = ${JSON.stringify(join(dir, 'index.js'))}`)
+    .replace(/^\[build\]\ncommand = .*$/m, '');
+  writeFileSync(join(ROOT, config), toml);
+  VARIANTS.splice(1, 0, { name, start: () => startWorker({ configs: [config] }), config });
+}
+// BENCH_VARIANTS="as shipped,JS baseline": only these (the baseline always runs).
+const only = process.env.BENCH_VARIANTS?.split(',');
+if (only) VARIANTS.splice(0, VARIANTS.length, ...VARIANTS.filter((v) => only.includes(v.name) || v.name === 'JS baseline'));
 const workers = {};
 for (const variant of VARIANTS) workers[variant.name] = await variant.start();
 const pids = Object.fromEntries(await Promise.all(Object.entries(workers).map(async ([name, w]) => [name, await w.workerdPid()])));
@@ -113,15 +127,18 @@ try {
     ids[name] = { small: await post(w.url, small), large: await post(w.url, large), patched: await post(w.url, large) };
   }
   const everyone = VARIANTS.map((v) => v.name);
+  const extras = VARIANTS.filter((v) => v.config).map((v) => v.name);
   const scenarios = [
-    { name: 'GET /health (no KV)', variants: ['as shipped', 'log off', 'JS baseline'], req: () => ({ method: 'GET', path: '/health' }) },
+    { name: 'GET /health (no KV)', variants: ['as shipped', ...extras, 'log off', 'JS baseline'].filter((n) => everyone.includes(n)), req: () => ({ method: 'GET', path: '/health' }) },
     { name: 'GET /get/:id, 200 B', variants: everyone, req: (id) => ({ method: 'GET', path: `/get/${id.small}` }) },
     { name: 'GET /get/:id, 58 KiB', variants: everyone, req: (id) => ({ method: 'GET', path: `/get/${id.large}` }) },
     { name: 'PATCH /add/:id, 10 keys into 58 KiB', variants: everyone, req: (id) => ({ method: 'PATCH', path: `/add/${id.patched}`, body: join(dir, 'patch.json') }) },
     { name: 'POST /create, 200 B', variants: everyone, req: () => ({ method: 'POST', path: '/create', body: join(dir, 'small.json') }) },
   ];
   const results = [];
-  for (const scenario of scenarios) {
+  // BENCH_SCENARIOS="GET /get/:id, 200 B;POST /create, 200 B": only these.
+  const chosen = process.env.BENCH_SCENARIOS?.split(';');
+  for (const scenario of scenarios.filter((s) => !chosen || chosen.includes(s.name))) {
     const runs = Object.fromEntries(scenario.variants.map((name) => [name, []]));
     for (const name of scenario.variants) wrk(workers[name].url, scenario.req(ids[name]), WARMUP_SECONDS);
     for (let round = 0; round < ROUNDS; round += 1) {
@@ -151,8 +168,8 @@ try {
     results.push({ name: scenario.name, rows });
   }
   const concurrency = {
-    kv: await lostUpdates(workers['as shipped'].url),
-    strong: await lostUpdates(workers['strong mode'].url),
+    kv: workers['as shipped'] ? await lostUpdates(workers['as shipped'].url) : { acknowledged: '-', lost: '-' },
+    strong: workers['strong mode'] ? await lostUpdates(workers['strong mode'].url) : { acknowledged: '-', lost: '-' },
   };
 
   const cpu = cpus()[0]?.model ?? 'unknown CPU';
@@ -202,8 +219,10 @@ ${merges.map((m) => `| ${m.keys} | ${m.targetBytes} | ${m.patchBytes} | ${m.how}
 | raw | ${size.raw} | ${(size.raw / 1024).toFixed(1)} |
 | gzip -9 | ${size.gzip} | ${(size.gzip / 1024).toFixed(1)} |
 `;
-  writeFileSync(join(ROOT, smoke ? 'bench/.work-smoke-results.md' : 'bench/results.md'), md);
+  const out = process.env.BENCH_OUT ?? (smoke ? 'bench/.work-smoke-results.md' : 'bench/results.md');
+  writeFileSync(join(ROOT, out), md);
   console.log(md);
 } finally {
   await Promise.all(Object.values(workers).map((w) => w.stop()));
+  for (const v of VARIANTS) if (v.config) rmSync(join(ROOT, v.config), { force: true });
 }

@@ -14,6 +14,9 @@ if [ -f build/index.js ] && [ "$(cat build/.mode 2>/dev/null)" = "$mode" ] \
   exit 0
 fi
 worker-build --release
+# An object default export instead of worker-build's class entrypoint: one call per request, no
+# instance and Proxy traps per request; panic recovery kept (scripts/object-entry.mjs says how).
+node scripts/object-entry.mjs build/index.js
 
 # worker-build keeps the Wasm names section (~90 KiB) for readable stack traces; a deployed worker
 # does not need it. Strip it (and the producers section) with the same feature set it uses.
