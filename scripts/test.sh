@@ -10,6 +10,9 @@ step() { printf '\n\033[1m[test]\033[0m %s\n' "$*"; }
 step "cargo fmt --check"
 cargo fmt --check
 
+step "layers: imports only downward, the domain and services free of runtime types, no cycles"
+node scripts/layers.mjs
+
 step "cargo clippy (wasm32 and native, warnings denied)"
 cargo clippy --target wasm32-unknown-unknown --all-targets --locked -- -D warnings
 cargo clippy --all-targets --locked -- -D warnings
