@@ -23,7 +23,7 @@ use crate::domain::subject::Subject;
 use crate::edge::handlers::{SessionScope, SubjectScope, KV_BINDING};
 use crate::edge::http::{self, Incoming, Reply};
 use crate::edge::routes::{self, Handler};
-use crate::edge::runtime;
+use crate::edge::{log, runtime, settings};
 use crate::service::subjects::SubjectStores;
 use crate::store::backend::{Backend, IndexBackend};
 use crate::store::durable::index::SqlIndex;
@@ -75,7 +75,7 @@ impl DurableObject for SessionObject {
         match rung {
             Ok(()) => Response::empty(),
             Err(err) => {
-                crate::edge::log::internal("alarm", &err);
+                log::internal("alarm", &err);
                 // The runtime tries a failed alarm again, with backoff.
                 Err(worker::Error::RustError(err.code().into()))
             }
@@ -114,7 +114,7 @@ impl DurableObject for SubjectObject {
         match index.on_alarm(runtime::now()).await {
             Ok(()) => Response::empty(),
             Err(err) => {
-                crate::edge::log::internal("alarm", &err);
+                log::internal("alarm", &err);
                 Err(worker::Error::RustError(err.code().into()))
             }
         }
@@ -128,7 +128,7 @@ async fn serve_subject(
     env: &Env,
 ) -> Result<Reply, Error> {
     // A misconfigured deployment fails here as everywhere else.
-    crate::edge::settings::config(env)?;
+    settings::config(env)?;
     let subject = req
         .header(SUBJECT_HEADER)
         .and_then(|hex| Subject::from_hex(&hex))
@@ -178,7 +178,7 @@ async fn serve_subject(
 
 /// The problem document for an error an object answers, with its code for the worker's log.
 fn problem(route: &str, err: &Error) -> Reply {
-    crate::edge::log::internal(route, err);
+    log::internal(route, err);
     Reply::problem(err).header(CODE_HEADER, err.code().into())
 }
 
@@ -211,7 +211,7 @@ async fn answer(req: Incoming, storage: Storage, env: Env) -> web_sys::Response 
 }
 
 async fn serve(req: Incoming, path: &str, storage: Storage, env: &Env) -> Result<Reply, Error> {
-    let config: Rc<Config> = crate::edge::settings::config(env)?;
+    let config: Rc<Config> = settings::config(env)?;
     let id = req
         .header(ID_HEADER)
         .and_then(|id| SessionId::parse(&id))
@@ -286,7 +286,7 @@ async fn serve_peer(
 
 /// The alarm: expiry, and the end of a moved session's marker.
 async fn ring(storage: Storage, env: Env) -> Result<(), Error> {
-    let config = crate::edge::settings::config(&env)?;
+    let config = settings::config(&env)?;
     let storage = DoStorage::new(storage);
     let Some(own) = stored_id(&storage)? else {
         return storage.delete_all().await;

@@ -574,8 +574,8 @@ mod tests {
         let store = kv();
         let sessions = Sessions::new(&store, POLICY);
         run(sessions.create(id(1), &object(r#"{"a":1}"#), None, None, T0)).unwrap();
-        let stale = IfMatch::Versions(vec![7]);
-        let current = IfMatch::Versions(vec![1]);
+        let stale = IfMatch::parse("\"7\"").unwrap();
+        let current = IfMatch::parse("W/\"0\", \"1\"").unwrap();
         let body = object(r#"{"b":1}"#);
         assert!(matches!(
             run(sessions.replace(&id(1), &body, Some(&stale), T0)),
@@ -721,8 +721,12 @@ mod tests {
         let sessions = Sessions::new(&store, POLICY);
         run(sessions.create(id(1), &object(r#"{"a":1}"#), None, None, T0)).unwrap();
         store.interleave(id(1), r#"{"other":true}"#);
-        let result =
-            run(sessions.replace(&id(1), &object("{}"), Some(&IfMatch::Versions(vec![1])), T0));
+        let result = run(sessions.replace(
+            &id(1),
+            &object("{}"),
+            Some(&IfMatch::parse("\"1\"").unwrap()),
+            T0,
+        ));
         assert!(matches!(result, Err(Error::PreconditionFailed)));
         assert_eq!(store.kv().value(&key(1)).unwrap(), r#"{"other":true}"#);
     }

@@ -133,7 +133,7 @@ fn the_session_rules_hold_on_sqlite() {
         run(s.replace(
             &id(1),
             &body("{}"),
-            Some(&IfMatch::Versions(vec![2])),
+            Some(&IfMatch::parse("\"2\"").unwrap()),
             T0 + 2 * S,
         ))
     })
@@ -389,7 +389,7 @@ fn a_session_of_the_old_worker_moves_in_with_a_lifecycle() {
             &id(1),
             &body(r#"{"b":1}"#),
             Merge::Shallow,
-            Some(&IfMatch::Versions(vec![0])),
+            Some(&IfMatch::parse("\"0\"").unwrap()),
             T0 + S,
         ))
     })
