@@ -9,6 +9,10 @@ mod objects;
 mod service;
 mod store;
 
+/// The sealing envelope, for `tests/wasm.rs` to check WebCrypto against RustCrypto.
+#[doc(hidden)]
+pub use store::seal;
+
 use std::future::Future;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
@@ -31,6 +35,7 @@ use crate::edge::{auth, handlers, runtime, settings};
 use crate::service::subjects::SubjectStores;
 use crate::store::backend::{Backend, IndexBackend};
 use crate::store::kv::{Kv, KvIndex, KvSessions};
+use crate::store::seal::WebCrypto;
 
 #[event(start)]
 fn start() {
@@ -131,8 +136,10 @@ async fn serve(
                 };
                 return objects::forward_session(req, env, &id, body).await;
             }
-            let store = Backend::Kv(KvSessions(Kv::binding(env, KV_BINDING)?));
-            let index = IndexBackend::Kv(KvIndex(Kv::binding(env, KV_BINDING)?));
+            let legacy = config.legacy_lookup;
+            let kv = Kv::binding(env, KV_BINDING)?;
+            let store = Backend::Kv(KvSessions::new(kv, WebCrypto, legacy));
+            let index = IndexBackend::Kv(KvIndex::new(Kv::binding(env, KV_BINDING)?, legacy));
             let scope = SessionScope {
                 config: &config,
                 id,
@@ -148,12 +155,17 @@ async fn serve(
                 return objects::forward_subject(req, env, &subject).await;
             }
             let stores = SubjectStores::Kv(
-                KvIndex(Kv::binding(env, KV_BINDING)?),
-                KvSessions(Kv::binding(env, KV_BINDING)?),
+                KvIndex::new(Kv::binding(env, KV_BINDING)?, config.legacy_lookup),
+                KvSessions::new(
+                    Kv::binding(env, KV_BINDING)?,
+                    WebCrypto,
+                    config.legacy_lookup,
+                ),
             );
             let scope = SubjectScope {
                 subject,
                 stores: &stores,
+                policy: config.policy,
                 now,
             };
             handler(req, &scope).await

@@ -1,9 +1,9 @@
-//! Strong mode's Durable Object class: one object per session, named by the session's id, serving
-//! that session's routes with the same handlers and rules as the worker, on the object's SQLite
-//! storage ([`crate::store::durable`]).
+//! Strong mode's Durable Object class: one object per session, named by the session's storage
+//! key (never its id), serving that session's routes with the same handlers and rules as the
+//! worker, on the object's SQLite storage ([`crate::store::durable`]).
 //!
 //! The worker forwards each session request here as it came, with the id in [`ID_HEADER`] (for
-//! `/create`, the new id). The object serves one request at a time: each runs inside
+//! `/create`, the new id): the object needs it to open the data, and keeps it nowhere. The object serves one request at a time: each runs inside
 //! `blockConcurrencyWhile`, so not even an await (moving a session in from KV, writing a rotated
 //! session into its new object) lets another request in between. That is what makes every
 //! operation on a session atomic, `If-Match` a true compare-and-swap, and a `204` to `DELETE`
@@ -16,6 +16,7 @@ use worker::{
 };
 
 use crate::domain::config::Config;
+use crate::domain::derive::StorageKey;
 use crate::domain::error::Error;
 use crate::domain::id::SessionId;
 use crate::domain::session::Meta;
@@ -27,15 +28,17 @@ use crate::edge::{log, runtime, settings};
 use crate::service::subjects::SubjectStores;
 use crate::store::backend::{Backend, IndexBackend};
 use crate::store::durable::index::SqlIndex;
+use crate::store::durable::legacy;
 use crate::store::durable::peers::{
-    call_object, members_text, parse_member_line, peer, Peers, SubjectPeers, ID_HEADER, INDEX_PATH,
-    MEMBER_HEADER, SUBJECT_HEADER,
+    self, call_object, members_text, parse_member_line, parse_members, peer, Peers, SubjectPeers,
+    ID_HEADER, INDEX_PATH, KEY_HEADER, MEMBER_HEADER, OLD_PATH, SUBJECT_HEADER,
 };
-use crate::store::durable::sessions::{stored_id, SqlSessions};
+use crate::store::durable::sessions::{stored_key, SqlSessions};
 use crate::store::durable::storage::DoStorage;
 use crate::store::durable::ObjectStorage;
-use crate::store::kv::Kv;
-use crate::store::{Outcome, SessionStore, SubjectIndex};
+use crate::store::kv::{Kv, KvSessions};
+use crate::store::seal::WebCrypto;
+use crate::store::{Expect, Outcome, SessionRef, SessionStore, SubjectIndex};
 
 /// The bindings of the namespaces in `wrangler.toml`: one object per session, one per subject.
 const BINDING: &str = "sessions";
@@ -128,7 +131,7 @@ async fn serve_subject(
     env: &Env,
 ) -> Result<Reply, Error> {
     // A misconfigured deployment fails here as everywhere else.
-    settings::config(env)?;
+    let config = settings::config(env)?;
     let subject = req
         .header(SUBJECT_HEADER)
         .and_then(|hex| Subject::from_hex(&hex))
@@ -153,8 +156,8 @@ async fn serve_subject(
                 Ok(Reply::no_content())
             }
             "DELETE" => {
-                let id = SessionId::parse(&member).ok_or_else(malformed)?;
-                index.remove(&subject, &id).await?;
+                let member = parse_members(&member).pop().ok_or_else(malformed)?;
+                index.remove(&subject, &member).await?;
                 Ok(Reply::no_content())
             }
             _ => Err(Error::NotFound),
@@ -171,6 +174,7 @@ async fn serve_subject(
     let scope = SubjectScope {
         subject,
         stores: &stores,
+        policy: config.policy,
         now,
     };
     handler(req, &scope).await
@@ -182,21 +186,27 @@ fn problem(route: &str, err: &Error) -> Reply {
     Reply::problem(err).header(CODE_HEADER, err.code().into())
 }
 
-/// The store of the object's own session, and the objects of the others.
+/// The store of the object's own session (`key`; `own` when the request named the id), and the
+/// objects of the others.
 fn sessions(
     storage: DoStorage,
     env: &Env,
     config: &Config,
-    own: SessionId,
+    key: StorageKey,
+    own: Option<SessionId>,
     now: u64,
 ) -> Result<SqlSessions<DoStorage, Kv, Peers>, Error> {
+    let legacy = config.legacy_lookup;
     Ok(SqlSessions::new(
         storage,
-        Kv::binding(env, KV_BINDING)?,
+        KvSessions::new(Kv::binding(env, KV_BINDING)?, WebCrypto, legacy),
         Peers(env.durable_object(BINDING)?),
+        WebCrypto,
+        key,
         own,
         config.policy,
         now,
+        legacy,
     ))
 }
 
@@ -212,17 +222,25 @@ async fn answer(req: Incoming, storage: Storage, env: Env) -> web_sys::Response 
 
 async fn serve(req: Incoming, path: &str, storage: Storage, env: &Env) -> Result<Reply, Error> {
     let config: Rc<Config> = settings::config(env)?;
-    let id = req
-        .header(ID_HEADER)
-        .and_then(|id| SessionId::parse(&id))
-        .ok_or_else(|| {
-            Error::Internal("a request reached a session object without an id".into())
-        })?;
     let now = runtime::now();
-    let store = sessions(DoStorage::new(storage), env, &config, id, now)?;
+    if path == OLD_PATH {
+        return serve_old(&req, &DoStorage::new(storage), now).await;
+    }
+    let own = req.header(ID_HEADER).and_then(|id| SessionId::parse(&id));
+    let key = match own {
+        Some(id) => Some(StorageKey::of(&id)),
+        None => req
+            .header(KEY_HEADER)
+            .and_then(|k| StorageKey::from_name(&k)),
+    };
+    let key = key.ok_or_else(|| {
+        Error::Internal("a request reached a session object without an id or key".into())
+    })?;
+    let store = sessions(DoStorage::new(storage), env, &config, key, own, now)?;
     if path == peer::PATH {
         return serve_peer(req, &store).await;
     }
+    let id = own.ok_or_else(|| Error::Internal("a session route without an id".into()))?;
     let Some((route, _)) = routes::find(path) else {
         return Err(Error::NotFound);
     };
@@ -242,7 +260,8 @@ async fn serve(req: Incoming, path: &str, storage: Storage, env: &Env) -> Result
     handler(req, &scope).await
 }
 
-/// Another object storing or removing this object's session (see [`Peers`]).
+/// Another object storing, judging or removing this object's session (see [`Peers`]): by id,
+/// or, from a subject's object, by key alone (`HEAD` for the metadata, `DELETE` to end it).
 async fn serve_peer(
     req: Incoming,
     store: &SqlSessions<DoStorage, Kv, Peers>,
@@ -250,9 +269,23 @@ async fn serve_peer(
     let expect = req
         .header(peer::EXPECT)
         .and_then(|h| peer::parse_expect(&h));
-    let outcome = match req.head.method.as_str() {
-        "GET" => {
-            let Some(record) = store.load(&store.own).await? else {
+    let at = match store.own {
+        Some(id) => SessionRef::Id(id),
+        None => SessionRef::Key(store.key),
+    };
+    let outcome = match (req.head.method.as_str(), store.own) {
+        ("HEAD", _) => {
+            let Some((meta, _)) = store.meta_at(&at).await? else {
+                return Err(Error::SessionNotFound);
+            };
+            return Ok(Reply::no_content().header(peer::META, meta.to_json()));
+        }
+        ("DELETE", None) => {
+            store.remove_at(&at).await?;
+            Outcome::Written
+        }
+        ("GET", Some(id)) => {
+            let Some(record) = store.load(&id).await? else {
                 return Err(Error::SessionNotFound);
             };
             let reply = Reply::body(200, http::JSON, record.data.into_bytes());
@@ -261,7 +294,7 @@ async fn serve_peer(
                 None => reply,
             });
         }
-        "PUT" => {
+        ("PUT", Some(id)) => {
             let meta = req
                 .header(peer::META)
                 .and_then(|meta| Meta::from_json(&meta))
@@ -269,12 +302,12 @@ async fn serve_peer(
             let data = http::read_all(&req).await?;
             let expect =
                 expect.ok_or_else(|| Error::Internal("a peer sent no expectation".into()))?;
-            store.save(&store.own, &data, &meta, expect).await?
+            store.save(&id, &data, &meta, expect).await?
         }
-        "DELETE" => {
+        ("DELETE", Some(id)) => {
             let expect =
                 expect.ok_or_else(|| Error::Internal("a peer sent no expectation".into()))?;
-            store.remove(&store.own, expect).await?
+            store.remove(&id, expect).await?
         }
         _ => return Err(Error::NotFound),
     };
@@ -284,16 +317,54 @@ async fn serve_peer(
     })
 }
 
-/// The alarm: expiry, and the end of a moved session's marker.
+/// An object of the earlier strong mode, named by the bare id, asked by the session's object of
+/// this version for its session (`GET`) and then emptied (`DELETE`).
+async fn serve_old(req: &Incoming, storage: &DoStorage, now: u64) -> Result<Reply, Error> {
+    match req.head.method.as_str() {
+        "GET" => {
+            let (status, record, kv_copy) = peers::old_answer(legacy::held(storage, now)?);
+            let Some(record) = record else {
+                return Ok(Reply::body(status, http::JSON, b"{}".to_vec()));
+            };
+            let mut reply = Reply::body(status, http::JSON, record.data.into_bytes());
+            if let Some(meta) = record.meta {
+                reply = reply.header(peer::META, meta.to_json());
+            }
+            if kv_copy {
+                reply = reply.header(peer::KV_COPY, "1".into());
+            }
+            Ok(reply)
+        }
+        "DELETE" => {
+            storage.delete_all().await?;
+            Ok(Reply::no_content())
+        }
+        _ => Err(Error::NotFound),
+    }
+}
+
+/// The alarm: expiry, and the end of a moved session's marker; in an object of the earlier
+/// strong mode, the end of what it holds.
 async fn ring(storage: Storage, env: Env) -> Result<(), Error> {
     let config = settings::config(&env)?;
     let storage = DoStorage::new(storage);
-    let Some(own) = stored_id(&storage)? else {
-        return storage.delete_all().await;
+    let now = runtime::now();
+    if let Some(key) = stored_key(&storage)? {
+        let store = sessions(storage, &env, &config, key, None, now)?;
+        return store.on_alarm().await;
+    }
+    let Some(id) = legacy::on_alarm(&storage, now).await? else {
+        return Ok(());
     };
-    sessions(storage, &env, &config, own, runtime::now())?
-        .on_alarm()
-        .await
+    // The old object's session ended before its KV copy could be deleted: delete it now.
+    let kv = KvSessions::new(Kv::binding(&env, KV_BINDING)?, WebCrypto, true);
+    match kv.remove(&id, Expect::Any).await {
+        Ok(_) => {
+            legacy::kv_copy_deleted(&storage, now)?;
+            storage.set_alarm(now + legacy::KV_STALE_MS).await
+        }
+        Err(_) => storage.set_alarm(now + 60_000).await,
+    }
 }
 
 /// The worker's side of a session route in strong mode: the request goes to the session's object.
@@ -303,8 +374,9 @@ pub async fn forward_session(
     id: &SessionId,
     body: Option<web_sys::Blob>,
 ) -> Result<Reply, Error> {
-    let name = id.to_string();
-    forward(req, env, BINDING, &name, (ID_HEADER, &name), body).await
+    let name = StorageKey::of(id).name();
+    let id = id.to_string();
+    forward(req, env, BINDING, &name, (ID_HEADER, &id), body).await
 }
 
 /// The worker's side of a subject route in strong mode: the request goes to the subject's object.

@@ -1,5 +1,6 @@
 //! Tests of what only runs inside Wasm: ids from the platform's randomness
-//! (`crypto.getRandomValues` through getrandom). Run under Node by wasm-bindgen-test-runner.
+//! (`crypto.getRandomValues` through getrandom), and sealing with WebCrypto (`crypto.subtle`).
+//! Run under Node by wasm-bindgen-test-runner.
 #![cfg(target_arch = "wasm32")]
 
 use std::collections::HashSet;
@@ -63,5 +64,69 @@ fn every_random_digit_is_uniform() {
                 }
             }
         }
+    }
+}
+
+mod sealing {
+    use aes_gcm::aead::{Aead, KeyInit, Payload};
+    use aes_gcm::{Aes256Gcm, Nonce};
+    use session_state::domain::derive::{StorageKey, WrapKey};
+    use session_state::domain::id::SessionId;
+    use session_state::seal::{Sealer, WebCrypto};
+    use wasm_bindgen_test::wasm_bindgen_test;
+
+    fn open_with_rustcrypto(id: &SessionId, bytes: &[u8]) -> Option<Vec<u8>> {
+        let key = StorageKey::of(id);
+        let (magic, rest) = bytes.split_at(3);
+        assert_eq!(magic, b"s1\x01");
+        let (slot, rest) = rest.split_at(60);
+        let (nonce, sealed) = rest.split_at(12);
+        let aad = |label: &[u8]| [label, key.bytes()].concat();
+        let wrap = Aes256Gcm::new((&WrapKey::of(id).0).into());
+        let slot_aad = aad(b"session-state/v1/slot\0");
+        let payload = Payload {
+            msg: &slot[12..],
+            aad: &slot_aad,
+        };
+        let data_key = wrap.decrypt(Nonce::from_slice(&slot[..12]), payload).ok()?;
+        let cipher = Aes256Gcm::new_from_slice(&data_key).ok()?;
+        let data_aad = aad(b"session-state/v1/data\0");
+        let payload = Payload {
+            msg: sealed,
+            aad: &data_aad,
+        };
+        cipher.decrypt(Nonce::from_slice(nonce), payload).ok()
+    }
+
+    /// WebCrypto seals what RustCrypto (which the native tests use) opens, byte for byte, and
+    /// opens only what it sealed for the same id and key.
+    #[wasm_bindgen_test]
+    async fn webcrypto_records_are_the_envelope_the_native_tests_check() {
+        let id = SessionId::generate().unwrap();
+        let other = SessionId::generate().unwrap();
+        let (wrap, key) = (WrapKey::of(&id), StorageKey::of(&id));
+        let sealer = Sealer(WebCrypto);
+        let data = br#"{"user":"ada","canary":"c4n4ry"}"#;
+        let (opened, bytes) = sealer.seal(&wrap, &key, data, None).await.unwrap();
+        assert_eq!(
+            open_with_rustcrypto(&id, &bytes).as_deref(),
+            Some(&data[..])
+        );
+        assert_eq!(open_with_rustcrypto(&other, &bytes), None);
+        let (_, again) = sealer
+            .seal(&wrap, &key, b"{}", Some(&opened))
+            .await
+            .unwrap();
+        assert_eq!(bytes[..63], again[..63], "the data key stays");
+        let (_, read) = sealer.open(&wrap, &key, &again).await.unwrap().unwrap();
+        assert_eq!(read, b"{}");
+        let moved = sealer
+            .open(&wrap, &StorageKey::of(&other), &bytes)
+            .await
+            .unwrap();
+        assert!(moved.is_none());
+        let mut altered = bytes.clone();
+        altered[70] ^= 1;
+        assert!(sealer.open(&wrap, &key, &altered).await.unwrap().is_none());
     }
 }

@@ -27,7 +27,9 @@ export type SessionData = Schemas['SessionData'];
 /** The machine-readable `code` of every problem the API answers. */
 export type ProblemCode = Schemas['Problem']['code'];
 export type Problem = Schemas['Problem'];
-/** A live session of a subject, as `subjects.list` gives it. */
+/** How a subject's list names a session: not a credential, and the id cannot be computed from it. */
+export type SessionHandle = Schemas['SessionHandle'];
+/** A live session of a subject, as `subjects.list` gives it: by handle, never by id. */
 export type SubjectSession =
   paths['/subjects/{subject}/sessions']['get']['responses'][200]['content']['application/json']['sessions'][number];
 type NewSession = Schemas['NewSession'];
@@ -46,6 +48,11 @@ export interface ClientOptions {
   token?: string;
   /** A `fetch` to use instead of the global one. */
   fetch?: typeof fetch;
+}
+
+/** A new session (from `create` or `rotate`): its lifecycle, and its handle in the subject's list. */
+export interface NewSessionMeta extends SessionMeta {
+  handle: SessionHandle;
 }
 
 /** What the API reports of a session's lifecycle. */
@@ -105,7 +112,7 @@ export class SessionStateError extends Error {
 
 export interface SessionClient {
   /** Stores `data` as a new session. */
-  create<T extends SessionData>(data: T, options?: CreateOptions): Promise<SessionMeta>;
+  create<T extends SessionData>(data: T, options?: CreateOptions): Promise<NewSessionMeta>;
   /** The session, or `null` when there is no live session with this id. */
   get<T extends SessionData = SessionData>(id: SessionId): Promise<Session<T> | null>;
   /** Replaces the session's data. */
@@ -117,7 +124,7 @@ export interface SessionClient {
   /** Renews the session's expiry. */
   touch(id: SessionId): Promise<SessionMeta>;
   /** Moves the session to a new id (after login or a privilege change); the old id is gone. */
-  rotate(id: SessionId): Promise<SessionMeta>;
+  rotate(id: SessionId): Promise<NewSessionMeta>;
   cache: {
     /** The cached value, or `null`. */
     get<T = unknown>(key: string): Promise<T | null>;
@@ -129,6 +136,8 @@ export interface SessionClient {
     list(subject: string): Promise<SubjectSession[]>;
     /** Ends the subject's sessions (all but `except`); returns how many it ended. */
     revoke(subject: string, options?: { except?: SessionId }): Promise<number>;
+    /** Ends the subject's session listed as `handle`; `false` when none is live under it. */
+    revokeOne(subject: string, handle: SessionHandle): Promise<boolean>;
   };
 }
 
@@ -148,7 +157,7 @@ export function createSessionClient(target: ServiceBinding | ClientOptions): Ses
       if (options.subject !== undefined) headers['session-subject'] = encodeURIComponent(options.subject);
       const response = await send('POST', `/create${query}`, headers, JSON.stringify(data));
       const body = await success<NewSession>(response);
-      return meta(response, body.sessionId);
+      return newMeta(response, body.sessionId);
     },
 
     async get<T extends SessionData = SessionData>(id: SessionId) {
@@ -182,7 +191,7 @@ export function createSessionClient(target: ServiceBinding | ClientOptions): Ses
     async rotate(id) {
       const response = await send('POST', sessionPath('rotate', id), { accept: 'application/json' });
       const body = await success<NewSession>(response);
-      return meta(response, body.sessionId);
+      return newMeta(response, body.sessionId);
     },
 
     cache: {
@@ -209,6 +218,12 @@ export function createSessionClient(target: ServiceBinding | ClientOptions): Ses
         const query = options.except === undefined ? '' : `?except=${encodeURIComponent(options.except)}`;
         const response = await send('DELETE', `/subjects/${encodeURIComponent(subject)}/sessions${query}`);
         return (await success<Revoked>(response)).revoked;
+      },
+      async revokeOne(subject, handle) {
+        const path = `/subjects/${encodeURIComponent(subject)}/sessions/${encodeURIComponent(handle)}`;
+        const response = await send('DELETE', path);
+        if (await missing(response, 'session_not_found')) return false;
+        return (await success<Revoked>(response)).revoked === 1;
       },
     },
   };
@@ -250,6 +265,10 @@ function meta(response: Response, id: SessionId): SessionMeta {
     etag,
     expiresAt: response.headers.get('session-expires') ?? '',
   };
+}
+
+function newMeta(response: Response, id: SessionId): NewSessionMeta {
+  return { ...meta(response, id), handle: response.headers.get('session-handle') ?? '' };
 }
 
 /** Whether the response is the 404 problem `code` (a miss the caller gets as `null`). */

@@ -187,8 +187,10 @@ export interface paths {
         };
         /**
          * List a user's sessions
-         * @description The subject's live sessions, newest first. An unknown subject has none. On KV, a list can
-         *     miss a session created within about the last minute (KV lists lag writes).
+         * @description The subject's live sessions, newest first, each by its handle: never its id, so a "your
+         *     devices" page can show every session without handing out the others' credentials. An
+         *     unknown subject has none. On KV, a list can miss a session created within about the last
+         *     minute (KV lists lag writes).
          */
         get: operations["listSubjectSessions"];
         put?: never;
@@ -201,6 +203,34 @@ export interface paths {
          *     created within the last minute may be missed.
          */
         delete: operations["revokeSubjectSessions"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/subjects/{subject}/sessions/{handle}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The subject, percent-encoded, as for the list. */
+                subject: string;
+                /** @description A handle from the subject's list. */
+                handle: components["schemas"]["SessionHandle"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Sign one device out
+         * @description Ends the subject's live session listed as `handle`. A handle not live under this subject
+         *     (unknown, ended, malformed, or another subject's) is `404 session_not_found` and ends
+         *     nothing. In strong mode the session is `404` everywhere once this answers; on KV, another
+         *     location may serve it for up to about 60 s.
+         */
+        delete: operations["revokeSubjectSession"];
         options?: never;
         head?: never;
         patch?: never;
@@ -274,6 +304,11 @@ export interface components {
     schemas: {
         /** Format: uuid */
         SessionId: string;
+        /**
+         * @description 32 hex digits derived one way from the session id (the id cannot be computed from it),
+         *     stable for the session's life.
+         */
+        SessionHandle: string;
         /** @description Any JSON object. */
         SessionData: {
             [key: string]: unknown;
@@ -299,6 +334,7 @@ export interface components {
         NewSession: {
             headers: {
                 "Session-Id": components["headers"]["SessionId"];
+                "Session-Handle": components["headers"]["SessionHandle"];
                 Location: components["headers"]["Location"];
                 "Session-Expires": components["headers"]["SessionExpires"];
                 ETag: components["headers"]["ETag"];
@@ -460,6 +496,11 @@ export interface components {
         CacheControl: "no-store";
         /** @description The new session's id, as the body gives it (links follow it from here). */
         SessionId: components["schemas"]["SessionId"];
+        /**
+         * @description The new session's handle: how the subject's list names it. Not a credential: no route
+         *     takes it where an id is expected.
+         */
+        SessionHandle: components["schemas"]["SessionHandle"];
         /** @description Where the new session is read. */
         Location: string;
         /** @description The methods the path accepts. */
@@ -731,7 +772,7 @@ export interface operations {
                 content: {
                     "application/json": {
                         sessions: {
-                            id: components["schemas"]["SessionId"];
+                            handle: components["schemas"]["SessionHandle"];
                             /** Format: date-time */
                             createdAt: string;
                             /** Format: date-time */
@@ -782,6 +823,42 @@ export interface operations {
             };
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
+            405: components["responses"]["MethodNotAllowed"];
+            429: components["responses"]["StoreBusy"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["StoreUnavailable"];
+        };
+    };
+    revokeSubjectSession: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The subject, percent-encoded, as for the list. */
+                subject: string;
+                /** @description A handle from the subject's list. */
+                handle: components["schemas"]["SessionHandle"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The session was ended. */
+            200: {
+                headers: {
+                    "Cache-Control": components["headers"]["CacheControl"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @constant */
+                        revoked: 1;
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
             405: components["responses"]["MethodNotAllowed"];
             429: components["responses"]["StoreBusy"];
             500: components["responses"]["Internal"];

@@ -16,6 +16,7 @@ pub const SESSION_BACKEND: &str = "SESSION_BACKEND";
 pub const SESSION_SUBJECT_FIELD: &str = "SESSION_SUBJECT_FIELD";
 pub const MAX_SESSIONS_PER_SUBJECT: &str = "MAX_SESSIONS_PER_SUBJECT";
 pub const SUBJECT_KEY: &str = "SUBJECT_KEY";
+pub const SESSION_LEGACY_LOOKUP: &str = "SESSION_LEGACY_LOOKUP";
 
 const DEFAULT_TTL: u64 = 1800;
 const DEFAULT_MAX_LIFETIME: u64 = 86_400;
@@ -84,6 +85,9 @@ pub struct Config {
     pub subject_key: Option<Vec<u8>>,
     /// Which requests get a log line: errors and slow ones by default.
     pub log_requests: RequestLog,
+    /// Whether a session missing under its storage key is looked for where the old worker and
+    /// earlier versions stored it (under its bare id). On by default; off once they are gone.
+    pub legacy_lookup: bool,
 }
 
 impl Config {
@@ -151,6 +155,16 @@ impl Config {
                 })
             }
         };
+        let legacy_lookup = match lookup(SESSION_LEGACY_LOOKUP).as_deref().map(str::trim) {
+            None | Some("on") => true,
+            Some("off") => false,
+            Some(other) => {
+                return Err(ConfigError {
+                    variable: SESSION_LEGACY_LOOKUP,
+                    reason: format!("must be on or off, got {other:?}"),
+                })
+            }
+        };
         let subject_field = lookup(SESSION_SUBJECT_FIELD)
             .map(|field| field.trim().to_owned())
             .filter(|field| !field.is_empty());
@@ -169,6 +183,7 @@ impl Config {
             max_sessions_per_subject: usize::try_from(max_sessions_per_subject).unwrap_or(1000),
             subject_key,
             log_requests,
+            legacy_lookup,
             policy: Policy {
                 idle_ttl,
                 max_lifetime,
@@ -281,6 +296,21 @@ mod tests {
             assert_eq!(
                 backend(bad).unwrap_err().variable,
                 SESSION_BACKEND,
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_legacy_lookup_is_on_unless_turned_off() {
+        let lookup = |value| config(&[(SESSION_LEGACY_LOOKUP, value)]).map(|c| c.legacy_lookup);
+        assert!(config(&[]).unwrap().legacy_lookup);
+        assert_eq!(lookup("on"), Ok(true));
+        assert_eq!(lookup(" off "), Ok(false));
+        for bad in ["", "true", "OFF", "no"] {
+            assert_eq!(
+                lookup(bad).unwrap_err().variable,
+                SESSION_LEGACY_LOOKUP,
                 "{bad:?}"
             );
         }

@@ -22,6 +22,9 @@ pub enum Error {
     InvalidIfMatch,
     Unauthorized,
     SessionNotFound,
+    /// A stored session that does not open (altered, or copied from another session's key):
+    /// to the caller exactly a session not found, to the log an integrity failure.
+    Unreadable(String),
     CacheEntryNotFound,
     NotFound,
     MethodNotAllowed {
@@ -72,7 +75,7 @@ impl Error {
             Error::InvalidSubject => "invalid_subject",
             Error::InvalidIfMatch => "invalid_if_match",
             Error::Unauthorized => "unauthorized",
-            Error::SessionNotFound => "session_not_found",
+            Error::SessionNotFound | Error::Unreadable(_) => "session_not_found",
             Error::CacheEntryNotFound => "cache_entry_not_found",
             Error::NotFound => "not_found",
             Error::MethodNotAllowed { .. } => "method_not_allowed",
@@ -97,7 +100,10 @@ impl Error {
             | Error::InvalidSubject
             | Error::InvalidIfMatch => 400,
             Error::Unauthorized => 401,
-            Error::SessionNotFound | Error::CacheEntryNotFound | Error::NotFound => 404,
+            Error::SessionNotFound
+            | Error::Unreadable(_)
+            | Error::CacheEntryNotFound
+            | Error::NotFound => 404,
             Error::MethodNotAllowed { .. } => 405,
             Error::SessionNotMergeable => 409,
             Error::PreconditionFailed => 412,
@@ -163,7 +169,7 @@ impl Error {
                 "This service needs an Authorization: Bearer <token> header with a valid token."
                     .into()
             }
-            Error::SessionNotFound => "No live session has this id.".into(),
+            Error::SessionNotFound | Error::Unreadable(_) => "No live session has this id.".into(),
             Error::CacheEntryNotFound => "Nothing is cached under this key.".into(),
             Error::NotFound => "No route matches this path.".into(),
             Error::MethodNotAllowed { allow } => {
@@ -212,9 +218,10 @@ impl Error {
     /// What goes to the log beside the code: the internal cause where there is one.
     pub fn log_cause(&self) -> Option<String> {
         match self {
-            Error::Internal(cause) | Error::StoreBusy(cause) | Error::StoreUnavailable(cause) => {
-                Some(cause.clone())
-            }
+            Error::Internal(cause)
+            | Error::StoreBusy(cause)
+            | Error::StoreUnavailable(cause)
+            | Error::Unreadable(cause) => Some(cause.clone()),
             Error::Config(err) => Some(err.to_string()),
             _ => None,
         }

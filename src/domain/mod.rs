@@ -5,6 +5,8 @@
 //! Invariant: no module here imports from outside `domain`.
 
 pub mod config;
+pub mod derive;
+pub mod digest;
 pub mod error;
 pub mod id;
 pub mod json;

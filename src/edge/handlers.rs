@@ -8,18 +8,19 @@ use serde::Serialize;
 use worker::Env;
 
 use crate::domain::config::Config;
+use crate::domain::derive::Handle;
 use crate::domain::error::Error;
 use crate::domain::id::SessionId;
 use crate::domain::json::{self, JsonObject};
 use crate::domain::precondition::IfMatch;
-use crate::domain::session::Meta;
+use crate::domain::session::{Meta, Policy};
 use crate::domain::subject::Subject;
 use crate::domain::time::{rfc3339, Millis};
 use crate::edge::http::{self, read_object, with_session_headers, Incoming, Reply, JSON, TEXT};
 use crate::service::cache::{self, Cache, CacheKey};
 use crate::service::sessions::Sessions;
 use crate::service::subjects::SubjectStores;
-use crate::store::backend::{Backend, Body, IndexBackend};
+use crate::store::backend::{Backend, IndexBackend};
 use crate::store::kv::Kv;
 
 /// What a handler returns, boxed so that the route table can hold every handler alike.
@@ -58,6 +59,7 @@ impl SessionScope<'_> {
 pub struct SubjectScope<'a> {
     pub subject: Subject,
     pub stores: &'a SubjectStores,
+    pub policy: Policy,
     pub now: Millis,
 }
 
@@ -96,6 +98,7 @@ struct NewSession {
 /// `201` for a session under a new id: the bare id as text (what `user-mgmt` reads with
 /// `response.text()`), or JSON when `Accept` asks for it.
 fn new_session(req: &Incoming, id: SessionId, meta: &Meta) -> Result<Reply, Error> {
+    let handle = Handle::of(&id);
     let id = id.to_string();
     let reply = if http::wants_json(req.head.accept.as_deref()) {
         let body = NewSession {
@@ -108,7 +111,8 @@ fn new_session(req: &Incoming, id: SessionId, meta: &Meta) -> Result<Reply, Erro
     };
     let reply = reply
         .header("location", format!("/get/{id}"))
-        .header("session-id", id);
+        .header("session-id", id)
+        .header("session-handle", handle.to_string());
     Ok(with_session_headers(reply, meta))
 }
 
@@ -154,12 +158,9 @@ pub async fn create(req: Incoming, scope: &SessionScope<'_>) -> Result<Reply, Er
 }
 
 pub async fn get(_req: Incoming, scope: &SessionScope<'_>) -> Result<Reply, Error> {
-    let (body, meta) = scope.sessions().read(&scope.id, scope.now).await?;
-    let reply = match body {
-        Body::Stream(stream) => Reply::stream(200, JSON, stream),
-        Body::Text(text) => Reply::body(200, JSON, text.into_bytes()),
-    };
-    Ok(with_session_headers(reply, &meta))
+    let session = scope.sessions().get(&scope.id, scope.now).await?;
+    let reply = Reply::body(200, JSON, session.data.into_bytes());
+    Ok(with_session_headers(reply, &session.meta))
 }
 
 pub async fn update(req: Incoming, scope: &SessionScope<'_>) -> Result<Reply, Error> {
@@ -237,7 +238,7 @@ pub async fn cache(req: Incoming, scope: &Scope<'_>) -> Result<Reply, Error> {
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct SubjectSession {
-    id: String,
+    handle: String,
     created_at: String,
     updated_at: String,
     expires_at: String,
@@ -263,15 +264,18 @@ pub async fn subject_sessions(req: Incoming, scope: &SubjectScope<'_>) -> Result
         };
         let revoked = scope
             .stores
-            .revoke(&scope.subject, except.as_ref(), scope.now)
+            .revoke(&scope.subject, scope.policy, except.as_ref(), scope.now)
             .await?;
         serde_json::to_vec(&Revoked { revoked })
     } else {
-        let live = scope.stores.live(&scope.subject, scope.now).await?;
+        let live = scope
+            .stores
+            .live(&scope.subject, scope.policy, scope.now)
+            .await?;
         let sessions = live
             .into_iter()
             .map(|listed| SubjectSession {
-                id: listed.id.to_string(),
+                handle: listed.member.handle.to_string(),
                 created_at: rfc3339(listed.meta.created_at),
                 updated_at: rfc3339(listed.meta.updated_at),
                 expires_at: rfc3339(listed.meta.expires_at),
@@ -280,6 +284,21 @@ pub async fn subject_sessions(req: Incoming, scope: &SubjectScope<'_>) -> Result
         serde_json::to_vec(&SubjectSessions { sessions })
     };
     Ok(Reply::body(200, JSON, body.map_err(internal)?))
+}
+
+/// `DELETE /subjects/:subject/sessions/:handle`: ends the one session listed under the subject
+/// as `handle` ("sign out that device"). A handle not live under this subject is
+/// `session_not_found`, whoever's session it names.
+pub async fn subject_session(req: Incoming, scope: &SubjectScope<'_>) -> Result<Reply, Error> {
+    let path = req.head.url.split(['?', '#']).next().unwrap_or_default();
+    let segment = path.rsplit('/').next().unwrap_or_default();
+    let handle = Handle::parse(segment).ok_or(Error::SessionNotFound)?;
+    scope
+        .stores
+        .revoke_one(&scope.subject, scope.policy, &handle, scope.now)
+        .await?;
+    let body = serde_json::to_vec(&Revoked { revoked: 1 }).map_err(internal)?;
+    Ok(Reply::body(200, JSON, body))
 }
 
 /// Liveness without touching storage: `200` whenever the worker runs with a valid configuration.

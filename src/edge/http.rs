@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use worker::js_sys::{Array, Reflect, Uint8Array};
 use worker::wasm_bindgen::JsCast;
 use worker::wasm_bindgen_futures::JsFuture;
-use worker::web_sys::{self, Blob, ReadableStream, ReadableStreamDefaultReader};
+use worker::web_sys::{self, Blob, ReadableStreamDefaultReader};
 
 use crate::domain::error::Error;
 use crate::domain::json::JsonObject;
@@ -230,7 +230,6 @@ pub struct Reply {
 
 enum ReplyBody {
     Bytes(Vec<u8>),
-    Stream(ReadableStream),
     /// A session's or subject's object answered; its response is passed on, without the
     /// header that carried its problem code to the worker.
     Forwarded {
@@ -247,13 +246,6 @@ impl Reply {
             headers: vec![("content-type", content_type.into())],
             body: ReplyBody::Bytes(body),
             code: None,
-        }
-    }
-
-    pub fn stream(status: u16, content_type: &'static str, stream: ReadableStream) -> Self {
-        Self {
-            body: ReplyBody::Stream(stream),
-            ..Self::body(status, content_type, Vec::new())
         }
     }
 
@@ -321,7 +313,6 @@ impl Reply {
         let lines = self.lines();
         match self.body {
             ReplyBody::Bytes(bytes) => runtime::response(self.status, &lines, &bytes, None),
-            ReplyBody::Stream(stream) => runtime::response(self.status, &lines, &[], Some(stream)),
             ReplyBody::Forwarded { response, drop } => runtime::rewrapped(&response, &lines, drop),
         }
     }

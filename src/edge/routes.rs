@@ -103,6 +103,11 @@ pub const ROUTES: &[Route] = &[
         allow: "GET, HEAD, DELETE",
         handler: Handler::Subject(boxed!(SubjectScope, handlers::subject_sessions)),
     },
+    Route {
+        pattern: "/subjects/:subject/sessions/:handle",
+        allow: "DELETE",
+        handler: Handler::Subject(boxed!(SubjectScope, handlers::subject_session)),
+    },
     worker("/cache/*key", "GET, HEAD, PUT, DELETE", boxed!(Scope, handlers::cache)),
     worker("/health", "GET, HEAD", boxed!(Scope, handlers::health)),
     worker("/openapi.json", "GET, HEAD", boxed!(Scope, handlers::openapi)),
@@ -114,8 +119,8 @@ impl Route {
     }
 }
 
-/// The route `path` falls under, and the text its `:name` or `*name` stands for (empty when the
-/// pattern has none). `:name` is one non-empty segment, `*name` the non-empty rest.
+/// The route `path` falls under, and the text its first `:name` or `*name` stands for (empty when
+/// the pattern has none; a handler reads any later one from the path itself). `:name` is one non-empty segment, `*name` the non-empty rest.
 pub fn find(path: &str) -> Option<(&'static Route, &str)> {
     ROUTES
         .iter()
@@ -132,7 +137,9 @@ fn matches<'p>(pattern: &str, path: &'p str) -> Option<&'p str> {
         }
         let (given, after) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
         if segment.starts_with(':') && !given.is_empty() {
-            param = given;
+            if param.is_empty() {
+                param = given;
+            }
         } else if given != segment {
             return None;
         }
@@ -178,6 +185,11 @@ mod tests {
         assert_eq!(param("/cache/a%2Fb"), Some("a%2Fb"));
         assert_eq!(param("/create"), Some(""));
         assert_eq!(param("/subjects/a%2Fb/sessions"), Some("a%2Fb"));
+        assert_eq!(
+            param("/subjects/ada/sessions/0f9c"),
+            Some("ada"),
+            "the first"
+        );
     }
 
     #[test]
@@ -196,7 +208,7 @@ mod tests {
             "//health",
             "/subjects//sessions",
             "/subjects/ada",
-            "/subjects/ada/sessions/x",
+            "/subjects/ada/sessions/x/y",
         ] {
             assert_eq!(template(path), "unmatched", "{path}");
         }
@@ -221,6 +233,7 @@ mod tests {
                 .pattern
                 .replace(":id", "x")
                 .replace(":subject", "s")
+                .replace(":handle", "h")
                 .replace("*key", "k");
             assert_eq!(find(&example).map(|(r, _)| r.pattern), Some(route.pattern));
             assert!(ROUTES[i + 1..]

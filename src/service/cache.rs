@@ -247,8 +247,8 @@ mod tests {
         ));
         run(cache.put(&key, "2", 300)).unwrap();
         run(cache.delete(&key)).unwrap();
-        assert_eq!(store.value(session_key).unwrap(), r#"{"secret":1}"#);
-        assert_eq!(store.value(&format!("cache:{session_key}")), None);
+        assert_eq!(store.bytes(session_key).unwrap(), br#"{"secret":1}"#);
+        assert_eq!(store.bytes(&format!("cache:{session_key}")), None);
     }
 
     #[test]

@@ -80,13 +80,10 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
             let (index, max) = self.index.ok_or_else(|| {
                 Error::Internal("a session with a subject, and no index to list it in".into())
             })?;
-            Subjects::new(index, self.store)
+            Subjects::new(index, self.store, self.policy)
                 .make_room(subject, max, now)
                 .await?;
-            let member = Member {
-                id,
-                created_at: now,
-            };
+            let member = Member::of(id, now);
             index
                 .add(subject, member, meta.latest_end(self.policy), now)
                 .await?;
@@ -110,12 +107,6 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
             meta,
             legacy: record.meta.is_none(),
         })
-    }
-
-    /// Like `get`, with the data left in the store's own form (a stream, in KV) for a response.
-    pub async fn read(&self, id: &SessionId, now: Millis) -> Result<(S::Body, Meta), Error> {
-        let (body, meta) = self.store.open(id).await?.ok_or(Error::SessionNotFound)?;
-        Ok((body, self.live(meta, now)?))
     }
 
     /// The metadata of a stored session that is still alive at `now`.
@@ -233,10 +224,7 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
         let index = self.index.map(|(index, _)| index);
         let listed = meta.subject.as_ref().zip(index);
         if let Some((subject, index)) = listed {
-            let member = Member {
-                id: new_id,
-                created_at: meta.created_at,
-            };
+            let member = Member::of(new_id, meta.created_at);
             index
                 .add(subject, member, meta.latest_end(self.policy), now)
                 .await?;
@@ -259,7 +247,9 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
             Ok(Outcome::Written) => {
                 if let Some((subject, index)) = listed {
                     // Left behind on failure, the old entry is cleaned up when met.
-                    let _ = index.remove(subject, id).await;
+                    let _ = index
+                        .remove(subject, &Member::of(*id, meta.created_at))
+                        .await;
                 }
                 return Ok(meta);
             }
@@ -311,15 +301,22 @@ fn lost_races() -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::derive::StorageKey;
     use crate::domain::session::fixtures::{POLICY, S, T0};
     use crate::store::kv::KvSessions;
-    use crate::store::memory::{run, Fault, MemoryKv, Op, StrictSessions};
+    use crate::store::memory::{run, sealed, Fault, MemoryKv, Op, SoftAead, StrictSessions};
 
     fn id(n: u8) -> SessionId {
         SessionId::from_random_bytes([n; 16])
     }
 
+    /// Where session `n` is stored.
     fn key(n: u8) -> String {
+        StorageKey::of(&id(n)).name()
+    }
+
+    /// Where the old worker and earlier versions stored it.
+    fn bare(n: u8) -> String {
         id(n).to_string()
     }
 
@@ -327,12 +324,14 @@ mod tests {
         JsonObject::from_bytes(text.as_bytes().to_vec()).unwrap()
     }
 
-    fn kv() -> KvSessions<MemoryKv> {
-        KvSessions(MemoryKv::default())
+    fn kv() -> KvSessions<MemoryKv, SoftAead> {
+        sealed(MemoryKv::default())
     }
 
     /// Store operations per call on Workers KV, the least each can do, as measured below on the
-    /// counting in-memory store. The README quotes this table.
+    /// counting in-memory store, each call with a store of its own (as each request has). The
+    /// README quotes this table. The last rows are sessions stored before keys were hashed,
+    /// with the legacy lookup on.
     const KV_OPERATIONS: &[(&str, u32)] = &[
         ("create", 1),
         ("get", 1),
@@ -340,54 +339,80 @@ mod tests {
         ("add", 2),
         ("touch (renewing)", 2),
         ("touch (within the interval)", 1),
-        ("delete", 1),
+        ("delete", 2),
         ("delete with If-Match", 2),
         ("rotate", 3),
+        ("get, missing", 2),
+        ("get, legacy", 2),
+        ("add, legacy (moves it)", 4),
+        ("delete, legacy lookup off", 1),
     ];
+
+    /// The sessions one request sees.
+    type Request<'s> = Sessions<'s, KvSessions<&'s MemoryKv, SoftAead>>;
 
     /// The operations each call costs on KV, measured on the counting store.
     fn measured_kv_operations() -> Vec<(&'static str, u32)> {
-        let store = kv();
-        let sessions = Sessions::new(&store, POLICY);
-        let count = |name, result: Result<(), Error>| {
-            result.unwrap();
-            (name, store.0.take_operations())
+        let kv = MemoryKv::default();
+        let count = |name, call: &dyn Fn(&Request) -> Result<(), Error>| {
+            kv.take_operations();
+            let store = sealed(&kv);
+            call(&Sessions::new(&store, POLICY)).unwrap();
+            (name, kv.take_operations())
         };
         let body = object(r#"{"a":1}"#);
-        vec![
-            count(
-                "create",
-                run(sessions.create(id(1), &body, None, None, T0)).map(drop),
-            ),
-            count("get", run(sessions.get(&id(1), T0)).map(drop)),
-            count(
-                "update",
-                run(sessions.replace(&id(1), &body, None, T0)).map(drop),
-            ),
-            count(
-                "add",
-                run(sessions.merge(&id(1), &body, Merge::Shallow, None, T0)).map(drop),
-            ),
-            count(
-                "touch (renewing)",
-                run(sessions.touch(&id(1), T0 + 60 * S)).map(drop),
-            ),
-            count(
-                "touch (within the interval)",
-                run(sessions.touch(&id(1), T0 + 61 * S)).map(drop),
-            ),
-            count("delete", run(sessions.delete(&id(1), None, T0))),
-            count("delete with If-Match", {
-                run(sessions.create(id(2), &body, None, None, T0)).unwrap();
-                store.0.take_operations();
-                run(sessions.delete(&id(2), Some(&IfMatch::Any), T0))
+        let create = |n| {
+            kv.uncounted(|| {
+                run(Sessions::new(&sealed(&kv), POLICY).create(id(n), &body, None, None, T0))
+            })
+            .unwrap();
+        };
+        let table = vec![
+            count("create", &|s| {
+                run(s.create(id(1), &body, None, None, T0)).map(drop)
             }),
-            count("rotate", {
-                run(sessions.create(id(3), &body, None, None, T0)).unwrap();
-                store.0.take_operations();
-                run(sessions.rotate(&id(3), id(4), T0)).map(drop)
+            count("get", &|s| run(s.get(&id(1), T0)).map(drop)),
+            count("update", &|s| {
+                run(s.replace(&id(1), &body, None, T0)).map(drop)
             }),
-        ]
+            count("add", &|s| {
+                run(s.merge(&id(1), &body, Merge::Shallow, None, T0)).map(drop)
+            }),
+            count("touch (renewing)", &|s| {
+                run(s.touch(&id(1), T0 + 60 * S)).map(drop)
+            }),
+            count("touch (within the interval)", &|s| {
+                run(s.touch(&id(1), T0 + 61 * S)).map(drop)
+            }),
+            count("delete", &|s| run(s.delete(&id(1), None, T0))),
+            {
+                create(2);
+                count("delete with If-Match", &|s| {
+                    run(s.delete(&id(2), Some(&IfMatch::Any), T0))
+                })
+            },
+            {
+                create(3);
+                count("rotate", &|s| run(s.rotate(&id(3), id(4), T0)).map(drop))
+            },
+            count("get, missing", &|s| match run(s.get(&id(9), T0)) {
+                Err(Error::SessionNotFound) => Ok(()),
+                other => other.map(drop),
+            }),
+            {
+                kv.insert_legacy(&bare(5), "{}");
+                count("get, legacy", &|s| run(s.get(&id(5), T0)).map(drop))
+            },
+            count("add, legacy (moves it)", &|s| {
+                run(s.merge(&id(5), &body, Merge::Shallow, None, T0)).map(drop)
+            }),
+        ];
+        create(6);
+        kv.take_operations();
+        let store = KvSessions::new(&kv, SoftAead, false);
+        run(Sessions::new(&store, POLICY).delete(&id(6), None, T0)).unwrap();
+        let off = ("delete, legacy lookup off", kv.take_operations());
+        table.into_iter().chain([off]).collect()
     }
 
     #[test]
@@ -402,29 +427,10 @@ mod tests {
         let meta =
             run(sessions.create(id(1), &object(r#"{"user":"ada"}"#), None, None, T0)).unwrap();
         assert_eq!(meta.version, 1);
-        assert_eq!(store.0.kv_ttl(&key(1)), Some(1800));
+        assert_eq!(store.kv.kv_ttl(&key(1)), Some(1800));
         let session = run(sessions.get(&id(1), T0 + S)).unwrap();
         assert_eq!(session.data, r#"{"user":"ada"}"#);
         assert_eq!(session.meta, meta, "a read does not renew");
-    }
-
-    #[test]
-    fn read_sees_what_get_sees() {
-        let store = kv();
-        let sessions = Sessions::new(&store, POLICY);
-        let meta = run(sessions.create(id(1), &object(r#"{"a":1}"#), Some(2), None, T0)).unwrap();
-        let (body, read_meta) = run(sessions.read(&id(1), T0 + S)).unwrap();
-        assert_eq!((body.as_str(), read_meta), (r#"{"a":1}"#, meta));
-        assert!(matches!(
-            run(sessions.read(&id(1), T0 + 2 * S)),
-            Err(Error::SessionNotFound)
-        ));
-        assert!(matches!(
-            run(sessions.read(&id(2), T0)),
-            Err(Error::SessionNotFound)
-        ));
-        store.0.insert_legacy(&key(3), "{}");
-        assert_eq!(run(sessions.read(&id(3), T0)).unwrap().1.version, 0);
     }
 
     #[test]
@@ -438,7 +444,7 @@ mod tests {
             Err(Error::SessionNotFound)
         ));
         assert_eq!(
-            store.0.kv_ttl(&key(1)),
+            store.kv.kv_ttl(&key(1)),
             Some(60),
             "KV keeps it at least 60 s"
         );
@@ -461,7 +467,7 @@ mod tests {
             run(sessions.merge(&id(1), &patch, Merge::Shallow, None, T0 + 200 * S)).unwrap();
         assert_eq!(merged, br#"{"b":2,"c":3}"#);
         assert_eq!(meta.version, 3);
-        assert_eq!(store.0.value(&key(1)).unwrap(), r#"{"b":2,"c":3}"#);
+        assert_eq!(store.kv.plain(&id(1)).unwrap(), r#"{"b":2,"c":3}"#);
     }
 
     #[test]
@@ -483,15 +489,15 @@ mod tests {
         for n in 0..3 {
             run(sessions.merge(&id(1), &chunk(n), Merge::Shallow, None, T0)).unwrap();
         }
-        let before = store.0.value(&key(1)).unwrap();
-        store.0.take_operations();
+        let before = store.kv.plain(&id(1)).unwrap();
+        store.kv.take_operations();
         let err = run(sessions.merge(&id(1), &chunk(3), Merge::Shallow, None, T0)).unwrap_err();
         assert!(
             matches!(err, Error::SessionTooLarge { limit: 65_536 }),
             "{err:?}"
         );
-        assert_eq!(store.0.take_operations(), 1, "read, nothing written");
-        assert_eq!(store.0.value(&key(1)).unwrap(), before);
+        assert_eq!(store.kv.take_operations(), 1, "read, nothing written");
+        assert_eq!(store.kv.plain(&id(1)).unwrap(), before);
     }
 
     #[test]
@@ -501,7 +507,7 @@ mod tests {
         run(sessions.create(id(1), &object(r#"{"a":1}"#), None, None, T0)).unwrap();
         let meta = run(sessions.touch(&id(1), T0 + 1000 * S)).unwrap();
         assert_eq!((meta.version, meta.expires_at), (1, T0 + 2800 * S));
-        assert_eq!(store.0.value(&key(1)).unwrap(), r#"{"a":1}"#);
+        assert_eq!(store.kv.plain(&id(1)).unwrap(), r#"{"a":1}"#);
     }
 
     #[test]
@@ -509,21 +515,21 @@ mod tests {
         let store = kv();
         let sessions = Sessions::new(&store, POLICY);
         let created = run(sessions.create(id(1), &object("{}"), None, None, T0)).unwrap();
-        store.0.take_operations();
+        store.kv.take_operations();
         assert_eq!(run(sessions.touch(&id(1), T0 + 59 * S)).unwrap(), created);
-        assert_eq!(store.0.take_operations(), 1, "read only");
+        assert_eq!(store.kv.take_operations(), 1, "read only");
         let renewed = run(sessions.touch(&id(1), T0 + 60 * S)).unwrap();
         assert_eq!(renewed.expires_at, T0 + 1860 * S);
-        assert_eq!(store.0.take_operations(), 2);
+        assert_eq!(store.kv.take_operations(), 2);
     }
 
     #[test]
     fn a_touch_gives_a_legacy_entry_its_metadata() {
         let store = kv();
         let sessions = Sessions::new(&store, POLICY);
-        store.0.insert_legacy(&key(1), "{}");
+        store.kv.insert_legacy(&bare(1), "{}");
         run(sessions.touch(&id(1), T0)).unwrap();
-        let meta = store.0.meta(&key(1)).expect("written");
+        let meta = store.kv.meta(&key(1)).expect("written");
         assert_eq!((meta.version, meta.created_at), (0, T0));
     }
 
@@ -535,7 +541,7 @@ mod tests {
         let meta = run(sessions.rotate(&id(1), id(2), T0 + 10 * S)).unwrap();
         assert_eq!(meta.created_at, T0);
         assert_eq!(meta.ttl, Some(600));
-        assert_eq!(store.0.value(&key(1)), None);
+        assert_eq!(store.kv.plain(&id(1)), None);
         let moved = run(sessions.get(&id(2), T0 + 10 * S)).unwrap();
         assert_eq!(moved.data, r#"{"a":1}"#);
         assert!(matches!(
@@ -556,7 +562,7 @@ mod tests {
         ] {
             assert!(matches!(result, Err(Error::SessionNotFound)));
         }
-        assert!(store.0.entries.borrow().is_empty());
+        assert!(store.kv.entries.borrow().is_empty());
     }
 
     #[test]
@@ -566,7 +572,7 @@ mod tests {
         run(sessions.create(id(1), &object("{}"), None, None, T0)).unwrap();
         run(sessions.delete(&id(1), None, T0)).unwrap();
         run(sessions.delete(&id(1), None, T0)).unwrap();
-        assert!(store.0.entries.borrow().is_empty());
+        assert!(store.kv.entries.borrow().is_empty());
     }
 
     #[test]
@@ -590,7 +596,7 @@ mod tests {
             Err(Error::PreconditionFailed)
         ));
         assert_eq!(
-            store.0.value(&key(1)).unwrap(),
+            store.kv.plain(&id(1)).unwrap(),
             r#"{"a":1}"#,
             "nothing written"
         );
@@ -607,7 +613,7 @@ mod tests {
     fn legacy_entries_are_read_merged_replaced_and_deleted() {
         let store = kv();
         let sessions = Sessions::new(&store, POLICY);
-        store.0.insert_legacy(&key(5), r#"{"userId":42}"#);
+        store.kv.insert_legacy(&bare(5), r#"{"userId":42}"#);
         let session = run(sessions.get(&id(5), T0)).unwrap();
         assert_eq!(session.data, r#"{"userId":42}"#);
         assert_eq!(session.meta.version, 0);
@@ -620,7 +626,7 @@ mod tests {
             "metadata from the first write"
         );
         run(sessions.delete(&id(5), None, T0)).unwrap();
-        assert!(store.0.entries.borrow().is_empty());
+        assert!(store.kv.entries.borrow().is_empty());
     }
 
     #[test]
@@ -632,7 +638,7 @@ mod tests {
             .enumerate()
         {
             let n = n as u8;
-            store.0.insert_legacy(&key(n), stored);
+            store.kv.insert_legacy(&bare(n), stored);
             for how in [Merge::Shallow, Merge::MergePatch] {
                 let result = run(sessions.merge(&id(n), &object(r#"{"a":1}"#), how, None, T0));
                 assert!(
@@ -640,7 +646,7 @@ mod tests {
                     "{stored}"
                 );
             }
-            assert_eq!(store.0.value(&key(n)).as_deref(), Some(*stored), "kept");
+            assert_eq!(store.kv.plain(&id(n)).as_deref(), Some(*stored), "kept");
         }
     }
 
@@ -649,13 +655,13 @@ mod tests {
         let store = kv();
         let sessions = Sessions::new(&store, POLICY);
         run(sessions.create(id(1), &object(r#"{"a":1}"#), None, None, T0)).unwrap();
-        store.0.fail_next(Op::Put, Fault::Busy);
+        store.kv.fail_next(Op::Put, Fault::Busy);
         let err = run(sessions.merge(&id(1), &object(r#"{"b":2}"#), Merge::Shallow, None, T0));
         assert_eq!(err.unwrap_err().code(), "store_busy");
-        store.0.fail_next(Op::Put, Fault::Unavailable);
+        store.kv.fail_next(Op::Put, Fault::Unavailable);
         let err = run(sessions.touch(&id(1), T0 + 100 * S)).unwrap_err();
         assert_eq!(err.code(), "store_unavailable");
-        store.0.fail_next(Op::Get, Fault::Unavailable);
+        store.kv.fail_next(Op::Get, Fault::Unavailable);
         let err = run(sessions.get(&id(1), T0)).unwrap_err();
         assert_eq!(err.code(), "store_unavailable");
         let session = run(sessions.get(&id(1), T0)).unwrap();
@@ -670,15 +676,15 @@ mod tests {
         let store = kv();
         let sessions = Sessions::new(&store, POLICY);
         run(sessions.create(id(1), &object(r#"{"a":1}"#), None, None, T0)).unwrap();
-        store.0.fail_next(Op::Delete, Fault::Busy);
+        store.kv.fail_next(Op::Delete, Fault::Busy);
         let err = run(sessions.rotate(&id(1), id(2), T0 + S)).unwrap_err();
         assert_eq!(err.code(), "store_busy");
         assert_eq!(
-            store.0.value(&key(1)).as_deref(),
+            store.kv.plain(&id(1)).as_deref(),
             Some(r#"{"a":1}"#),
             "old id kept"
         );
-        assert_eq!(store.0.value(&key(2)), None, "new copy removed");
+        assert_eq!(store.kv.plain(&id(2)), None, "new copy removed");
     }
 
     #[test]
@@ -686,8 +692,8 @@ mod tests {
         let store = kv();
         let sessions = Sessions::new(&store, POLICY);
         run(sessions.create(id(1), &object(r#"{"a":1}"#), None, None, T0)).unwrap();
-        store.0.fail_next(Op::Delete, Fault::Unavailable);
-        store.0.fail_next(Op::Delete, Fault::Unavailable);
+        store.kv.fail_next(Op::Delete, Fault::Unavailable);
+        store.kv.fail_next(Op::Delete, Fault::Unavailable);
         let err = run(sessions.rotate(&id(1), id(2), T0 + S)).unwrap_err();
         assert_eq!(err.code(), "store_unavailable");
         let cause = err.log_cause().unwrap();
@@ -697,7 +703,7 @@ mod tests {
         );
         assert!(!cause.contains(&key(2)), "never a whole id: {cause}");
         assert_eq!(
-            store.0.value(&key(1)).as_deref(),
+            store.kv.plain(&id(1)).as_deref(),
             Some(r#"{"a":1}"#),
             "old id kept"
         );
@@ -728,7 +734,7 @@ mod tests {
             T0,
         ));
         assert!(matches!(result, Err(Error::PreconditionFailed)));
-        assert_eq!(store.kv().value(&key(1)).unwrap(), r#"{"other":true}"#);
+        assert_eq!(store.kv().plain(&id(1)).unwrap(), r#"{"other":true}"#);
     }
 
     #[test]
@@ -750,7 +756,7 @@ mod tests {
         run(sessions.create(id(1), &object(r#"{"a":1}"#), None, None, T0)).unwrap();
         store.interleave(id(1), r#"{"a":2}"#);
         run(sessions.touch(&id(1), T0 + 100 * S)).unwrap();
-        assert_eq!(store.kv().value(&key(1)).unwrap(), r#"{"a":2}"#);
+        assert_eq!(store.kv().plain(&id(1)).unwrap(), r#"{"a":2}"#);
     }
 
     #[test]
@@ -763,10 +769,10 @@ mod tests {
         let err = run(sessions.rotate(&id(1), id(2), T0)).unwrap_err();
         assert_eq!(err.code(), "store_busy");
         assert_eq!(
-            store.kv().value(&key(1)).unwrap(),
+            store.kv().plain(&id(1)).unwrap(),
             r#"{"a":2}"#,
             "the write survives"
         );
-        assert_eq!(store.kv().value(&key(2)), None);
+        assert_eq!(store.kv().plain(&id(2)), None);
     }
 }

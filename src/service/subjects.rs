@@ -12,39 +12,47 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::Poll;
 
+use crate::domain::derive::Handle;
 use crate::domain::error::Error;
 use crate::domain::id::SessionId;
-use crate::domain::session::Meta;
+use crate::domain::session::{Meta, Policy};
 use crate::domain::subject::Subject;
 use crate::domain::time::Millis;
 use crate::store::durable::index::SqlIndex;
 use crate::store::durable::peers::Peers;
 use crate::store::durable::storage::DoStorage;
 use crate::store::kv::{Kv, KvIndex, KvSessions};
-use crate::store::{Expect, Member, Record, SessionStore, SubjectIndex};
+use crate::store::{Member, SessionStore, SubjectIndex};
 
-/// A live session of a subject.
+/// A live session of a subject, as a listing may show it: by its handle, never its id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Listed {
-    pub id: SessionId,
+    pub member: Member,
     pub meta: Meta,
 }
 
 pub struct Subjects<'a, I, S> {
     index: &'a I,
     sessions: &'a S,
+    policy: Policy,
 }
 
 impl<'a, I: SubjectIndex, S: SessionStore> Subjects<'a, I, S> {
-    pub fn new(index: &'a I, sessions: &'a S) -> Self {
-        Self { index, sessions }
+    pub fn new(index: &'a I, sessions: &'a S, policy: Policy) -> Self {
+        Self {
+            index,
+            sessions,
+            policy,
+        }
     }
 
     /// The live sessions of `subject`, newest first.
     pub async fn live(&self, subject: &Subject, now: Millis) -> Result<Vec<Listed>, Error> {
         let members = self.index.members(subject).await?;
         let mut live = self.check(subject, &members, now).await?;
-        live.sort_by_key(|listed| std::cmp::Reverse((listed.meta.created_at, listed.id)));
+        live.sort_by_key(|listed| {
+            std::cmp::Reverse((listed.meta.created_at, listed.member.handle.to_string()))
+        });
         Ok(live)
     }
 
@@ -55,22 +63,33 @@ impl<'a, I: SubjectIndex, S: SessionStore> Subjects<'a, I, S> {
         members: &[Member],
         now: Millis,
     ) -> Result<Vec<Listed>, Error> {
-        let records = join_all(members.iter().map(|m| self.sessions.load(&m.id))).await;
+        let metas = join_all(members.iter().map(|m| self.sessions.meta_at(&m.at))).await;
         let mut live = Vec::with_capacity(members.len());
         let mut gone = Vec::new();
-        for (member, record) in members.iter().zip(records) {
-            match record? {
-                Some(Record {
-                    meta: Some(meta), ..
-                }) if meta.is_alive(now) && meta.subject == Some(*subject) => live.push(Listed {
-                    id: member.id,
-                    meta,
-                }),
-                _ => gone.push(member.id),
+        let mut moved = Vec::new();
+        for (member, meta) in members.iter().zip(metas) {
+            match meta {
+                Ok(Some((meta, at))) if meta.is_alive(now) && meta.subject == Some(*subject) => {
+                    if at != member.at {
+                        moved.push((*member, meta.latest_end(self.policy)));
+                    }
+                    live.push(Listed {
+                        member: Member { at, ..*member },
+                        meta,
+                    })
+                }
+                // A session that does not open is gone for the caller, as for everyone.
+                Ok(_) | Err(Error::Unreadable(_)) => gone.push(member),
+                Err(err) => return Err(err),
             }
         }
-        // Cleaning up is a courtesy to the next reader: a failure here fails nothing.
-        join_all(gone.iter().map(|id| self.index.remove(subject, id))).await;
+        // Cleaning up is a courtesy to the next reader: a failure here fails nothing. So is
+        // rewriting an entry that names its session by id, once the session is under its key.
+        join_all(gone.iter().map(|member| self.index.remove(subject, member))).await;
+        let upgrades = moved
+            .iter()
+            .map(|(member, until)| self.index.upgrade(subject, member, *until, now));
+        join_all(upgrades).await;
         Ok(live)
     }
 
@@ -83,18 +102,36 @@ impl<'a, I: SubjectIndex, S: SessionStore> Subjects<'a, I, S> {
         now: Millis,
     ) -> Result<usize, Error> {
         let live = self.live(subject, now).await?;
-        let ending: Vec<&Listed> = live.iter().filter(|l| Some(&l.id) != except).collect();
+        let kept = except.map(Handle::of);
+        let ending: Vec<&Listed> = live
+            .iter()
+            .filter(|l| Some(l.member.handle) != kept)
+            .collect();
         self.end(subject, &ending).await?;
         Ok(ending.len())
     }
 
+    /// Ends the live session of `subject` listed as `handle`: `SessionNotFound` when none is,
+    /// so a handle of another subject's session ends nothing.
+    pub async fn revoke_one(
+        &self,
+        subject: &Subject,
+        handle: &Handle,
+        now: Millis,
+    ) -> Result<(), Error> {
+        let live = self.live(subject, now).await?;
+        let listed = live.iter().find(|l| l.member.handle == *handle);
+        let listed = listed.ok_or(Error::SessionNotFound)?;
+        self.end(subject, &[listed]).await
+    }
+
     /// Ends the sessions `listed`, all at once, and removes their entries.
-    async fn end(&self, subject: &Subject, listed: &[&Listed]) -> Result<(), Error> {
-        let end = |id| async move {
-            let _ = self.sessions.remove(id, Expect::Any).await?;
-            self.index.remove(subject, id).await
+    async fn end(&self, subject: &Subject, listed: &[&'a Listed]) -> Result<(), Error> {
+        let end = |member: &'a Member| async move {
+            self.sessions.remove_at(&member.at).await?;
+            self.index.remove(subject, member).await
         };
-        let ended = join_all(listed.iter().map(|listed| end(&listed.id))).await;
+        let ended = join_all(listed.iter().map(|listed| end(&listed.member))).await;
         ended.into_iter().collect()
     }
 
@@ -125,13 +162,22 @@ pub enum SubjectStores {
 }
 
 impl SubjectStores {
-    pub async fn live(&self, subject: &Subject, now: Millis) -> Result<Vec<Listed>, Error> {
+    pub async fn live(
+        &self,
+        subject: &Subject,
+        policy: Policy,
+        now: Millis,
+    ) -> Result<Vec<Listed>, Error> {
         match self {
             SubjectStores::Kv(index, sessions) => {
-                Subjects::new(index, sessions).live(subject, now).await
+                Subjects::new(index, sessions, policy)
+                    .live(subject, now)
+                    .await
             }
             SubjectStores::Durable(index, sessions) => {
-                Subjects::new(index, sessions).live(subject, now).await
+                Subjects::new(index, sessions, policy)
+                    .live(subject, now)
+                    .await
             }
         }
     }
@@ -139,18 +185,40 @@ impl SubjectStores {
     pub async fn revoke(
         &self,
         subject: &Subject,
+        policy: Policy,
         except: Option<&SessionId>,
         now: Millis,
     ) -> Result<usize, Error> {
         match self {
             SubjectStores::Kv(index, sessions) => {
-                Subjects::new(index, sessions)
+                Subjects::new(index, sessions, policy)
                     .revoke(subject, except, now)
                     .await
             }
             SubjectStores::Durable(index, sessions) => {
-                Subjects::new(index, sessions)
+                Subjects::new(index, sessions, policy)
                     .revoke(subject, except, now)
+                    .await
+            }
+        }
+    }
+
+    pub async fn revoke_one(
+        &self,
+        subject: &Subject,
+        policy: Policy,
+        handle: &Handle,
+        now: Millis,
+    ) -> Result<(), Error> {
+        match self {
+            SubjectStores::Kv(index, sessions) => {
+                Subjects::new(index, sessions, policy)
+                    .revoke_one(subject, handle, now)
+                    .await
+            }
+            SubjectStores::Durable(index, sessions) => {
+                Subjects::new(index, sessions, policy)
+                    .revoke_one(subject, handle, now)
                     .await
             }
         }

@@ -2,8 +2,6 @@
 //! session store (KV in the worker, SQLite in a session's object) and the subject index (KV, or
 //! the subject's object).
 
-use worker::web_sys::ReadableStream;
-
 use crate::domain::error::Error;
 use crate::domain::id::SessionId;
 use crate::domain::session::Meta;
@@ -13,7 +11,7 @@ use crate::store::durable::peers::{Peers, SubjectPeers};
 use crate::store::durable::sessions::SqlSessions;
 use crate::store::durable::storage::DoStorage;
 use crate::store::kv::{Kv, KvIndex, KvSessions};
-use crate::store::{Expect, Member, Outcome, Record, SessionStore, SubjectIndex};
+use crate::store::{Expect, Member, Outcome, Record, SessionRef, SessionStore, SubjectIndex};
 
 /// The store a request's session lives in: KV, in the worker; SQLite, in the session's object.
 pub enum Backend {
@@ -41,10 +39,10 @@ impl SubjectIndex for IndexBackend {
         }
     }
 
-    async fn remove(&self, subject: &Subject, id: &SessionId) -> Result<(), Error> {
+    async fn remove(&self, subject: &Subject, member: &Member) -> Result<(), Error> {
         match self {
-            IndexBackend::Kv(index) => index.remove(subject, id).await,
-            IndexBackend::Durable(index) => index.remove(subject, id).await,
+            IndexBackend::Kv(index) => index.remove(subject, member).await,
+            IndexBackend::Durable(index) => index.remove(subject, member).await,
         }
     }
 
@@ -54,18 +52,22 @@ impl SubjectIndex for IndexBackend {
             IndexBackend::Durable(index) => index.members(subject).await,
         }
     }
-}
 
-/// Session data as a backend hands it to a response.
-pub enum Body {
-    /// Straight from KV to the response, never copied into Wasm.
-    Stream(ReadableStream),
-    Text(String),
+    async fn upgrade(
+        &self,
+        subject: &Subject,
+        member: &Member,
+        until: Millis,
+        now: Millis,
+    ) -> Result<(), Error> {
+        match self {
+            IndexBackend::Kv(index) => index.upgrade(subject, member, until, now).await,
+            IndexBackend::Durable(index) => index.upgrade(subject, member, until, now).await,
+        }
+    }
 }
 
 impl SessionStore for Backend {
-    type Body = Body;
-
     async fn load(&self, id: &SessionId) -> Result<Option<Record>, Error> {
         match self {
             Backend::Kv(store) => store.load(id).await,
@@ -73,16 +75,17 @@ impl SessionStore for Backend {
         }
     }
 
-    async fn open(&self, id: &SessionId) -> Result<Option<(Body, Option<Meta>)>, Error> {
+    async fn meta_at(&self, at: &SessionRef) -> Result<Option<(Meta, SessionRef)>, Error> {
         match self {
-            Backend::Kv(store) => Ok(store
-                .open(id)
-                .await?
-                .map(|(stream, meta)| (Body::Stream(stream), meta))),
-            Backend::Durable(store) => Ok(store
-                .open(id)
-                .await?
-                .map(|(text, meta)| (Body::Text(text), meta))),
+            Backend::Kv(store) => store.meta_at(at).await,
+            Backend::Durable(store) => store.meta_at(at).await,
+        }
+    }
+
+    async fn remove_at(&self, at: &SessionRef) -> Result<(), Error> {
+        match self {
+            Backend::Kv(store) => store.remove_at(at).await,
+            Backend::Durable(store) => store.remove_at(at).await,
         }
     }
 

@@ -1,20 +1,26 @@
 //! Workers KV: the key-value operations on the `sessionstore` binding, and sessions stored on
 //! them.
 //!
-//! A session's key is its bare id (as the old worker stored it), its value exactly the session
-//! data, and its lifecycle the entry's metadata, so one `getWithMetadata` reads everything. KV has
+//! A session's key is derived from its id ([`StorageKey`]), its value the session data sealed
+//! ([`super::seal`]), and its lifecycle the entry's metadata, readable, so one `getWithMetadata`
+//! reads everything and a listing can judge liveness without the id. Sessions stored before
+//! that (the old worker's and earlier versions': the bare id as key, the data as value) are read
+//! where they are on a miss and move on their first write ([`KvSessions`]). KV has
 //! no compare-and-swap: a conditional write here trusts the read its operation began with, so two
 //! writers that read within the same few milliseconds can both write (last write wins). Strong
 //! mode ([`super::durable`]) closes that window.
+
+use std::cell::RefCell;
 
 use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::{JsCast, JsValue};
 use worker::js_sys::{self, Object, Promise, Reflect, Uint8Array};
 use worker::wasm_bindgen_futures::JsFuture;
-use worker::web_sys::ReadableStream;
 use worker::Env;
 
-use super::{Expect, KeyValue, Member, Outcome, Record, SessionStore, SubjectIndex};
+use super::seal::{Aead, Opened, Sealer, WebCrypto};
+use super::{Expect, KeyValue, Member, Outcome, Record, SessionRef, SessionStore, SubjectIndex};
+use crate::domain::derive::{Handle, StorageKey, WrapKey};
 use crate::domain::error::Error;
 use crate::domain::id::SessionId;
 use crate::domain::session::{Meta, KV_MIN_TTL};
@@ -100,9 +106,6 @@ async fn settle(promise: Promise) -> Result<JsValue, Error> {
 }
 
 impl KeyValue for Kv {
-    /// A stream: `GET` passes the value from KV to the response without bringing it into Wasm.
-    type Body = ReadableStream;
-
     /// One `getWithMetadata`.
     async fn get(&self, key: &str) -> Result<Option<(String, Option<String>)>, Error> {
         let entry = self.get_entry(key, "text").await?;
@@ -110,9 +113,9 @@ impl KeyValue for Kv {
     }
 
     /// One `getWithMetadata`.
-    async fn open(&self, key: &str) -> Result<Option<(ReadableStream, Option<String>)>, Error> {
-        let entry = self.get_entry(key, "stream").await?;
-        Ok(entry.map(|(value, meta)| (value.unchecked_into(), meta)))
+    async fn get_bytes(&self, key: &str) -> Result<Option<(Vec<u8>, Option<String>)>, Error> {
+        let entry = self.get_entry(key, "arrayBuffer").await?;
+        Ok(entry.map(|(value, meta)| (Uint8Array::new(&value).to_vec(), meta)))
     }
 
     async fn put(
@@ -190,29 +193,89 @@ fn readable(metadata: Option<String>) -> Option<Meta> {
     Meta::from_json(&metadata?)
 }
 
-/// Sessions on key-value storage: the bare id as key, the data as value, the lifecycle as
-/// metadata, and KV's own expiry set to the session's.
-#[derive(Default)]
-pub struct KvSessions<K>(pub K);
+/// Where a request found a session, so that its write goes where it should.
+enum Found<K> {
+    /// Under its storage key, sealed: the next write keeps its data key.
+    Sealed(Opened<K>),
+    /// Under its bare id, as stored before keys were hashed: the next write moves it.
+    Legacy,
+}
 
-impl<K: KeyValue> SessionStore for KvSessions<K> {
-    type Body = K::Body;
+/// Sessions on key-value storage: sealed under their storage key, with the lifecycle as
+/// metadata and KV's own expiry set to the session's.
+///
+/// With `legacy` on (`SESSION_LEGACY_LOOKUP`, the default), a session missing under its storage
+/// key is looked for under its bare id, where the old worker and earlier versions stored it
+/// (one more read, on a miss only). It is served from there as it is, and its first write seals
+/// it under its storage key and deletes the old entry; a delete removes both. The store lives
+/// for one request and remembers what it found, so a write knows where its read found the
+/// session.
+pub struct KvSessions<K, A: Aead = WebCrypto> {
+    pub kv: K,
+    sealer: Sealer<A>,
+    legacy: bool,
+    found: RefCell<Vec<(SessionId, Found<A::Key>)>>,
+}
 
+impl<K: KeyValue, A: Aead> KvSessions<K, A> {
+    pub fn new(kv: K, aead: A, legacy: bool) -> Self {
+        Self {
+            kv,
+            sealer: Sealer(aead),
+            legacy,
+            found: RefCell::new(Vec::new()),
+        }
+    }
+
+    fn remember(&self, id: &SessionId, found: Found<A::Key>) {
+        let mut memo = self.found.borrow_mut();
+        memo.retain(|(known, _)| known != id);
+        memo.push((*id, found));
+    }
+
+    /// Whether this request found `id` under its bare id, and what it opened if sealed.
+    fn recall(&self, id: &SessionId) -> (bool, Option<Opened<A::Key>>) {
+        let memo = self.found.borrow();
+        match memo.iter().find(|(known, _)| known == id) {
+            Some((_, Found::Sealed(opened))) => (false, Some(opened.clone())),
+            Some((_, Found::Legacy)) => (true, None),
+            None => (false, None),
+        }
+    }
+}
+
+impl<K: KeyValue, A: Aead> SessionStore for KvSessions<K, A> {
+    /// One read; on a miss, with `legacy` on, a second under the bare id.
     async fn load(&self, id: &SessionId) -> Result<Option<Record>, Error> {
-        let entry = self.0.get(&id.to_string()).await?;
-        Ok(entry.map(|(data, meta)| Record {
+        let key = StorageKey::of(id);
+        if let Some((bytes, meta)) = self.kv.get_bytes(&key.name()).await? {
+            let opened = self.sealer.open(&WrapKey::of(id), &key, &bytes).await?;
+            let Some((opened, data)) = opened else {
+                return Err(unreadable(id));
+            };
+            let data = String::from_utf8(data).map_err(|_| unreadable(id))?;
+            self.remember(id, Found::Sealed(opened));
+            return Ok(Some(Record {
+                data,
+                meta: readable(meta),
+            }));
+        }
+        if !self.legacy {
+            return Ok(None);
+        }
+        let Some((data, meta)) = self.kv.get(&id.to_string()).await? else {
+            return Ok(None);
+        };
+        self.remember(id, Found::Legacy);
+        Ok(Some(Record {
             data,
             meta: readable(meta),
         }))
     }
 
-    async fn open(&self, id: &SessionId) -> Result<Option<(K::Body, Option<Meta>)>, Error> {
-        let entry = self.0.open(&id.to_string()).await?;
-        Ok(entry.map(|(body, meta)| (body, readable(meta))))
-    }
-
-    /// One put. `expect` was checked by the read this operation began with: KV cannot check
-    /// again at the moment of writing.
+    /// One put (and, for a session this request found under its bare id, one delete there).
+    /// `expect` was checked by the read this operation began with: KV cannot check again at the
+    /// moment of writing.
     async fn save(
         &self,
         id: &SessionId,
@@ -220,31 +283,108 @@ impl<K: KeyValue> SessionStore for KvSessions<K> {
         meta: &Meta,
         _expect: Expect,
     ) -> Result<Outcome, Error> {
+        let key = StorageKey::of(id);
+        let (moving, previous) = self.recall(id);
+        let (opened, sealed) = self
+            .sealer
+            .seal(&WrapKey::of(id), &key, data, previous.as_ref())
+            .await?;
         let ttl = meta.kv_ttl(meta.updated_at);
         let metadata = meta.to_json();
-        self.0
-            .put(&id.to_string(), data, Some(&metadata), ttl)
+        self.kv
+            .put(&key.name(), &sealed, Some(&metadata), ttl)
             .await?;
+        self.remember(id, Found::Sealed(opened));
+        if moving {
+            // The sealed copy is written and found first from now on; an old entry left by a
+            // failed delete is never read again and ends with its KV expiry.
+            let _ = self.kv.delete(&id.to_string()).await;
+        }
         Ok(Outcome::Written)
     }
 
-    /// One delete; `expect` as for `save`.
+    /// One delete; with `legacy` on, one more under the bare id, unless this request found the
+    /// session sealed. `expect` as for `save`.
     async fn remove(&self, id: &SessionId, _expect: Expect) -> Result<Outcome, Error> {
-        self.0.delete(&id.to_string()).await?;
+        self.kv.delete(&StorageKey::of(id).name()).await?;
+        let (_, sealed) = self.recall(id);
+        if self.legacy && sealed.is_none() {
+            self.kv.delete(&id.to_string()).await?;
+        }
+        self.found.borrow_mut().retain(|(known, _)| known != id);
         Ok(Outcome::Written)
+    }
+
+    /// One read, of the metadata: no id is needed, and none is there to open the data with.
+    async fn meta_at(&self, at: &SessionRef) -> Result<Option<(Meta, SessionRef)>, Error> {
+        match at {
+            SessionRef::Key(key) => {
+                let entry = self.kv.get_bytes(&key.name()).await?;
+                Ok(entry.and_then(|(_, meta)| Some((readable(meta)?, *at))))
+            }
+            SessionRef::Id(id) => {
+                let Some(meta) = self.load(id).await?.and_then(|record| record.meta) else {
+                    return Ok(None);
+                };
+                let (legacy, _) = self.recall(id);
+                let now_at = match legacy {
+                    true => *at,
+                    false => SessionRef::Key(StorageKey::of(id)),
+                };
+                Ok(Some((meta, now_at)))
+            }
+        }
+    }
+
+    async fn remove_at(&self, at: &SessionRef) -> Result<(), Error> {
+        match at {
+            SessionRef::Key(key) => self.kv.delete(&key.name()).await,
+            SessionRef::Id(id) => self.remove(id, Expect::Any).await.map(|_| ()),
+        }
     }
 }
 
-/// The subject index on KV: one entry `sub:<subject hash>:<session id>` per session, empty, with
-/// the session's creation time as metadata, living until the session's latest end (its absolute
-/// lifetime, which no renewal passes). The prefix is neither a session id nor a `cache:` key.
+/// A sealed record that does not open under its own id: altered, or copied from another key.
+fn unreadable(id: &SessionId) -> Error {
+    Error::Unreadable(format!("integrity: session {} does not open", id.short()))
+}
+
+/// The subject index on KV: one entry `sub:<subject hash>:<handle>` per session, empty, with
+/// `<created at> <storage key>` as metadata, living until the session's latest end (its absolute
+/// lifetime, which no renewal passes). The prefix is neither a storage key nor a `cache:` key.
+/// Entries written before keys were hashed are `sub:<subject hash>:<session id>` with the
+/// creation time alone; they are listed as they are, and go when their session goes.
 ///
 /// KV lists lag writes by up to about a minute: a list (and so a revoke) may miss a session
 /// created moments before.
-pub struct KvIndex<K>(pub K);
+pub struct KvIndex<K> {
+    pub kv: K,
+    legacy: bool,
+}
+
+impl<K: KeyValue> KvIndex<K> {
+    pub fn new(kv: K, legacy: bool) -> Self {
+        Self { kv, legacy }
+    }
+}
 
 fn index_prefix(subject: &Subject) -> String {
     format!("sub:{}:", subject.hex())
+}
+
+/// A listed entry: a handle with `<created at> <storage key>`, or an id with its creation time.
+fn parse_entry(name: &str, metadata: Option<&str>) -> Option<Member> {
+    if let Some(handle) = Handle::parse(name) {
+        let (created_at, key) = metadata?.split_once(' ')?;
+        return Some(Member {
+            handle,
+            at: SessionRef::Key(StorageKey::from_name(key)?),
+            created_at: created_at.parse().ok()?,
+        });
+    }
+    let id = SessionId::parse(name)?;
+    let created_at = metadata.and_then(|m| m.parse().ok()).unwrap_or(0);
+    Some(Member::of(id, created_at))
 }
 
 impl<K: KeyValue> SubjectIndex for KvIndex<K> {
@@ -256,30 +396,55 @@ impl<K: KeyValue> SubjectIndex for KvIndex<K> {
         until: Millis,
         now: Millis,
     ) -> Result<(), Error> {
-        let key = format!("{}{}", index_prefix(subject), member.id);
+        let key = match member.at {
+            SessionRef::Key(key) => key,
+            SessionRef::Id(id) => StorageKey::of(&id),
+        };
+        let name = format!("{}{}", index_prefix(subject), member.handle);
         let ttl = until.saturating_sub(now).div_ceil(1000).max(KV_MIN_TTL);
-        let created_at = member.created_at.to_string();
-        self.0.put(&key, b"", Some(&created_at), ttl).await
+        let metadata = format!("{} {}", member.created_at, key.name());
+        self.kv.put(&name, b"", Some(&metadata), ttl).await
     }
 
-    /// One delete.
-    async fn remove(&self, subject: &Subject, id: &SessionId) -> Result<(), Error> {
-        self.0
-            .delete(&format!("{}{id}", index_prefix(subject)))
-            .await
+    /// One delete; with `legacy` on and the id known, one more for an entry written before
+    /// keys were hashed.
+    async fn remove(&self, subject: &Subject, member: &Member) -> Result<(), Error> {
+        let prefix = index_prefix(subject);
+        self.kv
+            .delete(&format!("{prefix}{}", member.handle))
+            .await?;
+        if let (true, SessionRef::Id(id)) = (self.legacy, member.at) {
+            self.kv.delete(&format!("{prefix}{id}")).await?;
+        }
+        Ok(())
+    }
+
+    /// An entry written before keys were hashed holds the id in its key: one put of the new
+    /// entry, one delete of the old.
+    async fn upgrade(
+        &self,
+        subject: &Subject,
+        member: &Member,
+        until: Millis,
+        now: Millis,
+    ) -> Result<(), Error> {
+        if let SessionRef::Id(id) = member.at {
+            self.add(subject, *member, until, now).await?;
+            self.kv
+                .delete(&format!("{}{id}", index_prefix(subject)))
+                .await?;
+        }
+        Ok(())
     }
 
     /// One list.
     async fn members(&self, subject: &Subject) -> Result<Vec<Member>, Error> {
         let prefix = index_prefix(subject);
-        let keys = self.0.list(&prefix).await?;
+        let keys = self.kv.list(&prefix).await?;
         Ok(keys
             .into_iter()
             .filter_map(|(key, metadata)| {
-                Some(Member {
-                    id: SessionId::parse(key.strip_prefix(&prefix)?)?,
-                    created_at: metadata.and_then(|m| m.parse().ok()).unwrap_or(0),
-                })
+                parse_entry(key.strip_prefix(&prefix)?, metadata.as_deref())
             })
             .collect())
     }

@@ -5,8 +5,12 @@
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
 
+use aes_gcm::aead::{Aead as _, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+
 use super::kv::KvSessions;
-use super::{Expect, KeyValue, Outcome, Record, SessionStore};
+use super::seal::Aead;
+use super::{Expect, KeyValue, Outcome, Record, SessionRef, SessionStore};
 use crate::domain::error::Error;
 use crate::domain::id::SessionId;
 use crate::domain::session::Meta;
@@ -30,7 +34,51 @@ pub enum Fault {
 }
 
 /// Value, metadata and the TTL it was saved with.
-type Stored = (String, Option<String>, u64);
+type Stored = (Vec<u8>, Option<String>, u64);
+
+/// AES-256-GCM from RustCrypto: the envelope of [`super::seal`] natively, byte for byte what
+/// WebCrypto makes of it (`tests/wasm.rs` checks one against the other).
+#[derive(Clone, Copy, Default)]
+pub struct SoftAead;
+
+impl Aead for SoftAead {
+    type Key = [u8; 32];
+
+    async fn import(&self, raw: &[u8; 32]) -> Result<[u8; 32], Error> {
+        Ok(*raw)
+    }
+
+    async fn encrypt(
+        &self,
+        key: &[u8; 32],
+        nonce: &[u8],
+        aad: &[u8],
+        plain: &[u8],
+    ) -> Result<Vec<u8>, Error> {
+        let cipher = Aes256Gcm::new(key.into());
+        let payload = Payload { msg: plain, aad };
+        cipher
+            .encrypt(Nonce::from_slice(nonce), payload)
+            .map_err(|_| Error::Internal("aes-gcm".into()))
+    }
+
+    async fn decrypt(
+        &self,
+        key: &[u8; 32],
+        nonce: &[u8],
+        aad: &[u8],
+        sealed: &[u8],
+    ) -> Result<Option<Vec<u8>>, Error> {
+        let cipher = Aes256Gcm::new(key.into());
+        let payload = Payload { msg: sealed, aad };
+        Ok(cipher.decrypt(Nonce::from_slice(nonce), payload).ok())
+    }
+}
+
+/// Sessions on `kv` as the worker keeps them, sealed natively, with the legacy lookup on.
+pub fn sealed<K: KeyValue>(kv: K) -> KvSessions<K, SoftAead> {
+    KvSessions::new(kv, SoftAead, true)
+}
 
 #[derive(Default)]
 pub struct MemoryKv {
@@ -40,17 +88,34 @@ pub struct MemoryKv {
 }
 
 impl MemoryKv {
+    /// An entry as the old worker wrote it: the data under the bare id, no metadata.
     pub fn insert_legacy(&self, key: &str, value: &str) {
-        self.entries
-            .borrow_mut()
-            .insert(key.into(), (value.into(), None, 0));
+        self.insert(key, value, None);
     }
 
-    pub fn value(&self, key: &str) -> Option<String> {
+    pub fn insert(&self, key: &str, value: &str, metadata: Option<String>) {
+        self.entries
+            .borrow_mut()
+            .insert(key.into(), (value.into(), metadata, 0));
+    }
+
+    /// The value as stored (sealed, for a session of this version).
+    pub fn bytes(&self, key: &str) -> Option<Vec<u8>> {
         self.entries
             .borrow()
             .get(key)
             .map(|(value, _, _)| value.clone())
+    }
+
+    /// Every key, value and metadata, as one text: what a dump of the namespace shows.
+    pub fn dump(&self) -> String {
+        let entries = self.entries.borrow();
+        let mut dump = String::new();
+        for (key, (value, meta, _)) in entries.iter() {
+            let value = String::from_utf8_lossy(value);
+            dump.push_str(&format!("{key}\t{value}\t{meta:?}\n"));
+        }
+        dump
     }
 
     pub fn meta(&self, key: &str) -> Option<Meta> {
@@ -60,6 +125,19 @@ impl MemoryKv {
 
     pub fn kv_ttl(&self, key: &str) -> Option<u64> {
         self.entries.borrow().get(key).map(|(_, _, ttl)| *ttl)
+    }
+
+    /// `f`, its operations left uncounted: a test's own look at the store.
+    pub fn uncounted<T>(&self, f: impl FnOnce() -> T) -> T {
+        let counted = self.operations.get();
+        let out = f();
+        self.operations.set(counted);
+        out
+    }
+
+    /// The data of session `id` as the worker would read it, uncounted.
+    pub fn plain(&self, id: &SessionId) -> Option<String> {
+        self.uncounted(|| run(sealed(self).load(id)).ok().flatten().map(|r| r.data))
     }
 
     /// Operations since the last call.
@@ -87,19 +165,23 @@ impl MemoryKv {
 }
 
 impl KeyValue for MemoryKv {
-    type Body = String;
-
     async fn get(&self, key: &str) -> Result<Option<(String, Option<String>)>, Error> {
+        let entry = self.get_bytes(key).await?;
+        entry
+            .map(|(value, meta)| {
+                let text = String::from_utf8(value);
+                Ok((text.map_err(|_| Error::Internal("not UTF-8".into()))?, meta))
+            })
+            .transpose()
+    }
+
+    async fn get_bytes(&self, key: &str) -> Result<Option<(Vec<u8>, Option<String>)>, Error> {
         self.operate(Op::Get)?;
         Ok(self
             .entries
             .borrow()
             .get(key)
             .map(|(value, meta, _)| (value.clone(), meta.clone())))
-    }
-
-    async fn open(&self, key: &str) -> Result<Option<(String, Option<String>)>, Error> {
-        self.get(key).await
     }
 
     async fn put(
@@ -110,8 +192,7 @@ impl KeyValue for MemoryKv {
         ttl_seconds: u64,
     ) -> Result<(), Error> {
         self.operate(Op::Put)?;
-        let value =
-            String::from_utf8(value.to_vec()).map_err(|_| Error::Internal("not UTF-8".into()))?;
+        let value = value.to_vec();
         let metadata = metadata.map(str::to_owned);
         self.entries
             .borrow_mut()
@@ -141,16 +222,24 @@ impl KeyValue for MemoryKv {
 
 /// Sessions with a true compare-and-swap, as a Durable Object keeps them, and a hook that lets
 /// another writer in between an operation's read and its write.
-#[derive(Default)]
 pub struct StrictSessions {
-    pub inner: KvSessions<MemoryKv>,
+    pub inner: KvSessions<MemoryKv, SoftAead>,
     /// Writes made by "someone else" just before this store's next writes, one per write.
     interleaved: RefCell<VecDeque<(SessionId, String)>>,
 }
 
+impl Default for StrictSessions {
+    fn default() -> Self {
+        Self {
+            inner: sealed(MemoryKv::default()),
+            interleaved: RefCell::default(),
+        }
+    }
+}
+
 impl StrictSessions {
     pub fn kv(&self) -> &MemoryKv {
-        &self.inner.0
+        &self.inner.kv
     }
 
     /// Before the next write, another writer replaces the data of `id` (a new version).
@@ -160,11 +249,8 @@ impl StrictSessions {
 
     /// The stored record, read without counting an operation.
     fn current(&self, id: &SessionId) -> Option<Record> {
-        let entries = self.kv().entries.borrow();
-        entries.get(&id.to_string()).map(|(data, meta, _)| Record {
-            data: data.clone(),
-            meta: meta.as_deref().and_then(Meta::from_json),
-        })
+        self.kv()
+            .uncounted(|| run(self.inner.load(id)).ok().flatten())
     }
 
     async fn let_others_write(&self) -> Result<(), Error> {
@@ -187,14 +273,8 @@ impl StrictSessions {
 }
 
 impl SessionStore for StrictSessions {
-    type Body = String;
-
     async fn load(&self, id: &SessionId) -> Result<Option<Record>, Error> {
         self.inner.load(id).await
-    }
-
-    async fn open(&self, id: &SessionId) -> Result<Option<(String, Option<Meta>)>, Error> {
-        self.inner.open(id).await
     }
 
     async fn save(
@@ -217,6 +297,14 @@ impl SessionStore for StrictSessions {
             return Ok(Outcome::Conflict);
         }
         self.inner.remove(id, expect).await
+    }
+
+    async fn meta_at(&self, at: &SessionRef) -> Result<Option<(Meta, SessionRef)>, Error> {
+        self.inner.meta_at(at).await
+    }
+
+    async fn remove_at(&self, at: &SessionRef) -> Result<(), Error> {
+        self.inner.remove_at(at).await
     }
 }
 
@@ -294,6 +382,7 @@ pub mod sqlite {
                 Value::Null => SqliteValue::Null,
                 Value::Integer(n) => SqliteValue::Integer(n),
                 Value::Text(text) => SqliteValue::Text(text),
+                Value::Blob(bytes) => SqliteValue::Blob(bytes),
             });
             let rows = statement
                 .query_map(rusqlite::params_from_iter(params), |row| {
@@ -304,6 +393,7 @@ pub mod sqlite {
                                 ValueRef::Text(text) => {
                                     Value::Text(String::from_utf8_lossy(text).into_owned())
                                 }
+                                ValueRef::Blob(bytes) => Value::Blob(bytes.to_vec()),
                                 _ => Value::Null,
                             })
                         })

@@ -20,7 +20,9 @@ pub mod durable;
 pub mod kv;
 #[cfg(test)]
 pub mod memory;
+pub mod seal;
 
+use crate::domain::derive::{Handle, StorageKey};
 use crate::domain::error::Error;
 use crate::domain::id::SessionId;
 use crate::domain::session::Meta;
@@ -93,11 +95,7 @@ pub enum Outcome {
     reason = "Workers run single-threaded; futures need not be Send"
 )]
 pub trait SessionStore {
-    /// The data in the store's own form, for handing to a response without copying it.
-    type Body;
-
     async fn load(&self, id: &SessionId) -> Result<Option<Record>, Error>;
-    async fn open(&self, id: &SessionId) -> Result<Option<(Self::Body, Option<Meta>)>, Error>;
     async fn save(
         &self,
         id: &SessionId,
@@ -106,12 +104,35 @@ pub trait SessionStore {
         expect: Expect,
     ) -> Result<Outcome, Error>;
     async fn remove(&self, id: &SessionId, expect: Expect) -> Result<Outcome, Error>;
+
+    /// The metadata of the session `at` names (`None`: gone, or without metadata), and where
+    /// the session is now: under its storage key, or still under its id where an earlier
+    /// version stored it. What a listing needs, and all it can have: an index holds no id to
+    /// open the data with.
+    async fn meta_at(&self, at: &SessionRef) -> Result<Option<(Meta, SessionRef)>, Error> {
+        match at {
+            SessionRef::Id(id) => {
+                let meta = self.load(id).await?.and_then(|record| record.meta);
+                Ok(meta.map(|meta| (meta, *at)))
+            }
+            SessionRef::Key(_) => Err(Error::Internal("a store without hashed keys".into())),
+        }
+    }
+
+    /// Removes the session `at` names, whatever it holds.
+    async fn remove_at(&self, at: &SessionRef) -> Result<(), Error> {
+        match at {
+            SessionRef::Id(id) => self.remove(id, Expect::Any).await.map(|_| ()),
+            SessionRef::Key(_) => Err(Error::Internal("a store without hashed keys".into())),
+        }
+    }
 }
 
 /// Key-value storage with per-entry metadata and expiry, as Workers KV offers it: what the KV
 /// session store, the subject index and the permission cache stand on.
 ///
-/// Contract: `get` returns `None` for a key never written, deleted, or expired in the store;
+/// Contract: `get` (a text value) and `get_bytes` return `None` for a key never written,
+/// deleted, or expired in the store;
 /// `put` replaces value and metadata (a string) together and asks the store to drop the entry
 /// after `ttl_seconds`; `delete` succeeds for a missing key; `list` gives every key under a prefix
 /// with its metadata, in key order (a store may lag writes: KV lists can be up to a minute old).
@@ -120,10 +141,8 @@ pub trait SessionStore {
     reason = "Workers run single-threaded; futures need not be Send"
 )]
 pub trait KeyValue {
-    type Body;
-
     async fn get(&self, key: &str) -> Result<Option<(String, Option<String>)>, Error>;
-    async fn open(&self, key: &str) -> Result<Option<(Self::Body, Option<String>)>, Error>;
+    async fn get_bytes(&self, key: &str) -> Result<Option<(Vec<u8>, Option<String>)>, Error>;
     async fn put(
         &self,
         key: &str,
@@ -137,14 +156,12 @@ pub trait KeyValue {
 
 /// One store, shared: the KV session store and the subject index stand on the same namespace.
 impl<K: KeyValue> KeyValue for &K {
-    type Body = K::Body;
-
     async fn get(&self, key: &str) -> Result<Option<(String, Option<String>)>, Error> {
         (**self).get(key).await
     }
 
-    async fn open(&self, key: &str) -> Result<Option<(Self::Body, Option<String>)>, Error> {
-        (**self).open(key).await
+    async fn get_bytes(&self, key: &str) -> Result<Option<(Vec<u8>, Option<String>)>, Error> {
+        (**self).get_bytes(key).await
     }
 
     async fn put(
@@ -166,18 +183,40 @@ impl<K: KeyValue> KeyValue for &K {
     }
 }
 
+/// How an index entry names its session: by the key it is stored under, or, in entries written
+/// before keys were hashed (and in strong mode's indexes, for now), by its id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SessionRef {
+    Key(StorageKey),
+    Id(SessionId),
+}
+
 /// A session listed under a subject.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Member {
-    pub id: SessionId,
+    pub handle: Handle,
+    pub at: SessionRef,
     pub created_at: Millis,
+}
+
+impl Member {
+    /// The entry of the session `id`, as a session's own operations know it; an index stores
+    /// what it may of it.
+    pub fn of(id: SessionId, created_at: Millis) -> Self {
+        Self {
+            handle: Handle::of(&id),
+            at: SessionRef::Id(id),
+            created_at,
+        }
+    }
 }
 
 /// The sessions of each subject.
 ///
 /// Contract: `add` lists `member` under `subject` until `until` (the session's latest possible
-/// end; the entry may vanish by itself after that); `remove` succeeds for an entry that is not
-/// there; `members` gives what was added and not removed. An index may still list a session that
+/// end; the entry may vanish by itself after that); `remove` removes the entry with the
+/// member's handle, and succeeds for an entry that is not there; `members` gives what was added
+/// and not removed. An index may still list a session that
 /// is gone (it ended, or was deleted without its subject being known): callers check each one
 /// and remove what they find gone.
 #[allow(
@@ -192,8 +231,20 @@ pub trait SubjectIndex {
         until: Millis,
         now: Millis,
     ) -> Result<(), Error>;
-    async fn remove(&self, subject: &Subject, id: &SessionId) -> Result<(), Error>;
+    async fn remove(&self, subject: &Subject, member: &Member) -> Result<(), Error>;
     async fn members(&self, subject: &Subject) -> Result<Vec<Member>, Error>;
+
+    /// Rewrites the entry of a live `member` that names its session by id into the form that
+    /// does not, where the index has one. Nothing to do by default.
+    async fn upgrade(
+        &self,
+        _subject: &Subject,
+        _member: &Member,
+        _until: Millis,
+        _now: Millis,
+    ) -> Result<(), Error> {
+        Ok(())
+    }
 }
 
 /// For stores that keep no subjects: nothing is ever listed, and adding is a mistake.
@@ -206,7 +257,7 @@ impl SubjectIndex for NoIndex {
         ))
     }
 
-    async fn remove(&self, _: &Subject, _: &SessionId) -> Result<(), Error> {
+    async fn remove(&self, _: &Subject, _: &Member) -> Result<(), Error> {
         Ok(())
     }
 

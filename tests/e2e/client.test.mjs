@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { ROOT, STRONG, UUID_V4, startWorker } from './harness.mjs';
+import { ROOT, STRONG, UUID_V4, handleOf, startWorker } from './harness.mjs';
 
 const MISSING = '3b241101-e2bb-4255-8caf-4136c566a962';
 const RFC3339 = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
@@ -44,6 +44,7 @@ describe('through a service binding', () => {
   test('create, get, update, add (both merges), touch, rotate, delete', async () => {
     const created = await ok('create', { user: 'ada', prefs: { theme: 'dark', lang: 'en' } }, { ttl: 600 });
     expectMeta(created, 1);
+    assert.equal(created.handle, handleOf(created.id), 'create names the handle');
     const expires = Date.parse(created.expiresAt) - Date.now();
     assert.ok(expires > 590_000 && expires <= 600_000, 'the ttl option');
     const read = await ok('get', created.id);
@@ -109,11 +110,16 @@ describe('through a service binding', () => {
     const first = await ok('create', { n: 1 }, { subject: user });
     const second = await ok('create', { n: 2 }, { subject: user });
     const listed = await ok('subjects.list', user);
-    assert.deepEqual(listed.map((s) => s.id), [second.id, first.id]);
-    assert.deepEqual(Object.keys(listed[0]), ['id', 'createdAt', 'updatedAt', 'expiresAt']);
+    assert.deepEqual(listed.map((s) => s.handle), [second.handle, first.handle]);
+    assert.deepEqual([first.handle, second.handle], [handleOf(first.id), handleOf(second.id)]);
+    assert.deepEqual(Object.keys(listed[0]), ['handle', 'createdAt', 'updatedAt', 'expiresAt']);
     assert.equal(await ok('subjects.revoke', user, { except: second.id }), 1);
     assert.equal(await ok('get', first.id), null);
     assert.notEqual(await ok('get', second.id), null);
+    const third = await ok('create', { n: 3 }, { subject: user });
+    assert.equal(await ok('subjects.revokeOne', user, third.handle), true);
+    assert.equal(await ok('subjects.revokeOne', user, third.handle), false, 'once');
+    assert.equal(await ok('get', third.id), null);
     assert.equal(await ok('subjects.revoke', user), 1);
     assert.deepEqual(await ok('subjects.list', user), []);
     const bad = await error('subjects.revoke', user, { except: 'nope' });

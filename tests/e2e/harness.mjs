@@ -3,8 +3,9 @@
 // file's tests end, when a start fails, on SIGINT/SIGTERM, and when the file runs past its time
 // limit. Console output is read from the inspector, so a test can wait until every line logged so
 // far has arrived instead of sleeping and hoping.
-import { spawn, execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFile, execFileSync, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { readFile, readdir, readlink } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -16,6 +17,13 @@ export const ROOT = resolve(import.meta.dirname, '../..');
 const WRANGLER = join(ROOT, 'node_modules/.bin/wrangler');
 
 export const UUID_V4 = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+export const HANDLE = /^[0-9a-f]{32}$/;
+
+const sha256 = (text) => createHash('sha256').update(text).digest('hex');
+/** A session's handle, computed here from its id as `src/domain/derive.rs` does. */
+export const handleOf = (id) => sha256(`session-state/v1/handle\0${id}`).slice(0, 32);
+/** Where a session is stored: its KV key, and the name of its object in strong mode. */
+export const storageKeyOf = (id) => `s1:${sha256(`session-state/v1/key\0${id}`)}`;
 
 /** The backend this run tests: `kv` or `durable_object` (`npm test` runs every file with each). */
 export const BACKEND = process.env.SESSION_BACKEND ?? 'kv';
@@ -113,9 +121,9 @@ let patched = 0;
  * A copy of wrangler.toml (beside it, so its paths still resolve) with `vars` set in the [vars]
  * table of `env`: `--var` reaches only the first worker of a multi-worker `wrangler dev`.
  */
-function patchedConfig(vars, env) {
+function patchedConfig(vars, env, source = readFileSync(join(ROOT, 'wrangler.toml'), 'utf8')) {
   const table = env ? `[env.${env}.vars]` : '[vars]';
-  const lines = readFileSync(join(ROOT, 'wrangler.toml'), 'utf8').split('\n');
+  const lines = source.split('\n');
   const start = lines.indexOf(table);
   if (start < 0) throw new Error(`wrangler.toml has no ${table}`);
   let end = lines.findIndex((line, i) => i > start && line.startsWith('['));
@@ -138,8 +146,10 @@ function patchedConfig(vars, env) {
  * @param {string} [options.env] wrangler environment
  * @param {Record<string,string>} [options.vars] extra vars (and secrets) for session-state; the
  *   backend under test is one of them unless the caller names another
+ * @param {string} [options.state] a directory of local state to start from and keep (default: a
+ *   fresh one, removed when the worker stops)
  */
-export async function startWorker({ configs = ['wrangler.toml'], env, vars = {} } = {}) {
+export async function startWorker({ configs = ['wrangler.toml'], env, vars = {}, state: kept } = {}) {
   vars = { SESSION_BACKEND: BACKEND, ...vars };
   let temporaryConfig = null;
   if (configs[0] !== 'wrangler.toml') {
@@ -150,7 +160,7 @@ export async function startWorker({ configs = ['wrangler.toml'], env, vars = {} 
   }
   const port = await freePort();
   const inspector = await freePort();
-  const state = mkdtempSync(join(tmpdir(), 'session-state-e2e-'));
+  const state = kept ?? mkdtempSync(join(tmpdir(), 'session-state-e2e-'));
   // An empty env file: a developer's .dev.vars (say, with API_TOKEN) must not leak into tests.
   const envFile = join(state, 'empty.env');
   writeFileSync(envFile, '');
@@ -173,8 +183,9 @@ export async function startWorker({ configs = ['wrangler.toml'], env, vars = {} 
     kill() {
       console_?.close();
       try { process.kill(-child.pid, 'SIGKILL'); } catch { /* already gone */ }
-      rmSync(state, { recursive: true, force: true });
+      if (!kept) rmSync(state, { recursive: true, force: true });
       if (temporaryConfig) rmSync(join(ROOT, temporaryConfig), { force: true });
+      for (const c of configs) if (c.startsWith('.wrangler-e2e-')) rmSync(join(ROOT, c), { force: true });
       running.delete(handle);
     },
   };
@@ -244,6 +255,47 @@ export async function startWorker({ configs = ['wrangler.toml'], env, vars = {} 
       if (env) kvArgs.push('--env', env);
       await promisify(execFile)(WRANGLER, kvArgs, { cwd: ROOT });
     },
+    /** Every key of this worker's local KV, with its metadata (what `wrangler kv key list` shows). */
+    async kvList() {
+      const kvArgs = ['kv', 'key', 'list', '--binding', 'sessionstore', '--local',
+        '--persist-to', state, ...configs.slice(-1).flatMap((c) => ['-c', c])];
+      if (env) kvArgs.push('--env', env);
+      const { stdout } = await promisify(execFile)(WRANGLER, kvArgs, { cwd: ROOT });
+      return JSON.parse(stdout);
+    },
+    /** A value of this worker's local KV as bytes (a Buffer), `null` when the key is absent. */
+    async kvBytes(key) {
+      const kvArgs = ['kv', 'key', 'get', key, '--binding', 'sessionstore', '--local',
+        '--persist-to', state, ...configs.slice(-1).flatMap((c) => ['-c', c])];
+      if (env) kvArgs.push('--env', env);
+      const { stdout } = await promisify(execFile)(WRANGLER, kvArgs, { cwd: ROOT, encoding: 'buffer' });
+      return stdout.toString('latin1').trim() === 'Value not found' ? null : stdout;
+    },
+    /** Writes bytes into this worker's local KV, through a file (`kv key put --path`). */
+    async kvPutBytes(key, bytes, metadata) {
+      const file = join(state, 'value.bin');
+      writeFileSync(file, bytes);
+      const kvArgs = ['kv', 'key', 'put', key, '--path', file, '--binding', 'sessionstore', '--local',
+        '--persist-to', state, ...configs.slice(-1).flatMap((c) => ['-c', c])];
+      if (metadata) kvArgs.push('--metadata', JSON.stringify(metadata));
+      if (env) kvArgs.push('--env', env);
+      await promisify(execFile)(WRANGLER, kvArgs, { cwd: ROOT });
+    },
+    /**
+     * A dump of everything this worker stores, as an administrator with the account could read
+     * it: every KV key with its metadata and value, and every row of every table of every
+     * Durable Object's SQLite database (including `__miniflare_do_name`, the name each object
+     * was reached by, which production hands to the object too). Values as latin1 text.
+     */
+    async dump() {
+      const lines = [];
+      for (const { name, metadata } of await this.kvList()) {
+        const value = await this.kvBytes(name);
+        lines.push(`kv ${name} ${JSON.stringify(metadata ?? null)} ${value?.toString('latin1')}`);
+      }
+      const { stdout } = await promisify(execFile)('python3', ['-c', DUMP_OBJECTS, join(state, 'v3/do')]);
+      return `${lines.join('\n')}\n${stdout}`;
+    },
     /** Reads this worker's local KV directly; `null` when the key is absent. */
     async kvGet(key) {
       const kvArgs = ['kv', 'key', 'get', key, '--binding', 'sessionstore', '--local', '--text',
@@ -262,6 +314,44 @@ export async function startWorker({ configs = ['wrangler.toml'], env, vars = {} 
 }
 
 export const JSON_HEADERS = { 'content-type': 'application/json' };
+
+/** The last commit before sessions were stored under hashed keys, sealed: the upgrade's source. */
+export const PREVIOUS = '82fa173';
+
+/**
+ * session-state as it was at `PREVIOUS`, built once (kept in target/previous-<commit>), and a
+ * wrangler config serving it with `vars`, for tests that seed storage the way that version wrote
+ * it. The config is removed with the worker started from it.
+ */
+export function previousBuild(vars = {}) {
+  const dir = join(ROOT, `target/previous-${PREVIOUS}`);
+  const built = join(dir, 'build/index.js');
+  if (!existsSync(built)) {
+    rmSync(dir, { recursive: true, force: true });
+    mkdirSync(dir, { recursive: true });
+    execFileSync('bash', ['-c', `git -C "${ROOT}" archive ${PREVIOUS} | tar -x -C "${dir}"`]);
+    symlinkSync(join(ROOT, 'node_modules'), join(dir, 'node_modules'));
+    execFileSync('bash', [join(dir, 'scripts/build.sh')], { cwd: dir, stdio: 'inherit', timeout: 1_200_000 });
+  }
+  const toml = readFileSync(join(dir, 'wrangler.toml'), 'utf8')
+    .replace(/^main = .*$/m, `main = ${JSON.stringify(built)}`)
+    .replace(/^\[build\]\ncommand = .*$/m, '');
+  return patchedConfig({ SESSION_BACKEND: BACKEND, ...vars }, undefined, toml);
+}
+
+/** Every row of every table of every object's database under the directory given, as text. */
+const DUMP_OBJECTS = `
+import os, sqlite3, sys
+for root, _, files in os.walk(sys.argv[1]):
+    for file in sorted(files):
+        if not file.endswith('.sqlite'):
+            continue
+        db = sqlite3.connect(os.path.join(root, file))
+        for (table,) in db.execute("select name from sqlite_master where type = 'table'"):
+            for row in db.execute(f'select * from "{table}"'):
+                cells = [c.decode('latin1') if isinstance(c, bytes) else str(c) for c in row]
+                print('do', file, table, ' '.join(cells))
+`;
 
 /** Asserts a problem document: status, media type, code and the RFC 9457 members. */
 export async function expectProblem(assert, response, status, code) {

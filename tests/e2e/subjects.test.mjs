@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { after, before, describe, test } from 'node:test';
-import { JSON_HEADERS, ROOT, STRONG, UUID_V4, expectProblem, sleep, startWorker } from './harness.mjs';
+import { HANDLE, JSON_HEADERS, ROOT, STRONG, expectProblem, handleOf, sleep, startWorker } from './harness.mjs';
 
 const RFC3339 = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
 const ADA = 'ada@example.com';
@@ -41,10 +41,10 @@ describe('subjects', () => {
     await create({ n: 3 }, 'someone-else@example.com');
     await create({ n: 4 });
     const sessions = await list('list@example.com');
-    assert.deepEqual(sessions.map((s) => s.id), [second, first]);
+    assert.deepEqual(sessions.map((s) => s.handle), [second, first].map(handleOf));
     for (const session of sessions) {
-      assert.deepEqual(Object.keys(session), ['id', 'createdAt', 'updatedAt', 'expiresAt']);
-      assert.match(session.id, UUID_V4);
+      assert.deepEqual(Object.keys(session), ['handle', 'createdAt', 'updatedAt', 'expiresAt']);
+      assert.match(session.handle, HANDLE);
       for (const key of ['createdAt', 'updatedAt', 'expiresAt']) assert.match(session[key], RFC3339);
     }
     assert.deepEqual(await list('nobody@example.com'), [], 'an unknown subject has none');
@@ -53,12 +53,12 @@ describe('subjects', () => {
   test('the subject can come from the data (SESSION_SUBJECT_FIELD), and is kept through writes and rotation', async () => {
     const id = await create({ username: 'field@example.com' });
     await call(`/update/${id}`, { method: 'PUT', headers: JSON_HEADERS, body: '{"username":"other@example.com"}' });
-    assert.deepEqual((await list('field@example.com')).map((s) => s.id), [id], 'PUT does not move it');
+    assert.deepEqual((await list('field@example.com')).map((s) => s.handle), [id].map(handleOf), 'PUT does not move it');
     const rotated = await (await call(`/rotate/${id}`, { method: 'POST' })).text();
-    assert.deepEqual((await list('field@example.com')).map((s) => s.id), [rotated], 'rotation keeps it');
+    assert.deepEqual((await list('field@example.com')).map((s) => s.handle), [rotated].map(handleOf), 'rotation keeps it');
     assert.deepEqual(await list('other@example.com'), []);
     const explicit = await create({ username: 'field@example.com' }, 'header@example.com');
-    assert.deepEqual((await list('header@example.com')).map((s) => s.id), [explicit], 'the header wins');
+    assert.deepEqual((await list('header@example.com')).map((s) => s.handle), [explicit].map(handleOf), 'the header wins');
   });
 
   test('revoking ends every session but the one kept, and says how many', async () => {
@@ -66,11 +66,35 @@ describe('subjects', () => {
     assert.equal(await revoke('revoke@example.com', b), 2);
     for (const id of [a, c]) await expectProblem(assert, await call(`/get/${id}`), 404, 'session_not_found');
     assert.equal((await call(`/get/${b}`)).status, 200, 'the kept one still works');
-    assert.deepEqual((await list('revoke@example.com')).map((s) => s.id), [b]);
+    assert.deepEqual((await list('revoke@example.com')).map((s) => s.handle), [b].map(handleOf));
     assert.equal(await revoke('revoke@example.com'), 1);
     await expectProblem(assert, await call(`/get/${b}`), 404, 'session_not_found');
     assert.equal(await revoke('revoke@example.com'), 0, 'nothing left');
     assert.equal(await revoke('never-seen@example.com'), 0, 'an unknown subject');
+  });
+
+  test('one session is revoked by its handle, only under its own subject', async () => {
+    const created = await call('/create', { method: 'POST', headers: { ...JSON_HEADERS, 'session-subject': 'one@example.com' }, body: '{}' });
+    const [mine, kept] = [await created.text(), await create({}, 'one@example.com')];
+    assert.equal(created.headers.get('session-handle'), handleOf(mine), 'create names the handle');
+    const theirs = await create({}, 'two@example.com');
+    const one = (subject, handle) => call(`${path(subject)}/${handle}`, { method: 'DELETE' });
+    await expectProblem(assert, await one('one@example.com', handleOf(theirs)), 404, 'session_not_found');
+    assert.equal((await call(`/get/${theirs}`)).status, 200, 'another subject\'s session stays');
+    for (const bad of ['nope', handleOf(mine).toUpperCase(), mine]) {
+      await expectProblem(assert, await one('one@example.com', bad), 404, 'session_not_found');
+    }
+    assert.equal((await call(`/get/${mine}`)).status, 200, 'nothing ended');
+    await expectProblem(assert, await call(`/get/${handleOf(mine)}`), 400, 'invalid_session_id');
+    const revoked = await one('one@example.com', handleOf(mine));
+    assert.equal(revoked.status, 200);
+    assert.deepEqual(await revoked.json(), { revoked: 1 });
+    await expectProblem(assert, await call(`/get/${mine}`), 404, 'session_not_found');
+    await expectProblem(assert, await one('one@example.com', handleOf(mine)), 404, 'session_not_found');
+    assert.deepEqual((await list('one@example.com')).map((s) => s.handle), [handleOf(kept)]);
+    const rotated = await call(`/rotate/${kept}`, { method: 'POST' });
+    assert.equal(rotated.headers.get('session-handle'), handleOf(await rotated.text()), 'so does rotate');
+    await expectProblem(assert, await call(`${path('one@example.com')}/${handleOf(kept)}`, { method: 'GET' }), 405, 'method_not_allowed');
   });
 
   test('a deleted session is not listed', async () => {
@@ -84,9 +108,9 @@ describe('subjects', () => {
     for (let i = 0; i < 3; i += 1) ids.push(await create({ i }, ADA));
     await call(`/add/${ids[0]}`, { method: 'PATCH', headers: JSON_HEADERS, body: '{"active":true}' });
     const fourth = await create({ i: 3 }, ADA);
-    const listed = (await list(ADA)).map((s) => s.id);
+    const listed = (await list(ADA)).map((s) => s.handle);
     assert.equal(listed.length, 3);
-    assert.deepEqual(new Set(listed), new Set([ids[0], ids[2], fourth]));
+    assert.deepEqual(new Set(listed), new Set([ids[0], ids[2], fourth].map(handleOf)));
     await expectProblem(assert, await call(`/get/${ids[1]}`), 404, 'session_not_found');
   });
 
@@ -125,7 +149,7 @@ describe('subjects and expiry', () => {
     const response = await fetch(`${worker.url}/create`, { method: 'POST', headers, body: '{}' });
     const id = await response.text();
     const listed = await (await fetch(`${worker.url}${path('expiring')}`)).json();
-    assert.deepEqual(listed.sessions.map((s) => s.id), [id]);
+    assert.deepEqual(listed.sessions.map((s) => s.handle), [id].map(handleOf));
     await sleep(2300);
     assert.deepEqual((await (await fetch(`${worker.url}${path('expiring')}`)).json()).sessions, []);
   });

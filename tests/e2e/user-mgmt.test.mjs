@@ -3,7 +3,7 @@
 // "devices" routes use the typed client.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { UUID_V4, startWorker } from './harness.mjs';
+import { HANDLE, UUID_V4, handleOf, startWorker } from './harness.mjs';
 
 let worker;
 before(async () => {
@@ -42,7 +42,11 @@ test('log in twice, list both, sign out the other device, then everywhere', asyn
   const first = await login();
   const second = await login();
   const devices = await (await fetch(`${worker.url}/devices?user=grace@example.com`)).json();
-  assert.deepEqual(devices.sessions.map((s) => s.id), [second, first], 'both, newest first');
+  assert.deepEqual(devices.sessions.map((s) => s.handle), [handleOf(second), handleOf(first)], 'both, newest first');
+  for (const session of devices.sessions) {
+    assert.match(session.handle, HANDLE);
+    assert.equal(session.id, undefined, 'no device sees another one\'s id');
+  }
 
   const others = await (await fetch(`${worker.url}/logout-everywhere?user=grace@example.com&keep=${second}`)).json();
   assert.deepEqual(others, { revoked: 1 });
@@ -57,4 +61,23 @@ test('log in twice, list both, sign out the other device, then everywhere', asyn
     assert.equal((await (await fetch(`${worker.url}/me?session=${id}`)).json()).status, 404);
   }
   assert.deepEqual((await (await fetch(`${worker.url}/devices?user=grace@example.com`)).json()).sessions, []);
+});
+
+test('sign out one device by its handle; a handle of another user\'s session signs out nothing', async () => {
+  const login = async (user) => {
+    const response = await fetch(`${worker.url}/login`, {
+      method: 'POST', body: JSON.stringify({ Username: user, FirstName: 'A', LastName: 'B' }),
+    });
+    return (await response.json()).sessionId;
+  };
+  const [laptop, phone, other] = [await login('linus@example.com'), await login('linus@example.com'), await login('mary@example.com')];
+  const signOut = async (user, handle) =>
+    (await fetch(`${worker.url}/logout-device?user=${user}&handle=${handle}`)).json();
+  assert.deepEqual(await signOut('linus@example.com', handleOf(other)), { revoked: false });
+  assert.equal((await (await fetch(`${worker.url}/me?session=${other}`)).json()).status, 200, 'mary stays');
+  assert.deepEqual(await signOut('linus@example.com', handleOf(phone)), { revoked: true });
+  assert.equal((await (await fetch(`${worker.url}/me?session=${phone}`)).json()).status, 404);
+  assert.equal((await (await fetch(`${worker.url}/me?session=${laptop}`)).json()).status, 200);
+  const devices = await (await fetch(`${worker.url}/devices?user=linus@example.com`)).json();
+  assert.deepEqual(devices.sessions.map((s) => s.handle), [handleOf(laptop)]);
 });

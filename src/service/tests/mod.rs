@@ -2,6 +2,7 @@
 //! above the services and the stores they use, so that no test makes a lower layer import a
 //! higher one.
 
+mod at_rest;
 #[cfg(not(target_arch = "wasm32"))]
 mod strong;
 mod subjects;

@@ -11,30 +11,139 @@ use crate::domain::session::Meta;
 use crate::domain::subject::Subject;
 use crate::domain::time::Millis;
 use crate::service::sessions::Sessions;
-use crate::store::durable::index::SqlIndex;
+use crate::store::durable::index::{SqlIndex, OLD_SCHEMA};
 use crate::store::durable::peers::{members_text, parse_member_line, parse_members, peer};
-use crate::store::durable::sessions::{stored_id, SqlSessions, KV_RETRY_MS, KV_STALE_MS};
-use crate::store::kv::KvSessions;
+use crate::store::durable::{has_table, int, Value};
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+
+use crate::domain::derive::{Handle, StorageKey};
+use crate::store::durable::legacy::{self, Held};
+use crate::store::durable::sessions::{stored_key, OldObjects, SqlSessions, KV_STALE_MS};
+use crate::store::durable::ObjectStorage;
 use crate::store::memory::sqlite::SqliteStorage;
-use crate::store::memory::{run, Fault, MemoryKv, Op, StrictSessions};
-use crate::store::{Expect, Outcome, SessionStore};
+use crate::store::memory::{run, sealed, Fault, MemoryKv, Op, SoftAead, StrictSessions};
+use crate::store::{Expect, Outcome, Record, SessionRef, SessionStore};
 use crate::store::{Member, SubjectIndex};
 
-type Object = SqlSessions<SqliteStorage, MemoryKv, StrictSessions>;
+type Object = SqlSessions<SqliteStorage, MemoryKv, Others, SoftAead>;
 
 fn id(n: u8) -> SessionId {
     SessionId::from_random_bytes([n; 16])
 }
 
+/// The other objects a session's object reaches: those of other sessions (with a true
+/// compare-and-swap, on one KV), and those of the earlier strong mode, named by id.
+#[derive(Default)]
+struct Others {
+    sessions: StrictSessions,
+    old: RefCell<HashMap<SessionId, SqliteStorage>>,
+    now: Cell<Millis>,
+    fail_empty: Cell<bool>,
+}
+
+impl Others {
+    fn kv(&self) -> &MemoryKv {
+        self.sessions.kv()
+    }
+
+    /// An object of the earlier strong mode holding session `id` as that version stored it.
+    fn seed_old(
+        &self,
+        id: SessionId,
+        data: &str,
+        meta: Meta,
+        from_kv: bool,
+        kv_deleted_at: Option<Millis>,
+    ) {
+        let storage = SqliteStorage::default();
+        storage.exec(legacy::SCHEMA, vec![]).unwrap();
+        storage
+            .exec(
+                "INSERT INTO session (one, id, data, created_at, updated_at, expires_at, version, \
+                 from_kv, kv_deleted_at) VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?)",
+                vec![
+                    Value::Text(id.to_string()),
+                    Value::Text(data.into()),
+                    int(meta.created_at),
+                    int(meta.updated_at),
+                    int(meta.expires_at),
+                    int(meta.version),
+                    int(u64::from(from_kv)),
+                    kv_deleted_at.map_or(Value::Null, int),
+                ],
+            )
+            .unwrap();
+        self.old.borrow_mut().insert(id, storage);
+    }
+}
+
+impl SessionStore for Others {
+    async fn load(&self, id: &SessionId) -> Result<Option<Record>, Error> {
+        self.sessions.load(id).await
+    }
+
+    async fn save(
+        &self,
+        id: &SessionId,
+        data: &[u8],
+        meta: &Meta,
+        expect: Expect,
+    ) -> Result<Outcome, Error> {
+        self.sessions.save(id, data, meta, expect).await
+    }
+
+    async fn remove(&self, id: &SessionId, expect: Expect) -> Result<Outcome, Error> {
+        self.sessions.remove(id, expect).await
+    }
+
+    async fn meta_at(&self, at: &SessionRef) -> Result<Option<(Meta, SessionRef)>, Error> {
+        self.sessions.meta_at(at).await
+    }
+
+    async fn remove_at(&self, at: &SessionRef) -> Result<(), Error> {
+        self.sessions.remove_at(at).await
+    }
+}
+
+impl OldObjects for Others {
+    async fn held(&self, id: &SessionId) -> Result<Held, Error> {
+        match self.old.borrow().get(id) {
+            Some(storage) => legacy::held(storage, self.now.get()),
+            None => Ok(Held::Nothing),
+        }
+    }
+
+    async fn empty(&self, id: &SessionId) -> Result<(), Error> {
+        if self.fail_empty.replace(false) {
+            return Err(Error::StoreUnavailable("injected".into()));
+        }
+        self.old.borrow_mut().remove(id);
+        Ok(())
+    }
+}
+
 fn object(n: u8) -> Object {
     SqlSessions::new(
         SqliteStorage::default(),
-        MemoryKv::default(),
-        StrictSessions::default(),
-        id(n),
+        sealed(MemoryKv::default()),
+        Others::default(),
+        SoftAead,
+        StorageKey::of(&id(n)),
+        Some(id(n)),
         POLICY,
         T0,
+        true,
     )
+}
+
+/// The entry of session `n` as an index of this version holds it.
+fn keyed(n: u8, created_at: Millis) -> Member {
+    Member {
+        handle: Handle::of(&id(n)),
+        at: SessionRef::Key(StorageKey::of(&id(n))),
+        created_at,
+    }
 }
 
 fn body(text: &str) -> JsonObject {
@@ -44,6 +153,7 @@ fn body(text: &str) -> JsonObject {
 /// Runs `f` as one request to the object, with its clock at `now`.
 fn at<T>(object: &mut Object, now: Millis, f: impl FnOnce(&Sessions<'_, Object>) -> T) -> T {
     object.next_request(now);
+    object.peers.now.set(now);
     f(&Sessions::new(object, POLICY))
 }
 
@@ -154,27 +264,29 @@ fn the_session_rules_hold_on_sqlite() {
 
 #[test]
 fn the_index_protocol_round_trips_members() {
-    let members = vec![
-        Member {
-            id: id(1),
-            created_at: T0,
-        },
-        Member {
-            id: id(2),
-            created_at: T0 + S,
-        },
-    ];
-    assert_eq!(parse_members(&members_text(&members)), members);
-    let line = format!("{} {T0} {}", id(3), T0 + 5 * S);
+    let members = vec![keyed(1, T0), keyed(2, T0 + S)];
+    let text = members_text(&members);
+    assert_eq!(parse_members(&text), members);
+    assert!(!text.contains(&id(1).to_string()), "no id travels");
+    let old = [Member::of(id(1), T0)];
     assert_eq!(
-        parse_member_line(&line),
-        Some((
-            Member {
-                id: id(3),
-                created_at: T0
-            },
-            T0 + 5 * S
-        ))
+        parse_members(&members_text(&old)),
+        old,
+        "an old row, by id until it moves"
+    );
+    let forged = format!("{} {} {T0}", Handle::of(&id(2)), id(1));
+    assert_eq!(parse_members(&forged), vec![], "a handle must be its id's");
+    let line = format!(
+        "{} {} {T0} {}",
+        Handle::of(&id(3)),
+        StorageKey::of(&id(3)).name(),
+        T0 + 5 * S
+    );
+    assert_eq!(parse_member_line(&line), Some((keyed(3, T0), T0 + 5 * S)));
+    assert_eq!(
+        parse_member_line(&format!("{} {T0} {}", id(3), T0 + 5 * S)),
+        None,
+        "an id"
     );
     assert_eq!(parse_member_line("nope 1 2"), None);
 }
@@ -185,14 +297,8 @@ fn the_sql_index_keeps_members_until_their_end_and_then_nothing() {
     let subject = Subject::new(b"ada", None).unwrap();
     assert_eq!(run(index.members(&subject)).unwrap(), vec![]);
     assert!(index.0.is_empty(), "reading creates nothing");
-    let first = Member {
-        id: id(1),
-        created_at: T0,
-    };
-    let second = Member {
-        id: id(2),
-        created_at: T0 + S,
-    };
+    let first = keyed(1, T0);
+    let second = keyed(2, T0 + S);
     run(index.add(&subject, first, T0 + 10 * S, T0)).unwrap();
     run(index.add(&subject, second, T0 + 20 * S, T0)).unwrap();
     assert_eq!(run(index.members(&subject)).unwrap(), vec![first, second]);
@@ -204,7 +310,7 @@ fn the_sql_index_keeps_members_until_their_end_and_then_nothing() {
     run(index.on_alarm(T0 + 10 * S)).unwrap();
     assert_eq!(run(index.members(&subject)).unwrap(), vec![second]);
     assert_eq!(index.0.alarm.get(), Some(T0 + 20 * S));
-    run(index.remove(&subject, &id(2))).unwrap();
+    run(index.remove(&subject, &second)).unwrap();
     assert!(index.0.is_empty(), "the last one leaves nothing behind");
 }
 
@@ -273,10 +379,11 @@ fn the_alarm_at_expiry_leaves_nothing_behind() {
     .unwrap();
     assert_eq!(object.storage.alarm.get(), Some(meta.expires_at));
     assert_eq!(
-        stored_id(&object.storage).unwrap(),
-        Some(id(1)),
-        "the alarm finds the id"
+        stored_key(&object.storage).unwrap(),
+        Some(StorageKey::of(&id(1))),
+        "the alarm finds the key"
     );
+    object.own = None;
     object.now = meta.expires_at;
     run(object.on_alarm()).unwrap();
     assert!(object.storage.is_empty(), "no table, no alarm");
@@ -319,47 +426,41 @@ fn rotation_writes_the_new_id_into_its_own_object() {
     })
     .unwrap();
     assert!(object.storage.is_empty(), "the old object holds nothing");
-    assert_eq!(
-        object.peers.kv().value(&id(2).to_string()).unwrap(),
-        r#"{"a":1}"#
-    );
+    assert_eq!(object.peers.kv().plain(&id(2)).unwrap(), r#"{"a":1}"#);
 }
 
 /// A session written by KV mode, in KV.
 fn in_kv(object: &Object, data: &str, ttl: Option<u64>) -> Meta {
-    let kv = KvSessions(MemoryKv::default());
+    let kv = sealed(MemoryKv::default());
     let sessions = Sessions::new(&kv, POLICY);
-    let meta = run(sessions.create(object.own, &body(data), ttl, None, T0)).unwrap();
-    let key = object.own.to_string();
-    object.kv.0.entries.borrow_mut().insert(
-        key.clone(),
-        kv.0.entries.borrow().get(&key).cloned().unwrap(),
-    );
+    let own = object.own.unwrap();
+    let meta = run(sessions.create(own, &body(data), ttl, None, T0)).unwrap();
+    let written = kv.kv.entries.borrow().clone();
+    object.kv.kv.entries.borrow_mut().extend(written);
     meta
 }
 
 #[test]
 fn a_kv_session_moves_in_on_first_use_and_never_comes_back() {
     let mut object = object(1);
-    let key = id(1).to_string();
     let meta = in_kv(&object, r#"{"from":"kv"}"#, None);
     let session = at(&mut object, T0 + S, |s| run(s.get(&id(1), T0 + S))).unwrap();
     assert_eq!(
         (session.data.as_str(), session.meta),
         (r#"{"from":"kv"}"#, meta)
     );
-    assert_eq!(object.kv.0.value(&key), None, "the KV copy is deleted");
+    assert_eq!(object.kv.kv.plain(&id(1)), None, "the KV copy is deleted");
     assert_eq!(object.storage.alarm.get(), Some(meta.expires_at));
-    let stale = object.kv.0.entries.borrow().clone();
+    let stale = object.kv.kv.entries.borrow().clone();
     in_kv(&object, r#"{"from":"kv"}"#, None);
-    let stale_copy = object.kv.0.entries.borrow().clone();
-    object.kv.0.entries.replace(stale);
+    let stale_copy = object.kv.kv.entries.borrow().clone();
+    object.kv.kv.entries.replace(stale);
     at(&mut object, T0 + 2 * S, |s| {
         run(s.delete(&id(1), None, T0 + 2 * S))
     })
     .unwrap();
     assert!(!object.storage.is_empty(), "a marker stays");
-    object.kv.0.entries.replace(stale_copy);
+    object.kv.kv.entries.replace(stale_copy);
     let result = at(&mut object, T0 + 3 * S, |s| run(s.get(&id(1), T0 + 3 * S)));
     assert!(
         matches!(result, Err(Error::SessionNotFound)),
@@ -378,7 +479,7 @@ fn a_session_of_the_old_worker_moves_in_with_a_lifecycle() {
     let mut object = object(1);
     object
         .kv
-        .0
+        .kv
         .insert_legacy(&id(1).to_string(), r#"{"userId":42}"#);
     let session = at(&mut object, T0, |s| run(s.get(&id(1), T0))).unwrap();
     assert_eq!(session.data, r#"{"userId":42}"#);
@@ -410,48 +511,241 @@ fn an_expired_kv_entry_does_not_move_in() {
 }
 
 #[test]
-fn a_failed_delete_of_the_kv_copy_is_tried_again() {
+fn a_move_whose_old_copy_cannot_be_deleted_is_undone_and_tried_again() {
     let mut object = object(1);
-    let key = id(1).to_string();
     in_kv(&object, "{}", None);
-    object.kv.0.fail_next(Op::Delete, Fault::Unavailable);
-    assert!(at(&mut object, T0, |s| run(s.get(&id(1), T0))).is_ok());
-    assert!(object.kv.0.value(&key).is_some(), "the delete failed");
+    object.kv.kv.fail_next(Op::Delete, Fault::Unavailable);
+    let failed = at(&mut object, T0, |s| run(s.get(&id(1), T0)));
+    assert_eq!(failed.unwrap_err().code(), "store_unavailable", "retryable");
+    assert!(object.storage.is_empty(), "nothing moved");
+    assert!(object.kv.kv.plain(&id(1)).is_some(), "still in KV");
     assert!(at(&mut object, T0 + S, |s| run(s.get(&id(1), T0 + S))).is_ok());
-    assert_eq!(object.kv.0.value(&key), None, "and was tried again");
+    assert_eq!(object.kv.kv.plain(&id(1)), None, "moved");
+    at(&mut object, T0 + S, |s| run(s.delete(&id(1), None, T0 + S))).unwrap();
+    assert_eq!(
+        object.storage.alarm.get(),
+        Some(T0 + S + KV_STALE_MS),
+        "the marker stays for the stale window from the delete"
+    );
+}
+
+/// Every row of every table, as text: what a dump of the object shows.
+fn dump(storage: &SqliteStorage) -> String {
+    let mut out = String::new();
+    for table in ["record", "session", "entry", "member"] {
+        if let Ok(rows) = storage.exec(&format!("SELECT * FROM {table}"), vec![]) {
+            for row in rows {
+                for value in row {
+                    let text = match value {
+                        Value::Blob(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+                        other => format!("{other:?}"),
+                    };
+                    out.push_str(&text);
+                    out.push(' ');
+                }
+                out.push('\n');
+            }
+        }
+    }
+    out.to_lowercase()
+}
+
+fn reveals(dump: &str, n: u8) -> bool {
+    let text = id(n).to_string();
+    dump.contains(&text) || dump.contains(&text.replace('-', ""))
 }
 
 #[test]
-fn an_ended_kv_session_whose_copy_is_not_yet_deleted_keeps_its_marker() {
+fn an_object_holds_no_id_and_no_data_after_every_operation() {
     let mut object = object(1);
-    in_kv(&object, "{}", None);
-    object.kv.0.fail_next(Op::Delete, Fault::Unavailable);
-    at(&mut object, T0, |s| run(s.get(&id(1), T0))).unwrap();
-    at(&mut object, T0, |s| run(s.delete(&id(1), None, T0))).unwrap();
-    assert_eq!(
-        object.storage.alarm.get(),
-        Some(T0 + KV_RETRY_MS),
-        "retry soon"
+    let canary = "c4n4ry-sql";
+    at(&mut object, T0, |s| {
+        run(s.create(
+            id(1),
+            &body(&format!(r#"{{"s":"{canary}"}}"#)),
+            None,
+            None,
+            T0,
+        ))
+    })
+    .unwrap();
+    at(&mut object, T0 + S, |s| {
+        run(s.merge(
+            &id(1),
+            &body(&format!(r#"{{"t":"{canary}"}}"#)),
+            Merge::Shallow,
+            None,
+            T0 + S,
+        ))
+    })
+    .unwrap();
+    at(&mut object, T0 + 100 * S, |s| {
+        run(s.touch(&id(1), T0 + 100 * S))
+    })
+    .unwrap();
+    let rows = dump(&object.storage);
+    assert!(!reveals(&rows, 1) && !rows.contains(canary), "{rows}");
+    assert!(
+        rows.contains(&StorageKey::of(&id(1)).name()),
+        "the key is there, for the alarm"
     );
-    object.kv.0.fail_next(Op::Delete, Fault::Unavailable);
-    object.now = T0 + KV_RETRY_MS;
-    run(object.on_alarm()).unwrap();
+    let session = at(&mut object, T0 + 101 * S, |s| {
+        run(s.get(&id(1), T0 + 101 * S))
+    })
+    .unwrap();
+    assert!(session.data.contains(canary));
+}
+
+#[test]
+fn a_sealed_row_that_does_not_open_reads_as_not_found() {
+    let mut first = object(1);
+    at(&mut first, T0, |s| {
+        run(s.create(id(1), &body("{}"), None, None, T0))
+    })
+    .unwrap();
+    let rows = first
+        .storage
+        .exec("SELECT sealed FROM record", vec![])
+        .unwrap();
+    let Some(Value::Blob(mut sealed)) = rows.into_iter().flatten().next() else {
+        panic!("a sealed row")
+    };
+    *sealed.last_mut().unwrap() ^= 1;
+    first
+        .storage
+        .exec("UPDATE record SET sealed = ?", vec![Value::Blob(sealed)])
+        .unwrap();
+    let read = at(&mut first, T0, |s| run(s.get(&id(1), T0)));
+    let err = read.unwrap_err();
+    assert_eq!((err.status(), err.code()), (404, "session_not_found"));
+    assert!(err.log_cause().unwrap().contains(&id(1).short()));
+    // The same row under another session's key (its object named by that key): does not open.
+    let mut other = object(2);
+    at(&mut other, T0, |s| {
+        run(s.create(id(2), &body("{}"), None, None, T0))
+    })
+    .unwrap();
+    let sealed = other
+        .storage
+        .exec("SELECT sealed FROM record", vec![])
+        .unwrap();
+    let mut third = object(3);
+    at(&mut third, T0, |s| {
+        run(s.create(id(3), &body("{}"), None, None, T0))
+    })
+    .unwrap();
+    third
+        .storage
+        .exec(
+            "UPDATE record SET sealed = ?",
+            sealed.into_iter().next().unwrap(),
+        )
+        .unwrap();
+    let moved = at(&mut third, T0, |s| run(s.get(&id(3), T0)));
+    assert_eq!(moved.unwrap_err().code(), "session_not_found");
+}
+
+#[test]
+fn a_session_of_the_earlier_strong_mode_moves_in_and_its_object_is_emptied() {
+    let mut object = object(1);
+    let meta = Meta {
+        version: 4,
+        ..Meta::new(T0, None, POLICY)
+    };
+    object
+        .peers
+        .seed_old(id(1), r#"{"old":"c4n4ry"}"#, meta, false, None);
+    let session = at(&mut object, T0 + S, |s| run(s.get(&id(1), T0 + S))).unwrap();
     assert_eq!(
-        object.storage.alarm.get(),
-        Some(T0 + 2 * KV_RETRY_MS),
-        "failed again"
+        (session.data.as_str(), session.meta),
+        (r#"{"old":"c4n4ry"}"#, meta)
     );
-    object.now = T0 + 2 * KV_RETRY_MS;
-    run(object.on_alarm()).unwrap();
+    assert!(
+        object.peers.old.borrow().is_empty(),
+        "the old object is emptied"
+    );
+    let rows = dump(&object.storage);
+    assert!(!reveals(&rows, 1) && !rows.contains("c4n4ry"), "{rows}");
+    let (_, written) = at(&mut object, T0 + 2 * S, |s| {
+        run(s.merge(
+            &id(1),
+            &body(r#"{"b":1}"#),
+            Merge::Shallow,
+            Some(&IfMatch::parse("\"4\"").unwrap()),
+            T0 + 2 * S,
+        ))
+    })
+    .unwrap();
+    assert_eq!(written.version, 5);
+}
+
+#[test]
+fn a_move_from_an_old_object_that_cannot_be_emptied_is_undone() {
+    let mut object = object(1);
+    object
+        .peers
+        .seed_old(id(1), "{}", Meta::new(T0, None, POLICY), false, None);
+    object.peers.fail_empty.set(true);
+    let failed = at(&mut object, T0, |s| run(s.get(&id(1), T0)));
+    assert_eq!(failed.unwrap_err().code(), "store_unavailable");
+    assert!(object.storage.is_empty());
+    assert!(
+        at(&mut object, T0, |s| run(s.get(&id(1), T0))).is_ok(),
+        "the retry moves it"
+    );
+    assert!(object.peers.old.borrow().is_empty());
+}
+
+#[test]
+fn an_old_object_of_a_session_ended_moments_ago_keeps_kv_from_bringing_it_back() {
+    let mut object = object(1);
+    in_kv(&object, r#"{"stale":true}"#, None);
+    let ended = Meta::new(T0, None, POLICY);
+    object.peers.seed_old(id(1), "{}", ended, true, Some(T0));
+    object.peers.old.borrow()[&id(1)]
+        .exec("UPDATE session SET data = NULL", vec![])
+        .unwrap();
+    let read = at(&mut object, T0 + S, |s| run(s.get(&id(1), T0 + S)));
+    assert!(
+        matches!(read, Err(Error::SessionNotFound)),
+        "the stale KV copy stays out"
+    );
+    let later = T0 + KV_STALE_MS;
+    assert!(
+        at(&mut object, later, |s| run(s.get(&id(1), later))).is_ok(),
+        "after the window, KV is KV"
+    );
+}
+
+#[test]
+fn an_index_of_the_earlier_strong_mode_is_rewritten_by_handle_once_each_session_moved() {
+    let index = SqlIndex(SqliteStorage::default());
+    let subject = Subject::new(b"ada", None).unwrap();
+    index.0.exec(OLD_SCHEMA, vec![]).unwrap();
+    for n in 1..=3 {
+        index
+            .0
+            .exec(
+                "INSERT INTO member (id, created_at, until) VALUES (?, ?, ?)",
+                vec![Value::Text(id(n).to_string()), int(T0), int(T0 + 10 * S)],
+            )
+            .unwrap();
+    }
+    let old: Vec<Member> = (1..=3).map(|n| Member::of(id(n), T0)).collect();
+    assert_eq!(run(index.members(&subject)).unwrap(), old, "listed by id");
+    run(index.upgrade(&subject, &old[0], T0 + 10 * S, T0)).unwrap();
+    let rows = dump(&index.0);
+    assert!(!reveals(&rows, 1) && reveals(&rows, 2), "{rows}");
+    run(index.remove(&subject, &Member::of(id(2), T0))).unwrap();
+    run(index.upgrade(&subject, &old[2], T0 + 10 * S, T0)).unwrap();
     assert_eq!(
-        object.kv.0.value(&id(1).to_string()),
-        None,
-        "deleted at last"
+        run(index.members(&subject)).unwrap(),
+        vec![keyed(1, T0), keyed(3, T0)]
     );
-    assert_eq!(
-        object.storage.alarm.get(),
-        Some(T0 + 2 * KV_RETRY_MS + KV_STALE_MS),
-        "the marker stays for the stale window from the delete"
+    assert!(
+        !has_table(&index.0, "member").unwrap(),
+        "the old table goes with its last row"
     );
-    assert!(!object.storage.is_empty());
+    let rows = dump(&index.0);
+    assert!((1..=3).all(|n| !reveals(&rows, n)), "{rows}");
 }

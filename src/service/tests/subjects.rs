@@ -1,6 +1,7 @@
 //! A subject's sessions as the services keep them: listed at creation, bounded, revoked, moved
 //! by rotation, on KV and on strong mode's index.
 
+use crate::domain::derive::Handle;
 use crate::domain::id::SessionId;
 use crate::domain::json::JsonObject;
 use crate::domain::session::fixtures::{POLICY, S, T0};
@@ -8,8 +9,8 @@ use crate::domain::subject::Subject;
 use crate::domain::time::Millis;
 use crate::service::sessions::Sessions;
 use crate::service::subjects::Subjects;
-use crate::store::kv::{KvIndex, KvSessions};
-use crate::store::memory::{run, MemoryKv};
+use crate::store::kv::KvIndex;
+use crate::store::memory::{run, sealed, MemoryKv};
 
 fn id(n: u8) -> SessionId {
     SessionId::from_random_bytes([n; 16])
@@ -36,15 +37,18 @@ impl Kv {
     }
 
     fn create(&self, n: u8, subject: Option<Subject>, now: Millis, max: usize) {
-        let (store, index) = (KvSessions(&self.kv), KvIndex(&self.kv));
+        let (store, index) = (sealed(&self.kv), KvIndex::new(&self.kv, true));
         let sessions = Sessions::new(&store, POLICY).indexed(&index, max);
         run(sessions.create(id(n), &data(), None, subject, now)).unwrap();
     }
 
-    fn live(&self, now: Millis) -> Vec<SessionId> {
-        let (store, index) = (KvSessions(&self.kv), KvIndex(&self.kv));
-        let live = run(Subjects::new(&index, &store).live(&ada(), now)).unwrap();
-        live.into_iter().map(|listed| listed.id).collect()
+    /// The handles listed, newest first.
+    fn live(&self, now: Millis) -> Vec<Handle> {
+        let (store, index) = (sealed(&self.kv), KvIndex::new(&self.kv, true));
+        let live = run(Subjects::new(&index, &store, POLICY).live(&ada(), now)).unwrap();
+        live.into_iter()
+            .map(|listed| listed.member.handle)
+            .collect()
     }
 
     fn index_entries(&self) -> usize {
@@ -65,7 +69,7 @@ fn a_subjects_live_sessions_are_listed_newest_first() {
     kv.create(3, None, T0 + 2 * S, 100);
     let other = Subject::new(b"bob", None).ok();
     kv.create(4, other, T0 + 3 * S, 100);
-    assert_eq!(kv.live(T0 + 4 * S), vec![id(2), id(1)]);
+    assert_eq!(kv.live(T0 + 4 * S), handles(&[2, 1]));
 }
 
 #[test]
@@ -79,11 +83,27 @@ fn creating_with_a_subject_costs_a_list_and_one_more_write() {
 }
 
 #[test]
+fn rotating_with_a_subject_moves_its_entry() {
+    let kv = Kv::new();
+    kv.create(1, Some(ada()), T0, 100);
+    kv.kv.take_operations();
+    let (store, index) = (sealed(&kv.kv), KvIndex::new(&kv.kv, true));
+    let sessions = Sessions::new(&store, POLICY).indexed(&index, 100);
+    run(sessions.rotate(&id(1), id(2), T0 + S)).unwrap();
+    assert_eq!(
+        kv.kv.take_operations(),
+        6,
+        "read, index put, put, delete, the old entry deleted under its handle and its id"
+    );
+    assert_eq!(kv.live(T0 + S), handles(&[2]));
+}
+
+#[test]
 fn gone_sessions_are_not_listed_and_their_entries_are_cleaned_up() {
     let kv = Kv::new();
     kv.create(1, Some(ada()), T0, 100);
     let ttl = Some(2);
-    let (store, index) = (KvSessions(&kv.kv), KvIndex(&kv.kv));
+    let (store, index) = (sealed(&kv.kv), KvIndex::new(&kv.kv, true));
     let sessions = Sessions::new(&store, POLICY).indexed(&index, 100);
     run(sessions.create(id(2), &data(), ttl, Some(ada()), T0)).unwrap();
     kv.create(3, Some(ada()), T0, 100);
@@ -93,7 +113,7 @@ fn gone_sessions_are_not_listed_and_their_entries_are_cleaned_up() {
         3,
         "a delete does not read the session's subject"
     );
-    assert_eq!(kv.live(T0 + 2 * S), vec![id(1)], "2 expired, 3 deleted");
+    assert_eq!(kv.live(T0 + 2 * S), handles(&[1]), "2 expired, 3 deleted");
     assert_eq!(kv.index_entries(), 1, "their entries went when met");
 }
 
@@ -104,18 +124,15 @@ fn revoking_ends_every_session_but_the_one_kept() {
         kv.create(n, Some(ada()), T0 + u64::from(n) * S, 100);
     }
     kv.create(9, None, T0, 100);
-    let (store, index) = (KvSessions(&kv.kv), KvIndex(&kv.kv));
-    let subjects = Subjects::new(&index, &store);
+    let (store, index) = (sealed(&kv.kv), KvIndex::new(&kv.kv, true));
+    let subjects = Subjects::new(&index, &store, POLICY);
     assert_eq!(
         run(subjects.revoke(&ada(), Some(&id(2)), T0 + 5 * S)).unwrap(),
         2
     );
-    assert_eq!(kv.live(T0 + 5 * S), vec![id(2)]);
-    assert_eq!(kv.kv.value(&id(1).to_string()), None);
-    assert!(
-        kv.kv.value(&id(9).to_string()).is_some(),
-        "other sessions stay"
-    );
+    assert_eq!(kv.live(T0 + 5 * S), handles(&[2]));
+    assert_eq!(kv.kv.plain(&id(1)), None);
+    assert!(kv.kv.plain(&id(9)).is_some(), "other sessions stay");
     assert_eq!(run(subjects.revoke(&ada(), None, T0 + 5 * S)).unwrap(), 1);
     assert_eq!(run(subjects.revoke(&ada(), None, T0 + 5 * S)).unwrap(), 0);
     assert_eq!(kv.index_entries(), 0);
@@ -128,27 +145,23 @@ fn one_more_than_the_bound_ends_the_least_recently_written() {
         kv.create(n, Some(ada()), T0 + u64::from(n) * S, 3);
     }
     // Session 1 is written last: 2 is now the least recently written.
-    let (store, index) = (KvSessions(&kv.kv), KvIndex(&kv.kv));
+    let (store, index) = (sealed(&kv.kv), KvIndex::new(&kv.kv, true));
     let sessions = Sessions::new(&store, POLICY).indexed(&index, 3);
     run(sessions.replace(&id(1), &data(), None, T0 + 10 * S)).unwrap();
     kv.create(4, Some(ada()), T0 + 11 * S, 3);
-    assert_eq!(kv.live(T0 + 12 * S), vec![id(4), id(3), id(1)]);
-    assert_eq!(
-        kv.kv.value(&id(2).to_string()),
-        None,
-        "ended, not just unlisted"
-    );
+    assert_eq!(kv.live(T0 + 12 * S), handles(&[4, 3, 1]));
+    assert_eq!(kv.kv.plain(&id(2)), None, "ended, not just unlisted");
 }
 
 #[test]
 fn rotation_moves_the_index_entry_with_the_session() {
     let kv = Kv::new();
     kv.create(1, Some(ada()), T0, 100);
-    let (store, index) = (KvSessions(&kv.kv), KvIndex(&kv.kv));
+    let (store, index) = (sealed(&kv.kv), KvIndex::new(&kv.kv, true));
     let sessions = Sessions::new(&store, POLICY).indexed(&index, 100);
     let meta = run(sessions.rotate(&id(1), id(2), T0 + S)).unwrap();
     assert_eq!(meta.subject, Some(ada()), "the subject is kept");
-    assert_eq!(kv.live(T0 + S), vec![id(2)]);
+    assert_eq!(kv.live(T0 + S), handles(&[2]));
     assert_eq!(kv.index_entries(), 1);
 }
 
@@ -167,12 +180,16 @@ fn the_same_rules_hold_on_the_strong_mode_index() {
         let now = T0 + u64::from(n) * S;
         run(sessions.create(id(n), &data(), None, Some(ada()), now)).unwrap();
     }
-    let subjects = Subjects::new(&index, &store);
+    let subjects = Subjects::new(&index, &store, POLICY);
     let live = run(subjects.live(&ada(), T0 + 4 * S)).unwrap();
     assert_eq!(
-        live.iter().map(|l| l.id).collect::<Vec<_>>(),
-        vec![id(3), id(2)]
+        live.iter().map(|l| l.member.handle).collect::<Vec<_>>(),
+        handles(&[3, 2])
     );
     assert_eq!(run(subjects.revoke(&ada(), None, T0 + 4 * S)).unwrap(), 2);
     assert!(index.0.is_empty(), "an empty index leaves nothing behind");
+}
+
+fn handles(ns: &[u8]) -> Vec<Handle> {
+    ns.iter().map(|&n| Handle::of(&id(n))).collect()
 }

@@ -6,6 +6,7 @@
 //! itself in native tests, so every statement here is tested natively.
 
 pub mod index;
+pub mod legacy;
 pub mod peers;
 pub mod sessions;
 pub mod storage;
@@ -19,6 +20,7 @@ pub enum Value {
     Null,
     Integer(i64),
     Text(String),
+    Blob(Vec<u8>),
 }
 
 /// A Durable Object's storage, as this store uses it.

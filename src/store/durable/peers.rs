@@ -7,12 +7,15 @@ use worker::js_sys::Uint8Array;
 use worker::wasm_bindgen::JsValue;
 use worker::{web_sys, ObjectNamespace, Request};
 
+use crate::domain::derive::{Handle, StorageKey};
 use crate::domain::error::Error;
 use crate::domain::id::SessionId;
 use crate::domain::session::Meta;
 use crate::domain::subject::Subject;
 use crate::domain::time::Millis;
-use crate::store::{Expect, Member, Outcome, Record, SessionStore, SubjectIndex};
+use crate::store::durable::legacy::Held;
+use crate::store::durable::sessions::OldObjects;
+use crate::store::{Expect, Member, Outcome, Record, SessionRef, SessionStore, SubjectIndex};
 
 /// How objects ask one another to store or remove a session (rotation writes the new id into its
 /// own object). Never reachable from outside: only a stub of the namespace can send it.
@@ -22,6 +25,8 @@ pub mod peer {
     pub const PATH: &str = "/store";
     pub const META: &str = "session-state-meta";
     pub const EXPECT: &str = "session-state-expect";
+    /// On an old object's answer: its session came from KV, and the copy there may remain.
+    pub const KV_COPY: &str = "session-state-kv-copy";
 
     pub fn expect_header(expect: Expect) -> String {
         match expect {
@@ -40,8 +45,8 @@ pub mod peer {
     }
 }
 
-/// The name under which a session's object lives, and the header that tells an object which
-/// session a request is about.
+/// The header that tells a session's object which session a request is about: the id, which
+/// the object needs to open the data, and stores nowhere.
 pub const ID_HEADER: &str = "session-state-id";
 
 /// A failed call to a Durable Object: an overloaded object is busy, anything else unavailable.
@@ -82,11 +87,41 @@ pub async fn call_object(
         .map_err(object_failure)
 }
 
-/// The objects of other sessions.
+/// The header that names the session a request to its object is about by key alone (a
+/// subject's listing or revocation, which has no id).
+pub const KEY_HEADER: &str = "session-state-key";
+/// Where an object of the earlier strong mode is asked for its session, and emptied.
+pub const OLD_PATH: &str = "/old";
+/// What an object of the earlier strong mode answers of a session that ended recently (KV may
+/// still serve a stale copy of it).
+const ENDED: u16 = 410;
+
+/// The objects of other sessions (each named by its storage key), and those of the earlier
+/// strong mode (named by the bare id).
 pub struct Peers(pub ObjectNamespace);
 
 impl Peers {
     async fn send(
+        &self,
+        name: &str,
+        path: &str,
+        method: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+    ) -> Result<worker::Response, Error> {
+        let js = |err: JsValue| Error::StoreUnavailable(format!("durable object: {err:?}"));
+        let request_headers = web_sys::Headers::new().map_err(js)?;
+        for (name, value) in headers {
+            request_headers.set(name, value).map_err(js)?;
+        }
+        let url = format!("https://session{path}");
+        let body = body.map(Uint8Array::from);
+        let body = body.as_ref().map(AsRef::as_ref);
+        call_object(&self.0, name, &url, method, &request_headers, body).await
+    }
+
+    /// A request to the object of session `id`, about it.
+    async fn send_to(
         &self,
         id: &SessionId,
         method: &str,
@@ -94,16 +129,19 @@ impl Peers {
         body: Option<&[u8]>,
     ) -> Result<worker::Response, Error> {
         let id_text = id.to_string();
-        let js = |err: JsValue| Error::StoreUnavailable(format!("durable object: {err:?}"));
-        let request_headers = web_sys::Headers::new().map_err(js)?;
-        request_headers.set(ID_HEADER, &id_text).map_err(js)?;
-        for (name, value) in headers {
-            request_headers.set(name, value).map_err(js)?;
-        }
-        let url = format!("https://session{}", peer::PATH);
-        let body = body.map(Uint8Array::from);
-        let body = body.as_ref().map(AsRef::as_ref);
-        call_object(&self.0, &id_text, &url, method, &request_headers, body).await
+        let headers: Vec<(&str, &str)> = [(ID_HEADER, id_text.as_str())]
+            .into_iter()
+            .chain(headers.iter().copied())
+            .collect();
+        let name = StorageKey::of(id).name();
+        self.send(&name, peer::PATH, method, &headers, body).await
+    }
+
+    /// A request to the object of the session stored under `key`, without its id.
+    async fn send_to_key(&self, key: &StorageKey, method: &str) -> Result<worker::Response, Error> {
+        let name = key.name();
+        self.send(&name, peer::PATH, method, &[(KEY_HEADER, &name)], None)
+            .await
     }
 
     fn outcome(response: &worker::Response) -> Result<Outcome, Error> {
@@ -117,23 +155,26 @@ impl Peers {
     }
 }
 
-impl SessionStore for Peers {
-    type Body = String;
+fn meta_of(response: &worker::Response) -> Option<Meta> {
+    let meta = response.headers().get(peer::META).ok().flatten();
+    meta.and_then(|meta| Meta::from_json(&meta))
+}
 
+impl SessionStore for Peers {
     async fn load(&self, id: &SessionId) -> Result<Option<Record>, Error> {
-        let mut response = self.send(id, "GET", &[], None).await?;
-        if response.status_code() == 404 {
-            return Ok(None);
+        let mut response = self.send_to(id, "GET", &[], None).await?;
+        match response.status_code() {
+            200 => {}
+            404 => return Ok(None),
+            status => {
+                return Err(Error::StoreUnavailable(format!(
+                    "a peer object answered {status}"
+                )))
+            }
         }
-        let meta = response.headers().get(peer::META).ok().flatten();
-        let meta = meta.and_then(|meta| Meta::from_json(&meta));
+        let meta = meta_of(&response);
         let data = response.text().await.map_err(object_failure)?;
         Ok(Some(Record { data, meta }))
-    }
-
-    async fn open(&self, id: &SessionId) -> Result<Option<(String, Option<Meta>)>, Error> {
-        let record = self.load(id).await?;
-        Ok(record.map(|record| (record.data, record.meta)))
     }
 
     async fn save(
@@ -150,31 +191,111 @@ impl SessionStore for Peers {
         let headers = headers
             .each_ref()
             .map(|(name, value)| (*name, value.as_str()));
-        let response = self.send(id, "PUT", &headers, Some(data)).await?;
+        let response = self.send_to(id, "PUT", &headers, Some(data)).await?;
         Self::outcome(&response)
     }
 
     async fn remove(&self, id: &SessionId, expect: Expect) -> Result<Outcome, Error> {
         let expect = peer::expect_header(expect);
         let response = self
-            .send(id, "DELETE", &[(peer::EXPECT, &expect)], None)
+            .send_to(id, "DELETE", &[(peer::EXPECT, &expect)], None)
             .await?;
         Self::outcome(&response)
+    }
+
+    /// A `HEAD` to the session's object: the metadata alone, in a header of a `204`. The object
+    /// moves a session stored elsewhere in on first use, so it is under its key after.
+    async fn meta_at(&self, at: &SessionRef) -> Result<Option<(Meta, SessionRef)>, Error> {
+        let response = match at {
+            SessionRef::Key(key) => self.send_to_key(key, "HEAD").await?,
+            SessionRef::Id(id) => self.send_to(id, "HEAD", &[], None).await?,
+        };
+        let key = match at {
+            SessionRef::Key(key) => *key,
+            SessionRef::Id(id) => StorageKey::of(id),
+        };
+        match response.status_code() {
+            204 => Ok(meta_of(&response).map(|meta| (meta, SessionRef::Key(key)))),
+            404 => Ok(None),
+            status => Err(Error::StoreUnavailable(format!(
+                "a peer object answered {status}"
+            ))),
+        }
+    }
+
+    async fn remove_at(&self, at: &SessionRef) -> Result<(), Error> {
+        let any = peer::expect_header(Expect::Any);
+        let response = match at {
+            SessionRef::Key(key) => self.send_to_key(key, "DELETE").await?,
+            SessionRef::Id(id) => {
+                self.send_to(id, "DELETE", &[(peer::EXPECT, &any)], None)
+                    .await?
+            }
+        };
+        Self::outcome(&response).map(drop)
+    }
+}
+
+impl OldObjects for Peers {
+    async fn held(&self, id: &SessionId) -> Result<Held, Error> {
+        let mut response = self
+            .send(&id.to_string(), OLD_PATH, "GET", &[], None)
+            .await?;
+        match response.status_code() {
+            200 => {
+                let meta = meta_of(&response);
+                let kv_copy = response
+                    .headers()
+                    .get(peer::KV_COPY)
+                    .ok()
+                    .flatten()
+                    .is_some();
+                let data = response.text().await.map_err(object_failure)?;
+                let record = Record { data, meta };
+                Ok(Held::Live { record, kv_copy })
+            }
+            ENDED => Ok(Held::Ended),
+            404 => Ok(Held::Nothing),
+            status => Err(Error::StoreUnavailable(format!(
+                "an object of the earlier version answered {status}"
+            ))),
+        }
+    }
+
+    async fn empty(&self, id: &SessionId) -> Result<(), Error> {
+        let response = self
+            .send(&id.to_string(), OLD_PATH, "DELETE", &[], None)
+            .await?;
+        match response.status_code() {
+            204 => Ok(()),
+            status => Err(Error::StoreUnavailable(format!(
+                "an object of the earlier version answered {status}"
+            ))),
+        }
+    }
+}
+
+/// How an object of the earlier strong mode answers `GET` [`OLD_PATH`].
+pub fn old_answer(held: Held) -> (u16, Option<Record>, bool) {
+    match held {
+        Held::Live { record, kv_copy } => (200, Some(record), kv_copy),
+        Held::Ended => (ENDED, None, false),
+        Held::Nothing => (404, None, false),
     }
 }
 
 /// The header naming the subject a request to a subject's object is about (its hash).
 pub const SUBJECT_HEADER: &str = "session-state-subject";
 /// The member a session's object adds to or removes from its subject's index:
-/// `<id> <created_at> <until>`, or `<id>` alone to remove.
+/// `<handle> <storage key> <created_at> <until>`, or without `<until>` to remove. No id travels
+/// to a subject's object, nor rests there.
 pub const MEMBER_HEADER: &str = "session-state-member";
 /// Where a subject's object keeps its index for session objects.
 pub const INDEX_PATH: &str = "/index";
 
 /// The subjects' objects, as a session's object reaches its own subject's: the index of strong
-/// mode. Members travel as text lines, `<id> <created_at>`.
+/// mode. Members travel as text lines, `<handle> <storage key> <created_at>`.
 pub struct SubjectPeers(pub ObjectNamespace);
-
 impl SubjectPeers {
     async fn send(
         &self,
@@ -208,12 +329,12 @@ impl SubjectIndex for SubjectPeers {
         until: Millis,
         _: Millis,
     ) -> Result<(), Error> {
-        let line = format!("{} {} {until}", member.id, member.created_at);
+        let line = format!("{} {until}", member_line(&member, true));
         self.send(subject, "PUT", Some(line)).await.map(drop)
     }
 
-    async fn remove(&self, subject: &Subject, id: &SessionId) -> Result<(), Error> {
-        self.send(subject, "DELETE", Some(id.to_string()))
+    async fn remove(&self, subject: &Subject, member: &Member) -> Result<(), Error> {
+        self.send(subject, "DELETE", Some(member_line(member, true)))
             .await
             .map(drop)
     }
@@ -225,31 +346,51 @@ impl SubjectIndex for SubjectPeers {
     }
 }
 
-/// Members as text lines, `<id> <created_at>`: what a subject's object answers.
+/// `<handle> <storage key> <created_at>`. A session's own object sends the key derived from its
+/// id; a subject's object sends an entry of the earlier version, which holds an id, with that id
+/// until the session has moved (then the entry is rewritten).
+fn member_line(member: &Member, own: bool) -> String {
+    let at = match member.at {
+        SessionRef::Key(key) => key.name(),
+        SessionRef::Id(id) if own => StorageKey::of(&id).name(),
+        SessionRef::Id(id) => id.to_string(),
+    };
+    format!("{} {at} {}", member.handle, member.created_at)
+}
+
+fn parse_member(parts: &mut std::str::Split<'_, char>) -> Option<Member> {
+    let handle = Handle::parse(parts.next()?)?;
+    let at = parts.next()?;
+    let at = match StorageKey::from_name(at) {
+        Some(key) => SessionRef::Key(key),
+        None => SessionRef::Id(SessionId::parse(at).filter(|id| Handle::of(id) == handle)?),
+    };
+    let created_at = parts.next()?.parse().ok()?;
+    Some(Member {
+        handle,
+        at,
+        created_at,
+    })
+}
+
+/// Members as text lines: what a subject's object answers.
 pub fn members_text(members: &[Member]) -> String {
     members
         .iter()
-        .map(|member| format!("{} {}\n", member.id, member.created_at))
+        .map(|member| format!("{}\n", member_line(member, false)))
         .collect()
 }
 
 pub fn parse_members(text: &str) -> Vec<Member> {
     text.lines()
-        .filter_map(|line| {
-            let (id, created_at) = line.split_once(' ')?;
-            Some(Member {
-                id: SessionId::parse(id)?,
-                created_at: created_at.parse().ok()?,
-            })
-        })
+        .filter_map(|line| parse_member(&mut line.split(' ')))
         .collect()
 }
 
-/// A member line a session's object sent: `<id> <created_at> <until>`.
+/// A member line a session's object sent: `<handle> <storage key> <created_at> <until>`.
 pub fn parse_member_line(line: &str) -> Option<(Member, Millis)> {
     let mut parts = line.split(' ');
-    let id = SessionId::parse(parts.next()?)?;
-    let created_at = parts.next()?.parse().ok()?;
+    let member = parse_member(&mut parts).filter(|m| matches!(m.at, SessionRef::Key(_)))?;
     let until = parts.next()?.parse().ok()?;
-    Some((Member { id, created_at }, until))
+    Some((member, until))
 }

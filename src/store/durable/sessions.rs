@@ -1,88 +1,106 @@
-//! Strong mode: each session in a Durable Object of its own, in the object's SQLite storage.
+//! Strong mode: each session in a Durable Object of its own, named by the session's storage key
+//! ([`StorageKey`], never the id), in the object's SQLite storage, its data sealed
+//! ([`crate::store::seal`]) as in KV.
 //!
 //! The object serves one request at a time (see [`crate::objects`]), so nothing can come
 //! between an operation's read and its write. Every write still states the version it replaces
 //! and the statement itself checks it (`UPDATE ... WHERE version = ? RETURNING`), so the seam's
 //! contract holds as written, not by luck of scheduling.
 //!
+//! A request about the session names its id (the worker passes it along, in a header); the
+//! object derives everything else from it and stores no id. Requests that only judge or end the
+//! session (a subject's listing and revocation) and the alarm name none: the row's lifecycle
+//! columns and its key are readable without it, its data is not.
+//!
 //! Storage does not grow with dead sessions: an alarm at `expiresAt` ends the session, and an
 //! object whose session ended holds nothing at all. The one exception is a session moved here
 //! from KV: once it ends, its object keeps a marker for [`KV_STALE_MS`] after the KV copy was
 //! deleted, so that a stale KV read cannot bring it back; then that goes too.
+//!
+//! Sessions stored elsewhere move in on first use, all or nothing: a session in KV (KV mode, or
+//! the old worker), or one in an object of the earlier strong mode, named by its id
+//! ([`super::legacy`]). The copy here is written first, then the old one deleted; if that fails,
+//! the copy here is removed again and the request fails, to be retried.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 
+use crate::domain::derive::{StorageKey, WrapKey};
 use crate::domain::error::Error;
 use crate::domain::id::SessionId;
 use crate::domain::session::{Meta, Policy};
 use crate::domain::subject::Subject;
 use crate::domain::time::Millis;
+use crate::store::durable::legacy::Held;
 use crate::store::durable::{has_table, int, ObjectStorage, Value};
 use crate::store::kv::KvSessions;
-use crate::store::{Expect, KeyValue, Outcome, Record, SessionStore};
+use crate::store::seal::{Aead, Opened, Sealer, WebCrypto};
+use crate::store::{Expect, KeyValue, Outcome, Record, SessionRef, SessionStore};
 
-/// How long an ended session that came from KV keeps its marker after its KV copy was deleted:
-/// KV can serve a deleted value at other locations for about 60 s.
-pub const KV_STALE_MS: Millis = 10 * 60 * 1000;
+pub use crate::store::durable::legacy::KV_STALE_MS;
 
-/// How soon a failed delete of a KV copy is tried again.
-pub const KV_RETRY_MS: Millis = 60 * 1000;
+/// The objects of the earlier strong mode, named by the bare id, as a session's object empties
+/// them: what one holds, and removing it.
+#[allow(
+    async_fn_in_trait,
+    reason = "Workers run single-threaded; futures need not be Send"
+)]
+pub trait OldObjects {
+    async fn held(&self, id: &SessionId) -> Result<Held, Error>;
+    async fn empty(&self, id: &SessionId) -> Result<(), Error>;
+}
 
-/// One row: the object's session. `id` is there for the alarm, which has no request to name it.
-const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS session (
+/// One row: the object's session. `key` is there for requests and the alarm that name no id.
+const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS record (
     one INTEGER PRIMARY KEY CHECK (one = 1),
-    id TEXT NOT NULL,
-    data TEXT,
+    key TEXT NOT NULL,
+    sealed BLOB,
     created_at INTEGER NOT NULL,
     updated_at INTEGER NOT NULL,
     expires_at INTEGER NOT NULL,
     version INTEGER NOT NULL,
     ttl INTEGER,
-    from_kv INTEGER NOT NULL DEFAULT 0,
-    kv_deleted_at INTEGER,
-    subject TEXT
+    subject TEXT,
+    kv_deleted_at INTEGER
 )";
 
 const COLUMNS: &str =
-    "data, created_at, updated_at, expires_at, version, ttl, from_kv, kv_deleted_at, subject";
+    "sealed, created_at, updated_at, expires_at, version, ttl, subject, kv_deleted_at";
 
-/// The session row: `record` is `None` once a session moved from KV has ended (its marker).
+/// The session row: `sealed` is `None` once a session moved from KV has ended (its marker).
 #[derive(Debug)]
 struct Row {
-    record: Option<Record>,
-    from_kv: bool,
+    sealed: Option<Vec<u8>>,
+    meta: Meta,
+    /// When the KV copy of a session moved from KV was deleted.
     kv_deleted_at: Option<Millis>,
 }
 
-/// The session of one Durable Object (`own`), in its SQLite storage.
-pub struct SqlSessions<S, K, P> {
-    pub storage: S,
-    /// KV, where sessions of KV mode and of the old worker wait for their first use here.
-    pub kv: KvSessions<K>,
-    /// The other sessions' objects: rotation writes the new id there.
-    pub peers: P,
-    pub own: SessionId,
-    pub policy: Policy,
-    pub now: Millis,
-    /// Whether the table exists, once known in this request: one statement fewer per write.
-    table: Cell<Option<bool>>,
+impl Row {
+    fn live_meta(&self) -> Option<Meta> {
+        self.sealed.as_ref().map(|_| self.meta)
+    }
 }
 
-/// The parameters of an insert or update: id, data, then the lifecycle.
-fn row_params(id: &SessionId, data: &[u8], meta: &Meta) -> Result<Vec<Value>, Error> {
-    let data = std::str::from_utf8(data)
-        .map_err(|_| Error::Internal("session data is not UTF-8".into()))?;
-    Ok(vec![
-        Value::Text(id.to_string()),
-        Value::Text(data.to_owned()),
-        int(meta.created_at),
-        int(meta.updated_at),
-        int(meta.expires_at),
-        int(meta.version),
-        meta.ttl.map_or(Value::Null, int),
-        meta.subject
-            .map_or(Value::Null, |subject| Value::Text(subject.hex())),
-    ])
+/// The session of one Durable Object, in its SQLite storage.
+pub struct SqlSessions<S, K, P, A: Aead = WebCrypto> {
+    pub storage: S,
+    /// KV, where sessions of KV mode and of the old worker wait for their first use here.
+    pub kv: KvSessions<K, A>,
+    /// The other sessions' objects: rotation writes the new id there; and the objects of the
+    /// earlier strong mode.
+    pub peers: P,
+    /// The object's session: its key, and its id when the request named it.
+    pub key: StorageKey,
+    pub own: Option<SessionId>,
+    pub policy: Policy,
+    pub now: Millis,
+    /// Whether sessions are looked for in the objects of the earlier strong mode.
+    legacy: bool,
+    sealer: Sealer<A>,
+    /// The data key of the record read in this request, for its next write.
+    opened: RefCell<Option<Opened<A::Key>>>,
+    /// Whether the table exists, once known in this request: one statement fewer per write.
+    table: Cell<Option<bool>>,
 }
 
 fn column(row: &[Value], index: usize) -> Result<Option<u64>, Error> {
@@ -95,74 +113,113 @@ fn column(row: &[Value], index: usize) -> Result<Option<u64>, Error> {
     }
 }
 
-/// A row as `SELECT {COLUMNS}` gives it; the data is moved out, not copied.
+/// A row as `SELECT {COLUMNS}` gives it; the sealed data is moved out, not copied.
 fn parse_row(mut row: Vec<Value>) -> Result<Row, Error> {
-    let data = match row.first_mut() {
-        Some(Value::Text(text)) => Some(std::mem::take(text)),
+    let sealed = match row.first_mut() {
+        Some(Value::Blob(bytes)) => Some(std::mem::take(bytes)),
         _ => None,
     };
     let row = row.as_slice();
     let number = |index| column(row, index)?.ok_or_else(|| Error::Internal("null column".into()));
-    let meta = Meta {
-        created_at: number(1)?,
-        updated_at: number(2)?,
-        expires_at: number(3)?,
-        version: number(4)?,
-        ttl: column(row, 5)?,
-        subject: match row.get(8) {
-            Some(Value::Text(hex)) => Subject::from_hex(hex),
-            _ => None,
-        },
-    };
     Ok(Row {
-        record: data.map(|data| Record {
-            data,
-            meta: Some(meta),
-        }),
-        from_kv: number(6)? == 1,
+        sealed,
+        meta: Meta {
+            created_at: number(1)?,
+            updated_at: number(2)?,
+            expires_at: number(3)?,
+            version: number(4)?,
+            ttl: column(row, 5)?,
+            subject: match row.get(6) {
+                Some(Value::Text(hex)) => Subject::from_hex(hex),
+                _ => None,
+            },
+        },
         kv_deleted_at: column(row, 7)?,
     })
 }
 
-/// The id of the session an object holds (or held), for its alarm; `None` for an empty object.
-pub fn stored_id(storage: &impl ObjectStorage) -> Result<Option<SessionId>, Error> {
-    if !has_table(storage, "session")? {
+/// The parameters of an insert or update: key, sealed data, then the lifecycle.
+fn row_params(key: &StorageKey, sealed: Vec<u8>, meta: &Meta) -> Vec<Value> {
+    vec![
+        Value::Text(key.name()),
+        Value::Blob(sealed),
+        int(meta.created_at),
+        int(meta.updated_at),
+        int(meta.expires_at),
+        int(meta.version),
+        meta.ttl.map_or(Value::Null, int),
+        meta.subject
+            .map_or(Value::Null, |subject| Value::Text(subject.hex())),
+    ]
+}
+
+/// The key of the session an object holds (or held), for its alarm; `None` for an object of
+/// the earlier strong mode or an empty one.
+pub fn stored_key(storage: &impl ObjectStorage) -> Result<Option<StorageKey>, Error> {
+    if !has_table(storage, "record")? {
         return Ok(None);
     }
-    let rows = storage.exec("SELECT id FROM session", vec![])?;
+    let rows = storage.exec("SELECT key FROM record", vec![])?;
     Ok(match rows.first().and_then(|row| row.first()) {
-        Some(Value::Text(id)) => SessionId::parse(id),
+        Some(Value::Text(name)) => StorageKey::from_name(name),
         _ => None,
     })
 }
 
-impl<S: ObjectStorage, K: KeyValue, P: SessionStore> SqlSessions<S, K, P> {
-    /// The store for one request (or one alarm) to the object of `own`, at `now`.
-    pub fn new(storage: S, kv: K, peers: P, own: SessionId, policy: Policy, now: Millis) -> Self {
+impl<S: ObjectStorage, K: KeyValue, P: SessionStore + OldObjects, A: Aead + Clone>
+    SqlSessions<S, K, P, A>
+{
+    /// The store for one request to the object of `key`, at `now`; `own` is the session's id
+    /// when the request named it (and then `key` is its key).
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one object's whole context, named"
+    )]
+    pub fn new(
+        storage: S,
+        kv: KvSessions<K, A>,
+        peers: P,
+        aead: A,
+        key: StorageKey,
+        own: Option<SessionId>,
+        policy: Policy,
+        now: Millis,
+        legacy: bool,
+    ) -> Self {
         Self {
             storage,
-            kv: KvSessions(kv),
+            kv,
             peers,
+            key,
             own,
             policy,
             now,
+            legacy,
+            sealer: Sealer(aead),
+            opened: RefCell::new(None),
             table: Cell::new(None),
         }
     }
 
-    /// The same object as a later request meets it, at `now`: nothing this request learnt of
-    /// its storage carries over.
+    /// The same object as a later request about `own` meets it, at `now`: nothing this
+    /// request learnt of its storage carries over.
     #[cfg(all(test, not(target_arch = "wasm32")))]
     pub fn next_request(&mut self, now: Millis) {
         self.now = now;
         self.table.set(None);
+        self.opened.replace(None);
+    }
+
+    fn id(&self) -> Result<SessionId, Error> {
+        self.own
+            .ok_or_else(|| Error::Internal("a session object asked for data without an id".into()))
     }
 
     fn has_table(&self) -> Result<bool, Error> {
         if let Some(known) = self.table.get() {
             return Ok(known);
         }
-        let exists = has_table(&self.storage, "session")?;
+        let exists = has_table(&self.storage, "record")?;
         self.table.set(Some(exists));
         Ok(exists)
     }
@@ -180,92 +237,142 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore> SqlSessions<S, K, P> {
         self.storage.delete_all().await
     }
 
-    /// The row, without asking KV. Reads create no storage: an object asked about an unknown id
-    /// stays empty.
+    /// The row, without looking anywhere else. Reads create no storage: an object asked about
+    /// an unknown id stays empty.
     fn row(&self) -> Result<Option<Row>, Error> {
         if !self.has_table()? {
             return Ok(None);
         }
         let rows = self
             .storage
-            .exec(&format!("SELECT {COLUMNS} FROM session"), vec![])?;
+            .exec(&format!("SELECT {COLUMNS} FROM record"), vec![])?;
         rows.into_iter().next().map(parse_row).transpose()
     }
 
-    /// The session, read through from KV on first use: a session that exists only in KV (KV mode,
-    /// or the old worker) moves here and its KV copy is deleted.
+    /// The session, opened with its id; moved in from wherever it was on first use.
     async fn load_own(&self) -> Result<Option<Record>, Error> {
-        match self.row()? {
-            Some(row) => {
-                if row.from_kv && row.kv_deleted_at.is_none() && row.record.is_some() {
-                    self.delete_kv_copy().await;
-                }
-                Ok(row.record)
-            }
-            None => self.move_from_kv().await,
-        }
-    }
-
-    async fn move_from_kv(&self) -> Result<Option<Record>, Error> {
-        let Some(Record { data, meta }) = self.kv.load(&self.own).await? else {
+        let id = self.id()?;
+        let Some(row) = self.row()? else {
+            return self.move_in(&id).await;
+        };
+        let Some(sealed) = row.sealed else {
             return Ok(None);
         };
+        let opened = self
+            .sealer
+            .open(&WrapKey::of(&id), &self.key, &sealed)
+            .await?;
+        let unreadable = || {
+            Error::Unreadable(format!(
+                "integrity: session {} does not open in its object",
+                id.short()
+            ))
+        };
+        let (opened, data) = opened.ok_or_else(unreadable)?;
+        let data = String::from_utf8(data).map_err(|_| unreadable())?;
+        self.opened.replace(Some(opened));
+        Ok(Some(Record {
+            data,
+            meta: Some(row.meta),
+        }))
+    }
+
+    /// A session found elsewhere, moved here: from an object of the earlier strong mode, else
+    /// from KV.
+    async fn move_in(&self, id: &SessionId) -> Result<Option<Record>, Error> {
+        if self.legacy {
+            match self.peers.held(id).await? {
+                Held::Live { record, kv_copy } => {
+                    return self.take(id, record, From::OldObject { kv_copy }).await;
+                }
+                // Its KV copy may still be served somewhere: it must not come back from there.
+                Held::Ended => return Ok(None),
+                Held::Nothing => {}
+            }
+        }
+        let Some(record) = self.kv.load(id).await? else {
+            return Ok(None);
+        };
+        self.take(id, record, From::Kv).await
+    }
+
+    /// Writes `record` here, then removes it where it was; undone if that fails.
+    async fn take(
+        &self,
+        id: &SessionId,
+        record: Record,
+        from: From,
+    ) -> Result<Option<Record>, Error> {
         // Entries of the old worker have no lifecycle: moving counts as their first write of
         // metadata, so they expire like any other session from now on.
-        let meta = meta.unwrap_or_else(|| Meta::legacy(self.now, self.policy));
+        let meta = record
+            .meta
+            .unwrap_or_else(|| Meta::legacy(self.now, self.policy));
         if !meta.is_alive(self.now) {
             return Ok(None);
         }
+        let (opened, sealed) = self
+            .sealer
+            .seal(&WrapKey::of(id), &self.key, record.data.as_bytes(), None)
+            .await?;
         self.create_table()?;
-        let mut params = row_params(&self.own, data.as_bytes(), &meta)?;
-        params.push(Value::Integer(1));
+        let mut params = row_params(&self.key, sealed, &meta);
+        let kv_copy = matches!(from, From::Kv | From::OldObject { kv_copy: true });
+        params.push(if kv_copy { int(self.now) } else { Value::Null });
         self.storage.exec(
-            "INSERT INTO session (one, id, data, created_at, updated_at, expires_at, version, ttl, \
-             subject, from_kv) VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO record (one, key, sealed, created_at, updated_at, expires_at, version, \
+             ttl, subject, kv_deleted_at) VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             params,
         )?;
-        self.storage.set_alarm(meta.expires_at).await?;
-        self.delete_kv_copy().await;
+        let removed = async {
+            if let From::OldObject { .. } = from {
+                self.peers.empty(id).await?;
+            }
+            if kv_copy {
+                let _ = self.kv.remove(id, Expect::Any).await?;
+            }
+            self.storage.set_alarm(meta.expires_at).await
+        };
+        if let Err(err) = removed.await {
+            self.delete_all().await?;
+            return Err(err.with_cause("moving a session in".into()));
+        }
+        self.opened.replace(Some(opened));
         Ok(Some(Record {
-            data,
+            data: record.data,
             meta: Some(meta),
         }))
     }
 
-    /// Deletes the KV copy of a session moved here. A failure is retried later (on the next
-    /// request, or by the alarm), never fatal: the session is already served from here.
-    async fn delete_kv_copy(&self) -> bool {
-        if self.kv.remove(&self.own, Expect::Any).await.is_err() {
-            return false;
-        }
-        self.storage
-            .exec("UPDATE session SET kv_deleted_at = ?", vec![int(self.now)])
-            .is_ok()
-    }
-
     async fn save_own(&self, data: &[u8], meta: &Meta, expect: Expect) -> Result<Outcome, Error> {
-        let mut params = row_params(&self.own, data, meta)?;
+        let id = self.id()?;
+        let previous = self.opened.borrow().clone();
+        let (opened, sealed) = self
+            .sealer
+            .seal(&WrapKey::of(&id), &self.key, data, previous.as_ref())
+            .await?;
+        let mut params = row_params(&self.key, sealed, meta);
         let query = match expect {
             Expect::Absent => {
                 self.create_table()?;
-                "INSERT INTO session (one, id, data, created_at, updated_at, expires_at, version, \
-                 ttl, subject) VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (one) DO NOTHING \
-                 RETURNING version"
+                "INSERT INTO record (one, key, sealed, created_at, updated_at, expires_at, \
+                 version, ttl, subject) VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (one) DO \
+                 NOTHING RETURNING version"
             }
             Expect::Version(version) => {
                 if !self.has_table()? {
                     return Ok(Outcome::Conflict);
                 }
                 params.push(int(version));
-                "UPDATE session SET id = ?, data = ?, created_at = ?, updated_at = ?, \
-                 expires_at = ?, version = ?, ttl = ?, subject = ? WHERE data IS NOT NULL \
+                "UPDATE record SET key = ?, sealed = ?, created_at = ?, updated_at = ?, \
+                 expires_at = ?, version = ?, ttl = ?, subject = ? WHERE sealed IS NOT NULL \
                  AND version = ? RETURNING version"
             }
             Expect::Any => {
                 self.create_table()?;
-                "INSERT INTO session (one, id, data, created_at, updated_at, expires_at, version, \
-                 ttl, subject) VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (one) DO UPDATE SET \
-                 data = excluded.data, created_at = excluded.created_at, \
+                "INSERT INTO record (one, key, sealed, created_at, updated_at, expires_at, \
+                 version, ttl, subject) VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (one) DO \
+                 UPDATE SET sealed = excluded.sealed, created_at = excluded.created_at, \
                  updated_at = excluded.updated_at, expires_at = excluded.expires_at, \
                  version = excluded.version, ttl = excluded.ttl, subject = excluded.subject \
                  RETURNING version"
@@ -274,16 +381,29 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore> SqlSessions<S, K, P> {
         if self.storage.exec(query, params)?.is_empty() {
             return Ok(Outcome::Conflict);
         }
+        self.opened.replace(Some(opened));
         self.storage.set_alarm(meta.expires_at).await?;
         Ok(Outcome::Written)
     }
 
+    /// Removes the session if it is as `expect` says. With the id known, a session still
+    /// elsewhere moves in first, so that removing it removes every copy.
     async fn remove_own(&self, expect: Expect) -> Result<Outcome, Error> {
-        let row = self.row()?;
-        if !expect.holds(row.as_ref().and_then(|row| row.record.as_ref())) {
+        let row = match self.own {
+            Some(_) if !self.has_table()? => {
+                self.load_own().await?;
+                self.row()?
+            }
+            _ => self.row()?,
+        };
+        let current = row.as_ref().and_then(Row::live_meta).map(|meta| Record {
+            data: String::new(),
+            meta: Some(meta),
+        });
+        if !expect.holds(current.as_ref()) {
             return Ok(Outcome::Conflict);
         }
-        if let Some(row) = row.filter(|row| row.record.is_some()) {
+        if let Some(row) = row.filter(|row| row.sealed.is_some()) {
             self.end(&row).await?;
         }
         Ok(Outcome::Written)
@@ -291,16 +411,15 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore> SqlSessions<S, K, P> {
 
     /// Ends the session: nothing stays, unless it came from KV (then a marker, for a while).
     async fn end(&self, row: &Row) -> Result<(), Error> {
-        if !row.from_kv {
+        let Some(deleted) = row.kv_deleted_at else {
+            return self.delete_all().await;
+        };
+        if self.now >= deleted + KV_STALE_MS {
             return self.delete_all().await;
         }
         self.storage
-            .exec("UPDATE session SET data = NULL", vec![])?;
-        let at = match row.kv_deleted_at {
-            Some(deleted) => deleted + KV_STALE_MS,
-            None => self.now + KV_RETRY_MS,
-        };
-        self.storage.set_alarm(at).await
+            .exec("UPDATE record SET sealed = NULL", vec![])?;
+        self.storage.set_alarm(deleted + KV_STALE_MS).await
     }
 
     /// The alarm: ends an expired session, or sets the alarm again for one renewed since, and
@@ -309,40 +428,33 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore> SqlSessions<S, K, P> {
         let Some(row) = self.row()? else {
             return self.delete_all().await;
         };
-        if let Some(meta) = row.record.as_ref().and_then(|record| record.meta) {
-            return if meta.is_alive(self.now) {
-                self.storage.set_alarm(meta.expires_at).await
-            } else {
-                self.end(&row).await
-            };
-        }
-        let deleted = match row.kv_deleted_at {
-            Some(deleted) => deleted,
-            None if self.delete_kv_copy().await => self.now,
-            None => return self.storage.set_alarm(self.now + KV_RETRY_MS).await,
-        };
-        if self.now >= deleted + KV_STALE_MS {
-            self.delete_all().await
-        } else {
-            self.storage.set_alarm(deleted + KV_STALE_MS).await
+        match row.live_meta() {
+            Some(meta) if meta.is_alive(self.now) => self.storage.set_alarm(meta.expires_at).await,
+            _ => self.end(&row).await,
         }
     }
 }
 
-impl<S: ObjectStorage, K: KeyValue, P: SessionStore> SessionStore for SqlSessions<S, K, P> {
-    type Body = String;
+/// Where a session moving in was.
+#[derive(Clone, Copy)]
+enum From {
+    Kv,
+    /// An object of the earlier strong mode; `kv_copy` when it had come from KV and its copy
+    /// there may remain.
+    OldObject {
+        kv_copy: bool,
+    },
+}
 
+impl<S: ObjectStorage, K: KeyValue, P: SessionStore + OldObjects, A: Aead + Clone> SessionStore
+    for SqlSessions<S, K, P, A>
+{
     async fn load(&self, id: &SessionId) -> Result<Option<Record>, Error> {
-        if *id == self.own {
+        if Some(*id) == self.own {
             self.load_own().await
         } else {
             self.peers.load(id).await
         }
-    }
-
-    async fn open(&self, id: &SessionId) -> Result<Option<(String, Option<Meta>)>, Error> {
-        let record = self.load(id).await?;
-        Ok(record.map(|record| (record.data, record.meta)))
     }
 
     async fn save(
@@ -352,7 +464,7 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore> SessionStore for SqlSession
         meta: &Meta,
         expect: Expect,
     ) -> Result<Outcome, Error> {
-        if *id == self.own {
+        if Some(*id) == self.own {
             self.save_own(data, meta, expect).await
         } else {
             self.peers.save(id, data, meta, expect).await
@@ -360,10 +472,36 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore> SessionStore for SqlSession
     }
 
     async fn remove(&self, id: &SessionId, expect: Expect) -> Result<Outcome, Error> {
-        if *id == self.own {
+        if Some(*id) == self.own {
             self.remove_own(expect).await
         } else {
             self.peers.remove(id, expect).await
+        }
+    }
+
+    async fn meta_at(&self, at: &SessionRef) -> Result<Option<(Meta, SessionRef)>, Error> {
+        let here = SessionRef::Key(self.key);
+        match at {
+            SessionRef::Key(key) if *key == self.key => {
+                Ok(self.row()?.and_then(|row| Some((row.live_meta()?, here))))
+            }
+            SessionRef::Id(id) if Some(*id) == self.own => {
+                let meta = self.load_own().await?.and_then(|record| record.meta);
+                Ok(meta.map(|meta| (meta, here)))
+            }
+            _ => self.peers.meta_at(at).await,
+        }
+    }
+
+    async fn remove_at(&self, at: &SessionRef) -> Result<(), Error> {
+        let own = match at {
+            SessionRef::Key(key) => *key == self.key,
+            SessionRef::Id(id) => Some(*id) == self.own,
+        };
+        if own {
+            self.remove_own(Expect::Any).await.map(drop)
+        } else {
+            self.peers.remove_at(at).await
         }
     }
 }

@@ -33,6 +33,7 @@ impl ObjectStorage for DoStorage {
                 Value::Null => SqlStorageValue::Null,
                 Value::Integer(n) => SqlStorageValue::Integer(n),
                 Value::Text(text) => SqlStorageValue::String(text),
+                Value::Blob(bytes) => SqlStorageValue::Blob(bytes),
             })
             .collect::<Vec<_>>();
         let cursor = self.sql.exec(query, bindings).map_err(storage_failure)?;
@@ -47,6 +48,7 @@ impl ObjectStorage for DoStorage {
                         // Whole numbers past 2^53 come back as floats; ours never get there.
                         SqlStorageValue::Float(f) => Value::Integer(f as i64),
                         SqlStorageValue::String(text) => Value::Text(text),
+                        SqlStorageValue::Blob(bytes) => Value::Blob(bytes),
                         _ => Value::Null,
                     })
                     .collect())

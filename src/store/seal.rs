@@ -1,0 +1,320 @@
+//! Sealed session data: what both backends store instead of the data itself.
+//!
+//! Each session has a random data key. Its data is encrypted under that key with AES-256-GCM,
+//! with a fresh nonce on every write and the session's storage key as associated data, so a
+//! value altered, or copied onto another session's key, does not open. The data key is stored
+//! wrapped (AES-256-GCM again) under the session's [`WrapKey`], which only a holder of the id can
+//! compute: a dump of the store holds no key that opens anything.
+//!
+//! ```text
+//! "s1" | n | n × (nonce 12 | wrapped data key 32 + tag 16) | nonce 12 | ciphertext | tag 16
+//! ```
+//!
+//! There are `n` slots so that a later version can let two ids reach one session for a while (a
+//! rotation grace window: the data key wrapped under each id's key). This version writes one
+//! and opens any. A write keeps the data key and slots of the record it read and only
+//! re-encrypts the data, so a session's data key lives as long as the session.
+//!
+//! The cipher is the platform's WebCrypto, which runs natively in the runtime (AES-GCM in Wasm
+//! would run at a few tens of MB/s); the native tests run the same envelope over RustCrypto's.
+
+use wasm_bindgen::prelude::wasm_bindgen;
+use wasm_bindgen::JsValue;
+use worker::js_sys::{ArrayBuffer, Promise, Uint8Array};
+use worker::wasm_bindgen_futures::JsFuture;
+
+use crate::domain::derive::{StorageKey, WrapKey};
+use crate::domain::error::Error;
+
+const MAGIC: &[u8; 2] = b"s1";
+const NONCE: usize = 12;
+const TAG: usize = 16;
+const SLOT: usize = NONCE + 32 + TAG;
+/// At most this many slots are read: a record claiming more is not one of ours.
+const MAX_SLOTS: usize = 4;
+const SLOT_LABEL: &[u8] = b"session-state/v1/slot\0";
+const DATA_LABEL: &[u8] = b"session-state/v1/data\0";
+
+/// AES-256-GCM, as a platform offers it.
+#[allow(
+    async_fn_in_trait,
+    reason = "Workers run single-threaded; futures need not be Send"
+)]
+pub trait Aead {
+    /// A key as the platform holds it.
+    type Key: Clone;
+
+    async fn import(&self, raw: &[u8; 32]) -> Result<Self::Key, Error>;
+    /// Ciphertext and tag.
+    async fn encrypt(
+        &self,
+        key: &Self::Key,
+        nonce: &[u8],
+        aad: &[u8],
+        plain: &[u8],
+    ) -> Result<Vec<u8>, Error>;
+    /// `None` when the tag does not match (the wrong key, or altered bytes).
+    async fn decrypt(
+        &self,
+        key: &Self::Key,
+        nonce: &[u8],
+        aad: &[u8],
+        sealed: &[u8],
+    ) -> Result<Option<Vec<u8>>, Error>;
+}
+
+/// What opening a record learnt, for sealing its next version: the data key, and the slots as
+/// stored.
+#[derive(Clone)]
+pub struct Opened<K> {
+    key: K,
+    slots: Vec<u8>,
+}
+
+/// Seals and opens session records with an [`Aead`].
+#[derive(Clone, Copy, Default)]
+pub struct Sealer<A>(pub A);
+
+fn associated(label: &[u8], key: &StorageKey) -> Vec<u8> {
+    [label, key.bytes()].concat()
+}
+
+fn random<const N: usize>() -> Result<[u8; N], Error> {
+    let mut bytes = [0u8; N];
+    getrandom::fill(&mut bytes)
+        .map_err(|err| Error::Internal(format!("no randomness for a seal: {err}")))?;
+    Ok(bytes)
+}
+
+impl<A: Aead> Sealer<A> {
+    /// The data of the record `bytes` stored under `key`, opened with `wrap`, or `None` when it
+    /// does not open: not sealed by this worker, altered, moved from another key, or another
+    /// session's.
+    pub async fn open(
+        &self,
+        wrap: &WrapKey,
+        key: &StorageKey,
+        bytes: &[u8],
+    ) -> Result<Option<(Opened<A::Key>, Vec<u8>)>, Error> {
+        let Some((slots, nonce, sealed)) = split(bytes) else {
+            return Ok(None);
+        };
+        let wrapping = self.0.import(&wrap.0).await?;
+        let slot_aad = associated(SLOT_LABEL, key);
+        let mut data_key = None;
+        for slot in slots.chunks(SLOT) {
+            let (slot_nonce, wrapped) = slot.split_at(NONCE);
+            let opened = self.0.decrypt(&wrapping, slot_nonce, &slot_aad, wrapped);
+            if let Some(raw) = opened.await? {
+                data_key = <[u8; 32]>::try_from(raw.as_slice()).ok();
+                break;
+            }
+        }
+        let Some(raw) = data_key else {
+            return Ok(None);
+        };
+        let data_key = self.0.import(&raw).await?;
+        let aad = associated(DATA_LABEL, key);
+        let Some(data) = self.0.decrypt(&data_key, nonce, &aad, sealed).await? else {
+            return Ok(None);
+        };
+        let opened = Opened {
+            key: data_key,
+            slots: slots.to_vec(),
+        };
+        Ok(Some((opened, data)))
+    }
+
+    /// `data` sealed for `key`: under the data key of `previous` (the record this write
+    /// replaces), or a new one wrapped under `wrap`.
+    pub async fn seal(
+        &self,
+        wrap: &WrapKey,
+        key: &StorageKey,
+        data: &[u8],
+        previous: Option<&Opened<A::Key>>,
+    ) -> Result<(Opened<A::Key>, Vec<u8>), Error> {
+        let opened = match previous {
+            Some(previous) => previous.clone(),
+            None => {
+                let raw = random::<32>()?;
+                let slot_nonce = random::<NONCE>()?;
+                let wrapping = self.0.import(&wrap.0).await?;
+                let slot_aad = associated(SLOT_LABEL, key);
+                let wrapped = self.0.encrypt(&wrapping, &slot_nonce, &slot_aad, &raw);
+                let slots = [&slot_nonce[..], &wrapped.await?].concat();
+                Opened {
+                    key: self.0.import(&raw).await?,
+                    slots,
+                }
+            }
+        };
+        let nonce = random::<NONCE>()?;
+        let aad = associated(DATA_LABEL, key);
+        let sealed = self.0.encrypt(&opened.key, &nonce, &aad, data).await?;
+        let count = (opened.slots.len() / SLOT) as u8;
+        let mut bytes = Vec::with_capacity(3 + opened.slots.len() + NONCE + sealed.len());
+        bytes.extend_from_slice(MAGIC);
+        bytes.push(count);
+        bytes.extend_from_slice(&opened.slots);
+        bytes.extend_from_slice(&nonce);
+        bytes.extend_from_slice(&sealed);
+        Ok((opened, bytes))
+    }
+}
+
+/// Slots, nonce and sealed data, if `bytes` has the shape of a record.
+fn split(bytes: &[u8]) -> Option<(&[u8], &[u8], &[u8])> {
+    let rest = bytes.strip_prefix(MAGIC)?;
+    let (&count, rest) = rest.split_first()?;
+    let count = usize::from(count);
+    if count == 0 || count > MAX_SLOTS || rest.len() < count * SLOT + NONCE + TAG {
+        return None;
+    }
+    let (slots, rest) = rest.split_at(count * SLOT);
+    let (nonce, sealed) = rest.split_at(NONCE);
+    Some((slots, nonce, sealed))
+}
+
+#[wasm_bindgen(inline_js = r#"
+const subtle = crypto.subtle;
+export function importKey(raw) {
+  return subtle.importKey('raw', raw, 'AES-GCM', false, ['encrypt', 'decrypt']);
+}
+export function encrypt(key, iv, additionalData, data) {
+  return subtle.encrypt({ name: 'AES-GCM', iv, additionalData }, key, data);
+}
+export function decrypt(key, iv, additionalData, data) {
+  return subtle.decrypt({ name: 'AES-GCM', iv, additionalData }, key, data).catch(() => null);
+}
+"#)]
+extern "C" {
+    /// WebCrypto copies every buffer it is given when called, so views of Wasm memory are safe.
+    #[wasm_bindgen(js_name = importKey)]
+    fn import_key(raw: &[u8]) -> Promise;
+    fn encrypt(key: &JsValue, iv: &[u8], aad: &[u8], data: &[u8]) -> Promise;
+    /// Resolves to `null` when the tag does not match.
+    fn decrypt(key: &JsValue, iv: &[u8], aad: &[u8], data: &[u8]) -> Promise;
+}
+
+/// The runtime's WebCrypto.
+#[derive(Clone, Copy, Default)]
+pub struct WebCrypto;
+
+async fn settle(promise: Promise) -> Result<JsValue, Error> {
+    JsFuture::from(promise)
+        .await
+        .map_err(|err| Error::Internal(format!("webcrypto: {err:?}")))
+}
+
+fn bytes_of(buffer: JsValue) -> Vec<u8> {
+    Uint8Array::new(&ArrayBuffer::from(buffer)).to_vec()
+}
+
+impl Aead for WebCrypto {
+    type Key = JsValue;
+
+    async fn import(&self, raw: &[u8; 32]) -> Result<JsValue, Error> {
+        settle(import_key(raw)).await
+    }
+
+    async fn encrypt(
+        &self,
+        key: &JsValue,
+        nonce: &[u8],
+        aad: &[u8],
+        plain: &[u8],
+    ) -> Result<Vec<u8>, Error> {
+        Ok(bytes_of(settle(encrypt(key, nonce, aad, plain)).await?))
+    }
+
+    async fn decrypt(
+        &self,
+        key: &JsValue,
+        nonce: &[u8],
+        aad: &[u8],
+        sealed: &[u8],
+    ) -> Result<Option<Vec<u8>>, Error> {
+        let plain = settle(decrypt(key, nonce, aad, sealed)).await?;
+        Ok((!plain.is_null()).then(|| bytes_of(plain)))
+    }
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+    use crate::domain::id::SessionId;
+    use crate::store::memory::{run, SoftAead};
+
+    fn id(n: u8) -> SessionId {
+        SessionId::from_random_bytes([n; 16])
+    }
+
+    fn sealed(n: u8, data: &[u8]) -> Vec<u8> {
+        let (wrap, key) = (WrapKey::of(&id(n)), StorageKey::of(&id(n)));
+        run(Sealer(SoftAead).seal(&wrap, &key, data, None))
+            .unwrap()
+            .1
+    }
+
+    fn open(n: u8, key: u8, bytes: &[u8]) -> Option<Vec<u8>> {
+        let (wrap, key) = (WrapKey::of(&id(n)), StorageKey::of(&id(key)));
+        let opened = run(Sealer(SoftAead).open(&wrap, &key, bytes)).unwrap();
+        opened.map(|(_, data)| data)
+    }
+
+    #[test]
+    fn a_sealed_record_opens_with_its_id_under_its_key_only() {
+        let bytes = sealed(1, br#"{"canary":"c4n4ry"}"#);
+        assert_eq!(
+            open(1, 1, &bytes).as_deref(),
+            Some(&br#"{"canary":"c4n4ry"}"#[..])
+        );
+        assert!(!bytes.windows(6).any(|w| w == b"c4n4ry"), "no plaintext");
+        assert_eq!(open(2, 1, &bytes), None, "another id's wrap key");
+        assert_eq!(open(1, 2, &bytes), None, "moved onto another session's key");
+        assert_eq!(open(2, 2, &bytes), None, "moved, opened as that session");
+        for at in [0, 2, 3, 20, 3 + SLOT, bytes.len() - 1] {
+            let mut altered = bytes.clone();
+            altered[at] ^= 1;
+            assert_eq!(open(1, 1, &altered), None, "byte {at} altered");
+        }
+        for len in [0, 2, 3, 3 + SLOT + NONCE + TAG - 1] {
+            assert_eq!(open(1, 1, &bytes[..len]), None, "cut to {len}");
+        }
+        assert_eq!(open(1, 1, br#"{"a":1}"#), None, "plain data");
+    }
+
+    #[test]
+    fn every_write_has_a_fresh_nonce_and_keeps_the_data_key() {
+        let (wrap, key) = (WrapKey::of(&id(1)), StorageKey::of(&id(1)));
+        let sealer = Sealer(SoftAead);
+        let (opened, first) = run(sealer.seal(&wrap, &key, b"{}", None)).unwrap();
+        let (_, second) = run(sealer.seal(&wrap, &key, b"{}", Some(&opened))).unwrap();
+        let (_, third) = run(sealer.seal(&wrap, &key, b"{}", None)).unwrap();
+        let slots = 3..3 + SLOT;
+        assert_eq!(first[slots.clone()], second[slots.clone()], "same slot");
+        assert_ne!(
+            first[slots.clone()],
+            third[slots],
+            "a new session's own key"
+        );
+        assert_ne!(first[3 + SLOT..], second[3 + SLOT..], "a fresh nonce");
+        assert_eq!(open(1, 1, &second).as_deref(), Some(&b"{}"[..]));
+        assert_eq!(first.len(), 3 + SLOT + NONCE + 2 + TAG);
+    }
+
+    #[test]
+    fn any_slot_that_opens_gives_the_data_key() {
+        let bytes = sealed(1, b"{}");
+        let (_, slot) = split(&bytes)
+            .map(|(slots, _, _)| ((), slots.to_vec()))
+            .unwrap();
+        // A slot another id wrapped comes first: it does not open, the next one does.
+        let other = split(&sealed(2, b"{}")).unwrap().0.to_vec();
+        let two = [&b"s1\x02"[..], &other, &slot, &bytes[3 + SLOT..]].concat();
+        assert_eq!(open(1, 1, &two).as_deref(), Some(&b"{}"[..]));
+        let claims_too_many = [&b"s1\x05"[..], &bytes[3..]].concat();
+        assert_eq!(open(1, 1, &claims_too_many), None);
+    }
+}
