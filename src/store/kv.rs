@@ -194,9 +194,9 @@ fn readable(metadata: Option<String>) -> Option<Meta> {
 }
 
 /// Where a request found a session, so that its write goes where it should.
-enum Found<K> {
+enum Found {
     /// Under its storage key, sealed: the next write keeps its data key.
-    Sealed(Opened<K>),
+    Sealed(Opened),
     /// Under its bare id, as stored before keys were hashed: the next write moves it.
     Legacy,
 }
@@ -214,7 +214,7 @@ pub struct KvSessions<K, A: Aead = WebCrypto> {
     pub kv: K,
     sealer: Sealer<A>,
     legacy: bool,
-    found: RefCell<Vec<(SessionId, Found<A::Key>)>>,
+    found: RefCell<Vec<(SessionId, Found)>>,
 }
 
 impl<K: KeyValue, A: Aead> KvSessions<K, A> {
@@ -227,14 +227,14 @@ impl<K: KeyValue, A: Aead> KvSessions<K, A> {
         }
     }
 
-    fn remember(&self, id: &SessionId, found: Found<A::Key>) {
+    fn remember(&self, id: &SessionId, found: Found) {
         let mut memo = self.found.borrow_mut();
         memo.retain(|(known, _)| known != id);
         memo.push((*id, found));
     }
 
     /// Whether this request found `id` under its bare id, and what it opened if sealed.
-    fn recall(&self, id: &SessionId) -> (bool, Option<Opened<A::Key>>) {
+    fn recall(&self, id: &SessionId) -> (bool, Option<Opened>) {
         let memo = self.found.borrow();
         match memo.iter().find(|(known, _)| known == id) {
             Some((_, Found::Sealed(opened))) => (false, Some(opened.clone())),

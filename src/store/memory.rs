@@ -5,11 +5,8 @@
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
 
-use aes_gcm::aead::{Aead as _, KeyInit, Payload};
-use aes_gcm::{Aes256Gcm, Nonce};
-
 use super::kv::KvSessions;
-use super::seal::Aead;
+use super::seal::{soft_decrypt, soft_encrypt, Aead};
 use super::{Expect, KeyValue, Outcome, Record, SessionRef, SessionStore};
 use crate::domain::error::Error;
 use crate::domain::id::SessionId;
@@ -36,18 +33,12 @@ pub enum Fault {
 /// Value, metadata and the TTL it was saved with.
 type Stored = (Vec<u8>, Option<String>, u64);
 
-/// AES-256-GCM from RustCrypto: the envelope of [`super::seal`] natively, byte for byte what
-/// WebCrypto makes of it (`tests/wasm.rs` checks one against the other).
+/// AES-256-GCM from RustCrypto for data of any size: the envelope of [`super::seal`] natively,
+/// byte for byte what WebCrypto makes of it (`tests/wasm.rs` checks one against the other).
 #[derive(Clone, Copy, Default)]
 pub struct SoftAead;
 
 impl Aead for SoftAead {
-    type Key = [u8; 32];
-
-    async fn import(&self, raw: &[u8; 32]) -> Result<[u8; 32], Error> {
-        Ok(*raw)
-    }
-
     async fn encrypt(
         &self,
         key: &[u8; 32],
@@ -55,11 +46,7 @@ impl Aead for SoftAead {
         aad: &[u8],
         plain: &[u8],
     ) -> Result<Vec<u8>, Error> {
-        let cipher = Aes256Gcm::new(key.into());
-        let payload = Payload { msg: plain, aad };
-        cipher
-            .encrypt(Nonce::from_slice(nonce), payload)
-            .map_err(|_| Error::Internal("aes-gcm".into()))
+        soft_encrypt(key, nonce, aad, plain)
     }
 
     async fn decrypt(
@@ -69,9 +56,7 @@ impl Aead for SoftAead {
         aad: &[u8],
         sealed: &[u8],
     ) -> Result<Option<Vec<u8>>, Error> {
-        let cipher = Aes256Gcm::new(key.into());
-        let payload = Payload { msg: sealed, aad };
-        Ok(cipher.decrypt(Nonce::from_slice(nonce), payload).ok())
+        Ok(soft_decrypt(key, nonce, aad, sealed))
     }
 }
 

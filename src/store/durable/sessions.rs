@@ -98,7 +98,7 @@ pub struct SqlSessions<S, K, P, A: Aead = WebCrypto> {
     legacy: bool,
     sealer: Sealer<A>,
     /// The data key of the record read in this request, for its next write.
-    opened: RefCell<Option<Opened<A::Key>>>,
+    opened: RefCell<Option<Opened>>,
     /// Whether the table exists, once known in this request: one statement fewer per write.
     table: Cell<Option<bool>>,
 }
@@ -166,9 +166,7 @@ pub fn stored_key(storage: &impl ObjectStorage) -> Result<Option<StorageKey>, Er
     })
 }
 
-impl<S: ObjectStorage, K: KeyValue, P: SessionStore + OldObjects, A: Aead + Clone>
-    SqlSessions<S, K, P, A>
-{
+impl<S: ObjectStorage, K: KeyValue, P: SessionStore + OldObjects, A: Aead> SqlSessions<S, K, P, A> {
     /// The store for one request to the object of `key`, at `now`; `own` is the session's id
     /// when the request named it (and then `key` is its key).
     #[allow(
@@ -446,7 +444,7 @@ enum From {
     },
 }
 
-impl<S: ObjectStorage, K: KeyValue, P: SessionStore + OldObjects, A: Aead + Clone> SessionStore
+impl<S: ObjectStorage, K: KeyValue, P: SessionStore + OldObjects, A: Aead> SessionStore
     for SqlSessions<S, K, P, A>
 {
     async fn load(&self, id: &SessionId) -> Result<Option<Record>, Error> {
