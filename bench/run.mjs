@@ -1,5 +1,5 @@
 // `npm run bench`: what a request costs session-state, against a plain JavaScript Worker doing
-// the same KV operations (bench/baseline.js), all in `wrangler dev` (workerd, local KV and
+// the same KV operations and the same sealing (bench/baseline.js), all in `wrangler dev` (workerd, local KV and
 // Durable Objects) on this machine. Variants run in turn within every round (A, B, C, D, A, ...):
 // session-state as shipped, with its request log off, in strong mode, and the baseline.
 //
@@ -190,7 +190,8 @@ variants in turn. Figures are medians over rounds; a ratio is the median of per-
 - **as shipped**: the default configuration (KV; request log lines for errors and slow requests only).
   **log off**: \`LOG_REQUESTS=off\`. **strong mode**: \`SESSION_BACKEND=durable_object\` (its CPU includes the
   session's Durable Object, which runs in the same process locally). **JS baseline**: \`bench/baseline.js\`, the same
-  KV operations (getWithMetadata, metadata on writes) with no validation, routing or logging.
+  KV operations (getWithMetadata, metadata on writes) and the same sealing (hashed key, AES-256-GCM through WebCrypto)
+  with no validation, routing or logging. Other variants are builds given in \`BENCH_BUILDS\`.
 - Requests/s and latency are mostly wrangler's dev proxy on this machine; the rps ratio is variant ÷ baseline.
 
 | scenario | variant | CPU µs/request | CPU ratio | req/s | rps ratio | p50 / p99 ms |
