@@ -249,11 +249,7 @@ impl<K: KeyValue, A: Aead> SessionStore for KvSessions<K, A> {
     async fn load(&self, id: &SessionId) -> Result<Option<Record>, Error> {
         let key = StorageKey::of(id);
         if let Some((bytes, meta)) = self.kv.get_bytes(&key.name()).await? {
-            let opened = self.sealer.open(&WrapKey::of(id), &key, &bytes).await?;
-            let Some((opened, data)) = opened else {
-                return Err(unreadable(id));
-            };
-            let data = String::from_utf8(data).map_err(|_| unreadable(id))?;
+            let (opened, data) = self.sealer.open_session(id, &key, &bytes).await?;
             self.remember(id, Found::Sealed(opened));
             return Ok(Some(Record {
                 data,
@@ -344,11 +340,6 @@ impl<K: KeyValue, A: Aead> SessionStore for KvSessions<K, A> {
     }
 }
 
-/// A sealed record that does not open under its own id: altered, or copied from another key.
-fn unreadable(id: &SessionId) -> Error {
-    Error::Unreadable(format!("integrity: session {} does not open", id.short()))
-}
-
 /// The subject index on KV: one entry `sub:<subject hash>:<handle>` per session, empty, with
 /// `<created at> <storage key>` as metadata, living until the session's latest end (its absolute
 /// lifetime, which no renewal passes). The prefix is neither a storage key nor a `cache:` key.
@@ -396,10 +387,7 @@ impl<K: KeyValue> SubjectIndex for KvIndex<K> {
         until: Millis,
         now: Millis,
     ) -> Result<(), Error> {
-        let key = match member.at {
-            SessionRef::Key(key) => key,
-            SessionRef::Id(id) => StorageKey::of(&id),
-        };
+        let key = member.at.storage_key();
         let name = format!("{}{}", index_prefix(subject), member.handle);
         let ttl = until.saturating_sub(now).div_ceil(1000).max(KV_MIN_TTL);
         let metadata = format!("{} {}", member.created_at, key.name());

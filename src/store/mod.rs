@@ -191,6 +191,16 @@ pub enum SessionRef {
     Id(SessionId),
 }
 
+impl SessionRef {
+    /// The key the session is (or, still under its id, will be) stored under.
+    pub fn storage_key(&self) -> StorageKey {
+        match self {
+            SessionRef::Key(key) => *key,
+            SessionRef::Id(id) => StorageKey::of(id),
+        }
+    }
+}
+
 /// A session listed under a subject.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Member {

@@ -31,6 +31,7 @@ use worker::wasm_bindgen_futures::JsFuture;
 
 use crate::domain::derive::{StorageKey, WrapKey};
 use crate::domain::error::Error;
+use crate::domain::id::SessionId;
 
 const MAGIC: &[u8; 2] = b"s1";
 const NONCE: usize = 12;
@@ -148,6 +149,23 @@ impl<A: Aead> Sealer<A> {
             slots: slots.to_vec(),
         };
         Ok(Some((opened, data)))
+    }
+
+    /// The session data of `id` in the record `bytes` stored under its `key`, or
+    /// [`Error::Unreadable`] (404 to the caller, an integrity line in the log) when the record
+    /// does not open or is not text.
+    pub async fn open_session(
+        &self,
+        id: &SessionId,
+        key: &StorageKey,
+        bytes: &[u8],
+    ) -> Result<(Opened, String), Error> {
+        let unreadable =
+            || Error::Unreadable(format!("integrity: session {} does not open", id.short()));
+        let opened = self.open(&WrapKey::of(id), key, bytes).await?;
+        let (opened, data) = opened.ok_or_else(unreadable)?;
+        let data = String::from_utf8(data).map_err(|_| unreadable())?;
+        Ok((opened, data))
     }
 
     /// `data` sealed for `key`: under the data key of `previous` (the record this write

@@ -6,7 +6,7 @@ use crate::domain::error::Error;
 use crate::domain::id::SessionId;
 use crate::domain::subject::Subject;
 use crate::domain::time::Millis;
-use crate::store::durable::{has_table, int, ObjectStorage, Value};
+use crate::store::durable::{int, ObjectStorage, Value};
 use crate::store::{Member, SessionRef, SubjectIndex};
 
 /// The sessions of one subject, in its own Durable Object's SQLite storage: a row per session,
@@ -27,18 +27,33 @@ const INDEX_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS entry (
     until INTEGER NOT NULL
 )";
 
+/// Which of the index's tables exist: `entry`, and `member` of the earlier version.
+#[derive(Clone, Copy)]
+struct Tables {
+    entry: bool,
+    member: bool,
+}
+
 impl<S: ObjectStorage> SqlIndex<S> {
-    fn has_entries(&self) -> Result<bool, Error> {
-        has_table(&self.0, "entry")
+    /// Both tables' existence, in one statement (an operation asks once).
+    fn tables(&self) -> Result<Tables, Error> {
+        let rows = self.0.exec(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ('entry', 'member')",
+            vec![],
+        )?;
+        let has = |table: &str| {
+            rows.iter()
+                .any(|row| matches!(row.first(), Some(Value::Text(name)) if name == table))
+        };
+        Ok(Tables {
+            entry: has("entry"),
+            member: has("member"),
+        })
     }
 
-    fn has_old_rows(&self) -> Result<bool, Error> {
-        has_table(&self.0, "member")
-    }
-
-    /// The rows of the earlier version: id, creation, end.
-    fn old_rows(&self) -> Result<Vec<(SessionId, Millis)>, Error> {
-        if !self.has_old_rows()? {
+    /// The rows of the earlier version: id and creation.
+    fn old_rows(&self, tables: Tables) -> Result<Vec<(SessionId, Millis)>, Error> {
+        if !tables.member {
             return Ok(Vec::new());
         }
         let rows = self.0.exec(
@@ -56,25 +71,34 @@ impl<S: ObjectStorage> SqlIndex<S> {
             .collect())
     }
 
-    fn delete_old_row(&self, handle: &Handle) -> Result<(), Error> {
-        for (id, _) in self.old_rows()? {
-            if Handle::of(&id) == *handle {
-                self.0.exec(
-                    "DELETE FROM member WHERE id = ?",
-                    vec![Value::Text(id.to_string())],
-                )?;
-            }
-        }
+    fn delete_old_row(&self, id: &SessionId) -> Result<(), Error> {
+        self.0.exec(
+            "DELETE FROM member WHERE id = ?",
+            vec![Value::Text(id.to_string())],
+        )?;
         Ok(())
     }
 
-    /// Sets the alarm for the first row to go, or clears the object when none is left.
-    async fn schedule(&self) -> Result<(), Error> {
+    /// Lists `member` by handle and key until `until`.
+    fn insert(&self, member: &Member, until: Millis) -> Result<(), Error> {
+        self.0.exec(INDEX_SCHEMA, vec![])?;
+        self.0.exec(
+            "INSERT OR REPLACE INTO entry (handle, key, created_at, until) VALUES (?, ?, ?, ?)",
+            vec![
+                Value::Text(member.handle.to_string()),
+                Value::Text(member.at.storage_key().name()),
+                int(member.created_at),
+                int(until),
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Sets the alarm for the first row to go, or clears the object when none is left; the old
+    /// table goes with its last row.
+    async fn schedule(&self, tables: Tables) -> Result<(), Error> {
         let mut first: Option<i64> = None;
-        for (table, exists) in [
-            ("entry", self.has_entries()?),
-            ("member", self.has_old_rows()?),
-        ] {
+        for (table, exists) in [("entry", tables.entry), ("member", tables.member)] {
             if !exists {
                 continue;
             }
@@ -99,10 +123,8 @@ impl<S: ObjectStorage> SqlIndex<S> {
 
     /// The alarm: drops the rows whose session cannot be alive any more.
     pub async fn on_alarm(&self, now: Millis) -> Result<(), Error> {
-        for (table, exists) in [
-            ("entry", self.has_entries()?),
-            ("member", self.has_old_rows()?),
-        ] {
+        let tables = self.tables()?;
+        for (table, exists) in [("entry", tables.entry), ("member", tables.member)] {
             if exists {
                 self.0.exec(
                     &format!("DELETE FROM {table} WHERE until <= ?"),
@@ -110,7 +132,7 @@ impl<S: ObjectStorage> SqlIndex<S> {
                 )?;
             }
         }
-        self.schedule().await
+        self.schedule(tables).await
     }
 }
 
@@ -122,45 +144,43 @@ impl<S: ObjectStorage> SubjectIndex for SqlIndex<S> {
         until: Millis,
         _: Millis,
     ) -> Result<(), Error> {
-        self.0.exec(INDEX_SCHEMA, vec![])?;
-        let key = match member.at {
-            SessionRef::Key(key) => key,
-            SessionRef::Id(id) => StorageKey::of(&id),
-        };
-        self.0.exec(
-            "INSERT OR REPLACE INTO entry (handle, key, created_at, until) VALUES (?, ?, ?, ?)",
-            vec![
-                Value::Text(member.handle.to_string()),
-                Value::Text(key.name()),
-                int(member.created_at),
-                int(until),
-            ],
-        )?;
-        self.schedule().await
+        let tables = self.tables()?;
+        self.insert(&member, until)?;
+        self.schedule(Tables {
+            entry: true,
+            ..tables
+        })
+        .await
     }
 
     /// Removes the entry with the member's handle, in either form.
     async fn remove(&self, _: &Subject, member: &Member) -> Result<(), Error> {
-        if !self.has_entries()? && !self.has_old_rows()? {
+        let tables = self.tables()?;
+        if !tables.entry && !tables.member {
             return Ok(());
         }
-        if self.has_entries()? {
+        if tables.entry {
             self.0.exec(
                 "DELETE FROM entry WHERE handle = ?",
                 vec![Value::Text(member.handle.to_string())],
             )?;
         }
-        self.delete_old_row(&member.handle)?;
-        self.schedule().await
+        for (id, _) in self.old_rows(tables)? {
+            if Handle::of(&id) == member.handle {
+                self.delete_old_row(&id)?;
+            }
+        }
+        self.schedule(tables).await
     }
 
     async fn members(&self, _: &Subject) -> Result<Vec<Member>, Error> {
+        let tables = self.tables()?;
         let mut members: Vec<Member> = self
-            .old_rows()?
+            .old_rows(tables)?
             .into_iter()
             .map(|(id, created_at)| Member::of(id, created_at))
             .collect();
-        if !self.has_entries()? {
+        if !tables.entry {
             return Ok(members);
         }
         let rows = self.0.exec(
@@ -181,21 +201,24 @@ impl<S: ObjectStorage> SubjectIndex for SqlIndex<S> {
     /// An old row whose session has moved: rewritten by handle and key.
     async fn upgrade(
         &self,
-        subject: &Subject,
+        _: &Subject,
         member: &Member,
         until: Millis,
-        now: Millis,
+        _: Millis,
     ) -> Result<(), Error> {
-        if let SessionRef::Id(id) = member.at {
-            self.add(subject, Member::of(id, member.created_at), until, now)
-                .await?;
-            self.0.exec(
-                "DELETE FROM member WHERE id = ?",
-                vec![Value::Text(id.to_string())],
-            )?;
-            self.schedule().await?;
+        let SessionRef::Id(id) = member.at else {
+            return Ok(());
+        };
+        let tables = self.tables()?;
+        self.insert(member, until)?;
+        if tables.member {
+            self.delete_old_row(&id)?;
         }
-        Ok(())
+        self.schedule(Tables {
+            entry: true,
+            ..tables
+        })
+        .await
     }
 }
 

@@ -148,11 +148,14 @@ impl Peers {
         match response.status_code() {
             204 => Ok(Outcome::Written),
             409 => Ok(Outcome::Conflict),
-            status => Err(Error::StoreUnavailable(format!(
-                "a peer object answered {status}"
-            ))),
+            status => Err(unexpected("a peer object", status)),
         }
     }
+}
+
+/// An object answered what its protocol does not: the store is not working as it should.
+fn unexpected(object: &str, status: u16) -> Error {
+    Error::StoreUnavailable(format!("{object} answered {status}"))
 }
 
 fn meta_of(response: &worker::Response) -> Option<Meta> {
@@ -166,11 +169,7 @@ impl SessionStore for Peers {
         match response.status_code() {
             200 => {}
             404 => return Ok(None),
-            status => {
-                return Err(Error::StoreUnavailable(format!(
-                    "a peer object answered {status}"
-                )))
-            }
+            status => return Err(unexpected("a peer object", status)),
         }
         let meta = meta_of(&response);
         let data = response.text().await.map_err(object_failure)?;
@@ -210,16 +209,10 @@ impl SessionStore for Peers {
             SessionRef::Key(key) => self.send_to_key(key, "HEAD").await?,
             SessionRef::Id(id) => self.send_to(id, "HEAD", &[], None).await?,
         };
-        let key = match at {
-            SessionRef::Key(key) => *key,
-            SessionRef::Id(id) => StorageKey::of(id),
-        };
         match response.status_code() {
-            204 => Ok(meta_of(&response).map(|meta| (meta, SessionRef::Key(key)))),
+            204 => Ok(meta_of(&response).map(|meta| (meta, SessionRef::Key(at.storage_key())))),
             404 => Ok(None),
-            status => Err(Error::StoreUnavailable(format!(
-                "a peer object answered {status}"
-            ))),
+            status => Err(unexpected("a peer object", status)),
         }
     }
 
@@ -256,9 +249,7 @@ impl OldObjects for Peers {
             }
             ENDED => Ok(Held::Ended),
             404 => Ok(Held::Nothing),
-            status => Err(Error::StoreUnavailable(format!(
-                "an object of the earlier version answered {status}"
-            ))),
+            status => Err(unexpected("an object of the earlier version", status)),
         }
     }
 
@@ -268,9 +259,7 @@ impl OldObjects for Peers {
             .await?;
         match response.status_code() {
             204 => Ok(()),
-            status => Err(Error::StoreUnavailable(format!(
-                "an object of the earlier version answered {status}"
-            ))),
+            status => Err(unexpected("an object of the earlier version", status)),
         }
     }
 }
@@ -314,9 +303,7 @@ impl SubjectPeers {
         let response = call_object(&self.0, &hex, &url, method, &headers, None).await?;
         match response.status_code() {
             200 | 204 => Ok(response),
-            status => Err(Error::StoreUnavailable(format!(
-                "the subject object answered {status}"
-            ))),
+            status => Err(unexpected("the subject object", status)),
         }
     }
 }

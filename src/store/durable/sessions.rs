@@ -256,18 +256,7 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore + OldObjects, A: Aead> SqlSe
         let Some(sealed) = row.sealed else {
             return Ok(None);
         };
-        let opened = self
-            .sealer
-            .open(&WrapKey::of(&id), &self.key, &sealed)
-            .await?;
-        let unreadable = || {
-            Error::Unreadable(format!(
-                "integrity: session {} does not open in its object",
-                id.short()
-            ))
-        };
-        let (opened, data) = opened.ok_or_else(unreadable)?;
-        let data = String::from_utf8(data).map_err(|_| unreadable())?;
+        let (opened, data) = self.sealer.open_session(&id, &self.key, &sealed).await?;
         self.opened.replace(Some(opened));
         Ok(Some(Record {
             data,
@@ -281,7 +270,7 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore + OldObjects, A: Aead> SqlSe
         if self.legacy {
             match self.peers.held(id).await? {
                 Held::Live { record, kv_copy } => {
-                    return self.take(id, record, From::OldObject { kv_copy }).await;
+                    return self.take(id, record, Source::OldObject { kv_copy }).await;
                 }
                 // Its KV copy may still be served somewhere: it must not come back from there.
                 Held::Ended => return Ok(None),
@@ -291,7 +280,7 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore + OldObjects, A: Aead> SqlSe
         let Some(record) = self.kv.load(id).await? else {
             return Ok(None);
         };
-        self.take(id, record, From::Kv).await
+        self.take(id, record, Source::Kv).await
     }
 
     /// Writes `record` here, then removes it where it was; undone if that fails.
@@ -299,7 +288,7 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore + OldObjects, A: Aead> SqlSe
         &self,
         id: &SessionId,
         record: Record,
-        from: From,
+        from: Source,
     ) -> Result<Option<Record>, Error> {
         // Entries of the old worker have no lifecycle: moving counts as their first write of
         // metadata, so they expire like any other session from now on.
@@ -315,7 +304,7 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore + OldObjects, A: Aead> SqlSe
             .await?;
         self.create_table()?;
         let mut params = row_params(&self.key, sealed, &meta);
-        let kv_copy = matches!(from, From::Kv | From::OldObject { kv_copy: true });
+        let kv_copy = matches!(from, Source::Kv | Source::OldObject { kv_copy: true });
         params.push(if kv_copy { int(self.now) } else { Value::Null });
         self.storage.exec(
             "INSERT INTO record (one, key, sealed, created_at, updated_at, expires_at, version, \
@@ -323,7 +312,7 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore + OldObjects, A: Aead> SqlSe
             params,
         )?;
         let removed = async {
-            if let From::OldObject { .. } = from {
+            if let Source::OldObject { .. } = from {
                 self.peers.empty(id).await?;
             }
             if kv_copy {
@@ -435,7 +424,7 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore + OldObjects, A: Aead> SqlSe
 
 /// Where a session moving in was.
 #[derive(Clone, Copy)]
-enum From {
+enum Source {
     Kv,
     /// An object of the earlier strong mode; `kv_copy` when it had come from KV and its copy
     /// there may remain.
