@@ -208,6 +208,11 @@ export async function startWorker({ configs = ['wrangler.toml'], env, vars = {},
     handle.kill();
     throw err;
   }
+  /** `wrangler kv key <args>` on this worker's local KV (its binding, state, config and env). */
+  const wranglerKv = (args, options = {}) => promisify(execFile)(WRANGLER, ['kv', 'key', ...args,
+    '--binding', 'sessionstore', '--local', '--persist-to', state,
+    ...configs.slice(-1).flatMap((c) => ['-c', c]), ...(env ? ['--env', env] : [])], { cwd: ROOT, ...options });
+  const metadataArgs = (metadata) => (metadata ? ['--metadata', JSON.stringify(metadata)] : []);
   return {
     url,
     state,
@@ -249,37 +254,22 @@ export async function startWorker({ configs = ['wrangler.toml'], env, vars = {},
      * metadata) or as KV mode does (with it).
      */
     async kvPut(key, value, metadata) {
-      const kvArgs = ['kv', 'key', 'put', key, value, '--binding', 'sessionstore', '--local',
-        '--persist-to', state, ...configs.slice(-1).flatMap((c) => ['-c', c])];
-      if (metadata) kvArgs.push('--metadata', JSON.stringify(metadata));
-      if (env) kvArgs.push('--env', env);
-      await promisify(execFile)(WRANGLER, kvArgs, { cwd: ROOT });
+      await wranglerKv(['put', key, value, ...metadataArgs(metadata)]);
     },
     /** Every key of this worker's local KV, with its metadata (what `wrangler kv key list` shows). */
     async kvList() {
-      const kvArgs = ['kv', 'key', 'list', '--binding', 'sessionstore', '--local',
-        '--persist-to', state, ...configs.slice(-1).flatMap((c) => ['-c', c])];
-      if (env) kvArgs.push('--env', env);
-      const { stdout } = await promisify(execFile)(WRANGLER, kvArgs, { cwd: ROOT });
-      return JSON.parse(stdout);
+      return JSON.parse((await wranglerKv(['list'])).stdout);
     },
     /** A value of this worker's local KV as bytes (a Buffer), `null` when the key is absent. */
     async kvBytes(key) {
-      const kvArgs = ['kv', 'key', 'get', key, '--binding', 'sessionstore', '--local',
-        '--persist-to', state, ...configs.slice(-1).flatMap((c) => ['-c', c])];
-      if (env) kvArgs.push('--env', env);
-      const { stdout } = await promisify(execFile)(WRANGLER, kvArgs, { cwd: ROOT, encoding: 'buffer' });
+      const { stdout } = await wranglerKv(['get', key], { encoding: 'buffer' });
       return stdout.toString('latin1').trim() === 'Value not found' ? null : stdout;
     },
     /** Writes bytes into this worker's local KV, through a file (`kv key put --path`). */
     async kvPutBytes(key, bytes, metadata) {
       const file = join(state, 'value.bin');
       writeFileSync(file, bytes);
-      const kvArgs = ['kv', 'key', 'put', key, '--path', file, '--binding', 'sessionstore', '--local',
-        '--persist-to', state, ...configs.slice(-1).flatMap((c) => ['-c', c])];
-      if (metadata) kvArgs.push('--metadata', JSON.stringify(metadata));
-      if (env) kvArgs.push('--env', env);
-      await promisify(execFile)(WRANGLER, kvArgs, { cwd: ROOT });
+      await wranglerKv(['put', key, '--path', file, ...metadataArgs(metadata)]);
     },
     /**
      * A dump of everything this worker stores, as an administrator with the account could read
@@ -298,10 +288,7 @@ export async function startWorker({ configs = ['wrangler.toml'], env, vars = {},
     },
     /** Reads this worker's local KV directly; `null` when the key is absent. */
     async kvGet(key) {
-      const kvArgs = ['kv', 'key', 'get', key, '--binding', 'sessionstore', '--local', '--text',
-        '--persist-to', state, ...configs.slice(-1).flatMap((c) => ['-c', c])];
-      if (env) kvArgs.push('--env', env);
-      const { stdout } = await promisify(execFile)(WRANGLER, kvArgs, { cwd: ROOT });
+      const { stdout } = await wranglerKv(['get', key, '--text']);
       return stdout.trim() === 'Value not found' ? null : stdout.trim();
     },
     async stop() {
