@@ -23,7 +23,7 @@ const DEFAULT_MAX_LIFETIME: u64 = 86_400;
 const DEFAULT_MAX_BYTES: u64 = 65_536;
 const DEFAULT_TOUCH_INTERVAL: u64 = 60;
 const DEFAULT_MAX_SESSIONS_PER_SUBJECT: u64 = 100;
-/// Listing a subject reads each of its sessions: a thousand is what one request may read.
+/// A thousand sessions list in one KV `list` and ten bulk reads (strong mode: one request).
 const MAX_MAX_SESSIONS_PER_SUBJECT: u64 = 1000;
 /// A year: longer-lived sessions are a mistake, and the bound keeps every expiry instant well
 /// inside what JavaScript and KV represent exactly.

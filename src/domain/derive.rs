@@ -11,6 +11,7 @@ use std::fmt;
 
 use crate::domain::digest::{hex, hmac_sha256, sha256, unhex};
 use crate::domain::id::SessionId;
+use crate::domain::percent::percent_decode_lenient;
 
 const KEY_LABEL: &[u8] = b"session-state/v1/key\0";
 const HANDLE_LABEL: &[u8] = b"session-state/v1/handle\0";
@@ -83,6 +84,32 @@ impl fmt::Debug for WrapKey {
     }
 }
 
+const DEVICE_LABEL: &[u8] = b"session-state/v1/device\0";
+
+/// The key a subject's device info is sealed under: HMAC-SHA-256 over a label and the subject
+/// as given (its bytes, not its hash), keyed by `SUBJECT_KEY` when there is one. Only a caller
+/// that names the subject can compute it, and the hash that storage holds does not lead to it;
+/// without `SUBJECT_KEY`, whoever guesses a subject (an email) can, as they can test its hash.
+pub struct DeviceKey(pub [u8; 32]);
+
+impl DeviceKey {
+    pub fn of(subject: &[u8], subject_key: Option<&[u8]>) -> Self {
+        let message = [DEVICE_LABEL, subject].concat();
+        Self(hmac_sha256(subject_key.unwrap_or_default(), &message))
+    }
+
+    /// The key of a subject given percent-encoded, as [`crate::domain::subject::Subject`] reads it.
+    pub fn from_encoded(text: &str, subject_key: Option<&[u8]>) -> Self {
+        Self::of(&percent_decode_lenient(text), subject_key)
+    }
+}
+
+impl fmt::Debug for DeviceKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("DeviceKey(..)")
+    }
+}
+
 fn labelled(label: &[u8], id: &SessionId) -> [u8; 32] {
     let mut message = Vec::with_capacity(label.len() + 36);
     message.extend_from_slice(label);
@@ -114,6 +141,20 @@ mod tests {
         assert_eq!(
             hex(&WrapKey::of(&id()).0),
             "c5435f47116037ce157fde7fcb9441f0a7b611b0ce8eeb1c3d9eef5d3e3768fe"
+        );
+    }
+
+    /// Python's `hmac.new(b"", b"session-state/v1/device\0ada@example.com", sha256)`, and
+    /// `printf ... | openssl dgst -sha256 -mac HMAC -macopt key:secret` for the keyed one.
+    #[test]
+    fn device_keys_are_fixed_and_keyed() {
+        assert_eq!(
+            hex(&DeviceKey::of(b"ada@example.com", None).0),
+            "48e94e3e2d8fd1883c63aef4a027eee4069c8ba38bf2e844e85757d7da47116d"
+        );
+        assert_eq!(
+            hex(&DeviceKey::from_encoded("ada%40example.com", Some(b"secret")).0),
+            "bd7a1a835f3b3da21919cfd8ebfd2246f8f0ae49424f59446d4aec0d0330d4c4"
         );
     }
 

@@ -18,6 +18,11 @@ pub enum Error {
     InvalidTtl(String),
     InvalidCacheKey,
     InvalidSubject,
+    /// Device info (`Session-Label`, `Session-Agent`, `Session-IP`) that is malformed, or given
+    /// without a subject to list the session under.
+    InvalidDevice(&'static str),
+    /// A `before` time that is not RFC 3339.
+    InvalidBefore,
     /// An `If-Match` header outside the RFC 9110 grammar: never ignored, never a lost race.
     InvalidIfMatch,
     Unauthorized,
@@ -73,6 +78,8 @@ impl Error {
             Error::InvalidTtl(_) => "invalid_ttl",
             Error::InvalidCacheKey => "invalid_cache_key",
             Error::InvalidSubject => "invalid_subject",
+            Error::InvalidDevice(_) => "invalid_device",
+            Error::InvalidBefore => "invalid_before",
             Error::InvalidIfMatch => "invalid_if_match",
             Error::Unauthorized => "unauthorized",
             Error::SessionNotFound | Error::Unreadable(_) => "session_not_found",
@@ -98,6 +105,8 @@ impl Error {
             | Error::InvalidTtl(_)
             | Error::InvalidCacheKey
             | Error::InvalidSubject
+            | Error::InvalidDevice(_)
+            | Error::InvalidBefore
             | Error::InvalidIfMatch => 400,
             Error::Unauthorized => 401,
             Error::SessionNotFound
@@ -161,6 +170,10 @@ impl Error {
             Error::InvalidCacheKey => "A cache key is 1 to 256 bytes of printable ASCII.".into(),
             Error::InvalidSubject => {
                 "A subject is 1 to 256 bytes, percent-encoded in a path or header.".into()
+            }
+            Error::InvalidDevice(why) => (*why).into(),
+            Error::InvalidBefore => {
+                "before must be an RFC 3339 time, such as 2026-12-01T09:30:00Z.".into()
             }
             Error::InvalidIfMatch => "If-Match must be * or a comma-separated list of entity tags \
                 (RFC 9110), such as \"3\" or W/\"x\"."
@@ -267,13 +280,15 @@ mod tests {
 
     #[test]
     fn every_contract_error_maps_to_its_status_and_code() {
-        let cases: [(Error, u16, &str); 20] = [
+        let cases: [(Error, u16, &str); 22] = [
             (Error::InvalidJson, 400, "invalid_json"),
             (Error::InvalidBody("a JSON object"), 400, "invalid_body"),
             (Error::InvalidSessionId, 400, "invalid_session_id"),
             (Error::InvalidTtl("x".into()), 400, "invalid_ttl"),
             (Error::InvalidCacheKey, 400, "invalid_cache_key"),
             (Error::InvalidSubject, 400, "invalid_subject"),
+            (Error::InvalidDevice("x"), 400, "invalid_device"),
+            (Error::InvalidBefore, 400, "invalid_before"),
             (Error::InvalidIfMatch, 400, "invalid_if_match"),
             (Error::Unauthorized, 401, "unauthorized"),
             (Error::SessionNotFound, 404, "session_not_found"),

@@ -6,9 +6,11 @@
 
 pub mod config;
 pub mod derive;
+pub mod device;
 pub mod digest;
 pub mod error;
 pub mod id;
+pub mod join;
 pub mod json;
 pub mod merge;
 pub mod percent;

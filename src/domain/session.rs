@@ -113,15 +113,28 @@ impl Meta {
     /// `min(touch_interval, idle timeout / 10)` old. With a 30 min timeout that is once a
     /// minute; with a 2 s one, every 200 ms.
     pub fn renewal_due(&self, now: Millis, policy: Policy) -> bool {
+        now.saturating_sub(self.updated_at) >= self.renewal_interval(policy)
+    }
+
+    /// `min(touch_interval, idle timeout / 10)`, in milliseconds.
+    fn renewal_interval(&self, policy: Policy) -> Millis {
         let idle_ms = self
             .ttl
             .unwrap_or(policy.idle_ttl)
             .saturating_mul(MS_PER_SECOND);
-        let interval_ms = policy
+        policy
             .touch_interval
             .saturating_mul(MS_PER_SECOND)
-            .min(idle_ms / 10);
-        now.saturating_sub(self.updated_at) >= interval_ms
+            .min(idle_ms / 10)
+    }
+
+    /// Whether this write (after `previous`) is the first in its renewal interval, counted
+    /// from the epoch: what strong mode reports to the subject's index. So the index hears of a
+    /// session at most once an interval however often it is written, and what it knows is never
+    /// more than an interval old.
+    pub fn opens_interval(&self, previous: &Meta, policy: Policy) -> bool {
+        let interval = self.renewal_interval(policy).max(1);
+        self.updated_at / interval != previous.updated_at / interval
     }
 
     /// A session is alive strictly before its `expires_at`.
@@ -235,6 +248,17 @@ mod tests {
         let meta = Meta::new(T0, None, POLICY).touched(T0 + 10 * S, POLICY);
         assert_eq!(meta.version, 1);
         assert_eq!(meta.expires_at, T0 + 1810 * S);
+    }
+
+    #[test]
+    fn the_index_hears_of_the_first_write_in_each_interval() {
+        let created = Meta::new(60_000 * 1000, None, POLICY);
+        let soon = created.written(created.updated_at + 59_999, POLICY);
+        assert!(!soon.opens_interval(&created, POLICY), "same minute");
+        let next = soon.written(created.updated_at + 60_000, POLICY);
+        assert!(next.opens_interval(&soon, POLICY), "the next minute");
+        let later = next.written(next.updated_at + 3_600_000, POLICY);
+        assert!(later.opens_interval(&next, POLICY), "an hour on");
     }
 
     #[test]
