@@ -23,6 +23,7 @@ use worker::wasm_bindgen_futures::future_to_promise;
 use worker::{console_log, event, web_sys, Env};
 
 use crate::domain::config::{Config, RequestLog, SessionBackend};
+use crate::domain::derive::DeviceKey;
 use crate::domain::error::Error;
 use crate::domain::id::SessionId;
 use crate::domain::subject::Subject;
@@ -164,6 +165,7 @@ async fn serve(
             );
             let scope = SubjectScope {
                 subject,
+                device_key: DeviceKey::from_encoded(&param, config.subject_key.as_deref()),
                 stores: &stores,
                 policy: config.policy,
                 now,

@@ -16,7 +16,7 @@ use worker::{
 };
 
 use crate::domain::config::Config;
-use crate::domain::derive::StorageKey;
+use crate::domain::derive::{DeviceKey, Handle, StorageKey};
 use crate::domain::error::Error;
 use crate::domain::id::SessionId;
 use crate::domain::session::Meta;
@@ -30,15 +30,16 @@ use crate::store::backend::{Backend, IndexBackend};
 use crate::store::durable::index::SqlIndex;
 use crate::store::durable::legacy;
 use crate::store::durable::peers::{
-    self, call_object, members_text, parse_member_line, parse_members, peer, Peers, SubjectPeers,
-    ID_HEADER, INDEX_PATH, KEY_HEADER, MEMBER_HEADER, OLD_PATH, SUBJECT_HEADER,
+    self, call_object, entries_text, parse_entry_line, parse_member_line, parse_seen_line, peer,
+    Peers, SubjectPeers, ID_HEADER, INDEX_PATH, KEY_HEADER, LIKE_HEADER, MEMBER_HEADER, OLD_PATH,
+    SUBJECT_HEADER,
 };
 use crate::store::durable::sessions::{stored_key, SqlSessions};
 use crate::store::durable::storage::DoStorage;
 use crate::store::durable::ObjectStorage;
 use crate::store::kv::{Kv, KvSessions};
 use crate::store::seal::WebCrypto;
-use crate::store::{Expect, Outcome, SessionRef, SessionStore, SubjectIndex};
+use crate::store::{DeviceInfo, Expect, NewEntry, Outcome, SessionRef, SessionStore, SubjectIndex};
 
 /// The bindings of the namespaces in `wrangler.toml`: one object per session, one per subject.
 const BINDING: &str = "sessions";
@@ -139,33 +140,12 @@ async fn serve_subject(
     let index = SqlIndex(DoStorage::new(storage));
     let now = runtime::now();
     if path == INDEX_PATH {
-        let member = req.header(MEMBER_HEADER).unwrap_or_default();
-        let malformed = || Error::Internal("a malformed index request".into());
-        return match req.head.method.as_str() {
-            "GET" => {
-                let members = index.members(&subject).await?;
-                Ok(Reply::body(
-                    200,
-                    http::TEXT,
-                    members_text(&members).into_bytes(),
-                ))
-            }
-            "PUT" => {
-                let (member, until) = parse_member_line(&member).ok_or_else(malformed)?;
-                index.add(&subject, member, until, now).await?;
-                Ok(Reply::no_content())
-            }
-            "DELETE" => {
-                let member = parse_members(&member).pop().ok_or_else(malformed)?;
-                index.remove(&subject, &member).await?;
-                Ok(Reply::no_content())
-            }
-            _ => Err(Error::NotFound),
-        };
+        return serve_index(&req, &index, &subject, now).await;
     }
-    let Some((route, _)) = routes::find(path) else {
+    let Some((route, param)) = routes::find(path) else {
         return Err(Error::NotFound);
     };
+    let device_key = DeviceKey::from_encoded(param, config.subject_key.as_deref());
     let Handler::Subject(handler) = route.handler else {
         return Err(Error::NotFound);
     };
@@ -173,11 +153,60 @@ async fn serve_subject(
     let stores = SubjectStores::Durable(index, sessions);
     let scope = SubjectScope {
         subject,
+        device_key,
         stores: &stores,
         policy: config.policy,
         now,
     };
     handler(req, &scope).await
+}
+
+/// A session's object adding its entry (`PUT`), removing it (`DELETE`), reporting its
+/// lifecycle (`PATCH`), or reading the index to make room (`GET`); see [`MEMBER_HEADER`].
+async fn serve_index(
+    req: &Incoming,
+    index: &SqlIndex<DoStorage>,
+    subject: &Subject,
+    now: u64,
+) -> Result<Reply, Error> {
+    let line = req.header(MEMBER_HEADER).unwrap_or_default();
+    let malformed = || Error::Internal("a malformed index request".into());
+    match req.head.method.as_str() {
+        "GET" => {
+            let entries = index.members(subject).await?;
+            let text = entries_text(&entries).into_bytes();
+            Ok(Reply::body(200, http::TEXT, text))
+        }
+        "PUT" => {
+            let (member, until, seen) = parse_entry_line(&line).ok_or_else(malformed)?;
+            let sealed = http::read_all(req).await?;
+            let like = req.header(LIKE_HEADER).and_then(|h| Handle::parse(&h));
+            let device = match (like, sealed.is_empty()) {
+                (Some(handle), _) => DeviceInfo::Like(handle),
+                (None, false) => DeviceInfo::Sealed(&sealed),
+                (None, true) => DeviceInfo::None,
+            };
+            let entry = NewEntry {
+                member,
+                until,
+                seen,
+                device,
+            };
+            index.add(subject, &entry, now).await?;
+            Ok(Reply::no_content())
+        }
+        "PATCH" => {
+            let (handle, seen) = parse_seen_line(&line).ok_or_else(malformed)?;
+            index.seen(subject, &handle, seen).await?;
+            Ok(Reply::no_content())
+        }
+        "DELETE" => {
+            let member = parse_member_line(&line).ok_or_else(malformed)?;
+            index.remove(subject, &member).await?;
+            Ok(Reply::no_content())
+        }
+        _ => Err(Error::NotFound),
+    }
 }
 
 /// The problem document for an error an object answers, with its code for the worker's log.
@@ -280,10 +309,10 @@ async fn serve_peer(
             };
             return Ok(Reply::no_content().header(peer::META, meta.to_json()));
         }
-        ("DELETE", None) => {
-            store.remove_at(&at).await?;
-            Outcome::Written
-        }
+        ("DELETE", None) => match store.remove_at(&at).await? {
+            true => Outcome::Written,
+            false => return Err(Error::SessionNotFound),
+        },
         ("GET", Some(id)) => {
             let Some(record) = store.load(&id).await? else {
                 return Err(Error::SessionNotFound);

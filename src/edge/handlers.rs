@@ -8,20 +8,23 @@ use serde::Serialize;
 use worker::Env;
 
 use crate::domain::config::Config;
-use crate::domain::derive::Handle;
+use crate::domain::derive::{DeviceKey, Handle};
+use crate::domain::device::{Device, DeviceHeaders};
 use crate::domain::error::Error;
 use crate::domain::id::SessionId;
 use crate::domain::json::{self, JsonObject};
+use crate::domain::percent::percent_decode_lenient;
 use crate::domain::precondition::IfMatch;
 use crate::domain::session::{Meta, Policy};
 use crate::domain::subject::Subject;
-use crate::domain::time::{rfc3339, Millis};
+use crate::domain::time::{parse_rfc3339, rfc3339, Millis};
 use crate::edge::http::{self, read_object, with_session_headers, Incoming, Reply, JSON, TEXT};
 use crate::service::cache::{self, Cache, CacheKey};
 use crate::service::sessions::Sessions;
 use crate::service::subjects::SubjectStores;
 use crate::store::backend::{Backend, IndexBackend};
 use crate::store::kv::Kv;
+use crate::store::seal;
 
 /// What a handler returns, boxed so that the route table can hold every handler alike.
 pub type Answer<'a> = Pin<Box<dyn Future<Output = Result<Reply, Error>> + 'a>>;
@@ -58,6 +61,8 @@ impl SessionScope<'_> {
 /// What a subject route gets beside the request, wherever the subject's index lives.
 pub struct SubjectScope<'a> {
     pub subject: Subject,
+    /// The key the subject's device info is sealed under (see [`DeviceKey`]).
+    pub device_key: DeviceKey,
     pub stores: &'a SubjectStores,
     pub policy: Policy,
     pub now: Millis,
@@ -136,23 +141,65 @@ fn new_subject(
     if let Some(header) = &req.head.subject {
         return Subject::from_encoded(header, key).map(Some);
     }
+    match subject_field(data, config)? {
+        Some(bytes) => Subject::new(&bytes, key).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// The string in the data's field named by `SESSION_SUBJECT_FIELD`, as bytes.
+fn subject_field(data: &JsonObject, config: &Config) -> Result<Option<Vec<u8>>, Error> {
     let Some(field) = &config.subject_field else {
         return Ok(None);
     };
     let (members, _) = json::members(data.as_str())?;
-    match json::get(&members, field).and_then(json::string_bytes) {
-        Some(bytes) => Subject::new(&bytes, key).map(Some),
-        None => Ok(None),
-    }
+    Ok(json::get(&members, field).and_then(json::string_bytes))
+}
+
+/// The device info of a new session (`Session-Label`, `Session-Agent`, `Session-IP`), sealed
+/// under the subject's device key; checked before anything is stored, so a refusal stores
+/// nothing. The subject's key needs the subject as given: the header, or the data's field.
+fn new_device(
+    req: &Incoming,
+    data: &JsonObject,
+    subject: Option<&Subject>,
+    config: &Config,
+) -> Result<Option<Vec<u8>>, Error> {
+    let (label, agent, ip) = (
+        req.header("session-label"),
+        req.header("session-agent"),
+        req.header("session-ip"),
+    );
+    let headers = DeviceHeaders {
+        label: label.as_deref(),
+        agent: agent.as_deref(),
+        ip: ip.as_deref(),
+    };
+    let Some(device) = Device::from_headers(headers, subject.is_some())? else {
+        return Ok(None);
+    };
+    let Some(subject) = subject else {
+        return Ok(None);
+    };
+    let key = config.subject_key.as_deref();
+    let device_key = match &req.head.subject {
+        Some(header) => DeviceKey::from_encoded(header, key),
+        None => {
+            let bytes = subject_field(data, config)?.unwrap_or_default();
+            DeviceKey::of(&bytes, key)
+        }
+    };
+    seal::seal_device(&device_key, subject, &device.to_bytes()).map(Some)
 }
 
 pub async fn create(req: Incoming, scope: &SessionScope<'_>) -> Result<Reply, Error> {
     let ttl = requested_ttl(&req, scope.config)?;
     let (data, _) = read_object(&req, scope.config.policy.max_bytes).await?;
     let subject = new_subject(&req, &data, scope.config)?;
+    let device = new_device(&req, &data, subject.as_ref(), scope.config)?;
     let meta = scope
         .sessions()
-        .create(scope.id, &data, ttl, subject, scope.now)
+        .create(scope.id, &data, ttl, subject, device.as_deref(), scope.now)
         .await?;
     new_session(&req, scope.id, &meta)
 }
@@ -242,6 +289,15 @@ struct SubjectSession {
     created_at: String,
     updated_at: String,
     expires_at: String,
+    last_seen_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    label: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    agent: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ip: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    current: Option<bool>,
 }
 
 #[derive(Serialize)]
@@ -254,31 +310,67 @@ struct Revoked {
     revoked: usize,
 }
 
-/// `GET /subjects/:subject/sessions`: the subject's live sessions, newest first.
-/// `DELETE` (with `?except=<id>` to keep one): ends them, and says how many.
+/// `?before=<RFC 3339>` on a revocation.
+fn revoke_before(req: &Incoming) -> Result<Option<Millis>, Error> {
+    let Some(raw) = http::query_param(&req.head.url, "before") else {
+        return Ok(None);
+    };
+    let text = String::from_utf8(percent_decode_lenient(raw)).map_err(|_| Error::InvalidBefore)?;
+    parse_rfc3339(&text).map(Some).ok_or(Error::InvalidBefore)
+}
+
+/// `GET /subjects/:subject/sessions`: the subject's live sessions, newest first, with their
+/// device info; with `Session-Id` (the caller's own session), that one is `current`.
+/// `DELETE` (with `?except=<id>` to keep one, `?before=<time>` for those created before it):
+/// ends them, and says how many.
 pub async fn subject_sessions(req: Incoming, scope: &SubjectScope<'_>) -> Result<Reply, Error> {
     let body = if req.head.method == "DELETE" {
         let except = match http::query_param(&req.head.url, "except") {
             Some(id) => Some(SessionId::parse(id).ok_or(Error::InvalidSessionId)?),
             None => None,
         };
+        let before = revoke_before(&req)?;
         let revoked = scope
             .stores
-            .revoke(&scope.subject, scope.policy, except.as_ref(), scope.now)
+            .revoke(
+                &scope.subject,
+                scope.policy,
+                except.as_ref(),
+                before,
+                scope.now,
+            )
             .await?;
         serde_json::to_vec(&Revoked { revoked })
     } else {
+        // Any header at all asks for the marker; one that is no session of this subject's
+        // marks nothing.
+        let current = req
+            .header("session-id")
+            .map(|id| SessionId::parse(id.trim()).map(|id| Handle::of(&id)));
         let live = scope
             .stores
             .live(&scope.subject, scope.policy, scope.now)
             .await?;
         let sessions = live
             .into_iter()
-            .map(|listed| SubjectSession {
-                handle: listed.member.handle.to_string(),
-                created_at: rfc3339(listed.meta.created_at),
-                updated_at: rfc3339(listed.meta.updated_at),
-                expires_at: rfc3339(listed.meta.expires_at),
+            .map(|listed| {
+                let device = listed
+                    .device
+                    .as_deref()
+                    .and_then(|sealed| seal::open_device(&scope.device_key, &scope.subject, sealed))
+                    .and_then(|bytes| Device::from_bytes(&bytes))
+                    .unwrap_or_default();
+                SubjectSession {
+                    handle: listed.member.handle.to_string(),
+                    created_at: rfc3339(listed.member.created_at),
+                    updated_at: rfc3339(listed.updated_at),
+                    expires_at: rfc3339(listed.expires_at),
+                    last_seen_at: rfc3339(listed.updated_at),
+                    label: device.label,
+                    agent: device.agent,
+                    ip: device.ip.map(|ip| ip.to_string()),
+                    current: current.map(|own| own == Some(listed.member.handle)),
+                }
             })
             .collect();
         serde_json::to_vec(&SubjectSessions { sessions })

@@ -10,6 +10,7 @@
 
 use std::borrow::Cow;
 
+use crate::domain::derive::{Handle, StorageKey};
 use crate::domain::error::Error;
 use crate::domain::id::SessionId;
 use crate::domain::json::JsonObject;
@@ -19,7 +20,10 @@ use crate::domain::session::{Meta, Policy};
 use crate::domain::subject::Subject;
 use crate::domain::time::Millis;
 use crate::service::subjects::Subjects;
-use crate::store::{Expect, Member, NoIndex, Outcome, SessionStore, SubjectIndex};
+use crate::store::{
+    DeviceInfo, Expect, Member, NewEntry, NoIndex, Outcome, Seen, SessionRef, SessionStore,
+    SubjectIndex,
+};
 
 /// How many times a write is tried against concurrent writers before it answers `store_busy`.
 pub const ATTEMPTS: usize = 3;
@@ -64,12 +68,16 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
     /// With a subject, the session is listed under it first (an entry whose session failed to
     /// be written is cleaned up when met; a session missing from its index could not be
     /// revoked), after making room when the subject is at its bound.
+    ///
+    /// `device` is the device info sealed under the subject's device key, listed with the
+    /// session; it needs a subject.
     pub async fn create(
         &self,
         id: SessionId,
         data: &JsonObject,
         ttl: Option<u64>,
         subject: Option<Subject>,
+        device: Option<&[u8]>,
         now: Millis,
     ) -> Result<Meta, Error> {
         let meta = Meta {
@@ -83,10 +91,15 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
             Subjects::new(index, self.store, self.policy)
                 .make_room(subject, max, now)
                 .await?;
-            let member = Member::of(id, now);
-            index
-                .add(subject, member, meta.latest_end(self.policy), now)
-                .await?;
+            let entry = NewEntry {
+                member: Member::of(id, now),
+                until: meta.latest_end(self.policy),
+                seen: Seen::of(&meta),
+                device: device.map_or(DeviceInfo::None, DeviceInfo::Sealed),
+            };
+            index.add(subject, &entry, now).await?;
+        } else if device.is_some() {
+            return Err(Error::Internal("device info without a subject".into()));
         }
         let bytes = data.as_str().as_bytes();
         match self.store.save(&id, bytes, &meta, Expect::Absent).await? {
@@ -176,7 +189,10 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
             let meta = current.meta.written(now, self.policy);
             let expect = Expect::Version(current.meta.version);
             match self.store.save(id, &data, &meta, expect).await? {
-                Outcome::Written => return Ok((data, meta)),
+                Outcome::Written => {
+                    self.report(id, &current.meta, &meta).await;
+                    return Ok((data, meta));
+                }
                 Outcome::Conflict if if_match.is_some() => return Err(Error::PreconditionFailed),
                 Outcome::Conflict => {}
             }
@@ -198,6 +214,7 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
             // A conflict means a write landed in between; it renewed the session, and the next
             // round reads its expiry.
             if self.store.save(id, data, &meta, expect).await? == Outcome::Written {
+                self.report(id, &current.meta, &meta).await;
                 return Ok(meta);
             }
         }
@@ -224,10 +241,13 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
         let index = self.index.map(|(index, _)| index);
         let listed = meta.subject.as_ref().zip(index);
         if let Some((subject, index)) = listed {
-            let member = Member::of(new_id, meta.created_at);
-            index
-                .add(subject, member, meta.latest_end(self.policy), now)
-                .await?;
+            let entry = NewEntry {
+                member: Member::of(new_id, meta.created_at),
+                until: meta.latest_end(self.policy),
+                seen: Seen::of(&meta),
+                device: DeviceInfo::Like(Handle::of(id)),
+            };
+            index.add(subject, &entry, now).await?;
         }
         let saved = self
             .store
@@ -285,9 +305,38 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
                 Expect::Version(current.meta.version)
             }
         };
+        // Where reading is free (strong mode), the session's subject is known, and its entry
+        // goes at once: an index that lists from its own rows must not list it any more.
+        let known = match (self.index, self.store.reads_are_local()) {
+            (Some(_), true) => {
+                let at = SessionRef::Key(StorageKey::of(id));
+                self.store.meta_at(&at).await.ok().flatten()
+            }
+            _ => None,
+        };
         match self.store.remove(id, expect).await? {
-            Outcome::Written => Ok(()),
+            Outcome::Written => {
+                let listed = known.and_then(|(meta, _)| meta.subject.map(|s| (s, meta)));
+                if let (Some((subject, meta)), Some((index, _))) = (listed, self.index) {
+                    // Left behind on failure, the entry is cleaned up when met.
+                    let member = Member::of(*id, meta.created_at);
+                    let _ = index.remove(&subject, &member).await;
+                }
+                Ok(())
+            }
             Outcome::Conflict => Err(Error::PreconditionFailed),
+        }
+    }
+
+    /// Tells the subject's index of a write, where it keeps lifecycles (strong mode), at the
+    /// first write of each renewal interval. A failure fails nothing: the index then knows an
+    /// older lifecycle, and a listing asks the session itself once that one has expired.
+    async fn report(&self, id: &SessionId, previous: &Meta, meta: &Meta) {
+        let (Some(subject), Some((index, _))) = (meta.subject, self.index) else {
+            return;
+        };
+        if meta.opens_interval(previous, self.policy) {
+            let _ = index.seen(&subject, &Handle::of(id), Seen::of(meta)).await;
         }
     }
 }
@@ -363,13 +412,13 @@ mod tests {
         let body = object(r#"{"a":1}"#);
         let create = |n| {
             kv.uncounted(|| {
-                run(Sessions::new(&sealed(&kv), POLICY).create(id(n), &body, None, None, T0))
+                run(Sessions::new(&sealed(&kv), POLICY).create(id(n), &body, None, None, None, T0))
             })
             .unwrap();
         };
         let table = vec![
             count("create", &|s| {
-                run(s.create(id(1), &body, None, None, T0)).map(drop)
+                run(s.create(id(1), &body, None, None, None, T0)).map(drop)
             }),
             count("get", &|s| run(s.get(&id(1), T0)).map(drop)),
             count("update", &|s| {
@@ -424,8 +473,8 @@ mod tests {
     fn create_then_get() {
         let store = kv();
         let sessions = Sessions::new(&store, POLICY);
-        let meta =
-            run(sessions.create(id(1), &object(r#"{"user":"ada"}"#), None, None, T0)).unwrap();
+        let meta = run(sessions.create(id(1), &object(r#"{"user":"ada"}"#), None, None, None, T0))
+            .unwrap();
         assert_eq!(meta.version, 1);
         assert_eq!(store.kv.kv_ttl(&key(1)), Some(1800));
         let session = run(sessions.get(&id(1), T0 + S)).unwrap();
@@ -437,7 +486,7 @@ mod tests {
     fn an_expired_session_is_gone_before_the_store_drops_it() {
         let store = kv();
         let sessions = Sessions::new(&store, POLICY);
-        run(sessions.create(id(1), &object("{}"), Some(2), None, T0)).unwrap();
+        run(sessions.create(id(1), &object("{}"), Some(2), None, None, T0)).unwrap();
         assert!(run(sessions.get(&id(1), T0 + 2 * S - 1)).is_ok());
         assert!(matches!(
             run(sessions.get(&id(1), T0 + 2 * S)),
@@ -458,7 +507,7 @@ mod tests {
     fn writes_renew_and_count_versions() {
         let store = kv();
         let sessions = Sessions::new(&store, POLICY);
-        run(sessions.create(id(1), &object(r#"{"a":1}"#), None, None, T0)).unwrap();
+        run(sessions.create(id(1), &object(r#"{"a":1}"#), None, None, None, T0)).unwrap();
         let meta = run(sessions.replace(&id(1), &object(r#"{"b":2}"#), None, T0 + 100 * S));
         let meta = meta.unwrap();
         assert_eq!((meta.version, meta.expires_at), (2, T0 + 1900 * S));
@@ -474,7 +523,15 @@ mod tests {
     fn merge_patch_goes_deep() {
         let store = kv();
         let sessions = Sessions::new(&store, POLICY);
-        run(sessions.create(id(1), &object(r#"{"p":{"a":1,"b":2}}"#), None, None, T0)).unwrap();
+        run(sessions.create(
+            id(1),
+            &object(r#"{"p":{"a":1,"b":2}}"#),
+            None,
+            None,
+            None,
+            T0,
+        ))
+        .unwrap();
         let patch = object(r#"{"p":{"a":null,"c":3}}"#);
         let (merged, _) = run(sessions.merge(&id(1), &patch, Merge::MergePatch, None, T0)).unwrap();
         assert_eq!(merged, br#"{"p":{"b":2,"c":3}}"#);
@@ -484,7 +541,7 @@ mod tests {
     fn a_merge_never_grows_a_session_past_the_limit() {
         let store = kv();
         let sessions = Sessions::new(&store, POLICY);
-        run(sessions.create(id(1), &object("{}"), None, None, T0)).unwrap();
+        run(sessions.create(id(1), &object("{}"), None, None, None, T0)).unwrap();
         let chunk = |n: usize| object(&format!(r#"{{"k{n}":"{}"}}"#, "x".repeat(20_000)));
         for n in 0..3 {
             run(sessions.merge(&id(1), &chunk(n), Merge::Shallow, None, T0)).unwrap();
@@ -504,7 +561,7 @@ mod tests {
     fn touch_renews_without_changing_data_or_version() {
         let store = kv();
         let sessions = Sessions::new(&store, POLICY);
-        run(sessions.create(id(1), &object(r#"{"a":1}"#), None, None, T0)).unwrap();
+        run(sessions.create(id(1), &object(r#"{"a":1}"#), None, None, None, T0)).unwrap();
         let meta = run(sessions.touch(&id(1), T0 + 1000 * S)).unwrap();
         assert_eq!((meta.version, meta.expires_at), (1, T0 + 2800 * S));
         assert_eq!(store.kv.plain(&id(1)).unwrap(), r#"{"a":1}"#);
@@ -514,7 +571,7 @@ mod tests {
     fn a_touch_within_the_interval_writes_nothing() {
         let store = kv();
         let sessions = Sessions::new(&store, POLICY);
-        let created = run(sessions.create(id(1), &object("{}"), None, None, T0)).unwrap();
+        let created = run(sessions.create(id(1), &object("{}"), None, None, None, T0)).unwrap();
         store.kv.take_operations();
         assert_eq!(run(sessions.touch(&id(1), T0 + 59 * S)).unwrap(), created);
         assert_eq!(store.kv.take_operations(), 1, "read only");
@@ -537,7 +594,7 @@ mod tests {
     fn rotation_moves_the_data_and_keeps_the_creation_time() {
         let store = kv();
         let sessions = Sessions::new(&store, POLICY);
-        run(sessions.create(id(1), &object(r#"{"a":1}"#), Some(600), None, T0)).unwrap();
+        run(sessions.create(id(1), &object(r#"{"a":1}"#), Some(600), None, None, T0)).unwrap();
         let meta = run(sessions.rotate(&id(1), id(2), T0 + 10 * S)).unwrap();
         assert_eq!(meta.created_at, T0);
         assert_eq!(meta.ttl, Some(600));
@@ -569,7 +626,7 @@ mod tests {
     fn delete_is_idempotent() {
         let store = kv();
         let sessions = Sessions::new(&store, POLICY);
-        run(sessions.create(id(1), &object("{}"), None, None, T0)).unwrap();
+        run(sessions.create(id(1), &object("{}"), None, None, None, T0)).unwrap();
         run(sessions.delete(&id(1), None, T0)).unwrap();
         run(sessions.delete(&id(1), None, T0)).unwrap();
         assert!(store.kv.entries.borrow().is_empty());
@@ -579,7 +636,7 @@ mod tests {
     fn if_match_guards_every_write() {
         let store = kv();
         let sessions = Sessions::new(&store, POLICY);
-        run(sessions.create(id(1), &object(r#"{"a":1}"#), None, None, T0)).unwrap();
+        run(sessions.create(id(1), &object(r#"{"a":1}"#), None, None, None, T0)).unwrap();
         let stale = IfMatch::parse("\"7\"").unwrap();
         let current = IfMatch::parse("W/\"0\", \"1\"").unwrap();
         let body = object(r#"{"b":1}"#);
@@ -654,7 +711,7 @@ mod tests {
     fn a_failed_write_leaves_the_previous_data_and_says_retry() {
         let store = kv();
         let sessions = Sessions::new(&store, POLICY);
-        run(sessions.create(id(1), &object(r#"{"a":1}"#), None, None, T0)).unwrap();
+        run(sessions.create(id(1), &object(r#"{"a":1}"#), None, None, None, T0)).unwrap();
         store.kv.fail_next(Op::Put, Fault::Busy);
         let err = run(sessions.merge(&id(1), &object(r#"{"b":2}"#), Merge::Shallow, None, T0));
         assert_eq!(err.unwrap_err().code(), "store_busy");
@@ -675,7 +732,7 @@ mod tests {
     fn a_rotation_whose_old_id_cannot_be_removed_is_undone() {
         let store = kv();
         let sessions = Sessions::new(&store, POLICY);
-        run(sessions.create(id(1), &object(r#"{"a":1}"#), None, None, T0)).unwrap();
+        run(sessions.create(id(1), &object(r#"{"a":1}"#), None, None, None, T0)).unwrap();
         store.kv.fail_next(Op::Delete, Fault::Busy);
         let err = run(sessions.rotate(&id(1), id(2), T0 + S)).unwrap_err();
         assert_eq!(err.code(), "store_busy");
@@ -691,7 +748,7 @@ mod tests {
     fn a_rotation_that_cannot_be_undone_either_is_logged() {
         let store = kv();
         let sessions = Sessions::new(&store, POLICY);
-        run(sessions.create(id(1), &object(r#"{"a":1}"#), None, None, T0)).unwrap();
+        run(sessions.create(id(1), &object(r#"{"a":1}"#), None, None, None, T0)).unwrap();
         store.kv.fail_next(Op::Delete, Fault::Unavailable);
         store.kv.fail_next(Op::Delete, Fault::Unavailable);
         let err = run(sessions.rotate(&id(1), id(2), T0 + S)).unwrap_err();
@@ -713,7 +770,7 @@ mod tests {
     fn a_lost_race_is_merged_again_into_what_the_other_writer_left() {
         let store = StrictSessions::default();
         let sessions = Sessions::new(&store, POLICY);
-        run(sessions.create(id(1), &object(r#"{"a":1}"#), None, None, T0)).unwrap();
+        run(sessions.create(id(1), &object(r#"{"a":1}"#), None, None, None, T0)).unwrap();
         store.interleave(id(1), r#"{"a":1,"other":true}"#);
         let (merged, meta) =
             run(sessions.merge(&id(1), &object(r#"{"b":2}"#), Merge::Shallow, None, T0)).unwrap();
@@ -725,7 +782,7 @@ mod tests {
     fn with_if_match_a_lost_race_is_a_failed_precondition() {
         let store = StrictSessions::default();
         let sessions = Sessions::new(&store, POLICY);
-        run(sessions.create(id(1), &object(r#"{"a":1}"#), None, None, T0)).unwrap();
+        run(sessions.create(id(1), &object(r#"{"a":1}"#), None, None, None, T0)).unwrap();
         store.interleave(id(1), r#"{"other":true}"#);
         let result = run(sessions.replace(
             &id(1),
@@ -741,7 +798,7 @@ mod tests {
     fn endless_races_end_in_store_busy() {
         let store = StrictSessions::default();
         let sessions = Sessions::new(&store, POLICY);
-        run(sessions.create(id(1), &object("{}"), None, None, T0)).unwrap();
+        run(sessions.create(id(1), &object("{}"), None, None, None, T0)).unwrap();
         for n in 0..ATTEMPTS {
             store.interleave(id(1), &format!(r#"{{"n":{n}}}"#));
         }
@@ -753,7 +810,7 @@ mod tests {
     fn a_touch_never_undoes_a_concurrent_write() {
         let store = StrictSessions::default();
         let sessions = Sessions::new(&store, POLICY);
-        run(sessions.create(id(1), &object(r#"{"a":1}"#), None, None, T0)).unwrap();
+        run(sessions.create(id(1), &object(r#"{"a":1}"#), None, None, None, T0)).unwrap();
         store.interleave(id(1), r#"{"a":2}"#);
         run(sessions.touch(&id(1), T0 + 100 * S)).unwrap();
         assert_eq!(store.kv().plain(&id(1)).unwrap(), r#"{"a":2}"#);
@@ -763,7 +820,7 @@ mod tests {
     fn a_rotation_racing_a_write_is_undone_and_the_write_kept() {
         let store = StrictSessions::default();
         let sessions = Sessions::new(&store, POLICY);
-        run(sessions.create(id(1), &object(r#"{"a":1}"#), None, None, T0)).unwrap();
+        run(sessions.create(id(1), &object(r#"{"a":1}"#), None, None, None, T0)).unwrap();
         store.interleave(id(2), "{}");
         store.interleave(id(1), r#"{"a":2}"#);
         let err = run(sessions.rotate(&id(1), id(2), T0)).unwrap_err();

@@ -3,32 +3,35 @@
 //! KV (in the worker) and in strong mode (in the subject's object, reaching each session through
 //! its own object), and natively in the tests.
 //!
-//! An index may list sessions that are gone: one deleted by `DELETE /delete/:id` (which does not
-//! read the session, so does not know its subject), one that expired, one rotated away. Whatever
-//! reads the index checks each session and removes the entries it finds gone, so the index never
-//! holds more than the live sessions and the ones not yet met.
-
-use std::future::Future;
-use std::pin::Pin;
-use std::task::Poll;
+//! An index may list sessions that are gone: one deleted by `DELETE /delete/:id` (which, on KV,
+//! does not read the session, so does not know its subject), one that expired, one rotated away.
+//! Whatever reads the index checks each session it cannot vouch for and removes the entries it
+//! finds gone, so the index never holds more than the live sessions and the ones not yet met.
+//! On KV that is every session, read in bulk (one read per hundred); in strong mode, only those
+//! whose reported expiry has passed (see [`crate::store::durable::index::SqlIndex`]).
 
 use crate::domain::derive::Handle;
 use crate::domain::error::Error;
 use crate::domain::id::SessionId;
-use crate::domain::session::{Meta, Policy};
+use crate::domain::join::join_all;
+use crate::domain::session::Policy;
 use crate::domain::subject::Subject;
 use crate::domain::time::Millis;
 use crate::store::durable::index::SqlIndex;
 use crate::store::durable::peers::Peers;
 use crate::store::durable::storage::DoStorage;
 use crate::store::kv::{Kv, KvIndex, KvSessions};
-use crate::store::{Member, SessionStore, SubjectIndex};
+use crate::store::{Entry, Member, Seen, SessionRef, SessionStore, SubjectIndex};
 
 /// A live session of a subject, as a listing may show it: by its handle, never its id.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Listed {
     pub member: Member,
-    pub meta: Meta,
+    /// The last write or renewing touch.
+    pub updated_at: Millis,
+    pub expires_at: Millis,
+    /// Its device info, sealed under the subject's device key.
+    pub device: Option<Vec<u8>>,
 }
 
 pub struct Subjects<'a, I, S> {
@@ -48,35 +51,68 @@ impl<'a, I: SubjectIndex, S: SessionStore> Subjects<'a, I, S> {
 
     /// The live sessions of `subject`, newest first.
     pub async fn live(&self, subject: &Subject, now: Millis) -> Result<Vec<Listed>, Error> {
-        let members = self.index.members(subject).await?;
-        let mut live = self.check(subject, &members, now).await?;
+        let entries = self.index.members(subject).await?;
+        let mut live = self.check(subject, entries, now, false).await?;
         live.sort_by_key(|listed| {
-            std::cmp::Reverse((listed.meta.created_at, listed.member.handle.to_string()))
+            std::cmp::Reverse((listed.member.created_at, listed.member.handle.to_string()))
         });
         Ok(live)
     }
 
-    /// The members whose session is alive and still this subject's; removes the others' entries.
+    /// The entries whose session is alive and still this subject's; removes the others'. An
+    /// entry whose reported lifecycle vouches for it (strong mode) is taken as it is, unless
+    /// `exact` asks for every session's own; the others' sessions are read, all at once (KV:
+    /// in bulk).
     async fn check(
         &self,
         subject: &Subject,
-        members: &[Member],
+        entries: Vec<Entry>,
         now: Millis,
+        exact: bool,
     ) -> Result<Vec<Listed>, Error> {
-        let metas = join_all(members.iter().map(|m| self.sessions.meta_at(&m.at))).await;
-        let mut live = Vec::with_capacity(members.len());
+        let (vouched, unsure): (Vec<Entry>, Vec<Entry>) = entries
+            .into_iter()
+            .partition(|entry| !exact && entry.seen.is_some_and(|seen| now < seen.expires_at));
+        let mut live: Vec<Listed> = vouched
+            .into_iter()
+            .filter_map(|entry| {
+                let seen = entry.seen?;
+                Some(Listed {
+                    member: entry.member,
+                    updated_at: seen.updated_at,
+                    expires_at: seen.expires_at,
+                    device: entry.device,
+                })
+            })
+            .collect();
+        if unsure.is_empty() {
+            return Ok(live);
+        }
+        let refs: Vec<SessionRef> = unsure.iter().map(|entry| entry.member.at).collect();
+        let metas = self.sessions.metas_at(&refs).await?;
         let mut gone = Vec::new();
         let mut moved = Vec::new();
-        for (member, meta) in members.iter().zip(metas) {
+        let mut heard = Vec::new();
+        for (entry, meta) in unsure.into_iter().zip(metas) {
+            let member = entry.member;
             match meta {
                 Ok(Some((meta, at))) if meta.is_alive(now) && meta.subject == Some(*subject) => {
+                    let seen = Seen::of(&meta);
                     if at != member.at {
-                        moved.push((*member, meta.latest_end(self.policy)));
+                        moved.push((member, meta.latest_end(self.policy), seen));
+                    } else if entry.seen != Some(seen) {
+                        heard.push((member.handle, seen));
                     }
                     live.push(Listed {
-                        member: Member { at, ..*member },
-                        meta,
-                    })
+                        member: Member {
+                            at,
+                            created_at: meta.created_at,
+                            ..member
+                        },
+                        updated_at: meta.updated_at,
+                        expires_at: meta.expires_at,
+                        device: entry.device,
+                    });
                 }
                 // A session that does not open is gone for the caller, as for everyone.
                 Ok(_) | Err(Error::Unreadable(_)) => gone.push(member),
@@ -84,21 +120,28 @@ impl<'a, I: SubjectIndex, S: SessionStore> Subjects<'a, I, S> {
             }
         }
         // Cleaning up is a courtesy to the next reader: a failure here fails nothing. So is
-        // rewriting an entry that names its session by id, once the session is under its key.
+        // rewriting an entry that names its session by id, once the session is under its key,
+        // and telling an index that keeps lifecycles what was read.
         join_all(gone.iter().map(|member| self.index.remove(subject, member))).await;
         let upgrades = moved
             .iter()
-            .map(|(member, until)| self.index.upgrade(subject, member, *until, now));
+            .map(|(member, until, seen)| self.index.upgrade(subject, member, *until, *seen, now));
         join_all(upgrades).await;
+        let reports = heard
+            .iter()
+            .map(|(handle, seen)| self.index.seen(subject, handle, *seen));
+        join_all(reports).await;
         Ok(live)
     }
 
-    /// Ends every live session of `subject` but `except`, and returns how many it ended. In
-    /// strong mode each one is final everywhere by the time this returns.
+    /// Ends every live session of `subject` created before `before` (all, without it) but
+    /// `except`, and returns how many it ended. In strong mode each one is final everywhere by
+    /// the time this returns, and only sessions that were there to end are counted.
     pub async fn revoke(
         &self,
         subject: &Subject,
         except: Option<&SessionId>,
+        before: Option<Millis>,
         now: Millis,
     ) -> Result<usize, Error> {
         let live = self.live(subject, now).await?;
@@ -106,9 +149,9 @@ impl<'a, I: SubjectIndex, S: SessionStore> Subjects<'a, I, S> {
         let ending: Vec<&Listed> = live
             .iter()
             .filter(|l| Some(l.member.handle) != kept)
+            .filter(|l| before.is_none_or(|before| l.member.created_at < before))
             .collect();
-        self.end(subject, &ending).await?;
-        Ok(ending.len())
+        self.end(subject, &ending).await
     }
 
     /// Ends the live session of `subject` listed as `handle`: `SessionNotFound` when none is,
@@ -122,35 +165,45 @@ impl<'a, I: SubjectIndex, S: SessionStore> Subjects<'a, I, S> {
         let live = self.live(subject, now).await?;
         let listed = live.iter().find(|l| l.member.handle == *handle);
         let listed = listed.ok_or(Error::SessionNotFound)?;
-        self.end(subject, &[listed]).await
+        match self.end(subject, &[listed]).await? {
+            0 => Err(Error::SessionNotFound),
+            _ => Ok(()),
+        }
     }
 
-    /// Ends the sessions `listed`, all at once, and removes their entries.
-    async fn end(&self, subject: &Subject, listed: &[&'a Listed]) -> Result<(), Error> {
-        let end = |member: &'a Member| async move {
-            self.sessions.remove_at(&member.at).await?;
-            self.index.remove(subject, member).await
+    /// Ends the sessions `listed`, all at once, removes their entries, and counts the sessions
+    /// that were there to end.
+    async fn end(&self, subject: &Subject, listed: &[&Listed]) -> Result<usize, Error> {
+        let end = |member: Member| async move {
+            let held = self.sessions.remove_at(&member.at).await?;
+            self.index.remove(subject, &member).await?;
+            Ok::<bool, Error>(held)
         };
-        let ended = join_all(listed.iter().map(|listed| end(&listed.member))).await;
-        ended.into_iter().collect()
+        let ended = join_all(listed.iter().map(|listed| end(listed.member))).await;
+        let mut count = 0;
+        for held in ended {
+            count += usize::from(held?);
+        }
+        Ok(count)
     }
 
     /// Makes room for one more session under `subject`: when `max` live sessions are there
     /// already, ends the least recently written. Reads the sessions only when the index holds
-    /// `max` entries or more, so a subject under its bound costs one index read.
+    /// `max` entries or more, so a subject under its bound costs one index read; then it reads
+    /// every one, since what strong mode's index knows is only as fine as the renewal interval.
     pub async fn make_room(&self, subject: &Subject, max: usize, now: Millis) -> Result<(), Error> {
-        let members = self.index.members(subject).await?;
-        if members.len() < max {
+        let entries = self.index.members(subject).await?;
+        if entries.len() < max {
             return Ok(());
         }
-        let mut live = self.check(subject, &members, now).await?;
+        let mut live = self.check(subject, entries, now, true).await?;
         if live.len() < max {
             return Ok(());
         }
-        live.sort_by_key(|listed| (listed.meta.updated_at, listed.meta.created_at));
+        live.sort_by_key(|listed| (listed.updated_at, listed.member.created_at));
         let excess = live.len() + 1 - max;
         let ending: Vec<&Listed> = live[..excess].iter().collect();
-        self.end(subject, &ending).await
+        self.end(subject, &ending).await.map(drop)
     }
 }
 
@@ -187,17 +240,18 @@ impl SubjectStores {
         subject: &Subject,
         policy: Policy,
         except: Option<&SessionId>,
+        before: Option<Millis>,
         now: Millis,
     ) -> Result<usize, Error> {
         match self {
             SubjectStores::Kv(index, sessions) => {
                 Subjects::new(index, sessions, policy)
-                    .revoke(subject, except, now)
+                    .revoke(subject, except, before, now)
                     .await
             }
             SubjectStores::Durable(index, sessions) => {
                 Subjects::new(index, sessions, policy)
-                    .revoke(subject, except, now)
+                    .revoke(subject, except, before, now)
                     .await
             }
         }
@@ -222,42 +276,5 @@ impl SubjectStores {
                     .await
             }
         }
-    }
-}
-
-/// Runs futures concurrently and gives their outputs in order (a session's reads of its subject's
-/// other sessions go out together rather than one after another).
-pub async fn join_all<F: Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
-    let mut futures: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
-    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
-            if output.is_none() {
-                match future.as_mut().poll(cx) {
-                    Poll::Ready(value) => *output = Some(value),
-                    Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            Poll::Pending
-        } else {
-            Poll::Ready(())
-        }
-    })
-    .await;
-    outputs.into_iter().flatten().collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::memory::run;
-
-    #[test]
-    fn join_all_keeps_order() {
-        let outputs = run(join_all((0..5).map(|n| async move { n * 2 })));
-        assert_eq!(outputs, vec![0, 2, 4, 6, 8]);
     }
 }

@@ -2,6 +2,7 @@
 //! session store (KV in the worker, SQLite in a session's object) and the subject index (KV, or
 //! the subject's object).
 
+use crate::domain::derive::Handle;
 use crate::domain::error::Error;
 use crate::domain::id::SessionId;
 use crate::domain::session::Meta;
@@ -11,7 +12,10 @@ use crate::store::durable::peers::{Peers, SubjectPeers};
 use crate::store::durable::sessions::SqlSessions;
 use crate::store::durable::storage::DoStorage;
 use crate::store::kv::{Kv, KvIndex, KvSessions};
-use crate::store::{Expect, Member, Outcome, Record, SessionRef, SessionStore, SubjectIndex};
+use crate::store::{
+    Entry, Expect, Member, MetaAt, NewEntry, Outcome, Record, Seen, SessionRef, SessionStore,
+    SubjectIndex,
+};
 
 /// The store a request's session lives in: KV, in the worker; SQLite, in the session's object.
 pub enum Backend {
@@ -26,16 +30,10 @@ pub enum IndexBackend {
 }
 
 impl SubjectIndex for IndexBackend {
-    async fn add(
-        &self,
-        subject: &Subject,
-        member: Member,
-        until: Millis,
-        now: Millis,
-    ) -> Result<(), Error> {
+    async fn add(&self, subject: &Subject, entry: &NewEntry<'_>, now: Millis) -> Result<(), Error> {
         match self {
-            IndexBackend::Kv(index) => index.add(subject, member, until, now).await,
-            IndexBackend::Durable(index) => index.add(subject, member, until, now).await,
+            IndexBackend::Kv(index) => index.add(subject, entry, now).await,
+            IndexBackend::Durable(index) => index.add(subject, entry, now).await,
         }
     }
 
@@ -46,7 +44,7 @@ impl SubjectIndex for IndexBackend {
         }
     }
 
-    async fn members(&self, subject: &Subject) -> Result<Vec<Member>, Error> {
+    async fn members(&self, subject: &Subject) -> Result<Vec<Entry>, Error> {
         match self {
             IndexBackend::Kv(index) => index.members(subject).await,
             IndexBackend::Durable(index) => index.members(subject).await,
@@ -58,11 +56,19 @@ impl SubjectIndex for IndexBackend {
         subject: &Subject,
         member: &Member,
         until: Millis,
+        seen: Seen,
         now: Millis,
     ) -> Result<(), Error> {
         match self {
-            IndexBackend::Kv(index) => index.upgrade(subject, member, until, now).await,
-            IndexBackend::Durable(index) => index.upgrade(subject, member, until, now).await,
+            IndexBackend::Kv(index) => index.upgrade(subject, member, until, seen, now).await,
+            IndexBackend::Durable(index) => index.upgrade(subject, member, until, seen, now).await,
+        }
+    }
+
+    async fn seen(&self, subject: &Subject, handle: &Handle, seen: Seen) -> Result<(), Error> {
+        match self {
+            IndexBackend::Kv(index) => index.seen(subject, handle, seen).await,
+            IndexBackend::Durable(index) => index.seen(subject, handle, seen).await,
         }
     }
 }
@@ -82,10 +88,24 @@ impl SessionStore for Backend {
         }
     }
 
-    async fn remove_at(&self, at: &SessionRef) -> Result<(), Error> {
+    async fn metas_at(&self, at: &[SessionRef]) -> Result<Vec<MetaAt>, Error> {
+        match self {
+            Backend::Kv(store) => store.metas_at(at).await,
+            Backend::Durable(store) => store.metas_at(at).await,
+        }
+    }
+
+    async fn remove_at(&self, at: &SessionRef) -> Result<bool, Error> {
         match self {
             Backend::Kv(store) => store.remove_at(at).await,
             Backend::Durable(store) => store.remove_at(at).await,
+        }
+    }
+
+    fn reads_are_local(&self) -> bool {
+        match self {
+            Backend::Kv(store) => store.reads_are_local(),
+            Backend::Durable(store) => store.reads_are_local(),
         }
     }
 

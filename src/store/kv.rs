@@ -18,8 +18,14 @@ use worker::js_sys::{self, Object, Promise, Reflect, Uint8Array};
 use worker::wasm_bindgen_futures::JsFuture;
 use worker::Env;
 
+use base64::engine::general_purpose::STANDARD_NO_PAD as BASE64;
+use base64::Engine as _;
+
 use super::seal::{Aead, Opened, Sealer, WebCrypto};
-use super::{Expect, KeyValue, Member, Outcome, Record, SessionRef, SessionStore, SubjectIndex};
+use super::{
+    DeviceInfo, Entry, Expect, KeyValue, Member, MetaAt, NewEntry, Outcome, Record, Seen,
+    SessionRef, SessionStore, SubjectIndex, BULK_KEYS,
+};
 use crate::domain::derive::{Handle, StorageKey, WrapKey};
 use crate::domain::error::Error;
 use crate::domain::id::SessionId;
@@ -37,6 +43,11 @@ extern "C" {
 
     #[wasm_bindgen(method, js_name = getWithMetadata)]
     fn get_with_metadata(this: &KvNamespace, key: &str, kind: &str) -> Promise;
+
+    /// The bulk form: up to 100 keys, answered as a `Map` of key to `{value, metadata}` (or
+    /// `null`). Bulk reads take only "text" or "json".
+    #[wasm_bindgen(method, js_name = getWithMetadata)]
+    fn get_many_with_metadata(this: &KvNamespace, keys: &js_sys::Array, kind: &str) -> Promise;
 
     #[wasm_bindgen(method)]
     fn put(this: &KvNamespace, key: &str, value: &Uint8Array, options: &Object) -> Promise;
@@ -167,6 +178,43 @@ impl KeyValue for Kv {
             }
             cursor = field(&page, "cursor");
         }
+    }
+
+    /// One bulk `getWithMetadata`. The values come along (KV has no bulk read of metadata
+    /// alone), as text: a sealed value decodes to nonsense, which is dropped unread.
+    async fn metadata_of(&self, keys: &[String]) -> Result<Vec<Option<Option<String>>>, Error> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let found = settle(self.0.get_many_with_metadata(&Kv::bulk(keys)?, "text")).await?;
+        let found: js_sys::Map = found.unchecked_into();
+        Ok(keys
+            .iter()
+            .map(|key| {
+                let entry = found.get(&JsValue::from_str(key));
+                if entry.is_null() || entry.is_undefined() {
+                    return None;
+                }
+                let value = field(&entry, "value");
+                if value.is_null() || value.is_undefined() {
+                    return None;
+                }
+                Some(metadata_text(&field(&entry, "metadata")))
+            })
+            .collect())
+    }
+}
+
+impl Kv {
+    /// Checks what [`KeyValue::metadata_of`] was given: a bulk read takes at most 100 keys.
+    fn bulk(keys: &[String]) -> Result<js_sys::Array, Error> {
+        if keys.len() > BULK_KEYS {
+            return Err(Error::Internal(format!(
+                "a bulk read of {} keys",
+                keys.len()
+            )));
+        }
+        Ok(keys.iter().map(|key| JsValue::from_str(key)).collect())
     }
 }
 
@@ -332,17 +380,52 @@ impl<K: KeyValue, A: Aead> SessionStore for KvSessions<K, A> {
         }
     }
 
-    async fn remove_at(&self, at: &SessionRef) -> Result<(), Error> {
+    /// One bulk read per [`BULK_KEYS`] keys, of the metadata. A session an entry names by id
+    /// is looked for under its storage key and its bare id in the same read, so two keys.
+    async fn metas_at(&self, at: &[SessionRef]) -> Result<Vec<MetaAt>, Error> {
+        let mut keys = Vec::with_capacity(at.len());
+        for at in at {
+            keys.push(at.storage_key().name());
+            if let SessionRef::Id(id) = at {
+                keys.push(id.to_string());
+            }
+        }
+        let mut found = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(BULK_KEYS) {
+            found.extend(self.kv.metadata_of(chunk).await?);
+        }
+        let mut found = found.into_iter();
+        let mut metas = Vec::with_capacity(at.len());
+        for at in at {
+            let keyed = found.next().flatten();
+            let bare = match at {
+                SessionRef::Id(_) => found.next().flatten(),
+                SessionRef::Key(_) => None,
+            };
+            let meta = match (keyed, bare) {
+                (Some(meta), _) => readable(meta).map(|m| (m, SessionRef::Key(at.storage_key()))),
+                (None, Some(meta)) if self.legacy => readable(meta).map(|m| (m, *at)),
+                _ => None,
+            };
+            metas.push(Ok(meta));
+        }
+        Ok(metas)
+    }
+
+    /// One delete (KV cannot say whether anything was there: `true`).
+    async fn remove_at(&self, at: &SessionRef) -> Result<bool, Error> {
         match at {
-            SessionRef::Key(key) => self.kv.delete(&key.name()).await,
-            SessionRef::Id(id) => self.remove(id, Expect::Any).await.map(|_| ()),
+            SessionRef::Key(key) => self.kv.delete(&key.name()).await.map(|()| true),
+            SessionRef::Id(id) => self.remove(id, Expect::Any).await.map(|_| true),
         }
     }
 }
 
 /// The subject index on KV: one entry `sub:<subject hash>:<handle>` per session, empty, with
-/// `<created at> <storage key>` as metadata, living until the session's latest end (its absolute
-/// lifetime, which no renewal passes). The prefix is neither a storage key nor a `cache:` key.
+/// `<created at> <storage key>[ <sealed device, base64>]` as metadata, living until the
+/// session's latest end (its absolute lifetime, which no renewal passes). The prefix is neither
+/// a storage key nor a `cache:` key. A listing is one `list` per thousand entries, which carries
+/// all of that, and one bulk read of the sessions' metadata per hundred, for their lifecycle.
 /// Entries written before keys were hashed are `sub:<subject hash>:<session id>` with the
 /// creation time alone; they are listed as they are, and go when their session goes.
 ///
@@ -357,40 +440,76 @@ impl<K: KeyValue> KvIndex<K> {
     pub fn new(kv: K, legacy: bool) -> Self {
         Self { kv, legacy }
     }
+
+    /// The sealed device info of the entry of `handle`: one read.
+    async fn device_of(
+        &self,
+        subject: &Subject,
+        handle: &Handle,
+    ) -> Result<Option<Vec<u8>>, Error> {
+        let name = format!("{}{handle}", index_prefix(subject));
+        let Some((_, metadata)) = self.kv.get(&name).await? else {
+            return Ok(None);
+        };
+        Ok(parse_entry(&handle.to_string(), metadata.as_deref()).and_then(|entry| entry.device))
+    }
 }
 
 fn index_prefix(subject: &Subject) -> String {
     format!("sub:{}:", subject.hex())
 }
 
-/// A listed entry: a handle with `<created at> <storage key>`, or an id with its creation time.
-fn parse_entry(name: &str, metadata: Option<&str>) -> Option<Member> {
+/// A listed entry: a handle with `<created at> <storage key>[ <device>]`, or an id with its
+/// creation time.
+fn parse_entry(name: &str, metadata: Option<&str>) -> Option<Entry> {
     if let Some(handle) = Handle::parse(name) {
-        let (created_at, key) = metadata?.split_once(' ')?;
-        return Some(Member {
+        let mut fields = metadata?.split(' ');
+        let created_at = fields.next()?.parse().ok()?;
+        let key = StorageKey::from_name(fields.next()?)?;
+        let device = match fields.next() {
+            Some(text) => Some(BASE64.decode(text).ok()?),
+            None => None,
+        };
+        let member = Member {
             handle,
-            at: SessionRef::Key(StorageKey::from_name(key)?),
-            created_at: created_at.parse().ok()?,
+            at: SessionRef::Key(key),
+            created_at,
+        };
+        return Some(Entry {
+            member,
+            seen: None,
+            device,
         });
     }
     let id = SessionId::parse(name)?;
     let created_at = metadata.and_then(|m| m.parse().ok()).unwrap_or(0);
-    Some(Member::of(id, created_at))
+    Some(Entry {
+        member: Member::of(id, created_at),
+        seen: None,
+        device: None,
+    })
 }
 
 impl<K: KeyValue> SubjectIndex for KvIndex<K> {
-    /// One put.
-    async fn add(
-        &self,
-        subject: &Subject,
-        member: Member,
-        until: Millis,
-        now: Millis,
-    ) -> Result<(), Error> {
-        let key = member.at.storage_key();
+    /// One put (and one read first, for a rotated session's device).
+    async fn add(&self, subject: &Subject, entry: &NewEntry<'_>, now: Millis) -> Result<(), Error> {
+        let member = entry.member;
+        let carried = match entry.device {
+            DeviceInfo::None => None,
+            DeviceInfo::Sealed(bytes) => Some(bytes.to_vec()),
+            DeviceInfo::Like(handle) => self.device_of(subject, &handle).await?,
+        };
         let name = format!("{}{}", index_prefix(subject), member.handle);
-        let ttl = until.saturating_sub(now).div_ceil(1000).max(KV_MIN_TTL);
-        let metadata = format!("{} {}", member.created_at, key.name());
+        let ttl = entry
+            .until
+            .saturating_sub(now)
+            .div_ceil(1000)
+            .max(KV_MIN_TTL);
+        let mut metadata = format!("{} {}", member.created_at, member.at.storage_key().name());
+        if let Some(device) = carried {
+            metadata.push(' ');
+            metadata.push_str(&BASE64.encode(device));
+        }
         self.kv.put(&name, b"", Some(&metadata), ttl).await
     }
 
@@ -414,10 +533,17 @@ impl<K: KeyValue> SubjectIndex for KvIndex<K> {
         subject: &Subject,
         member: &Member,
         until: Millis,
+        seen: Seen,
         now: Millis,
     ) -> Result<(), Error> {
         if let SessionRef::Id(id) = member.at {
-            self.add(subject, *member, until, now).await?;
+            let entry = NewEntry {
+                member: *member,
+                until,
+                seen,
+                device: DeviceInfo::None,
+            };
+            self.add(subject, &entry, now).await?;
             self.kv
                 .delete(&format!("{}{id}", index_prefix(subject)))
                 .await?;
@@ -425,8 +551,8 @@ impl<K: KeyValue> SubjectIndex for KvIndex<K> {
         Ok(())
     }
 
-    /// One list.
-    async fn members(&self, subject: &Subject) -> Result<Vec<Member>, Error> {
+    /// One list per thousand entries.
+    async fn members(&self, subject: &Subject) -> Result<Vec<Entry>, Error> {
         let prefix = index_prefix(subject);
         let keys = self.kv.list(&prefix).await?;
         Ok(keys
@@ -441,6 +567,24 @@ impl<K: KeyValue> SubjectIndex for KvIndex<K> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// KV refuses metadata whose JSON form is over 1024 bytes: the largest entry fits.
+    #[test]
+    fn the_largest_index_entry_fits_kv_metadata() {
+        let key = StorageKey::of(&SessionId::from_random_bytes([1; 16])).name();
+        let device = BASE64.encode(vec![0xff; super::super::seal::MAX_SEALED_DEVICE]);
+        let metadata = format!("{} {key} {device}", u64::MAX);
+        let json = format!("{metadata:?}");
+        assert!(json.len() <= 1024, "{} bytes", json.len());
+        let entry = parse_entry(
+            &Handle::of(&SessionId::from_random_bytes([1; 16])).to_string(),
+            Some(&metadata),
+        );
+        assert_eq!(
+            entry.and_then(|e| e.device).map(|d| d.len()),
+            Some(super::super::seal::MAX_SEALED_DEVICE)
+        );
+    }
 
     #[test]
     fn the_write_limit_is_busy_and_everything_else_unavailable() {

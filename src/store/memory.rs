@@ -7,7 +7,7 @@ use std::collections::{HashMap, VecDeque};
 
 use super::kv::KvSessions;
 use super::seal::{soft_decrypt, soft_encrypt, Aead};
-use super::{Expect, KeyValue, Outcome, Record, SessionRef, SessionStore};
+use super::{Expect, KeyValue, MetaAt, Outcome, Record, SessionRef, SessionStore};
 use crate::domain::error::Error;
 use crate::domain::id::SessionId;
 use crate::domain::session::Meta;
@@ -19,6 +19,8 @@ pub enum Op {
     Put,
     Delete,
     List,
+    /// A bulk read of up to 100 keys.
+    GetBulk,
 }
 
 /// How an injected fault fails.
@@ -185,6 +187,7 @@ impl KeyValue for MemoryKv {
         Ok(())
     }
 
+    /// One operation per thousand keys listed, as KV pages them.
     async fn list(&self, prefix: &str) -> Result<Vec<(String, Option<String>)>, Error> {
         self.operate(Op::List)?;
         let mut keys: Vec<(String, Option<String>)> = self
@@ -195,7 +198,24 @@ impl KeyValue for MemoryKv {
             .map(|(key, (_, meta, _))| (key.clone(), meta.clone()))
             .collect();
         keys.sort();
+        let pages = keys.len().div_ceil(1000).max(1) as u32;
+        self.operations.set(self.operations.get() + pages - 1);
         Ok(keys)
+    }
+
+    async fn metadata_of(&self, keys: &[String]) -> Result<Vec<Option<Option<String>>>, Error> {
+        if keys.len() > super::BULK_KEYS {
+            return Err(Error::Internal(format!(
+                "a bulk read of {} keys",
+                keys.len()
+            )));
+        }
+        self.operate(Op::GetBulk)?;
+        let entries = self.entries.borrow();
+        Ok(keys
+            .iter()
+            .map(|key| entries.get(key).map(|(_, meta, _)| meta.clone()))
+            .collect())
     }
 
     async fn delete(&self, key: &str) -> Result<(), Error> {
@@ -288,7 +308,16 @@ impl SessionStore for StrictSessions {
         self.inner.meta_at(at).await
     }
 
-    async fn remove_at(&self, at: &SessionRef) -> Result<(), Error> {
+    async fn metas_at(&self, at: &[SessionRef]) -> Result<Vec<MetaAt>, Error> {
+        self.inner.metas_at(at).await
+    }
+
+    /// As a Durable Object's own row is.
+    fn reads_are_local(&self) -> bool {
+        true
+    }
+
+    async fn remove_at(&self, at: &SessionRef) -> Result<bool, Error> {
         self.inner.remove_at(at).await
     }
 }

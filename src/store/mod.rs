@@ -25,6 +25,7 @@ pub mod seal;
 use crate::domain::derive::{Handle, StorageKey};
 use crate::domain::error::Error;
 use crate::domain::id::SessionId;
+use crate::domain::join::join_all;
 use crate::domain::session::Meta;
 use crate::domain::subject::Subject;
 use crate::domain::time::Millis;
@@ -119,14 +120,32 @@ pub trait SessionStore {
         }
     }
 
-    /// Removes the session `at` names, whatever it holds.
-    async fn remove_at(&self, at: &SessionRef) -> Result<(), Error> {
+    /// [`SessionStore::meta_at`] of many sessions, in order, each with its own outcome; a store
+    /// that can read many at once does (KV: one bulk read per [`BULK_KEYS`]).
+    async fn metas_at(&self, at: &[SessionRef]) -> Result<Vec<MetaAt>, Error> {
+        Ok(join_all(at.iter().map(|at| self.meta_at(at))).await)
+    }
+
+    /// Removes the session `at` names, whatever it holds; `false` when nothing was there.
+    async fn remove_at(&self, at: &SessionRef) -> Result<bool, Error> {
         match at {
-            SessionRef::Id(id) => self.remove(id, Expect::Any).await.map(|_| ()),
+            SessionRef::Id(id) => self.remove(id, Expect::Any).await.map(|_| true),
             SessionRef::Key(_) => Err(Error::Internal("a store without hashed keys".into())),
         }
     }
+
+    /// Whether reading a session costs no operation (a Durable Object's own row): then a delete
+    /// reads first, to take the session off its subject's index at once.
+    fn reads_are_local(&self) -> bool {
+        false
+    }
 }
+
+/// What [`SessionStore::meta_at`] answers for one session.
+pub type MetaAt = Result<Option<(Meta, SessionRef)>, Error>;
+
+/// The most keys one bulk read of Workers KV takes.
+pub const BULK_KEYS: usize = 100;
 
 /// Key-value storage with per-entry metadata and expiry, as Workers KV offers it: what the KV
 /// session store, the subject index and the permission cache stand on.
@@ -152,6 +171,9 @@ pub trait KeyValue {
     ) -> Result<(), Error>;
     async fn delete(&self, key: &str) -> Result<(), Error>;
     async fn list(&self, prefix: &str) -> Result<Vec<(String, Option<String>)>, Error>;
+    /// One bulk read of up to [`BULK_KEYS`] keys: for each, in order, `None` when it is
+    /// missing, else its metadata. The values are not needed, and not returned.
+    async fn metadata_of(&self, keys: &[String]) -> Result<Vec<Option<Option<String>>>, Error>;
 }
 
 /// One store, shared: the KV session store and the subject index stand on the same namespace.
@@ -180,6 +202,10 @@ impl<K: KeyValue> KeyValue for &K {
 
     async fn list(&self, prefix: &str) -> Result<Vec<(String, Option<String>)>, Error> {
         (**self).list(prefix).await
+    }
+
+    async fn metadata_of(&self, keys: &[String]) -> Result<Vec<Option<Option<String>>>, Error> {
+        (**self).metadata_of(keys).await
     }
 }
 
@@ -221,28 +247,68 @@ impl Member {
     }
 }
 
+/// What an index knows of a session's lifecycle without asking the session (strong mode: what
+/// the session's object told it at a write, at most one renewal interval old, never later than
+/// the truth). KV's index knows none of it: a listing reads each session's metadata in bulk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Seen {
+    pub updated_at: Millis,
+    pub expires_at: Millis,
+}
+
+impl Seen {
+    pub fn of(meta: &Meta) -> Self {
+        Self {
+            updated_at: meta.updated_at,
+            expires_at: meta.expires_at,
+        }
+    }
+}
+
+/// What a new entry says of the session's device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceInfo<'a> {
+    None,
+    /// Sealed under the subject's device key (see [`seal::seal_device`]).
+    Sealed(&'a [u8]),
+    /// Whatever the entry of `Handle` says: a rotated session keeps its device.
+    Like(Handle),
+}
+
+/// A new entry in a subject's index.
+#[derive(Clone, Copy, Debug)]
+pub struct NewEntry<'a> {
+    pub member: Member,
+    /// The session's latest possible end: the entry may vanish by itself after that.
+    pub until: Millis,
+    pub seen: Seen,
+    pub device: DeviceInfo<'a>,
+}
+
+/// A session's entry, as an index gives it back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub member: Member,
+    pub seen: Option<Seen>,
+    /// The sealed device info, if any was given.
+    pub device: Option<Vec<u8>>,
+}
+
 /// The sessions of each subject.
 ///
-/// Contract: `add` lists `member` under `subject` until `until` (the session's latest possible
-/// end; the entry may vanish by itself after that); `remove` removes the entry with the
-/// member's handle, and succeeds for an entry that is not there; `members` gives what was added
-/// and not removed. An index may still list a session that
-/// is gone (it ended, or was deleted without its subject being known): callers check each one
-/// and remove what they find gone.
+/// Contract: `add` lists an entry under `subject` until its `until`; `remove` removes the
+/// entry with the member's handle, and succeeds for an entry that is not there; `members` gives
+/// what was added and not removed, with what `seen` told it since. An index may still list a
+/// session that is gone (it ended, or was deleted without its subject being known): callers
+/// check each entry they cannot vouch for and remove what they find gone.
 #[allow(
     async_fn_in_trait,
     reason = "Workers run single-threaded; futures need not be Send"
 )]
 pub trait SubjectIndex {
-    async fn add(
-        &self,
-        subject: &Subject,
-        member: Member,
-        until: Millis,
-        now: Millis,
-    ) -> Result<(), Error>;
+    async fn add(&self, subject: &Subject, entry: &NewEntry<'_>, now: Millis) -> Result<(), Error>;
     async fn remove(&self, subject: &Subject, member: &Member) -> Result<(), Error>;
-    async fn members(&self, subject: &Subject) -> Result<Vec<Member>, Error>;
+    async fn members(&self, subject: &Subject) -> Result<Vec<Entry>, Error>;
 
     /// Rewrites the entry of a live `member` that names its session by id into the form that
     /// does not, where the index has one. Nothing to do by default.
@@ -251,8 +317,15 @@ pub trait SubjectIndex {
         _subject: &Subject,
         _member: &Member,
         _until: Millis,
+        _seen: Seen,
         _now: Millis,
     ) -> Result<(), Error> {
+        Ok(())
+    }
+
+    /// Tells the index of a later lifecycle of the session listed as `handle`, where the index
+    /// keeps one (strong mode). Nothing to do by default: KV's index reads it from the session.
+    async fn seen(&self, _subject: &Subject, _handle: &Handle, _seen: Seen) -> Result<(), Error> {
         Ok(())
     }
 }
@@ -261,7 +334,7 @@ pub trait SubjectIndex {
 pub struct NoIndex;
 
 impl SubjectIndex for NoIndex {
-    async fn add(&self, _: &Subject, _: Member, _: Millis, _: Millis) -> Result<(), Error> {
+    async fn add(&self, _: &Subject, _: &NewEntry<'_>, _: Millis) -> Result<(), Error> {
         Err(Error::Internal(
             "a subject given where no index is kept".into(),
         ))
@@ -271,7 +344,7 @@ impl SubjectIndex for NoIndex {
         Ok(())
     }
 
-    async fn members(&self, _: &Subject) -> Result<Vec<Member>, Error> {
+    async fn members(&self, _: &Subject) -> Result<Vec<Entry>, Error> {
         Ok(Vec::new())
     }
 }

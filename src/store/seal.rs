@@ -29,9 +29,11 @@ use wasm_bindgen::JsValue;
 use worker::js_sys::{ArrayBuffer, Promise, Uint8Array};
 use worker::wasm_bindgen_futures::JsFuture;
 
-use crate::domain::derive::{StorageKey, WrapKey};
+use crate::domain::derive::{DeviceKey, StorageKey, WrapKey};
+use crate::domain::device::MAX_ENCODED_BYTES;
 use crate::domain::error::Error;
 use crate::domain::id::SessionId;
+use crate::domain::subject::Subject;
 
 const MAGIC: &[u8; 2] = b"s1";
 const NONCE: usize = 12;
@@ -208,6 +210,37 @@ impl<A: Aead> Sealer<A> {
     }
 }
 
+const DEVICE_LABEL: &[u8] = b"session-state/v1/device\0";
+
+/// Device info sealed under its subject's [`DeviceKey`]: `"d1" | nonce 12 | ciphertext | tag`,
+/// with the subject's hash as associated data, so an entry copied under another subject does
+/// not open. Device info is at most [`MAX_ENCODED_BYTES`] (far below [`IN_WASM`]), so it is
+/// sealed in Wasm, as small session data is. It is not bound to the session's handle: a
+/// rotated session's entry carries its device over sealed, without the key.
+pub fn seal_device(key: &DeviceKey, subject: &Subject, device: &[u8]) -> Result<Vec<u8>, Error> {
+    let nonce = random::<NONCE>()?;
+    let aad = [DEVICE_LABEL, subject.hex().as_bytes()].concat();
+    let sealed = soft_encrypt(&key.0, &nonce, &aad, device)?;
+    Ok([&DEVICE_MAGIC[..], &nonce, &sealed].concat())
+}
+
+/// The device info in `bytes`, or `None` when it does not open (another subject's, altered, or
+/// sealed under another `SUBJECT_KEY`).
+pub fn open_device(key: &DeviceKey, subject: &Subject, bytes: &[u8]) -> Option<Vec<u8>> {
+    let rest = bytes.strip_prefix(DEVICE_MAGIC)?;
+    if rest.len() < NONCE + TAG {
+        return None;
+    }
+    let (nonce, sealed) = rest.split_at(NONCE);
+    let aad = [DEVICE_LABEL, subject.hex().as_bytes()].concat();
+    soft_decrypt(&key.0, nonce, &aad, sealed)
+}
+
+const DEVICE_MAGIC: &[u8; 2] = b"d1";
+
+/// The longest sealed device info: what an index entry must have room for.
+pub const MAX_SEALED_DEVICE: usize = 2 + NONCE + MAX_ENCODED_BYTES + TAG;
+
 /// Slots, nonce and sealed data, if `bytes` has the shape of a record.
 fn split(bytes: &[u8]) -> Option<(&[u8], &[u8], &[u8])> {
     let rest = bytes.strip_prefix(MAGIC)?;
@@ -355,6 +388,44 @@ mod tests {
             assert_eq!(open(1, 1, &bytes), Some(data), "{len}");
             assert_eq!(open(1, 2, &bytes), None, "{len}, moved");
         }
+    }
+
+    #[test]
+    fn device_info_opens_with_its_subjects_key_only() {
+        let ada = Subject::new(b"ada", None).unwrap();
+        let bob = Subject::new(b"bob", None).unwrap();
+        let key = DeviceKey::of(b"ada", None);
+        let sealed = seal_device(&key, &ada, b"Ada's phone").unwrap();
+        assert_eq!(sealed.len(), 2 + NONCE + 11 + TAG);
+        assert!(!sealed.windows(5).any(|w| w == b"phone"), "no plaintext");
+        assert_eq!(
+            open_device(&key, &ada, &sealed).as_deref(),
+            Some(&b"Ada's phone"[..])
+        );
+        assert_eq!(
+            open_device(&DeviceKey::of(b"bob", None), &ada, &sealed),
+            None
+        );
+        assert_eq!(
+            open_device(&key, &bob, &sealed),
+            None,
+            "copied under another subject"
+        );
+        assert_eq!(
+            open_device(&DeviceKey::of(b"ada", Some(b"k")), &ada, &sealed),
+            None
+        );
+        let mut altered = sealed.clone();
+        altered[20] ^= 1;
+        assert_eq!(open_device(&key, &ada, &altered), None);
+        assert_eq!(
+            open_device(&key, &ada, &sealed[..2 + NONCE + TAG - 1]),
+            None
+        );
+        assert_ne!(
+            seal_device(&key, &ada, b"x").unwrap(),
+            seal_device(&key, &ada, b"x").unwrap()
+        );
     }
 
     #[test]

@@ -70,9 +70,9 @@ fn a_dump_of_every_operation_shows_no_id_and_no_data() {
     let data = body(&format!(r#"{{"user":"ada","secret":"{CANARY}"}}"#));
     let patch = body(&format!(r#"{{"more":"{CANARY}"}}"#));
     with(&kv, true, |s| {
-        run(s.create(id(1), &data, None, Some(ada()), T0)).unwrap();
-        run(s.create(id(2), &data, None, Some(ada()), T0 + S)).unwrap();
-        run(s.create(id(3), &data, None, None, T0)).unwrap();
+        run(s.create(id(1), &data, None, Some(ada()), None, T0)).unwrap();
+        run(s.create(id(2), &data, None, Some(ada()), None, T0 + S)).unwrap();
+        run(s.create(id(3), &data, None, None, None, T0)).unwrap();
         run(s.merge(&id(1), &patch, Merge::Shallow, None, T0 + S)).unwrap();
         run(s.replace(&id(3), &data, None, T0 + S)).unwrap();
         run(s.touch(&id(2), T0 + 100 * S)).unwrap();
@@ -95,7 +95,7 @@ fn a_value_altered_or_moved_onto_another_key_reads_as_not_found() {
     let kv = MemoryKv::default();
     with(&kv, true, |s| {
         for n in 1..=3 {
-            run(s.create(id(n), &body(r#"{"a":1}"#), None, Some(ada()), T0)).unwrap();
+            run(s.create(id(n), &body(r#"{"a":1}"#), None, Some(ada()), None, T0)).unwrap();
         }
     });
     let key = |n| StorageKey::of(&id(n)).name();
@@ -188,9 +188,9 @@ fn a_handle_revokes_only_its_own_subjects_session() {
     let kv = MemoryKv::default();
     let bob = Subject::new(b"bob", None).unwrap();
     with(&kv, true, |s| {
-        run(s.create(id(1), &body("{}"), None, Some(ada()), T0)).unwrap();
-        run(s.create(id(2), &body("{}"), None, Some(ada()), T0)).unwrap();
-        run(s.create(id(3), &body("{}"), None, Some(bob), T0)).unwrap();
+        run(s.create(id(1), &body("{}"), None, Some(ada()), None, T0)).unwrap();
+        run(s.create(id(2), &body("{}"), None, Some(ada()), None, T0)).unwrap();
+        run(s.create(id(3), &body("{}"), None, Some(bob), None, T0)).unwrap();
     });
     let (store, index) = (sealed(&kv), KvIndex::new(&kv, true));
     let subjects = Subjects::new(&index, &store, POLICY);

@@ -11,8 +11,10 @@ use crate::domain::session::Meta;
 use crate::domain::subject::Subject;
 use crate::domain::time::Millis;
 use crate::service::sessions::Sessions;
-use crate::store::durable::index::{SqlIndex, OLD_SCHEMA};
-use crate::store::durable::peers::{members_text, parse_member_line, parse_members, peer};
+use crate::store::durable::index::{SqlIndex, OLD_SCHEMA, PREVIOUS_SCHEMA};
+use crate::store::durable::peers::{
+    entries_text, parse_entries, parse_entry_line, parse_member_line, parse_seen_line, peer,
+};
 use crate::store::durable::{has_table, int, Value};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -23,8 +25,8 @@ use crate::store::durable::sessions::{stored_key, OldObjects, SqlSessions, KV_ST
 use crate::store::durable::ObjectStorage;
 use crate::store::memory::sqlite::SqliteStorage;
 use crate::store::memory::{run, sealed, Fault, MemoryKv, Op, SoftAead, StrictSessions};
+use crate::store::{DeviceInfo, Entry, Member, NewEntry, Seen, SubjectIndex};
 use crate::store::{Expect, Outcome, Record, SessionRef, SessionStore};
-use crate::store::{Member, SubjectIndex};
 
 type Object = SqlSessions<SqliteStorage, MemoryKv, Others, SoftAead>;
 
@@ -101,7 +103,7 @@ impl SessionStore for Others {
         self.sessions.meta_at(at).await
     }
 
-    async fn remove_at(&self, at: &SessionRef) -> Result<(), Error> {
+    async fn remove_at(&self, at: &SessionRef) -> Result<bool, Error> {
         self.sessions.remove_at(at).await
     }
 }
@@ -187,7 +189,7 @@ fn object_operations_per_call_are_the_documented_ones() {
     let data = body(r#"{"a":1}"#);
     let now = T0 + 60 * S;
     count("create", &mut object, &|s| {
-        run(s.create(id(1), &data, None, None, T0)).unwrap();
+        run(s.create(id(1), &data, None, None, None, T0)).unwrap();
     });
     count("get", &mut object, &|s| {
         run(s.get(&id(1), now)).unwrap();
@@ -208,14 +210,14 @@ fn object_operations_per_call_are_the_documented_ones() {
         run(s.delete(&id(1), None, now)).unwrap()
     });
     at(&mut object, T0, |s| {
-        run(s.create(id(1), &data, None, None, T0))
+        run(s.create(id(1), &data, None, None, None, T0))
     })
     .unwrap();
     count("delete with If-Match", &mut object, &|s| {
         run(s.delete(&id(1), Some(&IfMatch::Any), now)).unwrap()
     });
     at(&mut object, T0, |s| {
-        run(s.create(id(1), &data, None, None, T0))
+        run(s.create(id(1), &data, None, None, None, T0))
     })
     .unwrap();
     count("rotate", &mut object, &|s| {
@@ -228,7 +230,7 @@ fn object_operations_per_call_are_the_documented_ones() {
 fn the_session_rules_hold_on_sqlite() {
     let mut object = object(1);
     at(&mut object, T0, |s| {
-        run(s.create(id(1), &body(r#"{"a":1}"#), None, None, T0))
+        run(s.create(id(1), &body(r#"{"a":1}"#), None, None, None, T0))
     })
     .unwrap();
     let (merged, meta) = at(&mut object, T0 + S, |s| {
@@ -262,31 +264,80 @@ fn the_session_rules_hold_on_sqlite() {
     assert_eq!(touched.unwrap().version, 3);
 }
 
+fn members_of(entries: Vec<Entry>) -> Vec<Member> {
+    entries.into_iter().map(|entry| entry.member).collect()
+}
+
+fn new_entry(member: Member, until: Millis, device: DeviceInfo<'_>) -> NewEntry<'_> {
+    NewEntry {
+        member,
+        until,
+        seen: Seen {
+            updated_at: member.created_at,
+            expires_at: member.created_at + 30 * S,
+        },
+        device,
+    }
+}
+
 #[test]
-fn the_index_protocol_round_trips_members() {
-    let members = vec![keyed(1, T0), keyed(2, T0 + S)];
-    let text = members_text(&members);
-    assert_eq!(parse_members(&text), members);
+fn the_index_protocol_round_trips_entries() {
+    let seen = Seen {
+        updated_at: T0 + 2 * S,
+        expires_at: T0 + 9 * S,
+    };
+    let entries = vec![
+        Entry {
+            member: keyed(1, T0),
+            seen: Some(seen),
+            device: Some(vec![0, 1, 2, 255]),
+        },
+        Entry {
+            member: keyed(2, T0 + S),
+            seen: None,
+            device: None,
+        },
+    ];
+    let text = entries_text(&entries);
+    assert_eq!(parse_entries(&text), entries);
     assert!(!text.contains(&id(1).to_string()), "no id travels");
-    let old = [Member::of(id(1), T0)];
+    let old = [Entry {
+        member: Member::of(id(1), T0),
+        seen: None,
+        device: None,
+    }];
     assert_eq!(
-        parse_members(&members_text(&old)),
+        parse_entries(&entries_text(&old)),
         old,
         "an old row, by id until it moves"
     );
-    let forged = format!("{} {} {T0}", Handle::of(&id(2)), id(1));
-    assert_eq!(parse_members(&forged), vec![], "a handle must be its id's");
-    let line = format!(
-        "{} {} {T0} {}",
+    let forged = format!("{} {} {T0} - - -", Handle::of(&id(2)), id(1));
+    assert_eq!(parse_entries(&forged), vec![], "a handle must be its id's");
+    let member = format!(
+        "{} {} {T0}",
         Handle::of(&id(3)),
-        StorageKey::of(&id(3)).name(),
-        T0 + 5 * S
+        StorageKey::of(&id(3)).name()
     );
-    assert_eq!(parse_member_line(&line), Some((keyed(3, T0), T0 + 5 * S)));
+    assert_eq!(parse_member_line(&member), Some(keyed(3, T0)));
+    let line = format!("{member} {} {} {}", T0 + 5 * S, T0 + S, T0 + 3 * S);
+    let reported = Seen {
+        updated_at: T0 + S,
+        expires_at: T0 + 3 * S,
+    };
     assert_eq!(
-        parse_member_line(&format!("{} {T0} {}", id(3), T0 + 5 * S)),
+        parse_entry_line(&line),
+        Some((keyed(3, T0), T0 + 5 * S, reported))
+    );
+    assert_eq!(
+        parse_member_line(&format!("{} {} {T0}", Handle::of(&id(3)), id(3))),
         None,
         "an id"
+    );
+    assert_eq!(parse_entry_line(&member), None, "no end, no lifecycle");
+    let seen_line = format!("{} {} {}", Handle::of(&id(3)), T0 + S, T0 + 3 * S);
+    assert_eq!(
+        parse_seen_line(&seen_line),
+        Some((Handle::of(&id(3)), reported))
     );
     assert_eq!(parse_member_line("nope 1 2"), None);
 }
@@ -299,19 +350,116 @@ fn the_sql_index_keeps_members_until_their_end_and_then_nothing() {
     assert!(index.0.is_empty(), "reading creates nothing");
     let first = keyed(1, T0);
     let second = keyed(2, T0 + S);
-    run(index.add(&subject, first, T0 + 10 * S, T0)).unwrap();
-    run(index.add(&subject, second, T0 + 20 * S, T0)).unwrap();
-    assert_eq!(run(index.members(&subject)).unwrap(), vec![first, second]);
+    run(index.add(
+        &subject,
+        &new_entry(first, T0 + 10 * S, DeviceInfo::None),
+        T0,
+    ))
+    .unwrap();
+    run(index.add(
+        &subject,
+        &new_entry(second, T0 + 20 * S, DeviceInfo::None),
+        T0,
+    ))
+    .unwrap();
+    assert_eq!(
+        members_of(run(index.members(&subject)).unwrap()),
+        vec![first, second]
+    );
     assert_eq!(
         index.0.alarm.get(),
         Some(T0 + 10 * S),
         "for the first to go"
     );
     run(index.on_alarm(T0 + 10 * S)).unwrap();
-    assert_eq!(run(index.members(&subject)).unwrap(), vec![second]);
+    assert_eq!(
+        members_of(run(index.members(&subject)).unwrap()),
+        vec![second]
+    );
     assert_eq!(index.0.alarm.get(), Some(T0 + 20 * S));
     run(index.remove(&subject, &second)).unwrap();
     assert!(index.0.is_empty(), "the last one leaves nothing behind");
+}
+
+#[test]
+fn the_sql_index_keeps_the_latest_lifecycle_and_carries_devices_over() {
+    let index = SqlIndex(SqliteStorage::default());
+    let subject = Subject::new(b"ada", None).unwrap();
+    let (first, rotated) = (keyed(1, T0), keyed(2, T0));
+    let sealed = [7u8; 40];
+    run(index.add(
+        &subject,
+        &new_entry(first, T0 + 99 * S, DeviceInfo::Sealed(&sealed)),
+        T0,
+    ))
+    .unwrap();
+    let later = Seen {
+        updated_at: T0 + 5 * S,
+        expires_at: T0 + 35 * S,
+    };
+    let earlier = Seen {
+        updated_at: T0 + 4 * S,
+        expires_at: T0 + 34 * S,
+    };
+    run(index.seen(&subject, &first.handle, later)).unwrap();
+    run(index.seen(&subject, &first.handle, earlier)).unwrap();
+    let like = DeviceInfo::Like(first.handle);
+    run(index.add(&subject, &new_entry(rotated, T0 + 99 * S, like), T0)).unwrap();
+    let entries = run(index.members(&subject)).unwrap();
+    assert_eq!(
+        entries[0].seen,
+        Some(later),
+        "a late report does not go back"
+    );
+    assert_eq!(entries[0].device.as_deref(), Some(&sealed[..]));
+    assert_eq!(
+        entries[1].device.as_deref(),
+        Some(&sealed[..]),
+        "carried over"
+    );
+    run(index.seen(&subject, &keyed(9, T0).handle, later)).unwrap();
+    assert_eq!(
+        run(index.members(&subject)).unwrap().len(),
+        2,
+        "no row for an unknown one"
+    );
+}
+
+#[test]
+fn an_index_of_the_previous_version_gets_its_new_columns_on_sight() {
+    let index = SqlIndex(SqliteStorage::default());
+    let subject = Subject::new(b"ada", None).unwrap();
+    index.0.exec(PREVIOUS_SCHEMA, vec![]).unwrap();
+    let key = StorageKey::of(&id(1)).name();
+    index
+        .0
+        .exec(
+            "INSERT INTO entry (handle, key, created_at, until) VALUES (?, ?, ?, ?)",
+            vec![
+                Value::Text(Handle::of(&id(1)).to_string()),
+                Value::Text(key),
+                int(T0),
+                int(T0 + 10 * S),
+            ],
+        )
+        .unwrap();
+    let entries = run(index.members(&subject)).unwrap();
+    assert_eq!(
+        entries,
+        vec![Entry {
+            member: keyed(1, T0),
+            seen: None,
+            device: None
+        }],
+        "listed, its lifecycle unknown until checked"
+    );
+    run(index.add(
+        &subject,
+        &new_entry(keyed(2, T0), T0 + 10 * S, DeviceInfo::None),
+        T0,
+    ))
+    .unwrap();
+    assert_eq!(run(index.members(&subject)).unwrap().len(), 2);
 }
 
 #[test]
@@ -374,7 +522,7 @@ fn reading_an_unknown_session_creates_no_storage() {
 fn the_alarm_at_expiry_leaves_nothing_behind() {
     let mut object = object(1);
     let meta = at(&mut object, T0, |s| {
-        run(s.create(id(1), &body("{}"), Some(2), None, T0))
+        run(s.create(id(1), &body("{}"), Some(2), None, None, T0))
     })
     .unwrap();
     assert_eq!(object.storage.alarm.get(), Some(meta.expires_at));
@@ -393,7 +541,7 @@ fn the_alarm_at_expiry_leaves_nothing_behind() {
 fn an_alarm_for_a_renewed_session_is_set_again() {
     let mut object = object(1);
     at(&mut object, T0, |s| {
-        run(s.create(id(1), &body("{}"), Some(2), None, T0))
+        run(s.create(id(1), &body("{}"), Some(2), None, None, T0))
     })
     .unwrap();
     let renewed = at(&mut object, T0 + S, |s| run(s.touch(&id(1), T0 + S))).unwrap();
@@ -407,7 +555,7 @@ fn an_alarm_for_a_renewed_session_is_set_again() {
 fn a_deleted_session_leaves_nothing_behind() {
     let mut object = object(1);
     at(&mut object, T0, |s| {
-        run(s.create(id(1), &body("{}"), None, None, T0))
+        run(s.create(id(1), &body("{}"), None, None, None, T0))
     })
     .unwrap();
     at(&mut object, T0, |s| run(s.delete(&id(1), None, T0))).unwrap();
@@ -418,7 +566,7 @@ fn a_deleted_session_leaves_nothing_behind() {
 fn rotation_writes_the_new_id_into_its_own_object() {
     let mut object = object(1);
     at(&mut object, T0, |s| {
-        run(s.create(id(1), &body(r#"{"a":1}"#), None, None, T0))
+        run(s.create(id(1), &body(r#"{"a":1}"#), None, None, None, T0))
     })
     .unwrap();
     at(&mut object, T0 + S, |s| {
@@ -434,7 +582,7 @@ fn in_kv(object: &Object, data: &str, ttl: Option<u64>) -> Meta {
     let kv = sealed(MemoryKv::default());
     let sessions = Sessions::new(&kv, POLICY);
     let own = object.own.unwrap();
-    let meta = run(sessions.create(own, &body(data), ttl, None, T0)).unwrap();
+    let meta = run(sessions.create(own, &body(data), ttl, None, None, T0)).unwrap();
     let written = kv.kv.entries.borrow().clone();
     object.kv.kv.entries.borrow_mut().extend(written);
     meta
@@ -565,6 +713,7 @@ fn an_object_holds_no_id_and_no_data_after_every_operation() {
             &body(&format!(r#"{{"s":"{canary}"}}"#)),
             None,
             None,
+            None,
             T0,
         ))
     })
@@ -600,7 +749,7 @@ fn an_object_holds_no_id_and_no_data_after_every_operation() {
 fn a_sealed_row_that_does_not_open_reads_as_not_found() {
     let mut first = object(1);
     at(&mut first, T0, |s| {
-        run(s.create(id(1), &body("{}"), None, None, T0))
+        run(s.create(id(1), &body("{}"), None, None, None, T0))
     })
     .unwrap();
     let rows = first
@@ -622,7 +771,7 @@ fn a_sealed_row_that_does_not_open_reads_as_not_found() {
     // The same row under another session's key (its object named by that key): does not open.
     let mut other = object(2);
     at(&mut other, T0, |s| {
-        run(s.create(id(2), &body("{}"), None, None, T0))
+        run(s.create(id(2), &body("{}"), None, None, None, T0))
     })
     .unwrap();
     let sealed = other
@@ -631,7 +780,7 @@ fn a_sealed_row_that_does_not_open_reads_as_not_found() {
         .unwrap();
     let mut third = object(3);
     at(&mut third, T0, |s| {
-        run(s.create(id(3), &body("{}"), None, None, T0))
+        run(s.create(id(3), &body("{}"), None, None, None, T0))
     })
     .unwrap();
     third
@@ -732,14 +881,22 @@ fn an_index_of_the_earlier_strong_mode_is_rewritten_by_handle_once_each_session_
             .unwrap();
     }
     let old: Vec<Member> = (1..=3).map(|n| Member::of(id(n), T0)).collect();
-    assert_eq!(run(index.members(&subject)).unwrap(), old, "listed by id");
-    run(index.upgrade(&subject, &old[0], T0 + 10 * S, T0)).unwrap();
+    assert_eq!(
+        members_of(run(index.members(&subject)).unwrap()),
+        old,
+        "listed by id"
+    );
+    let seen = Seen {
+        updated_at: T0,
+        expires_at: T0 + 5 * S,
+    };
+    run(index.upgrade(&subject, &old[0], T0 + 10 * S, seen, T0)).unwrap();
     let rows = dump(&index.0);
     assert!(!reveals(&rows, 1) && reveals(&rows, 2), "{rows}");
     run(index.remove(&subject, &Member::of(id(2), T0))).unwrap();
-    run(index.upgrade(&subject, &old[2], T0 + 10 * S, T0)).unwrap();
+    run(index.upgrade(&subject, &old[2], T0 + 10 * S, seen, T0)).unwrap();
     assert_eq!(
-        run(index.members(&subject)).unwrap(),
+        members_of(run(index.members(&subject)).unwrap()),
         vec![keyed(1, T0), keyed(3, T0)]
     );
     assert!(

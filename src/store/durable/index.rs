@@ -1,5 +1,6 @@
 //! A subject's index in strong mode: the subject's own Durable Object, a row per session, by
-//! handle and storage key (no id).
+//! handle and storage key (no id), with what a listing shows of it: the lifecycle its object
+//! reports, and its device info, sealed.
 
 use crate::domain::derive::{Handle, StorageKey};
 use crate::domain::error::Error;
@@ -7,13 +8,19 @@ use crate::domain::id::SessionId;
 use crate::domain::subject::Subject;
 use crate::domain::time::Millis;
 use crate::store::durable::{int, ObjectStorage, Value};
-use crate::store::{Member, SessionRef, SubjectIndex};
+use crate::store::{DeviceInfo, Entry, Member, NewEntry, Seen, SessionRef, SubjectIndex};
 
 /// The sessions of one subject, in its own Durable Object's SQLite storage: a row per session,
 /// until the session's latest end. An alarm drops rows past it; an object with no rows left holds
 /// nothing. Every operation is a few synchronous statements, so the object needs no
 /// `blockConcurrencyWhile`: session objects call it from inside theirs, and must never wait on
 /// an object that waits on them.
+///
+/// A listing is answered from the rows alone, without calling the sessions' objects: each session's
+/// object reports its lifecycle at creation and at its first write in every renewal interval
+/// ([`SubjectIndex::seen`]), so a row's `expires_at` is never later than the session's own, and
+/// at most an interval earlier. Only a row whose reported expiry has passed, but whose latest
+/// end has not, is checked with its object (it may have been renewed since, or have ended).
 ///
 /// Indexes of the earlier strong mode hold ids (table `member`). Those rows are listed as they
 /// are, by id, until their session has moved under its storage key (a listing then rewrites
@@ -24,8 +31,19 @@ const INDEX_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS entry (
     handle TEXT PRIMARY KEY,
     key TEXT NOT NULL,
     created_at INTEGER NOT NULL,
-    until INTEGER NOT NULL
+    until INTEGER NOT NULL,
+    updated_at INTEGER,
+    expires_at INTEGER,
+    device BLOB
 )";
+
+/// What a table `entry` of the previous version (handle, key, creation, end) lacks. Its rows
+/// get the lifecycle at their next check, and no device (none was given then).
+const ENTRY_COLUMNS: [&str; 3] = [
+    "ALTER TABLE entry ADD COLUMN updated_at INTEGER",
+    "ALTER TABLE entry ADD COLUMN expires_at INTEGER",
+    "ALTER TABLE entry ADD COLUMN device BLOB",
+];
 
 /// Which of the index's tables exist: `entry`, and `member` of the earlier version.
 #[derive(Clone, Copy)]
@@ -35,19 +53,28 @@ struct Tables {
 }
 
 impl<S: ObjectStorage> SqlIndex<S> {
-    /// Both tables' existence, in one statement (an operation asks once).
+    /// Both tables' existence, in one statement (an operation asks once); a table `entry` of
+    /// the previous version gets its new columns on sight.
     fn tables(&self) -> Result<Tables, Error> {
         let rows = self.0.exec(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ('entry', 'member')",
+            "SELECT name, sql FROM sqlite_master WHERE type = 'table' \
+             AND name IN ('entry', 'member')",
             vec![],
         )?;
-        let has = |table: &str| {
-            rows.iter()
-                .any(|row| matches!(row.first(), Some(Value::Text(name)) if name == table))
+        let schema = |table: &str| {
+            rows.iter().find_map(|row| match &row[..] {
+                [Value::Text(name), Value::Text(sql)] if name == table => Some(sql.as_str()),
+                _ => None,
+            })
         };
+        if schema("entry").is_some_and(|sql| !sql.contains("device")) {
+            for statement in ENTRY_COLUMNS {
+                self.0.exec(statement, vec![])?;
+            }
+        }
         Ok(Tables {
-            entry: has("entry"),
-            member: has("member"),
+            entry: schema("entry").is_some(),
+            member: schema("member").is_some(),
         })
     }
 
@@ -79,17 +106,35 @@ impl<S: ObjectStorage> SqlIndex<S> {
         Ok(())
     }
 
-    /// Lists `member` by handle and key until `until`.
-    fn insert(&self, member: &Member, until: Millis) -> Result<(), Error> {
+    /// Lists the entry's member by handle and key until its `until`.
+    fn insert(&self, entry: &NewEntry<'_>) -> Result<(), Error> {
         self.0.exec(INDEX_SCHEMA, vec![])?;
+        let member = &entry.member;
+        let mut params = vec![
+            Value::Text(member.handle.to_string()),
+            Value::Text(member.at.storage_key().name()),
+            int(member.created_at),
+            int(entry.until),
+            int(entry.seen.updated_at),
+            int(entry.seen.expires_at),
+        ];
+        let device = match entry.device {
+            DeviceInfo::None => "NULL",
+            DeviceInfo::Sealed(bytes) => {
+                params.push(Value::Blob(bytes.to_vec()));
+                "?"
+            }
+            DeviceInfo::Like(handle) => {
+                params.push(Value::Text(handle.to_string()));
+                "(SELECT device FROM entry WHERE handle = ?)"
+            }
+        };
         self.0.exec(
-            "INSERT OR REPLACE INTO entry (handle, key, created_at, until) VALUES (?, ?, ?, ?)",
-            vec![
-                Value::Text(member.handle.to_string()),
-                Value::Text(member.at.storage_key().name()),
-                int(member.created_at),
-                int(until),
-            ],
+            &format!(
+                "INSERT OR REPLACE INTO entry (handle, key, created_at, until, updated_at, \
+                 expires_at, device) VALUES (?, ?, ?, ?, ?, ?, {device})"
+            ),
+            params,
         )?;
         Ok(())
     }
@@ -137,15 +182,9 @@ impl<S: ObjectStorage> SqlIndex<S> {
 }
 
 impl<S: ObjectStorage> SubjectIndex for SqlIndex<S> {
-    async fn add(
-        &self,
-        _: &Subject,
-        member: Member,
-        until: Millis,
-        _: Millis,
-    ) -> Result<(), Error> {
+    async fn add(&self, _: &Subject, entry: &NewEntry<'_>, _: Millis) -> Result<(), Error> {
         let tables = self.tables()?;
-        self.insert(&member, until)?;
+        self.insert(entry)?;
         self.schedule(Tables {
             entry: true,
             ..tables
@@ -173,29 +212,45 @@ impl<S: ObjectStorage> SubjectIndex for SqlIndex<S> {
         self.schedule(tables).await
     }
 
-    async fn members(&self, _: &Subject) -> Result<Vec<Member>, Error> {
+    async fn members(&self, _: &Subject) -> Result<Vec<Entry>, Error> {
         let tables = self.tables()?;
-        let mut members: Vec<Member> = self
+        let mut entries: Vec<Entry> = self
             .old_rows(tables)?
             .into_iter()
-            .map(|(id, created_at)| Member::of(id, created_at))
+            .map(|(id, created_at)| Entry {
+                member: Member::of(id, created_at),
+                seen: None,
+                device: None,
+            })
             .collect();
         if !tables.entry {
-            return Ok(members);
+            return Ok(entries);
         }
         let rows = self.0.exec(
-            "SELECT handle, key, created_at FROM entry ORDER BY created_at",
+            "SELECT handle, key, created_at, updated_at, expires_at, device FROM entry \
+             ORDER BY created_at",
             vec![],
         )?;
-        members.extend(rows.iter().filter_map(|row| match &row[..] {
-            [Value::Text(handle), Value::Text(key), Value::Integer(created_at)] => Some(Member {
-                handle: Handle::parse(handle)?,
-                at: SessionRef::Key(StorageKey::from_name(key)?),
-                created_at: u64::try_from(*created_at).ok()?,
-            }),
-            _ => None,
-        }));
-        Ok(members)
+        entries.extend(rows.into_iter().filter_map(parse_entry));
+        Ok(entries)
+    }
+
+    /// Keeps the latest lifecycle reported: reports may arrive out of order.
+    async fn seen(&self, _: &Subject, handle: &Handle, seen: Seen) -> Result<(), Error> {
+        if !self.tables()?.entry {
+            return Ok(());
+        }
+        self.0.exec(
+            "UPDATE entry SET updated_at = ?, expires_at = ? WHERE handle = ? \
+             AND (updated_at IS NULL OR updated_at <= ?)",
+            vec![
+                int(seen.updated_at),
+                int(seen.expires_at),
+                Value::Text(handle.to_string()),
+                int(seen.updated_at),
+            ],
+        )?;
+        Ok(())
     }
 
     /// An old row whose session has moved: rewritten by handle and key.
@@ -204,13 +259,19 @@ impl<S: ObjectStorage> SubjectIndex for SqlIndex<S> {
         _: &Subject,
         member: &Member,
         until: Millis,
+        seen: Seen,
         _: Millis,
     ) -> Result<(), Error> {
         let SessionRef::Id(id) = member.at else {
             return Ok(());
         };
         let tables = self.tables()?;
-        self.insert(member, until)?;
+        self.insert(&NewEntry {
+            member: *member,
+            until,
+            seen,
+            device: DeviceInfo::None,
+        })?;
         if tables.member {
             self.delete_old_row(&id)?;
         }
@@ -221,6 +282,46 @@ impl<S: ObjectStorage> SubjectIndex for SqlIndex<S> {
         .await
     }
 }
+
+/// A row as `members` selects it.
+fn parse_entry(row: Vec<Value>) -> Option<Entry> {
+    let mut row = row.into_iter();
+    let (Value::Text(handle), Value::Text(key), Value::Integer(created_at)) =
+        (row.next()?, row.next()?, row.next()?)
+    else {
+        return None;
+    };
+    let seen = match (row.next()?, row.next()?) {
+        (Value::Integer(updated_at), Value::Integer(expires_at)) => Some(Seen {
+            updated_at: u64::try_from(updated_at).ok()?,
+            expires_at: u64::try_from(expires_at).ok()?,
+        }),
+        _ => None,
+    };
+    let device = match row.next()? {
+        Value::Blob(bytes) => Some(bytes),
+        _ => None,
+    };
+    let member = Member {
+        handle: Handle::parse(&handle)?,
+        at: SessionRef::Key(StorageKey::from_name(&key)?),
+        created_at: u64::try_from(created_at).ok()?,
+    };
+    Some(Entry {
+        member,
+        seen,
+        device,
+    })
+}
+
+/// The table an index of the previous version holds, for tests that seed one.
+#[cfg(all(test, not(target_arch = "wasm32")))]
+pub const PREVIOUS_SCHEMA: &str = "CREATE TABLE entry (
+    handle TEXT PRIMARY KEY,
+    key TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    until INTEGER NOT NULL
+)";
 
 /// The table an index of the earlier strong mode holds, for tests that seed one.
 #[cfg(all(test, not(target_arch = "wasm32")))]

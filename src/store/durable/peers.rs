@@ -3,6 +3,8 @@
 //! object as the [`SubjectIndex`] of strong mode, and the internal headers and texts they speak.
 //! None of it is reachable from outside: only a stub of the namespace can send these requests.
 
+use base64::engine::general_purpose::STANDARD_NO_PAD as BASE64;
+use base64::Engine as _;
 use worker::js_sys::Uint8Array;
 use worker::wasm_bindgen::JsValue;
 use worker::{web_sys, ObjectNamespace, Request};
@@ -15,7 +17,10 @@ use crate::domain::subject::Subject;
 use crate::domain::time::Millis;
 use crate::store::durable::legacy::Held;
 use crate::store::durable::sessions::OldObjects;
-use crate::store::{Expect, Member, Outcome, Record, SessionRef, SessionStore, SubjectIndex};
+use crate::store::{
+    DeviceInfo, Entry, Expect, Member, NewEntry, Outcome, Record, Seen, SessionRef, SessionStore,
+    SubjectIndex,
+};
 
 /// How objects ask one another to store or remove a session (rotation writes the new id into its
 /// own object). Never reachable from outside: only a stub of the namespace can send it.
@@ -216,7 +221,8 @@ impl SessionStore for Peers {
         }
     }
 
-    async fn remove_at(&self, at: &SessionRef) -> Result<(), Error> {
+    /// By key, the object answers `404` when it held no live session.
+    async fn remove_at(&self, at: &SessionRef) -> Result<bool, Error> {
         let any = peer::expect_header(Expect::Any);
         let response = match at {
             SessionRef::Key(key) => self.send_to_key(key, "DELETE").await?,
@@ -225,7 +231,10 @@ impl SessionStore for Peers {
                     .await?
             }
         };
-        Self::outcome(&response).map(drop)
+        match response.status_code() {
+            404 => Ok(false),
+            _ => Self::outcome(&response).map(|_| true),
+        }
     }
 }
 
@@ -275,32 +284,39 @@ pub fn old_answer(held: Held) -> (u16, Option<Record>, bool) {
 
 /// The header naming the subject a request to a subject's object is about (its hash).
 pub const SUBJECT_HEADER: &str = "session-state-subject";
-/// The member a session's object adds to or removes from its subject's index:
-/// `<handle> <storage key> <created_at> <until>`, or without `<until>` to remove. No id travels
-/// to a subject's object, nor rests there.
+/// The entry a session's object adds to its subject's index (`PUT`):
+/// `<handle> <storage key> <created_at> <until> <updated_at> <expires_at>`, its sealed device
+/// info as the body; the member it removes (`DELETE`): `<handle> <storage key> <created_at>`;
+/// the lifecycle it reports (`PATCH`): `<handle> <updated_at> <expires_at>`. No id travels to a
+/// subject's object, nor rests there.
 pub const MEMBER_HEADER: &str = "session-state-member";
+/// On a `PUT`: the handle of the entry whose device info the new one carries over (rotation).
+pub const LIKE_HEADER: &str = "session-state-like";
 /// Where a subject's object keeps its index for session objects.
 pub const INDEX_PATH: &str = "/index";
 
 /// The subjects' objects, as a session's object reaches its own subject's: the index of strong
-/// mode. Members travel as text lines, `<handle> <storage key> <created_at>`.
+/// mode.
 pub struct SubjectPeers(pub ObjectNamespace);
 impl SubjectPeers {
     async fn send(
         &self,
         subject: &Subject,
         method: &str,
-        member: Option<String>,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
     ) -> Result<worker::Response, Error> {
         let hex = subject.hex();
         let js = |err: JsValue| Error::StoreUnavailable(format!("subject object: {err:?}"));
-        let headers = web_sys::Headers::new().map_err(js)?;
-        headers.set(SUBJECT_HEADER, &hex).map_err(js)?;
-        if let Some(member) = member {
-            headers.set(MEMBER_HEADER, &member).map_err(js)?;
+        let request_headers = web_sys::Headers::new().map_err(js)?;
+        request_headers.set(SUBJECT_HEADER, &hex).map_err(js)?;
+        for (name, value) in headers {
+            request_headers.set(name, value).map_err(js)?;
         }
         let url = format!("https://subject{INDEX_PATH}");
-        let response = call_object(&self.0, &hex, &url, method, &headers, None).await?;
+        let body = body.map(Uint8Array::from);
+        let body = body.as_ref().map(AsRef::as_ref);
+        let response = call_object(&self.0, &hex, &url, method, &request_headers, body).await?;
         match response.status_code() {
             200 | 204 => Ok(response),
             status => Err(unexpected("the subject object", status)),
@@ -309,27 +325,47 @@ impl SubjectPeers {
 }
 
 impl SubjectIndex for SubjectPeers {
-    async fn add(
-        &self,
-        subject: &Subject,
-        member: Member,
-        until: Millis,
-        _: Millis,
-    ) -> Result<(), Error> {
-        let line = format!("{} {until}", member_line(&member, true));
-        self.send(subject, "PUT", Some(line)).await.map(drop)
+    async fn add(&self, subject: &Subject, entry: &NewEntry<'_>, _: Millis) -> Result<(), Error> {
+        let line = format!(
+            "{} {} {} {}",
+            member_line(&entry.member, true),
+            entry.until,
+            entry.seen.updated_at,
+            entry.seen.expires_at
+        );
+        let like = match entry.device {
+            DeviceInfo::Like(handle) => Some(handle.to_string()),
+            _ => None,
+        };
+        let body = match entry.device {
+            DeviceInfo::Sealed(bytes) => Some(bytes),
+            _ => None,
+        };
+        let mut headers = vec![(MEMBER_HEADER, line.as_str())];
+        if let Some(like) = &like {
+            headers.push((LIKE_HEADER, like));
+        }
+        self.send(subject, "PUT", &headers, body).await.map(drop)
     }
 
     async fn remove(&self, subject: &Subject, member: &Member) -> Result<(), Error> {
-        self.send(subject, "DELETE", Some(member_line(member, true)))
+        let line = member_line(member, true);
+        self.send(subject, "DELETE", &[(MEMBER_HEADER, &line)], None)
             .await
             .map(drop)
     }
 
-    async fn members(&self, subject: &Subject) -> Result<Vec<Member>, Error> {
-        let mut response = self.send(subject, "GET", None).await?;
+    async fn members(&self, subject: &Subject) -> Result<Vec<Entry>, Error> {
+        let mut response = self.send(subject, "GET", &[], None).await?;
         let text = response.text().await.map_err(object_failure)?;
-        Ok(parse_members(&text))
+        Ok(parse_entries(&text))
+    }
+
+    async fn seen(&self, subject: &Subject, handle: &Handle, seen: Seen) -> Result<(), Error> {
+        let line = format!("{handle} {} {}", seen.updated_at, seen.expires_at);
+        self.send(subject, "PATCH", &[(MEMBER_HEADER, &line)], None)
+            .await
+            .map(drop)
     }
 }
 
@@ -360,24 +396,81 @@ fn parse_member(parts: &mut std::str::Split<'_, char>) -> Option<Member> {
     })
 }
 
-/// Members as text lines: what a subject's object answers.
-pub fn members_text(members: &[Member]) -> String {
-    members
+/// Entries as text lines, what a subject's object answers: the member, then the lifecycle and
+/// the sealed device info (base64), each `-` when unknown.
+pub fn entries_text(entries: &[Entry]) -> String {
+    entries
         .iter()
-        .map(|member| format!("{}\n", member_line(member, false)))
+        .map(|entry| {
+            let seen = entry.seen.map_or("- -".into(), |seen| {
+                format!("{} {}", seen.updated_at, seen.expires_at)
+            });
+            let device = entry
+                .device
+                .as_ref()
+                .map_or("-".into(), |d| BASE64.encode(d));
+            format!("{} {seen} {device}\n", member_line(&entry.member, false))
+        })
         .collect()
 }
 
-pub fn parse_members(text: &str) -> Vec<Member> {
+pub fn parse_entries(text: &str) -> Vec<Entry> {
     text.lines()
-        .filter_map(|line| parse_member(&mut line.split(' ')))
+        .filter_map(|line| {
+            let mut parts = line.split(' ');
+            let member = parse_member(&mut parts)?;
+            let seen = match (parts.next()?, parts.next()?) {
+                ("-", "-") => None,
+                (updated_at, expires_at) => Some(Seen {
+                    updated_at: updated_at.parse().ok()?,
+                    expires_at: expires_at.parse().ok()?,
+                }),
+            };
+            let device = match parts.next()? {
+                "-" => None,
+                text => Some(BASE64.decode(text).ok()?),
+            };
+            Some(Entry {
+                member,
+                seen,
+                device,
+            })
+        })
         .collect()
 }
 
-/// A member line a session's object sent: `<handle> <storage key> <created_at> <until>`.
-pub fn parse_member_line(line: &str) -> Option<(Member, Millis)> {
+/// A member a session's object sent to remove: `<handle> <storage key> <created_at>`.
+pub fn parse_member_line(line: &str) -> Option<Member> {
+    parse_member(&mut line.split(' ')).filter(|m| matches!(m.at, SessionRef::Key(_)))
+}
+
+/// An entry a session's object sent to add: the member, `<until> <updated_at> <expires_at>`.
+pub fn parse_entry_line(line: &str) -> Option<(Member, Millis, Seen)> {
     let mut parts = line.split(' ');
     let member = parse_member(&mut parts).filter(|m| matches!(m.at, SessionRef::Key(_)))?;
-    let until = parts.next()?.parse().ok()?;
-    Some((member, until))
+    let mut number = || parts.next()?.parse::<u64>().ok();
+    let (until, updated_at, expires_at) = (number()?, number()?, number()?);
+    Some((
+        member,
+        until,
+        Seen {
+            updated_at,
+            expires_at,
+        },
+    ))
+}
+
+/// A lifecycle a session's object reported: `<handle> <updated_at> <expires_at>`.
+pub fn parse_seen_line(line: &str) -> Option<(Handle, Seen)> {
+    let mut parts = line.split(' ');
+    let handle = Handle::parse(parts.next()?)?;
+    let mut number = || parts.next()?.parse::<u64>().ok();
+    let (updated_at, expires_at) = (number()?, number()?);
+    Some((
+        handle,
+        Seen {
+            updated_at,
+            expires_at,
+        },
+    ))
 }

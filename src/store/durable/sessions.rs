@@ -480,15 +480,22 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore + OldObjects, A: Aead> Sessi
         }
     }
 
-    async fn remove_at(&self, at: &SessionRef) -> Result<(), Error> {
+    async fn remove_at(&self, at: &SessionRef) -> Result<bool, Error> {
         let own = match at {
             SessionRef::Key(key) => *key == self.key,
             SessionRef::Id(id) => Some(*id) == self.own,
         };
         if own {
-            self.remove_own(Expect::Any).await.map(drop)
+            let held = self.meta_at(at).await?.is_some();
+            let _ = self.remove_own(Expect::Any).await?;
+            Ok(held)
         } else {
             self.peers.remove_at(at).await
         }
+    }
+
+    /// The object's own row is in its own SQLite.
+    fn reads_are_local(&self) -> bool {
+        true
     }
 }
