@@ -75,6 +75,27 @@ export interface CreateOptions {
   ttl?: number;
   /** Who the session belongs to (listed and revoked under it); fixed for the session's life. */
   subject?: string;
+  /**
+   * What the user sees in "your devices" ("Firefox on Linux"), 1–128 bytes. Device info
+   * (`label`, `agent`, `ip`) needs a `subject`, is kept sealed, and is listed with the session.
+   */
+  label?: string;
+  /** The end user's User-Agent, as your Worker saw it, 1–512 bytes. */
+  agent?: string;
+  /** The end user's address (`CF-Connecting-IP`), IPv4 or IPv6. */
+  ip?: string;
+}
+
+export interface ListOptions {
+  /** The caller's own session: its entry is marked `current: true`, the others `false`. */
+  current?: SessionId;
+}
+
+export interface RevokeOptions {
+  /** Keep this session (the caller's own). */
+  except?: SessionId;
+  /** End only the sessions created before this time (a `Date`, or RFC 3339 text). */
+  before?: Date | string;
 }
 
 export interface WriteOptions {
@@ -132,12 +153,14 @@ export interface SessionClient {
     delete(key: string): Promise<void>;
   };
   subjects: {
-    /** The subject's live sessions, newest first. */
-    list(subject: string): Promise<SubjectSession[]>;
-    /** Ends the subject's sessions (all but `except`); returns how many it ended. */
-    revoke(subject: string, options?: { except?: SessionId }): Promise<number>;
+    /** The subject's live sessions, newest first, with their device info and last use. */
+    list(subject: string, options?: ListOptions): Promise<SubjectSession[]>;
+    /** Ends the subject's sessions (all but `except`, only those created `before`); returns how many it ended. */
+    revoke(subject: string, options?: RevokeOptions): Promise<number>;
     /** Ends the subject's session listed as `handle`; `false` when none is live under it. */
     revokeOne(subject: string, handle: SessionHandle): Promise<boolean>;
+    /** Ends every session of the subject created before `time` (after a password change); returns how many. */
+    revokeBefore(subject: string, time: Date | string, options?: { except?: SessionId }): Promise<number>;
   };
 }
 
@@ -155,6 +178,9 @@ export function createSessionClient(target: ServiceBinding | ClientOptions): Ses
       const query = options.ttl === undefined ? '' : `?ttl=${encodeURIComponent(options.ttl)}`;
       const headers: Record<string, string> = { ...JSON_BODY, accept: 'application/json' };
       if (options.subject !== undefined) headers['session-subject'] = encodeURIComponent(options.subject);
+      if (options.label !== undefined) headers['session-label'] = encodeURIComponent(options.label);
+      if (options.agent !== undefined) headers['session-agent'] = encodeURIComponent(options.agent);
+      if (options.ip !== undefined) headers['session-ip'] = encodeURIComponent(options.ip);
       const response = await send('POST', `/create${query}`, headers, JSON.stringify(data));
       const body = await success<NewSession>(response);
       return newMeta(response, body.sessionId);
@@ -210,14 +236,23 @@ export function createSessionClient(target: ServiceBinding | ClientOptions): Ses
     },
 
     subjects: {
-      async list(subject) {
-        const response = await send('GET', `/subjects/${encodeURIComponent(subject)}/sessions`);
+      async list(subject, options = {}) {
+        const headers: Record<string, string> = options.current === undefined ? {} : { 'session-id': options.current };
+        const response = await send('GET', `/subjects/${encodeURIComponent(subject)}/sessions`, headers);
         return (await success<{ sessions: SubjectSession[] }>(response)).sessions;
       },
       async revoke(subject, options = {}) {
-        const query = options.except === undefined ? '' : `?except=${encodeURIComponent(options.except)}`;
-        const response = await send('DELETE', `/subjects/${encodeURIComponent(subject)}/sessions${query}`);
+        const query = new URLSearchParams();
+        if (options.except !== undefined) query.set('except', options.except);
+        if (options.before !== undefined) {
+          query.set('before', typeof options.before === 'string' ? options.before : options.before.toISOString());
+        }
+        const search = query.size === 0 ? '' : `?${query}`;
+        const response = await send('DELETE', `/subjects/${encodeURIComponent(subject)}/sessions${search}`);
         return (await success<Revoked>(response)).revoked;
+      },
+      async revokeBefore(subject, time, options = {}) {
+        return this.revoke(subject, { ...options, before: time });
       },
       async revokeOne(subject, handle) {
         const path = `/subjects/${encodeURIComponent(subject)}/sessions/${encodeURIComponent(handle)}`;

@@ -188,9 +188,12 @@ export interface paths {
         /**
          * List a user's sessions
          * @description The subject's live sessions, newest first, each by its handle: never its id, so a "your
-         *     devices" page can show every session without handing out the others' credentials. An
-         *     unknown subject has none. On KV, a list can miss a session created within about the last
-         *     minute (KV lists lag writes).
+         *     devices" page can show every session without handing out the others' credentials, with
+         *     the device info given at creation. `lastSeenAt` is the last write or renewing touch, so
+         *     its resolution is the touch interval (`SESSION_TOUCH_INTERVAL_SECONDS`); in strong mode
+         *     `updatedAt` and `lastSeenAt` are as the session's object last reported them, at its first
+         *     write in each such interval. An unknown subject has none. On KV, a list can miss a
+         *     session created within about the last minute (KV lists lag writes).
          */
         get: operations["listSubjectSessions"];
         put?: never;
@@ -198,9 +201,10 @@ export interface paths {
         /**
          * Sign a user out everywhere
          * @description Ends every live session of the subject, or every one but `except` (sign out other devices),
-         *     and says how many it ended. In strong mode each one is `404` everywhere once this answers;
-         *     on KV, another location may serve an ended session for up to about 60 s, and a session
-         *     created within the last minute may be missed.
+         *     or those created before `before` (after a password change), and says how many it ended.
+         *     In strong mode each one is `404` everywhere once this answers, and only sessions that
+         *     were there to end are counted; on KV, another location may serve an ended session for up
+         *     to about 60 s, and a session created within the last minute may be missed.
          */
         delete: operations["revokeSubjectSessions"];
         options?: never;
@@ -326,7 +330,7 @@ export interface components {
             status: number;
             detail: string;
             /** @enum {string} */
-            code: "invalid_json" | "invalid_body" | "invalid_session_id" | "invalid_ttl" | "invalid_cache_key" | "invalid_subject" | "invalid_if_match" | "unauthorized" | "session_not_found" | "cache_entry_not_found" | "not_found" | "method_not_allowed" | "session_not_mergeable" | "precondition_failed" | "payload_too_large" | "unsupported_media_type" | "store_busy" | "invalid_configuration" | "internal" | "store_unavailable";
+            code: "invalid_json" | "invalid_body" | "invalid_session_id" | "invalid_ttl" | "invalid_cache_key" | "invalid_subject" | "invalid_device" | "invalid_before" | "invalid_if_match" | "unauthorized" | "session_not_found" | "cache_entry_not_found" | "not_found" | "method_not_allowed" | "session_not_mergeable" | "precondition_failed" | "payload_too_large" | "unsupported_media_type" | "store_busy" | "invalid_configuration" | "internal" | "store_unavailable";
         };
     };
     responses: {
@@ -358,7 +362,7 @@ export interface components {
                 "application/json": components["schemas"]["SessionData"];
             };
         };
-        /** @description `invalid_json`, `invalid_body`, `invalid_session_id`, `invalid_ttl`, `invalid_cache_key`, `invalid_subject` or `invalid_if_match`. */
+        /** @description `invalid_json`, `invalid_body`, `invalid_session_id`, `invalid_ttl`, `invalid_cache_key`, `invalid_subject`, `invalid_device`, `invalid_before` or `invalid_if_match`. */
         BadRequest: {
             headers: {
                 [name: string]: unknown;
@@ -527,6 +531,18 @@ export interface operations {
                  *     `MAX_SESSIONS_PER_SUBJECT` ends the subject's least recently written one.
                  */
                 "Session-Subject"?: string;
+                /**
+                 * @description What the user sees of this session in "your devices" ("Firefox on Linux"),
+                 *     percent-encoded UTF-8, 1 to 128 bytes once decoded, no control characters. Device
+                 *     info (`Session-Label`, `Session-Agent`, `Session-IP`) needs a subject, else `400
+                 *     invalid_device`; it is stored sealed under a key derived from the subject, never
+                 *     logged, kept by rotation and not changed by `PUT` or `PATCH`.
+                 */
+                "Session-Label"?: string;
+                /** @description The end user's User-Agent as the caller saw it, percent-encoded UTF-8, 1 to 512 bytes once decoded, no control characters. */
+                "Session-Agent"?: string;
+                /** @description The end user's address (the caller's `CF-Connecting-IP`), an IPv4 or IPv6 address; listed in canonical form. */
+                "Session-IP"?: string;
                 /** @description `application/json` for a JSON answer; otherwise the bare id as text. */
                 Accept?: components["parameters"]["Accept"];
             };
@@ -751,7 +767,14 @@ export interface operations {
     listSubjectSessions: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /**
+                 * @description The caller's own session: its entry has `current: true`, the others `false`. Without
+                 *     it, no entry has `current`. An id that is no session of this subject marks nothing
+                 *     and is no error.
+                 */
+                "Session-Id"?: string;
+            };
             path: {
                 /**
                  * @description The subject, percent-encoded; 1 to 256 bytes (of UTF-8) once decoded, else `400
@@ -779,6 +802,12 @@ export interface operations {
                             updatedAt: string;
                             /** Format: date-time */
                             expiresAt: string;
+                            /** Format: date-time */
+                            lastSeenAt: string;
+                            label?: string;
+                            agent?: string;
+                            ip?: string;
+                            current?: boolean;
                         }[];
                     };
                 };
@@ -796,6 +825,12 @@ export interface operations {
             query?: {
                 /** @description A session to keep. */
                 except?: components["schemas"]["SessionId"];
+                /**
+                 * @description Ends only the sessions created strictly before this RFC 3339 time
+                 *     (`2026-12-01T09:30:00Z`, an offset or fraction allowed); combinable with `except`.
+                 *     Anything else is `400 invalid_before`.
+                 */
+                before?: string;
             };
             header?: never;
             path: {

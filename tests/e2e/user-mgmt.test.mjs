@@ -81,3 +81,34 @@ test('sign out one device by its handle; a handle of another user\'s session sig
   const devices = await (await fetch(`${worker.url}/devices?user=linus@example.com`)).json();
   assert.deepEqual(devices.sessions.map((s) => s.handle), [handleOf(laptop)]);
 });
+
+test('a login passes on the device; "your devices" shows it, marks the current one, and signs another out', async () => {
+  const login = async (agent, ip) => {
+    const response = await fetch(`${worker.url}/login-device`, {
+      method: 'POST',
+      headers: { 'user-agent': agent, 'cf-connecting-ip': ip },
+      body: JSON.stringify({ Username: 'hedy@example.com', FirstName: 'Hedy', LastName: 'Lamarr' }),
+    });
+    assert.equal(response.status, 200);
+    return response.json();
+  };
+  const laptop = await login('Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0', '203.0.113.9');
+  const phone = await login('Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) Version/18.1 Mobile/15E148 Safari/604.1', '2001:db8::9');
+  assert.equal(laptop.handle, handleOf(laptop.sessionId));
+  const { sessions } = await (await fetch(`${worker.url}/devices?user=hedy@example.com&session=${laptop.sessionId}`)).json();
+  assert.deepEqual(sessions.map((s) => [s.handle, s.label, s.current]), [
+    [phone.handle, 'Safari on iPhone', false],
+    [laptop.handle, 'Firefox on Linux', true],
+  ]);
+  assert.ok(sessions[1].agent.includes('Firefox/133.0'));
+  const page = await fetch(`${worker.url}/devices?user=hedy@example.com&session=${laptop.sessionId}`, { headers: { accept: 'text/html' } });
+  const html = await page.text();
+  assert.match(html, /Firefox on Linux<\/strong> <em>\(this device\)<\/em>/);
+  assert.match(html, /Last seen <time datetime="[^"]+Z">/);
+  const signOut = /<a href="([^"]+)">Sign out this device<\/a>/.exec(html);
+  assert.ok(signOut, html);
+  assert.ok(signOut[1].includes(phone.handle), 'only the other device has the link');
+  assert.deepEqual(await (await fetch(`${worker.url}${signOut[1].replaceAll('&amp;', '&')}`)).json(), { revoked: true });
+  assert.equal((await (await fetch(`${worker.url}/me?session=${phone.sessionId}`)).json()).status, 404);
+  assert.equal((await (await fetch(`${worker.url}/me?session=${laptop.sessionId}`)).json()).status, 200);
+});
