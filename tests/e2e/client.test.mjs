@@ -125,6 +125,30 @@ describe('through a service binding', () => {
     const bad = await error('subjects.revoke', user, { except: 'nope' });
     assert.equal(bad.code, 'invalid_session_id');
   });
+
+  test('devices: label, agent and ip on create, current on list, revokeBefore', async () => {
+    const user = `devices-${STRONG ? 'strong' : 'kv'}@example.com`;
+    const phone = await ok('create', { n: 1 }, { subject: user, label: 'Ada’s phone', agent: 'Mobile Safari/604.1', ip: '2001:DB8::1' });
+    await new Promise((r) => setTimeout(r, 5));
+    const laptop = await ok('create', { n: 2 }, { subject: user, label: 'Firefox on Linux' });
+    const listed = await ok('subjects.list', user, { current: laptop.id });
+    assert.deepEqual(listed.map((s) => [s.handle, s.label, s.agent, s.ip, s.current]), [
+      [laptop.handle, 'Firefox on Linux', undefined, undefined, true],
+      [phone.handle, 'Ada’s phone', 'Mobile Safari/604.1', '2001:db8::1', false],
+    ]);
+    const refused = await error('create', {}, { label: 'no subject' });
+    assert.deepEqual([refused.status, refused.code], [400, 'invalid_device']);
+    const badIp = await error('create', {}, { subject: user, ip: '999.1.1.1' });
+    assert.equal(badIp.code, 'invalid_device');
+    const before = listed[0].createdAt;
+    assert.equal(await ok('subjects.revokeBefore', user, before), 1, 'the phone, created before the laptop');
+    assert.equal(await ok('get', phone.id), null);
+    assert.notEqual(await ok('get', laptop.id), null);
+    assert.equal(await ok('subjects.revokeBefore', user, '2999-01-01T00:00:00Z', { except: laptop.id }), 0);
+    const badTime = await error('subjects.revokeBefore', user, 'yesterday');
+    assert.deepEqual([badTime.status, badTime.code], [400, 'invalid_before']);
+    assert.equal(await ok('subjects.revoke', user, { before: '2999-01-01T00:00:00Z' }), 1);
+  });
 });
 
 describe('from Node, with a URL and a token', () => {
