@@ -292,7 +292,9 @@ fn a_strong_listing_reads_no_session_until_a_reported_expiry_has_passed() {
     let kv = store.kv();
     kv.take_operations();
     let listed = |now| run(subjects.live(&ada(), now)).unwrap();
+    index.0.take_operations();
     assert_eq!(listed(T0 + S).len(), 3);
+    assert_eq!(index.0.take_operations().0, 2, "the tables, then the rows");
     assert_eq!(
         kv.take_operations(),
         0,
