@@ -175,10 +175,9 @@ fn new_device(
         agent: agent.as_deref(),
         ip: ip.as_deref(),
     };
-    let Some(device) = Device::from_headers(headers, subject.is_some())? else {
-        return Ok(None);
-    };
-    let Some(subject) = subject else {
+    // Device info without a subject is refused here, so there is none to keep without one.
+    let device = Device::from_headers(headers, subject.is_some())?;
+    let (Some(device), Some(subject)) = (device, subject) else {
         return Ok(None);
     };
     let key = config.subject_key.as_deref();
@@ -360,12 +359,13 @@ pub async fn subject_sessions(req: Incoming, scope: &SubjectScope<'_>) -> Result
                     .and_then(|sealed| seal::open_device(&scope.device_key, &scope.subject, sealed))
                     .and_then(|bytes| Device::from_bytes(&bytes))
                     .unwrap_or_default();
+                let updated_at = rfc3339(listed.updated_at);
                 SubjectSession {
                     handle: listed.member.handle.to_string(),
                     created_at: rfc3339(listed.member.created_at),
-                    updated_at: rfc3339(listed.updated_at),
+                    last_seen_at: updated_at.clone(),
+                    updated_at,
                     expires_at: rfc3339(listed.expires_at),
-                    last_seen_at: rfc3339(listed.updated_at),
                     label: device.label,
                     agent: device.agent,
                     ip: device.ip.map(|ip| ip.to_string()),

@@ -80,11 +80,27 @@ impl Kv {
     ) -> Result<Option<(JsValue, Option<String>)>, Error> {
         let pair = settle(self.0.get_with_metadata(key, kind)).await?;
         let value = field(&pair, "value");
-        if value.is_null() || value.is_undefined() {
+        if absent(&value) {
             return Ok(None);
         }
         Ok(Some((value, metadata_text(&field(&pair, "metadata")))))
     }
+
+    /// Checks what [`KeyValue::metadata_of`] was given: a bulk read takes at most 100 keys.
+    fn bulk(keys: &[String]) -> Result<js_sys::Array, Error> {
+        if keys.len() > BULK_KEYS {
+            return Err(Error::Internal(format!(
+                "a bulk read of {} keys",
+                keys.len()
+            )));
+        }
+        Ok(keys.iter().map(|key| JsValue::from_str(key)).collect())
+    }
+}
+
+/// What KV answers for a key it does not hold.
+fn absent(value: &JsValue) -> bool {
+    value.is_null() || value.is_undefined()
 }
 
 fn field(object: &JsValue, name: &str) -> JsValue {
@@ -94,7 +110,7 @@ fn field(object: &JsValue, name: &str) -> JsValue {
 /// Metadata as text: a string as it is (this version writes strings), anything else as JSON
 /// (earlier versions wrote objects).
 fn metadata_text(metadata: &JsValue) -> Option<String> {
-    if metadata.is_null() || metadata.is_undefined() {
+    if absent(metadata) {
         return None;
     }
     metadata.as_string().or_else(|| {
@@ -192,29 +208,12 @@ impl KeyValue for Kv {
             .iter()
             .map(|key| {
                 let entry = found.get(&JsValue::from_str(key));
-                if entry.is_null() || entry.is_undefined() {
-                    return None;
-                }
-                let value = field(&entry, "value");
-                if value.is_null() || value.is_undefined() {
+                if absent(&entry) || absent(&field(&entry, "value")) {
                     return None;
                 }
                 Some(metadata_text(&field(&entry, "metadata")))
             })
             .collect())
-    }
-}
-
-impl Kv {
-    /// Checks what [`KeyValue::metadata_of`] was given: a bulk read takes at most 100 keys.
-    fn bulk(keys: &[String]) -> Result<js_sys::Array, Error> {
-        if keys.len() > BULK_KEYS {
-            return Err(Error::Internal(format!(
-                "a bulk read of {} keys",
-                keys.len()
-            )));
-        }
-        Ok(keys.iter().map(|key| JsValue::from_str(key)).collect())
     }
 }
 
@@ -459,6 +458,16 @@ fn index_prefix(subject: &Subject) -> String {
     format!("sub:{}:", subject.hex())
 }
 
+/// An entry's metadata: `<created at> <storage key>[ <device>]`.
+fn entry_metadata(member: &Member, device: Option<&[u8]>) -> String {
+    let mut metadata = format!("{} {}", member.created_at, member.at.storage_key().name());
+    if let Some(device) = device {
+        metadata.push(' ');
+        metadata.push_str(&BASE64.encode(device));
+    }
+    metadata
+}
+
 /// A listed entry: a handle with `<created at> <storage key>[ <device>]`, or an id with its
 /// creation time.
 fn parse_entry(name: &str, metadata: Option<&str>) -> Option<Entry> {
@@ -505,11 +514,7 @@ impl<K: KeyValue> SubjectIndex for KvIndex<K> {
             .saturating_sub(now)
             .div_ceil(1000)
             .max(KV_MIN_TTL);
-        let mut metadata = format!("{} {}", member.created_at, member.at.storage_key().name());
-        if let Some(device) = carried {
-            metadata.push(' ');
-            metadata.push_str(&BASE64.encode(device));
-        }
+        let metadata = entry_metadata(&member, carried.as_deref());
         self.kv.put(&name, b"", Some(&metadata), ttl).await
     }
 
@@ -571,15 +576,16 @@ mod tests {
     /// KV refuses metadata whose JSON form is over 1024 bytes: the largest entry fits.
     #[test]
     fn the_largest_index_entry_fits_kv_metadata() {
-        let key = StorageKey::of(&SessionId::from_random_bytes([1; 16])).name();
-        let device = BASE64.encode(vec![0xff; super::super::seal::MAX_SEALED_DEVICE]);
-        let metadata = format!("{} {key} {device}", u64::MAX);
+        let id = SessionId::from_random_bytes([1; 16]);
+        let member = Member {
+            created_at: u64::MAX,
+            ..Member::of(id, 0)
+        };
+        let device = vec![0xff; super::super::seal::MAX_SEALED_DEVICE];
+        let metadata = entry_metadata(&member, Some(&device));
         let json = format!("{metadata:?}");
         assert!(json.len() <= 1024, "{} bytes", json.len());
-        let entry = parse_entry(
-            &Handle::of(&SessionId::from_random_bytes([1; 16])).to_string(),
-            Some(&metadata),
-        );
+        let entry = parse_entry(&Handle::of(&id).to_string(), Some(&metadata));
         assert_eq!(
             entry.and_then(|e| e.device).map(|d| d.len()),
             Some(super::super::seal::MAX_SEALED_DEVICE)

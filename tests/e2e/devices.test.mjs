@@ -43,14 +43,19 @@ describe('devices', () => {
     return (await response.json()).sessions;
   };
   const status = async (id) => (await call(`/get/${id}`)).status;
-
-  test('three logins list their devices, newest first, the caller\'s own marked current', async () => {
-    const subject = 'three@example.com';
+  /** One login per device in DEVICES, a few ms apart so that their creation times differ. */
+  const threeLogins = async (subject) => {
     const ids = [];
     for (const device of DEVICES) {
       ids.push(await created(subject, device));
       await sleep(5);
     }
+    return ids;
+  };
+
+  test('three logins list their devices, newest first, the caller\'s own marked current', async () => {
+    const subject = 'three@example.com';
+    const ids = await threeLogins(subject);
     const sessions = await list(subject, ids[1]);
     assert.deepEqual(sessions.map((s) => s.handle), ids.map(handleOf).reverse());
     for (const [session, device, id] of [...sessions].reverse().map((s, i) => [s, DEVICES[i], ids[i]])) {
@@ -89,11 +94,7 @@ describe('devices', () => {
 
   test('revoke one by handle, then every session created before a time', async () => {
     const subject = 'revoke@example.com';
-    const ids = [];
-    for (const device of DEVICES) {
-      ids.push(await created(subject, device));
-      await sleep(5);
-    }
+    const ids = await threeLogins(subject);
     const one = await call(`${path(subject)}/${handleOf(ids[1])}`, { method: 'DELETE' });
     assert.equal(one.status, 200);
     assert.deepEqual(await one.json(), { revoked: 1 });

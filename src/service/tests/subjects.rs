@@ -175,13 +175,7 @@ fn rotation_moves_the_index_entry_with_the_session() {
 #[test]
 #[cfg(not(target_arch = "wasm32"))]
 fn the_same_rules_hold_on_the_strong_mode_index() {
-    use crate::store::durable::index::SqlIndex;
-    use crate::store::memory::sqlite::SqliteStorage;
-    use crate::store::memory::StrictSessions;
-    let (store, index) = (
-        StrictSessions::default(),
-        SqlIndex(SqliteStorage::default()),
-    );
+    let (store, index) = strong();
     let sessions = Sessions::new(&store, POLICY).indexed(&index, 2);
     for n in 1..=3 {
         let now = T0 + u64::from(n) * S;
@@ -277,13 +271,7 @@ fn device_info_is_listed_as_sealed_and_kept_by_rotation() {
 #[test]
 #[cfg(not(target_arch = "wasm32"))]
 fn a_strong_listing_reads_no_session_until_a_reported_expiry_has_passed() {
-    use crate::store::durable::index::SqlIndex;
-    use crate::store::memory::sqlite::SqliteStorage;
-    use crate::store::memory::StrictSessions;
-    let (store, index) = (
-        StrictSessions::default(),
-        SqlIndex(SqliteStorage::default()),
-    );
+    let (store, index) = strong();
     let sessions = Sessions::new(&store, POLICY).indexed(&index, 100);
     for n in 1..=3 {
         run(sessions.create(id(n), &data(), None, Some(ada()), None, T0)).unwrap();
@@ -330,6 +318,21 @@ fn a_strong_listing_reads_no_session_until_a_reported_expiry_has_passed() {
         listed(T0 + 3000 * S).is_empty(),
         "a delete takes the entry at once"
     );
+}
+
+/// Sessions with compare-and-swap, and strong mode's index on SQLite itself.
+#[cfg(not(target_arch = "wasm32"))]
+fn strong() -> (
+    crate::store::memory::StrictSessions,
+    crate::store::durable::index::SqlIndex<crate::store::memory::sqlite::SqliteStorage>,
+) {
+    use crate::store::durable::index::SqlIndex;
+    use crate::store::memory::sqlite::SqliteStorage;
+    use crate::store::memory::StrictSessions;
+    (
+        StrictSessions::default(),
+        SqlIndex(SqliteStorage::default()),
+    )
 }
 
 fn handles(ns: &[u8]) -> Vec<Handle> {

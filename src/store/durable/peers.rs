@@ -327,11 +327,10 @@ impl SubjectPeers {
 impl SubjectIndex for SubjectPeers {
     async fn add(&self, subject: &Subject, entry: &NewEntry<'_>, _: Millis) -> Result<(), Error> {
         let line = format!(
-            "{} {} {} {}",
+            "{} {} {}",
             member_line(&entry.member, true),
             entry.until,
-            entry.seen.updated_at,
-            entry.seen.expires_at
+            seen_text(&entry.seen)
         );
         let like = match entry.device {
             DeviceInfo::Like(handle) => Some(handle.to_string()),
@@ -362,7 +361,7 @@ impl SubjectIndex for SubjectPeers {
     }
 
     async fn seen(&self, subject: &Subject, handle: &Handle, seen: Seen) -> Result<(), Error> {
-        let line = format!("{handle} {} {}", seen.updated_at, seen.expires_at);
+        let line = format!("{handle} {}", seen_text(&seen));
         self.send(subject, "PATCH", &[(MEMBER_HEADER, &line)], None)
             .await
             .map(drop)
@@ -402,9 +401,7 @@ pub fn entries_text(entries: &[Entry]) -> String {
     entries
         .iter()
         .map(|entry| {
-            let seen = entry.seen.map_or("- -".into(), |seen| {
-                format!("{} {}", seen.updated_at, seen.expires_at)
-            });
+            let seen = entry.seen.as_ref().map_or("- -".into(), seen_text);
             let device = entry
                 .device
                 .as_ref()
@@ -421,10 +418,7 @@ pub fn parse_entries(text: &str) -> Vec<Entry> {
             let member = parse_member(&mut parts)?;
             let seen = match (parts.next()?, parts.next()?) {
                 ("-", "-") => None,
-                (updated_at, expires_at) => Some(Seen {
-                    updated_at: updated_at.parse().ok()?,
-                    expires_at: expires_at.parse().ok()?,
-                }),
+                (updated_at, expires_at) => Some(seen_of(updated_at, expires_at)?),
             };
             let device = match parts.next()? {
                 "-" => None,
@@ -448,29 +442,26 @@ pub fn parse_member_line(line: &str) -> Option<Member> {
 pub fn parse_entry_line(line: &str) -> Option<(Member, Millis, Seen)> {
     let mut parts = line.split(' ');
     let member = parse_member(&mut parts).filter(|m| matches!(m.at, SessionRef::Key(_)))?;
-    let mut number = || parts.next()?.parse::<u64>().ok();
-    let (until, updated_at, expires_at) = (number()?, number()?, number()?);
-    Some((
-        member,
-        until,
-        Seen {
-            updated_at,
-            expires_at,
-        },
-    ))
+    let until = parts.next()?.parse().ok()?;
+    Some((member, until, seen_of(parts.next()?, parts.next()?)?))
 }
 
 /// A lifecycle a session's object reported: `<handle> <updated_at> <expires_at>`.
 pub fn parse_seen_line(line: &str) -> Option<(Handle, Seen)> {
     let mut parts = line.split(' ');
     let handle = Handle::parse(parts.next()?)?;
-    let mut number = || parts.next()?.parse::<u64>().ok();
-    let (updated_at, expires_at) = (number()?, number()?);
-    Some((
-        handle,
-        Seen {
-            updated_at,
-            expires_at,
-        },
-    ))
+    Some((handle, seen_of(parts.next()?, parts.next()?)?))
+}
+
+/// `<updated_at> <expires_at>`, as every line that carries a lifecycle ends.
+fn seen_text(seen: &Seen) -> String {
+    format!("{} {}", seen.updated_at, seen.expires_at)
+}
+
+/// What [`seen_text`] wrote.
+fn seen_of(updated_at: &str, expires_at: &str) -> Option<Seen> {
+    Some(Seen {
+        updated_at: updated_at.parse().ok()?,
+        expires_at: expires_at.parse().ok()?,
+    })
 }

@@ -373,9 +373,10 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore + OldObjects, A: Aead> SqlSe
         Ok(Outcome::Written)
     }
 
-    /// Removes the session if it is as `expect` says. With the id known, a session still
-    /// elsewhere moves in first, so that removing it removes every copy.
-    async fn remove_own(&self, expect: Expect) -> Result<Outcome, Error> {
+    /// Removes the session if it is as `expect` says, and says whether there was one. With the
+    /// id known, a session still elsewhere moves in first, so that removing it removes every
+    /// copy.
+    async fn remove_own(&self, expect: Expect) -> Result<(Outcome, bool), Error> {
         let row = match self.own {
             Some(_) if !self.has_table()? => {
                 self.load_own().await?;
@@ -387,13 +388,14 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore + OldObjects, A: Aead> SqlSe
             data: String::new(),
             meta: Some(meta),
         });
+        let held = current.is_some();
         if !expect.holds(current.as_ref()) {
-            return Ok(Outcome::Conflict);
+            return Ok((Outcome::Conflict, held));
         }
         if let Some(row) = row.filter(|row| row.sealed.is_some()) {
             self.end(&row).await?;
         }
-        Ok(Outcome::Written)
+        Ok((Outcome::Written, held))
     }
 
     /// Ends the session: nothing stays, unless it came from KV (then a marker, for a while).
@@ -460,7 +462,7 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore + OldObjects, A: Aead> Sessi
 
     async fn remove(&self, id: &SessionId, expect: Expect) -> Result<Outcome, Error> {
         if Some(*id) == self.own {
-            self.remove_own(expect).await
+            self.remove_own(expect).await.map(|(outcome, _)| outcome)
         } else {
             self.peers.remove(id, expect).await
         }
@@ -486,8 +488,7 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore + OldObjects, A: Aead> Sessi
             SessionRef::Id(id) => Some(*id) == self.own,
         };
         if own {
-            let held = self.meta_at(at).await?.is_some();
-            let _ = self.remove_own(Expect::Any).await?;
+            let (_, held) = self.remove_own(Expect::Any).await?;
             Ok(held)
         } else {
             self.peers.remove_at(at).await
