@@ -25,6 +25,7 @@ use worker::{console_log, event, web_sys, Env};
 use crate::domain::config::{Config, RequestLog, SessionBackend};
 use crate::domain::derive::DeviceKey;
 use crate::domain::error::Error;
+use crate::domain::event::Event;
 use crate::domain::id::SessionId;
 use crate::domain::subject::Subject;
 use crate::domain::time::Millis;
@@ -32,9 +33,11 @@ use crate::edge::handlers::{Scope, SessionScope, SubjectScope, KV_BINDING};
 use crate::edge::http::{self, Incoming, Reply};
 use crate::edge::log;
 use crate::edge::routes::{self, Handler, Route, Target};
+use crate::edge::runtime::ExecutionContext;
 use crate::edge::{auth, handlers, runtime, settings};
 use crate::service::subjects::SubjectStores;
 use crate::store::backend::{Backend, IndexBackend};
+use crate::store::events::{EventQueue, Journal, Queue};
 use crate::store::kv::{Kv, KvIndex, KvSessions};
 use crate::store::seal::WebCrypto;
 
@@ -47,8 +50,8 @@ fn start() {
 /// types) and answers at once when no I/O is needed (`/health`, and every refusal made before
 /// any I/O); the rest resolve a promise.
 #[wasm_bindgen]
-pub fn fetch(req: web_sys::Request, env: Env, _ctx: JsValue) -> JsValue {
-    let mut answer = Box::pin(answer(req, env));
+pub fn fetch(req: web_sys::Request, env: Env, ctx: ExecutionContext) -> JsValue {
+    let mut answer = Box::pin(answer(req, env, ctx));
     let mut cx = Context::from_waker(Waker::noop());
     match answer.as_mut().poll(&mut cx) {
         Poll::Ready(response) => response.into(),
@@ -57,8 +60,13 @@ pub fn fetch(req: web_sys::Request, env: Env, _ctx: JsValue) -> JsValue {
     }
 }
 
-async fn answer(req: web_sys::Request, env: Env) -> web_sys::Response {
+async fn answer(req: web_sys::Request, env: Env, ctx: ExecutionContext) -> web_sys::Response {
     let started = runtime::now();
+    // Lifecycle events, when the worker has a Queue for them: on KV, recorded by the stores as
+    // each write succeeds and sent once the response is out (strong mode's objects send their
+    // own).
+    let queue = Queue::binding(&env);
+    let journal = queue.as_ref().map(|_| Rc::new(Journal::default()));
     let req = Incoming::new(req);
     let method = req.head.method.clone();
     let matched = routes::find(req.head.path()).map(|(route, param)| (route, param.to_owned()));
@@ -68,13 +76,22 @@ async fn answer(req: web_sys::Request, env: Env) -> web_sys::Response {
     let log = config
         .as_ref()
         .map_or(RequestLog::All, |config| config.log_requests);
-    let reply = match serve(req, &env, matched, config, started).await {
+    let reply = match serve(req, &env, matched, config, started, journal.clone()).await {
         Ok(reply) => reply,
         Err(err) => {
             log::internal(route, &err);
             Reply::problem(&err)
         }
     };
+    let events = journal.map(|journal| journal.take()).unwrap_or_default();
+    if let (Some(queue), false) = (queue, events.is_empty()) {
+        runtime::after_response(&ctx, async move {
+            let texts: Vec<&str> = events.iter().map(Event::as_str).collect();
+            if let Err(err) = queue.send(&texts).await {
+                log::internal("events", &err.with_cause(format!("{} lost", texts.len())));
+            }
+        });
+    }
     let duration_ms = runtime::now().saturating_sub(started);
     if log.wants(reply.status, duration_ms) {
         let line = log::RequestLine {
@@ -97,6 +114,7 @@ async fn serve(
     matched: Option<(&'static Route, String)>,
     config: Result<Rc<Config>, Error>,
     now: Millis,
+    journal: Option<Rc<Journal>>,
 ) -> Result<Reply, Error> {
     let config = config?;
     if let Some(token) = &config.api_token {
@@ -139,7 +157,8 @@ async fn serve(
             }
             let legacy = config.legacy_lookup;
             let kv = Kv::binding(env, KV_BINDING)?;
-            let store = Backend::Kv(KvSessions::new(kv, WebCrypto, legacy));
+            let store = KvSessions::new(kv, WebCrypto, legacy).with_events(journal);
+            let store = Backend::Kv(store);
             let index = IndexBackend::Kv(KvIndex::new(Kv::binding(env, KV_BINDING)?, legacy));
             let scope = SessionScope {
                 config: &config,
@@ -161,7 +180,8 @@ async fn serve(
                     Kv::binding(env, KV_BINDING)?,
                     WebCrypto,
                     config.legacy_lookup,
-                ),
+                )
+                .with_events(journal),
             );
             let scope = SubjectScope {
                 subject,

@@ -11,13 +11,14 @@
 
 use std::rc::Rc;
 
-use worker::{
-    durable_object, wasm_bindgen, web_sys, DurableObject, Env, Request, Response, State, Storage,
-};
+use worker::js_sys::Reflect;
+use worker::wasm_bindgen::JsValue;
+use worker::{durable_object, wasm_bindgen, web_sys, DurableObject, Env, Request, Response, State};
 
 use crate::domain::config::Config;
 use crate::domain::derive::{DeviceKey, Handle, StorageKey};
 use crate::domain::error::Error;
+use crate::domain::event::Event;
 use crate::domain::id::SessionId;
 use crate::domain::session::Meta;
 use crate::domain::subject::Subject;
@@ -37,6 +38,7 @@ use crate::store::durable::peers::{
 use crate::store::durable::sessions::{stored_key, SqlSessions};
 use crate::store::durable::storage::DoStorage;
 use crate::store::durable::ObjectStorage;
+use crate::store::events::Queue;
 use crate::store::kv::{Kv, KvSessions};
 use crate::store::seal::WebCrypto;
 use crate::store::{DeviceInfo, Expect, NewEntry, Outcome, SessionRef, SessionStore, SubjectIndex};
@@ -52,15 +54,31 @@ pub const CODE_HEADER: &str = "session-state-code";
 pub struct SessionObject {
     state: State,
     env: Env,
+    /// `state.storage` as JavaScript holds it (see [`DoStorage`]).
+    raw: JsValue,
+}
+
+/// The object's state, and its storage as JavaScript holds it, for what `worker` does not bind.
+fn with_raw_storage(state: State) -> (State, JsValue) {
+    let inner = state._inner();
+    let raw = Reflect::get(&inner, &JsValue::from_str("storage")).unwrap_or(JsValue::UNDEFINED);
+    (State::from(inner), raw)
+}
+
+impl SessionObject {
+    fn storage(&self) -> DoStorage {
+        DoStorage::new(self.state.storage(), self.raw.clone())
+    }
 }
 
 impl DurableObject for SessionObject {
     fn new(state: State, env: Env) -> Self {
-        Self { state, env }
+        let (state, raw) = with_raw_storage(state);
+        Self { state, env, raw }
     }
 
     async fn fetch(&self, req: Request) -> worker::Result<Response> {
-        let (storage, env) = (self.state.storage(), self.env.clone());
+        let (storage, env) = (self.storage(), self.env.clone());
         let req = Incoming::new(handle(&req));
         // An `Err` here would reset the object: every failure is answered as a problem instead.
         let response = self
@@ -71,7 +89,7 @@ impl DurableObject for SessionObject {
     }
 
     async fn alarm(&self) -> worker::Result<Response> {
-        let (storage, env) = (self.state.storage(), self.env.clone());
+        let (storage, env) = (self.storage(), self.env.clone());
         let rung = self
             .state
             .block_concurrency_while(async move { Ok(ring(storage, env).await) })
@@ -95,18 +113,26 @@ impl DurableObject for SessionObject {
 pub struct SubjectObject {
     state: State,
     env: Env,
+    raw: JsValue,
+}
+
+impl SubjectObject {
+    fn storage(&self) -> DoStorage {
+        DoStorage::new(self.state.storage(), self.raw.clone())
+    }
 }
 
 impl DurableObject for SubjectObject {
     fn new(state: State, env: Env) -> Self {
-        Self { state, env }
+        let (state, raw) = with_raw_storage(state);
+        Self { state, env, raw }
     }
 
     async fn fetch(&self, req: Request) -> worker::Result<Response> {
         let req = Incoming::new(handle(&req));
         let path = req.head.path().to_owned();
         let route = routes::log_name(routes::find(&path).map(|(route, _)| route));
-        let reply = match serve_subject(req, &path, self.state.storage(), &self.env).await {
+        let reply = match serve_subject(req, &path, self.storage(), &self.env).await {
             Ok(reply) => reply,
             Err(err) => problem(route, &err),
         };
@@ -114,7 +140,7 @@ impl DurableObject for SubjectObject {
     }
 
     async fn alarm(&self) -> worker::Result<Response> {
-        let index = SqlIndex(DoStorage::new(self.state.storage()));
+        let index = SqlIndex(self.storage());
         match index.on_alarm(runtime::now()).await {
             Ok(()) => Response::empty(),
             Err(err) => {
@@ -128,7 +154,7 @@ impl DurableObject for SubjectObject {
 async fn serve_subject(
     req: Incoming,
     path: &str,
-    storage: Storage,
+    storage: DoStorage,
     env: &Env,
 ) -> Result<Reply, Error> {
     // A misconfigured deployment fails here as everywhere else.
@@ -137,7 +163,7 @@ async fn serve_subject(
         .header(SUBJECT_HEADER)
         .and_then(|hex| Subject::from_hex(&hex))
         .ok_or_else(|| Error::Internal("a request reached a subject object without one".into()))?;
-    let index = SqlIndex(DoStorage::new(storage));
+    let index = SqlIndex(storage);
     let now = runtime::now();
     if path == INDEX_PATH {
         return serve_index(&req, &index, &subject, now).await;
@@ -236,10 +262,11 @@ fn sessions(
         config.policy,
         now,
         legacy,
-    ))
+    )
+    .with_events(Queue::binding(env).is_some()))
 }
 
-async fn answer(req: Incoming, storage: Storage, env: Env) -> web_sys::Response {
+async fn answer(req: Incoming, storage: DoStorage, env: Env) -> web_sys::Response {
     let path = req.head.path().to_owned();
     let route = routes::log_name(routes::find(&path).map(|(route, _)| route));
     let reply = match serve(req, &path, storage, &env).await {
@@ -249,11 +276,11 @@ async fn answer(req: Incoming, storage: Storage, env: Env) -> web_sys::Response 
     reply.into_response()
 }
 
-async fn serve(req: Incoming, path: &str, storage: Storage, env: &Env) -> Result<Reply, Error> {
+async fn serve(req: Incoming, path: &str, storage: DoStorage, env: &Env) -> Result<Reply, Error> {
     let config: Rc<Config> = settings::config(env)?;
     let now = runtime::now();
     if path == OLD_PATH {
-        return serve_old(&req, &DoStorage::new(storage), now).await;
+        return serve_old(&req, &storage, now).await;
     }
     let own = req.header(ID_HEADER).and_then(|id| SessionId::parse(&id));
     let key = match own {
@@ -265,7 +292,7 @@ async fn serve(req: Incoming, path: &str, storage: Storage, env: &Env) -> Result
     let key = key.ok_or_else(|| {
         Error::Internal("a request reached a session object without an id or key".into())
     })?;
-    let store = sessions(DoStorage::new(storage), env, &config, key, own, now)?;
+    let store = sessions(storage, env, &config, key, own, now)?;
     if path == peer::PATH {
         return serve_peer(req, &store).await;
     }
@@ -298,6 +325,7 @@ async fn serve_peer(
     let expect = req
         .header(peer::EXPECT)
         .and_then(|h| peer::parse_expect(&h));
+    let event = req.header(peer::EVENT).and_then(Event::from_wire);
     let at = match store.own {
         Some(id) => SessionRef::Id(id),
         None => SessionRef::Key(store.key),
@@ -309,10 +337,16 @@ async fn serve_peer(
             };
             return Ok(Reply::no_content().header(peer::META, meta.to_json()));
         }
-        ("DELETE", None) => match store.remove_at(&at).await? {
-            true => Outcome::Written,
-            false => return Err(Error::SessionNotFound),
-        },
+        ("DELETE", None) => {
+            let held = match &event {
+                Some(event) => store.remove_at_noted(&at, event).await?,
+                None => store.remove_at(&at).await?,
+            };
+            match held {
+                true => Outcome::Written,
+                false => return Err(Error::SessionNotFound),
+            }
+        }
         ("GET", Some(id)) => {
             let Some(record) = store.load(&id).await? else {
                 return Err(Error::SessionNotFound);
@@ -331,12 +365,18 @@ async fn serve_peer(
             let data = http::read_all(&req).await?;
             let expect =
                 expect.ok_or_else(|| Error::Internal("a peer sent no expectation".into()))?;
-            store.save(&id, &data, &meta, expect).await?
+            match &event {
+                Some(event) => store.save_noted(&id, &data, &meta, expect, event).await?,
+                None => store.save(&id, &data, &meta, expect).await?,
+            }
         }
         ("DELETE", Some(id)) => {
             let expect =
                 expect.ok_or_else(|| Error::Internal("a peer sent no expectation".into()))?;
-            store.remove(&id, expect).await?
+            match &event {
+                Some(event) => store.remove_noted(&id, expect, event).await?,
+                None => store.remove(&id, expect).await?,
+            }
         }
         _ => return Err(Error::NotFound),
     };
@@ -372,15 +412,20 @@ async fn serve_old(req: &Incoming, storage: &DoStorage, now: u64) -> Result<Repl
     }
 }
 
-/// The alarm: expiry, and the end of a moved session's marker; in an object of the earlier
-/// strong mode, the end of what it holds.
-async fn ring(storage: Storage, env: Env) -> Result<(), Error> {
+/// The alarm: expiry, the end of a moved session's marker, and the delivery of lifecycle
+/// events; in an object of the earlier strong mode, the end of what it holds. A failed delivery
+/// is logged and tried again by the object's own next alarm (the runtime's retries of a failed
+/// alarm are few), so it does not fail the alarm.
+async fn ring(storage: DoStorage, env: Env) -> Result<(), Error> {
     let config = settings::config(&env)?;
-    let storage = DoStorage::new(storage);
     let now = runtime::now();
     if let Some(key) = stored_key(&storage)? {
         let store = sessions(storage, &env, &config, key, None, now)?;
-        return store.on_alarm().await;
+        let delivery = store.on_alarm(Queue::binding(&env).as_ref()).await?;
+        if let Some(failed) = delivery.failed {
+            log::internal("alarm", &failed);
+        }
+        return Ok(());
     }
     let Some(id) = legacy::on_alarm(&storage, now).await? else {
         return Ok(());

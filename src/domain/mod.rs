@@ -9,6 +9,7 @@ pub mod derive;
 pub mod device;
 pub mod digest;
 pub mod error;
+pub mod event;
 pub mod id;
 pub mod join;
 pub mod json;

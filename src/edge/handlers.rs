@@ -20,7 +20,7 @@ use crate::domain::subject::Subject;
 use crate::domain::time::{parse_rfc3339, rfc3339, Millis};
 use crate::edge::http::{self, read_object, with_session_headers, Incoming, Reply, JSON, TEXT};
 use crate::service::cache::{self, Cache, CacheKey};
-use crate::service::sessions::Sessions;
+use crate::service::sessions::{NewDevice, Sessions};
 use crate::service::subjects::SubjectStores;
 use crate::store::backend::{Backend, IndexBackend};
 use crate::store::kv::Kv;
@@ -156,15 +156,19 @@ fn subject_field(data: &JsonObject, config: &Config) -> Result<Option<Vec<u8>>, 
     Ok(json::get(&members, field).and_then(json::string_bytes))
 }
 
+/// Device info sealed under the subject's device key, and its label in the clear.
+type SealedDevice = (Vec<u8>, Option<String>);
+
 /// The device info of a new session (`Session-Label`, `Session-Agent`, `Session-IP`), sealed
 /// under the subject's device key; checked before anything is stored, so a refusal stores
 /// nothing. The subject's key needs the subject as given: the header, or the data's field.
+/// The label comes back too, for the `created` event.
 fn new_device(
     req: &Incoming,
     data: &JsonObject,
     subject: Option<&Subject>,
     config: &Config,
-) -> Result<Option<Vec<u8>>, Error> {
+) -> Result<Option<SealedDevice>, Error> {
     let (label, agent, ip) = (
         req.header("session-label"),
         req.header("session-agent"),
@@ -188,7 +192,8 @@ fn new_device(
             DeviceKey::of(&bytes, key)
         }
     };
-    seal::seal_device(&device_key, subject, &device.to_bytes()).map(Some)
+    let sealed = seal::seal_device(&device_key, subject, &device.to_bytes())?;
+    Ok(Some((sealed, device.label)))
 }
 
 pub async fn create(req: Incoming, scope: &SessionScope<'_>) -> Result<Reply, Error> {
@@ -196,9 +201,13 @@ pub async fn create(req: Incoming, scope: &SessionScope<'_>) -> Result<Reply, Er
     let (data, _) = read_object(&req, scope.config.policy.max_bytes).await?;
     let subject = new_subject(&req, &data, scope.config)?;
     let device = new_device(&req, &data, subject.as_ref(), scope.config)?;
+    let device = device.as_ref().map(|(sealed, label)| NewDevice {
+        sealed,
+        label: label.as_deref(),
+    });
     let meta = scope
         .sessions()
-        .create(scope.id, &data, ttl, subject, device.as_deref(), scope.now)
+        .create(scope.id, &data, ttl, subject, device, scope.now)
         .await?;
     new_session(&req, scope.id, &meta)
 }

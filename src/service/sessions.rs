@@ -12,6 +12,7 @@ use std::borrow::Cow;
 
 use crate::domain::derive::{Handle, StorageKey};
 use crate::domain::error::Error;
+use crate::domain::event::{Event, Expiry, Kind};
 use crate::domain::id::SessionId;
 use crate::domain::json::JsonObject;
 use crate::domain::merge::{merge, Merge};
@@ -27,6 +28,14 @@ use crate::store::{
 
 /// How many times a write is tried against concurrent writers before it answers `store_busy`.
 pub const ATTEMPTS: usize = 3;
+
+/// A new session's device info: sealed, for its index entry, and its label in the clear, for
+/// the `created` event (the one place a label travels: see [`crate::domain::event`]).
+#[derive(Clone, Copy, Debug)]
+pub struct NewDevice<'a> {
+    pub sealed: &'a [u8],
+    pub label: Option<&'a str>,
+}
 
 /// A live session as read.
 #[derive(Debug)]
@@ -77,7 +86,7 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
         data: &JsonObject,
         ttl: Option<u64>,
         subject: Option<Subject>,
-        device: Option<&[u8]>,
+        device: Option<NewDevice<'_>>,
         now: Millis,
     ) -> Result<Meta, Error> {
         let meta = Meta {
@@ -95,14 +104,16 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
                 member: Member::of(id, now),
                 until: meta.latest_end(self.policy),
                 seen: Seen::of(&meta),
-                device: device.map_or(DeviceInfo::None, DeviceInfo::Sealed),
+                device: device.map_or(DeviceInfo::None, |device| DeviceInfo::Sealed(device.sealed)),
             };
             index.add(subject, &entry, now).await?;
         } else if device.is_some() {
             return Err(Error::Internal("device info without a subject".into()));
         }
         let bytes = data.as_str().as_bytes();
-        match self.store.save(&id, bytes, &meta, Expect::Absent).await? {
+        let label = device.and_then(|device| device.label);
+        let event = self.event(Kind::Created, now, &id, &meta, label);
+        match self.save(&id, bytes, &meta, Expect::Absent, event).await? {
             Outcome::Written => Ok(meta),
             Outcome::Conflict => Err(Error::Internal(format!(
                 "new session id {} is taken",
@@ -114,7 +125,7 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
     /// The live session, or `SessionNotFound`. Never writes.
     pub async fn get(&self, id: &SessionId, now: Millis) -> Result<Session, Error> {
         let record = self.store.load(id).await?.ok_or(Error::SessionNotFound)?;
-        let meta = self.live(record.meta, now)?;
+        let meta = self.live(id, record.meta, now)?;
         Ok(Session {
             data: record.data,
             meta,
@@ -122,12 +133,67 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
         })
     }
 
-    /// The metadata of a stored session that is still alive at `now`.
-    fn live(&self, meta: Option<Meta>, now: Millis) -> Result<Meta, Error> {
+    /// The metadata of a stored session that is still alive at `now`. A session met after its
+    /// expiry is reported as expired, for a store that learns of expiry no other way (KV).
+    fn live(&self, id: &SessionId, meta: Option<Meta>, now: Millis) -> Result<Meta, Error> {
         match meta {
             Some(meta) if meta.is_alive(now) => Ok(meta),
-            Some(_) => Err(Error::SessionNotFound),
+            Some(meta) => {
+                if let Some(event) = self.expired(id, &meta) {
+                    self.store.observed(&event);
+                }
+                Err(Error::SessionNotFound)
+            }
             None => Ok(Meta::legacy(now, self.policy)),
+        }
+    }
+
+    /// The event of `kind` for the session `id`, when the store passes events on.
+    fn event(
+        &self,
+        kind: Kind,
+        at: Millis,
+        id: &SessionId,
+        meta: &Meta,
+        label: Option<&str>,
+    ) -> Option<Event> {
+        self.store.records_events().then(|| {
+            let subject = meta.subject.as_ref();
+            Event::new(kind, at, Handle::of(id), subject, label)
+        })
+    }
+
+    /// The `expired` event of the session `id`, at the moment it expired, whenever it is met.
+    fn expired(&self, id: &SessionId, meta: &Meta) -> Option<Event> {
+        let kind = Kind::Expired(Expiry::of(meta, self.policy));
+        self.event(kind, meta.expires_at, id, meta, None)
+    }
+
+    /// A save, committing `event` with it when there is one.
+    async fn save(
+        &self,
+        id: &SessionId,
+        data: &[u8],
+        meta: &Meta,
+        expect: Expect,
+        event: Option<Event>,
+    ) -> Result<Outcome, Error> {
+        match event {
+            Some(event) => self.store.save_noted(id, data, meta, expect, &event).await,
+            None => self.store.save(id, data, meta, expect).await,
+        }
+    }
+
+    /// A removal, committing `event` with it when there is one.
+    async fn remove(
+        &self,
+        id: &SessionId,
+        expect: Expect,
+        event: Option<Event>,
+    ) -> Result<Outcome, Error> {
+        match event {
+            Some(event) => self.store.remove_noted(id, expect, &event).await,
+            None => self.store.remove(id, expect).await,
         }
     }
 
@@ -259,11 +325,12 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
                 new_id.short()
             )));
         }
-        let failure = match self
-            .store
-            .remove(id, Expect::Version(current.meta.version))
-            .await
-        {
+        let rotated = Kind::Rotated {
+            from: Handle::of(id),
+        };
+        let event = self.event(rotated, now, &new_id, &meta, None);
+        let expect = Expect::Version(current.meta.version);
+        let failure = match self.remove(id, expect, event).await {
             Ok(Outcome::Written) => {
                 if let Some((subject, index)) = listed {
                     // Left behind on failure, the old entry is cleaned up when met.
@@ -289,34 +356,51 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
 
     /// Deletes the session; a missing one is already deleted. With `If-Match`, the session must
     /// exist at a matching version: a missing one is `404`, as for the other conditional writes.
+    ///
+    /// The `deleted` event needs the session's subject, and only a session that was there has
+    /// one: so with events on, a delete reads first (free in strong mode; one more read on KV).
     pub async fn delete(
         &self,
         id: &SessionId,
         if_match: Option<&IfMatch>,
         now: Millis,
     ) -> Result<(), Error> {
-        let expect = match if_match {
-            None => Expect::Any,
+        let local = self.store.reads_are_local();
+        let events = self.store.records_events();
+        let (expect, known) = match if_match {
             Some(condition) => {
                 let current = self.get(id, now).await?;
                 if !condition.allows(current.meta.version) {
                     return Err(Error::PreconditionFailed);
                 }
-                Expect::Version(current.meta.version)
+                (Expect::Version(current.meta.version), Some(current.meta))
             }
-        };
-        // Where reading is free (strong mode), the session's subject is known, and its entry
-        // goes at once: an index that lists from its own rows must not list it any more.
-        let known = match (self.index, self.store.reads_are_local()) {
-            (Some(_), true) => {
+            // Where reading is free (strong mode), the session's subject is known, and its
+            // entry goes at once: an index that lists from its own rows must not list it any
+            // more.
+            None if local && (self.index.is_some() || events) => {
                 let at = SessionRef::Key(StorageKey::of(id));
-                self.store.meta_at(&at).await.ok().flatten()
+                let meta = self.store.meta_at(&at).await.ok().flatten();
+                (Expect::Any, meta.map(|(meta, _)| meta))
             }
-            _ => None,
+            // An expired session is reported as such by the read, and deleting it is no event.
+            None if events => match self.get(id, now).await {
+                Ok(current) => (Expect::Any, Some(current.meta)),
+                Err(Error::SessionNotFound) => (Expect::Any, None),
+                Err(err) => return Err(err),
+            },
+            None => (Expect::Any, None),
         };
-        match self.store.remove(id, expect).await? {
+        // Strong mode's alarm may not have ended an expired session yet: its end is its expiry.
+        let event = known.and_then(|meta| match meta.is_alive(now) {
+            true => self.event(Kind::Deleted, now, id, &meta, None),
+            false => self.expired(id, &meta),
+        });
+        match self.remove(id, expect, event).await? {
             Outcome::Written => {
-                let listed = known.and_then(|(meta, _)| meta.subject.map(|s| (s, meta)));
+                let listed = known
+                    .filter(|_| local)
+                    .and_then(|meta| meta.subject.map(|s| (s, meta)));
                 if let (Some((subject, meta)), Some((index, _))) = (listed, self.index) {
                     // Left behind on failure, the entry is cleaned up when met.
                     let member = Member::of(*id, meta.created_at);

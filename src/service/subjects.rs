@@ -12,6 +12,7 @@
 
 use crate::domain::derive::Handle;
 use crate::domain::error::Error;
+use crate::domain::event::{Event, Expiry, Kind, Revocation};
 use crate::domain::id::SessionId;
 use crate::domain::join::join_all;
 use crate::domain::session::Policy;
@@ -114,6 +115,14 @@ impl<'a, I: SubjectIndex, S: SessionStore> Subjects<'a, I, S> {
                         device: entry.device,
                     });
                 }
+                // KV's only witness of an expiry is a read that meets it before KV drops it.
+                Ok(Some((meta, _))) if meta.subject == Some(*subject) && !meta.is_alive(now) => {
+                    let kind = Kind::Expired(Expiry::of(&meta, self.policy));
+                    let at = meta.expires_at;
+                    let event = Event::new(kind, at, member.handle, Some(subject), None);
+                    self.sessions.observed(&event);
+                    gone.push(member);
+                }
                 // A session that does not open is gone for the caller, as for everyone.
                 Ok(_) | Err(Error::Unreadable(_)) => gone.push(member),
                 Err(err) => return Err(err),
@@ -151,7 +160,8 @@ impl<'a, I: SubjectIndex, S: SessionStore> Subjects<'a, I, S> {
             .filter(|l| Some(l.member.handle) != kept)
             .filter(|l| before.is_none_or(|before| l.member.created_at < before))
             .collect();
-        self.end(subject, &ending).await
+        let why = Revocation::of(except.is_some(), before.is_some());
+        self.end(subject, &ending, why, now).await
     }
 
     /// Ends the live session of `subject` listed as `handle`: `SessionNotFound` when none is,
@@ -165,17 +175,27 @@ impl<'a, I: SubjectIndex, S: SessionStore> Subjects<'a, I, S> {
         let live = self.live(subject, now).await?;
         let listed = live.iter().find(|l| l.member.handle == *handle);
         let listed = listed.ok_or(Error::SessionNotFound)?;
-        match self.end(subject, &[listed]).await? {
+        match self.end(subject, &[listed], Revocation::One, now).await? {
             0 => Err(Error::SessionNotFound),
             _ => Ok(()),
         }
     }
 
     /// Ends the sessions `listed`, all at once, removes their entries, and counts the sessions
-    /// that were there to end.
-    async fn end(&self, subject: &Subject, listed: &[&Listed]) -> Result<usize, Error> {
+    /// that were there to end. Each end commits its `revoked` event, for `why`, where the
+    /// session's store keeps events (it is built either way: the store decides, and strong
+    /// mode's stores are the sessions' objects).
+    async fn end(
+        &self,
+        subject: &Subject,
+        listed: &[&Listed],
+        why: Revocation,
+        now: Millis,
+    ) -> Result<usize, Error> {
         let end = |member: Member| async move {
-            let held = self.sessions.remove_at(&member.at).await?;
+            let kind = Kind::Revoked(why);
+            let event = Event::new(kind, now, member.handle, Some(subject), None);
+            let held = self.sessions.remove_at_noted(&member.at, &event).await?;
             self.index.remove(subject, &member).await?;
             Ok::<bool, Error>(held)
         };
@@ -203,7 +223,9 @@ impl<'a, I: SubjectIndex, S: SessionStore> Subjects<'a, I, S> {
         live.sort_by_key(|listed| (listed.updated_at, listed.member.created_at));
         let excess = live.len() + 1 - max;
         let ending: Vec<&Listed> = live[..excess].iter().collect();
-        self.end(subject, &ending).await.map(drop)
+        self.end(subject, &ending, Revocation::Limit, now)
+            .await
+            .map(drop)
     }
 }
 

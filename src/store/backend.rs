@@ -4,6 +4,7 @@
 
 use crate::domain::derive::Handle;
 use crate::domain::error::Error;
+use crate::domain::event::Event;
 use crate::domain::id::SessionId;
 use crate::domain::session::Meta;
 use crate::domain::subject::Subject;
@@ -106,6 +107,53 @@ impl SessionStore for Backend {
         match self {
             Backend::Kv(store) => store.reads_are_local(),
             Backend::Durable(store) => store.reads_are_local(),
+        }
+    }
+
+    fn records_events(&self) -> bool {
+        match self {
+            Backend::Kv(store) => store.records_events(),
+            Backend::Durable(store) => store.records_events(),
+        }
+    }
+
+    fn observed(&self, event: &Event) {
+        match self {
+            Backend::Kv(store) => store.observed(event),
+            Backend::Durable(store) => store.observed(event),
+        }
+    }
+
+    async fn save_noted(
+        &self,
+        id: &SessionId,
+        data: &[u8],
+        meta: &Meta,
+        expect: Expect,
+        event: &Event,
+    ) -> Result<Outcome, Error> {
+        match self {
+            Backend::Kv(store) => store.save_noted(id, data, meta, expect, event).await,
+            Backend::Durable(store) => store.save_noted(id, data, meta, expect, event).await,
+        }
+    }
+
+    async fn remove_noted(
+        &self,
+        id: &SessionId,
+        expect: Expect,
+        event: &Event,
+    ) -> Result<Outcome, Error> {
+        match self {
+            Backend::Kv(store) => store.remove_noted(id, expect, event).await,
+            Backend::Durable(store) => store.remove_noted(id, expect, event).await,
+        }
+    }
+
+    async fn remove_at_noted(&self, at: &SessionRef, event: &Event) -> Result<bool, Error> {
+        match self {
+            Backend::Kv(store) => store.remove_at_noted(at, event).await,
+            Backend::Durable(store) => store.remove_at_noted(at, event).await,
         }
     }
 

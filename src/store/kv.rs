@@ -11,6 +11,7 @@
 //! mode ([`super::durable`]) closes that window.
 
 use std::cell::RefCell;
+use std::rc::Rc;
 
 use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::{JsCast, JsValue};
@@ -21,6 +22,7 @@ use worker::Env;
 use base64::engine::general_purpose::STANDARD_NO_PAD as BASE64;
 use base64::Engine as _;
 
+use super::events::Journal;
 use super::seal::{Aead, Opened, Sealer, WebCrypto};
 use super::{
     DeviceInfo, Entry, Expect, KeyValue, Member, MetaAt, NewEntry, Outcome, Record, Seen,
@@ -28,6 +30,7 @@ use super::{
 };
 use crate::domain::derive::{Handle, StorageKey, WrapKey};
 use crate::domain::error::Error;
+use crate::domain::event::Event;
 use crate::domain::id::SessionId;
 use crate::domain::session::{Meta, KV_MIN_TTL};
 use crate::domain::subject::Subject;
@@ -257,11 +260,15 @@ enum Found {
 /// it under its storage key and deletes the old entry; a delete removes both. The store lives
 /// for one request and remembers what it found, so a write knows where its read found the
 /// session.
+///
+/// With a [`Journal`], each lifecycle event is recorded there once its write was made, for the
+/// worker to send after answering: KV has no transaction to commit one in.
 pub struct KvSessions<K, A: Aead = WebCrypto> {
     pub kv: K,
     sealer: Sealer<A>,
     legacy: bool,
     found: RefCell<Vec<(SessionId, Found)>>,
+    events: Option<Rc<Journal>>,
 }
 
 impl<K: KeyValue, A: Aead> KvSessions<K, A> {
@@ -271,6 +278,15 @@ impl<K: KeyValue, A: Aead> KvSessions<K, A> {
             sealer: Sealer(aead),
             legacy,
             found: RefCell::new(Vec::new()),
+            events: None,
+        }
+    }
+
+    /// The same store, recording lifecycle events in `journal`.
+    pub fn with_events(self, journal: Option<Rc<Journal>>) -> Self {
+        Self {
+            events: journal,
+            ..self
         }
     }
 
@@ -416,6 +432,18 @@ impl<K: KeyValue, A: Aead> SessionStore for KvSessions<K, A> {
         match at {
             SessionRef::Key(key) => self.kv.delete(&key.name()).await.map(|()| true),
             SessionRef::Id(id) => self.remove(id, Expect::Any).await.map(|_| true),
+        }
+    }
+
+    fn records_events(&self) -> bool {
+        self.events.is_some()
+    }
+
+    /// KV drops an expired entry by itself, silently: a read that meets one before it does is
+    /// the only witness, and records it here.
+    fn observed(&self, event: &Event) {
+        if let Some(journal) = &self.events {
+            journal.record(event);
         }
     }
 }

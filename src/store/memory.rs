@@ -5,6 +5,8 @@
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
 
+#[cfg(not(target_arch = "wasm32"))]
+use super::events::EventQueue;
 use super::kv::KvSessions;
 use super::seal::{soft_decrypt, soft_encrypt, Aead};
 use super::{Expect, KeyValue, MetaAt, Outcome, Record, SessionRef, SessionStore};
@@ -332,6 +334,38 @@ pub fn run<F: std::future::Future>(future: F) -> F::Output {
     }
 }
 
+/// A Queue for native tests: what was sent, in order, and a number of sends still to fail.
+#[cfg(not(target_arch = "wasm32"))]
+#[derive(Default)]
+pub struct RecordingQueue {
+    pub sent: RefCell<Vec<String>>,
+    pub failures: Cell<u32>,
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl RecordingQueue {
+    /// The events sent so far, parsed.
+    pub fn events(&self) -> Vec<serde_json::Value> {
+        let sent = self.sent.borrow();
+        sent.iter()
+            .map(|text| serde_json::from_str(text).expect("an event is JSON"))
+            .collect()
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl EventQueue for RecordingQueue {
+    async fn send(&self, events: &[&str]) -> Result<(), Error> {
+        if self.failures.get() > 0 {
+            self.failures.set(self.failures.get() - 1);
+            return Err(Error::StoreUnavailable("queue: injected".into()));
+        }
+        let mut sent = self.sent.borrow_mut();
+        sent.extend(events.iter().map(|event| (*event).to_owned()));
+        Ok(())
+    }
+}
+
 /// A Durable Object's storage for native tests: SQLite itself, an alarm clock to read, and a
 /// count of statements.
 #[cfg(not(target_arch = "wasm32"))]
@@ -349,6 +383,8 @@ pub mod sqlite {
         pub alarm: Cell<Option<Millis>>,
         statements: Cell<u32>,
         alarm_writes: Cell<u32>,
+        /// A statement that starts with this fails, once: an injected storage fault.
+        pub fail_once: Cell<Option<&'static str>>,
     }
 
     impl Default for SqliteStorage {
@@ -358,6 +394,7 @@ pub mod sqlite {
                 alarm: Cell::new(None),
                 statements: Cell::new(0),
                 alarm_writes: Cell::new(0),
+                fail_once: Cell::new(None),
             }
         }
     }
@@ -390,6 +427,10 @@ pub mod sqlite {
     impl ObjectStorage for SqliteStorage {
         fn exec(&self, query: &str, params: Vec<Value>) -> Result<Vec<Vec<Value>>, Error> {
             self.statements.set(self.statements.get() + 1);
+            if let Some(prefix) = self.fail_once.get().filter(|p| query.starts_with(p)) {
+                self.fail_once.set(None);
+                return Err(Error::StoreUnavailable(format!("injected: {prefix}")));
+            }
             let mut statement = self.connection.prepare(query).map_err(sqlite_error)?;
             let columns = statement.column_count();
             let params = params.into_iter().map(|value| match value {
@@ -432,6 +473,19 @@ pub mod sqlite {
             self.alarm_writes.set(self.alarm_writes.get() + 1);
             self.alarm.set(None);
             Ok(())
+        }
+
+        /// A savepoint, as `transactionSync` is one (it nests).
+        fn atomically(&self, change: &mut dyn FnMut() -> Result<(), Error>) -> Result<(), Error> {
+            let run = |sql: &str| self.connection.execute_batch(sql).map_err(sqlite_error);
+            run("SAVEPOINT atomically")?;
+            match change() {
+                Ok(()) => run("RELEASE atomically"),
+                Err(err) => {
+                    run("ROLLBACK TO atomically; RELEASE atomically")?;
+                    Err(err)
+                }
+            }
         }
     }
 }

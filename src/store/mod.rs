@@ -17,6 +17,7 @@
 
 pub mod backend;
 pub mod durable;
+pub mod events;
 pub mod kv;
 #[cfg(test)]
 pub mod memory;
@@ -24,6 +25,7 @@ pub mod seal;
 
 use crate::domain::derive::{Handle, StorageKey};
 use crate::domain::error::Error;
+use crate::domain::event::Event;
 use crate::domain::id::SessionId;
 use crate::domain::join::join_all;
 use crate::domain::session::Meta;
@@ -138,6 +140,60 @@ pub trait SessionStore {
     /// reads first, to take the session off its subject's index at once.
     fn reads_are_local(&self) -> bool {
         false
+    }
+
+    /// Whether this store passes lifecycle events on (the worker has a `SESSION_EVENTS`
+    /// binding): without it, callers need not build events, nor read what only an event needs.
+    fn records_events(&self) -> bool {
+        false
+    }
+
+    /// Takes `event`, which happened without a write of this store's (KV: a read met an
+    /// expired session). A store whose own clock reports expiry (strong mode's alarm) ignores
+    /// it, as does one that records no events.
+    fn observed(&self, _event: &Event) {}
+
+    /// [`SessionStore::save`], and `event` with it if the write is made: in the same
+    /// transaction where the store has one (strong mode's outbox), else after the write.
+    /// A write refused or failed records no event.
+    async fn save_noted(
+        &self,
+        id: &SessionId,
+        data: &[u8],
+        meta: &Meta,
+        expect: Expect,
+        event: &Event,
+    ) -> Result<Outcome, Error> {
+        let outcome = self.save(id, data, meta, expect).await?;
+        if outcome == Outcome::Written {
+            self.observed(event);
+        }
+        Ok(outcome)
+    }
+
+    /// [`SessionStore::remove`], and `event` with it as for `save_noted`, if a session was
+    /// there to remove where the store can tell (a store that cannot, KV, records it anyway:
+    /// its callers read first).
+    async fn remove_noted(
+        &self,
+        id: &SessionId,
+        expect: Expect,
+        event: &Event,
+    ) -> Result<Outcome, Error> {
+        let outcome = self.remove(id, expect).await?;
+        if outcome == Outcome::Written {
+            self.observed(event);
+        }
+        Ok(outcome)
+    }
+
+    /// [`SessionStore::remove_at`], and `event` with it if a session was there to end.
+    async fn remove_at_noted(&self, at: &SessionRef, event: &Event) -> Result<bool, Error> {
+        let held = self.remove_at(at).await?;
+        if held {
+            self.observed(event);
+        }
+        Ok(held)
     }
 }
 

@@ -3,6 +3,7 @@
 //! higher one.
 
 mod at_rest;
+mod events;
 #[cfg(not(target_arch = "wasm32"))]
 mod strong;
 mod subjects;

@@ -24,7 +24,9 @@ use crate::store::durable::legacy::{self, Held};
 use crate::store::durable::sessions::{stored_key, OldObjects, SqlSessions, KV_STALE_MS};
 use crate::store::durable::ObjectStorage;
 use crate::store::memory::sqlite::SqliteStorage;
-use crate::store::memory::{run, sealed, Fault, MemoryKv, Op, SoftAead, StrictSessions};
+use crate::store::memory::{
+    run, sealed, Fault, MemoryKv, Op, RecordingQueue, SoftAead, StrictSessions,
+};
 use crate::store::{DeviceInfo, Entry, Member, NewEntry, Seen, SubjectIndex};
 use crate::store::{Expect, Outcome, Record, SessionRef, SessionStore};
 
@@ -533,7 +535,7 @@ fn the_alarm_at_expiry_leaves_nothing_behind() {
     );
     object.own = None;
     object.now = meta.expires_at;
-    run(object.on_alarm()).unwrap();
+    run(object.on_alarm(None::<&RecordingQueue>)).unwrap();
     assert!(object.storage.is_empty(), "no table, no alarm");
 }
 
@@ -546,7 +548,7 @@ fn an_alarm_for_a_renewed_session_is_set_again() {
     .unwrap();
     let renewed = at(&mut object, T0 + S, |s| run(s.touch(&id(1), T0 + S))).unwrap();
     object.now = T0 + 2 * S;
-    run(object.on_alarm()).unwrap();
+    run(object.on_alarm(None::<&RecordingQueue>)).unwrap();
     assert_eq!(object.storage.alarm.get(), Some(renewed.expires_at));
     assert!(at(&mut object, T0 + 2 * S, |s| run(s.get(&id(1), T0 + 2 * S))).is_ok());
 }
@@ -615,7 +617,7 @@ fn a_kv_session_moves_in_on_first_use_and_never_comes_back() {
         "a stale KV copy is ignored"
     );
     object.now = T0 + S + KV_STALE_MS;
-    run(object.on_alarm()).unwrap();
+    run(object.on_alarm(None::<&RecordingQueue>)).unwrap();
     assert!(
         object.storage.is_empty(),
         "the marker goes once KV cannot serve the copy"
@@ -905,4 +907,214 @@ fn an_index_of_the_earlier_strong_mode_is_rewritten_by_handle_once_each_session_
     );
     let rows = dump(&index.0);
     assert!((1..=3).all(|n| !reveals(&rows, n)), "{rows}");
+}
+
+/// The types and reasons of what `queue` received, in order, with the handle each names.
+fn received(queue: &RecordingQueue) -> Vec<(String, String, String)> {
+    let text = |value: &serde_json::Value| value.as_str().unwrap_or_default().to_owned();
+    queue
+        .events()
+        .iter()
+        .map(|e| (text(&e["type"]), text(&e["reason"]), text(&e["handle"])))
+        .collect()
+}
+
+fn event(kind: &str, reason: &str, n: u8) -> (String, String, String) {
+    let handle = Handle::of(&id(n)).to_string();
+    (kind.into(), reason.into(), handle)
+}
+
+/// Runs the object's alarm at `now`, as the runtime does (no id), delivering to `queue`.
+fn ring(object: &mut Object, now: Millis, queue: &RecordingQueue) -> Option<Error> {
+    object.own = None;
+    object.next_request(now);
+    run(object.on_alarm(Some(queue))).unwrap().failed
+}
+
+#[test]
+fn each_event_is_committed_with_its_change_and_the_alarm_delivers_it() {
+    let queue = RecordingQueue::default();
+    let mut object = object(1).with_events(true);
+    at(&mut object, T0, |s| {
+        run(s.create(id(1), &body("{}"), None, None, None, T0))
+    })
+    .unwrap();
+    assert_eq!(object.storage.alarm.get(), Some(T0), "due at once");
+    assert!(ring(&mut object, T0, &queue).is_none());
+    assert_eq!(received(&queue), [event("created", "", 1)]);
+    let expires_at = T0 + POLICY.idle_ttl * S;
+    assert_eq!(object.storage.alarm.get(), Some(expires_at), "then expiry");
+    object.own = Some(id(1));
+    at(&mut object, T0 + S, |s| {
+        run(s.merge(&id(1), &body(r#"{"a":1}"#), Merge::Shallow, None, T0 + S))
+    })
+    .unwrap();
+    at(&mut object, T0 + 2 * S, |s| {
+        run(s.rotate(&id(1), id(2), T0 + 2 * S))
+    })
+    .unwrap();
+    assert_eq!(object.storage.alarm.get(), Some(T0 + 2 * S));
+    assert!(ring(&mut object, T0 + 2 * S, &queue).is_none());
+    let rotated = &queue.events()[1];
+    assert_eq!(rotated["type"], "rotated");
+    assert_eq!(rotated["handle"], Handle::of(&id(2)).to_string());
+    assert_eq!(rotated["from"], Handle::of(&id(1)).to_string());
+    assert!(
+        object.storage.is_empty(),
+        "delivered: the object holds nothing"
+    );
+
+    let mut object = object_of(3);
+    at(&mut object, T0, |s| {
+        run(s.create(id(3), &body("{}"), None, None, None, T0))
+    })
+    .unwrap();
+    at(&mut object, T0 + S, |s| run(s.delete(&id(3), None, T0 + S))).unwrap();
+    assert!(ring(&mut object, T0 + S, &queue).is_none());
+    assert!(object.storage.is_empty());
+
+    let mut object = object_of(4);
+    let meta = at(&mut object, T0, |s| {
+        run(s.create(id(4), &body("{}"), Some(2), None, None, T0))
+    })
+    .unwrap();
+    ring(&mut object, T0, &queue);
+    assert_eq!(object.storage.alarm.get(), Some(meta.expires_at));
+    ring(&mut object, meta.expires_at, &queue);
+    assert!(object.storage.is_empty());
+    let expired = queue.events().pop().unwrap();
+    assert_eq!(expired["at"], crate::domain::time::rfc3339(meta.expires_at));
+    assert_eq!(
+        received(&queue)[2..],
+        [
+            event("created", "", 3),
+            event("deleted", "", 3),
+            event("created", "", 4),
+            event("expired", "idle", 4),
+        ]
+    );
+}
+
+fn object_of(n: u8) -> Object {
+    object(n).with_events(true)
+}
+
+#[test]
+fn a_failed_send_is_tried_again_later_and_each_event_arrives_once() {
+    let queue = RecordingQueue::default();
+    let mut object = object_of(1);
+    at(&mut object, T0, |s| {
+        run(s.create(id(1), &body("{}"), None, None, None, T0))
+    })
+    .unwrap();
+    queue.failures.set(2);
+    assert!(
+        ring(&mut object, T0, &queue).is_some(),
+        "the failure is told"
+    );
+    assert_eq!(
+        object.storage.alarm.get(),
+        Some(T0 + S),
+        "tried again in 1 s"
+    );
+    object.own = Some(id(1));
+    at(&mut object, T0 + 500, |s| {
+        run(s.delete(&id(1), None, T0 + 500))
+    })
+    .unwrap();
+    assert_eq!(
+        object.storage.alarm.get(),
+        Some(T0 + 500),
+        "a new event is due at once"
+    );
+    assert!(ring(&mut object, T0 + 500, &queue).is_some());
+    assert_eq!(
+        object.storage.alarm.get(),
+        Some(T0 + 500 + 2 * S),
+        "backs off"
+    );
+    assert!(!object.storage.is_empty(), "what waits is kept");
+    assert!(ring(&mut object, T0 + 2500, &queue).is_none());
+    assert_eq!(
+        received(&queue),
+        [event("created", "", 1), event("deleted", "", 1)]
+    );
+    assert!(object.storage.is_empty());
+    ring(&mut object, T0 + 3000, &queue);
+    assert_eq!(queue.events().len(), 2, "nothing twice");
+}
+
+#[test]
+fn a_refused_or_failed_change_commits_no_event() {
+    let queue = RecordingQueue::default();
+    let mut object = object_of(1);
+    at(&mut object, T0, |s| {
+        run(s.create(id(1), &body("{}"), None, None, None, T0))
+    })
+    .unwrap();
+    ring(&mut object, T0, &queue);
+    object.own = Some(id(1));
+    let stale = IfMatch::parse("\"7\"").unwrap();
+    let refused = at(&mut object, T0 + S, |s| {
+        run(s.delete(&id(1), Some(&stale), T0 + S))
+    });
+    assert!(matches!(refused, Err(Error::PreconditionFailed)));
+    object.storage.fail_once.set(Some("INSERT INTO outbox"));
+    let failed = at(&mut object, T0 + S, |s| run(s.delete(&id(1), None, T0 + S)));
+    assert!(
+        failed.is_err(),
+        "the event could not be written: nor is the change"
+    );
+    assert!(at(&mut object, T0 + S, |s| run(s.get(&id(1), T0 + S))).is_ok());
+    ring(&mut object, T0 + 2 * S, &queue);
+    assert_eq!(received(&queue), [event("created", "", 1)]);
+    object.own = Some(id(1));
+    at(&mut object, T0 + 3 * S, |s| {
+        run(s.delete(&id(1), None, T0 + 3 * S))
+    })
+    .unwrap();
+    at(&mut object, T0 + 3 * S, |s| {
+        run(s.delete(&id(1), None, T0 + 3 * S))
+    })
+    .unwrap();
+    ring(&mut object, T0 + 3 * S, &queue);
+    assert_eq!(
+        received(&queue),
+        [event("created", "", 1), event("deleted", "", 1)],
+        "deleting what is gone is no event"
+    );
+}
+
+#[test]
+fn without_events_an_object_writes_none() {
+    let mut object = object(1);
+    at(&mut object, T0, |s| {
+        run(s.create(id(1), &body("{}"), None, None, None, T0))
+    })
+    .unwrap();
+    assert!(!has_table(&object.storage, "outbox").unwrap());
+    assert_eq!(object.storage.alarm.get(), Some(T0 + POLICY.idle_ttl * S));
+}
+
+#[test]
+fn a_row_of_the_version_before_handles_gets_one_and_reports_its_expiry() {
+    let queue = RecordingQueue::default();
+    let mut object = object_of(1);
+    let meta = at(&mut object, T0, |s| {
+        run(s.create(id(1), &body("{}"), Some(2), None, None, T0))
+    })
+    .unwrap();
+    ring(&mut object, T0, &queue);
+    // As the previous version left it: no handle column.
+    let storage = &object.storage;
+    storage
+        .exec("ALTER TABLE record DROP COLUMN handle", vec![])
+        .unwrap();
+    object.own = Some(id(1));
+    at(&mut object, T0 + 100, |s| run(s.get(&id(1), T0 + 100))).unwrap();
+    ring(&mut object, meta.expires_at, &queue);
+    assert_eq!(
+        received(&queue),
+        [event("created", "", 1), event("expired", "idle", 1)]
+    );
 }

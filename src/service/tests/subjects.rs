@@ -7,7 +7,7 @@ use crate::domain::json::JsonObject;
 use crate::domain::session::fixtures::{POLICY, S, T0};
 use crate::domain::subject::Subject;
 use crate::domain::time::Millis;
-use crate::service::sessions::Sessions;
+use crate::service::sessions::{NewDevice, Sessions};
 use crate::service::subjects::Subjects;
 use crate::store::kv::KvIndex;
 use crate::store::memory::{run, sealed, MemoryKv};
@@ -248,7 +248,11 @@ fn device_info_is_listed_as_sealed_and_kept_by_rotation() {
     let (store, index) = (sealed(&kv.kv), KvIndex::new(&kv.kv, true));
     let sessions = Sessions::new(&store, POLICY).indexed(&index, 100);
     let device = b"d1 sealed, opaque here".to_vec();
-    run(sessions.create(id(1), &data(), None, Some(ada()), Some(&device), T0)).unwrap();
+    let new = NewDevice {
+        sealed: &device,
+        label: None,
+    };
+    run(sessions.create(id(1), &data(), None, Some(ada()), Some(new), T0)).unwrap();
     kv.create(2, Some(ada()), T0 + S, 100);
     run(sessions.rotate(&id(1), id(3), T0 + 2 * S)).unwrap();
     let live = run(Subjects::new(&index, &store, POLICY).live(&ada(), T0 + 3 * S)).unwrap();
@@ -264,7 +268,11 @@ fn device_info_is_listed_as_sealed_and_kept_by_rotation() {
         ],
         "the rotated session keeps its creation time and its device"
     );
-    let no_subject = run(sessions.create(id(4), &data(), None, None, Some(b"x"), T0));
+    let device = NewDevice {
+        sealed: b"x",
+        label: None,
+    };
+    let no_subject = run(sessions.create(id(4), &data(), None, None, Some(device), T0));
     assert!(no_subject.is_err(), "device info needs a subject");
 }
 

@@ -7,6 +7,7 @@
 
 pub mod index;
 pub mod legacy;
+pub mod outbox;
 pub mod peers;
 pub mod sessions;
 pub mod storage;
@@ -35,6 +36,9 @@ pub trait ObjectStorage {
     async fn set_alarm(&self, at: Millis) -> Result<(), Error>;
     /// Removes everything, the alarm included: the object then costs no storage.
     async fn delete_all(&self) -> Result<(), Error>;
+    /// Runs `change` as one transaction: the statements it runs are committed together, or,
+    /// when it fails, none of them is. What makes a change and its event one fact (the outbox).
+    fn atomically(&self, change: &mut dyn FnMut() -> Result<(), Error>) -> Result<(), Error>;
 }
 
 pub fn int(value: u64) -> Value {

@@ -11,6 +11,7 @@ use worker::{web_sys, ObjectNamespace, Request};
 
 use crate::domain::derive::{Handle, StorageKey};
 use crate::domain::error::Error;
+use crate::domain::event::Event;
 use crate::domain::id::SessionId;
 use crate::domain::session::Meta;
 use crate::domain::subject::Subject;
@@ -30,6 +31,9 @@ pub mod peer {
     pub const PATH: &str = "/store";
     pub const META: &str = "session-state-meta";
     pub const EXPECT: &str = "session-state-expect";
+    /// The lifecycle event a write commits with it (see `SessionStore::save_noted`). Only
+    /// label-free events cross (a `created` event is always its own object's): ASCII.
+    pub const EVENT: &str = "session-state-event";
     /// On an old object's answer: its session came from KV, and the copy there may remain.
     pub const KV_COPY: &str = "session-state-kv-copy";
 
@@ -205,6 +209,62 @@ impl SessionStore for Peers {
             .send_to(id, "DELETE", &[(peer::EXPECT, &expect)], None)
             .await?;
         Self::outcome(&response)
+    }
+
+    async fn save_noted(
+        &self,
+        id: &SessionId,
+        data: &[u8],
+        meta: &Meta,
+        expect: Expect,
+        event: &Event,
+    ) -> Result<Outcome, Error> {
+        let headers = [
+            (peer::META, meta.to_json()),
+            (peer::EXPECT, peer::expect_header(expect)),
+        ];
+        let headers = headers
+            .each_ref()
+            .map(|(name, value)| (*name, value.as_str()));
+        let headers = [headers[0], headers[1], (peer::EVENT, event.as_str())];
+        let response = self.send_to(id, "PUT", &headers, Some(data)).await?;
+        Self::outcome(&response)
+    }
+
+    async fn remove_noted(
+        &self,
+        id: &SessionId,
+        expect: Expect,
+        event: &Event,
+    ) -> Result<Outcome, Error> {
+        let expect = peer::expect_header(expect);
+        let headers = [
+            (peer::EXPECT, expect.as_str()),
+            (peer::EVENT, event.as_str()),
+        ];
+        let response = self.send_to(id, "DELETE", &headers, None).await?;
+        Self::outcome(&response)
+    }
+
+    /// As `remove_at`, the event committed by the session's object with the end.
+    async fn remove_at_noted(&self, at: &SessionRef, event: &Event) -> Result<bool, Error> {
+        let any = peer::expect_header(Expect::Any);
+        let response = match at {
+            SessionRef::Key(key) => {
+                let name = key.name();
+                let headers = [(KEY_HEADER, name.as_str()), (peer::EVENT, event.as_str())];
+                self.send(&name, peer::PATH, "DELETE", &headers, None)
+                    .await?
+            }
+            SessionRef::Id(id) => {
+                let headers = [(peer::EXPECT, any.as_str()), (peer::EVENT, event.as_str())];
+                self.send_to(id, "DELETE", &headers, None).await?
+            }
+        };
+        match response.status_code() {
+            404 => Ok(false),
+            _ => Self::outcome(&response).map(|_| true),
+        }
     }
 
     /// A `HEAD` to the session's object: the metadata alone, in a header of a `204`. The object

@@ -24,14 +24,17 @@
 
 use std::cell::{Cell, RefCell};
 
-use crate::domain::derive::{StorageKey, WrapKey};
+use crate::domain::derive::{Handle, StorageKey, WrapKey};
 use crate::domain::error::Error;
+use crate::domain::event::{Event, Expiry, Kind};
 use crate::domain::id::SessionId;
 use crate::domain::session::{Meta, Policy};
 use crate::domain::subject::Subject;
 use crate::domain::time::Millis;
 use crate::store::durable::legacy::Held;
-use crate::store::durable::{has_table, int, ObjectStorage, Value};
+use crate::store::durable::outbox::{self, Delivery};
+use crate::store::durable::{int, ObjectStorage, Value};
+use crate::store::events::EventQueue;
 use crate::store::kv::KvSessions;
 use crate::store::seal::{Aead, Opened, Sealer, WebCrypto};
 use crate::store::{Expect, KeyValue, Outcome, Record, SessionRef, SessionStore};
@@ -49,7 +52,8 @@ pub trait OldObjects {
     async fn empty(&self, id: &SessionId) -> Result<(), Error>;
 }
 
-/// One row: the object's session. `key` is there for requests and the alarm that name no id.
+/// One row: the object's session. `key` and `handle` are there for requests and the alarm
+/// that name no id (the alarm's `expired` event names the session by its handle).
 const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS record (
     one INTEGER PRIMARY KEY CHECK (one = 1),
     key TEXT NOT NULL,
@@ -60,11 +64,12 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS record (
     version INTEGER NOT NULL,
     ttl INTEGER,
     subject TEXT,
-    kv_deleted_at INTEGER
+    kv_deleted_at INTEGER,
+    handle TEXT
 )";
 
 const COLUMNS: &str =
-    "sealed, created_at, updated_at, expires_at, version, ttl, subject, kv_deleted_at";
+    "sealed, created_at, updated_at, expires_at, version, ttl, subject, kv_deleted_at, handle";
 
 /// The session row: `sealed` is `None` once a session moved from KV has ended (its marker).
 #[derive(Debug)]
@@ -73,6 +78,8 @@ struct Row {
     meta: Meta,
     /// When the KV copy of a session moved from KV was deleted.
     kv_deleted_at: Option<Millis>,
+    /// `None` in a row written before this column, until a request that names the id.
+    handle: Option<Handle>,
 }
 
 impl Row {
@@ -96,6 +103,8 @@ pub struct SqlSessions<S, K, P, A: Aead = WebCrypto> {
     pub now: Millis,
     /// Whether sessions are looked for in the objects of the earlier strong mode.
     legacy: bool,
+    /// Whether lifecycle events are committed to the outbox (the worker has a Queue for them).
+    events: bool,
     sealer: Sealer<A>,
     /// The data key of the record read in this request, for its next write.
     opened: RefCell<Option<Opened>>,
@@ -135,12 +144,17 @@ fn parse_row(mut row: Vec<Value>) -> Result<Row, Error> {
             },
         },
         kv_deleted_at: column(row, 7)?,
+        handle: match row.get(8) {
+            Some(Value::Text(hex)) => Handle::parse(hex),
+            _ => None,
+        },
     })
 }
 
-/// The parameters of an insert or update: key, sealed data, then the lifecycle.
-fn row_params(key: &StorageKey, sealed: Vec<u8>, meta: &Meta) -> Vec<Value> {
+/// The parameters of an insert or update: handle, key, sealed data, then the lifecycle.
+fn row_params(id: &SessionId, key: &StorageKey, sealed: Vec<u8>, meta: &Meta) -> Vec<Value> {
     vec![
+        Value::Text(Handle::of(id).to_string()),
         Value::Text(key.name()),
         Value::Blob(sealed),
         int(meta.created_at),
@@ -156,7 +170,7 @@ fn row_params(key: &StorageKey, sealed: Vec<u8>, meta: &Meta) -> Vec<Value> {
 /// The key of the session an object holds (or held), for its alarm; `None` for an object of
 /// the earlier strong mode or an empty one.
 pub fn stored_key(storage: &impl ObjectStorage) -> Result<Option<StorageKey>, Error> {
-    if !has_table(storage, "record")? {
+    if !record_table(storage)? {
         return Ok(None);
     }
     let rows = storage.exec("SELECT key FROM record", vec![])?;
@@ -164,6 +178,21 @@ pub fn stored_key(storage: &impl ObjectStorage) -> Result<Option<StorageKey>, Er
         Some(Value::Text(name)) => StorageKey::from_name(name),
         _ => None,
     })
+}
+
+/// Whether the table exists; a table of the version before `handle` gets the column on sight.
+fn record_table(storage: &impl ObjectStorage) -> Result<bool, Error> {
+    let rows = storage.exec(
+        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'record'",
+        vec![],
+    )?;
+    let Some(Value::Text(sql)) = rows.first().and_then(|row| row.first()) else {
+        return Ok(false);
+    };
+    if !sql.contains("handle") {
+        storage.exec("ALTER TABLE record ADD COLUMN handle TEXT", vec![])?;
+    }
+    Ok(true)
 }
 
 impl<S: ObjectStorage, K: KeyValue, P: SessionStore + OldObjects, A: Aead> SqlSessions<S, K, P, A> {
@@ -193,9 +222,22 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore + OldObjects, A: Aead> SqlSe
             policy,
             now,
             legacy,
+            events: false,
             sealer: Sealer(aead),
             opened: RefCell::new(None),
             table: Cell::new(None),
+        }
+    }
+
+    /// The same store, committing lifecycle events to the object's outbox.
+    pub fn with_events(self, events: bool) -> Self {
+        Self { events, ..self }
+    }
+
+    fn is_own(&self, at: &SessionRef) -> bool {
+        match at {
+            SessionRef::Key(key) => *key == self.key,
+            SessionRef::Id(id) => Some(*id) == self.own,
         }
     }
 
@@ -217,7 +259,7 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore + OldObjects, A: Aead> SqlSe
         if let Some(known) = self.table.get() {
             return Ok(known);
         }
-        let exists = has_table(&self.storage, "record")?;
+        let exists = record_table(&self.storage)?;
         self.table.set(Some(exists));
         Ok(exists)
     }
@@ -257,6 +299,12 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore + OldObjects, A: Aead> SqlSe
             return Ok(None);
         };
         let (opened, data) = self.sealer.open_session(&id, &self.key, &sealed).await?;
+        if row.handle.is_none() {
+            // A row of the version before handles: its alarm will need one to report expiry.
+            let handle = Value::Text(Handle::of(&id).to_string());
+            self.storage
+                .exec("UPDATE record SET handle = ?", vec![handle])?;
+        }
         self.opened.replace(Some(opened));
         Ok(Some(Record {
             data,
@@ -303,12 +351,12 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore + OldObjects, A: Aead> SqlSe
             .seal(&WrapKey::of(id), &self.key, record.data.as_bytes(), None)
             .await?;
         self.create_table()?;
-        let mut params = row_params(&self.key, sealed, &meta);
+        let mut params = row_params(id, &self.key, sealed, &meta);
         let kv_copy = matches!(from, Source::Kv | Source::OldObject { kv_copy: true });
         params.push(if kv_copy { int(self.now) } else { Value::Null });
         self.storage.exec(
-            "INSERT INTO record (one, key, sealed, created_at, updated_at, expires_at, version, \
-             ttl, subject, kv_deleted_at) VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO record (one, handle, key, sealed, created_at, updated_at, expires_at, \
+             version, ttl, subject, kv_deleted_at) VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             params,
         )?;
         let removed = async {
@@ -331,52 +379,99 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore + OldObjects, A: Aead> SqlSe
         }))
     }
 
-    async fn save_own(&self, data: &[u8], meta: &Meta, expect: Expect) -> Result<Outcome, Error> {
+    /// Writes the session if it is as `expect` says, and `event` with it, in one transaction.
+    async fn save_own(
+        &self,
+        data: &[u8],
+        meta: &Meta,
+        expect: Expect,
+        event: Option<&Event>,
+    ) -> Result<Outcome, Error> {
         let id = self.id()?;
         let previous = self.opened.borrow().clone();
         let (opened, sealed) = self
             .sealer
             .seal(&WrapKey::of(&id), &self.key, data, previous.as_ref())
             .await?;
-        let mut params = row_params(&self.key, sealed, meta);
+        let mut params = row_params(&id, &self.key, sealed, meta);
         let query = match expect {
             Expect::Absent => {
                 self.create_table()?;
-                "INSERT INTO record (one, key, sealed, created_at, updated_at, expires_at, \
-                 version, ttl, subject) VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (one) DO \
-                 NOTHING RETURNING version"
+                "INSERT INTO record (one, handle, key, sealed, created_at, updated_at, \
+                 expires_at, version, ttl, subject) VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON \
+                 CONFLICT (one) DO NOTHING RETURNING version"
             }
             Expect::Version(version) => {
                 if !self.has_table()? {
                     return Ok(Outcome::Conflict);
                 }
                 params.push(int(version));
-                "UPDATE record SET key = ?, sealed = ?, created_at = ?, updated_at = ?, \
-                 expires_at = ?, version = ?, ttl = ?, subject = ? WHERE sealed IS NOT NULL \
-                 AND version = ? RETURNING version"
+                "UPDATE record SET handle = ?, key = ?, sealed = ?, created_at = ?, \
+                 updated_at = ?, expires_at = ?, version = ?, ttl = ?, subject = ? WHERE \
+                 sealed IS NOT NULL AND version = ? RETURNING version"
             }
             Expect::Any => {
                 self.create_table()?;
-                "INSERT INTO record (one, key, sealed, created_at, updated_at, expires_at, \
-                 version, ttl, subject) VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (one) DO \
-                 UPDATE SET sealed = excluded.sealed, created_at = excluded.created_at, \
-                 updated_at = excluded.updated_at, expires_at = excluded.expires_at, \
-                 version = excluded.version, ttl = excluded.ttl, subject = excluded.subject \
-                 RETURNING version"
+                "INSERT INTO record (one, handle, key, sealed, created_at, updated_at, \
+                 expires_at, version, ttl, subject) VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON \
+                 CONFLICT (one) DO UPDATE SET handle = excluded.handle, sealed = \
+                 excluded.sealed, created_at = excluded.created_at, updated_at = \
+                 excluded.updated_at, expires_at = excluded.expires_at, version = \
+                 excluded.version, ttl = excluded.ttl, subject = excluded.subject RETURNING \
+                 version"
             }
         };
-        if self.storage.exec(query, params)?.is_empty() {
+        let event = self.committed(event);
+        let mut written = false;
+        let mut params = Some(params);
+        self.storage.atomically(&mut || {
+            written = !self
+                .storage
+                .exec(query, params.take().unwrap_or_default())?
+                .is_empty();
+            match event {
+                Some(event) if written => outbox::add(&self.storage, event, self.now),
+                _ => Ok(()),
+            }
+        })?;
+        if !written {
             return Ok(Outcome::Conflict);
         }
         self.opened.replace(Some(opened));
-        self.storage.set_alarm(meta.expires_at).await?;
+        match event {
+            Some(_) => self.storage.set_alarm(self.now).await?,
+            None => self.settle(Some(meta.expires_at)).await?,
+        }
         Ok(Outcome::Written)
+    }
+
+    /// `event`, when this object commits events.
+    fn committed<'e>(&self, event: Option<&'e Event>) -> Option<&'e Event> {
+        event.filter(|_| self.events)
+    }
+
+    /// Leaves the alarm where the object needs it: at `wake` (the session's expiry, or the end
+    /// of a moved session's marker) or at the outbox's next delivery, whichever comes first;
+    /// with neither, the object holds nothing and all of it goes.
+    async fn settle(&self, wake: Option<Millis>) -> Result<(), Error> {
+        let due = match self.events {
+            true => outbox::due(&self.storage)?,
+            false => None,
+        };
+        match wake.into_iter().chain(due).min() {
+            Some(at) => self.storage.set_alarm(at).await,
+            None => self.delete_all().await,
+        }
     }
 
     /// Removes the session if it is as `expect` says, and says whether there was one. With the
     /// id known, a session still elsewhere moves in first, so that removing it removes every
-    /// copy.
-    async fn remove_own(&self, expect: Expect) -> Result<(Outcome, bool), Error> {
+    /// copy. `event` is committed with the removal, if there was a session to remove.
+    async fn remove_own(
+        &self,
+        expect: Expect,
+        event: Option<&Event>,
+    ) -> Result<(Outcome, bool), Error> {
         let row = match self.own {
             Some(_) if !self.has_table()? => {
                 self.load_own().await?;
@@ -393,34 +488,61 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore + OldObjects, A: Aead> SqlSe
             return Ok((Outcome::Conflict, held));
         }
         if let Some(row) = row.filter(|row| row.sealed.is_some()) {
-            self.end(&row).await?;
+            let wake = self.end(&row, self.committed(event))?;
+            self.settle(wake).await?;
         }
         Ok((Outcome::Written, held))
     }
 
-    /// Ends the session: nothing stays, unless it came from KV (then a marker, for a while).
-    async fn end(&self, row: &Row) -> Result<(), Error> {
-        let Some(deleted) = row.kv_deleted_at else {
-            return self.delete_all().await;
-        };
-        if self.now >= deleted + KV_STALE_MS {
-            return self.delete_all().await;
+    /// Ends the session, and commits `event` with the end: nothing stays of the session, unless
+    /// it came from KV (then a marker, until the time returned). What the caller then settles.
+    fn end(&self, row: &Row, event: Option<&Event>) -> Result<Option<Millis>, Error> {
+        let marker = row
+            .kv_deleted_at
+            .map(|deleted| deleted + KV_STALE_MS)
+            .filter(|until| self.now < *until);
+        if marker.is_none() && !self.events {
+            // Nothing stays and nothing waits: settling deletes everything at once.
+            return Ok(None);
         }
-        self.storage
-            .exec("UPDATE record SET sealed = NULL", vec![])?;
-        self.storage.set_alarm(deleted + KV_STALE_MS).await
+        self.storage.atomically(&mut || {
+            let query = match marker {
+                Some(_) => "UPDATE record SET sealed = NULL",
+                None => "DELETE FROM record",
+            };
+            self.storage.exec(query, vec![])?;
+            match event {
+                Some(event) => outbox::add(&self.storage, event, self.now),
+                None => Ok(()),
+            }
+        })?;
+        Ok(marker)
     }
 
-    /// The alarm: ends an expired session, or sets the alarm again for one renewed since, and
-    /// clears the marker of a session moved from KV once KV cannot serve its copy any more.
-    pub async fn on_alarm(&self) -> Result<(), Error> {
-        let Some(row) = self.row()? else {
-            return self.delete_all().await;
+    /// The alarm: ends an expired session (with its `expired` event), or sets the alarm again
+    /// for one renewed since; clears the marker of a session moved from KV once KV cannot serve
+    /// its copy any more; and delivers what waits in the outbox to `queue`.
+    pub async fn on_alarm(&self, queue: Option<&impl EventQueue>) -> Result<Delivery, Error> {
+        let wake = match self.row()? {
+            None => None,
+            Some(row) => match row.live_meta() {
+                Some(meta) if meta.is_alive(self.now) => Some(meta.expires_at),
+                Some(meta) => {
+                    let expired = row.handle.map(|handle| {
+                        let kind = Kind::Expired(Expiry::of(&meta, self.policy));
+                        Event::new(kind, meta.expires_at, handle, meta.subject.as_ref(), None)
+                    });
+                    self.end(&row, self.committed(expired.as_ref()))?
+                }
+                None => self.end(&row, None)?,
+            },
         };
-        match row.live_meta() {
-            Some(meta) if meta.is_alive(self.now) => self.storage.set_alarm(meta.expires_at).await,
-            _ => self.end(&row).await,
-        }
+        let delivery = match (queue, self.events) {
+            (Some(queue), true) => outbox::deliver(&self.storage, queue, self.now).await?,
+            _ => Delivery::default(),
+        };
+        self.settle(wake).await?;
+        Ok(delivery)
     }
 }
 
@@ -454,7 +576,7 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore + OldObjects, A: Aead> Sessi
         expect: Expect,
     ) -> Result<Outcome, Error> {
         if Some(*id) == self.own {
-            self.save_own(data, meta, expect).await
+            self.save_own(data, meta, expect, None).await
         } else {
             self.peers.save(id, data, meta, expect).await
         }
@@ -462,9 +584,53 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore + OldObjects, A: Aead> Sessi
 
     async fn remove(&self, id: &SessionId, expect: Expect) -> Result<Outcome, Error> {
         if Some(*id) == self.own {
-            self.remove_own(expect).await.map(|(outcome, _)| outcome)
+            self.remove_own(expect, None)
+                .await
+                .map(|(outcome, _)| outcome)
         } else {
             self.peers.remove(id, expect).await
+        }
+    }
+
+    fn records_events(&self) -> bool {
+        self.events
+    }
+
+    async fn save_noted(
+        &self,
+        id: &SessionId,
+        data: &[u8],
+        meta: &Meta,
+        expect: Expect,
+        event: &Event,
+    ) -> Result<Outcome, Error> {
+        if Some(*id) == self.own {
+            self.save_own(data, meta, expect, Some(event)).await
+        } else {
+            self.peers.save_noted(id, data, meta, expect, event).await
+        }
+    }
+
+    async fn remove_noted(
+        &self,
+        id: &SessionId,
+        expect: Expect,
+        event: &Event,
+    ) -> Result<Outcome, Error> {
+        if Some(*id) == self.own {
+            let (outcome, _) = self.remove_own(expect, Some(event)).await?;
+            Ok(outcome)
+        } else {
+            self.peers.remove_noted(id, expect, event).await
+        }
+    }
+
+    async fn remove_at_noted(&self, at: &SessionRef, event: &Event) -> Result<bool, Error> {
+        if self.is_own(at) {
+            let (_, held) = self.remove_own(Expect::Any, Some(event)).await?;
+            Ok(held)
+        } else {
+            self.peers.remove_at_noted(at, event).await
         }
     }
 
@@ -483,12 +649,8 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore + OldObjects, A: Aead> Sessi
     }
 
     async fn remove_at(&self, at: &SessionRef) -> Result<bool, Error> {
-        let own = match at {
-            SessionRef::Key(key) => *key == self.key,
-            SessionRef::Id(id) => Some(*id) == self.own,
-        };
-        if own {
-            let (_, held) = self.remove_own(Expect::Any).await?;
+        if self.is_own(at) {
+            let (_, held) = self.remove_own(Expect::Any, None).await?;
             Ok(held)
         } else {
             self.peers.remove_at(at).await

@@ -1,6 +1,9 @@
 //! A Durable Object's own storage, SQL, alarm and all, as [`ObjectStorage`]: the one place that
 //! calls the runtime's storage API.
 
+use std::cell::RefCell;
+
+use wasm_bindgen::prelude::wasm_bindgen;
 use worker::js_sys::Date as JsDate;
 use worker::wasm_bindgen::JsValue;
 use worker::{ScheduledTime, SqlStorage, SqlStorageValue, Storage};
@@ -9,15 +12,32 @@ use crate::domain::error::Error;
 use crate::domain::time::Millis;
 use crate::store::durable::{ObjectStorage, Value};
 
+#[wasm_bindgen(inline_js = r#"
+export function atomically(storage, change) {
+  storage.transactionSync(() => {
+    if (!change()) throw new Error('rolled back');
+  });
+}
+"#)]
+extern "C" {
+    /// `transactionSync(change)`, rolled back when `change` answers `false`: the throw that rolls
+    /// it back is JavaScript's, so no Rust frame is unwound.
+    #[wasm_bindgen(catch)]
+    fn atomically(storage: &JsValue, change: &mut dyn FnMut() -> bool) -> Result<(), JsValue>;
+}
+
 pub struct DoStorage {
     storage: Storage,
     sql: SqlStorage,
+    /// The runtime's storage object itself, for what `worker` does not bind (`transactionSync`).
+    raw: JsValue,
 }
 
 impl DoStorage {
-    pub fn new(storage: Storage) -> Self {
+    /// `raw` is the same storage as JavaScript holds it (`state.storage`).
+    pub fn new(storage: Storage, raw: JsValue) -> Self {
         let sql = storage.sql();
-        Self { storage, sql }
+        Self { storage, sql, raw }
     }
 }
 
@@ -64,5 +84,21 @@ impl ObjectStorage for DoStorage {
     async fn delete_all(&self) -> Result<(), Error> {
         self.storage.delete_alarm().await.map_err(storage_failure)?;
         self.storage.delete_all().await.map_err(storage_failure)
+    }
+
+    fn atomically(&self, change: &mut dyn FnMut() -> Result<(), Error>) -> Result<(), Error> {
+        let failure = RefCell::new(None);
+        let mut run = || match change() {
+            Ok(()) => true,
+            Err(err) => {
+                failure.replace(Some(err));
+                false
+            }
+        };
+        let outcome = atomically(&self.raw, &mut run);
+        if let Some(err) = failure.take() {
+            return Err(err);
+        }
+        outcome.map_err(|err| Error::StoreUnavailable(format!("durable object storage: {err:?}")))
     }
 }
