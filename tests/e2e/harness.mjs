@@ -7,9 +7,10 @@ import { execFile, execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { readFile, readdir, readlink } from 'node:fs/promises';
+import { createServer as createHttpServer } from 'node:http';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import WebSocket from 'ws';
 
@@ -141,20 +142,69 @@ function patchedConfig(vars, env, source = readFileSync(join(ROOT, 'wrangler.tom
 }
 
 /**
+ * Writes a wrangler config for a fixture Worker into the fixture's folder (so its `main`
+ * resolves), named so that the worker's `kill` removes it; returns its path from the root.
+ */
+export function fixtureConfig(folder, text) {
+  patched += 1;
+  const path = join(folder, `.wrangler-e2e-${process.pid}-${patched}.toml`);
+  writeFileSync(join(ROOT, path), text);
+  return path;
+}
+
+/**
+ * An HTTP server on loopback that keeps every JSON body POSTed to it (the events fixture's
+ * consumer posts each batch of messages there), until `close`.
+ */
+export async function startSink() {
+  const bodies = [];
+  const arrivals = [];
+  const server = createHttpServer((req, res) => {
+    const chunks = [];
+    req.on('data', (chunk) => chunks.push(chunk));
+    req.on('end', () => {
+      bodies.push(Buffer.concat(chunks));
+      arrivals.push(Date.now());
+      res.writeHead(204).end();
+    });
+  });
+  await new Promise((ok) => server.listen(0, '127.0.0.1', ok));
+  return {
+    url: `http://127.0.0.1:${server.address().port}/`,
+    /** Every byte received, as text. */
+    text: () => bodies.map((b) => b.toString('utf8')).join('\n'),
+    /** Every message received, in order of arrival. */
+    messages: () => bodies.flatMap((b) => JSON.parse(b.toString('utf8'))),
+    /** When the first message with `eventId` arrived here (ms since the epoch). */
+    arrivedAt: (eventId) => arrivals[bodies.findIndex((b) => JSON.parse(b.toString('utf8')).some((m) => m.eventId === eventId))],
+    /** Waits until `done(messages)` holds, at most `ms`; returns the messages either way. */
+    async until(done, ms = 15_000) {
+      const deadline = Date.now() + ms;
+      while (!done(this.messages()) && Date.now() < deadline) await sleep(100);
+      return this.messages();
+    },
+    close: () => new Promise((ok) => server.close(ok)),
+  };
+}
+
+/**
  * @param {object} options
  * @param {string[]} [options.configs] wrangler configs; the first one is served
  * @param {string} [options.env] wrangler environment
  * @param {Record<string,string>} [options.vars] extra vars (and secrets) for session-state; the
  *   backend under test is one of them unless the caller names another
+ * @param {string} [options.extra] TOML appended to session-state's config (a binding of `env`)
  * @param {string} [options.state] a directory of local state to start from and keep (default: a
  *   fresh one, removed when the worker stops)
  */
-export async function startWorker({ configs = ['wrangler.toml'], env, vars = {}, state: kept } = {}) {
+export async function startWorker({ configs = ['wrangler.toml'], env, vars = {}, extra, state: kept } = {}) {
   vars = { SESSION_BACKEND: BACKEND, ...vars };
   let temporaryConfig = null;
-  if (configs[0] !== 'wrangler.toml') {
-    // session-state is not the first worker: its vars go into a copy of its config.
-    temporaryConfig = patchedConfig(vars, env);
+  if (configs[0] !== 'wrangler.toml' || extra) {
+    // session-state is not the first worker, or needs more than vars: its vars go into a copy
+    // of its config.
+    const source = readFileSync(join(ROOT, 'wrangler.toml'), 'utf8') + (extra ? `\n${extra}\n` : '');
+    temporaryConfig = patchedConfig(vars, env, source);
     configs = configs.map((c) => (c === 'wrangler.toml' ? temporaryConfig : c));
     vars = {};
   }
@@ -185,7 +235,7 @@ export async function startWorker({ configs = ['wrangler.toml'], env, vars = {},
       try { process.kill(-child.pid, 'SIGKILL'); } catch { /* already gone */ }
       if (!kept) rmSync(state, { recursive: true, force: true });
       if (temporaryConfig) rmSync(join(ROOT, temporaryConfig), { force: true });
-      for (const c of configs) if (c.startsWith('.wrangler-e2e-')) rmSync(join(ROOT, c), { force: true });
+      for (const c of configs) if (basename(c).startsWith('.wrangler-e2e-')) rmSync(join(ROOT, c), { force: true });
       running.delete(handle);
     },
   };

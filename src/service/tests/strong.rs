@@ -970,6 +970,12 @@ fn each_event_is_committed_with_its_change_and_the_alarm_delivers_it() {
     })
     .unwrap();
     at(&mut object, T0 + S, |s| run(s.delete(&id(3), None, T0 + S))).unwrap();
+    assert_eq!(
+        stored_key(&object.storage).unwrap(),
+        Some(StorageKey::of(&id(3))),
+        "while events wait, the alarm finds the object as this version's"
+    );
+    assert!(at(&mut object, T0 + S, |s| run(s.get(&id(3), T0 + S))).is_err());
     assert!(ring(&mut object, T0 + S, &queue).is_none());
     assert!(object.storage.is_empty());
 
@@ -1034,6 +1040,7 @@ fn a_failed_send_is_tried_again_later_and_each_event_arrives_once() {
         "backs off"
     );
     assert!(!object.storage.is_empty(), "what waits is kept");
+    assert!(stored_key(&object.storage).unwrap().is_some());
     assert!(ring(&mut object, T0 + 2500, &queue).is_none());
     assert_eq!(
         received(&queue),

@@ -494,29 +494,32 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore + OldObjects, A: Aead> SqlSe
         Ok((Outcome::Written, held))
     }
 
-    /// Ends the session, and commits `event` with the end: nothing stays of the session, unless
-    /// it came from KV (then a marker, until the time returned). What the caller then settles.
+    /// Ends the session, and commits `event` with the end. Nothing stays of the session once
+    /// the caller settles, but its row without data: while it came from KV, a marker (until the
+    /// time returned), and while events wait, what the alarm finds the object by.
     fn end(&self, row: &Row, event: Option<&Event>) -> Result<Option<Millis>, Error> {
-        let marker = row
-            .kv_deleted_at
-            .map(|deleted| deleted + KV_STALE_MS)
-            .filter(|until| self.now < *until);
+        let marker = self.marker(row);
         if marker.is_none() && !self.events {
             // Nothing stays and nothing waits: settling deletes everything at once.
             return Ok(None);
         }
         self.storage.atomically(&mut || {
-            let query = match marker {
-                Some(_) => "UPDATE record SET sealed = NULL",
-                None => "DELETE FROM record",
-            };
-            self.storage.exec(query, vec![])?;
+            self.storage
+                .exec("UPDATE record SET sealed = NULL", vec![])?;
             match event {
                 Some(event) => outbox::add(&self.storage, event, self.now),
                 None => Ok(()),
             }
         })?;
         Ok(marker)
+    }
+
+    /// Until when the row of a session moved from KV must stay once it ended: a stale KV read
+    /// elsewhere must not bring it back.
+    fn marker(&self, row: &Row) -> Option<Millis> {
+        row.kv_deleted_at
+            .map(|deleted| deleted + KV_STALE_MS)
+            .filter(|until| self.now < *until)
     }
 
     /// The alarm: ends an expired session (with its `expired` event), or sets the alarm again
@@ -534,7 +537,8 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore + OldObjects, A: Aead> SqlSe
                     });
                     self.end(&row, self.committed(expired.as_ref()))?
                 }
-                None => self.end(&row, None)?,
+                // Ended already: a marker, or events waiting.
+                None => self.marker(&row),
             },
         };
         let delivery = match (queue, self.events) {
