@@ -3,7 +3,7 @@
 // "devices" routes use the typed client.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { HANDLE, UUID_V4, handleOf, startWorker } from './harness.mjs';
+import { HANDLE, STRONG, UUID_V4, handleOf, sleep, startWorker } from './harness.mjs';
 
 let worker;
 before(async () => {
@@ -11,6 +11,8 @@ before(async () => {
     configs: ['tests/fixtures/user-mgmt/wrangler.toml', 'wrangler.toml'],
     // user-mgmt stores `username` in its sessions: with this, each user's sessions are listed.
     vars: { SESSION_SUBJECT_FIELD: 'username' },
+    // Lifecycle events to the queue user-mgmt consumes (its "your devices" history).
+    extra: '[[queues.producers]]\nbinding = "SESSION_EVENTS"\nqueue = "session-events"',
   });
 });
 after(async () => { await worker?.stop(); });
@@ -111,4 +113,41 @@ test('a login passes on the device; "your devices" shows it, marks the current o
   assert.deepEqual(await (await fetch(`${worker.url}${signOut[1].replaceAll('&amp;', '&')}`)).json(), { revoked: true });
   assert.equal((await (await fetch(`${worker.url}/me?session=${phone.sessionId}`)).json()).status, 404);
   assert.equal((await (await fetch(`${worker.url}/me?session=${laptop.sessionId}`)).json()).status, 200);
+});
+
+test('"your devices" shows the devices signed out and timed out, from session-state\'s events', async () => {
+  const login = async (agent, query = '') => {
+    const response = await fetch(`${worker.url}/login-device${query}`, {
+      method: 'POST',
+      headers: { 'user-agent': agent },
+      body: JSON.stringify({ Username: 'katherine@example.com', FirstName: 'Katherine', LastName: 'Johnson' }),
+    });
+    assert.equal(response.status, 200);
+    return response.json();
+  };
+  const laptop = await login('Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0');
+  const phone = await login('Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) Version/18.1 Mobile/15E148 Safari/604.1');
+  const tablet = await login('Mozilla/5.0 (Linux; Android 15) Chrome/131.0 Safari/537.36', '?ttl=1');
+  const signOut = await fetch(`${worker.url}/logout-device?user=katherine@example.com&handle=${phone.handle}`);
+  assert.deepEqual(await signOut.json(), { revoked: true });
+  await sleep(1500);
+  // KV mode learns of an expiry only when a read meets it; strong mode's alarm tells by itself.
+  if (!STRONG) assert.equal((await (await fetch(`${worker.url}/me?session=${tablet.sessionId}`)).json()).status, 404);
+  let devices;
+  for (let tries = 0; tries < 50; tries += 1) {
+    devices = await (await fetch(`${worker.url}/devices?user=katherine@example.com&session=${laptop.sessionId}`)).json();
+    if (devices.history.length === 2) break;
+    await sleep(200);
+  }
+  assert.deepEqual(devices.sessions.map((s) => s.handle), [laptop.handle]);
+  const ended = Object.fromEntries(devices.history.map((e) => [e.handle, [e.label, e.what, e.reason]]));
+  assert.deepEqual(ended, {
+    [phone.handle]: ['Safari on iPhone', 'revoked', 'one'],
+    [tablet.handle]: ['Chrome on Android', 'expired', 'idle'],
+  });
+  const page = await fetch(`${worker.url}/devices?user=katherine@example.com&session=${laptop.sessionId}`, { headers: { accept: 'text/html' } });
+  const html = await page.text();
+  assert.match(html, /<h2>History<\/h2>/);
+  assert.match(html, /Safari on iPhone<\/strong> signed out from another device <time/);
+  assert.match(html, /Chrome on Android<\/strong> timed out after inactivity <time/);
 });
