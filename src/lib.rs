@@ -25,7 +25,6 @@ use worker::{console_log, event, web_sys, Env};
 use crate::domain::config::{Config, RequestLog, SessionBackend};
 use crate::domain::derive::DeviceKey;
 use crate::domain::error::Error;
-use crate::domain::event::Event;
 use crate::domain::id::SessionId;
 use crate::domain::subject::Subject;
 use crate::domain::time::Millis;
@@ -33,11 +32,10 @@ use crate::edge::handlers::{Scope, SessionScope, SubjectScope, KV_BINDING};
 use crate::edge::http::{self, Incoming, Reply};
 use crate::edge::log;
 use crate::edge::routes::{self, Handler, Route, Target};
-use crate::edge::runtime::ExecutionContext;
 use crate::edge::{auth, handlers, runtime, settings};
 use crate::service::subjects::SubjectStores;
 use crate::store::backend::{Backend, IndexBackend};
-use crate::store::events::{EventQueue, Journal, Queue};
+use crate::store::events::{self, Journal, Queue};
 use crate::store::kv::{Kv, KvIndex, KvSessions};
 use crate::store::seal::WebCrypto;
 
@@ -50,7 +48,7 @@ fn start() {
 /// types) and answers at once when no I/O is needed (`/health`, and every refusal made before
 /// any I/O); the rest resolve a promise.
 #[wasm_bindgen]
-pub fn fetch(req: web_sys::Request, env: Env, ctx: ExecutionContext) -> JsValue {
+pub fn fetch(req: web_sys::Request, env: Env, ctx: JsValue) -> JsValue {
     let mut answer = Box::pin(answer(req, env, ctx));
     let mut cx = Context::from_waker(Waker::noop());
     match answer.as_mut().poll(&mut cx) {
@@ -60,7 +58,7 @@ pub fn fetch(req: web_sys::Request, env: Env, ctx: ExecutionContext) -> JsValue 
     }
 }
 
-async fn answer(req: web_sys::Request, env: Env, ctx: ExecutionContext) -> web_sys::Response {
+async fn answer(req: web_sys::Request, env: Env, ctx: JsValue) -> web_sys::Response {
     let started = runtime::now();
     // Lifecycle events, when the worker has a Queue for them: on KV, recorded by the stores as
     // each write succeeds and sent once the response is out (strong mode's objects send their
@@ -85,12 +83,9 @@ async fn answer(req: web_sys::Request, env: Env, ctx: ExecutionContext) -> web_s
     };
     let events = journal.map(|journal| journal.take()).unwrap_or_default();
     if let (Some(queue), false) = (queue, events.is_empty()) {
-        runtime::after_response(&ctx, async move {
-            let texts: Vec<&str> = events.iter().map(Event::as_str).collect();
-            if let Err(err) = queue.send(&texts).await {
-                log::internal("events", &err.with_cause(format!("{} lost", texts.len())));
-            }
-        });
+        let cause = format!("queue {}: {{}}; {} lost", events::BINDING, events.len());
+        let failed = log::error_line("events", "store_unavailable", &cause);
+        queue.send_after_response(&ctx, &events, &failed);
     }
     let duration_ms = runtime::now().saturating_sub(started);
     if log.wants(reply.status, duration_ms) {

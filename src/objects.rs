@@ -337,16 +337,10 @@ async fn serve_peer(
             };
             return Ok(Reply::no_content().header(peer::META, meta.to_json()));
         }
-        ("DELETE", None) => {
-            let held = match &event {
-                Some(event) => store.remove_at_noted(&at, event).await?,
-                None => store.remove_at(&at).await?,
-            };
-            match held {
-                true => Outcome::Written,
-                false => return Err(Error::SessionNotFound),
-            }
-        }
+        ("DELETE", None) => match store.remove_at(&at, event.as_ref()).await? {
+            true => Outcome::Written,
+            false => return Err(Error::SessionNotFound),
+        },
         ("GET", Some(id)) => {
             let Some(record) = store.load(&id).await? else {
                 return Err(Error::SessionNotFound);
@@ -365,18 +359,14 @@ async fn serve_peer(
             let data = http::read_all(&req).await?;
             let expect =
                 expect.ok_or_else(|| Error::Internal("a peer sent no expectation".into()))?;
-            match &event {
-                Some(event) => store.save_noted(&id, &data, &meta, expect, event).await?,
-                None => store.save(&id, &data, &meta, expect).await?,
-            }
+            store
+                .save(&id, &data, &meta, expect, event.as_ref())
+                .await?
         }
         ("DELETE", Some(id)) => {
             let expect =
                 expect.ok_or_else(|| Error::Internal("a peer sent no expectation".into()))?;
-            match &event {
-                Some(event) => store.remove_noted(&id, expect, event).await?,
-                None => store.remove(&id, expect).await?,
-            }
+            store.remove(&id, expect, event.as_ref()).await?
         }
         _ => return Err(Error::NotFound),
     };
@@ -432,7 +422,7 @@ async fn ring(storage: DoStorage, env: Env) -> Result<(), Error> {
     };
     // The old object's session ended before its KV copy could be deleted: delete it now.
     let kv = KvSessions::new(Kv::binding(&env, KV_BINDING)?, WebCrypto, true);
-    match kv.remove(&id, Expect::Any).await {
+    match kv.remove(&id, Expect::Any, None).await {
         Ok(_) => {
             legacy::kv_copy_deleted(&storage, now)?;
             storage.set_alarm(now + legacy::KV_STALE_MS).await

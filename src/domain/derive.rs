@@ -46,7 +46,8 @@ impl StorageKey {
 
 /// How a listing names a session: 32 hex digits, stable for the session's life, useless as a
 /// credential.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// Ordered by its bytes, which is the order of its hex text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Handle([u8; 16]);
 
 impl Handle {

@@ -118,8 +118,7 @@ struct Names<'m, 'a> {
 
 impl<'m, 'a> Names<'m, 'a> {
     fn of(members: &'m [Member<'a>]) -> Self {
-        let mut sorted: Vec<usize> = (0..members.len()).collect();
-        sorted.sort_unstable_by(|&a, &b| members[a].name.cmp(&members[b].name));
+        let sorted = json::by_name(members);
         Self { members, sorted }
     }
 

@@ -5,12 +5,8 @@
 //!
 //! The functions are small JavaScript, bundled into the worker's module by wasm-bindgen.
 
-use std::future::Future;
-
 use wasm_bindgen::prelude::wasm_bindgen;
-use wasm_bindgen::JsValue;
-use worker::js_sys::{self, Promise};
-use worker::wasm_bindgen_futures::future_to_promise;
+use worker::js_sys;
 use worker::web_sys::{ReadableStream, Request, Response};
 
 use crate::domain::time::Millis;
@@ -61,24 +57,6 @@ extern "C" {
     /// `response` again, with headers added and one removed (a response from `fetch` has
     /// immutable headers).
     fn rewrap(response: &Response, lines: &str, without: &str) -> Response;
-}
-
-#[wasm_bindgen]
-extern "C" {
-    /// The third argument of `fetch`: what outlives the response.
-    pub type ExecutionContext;
-
-    #[wasm_bindgen(method, js_name = waitUntil)]
-    fn wait_until(this: &ExecutionContext, promise: &Promise);
-}
-
-/// Runs `work` after the response has gone out, as long as it takes (the runtime keeps the
-/// invocation alive for it, `waitUntil`).
-pub fn after_response(ctx: &ExecutionContext, work: impl Future<Output = ()> + 'static) {
-    ctx.wait_until(&future_to_promise(async move {
-        work.await;
-        Ok(JsValue::UNDEFINED)
-    }));
 }
 
 /// What the worker reads of every request, read in one crossing.

@@ -113,7 +113,10 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
         let bytes = data.as_str().as_bytes();
         let label = device.and_then(|device| device.label);
         let event = self.event(Kind::Created, now, &id, &meta, label);
-        match self.save(&id, bytes, &meta, Expect::Absent, event).await? {
+        let saved = self
+            .store
+            .save(&id, bytes, &meta, Expect::Absent, event.as_ref());
+        match saved.await? {
             Outcome::Written => Ok(meta),
             Outcome::Conflict => Err(Error::Internal(format!(
                 "new session id {} is taken",
@@ -167,34 +170,6 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
     fn expired(&self, id: &SessionId, meta: &Meta) -> Option<Event> {
         let kind = Kind::Expired(Expiry::of(meta, self.policy));
         self.event(kind, meta.expires_at, id, meta, None)
-    }
-
-    /// A save, committing `event` with it when there is one.
-    async fn save(
-        &self,
-        id: &SessionId,
-        data: &[u8],
-        meta: &Meta,
-        expect: Expect,
-        event: Option<Event>,
-    ) -> Result<Outcome, Error> {
-        match event {
-            Some(event) => self.store.save_noted(id, data, meta, expect, &event).await,
-            None => self.store.save(id, data, meta, expect).await,
-        }
-    }
-
-    /// A removal, committing `event` with it when there is one.
-    async fn remove(
-        &self,
-        id: &SessionId,
-        expect: Expect,
-        event: Option<Event>,
-    ) -> Result<Outcome, Error> {
-        match event {
-            Some(event) => self.store.remove_noted(id, expect, &event).await,
-            None => self.store.remove(id, expect).await,
-        }
     }
 
     /// Replaces the data of an existing session.
@@ -254,7 +229,7 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
             }
             let meta = current.meta.written(now, self.policy);
             let expect = Expect::Version(current.meta.version);
-            match self.store.save(id, &data, &meta, expect).await? {
+            match self.store.save(id, &data, &meta, expect, None).await? {
                 Outcome::Written => {
                     self.report(id, &current.meta, &meta).await;
                     return Ok((data, meta));
@@ -279,7 +254,7 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
             let data = current.data.as_bytes();
             // A conflict means a write landed in between; it renewed the session, and the next
             // round reads its expiry.
-            if self.store.save(id, data, &meta, expect).await? == Outcome::Written {
+            if self.store.save(id, data, &meta, expect, None).await? == Outcome::Written {
                 self.report(id, &current.meta, &meta).await;
                 return Ok(meta);
             }
@@ -317,7 +292,7 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
         }
         let saved = self
             .store
-            .save(&new_id, data, &meta, Expect::Absent)
+            .save(&new_id, data, &meta, Expect::Absent, None)
             .await?;
         if saved == Outcome::Conflict {
             return Err(Error::Internal(format!(
@@ -330,7 +305,7 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
         };
         let event = self.event(rotated, now, &new_id, &meta, None);
         let expect = Expect::Version(current.meta.version);
-        let failure = match self.remove(id, expect, event).await {
+        let failure = match self.store.remove(id, expect, event.as_ref()).await {
             Ok(Outcome::Written) => {
                 if let Some((subject, index)) = listed {
                     // Left behind on failure, the old entry is cleaned up when met.
@@ -343,7 +318,7 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
             Ok(Outcome::Conflict) => lost_races(),
             Err(err) => err,
         };
-        match self.store.remove(&new_id, Expect::Any).await {
+        match self.store.remove(&new_id, Expect::Any, None).await {
             Ok(_) => Err(failure),
             Err(undo) => Err(failure.with_cause(format!(
                 "rotation of {} left an unused copy under {}: {}",
@@ -396,7 +371,7 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
             true => self.event(Kind::Deleted, now, id, &meta, None),
             false => self.expired(id, &meta),
         });
-        match self.remove(id, expect, event).await? {
+        match self.store.remove(id, expect, event.as_ref()).await? {
             Outcome::Written => {
                 let listed = known
                     .filter(|_| local)

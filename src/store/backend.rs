@@ -96,10 +96,10 @@ impl SessionStore for Backend {
         }
     }
 
-    async fn remove_at(&self, at: &SessionRef) -> Result<bool, Error> {
+    async fn remove_at(&self, at: &SessionRef, event: Option<&Event>) -> Result<bool, Error> {
         match self {
-            Backend::Kv(store) => store.remove_at(at).await,
-            Backend::Durable(store) => store.remove_at(at).await,
+            Backend::Kv(store) => store.remove_at(at, event).await,
+            Backend::Durable(store) => store.remove_at(at, event).await,
         }
     }
 
@@ -124,56 +124,29 @@ impl SessionStore for Backend {
         }
     }
 
-    async fn save_noted(
-        &self,
-        id: &SessionId,
-        data: &[u8],
-        meta: &Meta,
-        expect: Expect,
-        event: &Event,
-    ) -> Result<Outcome, Error> {
-        match self {
-            Backend::Kv(store) => store.save_noted(id, data, meta, expect, event).await,
-            Backend::Durable(store) => store.save_noted(id, data, meta, expect, event).await,
-        }
-    }
-
-    async fn remove_noted(
-        &self,
-        id: &SessionId,
-        expect: Expect,
-        event: &Event,
-    ) -> Result<Outcome, Error> {
-        match self {
-            Backend::Kv(store) => store.remove_noted(id, expect, event).await,
-            Backend::Durable(store) => store.remove_noted(id, expect, event).await,
-        }
-    }
-
-    async fn remove_at_noted(&self, at: &SessionRef, event: &Event) -> Result<bool, Error> {
-        match self {
-            Backend::Kv(store) => store.remove_at_noted(at, event).await,
-            Backend::Durable(store) => store.remove_at_noted(at, event).await,
-        }
-    }
-
     async fn save(
         &self,
         id: &SessionId,
         data: &[u8],
         meta: &Meta,
         expect: Expect,
+        event: Option<&Event>,
     ) -> Result<Outcome, Error> {
         match self {
-            Backend::Kv(store) => store.save(id, data, meta, expect).await,
-            Backend::Durable(store) => store.save(id, data, meta, expect).await,
+            Backend::Kv(store) => store.save(id, data, meta, expect, event).await,
+            Backend::Durable(store) => store.save(id, data, meta, expect, event).await,
         }
     }
 
-    async fn remove(&self, id: &SessionId, expect: Expect) -> Result<Outcome, Error> {
+    async fn remove(
+        &self,
+        id: &SessionId,
+        expect: Expect,
+        event: Option<&Event>,
+    ) -> Result<Outcome, Error> {
         match self {
-            Backend::Kv(store) => store.remove(id, expect).await,
-            Backend::Durable(store) => store.remove(id, expect).await,
+            Backend::Kv(store) => store.remove(id, expect, event).await,
+            Backend::Durable(store) => store.remove(id, expect, event).await,
         }
     }
 }

@@ -57,6 +57,13 @@ export function sendEvents(queue, lines) {
   const messages = lines.split('\n').map((text) => ({ body: JSON.parse(text), contentType: 'json' }));
   return queue.sendBatch(messages);
 }
+
+export function sendAfter(ctx, queue, lines, failed) {
+  const sent = Promise.resolve().then(() => sendEvents(queue, lines));
+  ctx.waitUntil(sent.catch((err) => {
+    console.error(failed.replace('{}', JSON.stringify(String(err?.message ?? err)).slice(1, -1)));
+  }));
+}
 "#)]
 extern "C" {
     /// A Queue producer, as the runtime hands it to the worker.
@@ -66,6 +73,11 @@ extern "C" {
     /// as a JSON message.
     #[wasm_bindgen(catch, js_name = sendEvents)]
     fn send_events(queue: &QueueBinding, lines: &str) -> Result<Promise, JsValue>;
+
+    /// `sendEvents`, finished after the response (`ctx.waitUntil`); if it fails, `failed` is
+    /// logged with `{}` replaced by the cause (escaped for the JSON string it stands in).
+    #[wasm_bindgen(js_name = sendAfter)]
+    fn send_after(ctx: &JsValue, queue: &QueueBinding, lines: &str, failed: &str);
 }
 
 /// The `SESSION_EVENTS` Queue.
@@ -84,6 +96,16 @@ fn queue_failure(err: JsValue) -> Error {
         .dyn_ref::<worker::js_sys::Error>()
         .map_or_else(|| format!("{err:?}"), |err| String::from(err.message()));
     Error::StoreUnavailable(format!("queue {BINDING}: {message}"))
+}
+
+impl Queue {
+    /// Sends `events` once the response is out, as long as that takes (the runtime keeps the
+    /// invocation for it: `ctx` is the fetch handler's context). A failure is logged as
+    /// `failed` says, with `{}` standing for its cause; nothing tries again.
+    pub fn send_after_response(&self, ctx: &JsValue, events: &[Event], failed: &str) {
+        let lines: Vec<&str> = events.iter().map(Event::as_str).collect();
+        send_after(ctx, &self.0, &lines.join("\n"), failed);
+    }
 }
 
 impl EventQueue for Queue {

@@ -19,15 +19,13 @@ use worker::js_sys::{self, Object, Promise, Reflect, Uint8Array};
 use worker::wasm_bindgen_futures::JsFuture;
 use worker::Env;
 
-use base64::engine::general_purpose::STANDARD_NO_PAD as BASE64;
-use base64::Engine as _;
-
 use super::events::Journal;
 use super::seal::{Aead, Opened, Sealer, WebCrypto};
 use super::{
     DeviceInfo, Entry, Expect, KeyValue, Member, MetaAt, NewEntry, Outcome, Record, Seen,
     SessionRef, SessionStore, SubjectIndex, BULK_KEYS,
 };
+use crate::domain::base64;
 use crate::domain::derive::{Handle, StorageKey, WrapKey};
 use crate::domain::error::Error;
 use crate::domain::event::Event;
@@ -282,6 +280,13 @@ impl<K: KeyValue, A: Aead> KvSessions<K, A> {
         }
     }
 
+    /// Records `event`, after the write that made it, where this store keeps events.
+    fn record(&self, event: Option<&Event>) {
+        if let (Some(journal), Some(event)) = (&self.events, event) {
+            journal.record(event);
+        }
+    }
+
     /// The same store, recording lifecycle events in `journal`.
     pub fn with_events(self, journal: Option<Rc<Journal>>) -> Self {
         Self {
@@ -341,6 +346,7 @@ impl<K: KeyValue, A: Aead> SessionStore for KvSessions<K, A> {
         data: &[u8],
         meta: &Meta,
         _expect: Expect,
+        event: Option<&Event>,
     ) -> Result<Outcome, Error> {
         let key = StorageKey::of(id);
         let (moving, previous) = self.recall(id);
@@ -359,18 +365,25 @@ impl<K: KeyValue, A: Aead> SessionStore for KvSessions<K, A> {
             // failed delete is never read again and ends with its KV expiry.
             let _ = self.kv.delete(&id.to_string()).await;
         }
+        self.record(event);
         Ok(Outcome::Written)
     }
 
     /// One delete; with `legacy` on, one more under the bare id, unless this request found the
     /// session sealed. `expect` as for `save`.
-    async fn remove(&self, id: &SessionId, _expect: Expect) -> Result<Outcome, Error> {
+    async fn remove(
+        &self,
+        id: &SessionId,
+        _expect: Expect,
+        event: Option<&Event>,
+    ) -> Result<Outcome, Error> {
         self.kv.delete(&StorageKey::of(id).name()).await?;
         let (_, sealed) = self.recall(id);
         if self.legacy && sealed.is_none() {
             self.kv.delete(&id.to_string()).await?;
         }
         self.found.borrow_mut().retain(|(known, _)| known != id);
+        self.record(event);
         Ok(Outcome::Written)
     }
 
@@ -428,11 +441,13 @@ impl<K: KeyValue, A: Aead> SessionStore for KvSessions<K, A> {
     }
 
     /// One delete (KV cannot say whether anything was there: `true`).
-    async fn remove_at(&self, at: &SessionRef) -> Result<bool, Error> {
+    async fn remove_at(&self, at: &SessionRef, event: Option<&Event>) -> Result<bool, Error> {
         match at {
-            SessionRef::Key(key) => self.kv.delete(&key.name()).await.map(|()| true),
-            SessionRef::Id(id) => self.remove(id, Expect::Any).await.map(|_| true),
+            SessionRef::Key(key) => self.kv.delete(&key.name()).await?,
+            SessionRef::Id(id) => drop(self.remove(id, Expect::Any, None).await?),
         }
+        self.record(event);
+        Ok(true)
     }
 
     fn records_events(&self) -> bool {
@@ -442,9 +457,7 @@ impl<K: KeyValue, A: Aead> SessionStore for KvSessions<K, A> {
     /// KV drops an expired entry by itself, silently: a read that meets one before it does is
     /// the only witness, and records it here.
     fn observed(&self, event: &Event) {
-        if let Some(journal) = &self.events {
-            journal.record(event);
-        }
+        self.record(Some(event));
     }
 }
 
@@ -491,7 +504,7 @@ fn entry_metadata(member: &Member, device: Option<&[u8]>) -> String {
     let mut metadata = format!("{} {}", member.created_at, member.at.storage_key().name());
     if let Some(device) = device {
         metadata.push(' ');
-        metadata.push_str(&BASE64.encode(device));
+        metadata.push_str(&base64::encode(device));
     }
     metadata
 }
@@ -504,7 +517,7 @@ fn parse_entry(name: &str, metadata: Option<&str>) -> Option<Entry> {
         let created_at = fields.next()?.parse().ok()?;
         let key = StorageKey::from_name(fields.next()?)?;
         let device = match fields.next() {
-            Some(text) => Some(BASE64.decode(text).ok()?),
+            Some(text) => Some(base64::decode(text)?),
             None => None,
         };
         let member = Member {

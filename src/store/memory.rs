@@ -11,6 +11,7 @@ use super::kv::KvSessions;
 use super::seal::{soft_decrypt, soft_encrypt, Aead};
 use super::{Expect, KeyValue, MetaAt, Outcome, Record, SessionRef, SessionStore};
 use crate::domain::error::Error;
+use crate::domain::event::Event;
 use crate::domain::id::SessionId;
 use crate::domain::session::Meta;
 
@@ -271,7 +272,7 @@ impl StrictSessions {
                 };
                 let _ = self
                     .inner
-                    .save(&id, data.as_bytes(), &meta, Expect::Any)
+                    .save(&id, data.as_bytes(), &meta, Expect::Any, None)
                     .await?;
             }
         }
@@ -290,20 +291,26 @@ impl SessionStore for StrictSessions {
         data: &[u8],
         meta: &Meta,
         expect: Expect,
+        event: Option<&Event>,
     ) -> Result<Outcome, Error> {
         self.let_others_write().await?;
         if !expect.holds(self.current(id).as_ref()) {
             return Ok(Outcome::Conflict);
         }
-        self.inner.save(id, data, meta, expect).await
+        self.inner.save(id, data, meta, expect, event).await
     }
 
-    async fn remove(&self, id: &SessionId, expect: Expect) -> Result<Outcome, Error> {
+    async fn remove(
+        &self,
+        id: &SessionId,
+        expect: Expect,
+        event: Option<&Event>,
+    ) -> Result<Outcome, Error> {
         self.let_others_write().await?;
         if !expect.holds(self.current(id).as_ref()) {
             return Ok(Outcome::Conflict);
         }
-        self.inner.remove(id, expect).await
+        self.inner.remove(id, expect, event).await
     }
 
     async fn meta_at(&self, at: &SessionRef) -> Result<Option<(Meta, SessionRef)>, Error> {
@@ -319,8 +326,8 @@ impl SessionStore for StrictSessions {
         true
     }
 
-    async fn remove_at(&self, at: &SessionRef) -> Result<bool, Error> {
-        self.inner.remove_at(at).await
+    async fn remove_at(&self, at: &SessionRef, event: Option<&Event>) -> Result<bool, Error> {
+        self.inner.remove_at(at, event).await
     }
 }
 

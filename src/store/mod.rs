@@ -93,6 +93,12 @@ pub enum Outcome {
 /// the session is as `expect` says; otherwise they return [`Outcome::Conflict`] and change
 /// nothing. Removing a missing session under [`Expect::Any`] is `Written`. A failure leaves the
 /// previous record as it was.
+///
+/// Every write takes the lifecycle event it makes, if any: a store that keeps events commits it
+/// with the write (strong mode's outbox: in the same transaction) or records it once the write
+/// was made (KV). A write refused or failed makes no event; so does a removal where the store
+/// can tell nothing was there (KV cannot: its callers read first). A store that keeps no events
+/// ignores them.
 #[allow(
     async_fn_in_trait,
     reason = "Workers run single-threaded; futures need not be Send"
@@ -105,8 +111,14 @@ pub trait SessionStore {
         data: &[u8],
         meta: &Meta,
         expect: Expect,
+        event: Option<&Event>,
     ) -> Result<Outcome, Error>;
-    async fn remove(&self, id: &SessionId, expect: Expect) -> Result<Outcome, Error>;
+    async fn remove(
+        &self,
+        id: &SessionId,
+        expect: Expect,
+        event: Option<&Event>,
+    ) -> Result<Outcome, Error>;
 
     /// The metadata of the session `at` names (`None`: gone, or without metadata), and where
     /// the session is now: under its storage key, or still under its id where an earlier
@@ -129,9 +141,9 @@ pub trait SessionStore {
     }
 
     /// Removes the session `at` names, whatever it holds; `false` when nothing was there.
-    async fn remove_at(&self, at: &SessionRef) -> Result<bool, Error> {
+    async fn remove_at(&self, at: &SessionRef, event: Option<&Event>) -> Result<bool, Error> {
         match at {
-            SessionRef::Id(id) => self.remove(id, Expect::Any).await.map(|_| true),
+            SessionRef::Id(id) => self.remove(id, Expect::Any, event).await.map(|_| true),
             SessionRef::Key(_) => Err(Error::Internal("a store without hashed keys".into())),
         }
     }
@@ -152,49 +164,6 @@ pub trait SessionStore {
     /// expired session). A store whose own clock reports expiry (strong mode's alarm) ignores
     /// it, as does one that records no events.
     fn observed(&self, _event: &Event) {}
-
-    /// [`SessionStore::save`], and `event` with it if the write is made: in the same
-    /// transaction where the store has one (strong mode's outbox), else after the write.
-    /// A write refused or failed records no event.
-    async fn save_noted(
-        &self,
-        id: &SessionId,
-        data: &[u8],
-        meta: &Meta,
-        expect: Expect,
-        event: &Event,
-    ) -> Result<Outcome, Error> {
-        let outcome = self.save(id, data, meta, expect).await?;
-        if outcome == Outcome::Written {
-            self.observed(event);
-        }
-        Ok(outcome)
-    }
-
-    /// [`SessionStore::remove`], and `event` with it as for `save_noted`, if a session was
-    /// there to remove where the store can tell (a store that cannot, KV, records it anyway:
-    /// its callers read first).
-    async fn remove_noted(
-        &self,
-        id: &SessionId,
-        expect: Expect,
-        event: &Event,
-    ) -> Result<Outcome, Error> {
-        let outcome = self.remove(id, expect).await?;
-        if outcome == Outcome::Written {
-            self.observed(event);
-        }
-        Ok(outcome)
-    }
-
-    /// [`SessionStore::remove_at`], and `event` with it if a session was there to end.
-    async fn remove_at_noted(&self, at: &SessionRef, event: &Event) -> Result<bool, Error> {
-        let held = self.remove_at(at).await?;
-        if held {
-            self.observed(event);
-        }
-        Ok(held)
-    }
 }
 
 /// What [`SessionStore::meta_at`] answers for one session.

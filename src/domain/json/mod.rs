@@ -100,10 +100,17 @@ fn write_normalized(value: &str, out: &mut String) {
     }
 }
 
+/// The positions of `members`, ordered by decoded name, then by position: for finding a name
+/// (merge) and for resolving duplicates. One function for both, so one sort in the build.
+pub fn by_name(members: &[Member<'_>]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..members.len()).collect();
+    order.sort_unstable_by(|&a, &b| members[a].name.cmp(&members[b].name).then(a.cmp(&b)));
+    order
+}
+
 /// Members with each name once: the last value at the first position, as `JSON.parse` does.
 fn resolve_duplicates<'a>(members: &[Member<'a>]) -> Vec<(&'a str, &'a str)> {
-    let mut order: Vec<usize> = (0..members.len()).collect();
-    order.sort_by(|&a, &b| members[a].name.cmp(&members[b].name).then(a.cmp(&b)));
+    let order = by_name(members);
     let mut kept: Vec<(usize, usize)> = Vec::with_capacity(members.len());
     for index in order {
         match kept.last_mut() {

@@ -2,6 +2,7 @@
 //! [`SqlSessions`] against real SQLite, the statements, the alarm, and sessions moving in from KV.
 
 use crate::domain::error::Error;
+use crate::domain::event::Event;
 use crate::domain::id::SessionId;
 use crate::domain::json::JsonObject;
 use crate::domain::merge::Merge;
@@ -93,20 +94,26 @@ impl SessionStore for Others {
         data: &[u8],
         meta: &Meta,
         expect: Expect,
+        event: Option<&Event>,
     ) -> Result<Outcome, Error> {
-        self.sessions.save(id, data, meta, expect).await
+        self.sessions.save(id, data, meta, expect, event).await
     }
 
-    async fn remove(&self, id: &SessionId, expect: Expect) -> Result<Outcome, Error> {
-        self.sessions.remove(id, expect).await
+    async fn remove(
+        &self,
+        id: &SessionId,
+        expect: Expect,
+        event: Option<&Event>,
+    ) -> Result<Outcome, Error> {
+        self.sessions.remove(id, expect, event).await
     }
 
     async fn meta_at(&self, at: &SessionRef) -> Result<Option<(Meta, SessionRef)>, Error> {
         self.sessions.meta_at(at).await
     }
 
-    async fn remove_at(&self, at: &SessionRef) -> Result<bool, Error> {
-        self.sessions.remove_at(at).await
+    async fn remove_at(&self, at: &SessionRef, event: Option<&Event>) -> Result<bool, Error> {
+        self.sessions.remove_at(at, event).await
     }
 }
 
@@ -485,7 +492,7 @@ fn the_peer_protocol_round_trips_every_expectation() {
 fn the_statement_refuses_a_stale_version() {
     let object = object(1);
     let meta = Meta::new(T0, None, POLICY);
-    let save = |expect| run(object.save(&id(1), b"{}", &meta, expect)).unwrap();
+    let save = |expect| run(object.save(&id(1), b"{}", &meta, expect, None)).unwrap();
     assert_eq!(
         save(Expect::Version(1)),
         Outcome::Conflict,
@@ -494,7 +501,7 @@ fn the_statement_refuses_a_stale_version() {
     assert_eq!(save(Expect::Absent), Outcome::Written);
     assert_eq!(save(Expect::Absent), Outcome::Conflict, "already there");
     let newer = Meta { version: 2, ..meta };
-    let save = |expect| run(object.save(&id(1), b"{\"v\":2}", &newer, expect)).unwrap();
+    let save = |expect| run(object.save(&id(1), b"{\"v\":2}", &newer, expect, None)).unwrap();
     assert_eq!(save(Expect::Version(7)), Outcome::Conflict);
     assert_eq!(save(Expect::Version(1)), Outcome::Written);
     assert_eq!(
@@ -503,7 +510,7 @@ fn the_statement_refuses_a_stale_version() {
         "now at version 2"
     );
     assert_eq!(
-        run(object.remove(&id(1), Expect::Version(1))).unwrap(),
+        run(object.remove(&id(1), Expect::Version(1), None)).unwrap(),
         Outcome::Conflict
     );
     let record = run(object.load(&id(1))).unwrap().unwrap();

@@ -3,12 +3,11 @@
 //! object as the [`SubjectIndex`] of strong mode, and the internal headers and texts they speak.
 //! None of it is reachable from outside: only a stub of the namespace can send these requests.
 
-use base64::engine::general_purpose::STANDARD_NO_PAD as BASE64;
-use base64::Engine as _;
 use worker::js_sys::Uint8Array;
 use worker::wasm_bindgen::JsValue;
 use worker::{web_sys, ObjectNamespace, Request};
 
+use crate::domain::base64;
 use crate::domain::derive::{Handle, StorageKey};
 use crate::domain::error::Error;
 use crate::domain::event::Event;
@@ -191,80 +190,25 @@ impl SessionStore for Peers {
         data: &[u8],
         meta: &Meta,
         expect: Expect,
+        event: Option<&Event>,
     ) -> Result<Outcome, Error> {
-        let headers = [
-            (peer::META, meta.to_json()),
-            (peer::EXPECT, peer::expect_header(expect)),
-        ];
-        let headers = headers
-            .each_ref()
-            .map(|(name, value)| (*name, value.as_str()));
+        let (meta, expect) = (meta.to_json(), peer::expect_header(expect));
+        let headers = [(peer::META, meta.as_str()), (peer::EXPECT, expect.as_str())];
+        let headers = with_event(&headers, event);
         let response = self.send_to(id, "PUT", &headers, Some(data)).await?;
         Self::outcome(&response)
     }
 
-    async fn remove(&self, id: &SessionId, expect: Expect) -> Result<Outcome, Error> {
-        let expect = peer::expect_header(expect);
-        let response = self
-            .send_to(id, "DELETE", &[(peer::EXPECT, &expect)], None)
-            .await?;
-        Self::outcome(&response)
-    }
-
-    async fn save_noted(
-        &self,
-        id: &SessionId,
-        data: &[u8],
-        meta: &Meta,
-        expect: Expect,
-        event: &Event,
-    ) -> Result<Outcome, Error> {
-        let headers = [
-            (peer::META, meta.to_json()),
-            (peer::EXPECT, peer::expect_header(expect)),
-        ];
-        let headers = headers
-            .each_ref()
-            .map(|(name, value)| (*name, value.as_str()));
-        let headers = [headers[0], headers[1], (peer::EVENT, event.as_str())];
-        let response = self.send_to(id, "PUT", &headers, Some(data)).await?;
-        Self::outcome(&response)
-    }
-
-    async fn remove_noted(
+    async fn remove(
         &self,
         id: &SessionId,
         expect: Expect,
-        event: &Event,
+        event: Option<&Event>,
     ) -> Result<Outcome, Error> {
         let expect = peer::expect_header(expect);
-        let headers = [
-            (peer::EXPECT, expect.as_str()),
-            (peer::EVENT, event.as_str()),
-        ];
+        let headers = with_event(&[(peer::EXPECT, &expect)], event);
         let response = self.send_to(id, "DELETE", &headers, None).await?;
         Self::outcome(&response)
-    }
-
-    /// As `remove_at`, the event committed by the session's object with the end.
-    async fn remove_at_noted(&self, at: &SessionRef, event: &Event) -> Result<bool, Error> {
-        let any = peer::expect_header(Expect::Any);
-        let response = match at {
-            SessionRef::Key(key) => {
-                let name = key.name();
-                let headers = [(KEY_HEADER, name.as_str()), (peer::EVENT, event.as_str())];
-                self.send(&name, peer::PATH, "DELETE", &headers, None)
-                    .await?
-            }
-            SessionRef::Id(id) => {
-                let headers = [(peer::EXPECT, any.as_str()), (peer::EVENT, event.as_str())];
-                self.send_to(id, "DELETE", &headers, None).await?
-            }
-        };
-        match response.status_code() {
-            404 => Ok(false),
-            _ => Self::outcome(&response).map(|_| true),
-        }
     }
 
     /// A `HEAD` to the session's object: the metadata alone, in a header of a `204`. The object
@@ -282,13 +226,18 @@ impl SessionStore for Peers {
     }
 
     /// By key, the object answers `404` when it held no live session.
-    async fn remove_at(&self, at: &SessionRef) -> Result<bool, Error> {
+    async fn remove_at(&self, at: &SessionRef, event: Option<&Event>) -> Result<bool, Error> {
         let any = peer::expect_header(Expect::Any);
         let response = match at {
-            SessionRef::Key(key) => self.send_to_key(key, "DELETE").await?,
-            SessionRef::Id(id) => {
-                self.send_to(id, "DELETE", &[(peer::EXPECT, &any)], None)
+            SessionRef::Key(key) => {
+                let name = key.name();
+                let headers = with_event(&[(KEY_HEADER, &name)], event);
+                self.send(&name, peer::PATH, "DELETE", &headers, None)
                     .await?
+            }
+            SessionRef::Id(id) => {
+                let headers = with_event(&[(peer::EXPECT, &any)], event);
+                self.send_to(id, "DELETE", &headers, None).await?
             }
         };
         match response.status_code() {
@@ -296,6 +245,15 @@ impl SessionStore for Peers {
             _ => Self::outcome(&response).map(|_| true),
         }
     }
+}
+
+/// `headers`, and the event a write commits with it, if any.
+fn with_event<'h>(
+    headers: &[(&'h str, &'h str)],
+    event: Option<&'h Event>,
+) -> Vec<(&'h str, &'h str)> {
+    let event = event.map(|event| (peer::EVENT, event.as_str()));
+    headers.iter().copied().chain(event).collect()
 }
 
 impl OldObjects for Peers {
@@ -465,7 +423,7 @@ pub fn entries_text(entries: &[Entry]) -> String {
             let device = entry
                 .device
                 .as_ref()
-                .map_or("-".into(), |d| BASE64.encode(d));
+                .map_or("-".into(), |d| base64::encode(d));
             format!("{} {seen} {device}\n", member_line(&entry.member, false))
         })
         .collect()
@@ -482,7 +440,7 @@ pub fn parse_entries(text: &str) -> Vec<Entry> {
             };
             let device = match parts.next()? {
                 "-" => None,
-                text => Some(BASE64.decode(text).ok()?),
+                text => Some(base64::decode(text)?),
             };
             Some(Entry {
                 member,

@@ -364,7 +364,7 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore + OldObjects, A: Aead> SqlSe
                 self.peers.empty(id).await?;
             }
             if kv_copy {
-                let _ = self.kv.remove(id, Expect::Any).await?;
+                let _ = self.kv.remove(id, Expect::Any, None).await?;
             }
             self.storage.set_alarm(meta.expires_at).await
         };
@@ -578,64 +578,31 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore + OldObjects, A: Aead> Sessi
         data: &[u8],
         meta: &Meta,
         expect: Expect,
+        event: Option<&Event>,
     ) -> Result<Outcome, Error> {
         if Some(*id) == self.own {
-            self.save_own(data, meta, expect, None).await
+            self.save_own(data, meta, expect, event).await
         } else {
-            self.peers.save(id, data, meta, expect).await
+            self.peers.save(id, data, meta, expect, event).await
         }
     }
 
-    async fn remove(&self, id: &SessionId, expect: Expect) -> Result<Outcome, Error> {
+    async fn remove(
+        &self,
+        id: &SessionId,
+        expect: Expect,
+        event: Option<&Event>,
+    ) -> Result<Outcome, Error> {
         if Some(*id) == self.own {
-            self.remove_own(expect, None)
-                .await
-                .map(|(outcome, _)| outcome)
+            let (outcome, _) = self.remove_own(expect, event).await?;
+            Ok(outcome)
         } else {
-            self.peers.remove(id, expect).await
+            self.peers.remove(id, expect, event).await
         }
     }
 
     fn records_events(&self) -> bool {
         self.events
-    }
-
-    async fn save_noted(
-        &self,
-        id: &SessionId,
-        data: &[u8],
-        meta: &Meta,
-        expect: Expect,
-        event: &Event,
-    ) -> Result<Outcome, Error> {
-        if Some(*id) == self.own {
-            self.save_own(data, meta, expect, Some(event)).await
-        } else {
-            self.peers.save_noted(id, data, meta, expect, event).await
-        }
-    }
-
-    async fn remove_noted(
-        &self,
-        id: &SessionId,
-        expect: Expect,
-        event: &Event,
-    ) -> Result<Outcome, Error> {
-        if Some(*id) == self.own {
-            let (outcome, _) = self.remove_own(expect, Some(event)).await?;
-            Ok(outcome)
-        } else {
-            self.peers.remove_noted(id, expect, event).await
-        }
-    }
-
-    async fn remove_at_noted(&self, at: &SessionRef, event: &Event) -> Result<bool, Error> {
-        if self.is_own(at) {
-            let (_, held) = self.remove_own(Expect::Any, Some(event)).await?;
-            Ok(held)
-        } else {
-            self.peers.remove_at_noted(at, event).await
-        }
     }
 
     async fn meta_at(&self, at: &SessionRef) -> Result<Option<(Meta, SessionRef)>, Error> {
@@ -652,12 +619,12 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore + OldObjects, A: Aead> Sessi
         }
     }
 
-    async fn remove_at(&self, at: &SessionRef) -> Result<bool, Error> {
+    async fn remove_at(&self, at: &SessionRef, event: Option<&Event>) -> Result<bool, Error> {
         if self.is_own(at) {
-            let (_, held) = self.remove_own(Expect::Any, None).await?;
+            let (_, held) = self.remove_own(Expect::Any, event).await?;
             Ok(held)
         } else {
-            self.peers.remove_at(at).await
+            self.peers.remove_at(at, event).await
         }
     }
 
