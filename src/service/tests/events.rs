@@ -154,3 +154,27 @@ fn kv_revocations_say_why() {
         ]
     );
 }
+
+/// The sessions one request sees.
+type Request<'s> = Sessions<'s, KvSessions<&'s MemoryKv, SoftAead>>;
+
+#[test]
+fn with_events_a_kv_call_costs_what_it_costs_without() {
+    let (kv, journal) = (MemoryKv::default(), Rc::new(Journal::default()));
+    let count = |call: &dyn Fn(&Request)| {
+        kv.take_operations();
+        let store = store(&kv, &journal);
+        call(&Sessions::new(&store, POLICY));
+        kv.take_operations()
+    };
+    let create = count(&|s| drop(run(s.create(id(1), &data(), None, None, None, T0))));
+    let update = count(&|s| drop(run(s.replace(&id(1), &data(), None, T0 + S))));
+    let rotate = count(&|s| drop(run(s.rotate(&id(1), id(2), T0 + 2 * S))));
+    let delete = count(&|s| run(s.delete(&id(2), None, T0 + 3 * S)).unwrap());
+    assert_eq!(
+        (create, update, rotate, delete),
+        (1, 2, 3, 2),
+        "as without events; a delete reads first, which tells it the bare id holds nothing"
+    );
+    assert_eq!(journal.take().len(), 3);
+}

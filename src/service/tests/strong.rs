@@ -1132,3 +1132,57 @@ fn a_row_of_the_version_before_handles_gets_one_and_reports_its_expiry() {
         [event("created", "", 1), event("expired", "idle", 1)]
     );
 }
+
+/// Operations per call in strong mode with events on (README, "Operations per call"): SQL
+/// statements and alarm writes in the session's object, and the alarm that delivers each event
+/// (one `sendBatch`).
+const OBJECT_OPERATIONS_WITH_EVENTS: &[(&str, u32, u32)] = &[
+    ("create", 4, 1),
+    ("its delivery (the alarm)", 4, 1),
+    ("update", 3, 1),
+    ("touch (renewing)", 3, 1),
+    ("delete", 6, 1),
+    ("its delivery (the alarm)", 4, 1),
+];
+
+#[test]
+fn object_operations_with_events_are_the_documented_ones() {
+    let queue = RecordingQueue::default();
+    let mut object = object_of(1);
+    let mut measured = Vec::new();
+    let mut count = |name, object: &mut Object, call: &dyn Fn(&mut Object)| {
+        object.storage.take_operations();
+        call(object);
+        let (statements, alarm_writes) = object.storage.take_operations();
+        measured.push((name, statements, alarm_writes));
+    };
+    let data = body(r#"{"a":1}"#);
+    let now = T0 + 60 * S;
+    let request = |object: &mut Object, call: &dyn Fn(&Sessions<'_, Object>)| {
+        object.own = Some(id(1));
+        at(object, now, |s| call(s));
+    };
+    count("create", &mut object, &|o| {
+        request(o, &|s| {
+            drop(run(s.create(id(1), &data, None, None, None, T0)))
+        })
+    });
+    count("its delivery (the alarm)", &mut object, &|o| {
+        assert!(ring(o, now, &queue).is_none())
+    });
+    count("update", &mut object, &|o| {
+        request(o, &|s| drop(run(s.replace(&id(1), &data, None, now))))
+    });
+    count("touch (renewing)", &mut object, &|o| {
+        request(o, &|s| drop(run(s.touch(&id(1), now + 120 * S))))
+    });
+    count("delete", &mut object, &|o| {
+        request(o, &|s| run(s.delete(&id(1), None, now)).unwrap())
+    });
+    count("its delivery (the alarm)", &mut object, &|o| {
+        assert!(ring(o, now, &queue).is_none())
+    });
+    assert_eq!(queue.events().len(), 2);
+    assert!(object.storage.is_empty());
+    assert_eq!(measured, OBJECT_OPERATIONS_WITH_EVENTS);
+}

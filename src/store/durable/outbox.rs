@@ -5,12 +5,12 @@
 //! later ([`retry_delay`]). Delivery is at least once: a send that succeeded but whose rows
 //! could not be deleted is sent again, with the same `eventId`.
 //!
-//! One row per event, written once and deleted once: the table is empty but while events wait.
+//! One row per event, written once and deleted once; the table exists only while events wait.
 
 use crate::domain::error::Error;
 use crate::domain::event::{retry_delay, Event};
 use crate::domain::time::Millis;
-use crate::store::durable::{has_table, int, ObjectStorage, Value};
+use crate::store::durable::{int, ObjectStorage, Value};
 use crate::store::events::{EventQueue, BATCH};
 
 const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS outbox (
@@ -30,11 +30,8 @@ pub fn add(storage: &impl ObjectStorage, event: &Event, now: Millis) -> Result<(
     Ok(())
 }
 
-/// When the next delivery is due; `None` when nothing waits.
-pub fn due(storage: &impl ObjectStorage) -> Result<Option<Millis>, Error> {
-    if !has_table(storage, "outbox")? {
-        return Ok(None);
-    }
+/// When the next delivery is due; `None` when nothing waits. The table must exist.
+pub fn earliest(storage: &impl ObjectStorage) -> Result<Option<Millis>, Error> {
     let rows = storage.exec("SELECT MIN(due) FROM outbox", vec![])?;
     Ok(match rows.first().and_then(|row| row.first()) {
         Some(Value::Integer(at)) => Some(u64::try_from(*at).unwrap_or_default()),
@@ -47,21 +44,27 @@ pub fn due(storage: &impl ObjectStorage) -> Result<Option<Millis>, Error> {
 pub struct Delivery {
     /// The send that failed, for the log: its events wait for the next try.
     pub failed: Option<Error>,
+    /// When what is left is due; `None` when nothing is.
+    pub next: Option<Millis>,
+}
+
+/// An empty outbox is no table at all: writes then need not ask it when it is due.
+fn drained(storage: &impl ObjectStorage) -> Result<Delivery, Error> {
+    storage.exec("DROP TABLE outbox", vec![])?;
+    Ok(Delivery::default())
 }
 
 /// The most batches one alarm sends: what is left is due at once, for the next alarm.
 const ROUNDS: usize = 10;
 
 /// Sends the waiting events, oldest first, a batch at a time, and deletes each batch once it
-/// was sent. A failed send leaves its batch (and all after it) for a later try.
+/// was sent. A failed send leaves its batch (and all after it) for a later try. The table must
+/// exist; nothing else may write it meanwhile (the object runs its alarm alone).
 pub async fn deliver(
     storage: &impl ObjectStorage,
     queue: &impl EventQueue,
     now: Millis,
 ) -> Result<Delivery, Error> {
-    if !has_table(storage, "outbox")? {
-        return Ok(Delivery::default());
-    }
     for _ in 0..ROUNDS {
         let rows = storage.exec(
             "SELECT seq, event, attempts FROM outbox ORDER BY seq LIMIT ?",
@@ -77,7 +80,7 @@ pub async fn deliver(
             texts.push(text.as_str());
         }
         let Some(last) = last else {
-            return Ok(Delivery::default());
+            return drained(storage);
         };
         if let Err(err) = queue.send(&texts).await {
             let attempts = u32::try_from(attempts)
@@ -90,12 +93,20 @@ pub async fn deliver(
             let failed = err.with_cause(format!("{} events wait, try {attempts}", texts.len()));
             return Ok(Delivery {
                 failed: Some(failed),
+                next: Some(now + retry_delay(attempts)),
             });
+        }
+        if texts.len() < BATCH {
+            // That was all of it: the table goes with its rows, in one statement.
+            return drained(storage);
         }
         storage.exec(
             "DELETE FROM outbox WHERE seq <= ?",
             vec![Value::Integer(last)],
         )?;
     }
-    Ok(Delivery::default())
+    Ok(Delivery {
+        failed: None,
+        next: Some(now),
+    })
 }

@@ -108,8 +108,8 @@ pub struct SqlSessions<S, K, P, A: Aead = WebCrypto> {
     sealer: Sealer<A>,
     /// The data key of the record read in this request, for its next write.
     opened: RefCell<Option<Opened>>,
-    /// Whether the table exists, once known in this request: one statement fewer per write.
-    table: Cell<Option<bool>>,
+    /// Which tables exist, once known in this request: one statement fewer per write.
+    tables: Cell<Option<Tables>>,
 }
 
 fn column(row: &[Value], index: usize) -> Result<Option<u64>, Error> {
@@ -170,7 +170,7 @@ fn row_params(id: &SessionId, key: &StorageKey, sealed: Vec<u8>, meta: &Meta) ->
 /// The key of the session an object holds (or held), for its alarm; `None` for an object of
 /// the earlier strong mode or an empty one.
 pub fn stored_key(storage: &impl ObjectStorage) -> Result<Option<StorageKey>, Error> {
-    if !record_table(storage)? {
+    if !tables(storage)?.record {
         return Ok(None);
     }
     let rows = storage.exec("SELECT key FROM record", vec![])?;
@@ -180,19 +180,33 @@ pub fn stored_key(storage: &impl ObjectStorage) -> Result<Option<StorageKey>, Er
     })
 }
 
-/// Whether the table exists; a table of the version before `handle` gets the column on sight.
-fn record_table(storage: &impl ObjectStorage) -> Result<bool, Error> {
+/// Which of an object's tables exist.
+#[derive(Clone, Copy, Debug, Default)]
+struct Tables {
+    record: bool,
+    outbox: bool,
+}
+
+/// The tables, in one statement; a record table of the version before `handle` gets the column
+/// on sight.
+fn tables(storage: &impl ObjectStorage) -> Result<Tables, Error> {
     let rows = storage.exec(
-        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'record'",
+        "SELECT name, sql FROM sqlite_master WHERE type = 'table' AND name IN ('record', 'outbox')",
         vec![],
     )?;
-    let Some(Value::Text(sql)) = rows.first().and_then(|row| row.first()) else {
-        return Ok(false);
-    };
-    if !sql.contains("handle") {
-        storage.exec("ALTER TABLE record ADD COLUMN handle TEXT", vec![])?;
+    let mut tables = Tables::default();
+    for row in rows {
+        match row.as_slice() {
+            [Value::Text(name), Value::Text(sql)] if name == "record" => {
+                if !sql.contains("handle") {
+                    storage.exec("ALTER TABLE record ADD COLUMN handle TEXT", vec![])?;
+                }
+                tables.record = true;
+            }
+            _ => tables.outbox = true,
+        }
     }
-    Ok(true)
+    Ok(tables)
 }
 
 impl<S: ObjectStorage, K: KeyValue, P: SessionStore + OldObjects, A: Aead> SqlSessions<S, K, P, A> {
@@ -225,7 +239,7 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore + OldObjects, A: Aead> SqlSe
             events: false,
             sealer: Sealer(aead),
             opened: RefCell::new(None),
-            table: Cell::new(None),
+            tables: Cell::new(None),
         }
     }
 
@@ -246,7 +260,7 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore + OldObjects, A: Aead> SqlSe
     #[cfg(all(test, not(target_arch = "wasm32")))]
     pub fn next_request(&mut self, now: Millis) {
         self.now = now;
-        self.table.set(None);
+        self.tables.set(None);
         self.opened.replace(None);
     }
 
@@ -255,25 +269,41 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore + OldObjects, A: Aead> SqlSe
             .ok_or_else(|| Error::Internal("a session object asked for data without an id".into()))
     }
 
-    fn has_table(&self) -> Result<bool, Error> {
-        if let Some(known) = self.table.get() {
+    fn tables(&self) -> Result<Tables, Error> {
+        if let Some(known) = self.tables.get() {
             return Ok(known);
         }
-        let exists = record_table(&self.storage)?;
-        self.table.set(Some(exists));
-        Ok(exists)
+        let tables = tables(&self.storage)?;
+        self.tables.set(Some(tables));
+        Ok(tables)
+    }
+
+    fn has_table(&self) -> Result<bool, Error> {
+        Ok(self.tables()?.record)
     }
 
     fn create_table(&self) -> Result<(), Error> {
-        if self.table.get() != Some(true) {
+        let tables = self.tables.get().unwrap_or_default();
+        if !tables.record {
             self.storage.exec(SCHEMA, vec![])?;
-            self.table.set(Some(true));
+            let record = true;
+            self.tables.set(Some(Tables { record, ..tables }));
         }
         Ok(())
     }
 
+    /// Commits `event` to the outbox; run it inside [`ObjectStorage::atomically`] with the
+    /// change it reports.
+    fn add_event(&self, event: &Event) -> Result<(), Error> {
+        outbox::add(&self.storage, event, self.now)?;
+        let outbox = true;
+        let tables = self.tables.get().unwrap_or_default();
+        self.tables.set(Some(Tables { outbox, ..tables }));
+        Ok(())
+    }
+
     async fn delete_all(&self) -> Result<(), Error> {
-        self.table.set(Some(false));
+        self.tables.set(Some(Tables::default()));
         self.storage.delete_all().await
     }
 
@@ -430,7 +460,7 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore + OldObjects, A: Aead> SqlSe
                 .exec(query, params.take().unwrap_or_default())?
                 .is_empty();
             match event {
-                Some(event) if written => outbox::add(&self.storage, event, self.now),
+                Some(event) if written => self.add_event(event),
                 _ => Ok(()),
             }
         })?;
@@ -454,10 +484,15 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore + OldObjects, A: Aead> SqlSe
     /// of a moved session's marker) or at the outbox's next delivery, whichever comes first;
     /// with neither, the object holds nothing and all of it goes.
     async fn settle(&self, wake: Option<Millis>) -> Result<(), Error> {
-        let due = match self.events {
-            true => outbox::due(&self.storage)?,
+        let due = match self.events && self.tables()?.outbox {
+            true => outbox::earliest(&self.storage)?,
             false => None,
         };
+        self.settle_at(wake, due).await
+    }
+
+    /// [`Self::settle`], with the outbox's next delivery known.
+    async fn settle_at(&self, wake: Option<Millis>, due: Option<Millis>) -> Result<(), Error> {
         match wake.into_iter().chain(due).min() {
             Some(at) => self.storage.set_alarm(at).await,
             None => self.delete_all().await,
@@ -488,8 +523,13 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore + OldObjects, A: Aead> SqlSe
             return Ok((Outcome::Conflict, held));
         }
         if let Some(row) = row.filter(|row| row.sealed.is_some()) {
-            let wake = self.end(&row, self.committed(event))?;
-            self.settle(wake).await?;
+            let event = self.committed(event);
+            let wake = self.end(&row, event)?;
+            match event {
+                // Due at once, which is before anything else.
+                Some(_) => self.storage.set_alarm(self.now).await?,
+                None => self.settle(wake).await?,
+            }
         }
         Ok((Outcome::Written, held))
     }
@@ -507,7 +547,7 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore + OldObjects, A: Aead> SqlSe
             self.storage
                 .exec("UPDATE record SET sealed = NULL", vec![])?;
             match event {
-                Some(event) => outbox::add(&self.storage, event, self.now),
+                Some(event) => self.add_event(event),
                 None => Ok(()),
             }
         })?;
@@ -541,11 +581,14 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore + OldObjects, A: Aead> SqlSe
                 None => self.marker(&row),
             },
         };
-        let delivery = match (queue, self.events) {
+        let tables = self.tables()?;
+        let delivery = match (queue, self.events && tables.outbox) {
             (Some(queue), true) => outbox::deliver(&self.storage, queue, self.now).await?,
             _ => Delivery::default(),
         };
-        self.settle(wake).await?;
+        let outbox = delivery.next.is_some();
+        self.tables.set(Some(Tables { outbox, ..tables }));
+        self.settle_at(wake, delivery.next).await?;
         Ok(delivery)
     }
 }
