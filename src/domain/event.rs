@@ -176,6 +176,13 @@ impl Event {
         Self(out)
     }
 
+    /// The `expired` event of the session `handle` whose lifecycle was `meta`: at the moment it
+    /// expired, whenever that is seen, so each sighting has the same `eventId`.
+    pub fn expired(meta: &Meta, policy: Policy, handle: Handle) -> Self {
+        let kind = Kind::Expired(Expiry::of(meta, policy));
+        Self::new(kind, meta.expires_at, handle, meta.subject.as_ref(), None)
+    }
+
     /// An event as another object of this worker passed it on (only a stub of the namespace
     /// can send it, and only this worker holds one): taken as it is, if it has an event's shape.
     pub fn from_wire(text: String) -> Option<Self> {

@@ -12,7 +12,7 @@ use std::borrow::Cow;
 
 use crate::domain::derive::{Handle, StorageKey};
 use crate::domain::error::Error;
-use crate::domain::event::{Event, Expiry, Kind};
+use crate::domain::event::{Event, Kind};
 use crate::domain::id::SessionId;
 use crate::domain::json::JsonObject;
 use crate::domain::merge::{merge, Merge};
@@ -166,10 +166,10 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
         })
     }
 
-    /// The `expired` event of the session `id`, at the moment it expired, whenever it is met.
+    /// The `expired` event of the session `id`, when the store passes events on.
     fn expired(&self, id: &SessionId, meta: &Meta) -> Option<Event> {
-        let kind = Kind::Expired(Expiry::of(meta, self.policy));
-        self.event(kind, meta.expires_at, id, meta, None)
+        let event = || Event::expired(meta, self.policy, Handle::of(id));
+        self.store.records_events().then(event)
     }
 
     /// Replaces the data of an existing session.

@@ -12,7 +12,7 @@
 
 use crate::domain::derive::Handle;
 use crate::domain::error::Error;
-use crate::domain::event::{Event, Expiry, Kind, Revocation};
+use crate::domain::event::{Event, Kind, Revocation};
 use crate::domain::id::SessionId;
 use crate::domain::join::join_all;
 use crate::domain::session::Policy;
@@ -115,9 +115,7 @@ impl<'a, I: SubjectIndex, S: SessionStore> Subjects<'a, I, S> {
                 }
                 // KV's only witness of an expiry is a read that meets it before KV drops it.
                 Ok(Some((meta, _))) if meta.subject == Some(*subject) && !meta.is_alive(now) => {
-                    let kind = Kind::Expired(Expiry::of(&meta, self.policy));
-                    let at = meta.expires_at;
-                    let event = Event::new(kind, at, member.handle, Some(subject), None);
+                    let event = Event::expired(&meta, self.policy, member.handle);
                     self.sessions.observed(&event);
                     gone.push(member);
                 }

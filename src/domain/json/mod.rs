@@ -110,17 +110,23 @@ pub fn by_name(members: &[Member<'_>]) -> Vec<usize> {
 
 /// Members with each name once: the last value at the first position, as `JSON.parse` does.
 fn resolve_duplicates<'a>(members: &[Member<'a>]) -> Vec<(&'a str, &'a str)> {
-    let order = by_name(members);
-    let mut kept: Vec<(usize, usize)> = Vec::with_capacity(members.len());
-    for index in order {
-        match kept.last_mut() {
-            Some((first, last)) if members[*first].name == members[index].name => *last = index,
-            _ => kept.push((index, index)),
+    // For each name's first position, its last one: a table by position, so the members come
+    // out in order of first appearance without sorting again.
+    let mut last_of: Vec<Option<usize>> = vec![None; members.len()];
+    let mut first: Option<usize> = None;
+    for index in by_name(members) {
+        match first {
+            Some(at) if members[at].name == members[index].name => last_of[at] = Some(index),
+            _ => {
+                first = Some(index);
+                last_of[index] = Some(index);
+            }
         }
     }
-    kept.sort_unstable_by_key(|&(first, _)| first);
-    kept.into_iter()
-        .map(|(first, last)| (members[first].key, members[last].value))
+    last_of
+        .into_iter()
+        .enumerate()
+        .filter_map(|(at, last)| Some((members[at].key, members[last?].value)))
         .collect()
 }
 

@@ -26,7 +26,7 @@ use std::cell::{Cell, RefCell};
 
 use crate::domain::derive::{Handle, StorageKey, WrapKey};
 use crate::domain::error::Error;
-use crate::domain::event::{Event, Expiry, Kind};
+use crate::domain::event::Event;
 use crate::domain::id::SessionId;
 use crate::domain::session::{Meta, Policy};
 use crate::domain::subject::Subject;
@@ -571,10 +571,9 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore + OldObjects, A: Aead> SqlSe
             Some(row) => match row.live_meta() {
                 Some(meta) if meta.is_alive(self.now) => Some(meta.expires_at),
                 Some(meta) => {
-                    let expired = row.handle.map(|handle| {
-                        let kind = Kind::Expired(Expiry::of(&meta, self.policy));
-                        Event::new(kind, meta.expires_at, handle, meta.subject.as_ref(), None)
-                    });
+                    let expired = row
+                        .handle
+                        .map(|handle| Event::expired(&meta, self.policy, handle));
                     self.end(&row, self.committed(expired.as_ref()))?
                 }
                 // Ended already: a marker, or events waiting.
