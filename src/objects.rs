@@ -35,7 +35,8 @@ use crate::store::durable::peers::{
     Peers, SubjectPeers, ID_HEADER, INDEX_PATH, KEY_HEADER, LIKE_HEADER, MEMBER_HEADER, OLD_PATH,
     SUBJECT_HEADER,
 };
-use crate::store::durable::sessions::{stored_key, SqlSessions};
+use crate::store::durable::record::stored_key;
+use crate::store::durable::sessions::SqlSessions;
 use crate::store::durable::storage::DoStorage;
 use crate::store::durable::ObjectStorage;
 use crate::store::events::Queue;

@@ -22,7 +22,8 @@ use std::collections::HashMap;
 
 use crate::domain::derive::{Handle, StorageKey};
 use crate::store::durable::legacy::{self, Held};
-use crate::store::durable::sessions::{stored_key, OldObjects, SqlSessions, KV_STALE_MS};
+use crate::store::durable::record::stored_key;
+use crate::store::durable::sessions::{OldObjects, SqlSessions, KV_STALE_MS};
 use crate::store::durable::ObjectStorage;
 use crate::store::memory::sqlite::SqliteStorage;
 use crate::store::memory::{

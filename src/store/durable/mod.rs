@@ -9,6 +9,7 @@ pub mod index;
 pub mod legacy;
 pub mod outbox;
 pub mod peers;
+pub mod record;
 pub mod sessions;
 pub mod storage;
 

@@ -29,10 +29,10 @@ use crate::domain::error::Error;
 use crate::domain::event::Event;
 use crate::domain::id::SessionId;
 use crate::domain::session::{Meta, Policy};
-use crate::domain::subject::Subject;
 use crate::domain::time::Millis;
 use crate::store::durable::legacy::Held;
 use crate::store::durable::outbox::{self, Delivery};
+use crate::store::durable::record::{parse_row, row_params, tables, Row, Tables, COLUMNS, SCHEMA};
 use crate::store::durable::{int, ObjectStorage, Value};
 use crate::store::events::EventQueue;
 use crate::store::kv::KvSessions;
@@ -50,42 +50,6 @@ pub use crate::store::durable::legacy::KV_STALE_MS;
 pub trait OldObjects {
     async fn held(&self, id: &SessionId) -> Result<Held, Error>;
     async fn empty(&self, id: &SessionId) -> Result<(), Error>;
-}
-
-/// One row: the object's session. `key` and `handle` are there for requests and the alarm
-/// that name no id (the alarm's `expired` event names the session by its handle).
-const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS record (
-    one INTEGER PRIMARY KEY CHECK (one = 1),
-    key TEXT NOT NULL,
-    sealed BLOB,
-    created_at INTEGER NOT NULL,
-    updated_at INTEGER NOT NULL,
-    expires_at INTEGER NOT NULL,
-    version INTEGER NOT NULL,
-    ttl INTEGER,
-    subject TEXT,
-    kv_deleted_at INTEGER,
-    handle TEXT
-)";
-
-const COLUMNS: &str =
-    "sealed, created_at, updated_at, expires_at, version, ttl, subject, kv_deleted_at, handle";
-
-/// The session row: `sealed` is `None` once a session moved from KV has ended (its marker).
-#[derive(Debug)]
-struct Row {
-    sealed: Option<Vec<u8>>,
-    meta: Meta,
-    /// When the KV copy of a session moved from KV was deleted.
-    kv_deleted_at: Option<Millis>,
-    /// `None` in a row written before this column, until a request that names the id.
-    handle: Option<Handle>,
-}
-
-impl Row {
-    fn live_meta(&self) -> Option<Meta> {
-        self.sealed.as_ref().map(|_| self.meta)
-    }
 }
 
 /// The session of one Durable Object, in its SQLite storage.
@@ -110,103 +74,6 @@ pub struct SqlSessions<S, K, P, A: Aead = WebCrypto> {
     opened: RefCell<Option<Opened>>,
     /// Which tables exist, once known in this request: one statement fewer per write.
     tables: Cell<Option<Tables>>,
-}
-
-fn column(row: &[Value], index: usize) -> Result<Option<u64>, Error> {
-    match row.get(index) {
-        Some(Value::Integer(n)) => Ok(u64::try_from(*n).ok()),
-        Some(Value::Null) => Ok(None),
-        other => Err(Error::Internal(format!(
-            "session row column {index}: {other:?}"
-        ))),
-    }
-}
-
-/// A row as `SELECT {COLUMNS}` gives it; the sealed data is moved out, not copied.
-fn parse_row(mut row: Vec<Value>) -> Result<Row, Error> {
-    let sealed = match row.first_mut() {
-        Some(Value::Blob(bytes)) => Some(std::mem::take(bytes)),
-        _ => None,
-    };
-    let row = row.as_slice();
-    let number = |index| column(row, index)?.ok_or_else(|| Error::Internal("null column".into()));
-    Ok(Row {
-        sealed,
-        meta: Meta {
-            created_at: number(1)?,
-            updated_at: number(2)?,
-            expires_at: number(3)?,
-            version: number(4)?,
-            ttl: column(row, 5)?,
-            subject: match row.get(6) {
-                Some(Value::Text(hex)) => Subject::from_hex(hex),
-                _ => None,
-            },
-        },
-        kv_deleted_at: column(row, 7)?,
-        handle: match row.get(8) {
-            Some(Value::Text(hex)) => Handle::parse(hex),
-            _ => None,
-        },
-    })
-}
-
-/// The parameters of an insert or update: handle, key, sealed data, then the lifecycle.
-fn row_params(id: &SessionId, key: &StorageKey, sealed: Vec<u8>, meta: &Meta) -> Vec<Value> {
-    vec![
-        Value::Text(Handle::of(id).to_string()),
-        Value::Text(key.name()),
-        Value::Blob(sealed),
-        int(meta.created_at),
-        int(meta.updated_at),
-        int(meta.expires_at),
-        int(meta.version),
-        meta.ttl.map_or(Value::Null, int),
-        meta.subject
-            .map_or(Value::Null, |subject| Value::Text(subject.hex())),
-    ]
-}
-
-/// The key of the session an object holds (or held), for its alarm; `None` for an object of
-/// the earlier strong mode or an empty one.
-pub fn stored_key(storage: &impl ObjectStorage) -> Result<Option<StorageKey>, Error> {
-    if !tables(storage)?.record {
-        return Ok(None);
-    }
-    let rows = storage.exec("SELECT key FROM record", vec![])?;
-    Ok(match rows.first().and_then(|row| row.first()) {
-        Some(Value::Text(name)) => StorageKey::from_name(name),
-        _ => None,
-    })
-}
-
-/// Which of an object's tables exist.
-#[derive(Clone, Copy, Debug, Default)]
-struct Tables {
-    record: bool,
-    outbox: bool,
-}
-
-/// The tables, in one statement; a record table of the version before `handle` gets the column
-/// on sight.
-fn tables(storage: &impl ObjectStorage) -> Result<Tables, Error> {
-    let rows = storage.exec(
-        "SELECT name, sql FROM sqlite_master WHERE type = 'table' AND name IN ('record', 'outbox')",
-        vec![],
-    )?;
-    let mut tables = Tables::default();
-    for row in rows {
-        match row.as_slice() {
-            [Value::Text(name), Value::Text(sql)] if name == "record" => {
-                if !sql.contains("handle") {
-                    storage.exec("ALTER TABLE record ADD COLUMN handle TEXT", vec![])?;
-                }
-                tables.record = true;
-            }
-            _ => tables.outbox = true,
-        }
-    }
-    Ok(tables)
 }
 
 impl<S: ObjectStorage, K: KeyValue, P: SessionStore + OldObjects, A: Aead> SqlSessions<S, K, P, A> {

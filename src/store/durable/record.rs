@@ -1,0 +1,144 @@
+//! The one table of a session's object, `record`: its schema, how a row reads and is written,
+//! and which of the object's tables exist (the outbox's is [`super::outbox`]). Rows hold the
+//! session sealed, its lifecycle readable, its key and its handle: never its id.
+
+use crate::domain::derive::{Handle, StorageKey};
+use crate::domain::error::Error;
+use crate::domain::id::SessionId;
+use crate::domain::session::Meta;
+use crate::domain::subject::Subject;
+use crate::domain::time::Millis;
+use crate::store::durable::{int, ObjectStorage, Value};
+
+/// One row: the object's session. `key` and `handle` are there for requests and the alarm
+/// that name no id (the alarm's `expired` event names the session by its handle).
+pub const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS record (
+    one INTEGER PRIMARY KEY CHECK (one = 1),
+    key TEXT NOT NULL,
+    sealed BLOB,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    version INTEGER NOT NULL,
+    ttl INTEGER,
+    subject TEXT,
+    kv_deleted_at INTEGER,
+    handle TEXT
+)";
+
+pub const COLUMNS: &str =
+    "sealed, created_at, updated_at, expires_at, version, ttl, subject, kv_deleted_at, handle";
+
+/// The session row: `sealed` is `None` once a session moved from KV has ended (its marker).
+#[derive(Debug)]
+pub struct Row {
+    pub sealed: Option<Vec<u8>>,
+    pub meta: Meta,
+    /// When the KV copy of a session moved from KV was deleted.
+    pub kv_deleted_at: Option<Millis>,
+    /// `None` in a row written before this column, until a request that names the id.
+    pub handle: Option<Handle>,
+}
+
+impl Row {
+    pub fn live_meta(&self) -> Option<Meta> {
+        self.sealed.as_ref().map(|_| self.meta)
+    }
+}
+
+fn column(row: &[Value], index: usize) -> Result<Option<u64>, Error> {
+    match row.get(index) {
+        Some(Value::Integer(n)) => Ok(u64::try_from(*n).ok()),
+        Some(Value::Null) => Ok(None),
+        other => Err(Error::Internal(format!(
+            "session row column {index}: {other:?}"
+        ))),
+    }
+}
+
+/// A row as `SELECT {COLUMNS}` gives it; the sealed data is moved out, not copied.
+pub fn parse_row(mut row: Vec<Value>) -> Result<Row, Error> {
+    let sealed = match row.first_mut() {
+        Some(Value::Blob(bytes)) => Some(std::mem::take(bytes)),
+        _ => None,
+    };
+    let row = row.as_slice();
+    let number = |index| column(row, index)?.ok_or_else(|| Error::Internal("null column".into()));
+    Ok(Row {
+        sealed,
+        meta: Meta {
+            created_at: number(1)?,
+            updated_at: number(2)?,
+            expires_at: number(3)?,
+            version: number(4)?,
+            ttl: column(row, 5)?,
+            subject: match row.get(6) {
+                Some(Value::Text(hex)) => Subject::from_hex(hex),
+                _ => None,
+            },
+        },
+        kv_deleted_at: column(row, 7)?,
+        handle: match row.get(8) {
+            Some(Value::Text(hex)) => Handle::parse(hex),
+            _ => None,
+        },
+    })
+}
+
+/// The parameters of an insert or update: handle, key, sealed data, then the lifecycle.
+pub fn row_params(id: &SessionId, key: &StorageKey, sealed: Vec<u8>, meta: &Meta) -> Vec<Value> {
+    vec![
+        Value::Text(Handle::of(id).to_string()),
+        Value::Text(key.name()),
+        Value::Blob(sealed),
+        int(meta.created_at),
+        int(meta.updated_at),
+        int(meta.expires_at),
+        int(meta.version),
+        meta.ttl.map_or(Value::Null, int),
+        meta.subject
+            .map_or(Value::Null, |subject| Value::Text(subject.hex())),
+    ]
+}
+
+/// The key of the session an object holds (or held), for its alarm; `None` for an object of
+/// the earlier strong mode or an empty one.
+pub fn stored_key(storage: &impl ObjectStorage) -> Result<Option<StorageKey>, Error> {
+    if !tables(storage)?.record {
+        return Ok(None);
+    }
+    let rows = storage.exec("SELECT key FROM record", vec![])?;
+    Ok(match rows.first().and_then(|row| row.first()) {
+        Some(Value::Text(name)) => StorageKey::from_name(name),
+        _ => None,
+    })
+}
+
+/// Which of an object's tables exist.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Tables {
+    pub record: bool,
+    pub outbox: bool,
+}
+
+/// The tables, in one statement; a record table of the version before `handle` gets the column
+/// on sight.
+pub fn tables(storage: &impl ObjectStorage) -> Result<Tables, Error> {
+    let rows = storage.exec(
+        "SELECT name, sql FROM sqlite_master WHERE type = 'table' AND name IN ('record', 'outbox')",
+        vec![],
+    )?;
+    let mut tables = Tables::default();
+    for row in rows {
+        match row.as_slice() {
+            [Value::Text(name), Value::Text(sql)] if name == "record" => {
+                if !sql.contains("handle") {
+                    storage.exec("ALTER TABLE record ADD COLUMN handle TEXT", vec![])?;
+                }
+                tables.record = true;
+            }
+            _ => tables.outbox = true,
+        }
+    }
+    Ok(tables)
+}
