@@ -5,28 +5,14 @@ use std::rc::Rc;
 
 use crate::domain::derive::Handle;
 use crate::domain::error::Error;
-use crate::domain::id::SessionId;
-use crate::domain::json::JsonObject;
 use crate::domain::session::fixtures::{POLICY, S, T0};
-use crate::domain::subject::Subject;
 use crate::service::sessions::{NewDevice, Sessions};
 use crate::service::subjects::Subjects;
+use crate::service::tests::fixtures::{ada, data, id};
 use crate::store::events::Journal;
 use crate::store::kv::{KvIndex, KvSessions};
 use crate::store::memory::run;
 use crate::store::memory::{MemoryKv, SoftAead};
-
-fn id(n: u8) -> SessionId {
-    SessionId::from_random_bytes([n; 16])
-}
-
-fn ada() -> Subject {
-    Subject::new(b"ada@example.com", None).unwrap()
-}
-
-fn data() -> JsonObject {
-    JsonObject::from_bytes(br#"{"user":"ada"}"#.to_vec()).unwrap()
-}
 
 /// One request's store, recording into `journal`.
 fn store<'k>(kv: &'k MemoryKv, journal: &Rc<Journal>) -> KvSessions<&'k MemoryKv, SoftAead> {

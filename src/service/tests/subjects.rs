@@ -3,26 +3,14 @@
 
 use crate::domain::derive::Handle;
 use crate::domain::id::SessionId;
-use crate::domain::json::JsonObject;
 use crate::domain::session::fixtures::{POLICY, S, T0};
 use crate::domain::subject::Subject;
 use crate::domain::time::Millis;
 use crate::service::sessions::{NewDevice, Sessions};
 use crate::service::subjects::Subjects;
+use crate::service::tests::fixtures::{ada, data, id};
 use crate::store::kv::KvIndex;
 use crate::store::memory::{run, sealed, MemoryKv};
-
-fn id(n: u8) -> SessionId {
-    SessionId::from_random_bytes([n; 16])
-}
-
-fn ada() -> Subject {
-    Subject::new(b"ada@example.com", None).unwrap()
-}
-
-fn data() -> JsonObject {
-    JsonObject::from_bytes(br#"{"user":"ada"}"#.to_vec()).unwrap()
-}
 
 /// Sessions and their index on one in-memory KV namespace, as in the worker.
 struct Kv {
