@@ -40,7 +40,12 @@ function stopAllNow() {
 for (const signal of ['SIGINT', 'SIGTERM']) {
   process.once(signal, () => { stopAllNow(); process.exit(130); });
 }
-process.once('exit', stopAllNow);
+/** Fixture configs this file wrote (fixtureConfig): they outlive any one start of a worker. */
+const fixtureFiles = new Set();
+process.once('exit', () => {
+  stopAllNow();
+  for (const file of fixtureFiles) rmSync(file, { force: true });
+});
 const arm = (ms) => setTimeout(() => {
   console.error(`[harness] this file ran past ${ms} ms; stopping its servers`);
   stopAllNow();
@@ -143,12 +148,13 @@ function patchedConfig(vars, env, source = readFileSync(join(ROOT, 'wrangler.tom
 
 /**
  * Writes a wrangler config for a fixture Worker into the fixture's folder (so its `main`
- * resolves), named so that the worker's `kill` removes it; returns its path from the root.
+ * resolves), removed when this process exits; returns its path from the root.
  */
 export function fixtureConfig(folder, text) {
   patched += 1;
-  const path = join(folder, `.wrangler-e2e-${process.pid}-${patched}.toml`);
+  const path = join(folder, `.wrangler-fixture-${process.pid}-${patched}.toml`);
   writeFileSync(join(ROOT, path), text);
+  fixtureFiles.add(join(ROOT, path));
   return path;
 }
 
@@ -197,7 +203,20 @@ export async function startSink() {
  * @param {string} [options.state] a directory of local state to start from and keep (default: a
  *   fresh one, removed when the worker stops)
  */
-export async function startWorker({ configs = ['wrangler.toml'], env, vars = {}, extra, state: kept } = {}) {
+export async function startWorker(options = {}) {
+  try {
+    return await startWorkerOnce(options);
+  } catch (err) {
+    // Seen once in a fresh clone: wrangler's watcher reported `src` changed 200 ms after the
+    // start (nothing had written it), and its rebuild's restart collided with its own port.
+    // A worker that cannot start fails twice; one that tripped over that starts the second time.
+    if (!String(err.message).startsWith('wrangler dev exited')) throw err;
+    console.error(`[harness] wrangler dev exited while starting; starting it once more:\n${err.message.slice(-1500)}`);
+    return startWorkerOnce(options);
+  }
+}
+
+async function startWorkerOnce({ configs = ['wrangler.toml'], env, vars = {}, extra, state: kept } = {}) {
   vars = { SESSION_BACKEND: BACKEND, ...vars };
   let temporaryConfig = null;
   if (configs[0] !== 'wrangler.toml' || extra) {
