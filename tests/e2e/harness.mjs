@@ -277,10 +277,24 @@ async function startWorkerOnce({ configs = ['wrangler.toml'], env, vars = {}, ex
     handle.kill();
     throw err;
   }
-  /** `wrangler kv key <args>` on this worker's local KV (its binding, state, config and env). */
-  const wranglerKv = (args, options = {}) => promisify(execFile)(WRANGLER, ['kv', 'key', ...args,
-    '--binding', 'sessionstore', '--local', '--persist-to', state,
-    ...configs.slice(-1).flatMap((c) => ['-c', c]), ...(env ? ['--env', env] : [])], { cwd: ROOT, ...options });
+  /**
+   * `wrangler kv key <args>` on this worker's local KV (its binding, state, config and env). The
+   * running worker holds the same SQLite: a read can meet its lock (`SQLITE_BUSY`, seen once in
+   * a fresh clone), and is then tried again, a few times.
+   */
+  const wranglerKv = async (args, options = {}) => {
+    const run = () => promisify(execFile)(WRANGLER, ['kv', 'key', ...args,
+      '--binding', 'sessionstore', '--local', '--persist-to', state,
+      ...configs.slice(-1).flatMap((c) => ['-c', c]), ...(env ? ['--env', env] : [])], { cwd: ROOT, ...options });
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        return await run();
+      } catch (err) {
+        if (attempt === 5 || !/SQLITE_BUSY/.test(`${err.stderr ?? ''}${err.stdout ?? ''}${err.message}`)) throw err;
+        await sleep(250 * attempt);
+      }
+    }
+  };
   const metadataArgs = (metadata) => (metadata ? ['--metadata', JSON.stringify(metadata)] : []);
   return {
     url,
