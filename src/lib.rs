@@ -60,16 +60,19 @@ pub fn fetch(req: web_sys::Request, env: Env, ctx: JsValue) -> JsValue {
 
 async fn answer(req: web_sys::Request, env: Env, ctx: JsValue) -> web_sys::Response {
     let started = runtime::now();
-    // Lifecycle events, when the worker has a Queue for them: on KV, recorded by the stores as
-    // each write succeeds and sent once the response is out (strong mode's objects send their
-    // own).
-    let queue = Queue::binding(&env);
-    let journal = queue.as_ref().map(|_| Rc::new(Journal::default()));
     let req = Incoming::new(req);
     let method = req.head.method.clone();
     let matched = routes::find(req.head.path()).map(|(route, param)| (route, param.to_owned()));
     let route = routes::log_name(matched.as_ref().map(|(route, _)| *route));
     let config = settings::config(&env);
+    // Lifecycle events, when the worker has a Queue for them: on KV, recorded by the stores as
+    // each write succeeds and sent once the response is out (strong mode's objects send their
+    // own, so the worker keeps no journal there).
+    let kv = config
+        .as_ref()
+        .is_ok_and(|config| config.backend == SessionBackend::Kv);
+    let queue = Queue::binding(&env).filter(|_| kv);
+    let journal = queue.as_ref().map(|_| Rc::new(Journal::default()));
     // A configuration that cannot be read logs every request: it is an outage.
     let log = config
         .as_ref()
