@@ -115,8 +115,10 @@ impl<'a, I: SubjectIndex, S: SessionStore> Subjects<'a, I, S> {
                 }
                 // KV's only witness of an expiry is a read that meets it before KV drops it.
                 Ok(Some((meta, _))) if meta.subject == Some(*subject) && !meta.is_alive(now) => {
-                    let event = Event::expired(&meta, self.policy, member.handle);
-                    self.sessions.observed(&event);
+                    if self.sessions.records_events() {
+                        let event = Event::expired(&meta, self.policy, member.handle);
+                        self.sessions.observed(&event);
+                    }
                     gone.push(member);
                 }
                 // A session that does not open is gone for the caller, as for everyone.

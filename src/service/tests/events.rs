@@ -97,6 +97,13 @@ fn kv_reports_an_expiry_when_a_read_meets_it() {
     );
     journal.record(&events[0]);
     assert_eq!(taken(&journal), [event("expired", "idle", 1)]);
+    let listed = run(Subjects::new(&index, &store, POLICY).live(&ada(), late)).unwrap();
+    assert!(listed.is_empty());
+    assert_eq!(
+        journal.take(),
+        [events[0].clone()],
+        "a listing that meets it, too"
+    );
     run(sessions.delete(&id(1), None, late)).unwrap();
     assert_eq!(taken(&journal), [event("expired", "idle", 1)], "no deleted");
 }

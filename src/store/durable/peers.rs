@@ -30,7 +30,7 @@ pub mod peer {
     pub const PATH: &str = "/store";
     pub const META: &str = "session-state-meta";
     pub const EXPECT: &str = "session-state-expect";
-    /// The lifecycle event a write commits with it (see `SessionStore::save_noted`). Only
+    /// The lifecycle event a write commits with it (the `event` of `SessionStore::save`). Only
     /// label-free events cross (a `created` event is always its own object's): ASCII.
     pub const EVENT: &str = "session-state-event";
     /// On an old object's answer: its session came from KV, and the copy there may remain.
@@ -146,10 +146,18 @@ impl Peers {
     }
 
     /// A request to the object of the session stored under `key`, without its id.
-    async fn send_to_key(&self, key: &StorageKey, method: &str) -> Result<worker::Response, Error> {
+    async fn send_to_key(
+        &self,
+        key: &StorageKey,
+        method: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<worker::Response, Error> {
         let name = key.name();
-        self.send(&name, peer::PATH, method, &[(KEY_HEADER, &name)], None)
-            .await
+        let headers: Vec<(&str, &str)> = [(KEY_HEADER, name.as_str())]
+            .into_iter()
+            .chain(headers.iter().copied())
+            .collect();
+        self.send(&name, peer::PATH, method, &headers, None).await
     }
 
     fn outcome(response: &worker::Response) -> Result<Outcome, Error> {
@@ -215,7 +223,7 @@ impl SessionStore for Peers {
     /// moves a session stored elsewhere in on first use, so it is under its key after.
     async fn meta_at(&self, at: &SessionRef) -> Result<Option<(Meta, SessionRef)>, Error> {
         let response = match at {
-            SessionRef::Key(key) => self.send_to_key(key, "HEAD").await?,
+            SessionRef::Key(key) => self.send_to_key(key, "HEAD", &[]).await?,
             SessionRef::Id(id) => self.send_to(id, "HEAD", &[], None).await?,
         };
         match response.status_code() {
@@ -230,10 +238,8 @@ impl SessionStore for Peers {
         let any = peer::expect_header(Expect::Any);
         let response = match at {
             SessionRef::Key(key) => {
-                let name = key.name();
-                let headers = with_event(&[(KEY_HEADER, &name)], event);
-                self.send(&name, peer::PATH, "DELETE", &headers, None)
-                    .await?
+                let headers = with_event(&[], event);
+                self.send_to_key(key, "DELETE", &headers).await?
             }
             SessionRef::Id(id) => {
                 let headers = with_event(&[(peer::EXPECT, &any)], event);
