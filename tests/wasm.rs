@@ -70,31 +70,43 @@ fn every_random_digit_is_uniform() {
 mod sealing {
     use aes_gcm::aead::{Aead, KeyInit, Payload};
     use aes_gcm::{Aes256Gcm, Nonce};
+    use hmac::{Hmac, Mac};
     use session_state::domain::derive::{StorageKey, WrapKey};
     use session_state::domain::id::SessionId;
-    use session_state::seal::{Sealer, WebCrypto};
+    use session_state::domain::session::{Meta, Policy};
+    use session_state::seal::{lifecycle_bytes, Sealer, WebCrypto, LIFECYCLE};
+    use sha2::Sha256;
     use wasm_bindgen_test::wasm_bindgen_test;
 
-    fn open_with_rustcrypto(id: &SessionId, bytes: &[u8]) -> Option<Vec<u8>> {
+    /// Opens an `s2` record with RustCrypto alone, as the storage schema describes it.
+    fn open_with_rustcrypto(id: &SessionId, meta: &Meta, bytes: &[u8]) -> Option<Vec<u8>> {
         let key = StorageKey::of(id);
-        let (magic, rest) = bytes.split_at(3);
-        assert_eq!(magic, b"s1\x01");
-        let (slot, rest) = rest.split_at(60);
-        let (nonce, sealed) = rest.split_at(12);
-        let aad = |label: &[u8]| [label, key.bytes()].concat();
-        let wrap = Aes256Gcm::new((&WrapKey::of(id).0).into());
-        let slot_aad = aad(b"session-state/v1/slot\0");
+        assert_eq!(&bytes[..2], b"s2");
+        assert_eq!(&bytes[2..2 + LIFECYCLE], &lifecycle_bytes(meta)[..]);
+        let head = 2 + LIFECYCLE;
+        assert_eq!(bytes[head], 1, "one slot");
+        let (header, rest) = bytes.split_at(head + 1 + 80);
+        let slot = &header[head + 1..];
+        let (salt, wrapped) = slot.split_at(32);
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&WrapKey::of(id).0).unwrap();
+        mac.update(b"session-state/v2/slot-key\0");
+        mac.update(salt);
+        let slot_key = mac.finalize().into_bytes();
+        let slot_aad = [&b"session-state/v2/slot\0"[..], key.bytes()].concat();
         let payload = Payload {
-            msg: &slot[12..],
+            msg: wrapped,
             aad: &slot_aad,
         };
-        let data_key = wrap.decrypt(Nonce::from_slice(&slot[..12]), payload).ok()?;
-        let cipher = Aes256Gcm::new_from_slice(&data_key).ok()?;
-        let data_aad = aad(b"session-state/v1/data\0");
+        let data_key = Aes256Gcm::new(&slot_key)
+            .decrypt(Nonce::from_slice(&salt[..12]), payload)
+            .ok()?;
+        let (nonce, sealed) = rest.split_at(12);
+        let data_aad = [&b"session-state/v2/data\0"[..], key.bytes(), header].concat();
         let payload = Payload {
             msg: sealed,
             aad: &data_aad,
         };
+        let cipher = Aes256Gcm::new_from_slice(&data_key).ok()?;
         cipher.decrypt(Nonce::from_slice(nonce), payload).ok()
     }
 
@@ -105,34 +117,38 @@ mod sealing {
         let id = SessionId::generate().unwrap();
         let other = SessionId::generate().unwrap();
         let (wrap, key) = (WrapKey::of(&id), StorageKey::of(&id));
+        let policy = Policy {
+            idle_ttl: 1800,
+            max_lifetime: 86_400,
+            touch_interval: 60,
+            max_bytes: 65_536,
+        };
+        let meta = Meta::new(1_764_000_000_000, Some(60), policy);
         let sealer = Sealer(WebCrypto);
         for len in [20, 2048, 2049, 60_000] {
             let data = vec![b'c'; len];
-            let (opened, bytes) = sealer.seal(&wrap, &key, &data, None).await.unwrap();
+            let bytes = sealer.seal(&wrap, &key, &meta, &data).await.unwrap();
             assert_eq!(
-                open_with_rustcrypto(&id, &bytes).as_deref(),
+                open_with_rustcrypto(&id, &meta, &bytes).as_deref(),
                 Some(&data[..]),
                 "{len}"
             );
-            assert_eq!(open_with_rustcrypto(&other, &bytes), None, "{len}");
-            let (_, again) = sealer
-                .seal(&wrap, &key, &data, Some(&opened))
-                .await
-                .unwrap();
-            assert_eq!(bytes[..63], again[..63], "the data key stays");
-            let (_, read) = sealer.open(&wrap, &key, &again).await.unwrap().unwrap();
-            assert_eq!(read, data, "{len}");
+            assert_eq!(open_with_rustcrypto(&other, &meta, &bytes), None, "{len}");
+            let again = sealer.seal(&wrap, &key, &meta, &data).await.unwrap();
+            assert_ne!(bytes[..160], again[..160], "a fresh data key each write");
+            let read = sealer.open(&wrap, &key, &again).await.unwrap().unwrap();
+            assert_eq!((read.data, read.lifecycle), (data, Some(meta)), "{len}");
             let moved = sealer
                 .open(&wrap, &StorageKey::of(&other), &bytes)
                 .await
                 .unwrap();
             assert!(moved.is_none(), "{len}");
-            let mut altered = bytes.clone();
-            altered[70] ^= 1;
-            assert!(
-                sealer.open(&wrap, &key, &altered).await.unwrap().is_none(),
-                "{len}"
-            );
+            for at in [10, 100, 170] {
+                let mut altered = bytes.clone();
+                altered[at] ^= 1;
+                let opened = sealer.open(&wrap, &key, &altered).await.unwrap();
+                assert!(opened.is_none(), "{len}, byte {at}");
+            }
         }
     }
 }

@@ -45,6 +45,15 @@ impl Subject {
     pub fn from_hex(text: &str) -> Option<Self> {
         unhex(text).map(Self)
     }
+
+    /// The hash itself, as a sealed lifecycle holds it.
+    pub fn bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    pub fn from_bytes(hash: [u8; 32]) -> Self {
+        Self(hash)
+    }
 }
 
 #[cfg(test)]

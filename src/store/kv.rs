@@ -20,7 +20,7 @@ use worker::wasm_bindgen_futures::JsFuture;
 use worker::Env;
 
 use super::events::Journal;
-use super::seal::{Aead, Opened, Sealer, WebCrypto};
+use super::seal::{Aead, Sealer, WebCrypto};
 use super::{
     DeviceInfo, Entry, Expect, KeyValue, Member, MetaAt, NewEntry, Outcome, Record, Seen,
     SessionRef, SessionStore, SubjectIndex, BULK_KEYS,
@@ -243,8 +243,8 @@ fn readable(metadata: Option<String>) -> Option<Meta> {
 
 /// Where a request found a session, so that its write goes where it should.
 enum Found {
-    /// Under its storage key, sealed: the next write keeps its data key.
-    Sealed(Opened),
+    /// Under its storage key, sealed.
+    Sealed,
     /// Under its bare id, as stored before keys were hashed: the next write moves it.
     Legacy,
 }
@@ -301,14 +301,11 @@ impl<K: KeyValue, A: Aead> KvSessions<K, A> {
         memo.push((*id, found));
     }
 
-    /// Whether this request found `id` under its bare id, and what it opened if sealed.
-    fn recall(&self, id: &SessionId) -> (bool, Option<Opened>) {
+    /// Where this request found `id`, if it read it.
+    fn recall(&self, id: &SessionId) -> Option<bool> {
         let memo = self.found.borrow();
-        match memo.iter().find(|(known, _)| known == id) {
-            Some((_, Found::Sealed(opened))) => (false, Some(opened.clone())),
-            Some((_, Found::Legacy)) => (true, None),
-            None => (false, None),
-        }
+        let found = memo.iter().find(|(known, _)| known == id);
+        found.map(|(_, found)| matches!(found, Found::Legacy))
     }
 }
 
@@ -316,12 +313,16 @@ impl<K: KeyValue, A: Aead> SessionStore for KvSessions<K, A> {
     /// One read; on a miss, with `legacy` on, a second under the bare id.
     async fn load(&self, id: &SessionId) -> Result<Option<Record>, Error> {
         let key = StorageKey::of(id);
-        if let Some((bytes, meta)) = self.kv.get_bytes(&key.name()).await? {
-            let (opened, data) = self.sealer.open_session(id, &key, &bytes).await?;
-            self.remember(id, Found::Sealed(opened));
+        if let Some((bytes, metadata)) = self.kv.get_bytes(&key.name()).await? {
+            let beside = readable(metadata);
+            let opened = self
+                .sealer
+                .open_session(id, &key, &bytes, beside, self.legacy);
+            let (data, meta) = opened.await?;
+            self.remember(id, Found::Sealed);
             return Ok(Some(Record {
                 data,
-                meta: readable(meta),
+                meta: Some(meta),
             }));
         }
         if !self.legacy {
@@ -349,17 +350,14 @@ impl<K: KeyValue, A: Aead> SessionStore for KvSessions<K, A> {
         event: Option<&Event>,
     ) -> Result<Outcome, Error> {
         let key = StorageKey::of(id);
-        let (moving, previous) = self.recall(id);
-        let (opened, sealed) = self
-            .sealer
-            .seal(&WrapKey::of(id), &key, data, previous.as_ref())
-            .await?;
+        let moving = self.recall(id) == Some(true);
+        let sealed = self.sealer.seal(&WrapKey::of(id), &key, meta, data).await?;
         let ttl = meta.kv_ttl(meta.updated_at);
         let metadata = meta.to_json();
         self.kv
             .put(&key.name(), &sealed, Some(&metadata), ttl)
             .await?;
-        self.remember(id, Found::Sealed(opened));
+        self.remember(id, Found::Sealed);
         if moving {
             // The sealed copy is written and found first from now on; an old entry left by a
             // failed delete is never read again and ends with its KV expiry.
@@ -378,8 +376,7 @@ impl<K: KeyValue, A: Aead> SessionStore for KvSessions<K, A> {
         event: Option<&Event>,
     ) -> Result<Outcome, Error> {
         self.kv.delete(&StorageKey::of(id).name()).await?;
-        let (_, sealed) = self.recall(id);
-        if self.legacy && sealed.is_none() {
+        if self.legacy && self.recall(id) != Some(false) {
             self.kv.delete(&id.to_string()).await?;
         }
         self.found.borrow_mut().retain(|(known, _)| known != id);
@@ -398,10 +395,9 @@ impl<K: KeyValue, A: Aead> SessionStore for KvSessions<K, A> {
                 let Some(meta) = self.load(id).await?.and_then(|record| record.meta) else {
                     return Ok(None);
                 };
-                let (legacy, _) = self.recall(id);
-                let now_at = match legacy {
-                    true => *at,
-                    false => SessionRef::Key(StorageKey::of(id)),
+                let now_at = match self.recall(id) {
+                    Some(true) => *at,
+                    _ => SessionRef::Key(StorageKey::of(id)),
                 };
                 Ok(Some((meta, now_at)))
             }

@@ -1,19 +1,35 @@
-//! Sealed session data: what both backends store instead of the data itself.
+//! Sealed session records: what both backends store instead of the data itself.
 //!
-//! Each session has a random data key. Its data is encrypted under that key with AES-256-GCM,
-//! with a fresh nonce on every write and the session's storage key as associated data, so a
-//! value altered, or copied onto another session's key, does not open. The data key is stored
-//! wrapped (AES-256-GCM again) under the session's [`WrapKey`], which only a holder of the id can
-//! compute: a dump of the store holds no key that opens anything.
+//! A record binds three things together, so that nothing written to the store can change one
+//! without the record failing to open: the session's data (encrypted), its lifecycle (in the
+//! clear, authenticated) and the storage key it is stored under (authenticated). A store writer
+//! can delete a record, or put back one it captured earlier (which then ends at its own sealed
+//! expiry, see the README's Security section), but cannot make a session live longer, move it to
+//! another subject or another key, or make it read as a session of the old worker.
 //!
 //! ```text
-//! "s1" | n | n × (nonce 12 | wrapped data key 32 + tag 16) | nonce 12 | ciphertext | tag 16
+//! s2 (written): "s2" | lifecycle 73 | n | n × (salt 32 | wrapped data key 32 + tag 16) | nonce 12 | ciphertext | tag 16
+//! s1 (read):    "s1" | n | n × (nonce 12 | wrapped data key 32 + tag 16) | nonce 12 | ciphertext | tag 16
+//! lifecycle:    created_at | updated_at | expires_at | version | ttl (0: none), each u64 big-endian
+//!               | 1 and the subject's hash 32, or 0 and 32 zeros
 //! ```
 //!
+//! **Every AES-GCM key encrypts exactly one message.** Each write draws a fresh data key (256
+//! random bits) for the data, and wraps it, per slot, under a key of its own: HMAC-SHA-256 keyed
+//! by the id's [`WrapKey`] over a label and 32 random bytes (the slot's salt, whose first 12 are
+//! the nonce). So NIST SP 800-38D's bound of 2³² random nonces per key is never approached: a key
+//! would encrypt a second message only if two 256-bit random values collided. The data's
+//! associated data is a label, the storage key and everything before the data's nonce (the
+//! lifecycle and the slots); a slot's is a label and the storage key.
+//!
 //! There are `n` slots so that a later version can let two ids reach one session for a while (a
-//! rotation grace window: the data key wrapped under each id's key). This version writes one
-//! and opens any. A write keeps the data key and slots of the record it read and only
-//! re-encrypts the data, so a session's data key lives as long as the session.
+//! renewal's grace window: the data key wrapped under each id's key). This version writes one
+//! and opens any.
+//!
+//! `s1`, the format of the version before, kept its lifecycle beside the record (KV metadata, or
+//! the object's columns), where a store writer could change it, and kept one data key for the
+//! session's life. It is still opened, while earlier formats are served
+//! (`SESSION_LEGACY_LOOKUP`), and only with its lifecycle beside it; its next write is `s2`.
 //!
 //! Where the work runs, measured (`npm run bench`): each WebCrypto call costs a promise and a
 //! key import, about 50 µs of CPU here, whatever its size, while AES-GCM in Wasm (RustCrypto,
@@ -31,18 +47,35 @@ use worker::wasm_bindgen_futures::JsFuture;
 
 use crate::domain::derive::{DeviceKey, StorageKey, WrapKey};
 use crate::domain::device::MAX_ENCODED_BYTES;
+use crate::domain::digest::hmac_sha256;
 use crate::domain::error::Error;
 use crate::domain::id::SessionId;
+use crate::domain::session::Meta;
 use crate::domain::subject::Subject;
 
-const MAGIC: &[u8; 2] = b"s1";
 const NONCE: usize = 12;
 const TAG: usize = 16;
-const SLOT: usize = NONCE + 32 + TAG;
 /// At most this many slots are read: a record claiming more is not one of ours.
 const MAX_SLOTS: usize = 4;
-const SLOT_LABEL: &[u8] = b"session-state/v1/slot\0";
-const DATA_LABEL: &[u8] = b"session-state/v1/data\0";
+
+/// The format this version writes.
+const MAGIC: &[u8; 2] = b"s2";
+const SALT: usize = 32;
+const SLOT: usize = SALT + 32 + TAG;
+/// The sealed lifecycle: five numbers, a flag and a subject hash.
+pub const LIFECYCLE: usize = 5 * 8 + 1 + 32;
+/// HMAC message prefix of a slot's key; then the slot's salt.
+const SLOT_KEY_LABEL: &[u8] = b"session-state/v2/slot-key\0";
+/// Associated data of a slot, before the storage key.
+const SLOT_LABEL: &[u8] = b"session-state/v2/slot\0";
+/// Associated data of the data, before the storage key and the record's header.
+const DATA_LABEL: &[u8] = b"session-state/v2/data\0";
+
+/// The format of the version before: lifecycle beside the record, one data key per session.
+const S1_MAGIC: &[u8; 2] = b"s1";
+const S1_SLOT: usize = NONCE + 32 + TAG;
+const S1_SLOT_LABEL: &[u8] = b"session-state/v1/slot\0";
+const S1_DATA_LABEL: &[u8] = b"session-state/v1/data\0";
 
 /// Data up to this many bytes is sealed and opened in Wasm; larger, by [`Aead`].
 pub const IN_WASM: usize = 2048;
@@ -92,12 +125,12 @@ pub fn soft_decrypt(key: &[u8; 32], nonce: &[u8], aad: &[u8], sealed: &[u8]) -> 
         .ok()
 }
 
-/// What opening a record learnt, for sealing its next version: the data key, and the slots as
-/// stored.
-#[derive(Clone)]
+/// What a record holds, once opened.
+#[derive(Debug, PartialEq, Eq)]
 pub struct Opened {
-    key: [u8; 32],
-    slots: Vec<u8>,
+    pub data: Vec<u8>,
+    /// The sealed lifecycle; `None` in an `s1` record, whose lifecycle is kept beside it.
+    pub lifecycle: Option<Meta>,
 }
 
 /// Seals and opens session records, large data through an [`Aead`].
@@ -115,98 +148,220 @@ fn random<const N: usize>() -> Result<[u8; N], Error> {
     Ok(bytes)
 }
 
+/// The key a slot's data key is wrapped under: used for that one slot only.
+fn slot_key(wrap: &WrapKey, salt: &[u8]) -> [u8; 32] {
+    hmac_sha256(&wrap.0, &[SLOT_KEY_LABEL, salt].concat())
+}
+
+/// The lifecycle as sealed: fixed width, so the header has one length.
+pub fn lifecycle_bytes(meta: &Meta) -> [u8; LIFECYCLE] {
+    let mut out = [0u8; LIFECYCLE];
+    let numbers = [
+        meta.created_at,
+        meta.updated_at,
+        meta.expires_at,
+        meta.version,
+        meta.ttl.unwrap_or(0),
+    ];
+    for (chunk, number) in out.chunks_mut(8).zip(numbers) {
+        chunk.copy_from_slice(&number.to_be_bytes());
+    }
+    if let Some(subject) = &meta.subject {
+        out[40] = 1;
+        out[41..].copy_from_slice(subject.bytes());
+    }
+    out
+}
+
+/// Reads what [`lifecycle_bytes`] wrote; `None` for anything else.
+fn lifecycle_of(bytes: &[u8]) -> Option<Meta> {
+    let number = |at: usize| {
+        let chunk = bytes.get(at * 8..at * 8 + 8)?;
+        Some(u64::from_be_bytes(chunk.try_into().ok()?))
+    };
+    let hash: [u8; 32] = bytes.get(41..LIFECYCLE)?.try_into().ok()?;
+    let subject = match bytes.get(40)? {
+        0 if hash == [0; 32] => None,
+        1 => Some(Subject::from_bytes(hash)),
+        _ => return None,
+    };
+    let ttl = number(4)?;
+    Some(Meta {
+        created_at: number(0)?,
+        updated_at: number(1)?,
+        expires_at: number(2)?,
+        version: number(3)?,
+        ttl: (ttl != 0).then_some(ttl),
+        subject,
+    })
+}
+
+/// A record's parts, as stored.
+struct Parts<'a> {
+    /// Everything before the data's nonce: bound to the data as associated data (`s2`).
+    header: &'a [u8],
+    lifecycle: Option<Meta>,
+    slots: &'a [u8],
+    nonce: &'a [u8],
+    sealed: &'a [u8],
+}
+
+/// The parts of an `s2` or `s1` record; `None` for anything else.
+fn split(bytes: &[u8]) -> Option<Parts<'_>> {
+    let (lifecycle, rest, slot) = if let Some(rest) = bytes.strip_prefix(MAGIC) {
+        let (lifecycle, rest) = rest.split_at_checked(LIFECYCLE)?;
+        (Some(lifecycle_of(lifecycle)?), rest, SLOT)
+    } else {
+        (None, bytes.strip_prefix(S1_MAGIC)?, S1_SLOT)
+    };
+    let (&count, rest) = rest.split_first()?;
+    let count = usize::from(count);
+    if count == 0 || count > MAX_SLOTS || rest.len() < count * slot + NONCE + TAG {
+        return None;
+    }
+    let (slots, rest) = rest.split_at(count * slot);
+    let (nonce, sealed) = rest.split_at(NONCE);
+    let header = &bytes[..bytes.len() - rest.len()];
+    Some(Parts {
+        header,
+        lifecycle,
+        slots,
+        nonce,
+        sealed,
+    })
+}
+
 impl<A: Aead> Sealer<A> {
-    /// The data of the record `bytes` stored under `key`, opened with `wrap`, or `None` when it
-    /// does not open: not sealed by this worker, altered, moved from another key, or another
-    /// session's.
+    /// The record `bytes` stored under `key`, opened with `wrap`, or `None` when it does not
+    /// open: not sealed by this worker, altered, moved from another key, or another session's.
     pub async fn open(
         &self,
         wrap: &WrapKey,
         key: &StorageKey,
         bytes: &[u8],
-    ) -> Result<Option<(Opened, Vec<u8>)>, Error> {
-        let Some((slots, nonce, sealed)) = split(bytes) else {
+    ) -> Result<Option<Opened>, Error> {
+        let Some(parts) = split(bytes) else {
             return Ok(None);
         };
-        let slot_aad = associated(SLOT_LABEL, key);
-        let data_key = slots.chunks(SLOT).find_map(|slot| {
-            let (slot_nonce, wrapped) = slot.split_at(NONCE);
-            let raw = soft_decrypt(&wrap.0, slot_nonce, &slot_aad, wrapped)?;
+        let s2 = parts.lifecycle.is_some();
+        let (slot_size, slot_label) = match s2 {
+            true => (SLOT, SLOT_LABEL),
+            false => (S1_SLOT, S1_SLOT_LABEL),
+        };
+        let slot_aad = associated(slot_label, key);
+        let data_key = parts.slots.chunks(slot_size).find_map(|slot| {
+            let raw = match s2 {
+                true => {
+                    let (salt, wrapped) = slot.split_at(SALT);
+                    let own = slot_key(wrap, salt);
+                    soft_decrypt(&own, &salt[..NONCE], &slot_aad, wrapped)?
+                }
+                false => {
+                    let (nonce, wrapped) = slot.split_at(NONCE);
+                    soft_decrypt(&wrap.0, nonce, &slot_aad, wrapped)?
+                }
+            };
             <[u8; 32]>::try_from(raw.as_slice()).ok()
         });
         let Some(data_key) = data_key else {
             return Ok(None);
         };
-        let aad = associated(DATA_LABEL, key);
+        let aad = match s2 {
+            true => [DATA_LABEL, key.bytes(), parts.header].concat(),
+            false => associated(S1_DATA_LABEL, key),
+        };
+        let (nonce, sealed) = (parts.nonce, parts.sealed);
         let data = if sealed.len() - TAG <= IN_WASM {
             soft_decrypt(&data_key, nonce, &aad, sealed)
         } else {
             self.0.decrypt(&data_key, nonce, &aad, sealed).await?
         };
-        let Some(data) = data else {
-            return Ok(None);
-        };
-        let opened = Opened {
-            key: data_key,
-            slots: slots.to_vec(),
-        };
-        Ok(Some((opened, data)))
+        Ok(data.map(|data| Opened {
+            data,
+            lifecycle: parts.lifecycle,
+        }))
     }
 
-    /// The session data of `id` in the record `bytes` stored under its `key`, or
+    /// The session `id` in the record `bytes` stored under its `key`, with `beside`, the
+    /// lifecycle the store keeps beside the record (KV metadata, an object's columns) for
+    /// readers without the id. The sealed lifecycle is the session's: `beside` must say the
+    /// same, or the record was altered. An `s1` record has only `beside`, and is read only
+    /// while `earlier` formats are.
+    ///
     /// [`Error::Unreadable`] (404 to the caller, an integrity line in the log) when the record
-    /// does not open or is not text.
+    /// does not open, is not text, or disagrees with what is beside it.
     pub async fn open_session(
         &self,
         id: &SessionId,
         key: &StorageKey,
         bytes: &[u8],
-    ) -> Result<(Opened, String), Error> {
+        beside: Option<Meta>,
+        earlier: bool,
+    ) -> Result<(String, Meta), Error> {
         let unreadable =
-            || Error::Unreadable(format!("integrity: session {} does not open", id.short()));
+            |why: &str| Error::Unreadable(format!("integrity: session {} {why}", id.short()));
         let opened = self.open(&WrapKey::of(id), key, bytes).await?;
-        let (opened, data) = opened.ok_or_else(unreadable)?;
-        let data = String::from_utf8(data).map_err(|_| unreadable())?;
-        Ok((opened, data))
+        let opened = opened.ok_or_else(|| unreadable("does not open"))?;
+        let meta = match opened.lifecycle {
+            Some(sealed) if beside == Some(sealed) => sealed,
+            Some(_) => return Err(unreadable("has a lifecycle other than its sealed one")),
+            None if !earlier => return Err(unreadable("is of an earlier format, no longer read")),
+            None => beside.ok_or_else(|| unreadable("has no lifecycle"))?,
+        };
+        let data = String::from_utf8(opened.data).map_err(|_| unreadable("is not text"))?;
+        Ok((data, meta))
     }
 
-    /// `data` sealed for `key`: under the data key of `previous` (the record this write
-    /// replaces), or a new one wrapped under `wrap`.
+    /// `data` of a session with the lifecycle `meta`, sealed for `key` under a fresh data key
+    /// wrapped under `wrap`.
     pub async fn seal(
         &self,
         wrap: &WrapKey,
         key: &StorageKey,
+        meta: &Meta,
         data: &[u8],
-        previous: Option<&Opened>,
-    ) -> Result<(Opened, Vec<u8>), Error> {
-        let opened = match previous {
-            Some(previous) => previous.clone(),
-            None => {
-                let raw = random::<32>()?;
-                let slot_nonce = random::<NONCE>()?;
-                let slot_aad = associated(SLOT_LABEL, key);
-                let wrapped = soft_encrypt(&wrap.0, &slot_nonce, &slot_aad, &raw)?;
-                Opened {
-                    key: raw,
-                    slots: [&slot_nonce[..], &wrapped].concat(),
-                }
-            }
-        };
-        let nonce = random::<NONCE>()?;
-        let aad = associated(DATA_LABEL, key);
-        let sealed = if data.len() <= IN_WASM {
-            soft_encrypt(&opened.key, &nonce, &aad, data)?
-        } else {
-            self.0.encrypt(&opened.key, &nonce, &aad, data).await?
-        };
-        let count = (opened.slots.len() / SLOT) as u8;
-        let mut bytes = Vec::with_capacity(3 + opened.slots.len() + NONCE + sealed.len());
+    ) -> Result<Vec<u8>, Error> {
+        self.seal_for(&[wrap], key, meta, data).await
+    }
+
+    /// [`Sealer::seal`], with the data key wrapped in a slot for each of `wraps`.
+    async fn seal_for(
+        &self,
+        wraps: &[&WrapKey],
+        key: &StorageKey,
+        meta: &Meta,
+        data: &[u8],
+    ) -> Result<Vec<u8>, Error> {
+        if wraps.is_empty() || wraps.len() > MAX_SLOTS {
+            return Err(Error::Internal(format!(
+                "a record of {} slots",
+                wraps.len()
+            )));
+        }
+        let data_key = random::<32>()?;
+        let slot_aad = associated(SLOT_LABEL, key);
+        let mut bytes =
+            Vec::with_capacity(3 + LIFECYCLE + wraps.len() * SLOT + NONCE + data.len() + TAG);
         bytes.extend_from_slice(MAGIC);
-        bytes.push(count);
-        bytes.extend_from_slice(&opened.slots);
+        bytes.extend_from_slice(&lifecycle_bytes(meta));
+        bytes.push(wraps.len() as u8);
+        for wrap in wraps {
+            let salt = random::<SALT>()?;
+            let own = slot_key(wrap, &salt);
+            let wrapped = soft_encrypt(&own, &salt[..NONCE], &slot_aad, &data_key)?;
+            bytes.extend_from_slice(&salt);
+            bytes.extend_from_slice(&wrapped);
+        }
+        let aad = [DATA_LABEL, key.bytes(), &bytes].concat();
+        let nonce = random::<NONCE>()?;
         bytes.extend_from_slice(&nonce);
+        let sealed = if data.len() <= IN_WASM {
+            soft_encrypt(&data_key, &nonce, &aad, data)?
+        } else {
+            self.0.encrypt(&data_key, &nonce, &aad, data).await?
+        };
         bytes.extend_from_slice(&sealed);
-        Ok((opened, bytes))
+        Ok(bytes)
     }
 }
 
@@ -240,19 +395,6 @@ const DEVICE_MAGIC: &[u8; 2] = b"d1";
 
 /// The longest sealed device info: what an index entry must have room for.
 pub const MAX_SEALED_DEVICE: usize = 2 + NONCE + MAX_ENCODED_BYTES + TAG;
-
-/// Slots, nonce and sealed data, if `bytes` has the shape of a record.
-fn split(bytes: &[u8]) -> Option<(&[u8], &[u8], &[u8])> {
-    let rest = bytes.strip_prefix(MAGIC)?;
-    let (&count, rest) = rest.split_first()?;
-    let count = usize::from(count);
-    if count == 0 || count > MAX_SLOTS || rest.len() < count * SLOT + NONCE + TAG {
-        return None;
-    }
-    let (slots, rest) = rest.split_at(count * SLOT);
-    let (nonce, sealed) = rest.split_at(NONCE);
-    Some((slots, nonce, sealed))
-}
 
 #[wasm_bindgen(inline_js = r#"
 const subtle = crypto.subtle;
@@ -314,28 +456,68 @@ impl Aead for WebCrypto {
     }
 }
 
+/// A record of the version before, for tests of what still reads it.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use crate::domain::digest::unhex;
+    use crate::domain::id::SessionId;
+
+    /// An `s1` record, for session `0f9c4a8e-2b1d-4c3e-9a7f-6d5e4c3b2a19` with
+    /// `{"pinned":"s1"}`, made by the code of the version before (at 32e2f06): sessions it
+    /// stored must still open, and only with their lifecycle beside them, while earlier formats
+    /// are read.
+    const S1_RECORD: &str = "733101cd5963f38e4dffde0c1fb01746a70f348f0fd0690f4dc29207f71571c862a9c\
+        32017aad39e203814b4af78632dccb1bc50713ad5856dbb0b36ded275a1c624731b2599a98043dc36c51b4f3dec\
+        3eb28859a3cb203a4b001f87b112c03c732a55515a196cb091f8";
+
+    /// The session's id and its `s1` record.
+    pub fn s1() -> (SessionId, Vec<u8>) {
+        let id = SessionId::parse("0f9c4a8e-2b1d-4c3e-9a7f-6d5e4c3b2a19");
+        let bytes: Option<[u8; 106]> = unhex(S1_RECORD);
+        (id.unwrap(), bytes.unwrap().to_vec())
+    }
+}
+
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
+    use super::fixtures;
     use super::*;
     use crate::domain::id::SessionId;
+    use crate::domain::session::fixtures::{POLICY, T0};
     use crate::store::memory::{run, SoftAead};
 
     fn id(n: u8) -> SessionId {
         SessionId::from_random_bytes([n; 16])
     }
 
+    fn meta() -> Meta {
+        Meta {
+            subject: Some(Subject::new(b"ada", None).unwrap()),
+            ttl: Some(600),
+            ..Meta::new(T0, Some(600), POLICY)
+        }
+    }
+
     fn sealed(n: u8, data: &[u8]) -> Vec<u8> {
         let (wrap, key) = (WrapKey::of(&id(n)), StorageKey::of(&id(n)));
-        run(Sealer(SoftAead).seal(&wrap, &key, data, None))
-            .unwrap()
-            .1
+        run(Sealer(SoftAead).seal(&wrap, &key, &meta(), data)).unwrap()
     }
 
     fn open(n: u8, key: u8, bytes: &[u8]) -> Option<Vec<u8>> {
         let (wrap, key) = (WrapKey::of(&id(n)), StorageKey::of(&id(key)));
         let opened = run(Sealer(SoftAead).open(&wrap, &key, bytes)).unwrap();
-        opened.map(|(_, data)| data)
+        opened.map(|opened| opened.data)
     }
+
+    fn open_session(bytes: &[u8], beside: Option<Meta>, earlier: bool) -> Result<Meta, String> {
+        let (id, key) = (id(1), StorageKey::of(&id(1)));
+        run(Sealer(SoftAead).open_session(&id, &key, bytes, beside, earlier))
+            .map(|(_, meta)| meta)
+            .map_err(|err| err.log_cause().unwrap_or_default())
+    }
+
+    /// Where the sealed lifecycle sits in an `s2` record.
+    const AT: std::ops::Range<usize> = 2..2 + LIFECYCLE;
 
     #[test]
     fn a_sealed_record_opens_with_its_id_under_its_key_only() {
@@ -348,34 +530,88 @@ mod tests {
         assert_eq!(open(2, 1, &bytes), None, "another id's wrap key");
         assert_eq!(open(1, 2, &bytes), None, "moved onto another session's key");
         assert_eq!(open(2, 2, &bytes), None, "moved, opened as that session");
-        for at in [0, 2, 3, 20, 3 + SLOT, bytes.len() - 1] {
+        for at in 0..bytes.len() {
             let mut altered = bytes.clone();
             altered[at] ^= 1;
             assert_eq!(open(1, 1, &altered), None, "byte {at} altered");
         }
-        for len in [0, 2, 3, 3 + SLOT + NONCE + TAG - 1] {
+        for len in [0, 2, 3, 3 + LIFECYCLE + SLOT + NONCE + TAG - 1] {
             assert_eq!(open(1, 1, &bytes[..len]), None, "cut to {len}");
         }
         assert_eq!(open(1, 1, br#"{"a":1}"#), None, "plain data");
     }
 
+    /// The lifecycle is authenticated with the data: no byte of it can change, so a store
+    /// writer can neither extend a session nor move it to another subject.
     #[test]
-    fn every_write_has_a_fresh_nonce_and_keeps_the_data_key() {
+    fn the_lifecycle_is_sealed_with_the_data() {
+        let bytes = sealed(1, b"{}");
+        assert_eq!(open_session(&bytes, Some(meta()), false), Ok(meta()));
+        assert_eq!(&bytes[AT], &lifecycle_bytes(&meta())[..]);
+        let immortal = Meta {
+            expires_at: u64::MAX,
+            ..meta()
+        };
+        let mut extended = bytes.clone();
+        extended[AT].copy_from_slice(&lifecycle_bytes(&immortal));
+        assert_eq!(open(1, 1, &extended), None, "a later expiry");
+        let bob = Meta {
+            subject: Some(Subject::new(b"bob", None).unwrap()),
+            ..meta()
+        };
+        let mut moved = bytes.clone();
+        moved[AT].copy_from_slice(&lifecycle_bytes(&bob));
+        assert_eq!(open(1, 1, &moved), None, "another subject");
+        let cause = open_session(&bytes, Some(immortal), false).unwrap_err();
+        assert!(cause.contains("other than its sealed one"), "{cause}");
+        let cause = open_session(&bytes, None, true).unwrap_err();
+        assert!(cause.contains("integrity: session 01010101"), "{cause}");
+    }
+
+    #[test]
+    fn lifecycles_round_trip_with_and_without_ttl_and_subject() {
+        let bare = Meta::new(T0, None, POLICY);
+        for meta in [meta(), bare] {
+            assert_eq!(lifecycle_of(&lifecycle_bytes(&meta)), Some(meta));
+        }
+        let mut flagged = lifecycle_bytes(&bare);
+        flagged[40] = 2;
+        assert_eq!(lifecycle_of(&flagged), None);
+        flagged[40] = 0;
+        flagged[50] = 1;
+        assert_eq!(lifecycle_of(&flagged), None, "no subject, yet a hash");
+    }
+
+    /// Every write seals under a fresh data key, wrapped under a key of that slot's own: no
+    /// AES-GCM key ever encrypts a second message.
+    #[test]
+    fn every_write_has_its_own_data_key_and_slot_key() {
         let (wrap, key) = (WrapKey::of(&id(1)), StorageKey::of(&id(1)));
         let sealer = Sealer(SoftAead);
-        let (opened, first) = run(sealer.seal(&wrap, &key, b"{}", None)).unwrap();
-        let (_, second) = run(sealer.seal(&wrap, &key, b"{}", Some(&opened))).unwrap();
-        let (_, third) = run(sealer.seal(&wrap, &key, b"{}", None)).unwrap();
-        let slots = 3..3 + SLOT;
-        assert_eq!(first[slots.clone()], second[slots.clone()], "same slot");
+        let data_key = |bytes: &[u8]| {
+            let parts = split(bytes).unwrap();
+            let (salt, wrapped) = parts.slots.split_at(SALT);
+            let slot_aad = associated(SLOT_LABEL, &key);
+            let own = slot_key(&wrap, salt);
+            (
+                salt.to_vec(),
+                soft_decrypt(&own, &salt[..NONCE], &slot_aad, wrapped).unwrap(),
+            )
+        };
+        let mut seen = Vec::new();
+        for _ in 0..16 {
+            let bytes = run(sealer.seal(&wrap, &key, &meta(), b"{}")).unwrap();
+            assert_eq!(bytes.len(), 3 + LIFECYCLE + SLOT + NONCE + 2 + TAG);
+            let (salt, raw) = data_key(&bytes);
+            assert!(!seen.contains(&salt) && !seen.contains(&raw));
+            seen.extend([salt, raw]);
+        }
+        let (salt, _) = data_key(&run(sealer.seal(&wrap, &key, &meta(), b"{}")).unwrap());
         assert_ne!(
-            first[slots.clone()],
-            third[slots],
-            "a new session's own key"
+            slot_key(&wrap, &salt),
+            wrap.0,
+            "the wrap key itself encrypts nothing"
         );
-        assert_ne!(first[3 + SLOT..], second[3 + SLOT..], "a fresh nonce");
-        assert_eq!(open(1, 1, &second).as_deref(), Some(&b"{}"[..]));
-        assert_eq!(first.len(), 3 + SLOT + NONCE + 2 + TAG);
     }
 
     /// Large data goes through the platform's AES-GCM, and opens the same way.
@@ -384,10 +620,45 @@ mod tests {
         for len in [IN_WASM - 1, IN_WASM, IN_WASM + 1, 60_000] {
             let data = vec![b'x'; len];
             let bytes = sealed(1, &data);
-            assert_eq!(bytes.len(), 3 + SLOT + NONCE + len + TAG);
+            assert_eq!(bytes.len(), 3 + LIFECYCLE + SLOT + NONCE + len + TAG);
             assert_eq!(open(1, 1, &bytes), Some(data), "{len}");
             assert_eq!(open(1, 2, &bytes), None, "{len}, moved");
         }
+    }
+
+    #[test]
+    fn records_of_the_version_before_open_with_their_lifecycle_beside_them() {
+        let (id, bytes) = fixtures::s1();
+        let key = StorageKey::of(&id);
+        let sealer = Sealer(SoftAead);
+        let opened = run(sealer.open(&WrapKey::of(&id), &key, &bytes)).unwrap();
+        assert_eq!(
+            opened,
+            Some(Opened {
+                data: br#"{"pinned":"s1"}"#.to_vec(),
+                lifecycle: None
+            })
+        );
+        let beside = Meta::new(T0, None, POLICY);
+        let read = |beside, earlier| {
+            run(sealer.open_session(&id, &key, &bytes, beside, earlier))
+                .map_err(|err| err.log_cause().unwrap_or_default())
+        };
+        assert_eq!(
+            read(Some(beside), true),
+            Ok((r#"{"pinned":"s1"}"#.to_string(), beside))
+        );
+        let cause = read(None, true).unwrap_err();
+        assert!(
+            cause.contains("has no lifecycle"),
+            "never the old worker's: {cause}"
+        );
+        let cause = read(Some(beside), false).unwrap_err();
+        assert!(cause.contains("earlier format"), "{cause}");
+        let mut altered = bytes.clone();
+        altered[100] ^= 1;
+        let opened = run(sealer.open(&WrapKey::of(&id), &key, &altered)).unwrap();
+        assert_eq!(opened, None);
     }
 
     #[test]
@@ -430,15 +701,27 @@ mod tests {
 
     #[test]
     fn any_slot_that_opens_gives_the_data_key() {
-        let bytes = sealed(1, b"{}");
-        let (_, slot) = split(&bytes)
-            .map(|(slots, _, _)| ((), slots.to_vec()))
-            .unwrap();
-        // A slot another id wrapped comes first: it does not open, the next one does.
-        let other = split(&sealed(2, b"{}")).unwrap().0.to_vec();
-        let two = [&b"s1\x02"[..], &other, &slot, &bytes[3 + SLOT..]].concat();
-        assert_eq!(open(1, 1, &two).as_deref(), Some(&b"{}"[..]));
-        let claims_too_many = [&b"s1\x05"[..], &bytes[3..]].concat();
-        assert_eq!(open(1, 1, &claims_too_many), None);
+        let (one, two) = (WrapKey::of(&id(1)), WrapKey::of(&id(2)));
+        let key = StorageKey::of(&id(1));
+        let sealer = Sealer(SoftAead);
+        let both = run(sealer.seal_for(&[&two, &one], &key, &meta(), b"{}")).unwrap();
+        assert_eq!(both.len(), 3 + LIFECYCLE + 2 * SLOT + NONCE + 2 + TAG);
+        for wrap in [&one, &two] {
+            let opened = run(sealer.open(wrap, &key, &both)).unwrap();
+            assert_eq!(opened.map(|o| o.data).as_deref(), Some(&b"{}"[..]));
+        }
+        let third = WrapKey::of(&id(3));
+        assert_eq!(run(sealer.open(&third, &key, &both)).unwrap(), None);
+        // The slots are bound to the data: one cannot be dropped, added or swapped.
+        let head = 2 + LIFECYCLE;
+        let dropped = [&both[..head], &[1], &both[head + 1 + SLOT..]].concat();
+        assert_eq!(run(sealer.open(&one, &key, &dropped)).unwrap(), None);
+        let claims_too_many = [&both[..head], &[5], &both[head + 1..]].concat();
+        assert_eq!(
+            run(sealer.open(&one, &key, &claims_too_many)).unwrap(),
+            None
+        );
+        let five: Vec<&WrapKey> = vec![&one; 5];
+        assert!(run(sealer.seal_for(&five, &key, &meta(), b"{}")).is_err());
     }
 }

@@ -204,3 +204,160 @@ fn a_handle_revokes_only_its_own_subjects_session() {
     let again = run(subjects.revoke_one(&ada(), &Handle::of(&id(1)), T0 + S));
     assert!(matches!(again, Err(Error::SessionNotFound)), "once");
 }
+
+/// What a writer of the KV namespace can do to a sealed session's lifecycle, which KV keeps
+/// beside the value as metadata for listings: push its expiry or its creation later, move it
+/// to another subject or to none, or drop it, so that it would read as the old worker's.
+/// The sealed lifecycle is the session's: each of these reads as not found, and says so in
+/// the log.
+#[test]
+fn a_lifecycle_altered_beside_the_seal_reads_as_not_found() {
+    let kv = MemoryKv::default();
+    with(&kv, true, |s| {
+        run(s.create(
+            id(1),
+            &body(r#"{"role":"user"}"#),
+            None,
+            Some(ada()),
+            None,
+            T0,
+        ))
+    })
+    .unwrap();
+    let key = StorageKey::of(&id(1)).name();
+    let (value, metadata, ttl) = kv.entries.borrow()[&key].clone();
+    let meta = Meta::from_json(metadata.as_deref().unwrap()).unwrap();
+    let bob = Subject::new(b"bob", None).unwrap();
+    let forged = [
+        Some(
+            Meta {
+                expires_at: u64::MAX,
+                ..meta
+            }
+            .to_json(),
+        ),
+        Some(
+            Meta {
+                created_at: T0 + 3600 * S,
+                ..meta
+            }
+            .to_json(),
+        ),
+        Some(
+            Meta {
+                subject: Some(bob),
+                ..meta
+            }
+            .to_json(),
+        ),
+        Some(
+            Meta {
+                subject: None,
+                ..meta
+            }
+            .to_json(),
+        ),
+        Some(Meta { version: 0, ..meta }.to_json()),
+        Some("{}".into()),
+        None,
+    ];
+    for metadata in forged {
+        let entry = (value.clone(), metadata.clone(), ttl);
+        kv.entries.borrow_mut().insert(key.clone(), entry);
+        let read = with(&kv, true, |s| run(s.get(&id(1), T0 + S)));
+        let err = read.unwrap_err();
+        assert_eq!(
+            (err.status(), err.code()),
+            (404, "session_not_found"),
+            "{metadata:?}"
+        );
+        let cause = err.log_cause().unwrap();
+        assert!(cause.starts_with(&format!("integrity: session {}", id(1).short())));
+        let touch = with(&kv, true, |s| run(s.touch(&id(1), T0 + 100 * S)));
+        assert_eq!(touch.unwrap_err().code(), "session_not_found");
+    }
+    kv.entries.borrow_mut().insert(key, (value, metadata, ttl));
+    let session = with(&kv, true, |s| run(s.get(&id(1), T0 + S))).unwrap();
+    assert_eq!((session.meta, session.legacy), (meta, false));
+}
+
+/// KV keeps no history to compare with: a value captured earlier and put back is served (the
+/// README says so), but only as what it was sealed as, so it ends at its own expiry.
+#[test]
+fn an_earlier_value_put_back_ends_at_its_own_sealed_expiry() {
+    let kv = MemoryKv::default();
+    let admin = body(r#"{"role":"admin"}"#);
+    let created = with(&kv, true, |s| {
+        run(s.create(id(1), &admin, None, None, None, T0))
+    })
+    .unwrap();
+    let key = StorageKey::of(&id(1)).name();
+    let captured = kv.entries.borrow()[&key].clone();
+    let user = body(r#"{"role":"user"}"#);
+    let demoted = with(&kv, true, |s| {
+        run(s.replace(&id(1), &user, None, T0 + 100 * S))
+    })
+    .unwrap();
+    kv.entries
+        .borrow_mut()
+        .insert(key.clone(), captured.clone());
+    let read = with(&kv, true, |s| run(s.get(&id(1), T0 + 101 * S))).unwrap();
+    assert_eq!(
+        (read.data.as_str(), read.meta),
+        (r#"{"role":"admin"}"#, created)
+    );
+    assert!(created.expires_at < demoted.expires_at);
+    let at_its_end = with(&kv, true, |s| run(s.get(&id(1), created.expires_at)));
+    assert!(matches!(at_its_end, Err(Error::SessionNotFound)));
+    let (value, _, ttl) = captured;
+    let later = Meta {
+        expires_at: demoted.expires_at,
+        ..created
+    }
+    .to_json();
+    kv.entries
+        .borrow_mut()
+        .insert(key, (value, Some(later), ttl));
+    let extended = with(&kv, true, |s| run(s.get(&id(1), created.expires_at)));
+    assert_eq!(extended.unwrap_err().code(), "session_not_found");
+}
+
+/// Sessions the version before sealed (`s1`, lifecycle beside the value) stay readable, with
+/// their metadata, and are sealed anew on their first write; without metadata one is not the
+/// old worker's but altered; with earlier formats no longer read, it is gone.
+#[test]
+fn a_record_of_the_version_before_is_read_with_its_metadata_then_sealed_anew() {
+    let (old, bytes) = crate::store::seal::fixtures::s1();
+    let key = StorageKey::of(&old).name();
+    let meta = Meta::new(T0, None, POLICY);
+    let kv = MemoryKv::default();
+    let put = |metadata: Option<String>| {
+        let ttl = meta.kv_ttl(T0);
+        kv.entries
+            .borrow_mut()
+            .insert(key.clone(), (bytes.clone(), metadata, ttl));
+    };
+    put(None);
+    let read = with(&kv, true, |s| run(s.get(&old, T0 + S)));
+    let cause = read.unwrap_err().log_cause().unwrap();
+    assert!(
+        cause.contains("has no lifecycle"),
+        "not read as the old worker's: {cause}"
+    );
+    put(Some(meta.to_json()));
+    let read = with(&kv, false, |s| run(s.get(&old, T0 + S)));
+    assert_eq!(
+        read.unwrap_err().code(),
+        "session_not_found",
+        "earlier formats off"
+    );
+    let session = with(&kv, true, |s| run(s.get(&old, T0 + S))).unwrap();
+    assert_eq!(
+        (session.data.as_str(), session.meta),
+        (r#"{"pinned":"s1"}"#, meta)
+    );
+    with(&kv, true, |s| run(s.touch(&old, T0 + 100 * S))).unwrap();
+    assert!(kv.bytes(&key).unwrap().starts_with(b"s2"), "sealed anew");
+    let session = with(&kv, false, |s| run(s.get(&old, T0 + 101 * S))).unwrap();
+    assert_eq!(session.data, r#"{"pinned":"s1"}"#);
+}

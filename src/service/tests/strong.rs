@@ -22,7 +22,7 @@ use std::collections::HashMap;
 
 use crate::domain::derive::{Handle, StorageKey};
 use crate::store::durable::legacy::{self, Held};
-use crate::store::durable::record::stored_key;
+use crate::store::durable::record::{row_params, stored_key, SCHEMA};
 use crate::store::durable::sessions::{OldObjects, SqlSessions, KV_STALE_MS};
 use crate::store::durable::ObjectStorage;
 use crate::store::memory::sqlite::SqliteStorage;
@@ -1186,4 +1186,102 @@ fn object_operations_with_events_are_the_documented_ones() {
     assert_eq!(queue.events().len(), 2);
     assert!(object.storage.is_empty());
     assert_eq!(measured, OBJECT_OPERATIONS_WITH_EVENTS);
+}
+
+/// An object of session `id`, reading earlier formats or not.
+fn object_reading(id: SessionId, earlier: bool) -> Object {
+    SqlSessions::new(
+        SqliteStorage::default(),
+        sealed(MemoryKv::default()),
+        Others::default(),
+        SoftAead,
+        StorageKey::of(&id),
+        Some(id),
+        POLICY,
+        T0,
+        earlier,
+    )
+}
+
+/// The row's lifecycle columns are there for SQL (the version a write expects, the alarm, a
+/// listing without the id); the sealed lifecycle is the session's. A row whose columns were
+/// changed to extend the session, move it to another subject or roll its version reads as not
+/// found, whatever it says.
+#[test]
+fn columns_altered_beside_the_seal_read_as_not_found() {
+    let mut object = object(1);
+    let bob = Subject::new(b"bob", None).unwrap();
+    at(&mut object, T0, |s| {
+        run(s.create(id(1), &body(r#"{"role":"user"}"#), None, None, None, T0))
+    })
+    .unwrap();
+    for (column, value) in [
+        ("expires_at", int(u64::MAX / 2)),
+        ("created_at", int(T0 + 3600 * S)),
+        ("subject", Value::Text(bob.hex())),
+        ("version", int(7)),
+        ("ttl", int(31_536_000)),
+    ] {
+        let saved = object.storage.exec("SELECT * FROM record", vec![]).unwrap();
+        let sql = format!("UPDATE record SET {column} = ?");
+        object.storage.exec(&sql, vec![value]).unwrap();
+        let read = at(&mut object, T0 + S, |s| run(s.get(&id(1), T0 + S)));
+        let err = read.unwrap_err();
+        assert_eq!(
+            (err.status(), err.code()),
+            (404, "session_not_found"),
+            "{column}"
+        );
+        assert!(
+            err.log_cause().unwrap().starts_with("integrity: session "),
+            "{column}"
+        );
+        object.storage.exec("DELETE FROM record", vec![]).unwrap();
+        let columns = vec!["?"; saved[0].len()].join(", ");
+        let insert = format!("INSERT INTO record VALUES ({columns})");
+        object.storage.exec(&insert, saved[0].clone()).unwrap();
+    }
+    let session = at(&mut object, T0 + S, |s| run(s.get(&id(1), T0 + S))).unwrap();
+    assert_eq!(session.data, r#"{"role":"user"}"#, "as it was");
+}
+
+/// A row the version before sealed (`s1`) is read with its columns while earlier formats are,
+/// sealed anew on its first write, and gone once they are not.
+#[test]
+fn a_row_of_the_version_before_is_read_with_its_columns_then_sealed_anew() {
+    let (old, bytes) = crate::store::seal::fixtures::s1();
+    let meta = Meta::new(T0, None, POLICY);
+    let seed = |object: &Object| {
+        object.storage.exec(SCHEMA, vec![]).unwrap();
+        let mut params = row_params(&old, &StorageKey::of(&old), bytes.clone(), &meta);
+        params.push(Value::Null);
+        let insert = "INSERT INTO record (one, handle, key, sealed, created_at, updated_at, \
+                      expires_at, version, ttl, subject, kv_deleted_at) \
+                      VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+        object.storage.exec(insert, params).unwrap();
+    };
+    let mut off = object_reading(old, false);
+    seed(&off);
+    let read = at(&mut off, T0 + S, |s| run(s.get(&old, T0 + S)));
+    let cause = read.unwrap_err().log_cause().unwrap();
+    assert!(cause.contains("earlier format"), "{cause}");
+    let mut object = object_reading(old, true);
+    seed(&object);
+    let session = at(&mut object, T0 + S, |s| run(s.get(&old, T0 + S))).unwrap();
+    assert_eq!(
+        (session.data.as_str(), session.meta),
+        (r#"{"pinned":"s1"}"#, meta)
+    );
+    at(&mut object, T0 + 100 * S, |s| {
+        run(s.touch(&old, T0 + 100 * S))
+    })
+    .unwrap();
+    let rows = object
+        .storage
+        .exec("SELECT sealed FROM record", vec![])
+        .unwrap();
+    assert!(
+        matches!(&rows[0][0], Value::Blob(b) if b.starts_with(b"s2")),
+        "sealed anew"
+    );
 }

@@ -22,7 +22,7 @@
 //! ([`super::legacy`]). The copy here is written first, then the old one deleted; if that fails,
 //! the copy here is removed again and the request fails, to be retried.
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 
 use crate::domain::derive::{Handle, StorageKey, WrapKey};
 use crate::domain::error::Error;
@@ -36,7 +36,7 @@ use crate::store::durable::record::{parse_row, row_params, tables, Row, Tables, 
 use crate::store::durable::{int, ObjectStorage, Value};
 use crate::store::events::EventQueue;
 use crate::store::kv::KvSessions;
-use crate::store::seal::{Aead, Opened, Sealer, WebCrypto};
+use crate::store::seal::{Aead, Sealer, WebCrypto};
 use crate::store::{Expect, KeyValue, Outcome, Record, SessionRef, SessionStore};
 
 pub use crate::store::durable::legacy::KV_STALE_MS;
@@ -70,8 +70,6 @@ pub struct SqlSessions<S, K, P, A: Aead = WebCrypto> {
     /// Whether lifecycle events are committed to the outbox (the worker has a Queue for them).
     events: bool,
     sealer: Sealer<A>,
-    /// The data key of the record read in this request, for its next write.
-    opened: RefCell<Option<Opened>>,
     /// Which tables exist, once known in this request: one statement fewer per write.
     tables: Cell<Option<Tables>>,
 }
@@ -105,7 +103,6 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore + OldObjects, A: Aead> SqlSe
             legacy,
             events: false,
             sealer: Sealer(aead),
-            opened: RefCell::new(None),
             tables: Cell::new(None),
         }
     }
@@ -128,7 +125,6 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore + OldObjects, A: Aead> SqlSe
     pub fn next_request(&mut self, now: Millis) {
         self.now = now;
         self.tables.set(None);
-        self.opened.replace(None);
     }
 
     fn id(&self) -> Result<SessionId, Error> {
@@ -195,17 +191,19 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore + OldObjects, A: Aead> SqlSe
         let Some(sealed) = row.sealed else {
             return Ok(None);
         };
-        let (opened, data) = self.sealer.open_session(&id, &self.key, &sealed).await?;
+        let opened = self
+            .sealer
+            .open_session(&id, &self.key, &sealed, Some(row.meta), self.legacy);
+        let (data, meta) = opened.await?;
         if row.handle.is_none() {
             // A row of the version before handles: its alarm will need one to report expiry.
             let handle = Value::Text(Handle::of(&id).to_string());
             self.storage
                 .exec("UPDATE record SET handle = ?", vec![handle])?;
         }
-        self.opened.replace(Some(opened));
         Ok(Some(Record {
             data,
-            meta: Some(row.meta),
+            meta: Some(meta),
         }))
     }
 
@@ -243,9 +241,9 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore + OldObjects, A: Aead> SqlSe
         if !meta.is_alive(self.now) {
             return Ok(None);
         }
-        let (opened, sealed) = self
+        let sealed = self
             .sealer
-            .seal(&WrapKey::of(id), &self.key, record.data.as_bytes(), None)
+            .seal(&WrapKey::of(id), &self.key, &meta, record.data.as_bytes())
             .await?;
         self.create_table()?;
         let mut params = row_params(id, &self.key, sealed, &meta);
@@ -269,7 +267,6 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore + OldObjects, A: Aead> SqlSe
             self.delete_all().await?;
             return Err(err.with_cause("moving a session in".into()));
         }
-        self.opened.replace(Some(opened));
         Ok(Some(Record {
             data: record.data,
             meta: Some(meta),
@@ -285,10 +282,9 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore + OldObjects, A: Aead> SqlSe
         event: Option<&Event>,
     ) -> Result<Outcome, Error> {
         let id = self.id()?;
-        let previous = self.opened.borrow().clone();
-        let (opened, sealed) = self
+        let sealed = self
             .sealer
-            .seal(&WrapKey::of(&id), &self.key, data, previous.as_ref())
+            .seal(&WrapKey::of(&id), &self.key, meta, data)
             .await?;
         let mut params = row_params(&id, &self.key, sealed, meta);
         let query = match expect {
@@ -334,7 +330,6 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore + OldObjects, A: Aead> SqlSe
         if !written {
             return Ok(Outcome::Conflict);
         }
-        self.opened.replace(Some(opened));
         match event {
             Some(_) => self.storage.set_alarm(self.now).await?,
             None => self.settle(Some(meta.expires_at)).await?,
