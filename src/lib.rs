@@ -32,7 +32,7 @@ use crate::edge::handlers::{Scope, SessionScope, SubjectScope, KV_BINDING};
 use crate::edge::http::{self, Incoming, Reply};
 use crate::edge::log;
 use crate::edge::routes::{self, Handler, Route, Target};
-use crate::edge::{auth, handlers, runtime, settings};
+use crate::edge::{handlers, runtime, settings};
 use crate::service::subjects::SubjectStores;
 use crate::store::backend::{Backend, IndexBackend};
 use crate::store::events::{self, Journal, Queue};
@@ -104,7 +104,7 @@ async fn answer(req: web_sys::Request, env: Env, ctx: JsValue) -> web_sys::Respo
     reply.into_response()
 }
 
-/// The settings (already read: an error here fails the request), then authentication, then the
+/// Authentication, then the settings (already read: an error here fails the request), then the
 /// route and its method, then the route's handler.
 async fn serve(
     req: Incoming,
@@ -114,15 +114,16 @@ async fn serve(
     now: Millis,
     journal: Option<Rc<Journal>>,
 ) -> Result<Reply, Error> {
-    let config = config?;
-    if let Some(token) = &config.api_token {
+    // Authentication first: a caller without the token learns nothing of the other settings.
+    if let Some(token) = settings::token(env)? {
         let open = matched
             .as_ref()
             .is_some_and(|(route, _)| route.pattern == "/health");
-        if !open && !auth::bearer_matches(req.head.authorization.as_deref(), token) {
+        if !open && !token.admits(req.head.authorization.as_deref()) {
             return Err(Error::Unauthorized);
         }
     }
+    let config = config?;
     let (route, param) = matched.ok_or(Error::NotFound)?;
     if !route.accepts(&req.head.method) {
         return Err(Error::MethodNotAllowed { allow: route.allow });
@@ -153,7 +154,7 @@ async fn serve(
                 };
                 return objects::forward_session(req, env, &id, body).await;
             }
-            let legacy = config.legacy_lookup;
+            let legacy = config.legacy_lookup.at(now);
             let kv = Kv::binding(env, KV_BINDING)?;
             let store = KvSessions::new(kv, WebCrypto, legacy).with_events(journal);
             let store = Backend::Kv(store);
@@ -172,14 +173,11 @@ async fn serve(
             if strong {
                 return objects::forward_subject(req, env, &subject).await;
             }
+            let legacy = config.legacy_lookup.at(now);
             let stores = SubjectStores::Kv(
-                KvIndex::new(Kv::binding(env, KV_BINDING)?, config.legacy_lookup),
-                KvSessions::new(
-                    Kv::binding(env, KV_BINDING)?,
-                    WebCrypto,
-                    config.legacy_lookup,
-                )
-                .with_events(journal),
+                KvIndex::new(Kv::binding(env, KV_BINDING)?, legacy),
+                KvSessions::new(Kv::binding(env, KV_BINDING)?, WebCrypto, legacy)
+                    .with_events(journal),
             );
             let scope = SubjectScope {
                 subject,

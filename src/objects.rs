@@ -252,7 +252,7 @@ fn sessions(
     own: Option<SessionId>,
     now: u64,
 ) -> Result<SqlSessions<DoStorage, Kv, Peers>, Error> {
-    let legacy = config.legacy_lookup;
+    let legacy = config.legacy_lookup.at(now);
     Ok(SqlSessions::new(
         storage,
         KvSessions::new(Kv::binding(env, KV_BINDING)?, WebCrypto, legacy),

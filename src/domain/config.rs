@@ -5,6 +5,7 @@
 
 use crate::domain::error::ConfigError;
 use crate::domain::session::Policy;
+use crate::domain::time::{parse_rfc3339, Millis};
 
 pub const SESSION_TTL_SECONDS: &str = "SESSION_TTL_SECONDS";
 pub const SESSION_MAX_LIFETIME_SECONDS: &str = "SESSION_MAX_LIFETIME_SECONDS";
@@ -44,6 +45,35 @@ pub enum SessionBackend {
     DurableObject,
 }
 
+/// Whether sessions stored by the old TypeScript worker and by earlier versions of this one are
+/// served (`SESSION_LEGACY_LOOKUP`): entries under a bare id (looked for on a miss), objects of
+/// the earlier strong mode, and records whose lifecycle is not sealed with them. Each is served
+/// as it is and moved into this version's form on first use (KV: first write).
+///
+/// **Off unless configured.** Anything that can still write a bare id (the old worker, while
+/// bound to the namespace: its `/update` creates a session under any id) makes an id of the
+/// writer's choosing a session while the lookup is on, so a deployment that never had the old
+/// worker must not have it. The shipped `wrangler.toml` turns it on, because this deployment
+/// replaces the old worker: the drop-in upgrade needs no change. A time ends it by itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LegacyLookup {
+    On,
+    Off,
+    /// On until this instant, then off.
+    Until(Millis),
+}
+
+impl LegacyLookup {
+    /// Whether earlier forms are served at `now`.
+    pub fn at(self, now: Millis) -> bool {
+        match self {
+            LegacyLookup::On => true,
+            LegacyLookup::Off => false,
+            LegacyLookup::Until(until) => now < until,
+        }
+    }
+}
+
 /// Which requests get a log line (`LOG_REQUESTS`). Workers Logs bill per line and each line
 /// costs CPU, so by default only what an operator acts on is logged: server errors, store
 /// refusals (`429`) and slow requests. Internal errors get their own line in every mode.
@@ -74,8 +104,6 @@ pub struct Config {
     pub backend: SessionBackend,
     /// The session rules, the size limit of bodies and sessions among them.
     pub policy: Policy,
-    /// When set, every route but `/health` needs `Authorization: Bearer <token>`.
-    pub api_token: Option<String>,
     /// The top-level field of the session data that names its subject, if any.
     pub subject_field: Option<String>,
     /// How many live sessions one subject may have; creating one more ends the least recently
@@ -85,9 +113,8 @@ pub struct Config {
     pub subject_key: Option<Vec<u8>>,
     /// Which requests get a log line: errors and slow ones by default.
     pub log_requests: RequestLog,
-    /// Whether a session missing under its storage key is looked for where the old worker and
-    /// earlier versions stored it (under its bare id). On by default; off once they are gone.
-    pub legacy_lookup: bool,
+    /// Whether sessions stored by the old worker and earlier versions are served.
+    pub legacy_lookup: LegacyLookup,
 }
 
 impl Config {
@@ -133,16 +160,6 @@ impl Config {
                 SessionBackend::DurableObject => OBJECT_MAX_SESSION_BYTES,
             },
         )?;
-        // Trimmed: `wrangler secret put` keeps the newline of a piped `echo`.
-        let api_token = match lookup(API_TOKEN).map(|token| token.trim().to_owned()) {
-            Some(token) if token.is_empty() => {
-                return Err(ConfigError {
-                    variable: API_TOKEN,
-                    reason: "is empty".into(),
-                })
-            }
-            token => token,
-        };
         // `true` and `false` are what earlier releases took.
         let log_requests = match lookup(LOG_REQUESTS).as_deref().map(str::trim) {
             None | Some("errors") => RequestLog::Errors,
@@ -156,14 +173,17 @@ impl Config {
             }
         };
         let legacy_lookup = match lookup(SESSION_LEGACY_LOOKUP).as_deref().map(str::trim) {
-            None | Some("on") => true,
-            Some("off") => false,
-            Some(other) => {
-                return Err(ConfigError {
-                    variable: SESSION_LEGACY_LOOKUP,
-                    reason: format!("must be on or off, got {other:?}"),
-                })
-            }
+            None | Some("off") => LegacyLookup::Off,
+            Some("on") => LegacyLookup::On,
+            Some(other) => match parse_rfc3339(other) {
+                Some(until) => LegacyLookup::Until(until),
+                None => {
+                    return Err(ConfigError {
+                        variable: SESSION_LEGACY_LOOKUP,
+                        reason: format!("must be on, off or an RFC 3339 time, got {other:?}"),
+                    })
+                }
+            },
         };
         let subject_field = lookup(SESSION_SUBJECT_FIELD)
             .map(|field| field.trim().to_owned())
@@ -191,8 +211,21 @@ impl Config {
                 // The bound above keeps this well inside usize on wasm32.
                 max_bytes: usize::try_from(max_body_bytes).unwrap_or(usize::MAX),
             },
-            api_token,
         })
+    }
+}
+
+/// The bearer token every route but `/health` needs (`API_TOKEN`), when set. Read apart from
+/// [`Config`], so that a request is authenticated before any other setting is judged: a caller
+/// without the token learns nothing, not even that a variable is wrong. Trimmed: `wrangler
+/// secret put` keeps the newline of a piped `echo`.
+pub fn api_token(lookup: impl Fn(&str) -> Option<String>) -> Result<Option<String>, ConfigError> {
+    match lookup(API_TOKEN).map(|token| token.trim().to_owned()) {
+        Some(token) if token.is_empty() => Err(ConfigError {
+            variable: API_TOKEN,
+            reason: "is empty".into(),
+        }),
+        token => Ok(token),
     }
 }
 
@@ -242,12 +275,20 @@ mod tests {
         assert!(!RequestLog::Off.wants(500, 5000));
     }
 
-    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        Config::from_lookup(|name| {
+    fn lookup<'a>(vars: &'a [(&str, &str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        |name| {
             vars.iter()
                 .find(|(k, _)| *k == name)
                 .map(|(_, v)| v.to_string())
-        })
+        }
+    }
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::from_lookup(lookup(vars))
+    }
+
+    fn token(vars: &[(&str, &str)]) -> Result<Option<String>, ConfigError> {
+        api_token(lookup(vars))
     }
 
     #[test]
@@ -262,7 +303,7 @@ mod tests {
                 max_bytes: 65_536,
             }
         );
-        assert_eq!(config.api_token, None);
+        assert_eq!(token(&[]), Ok(None));
         assert_eq!(config.log_requests, RequestLog::Errors);
         assert_eq!(config.backend, SessionBackend::Kv);
         assert_eq!(config.subject_field, None);
@@ -301,13 +342,21 @@ mod tests {
         }
     }
 
+    /// Off unless configured: a deployment that never had the old worker serves no bare id.
     #[test]
-    fn the_legacy_lookup_is_on_unless_turned_off() {
+    fn the_legacy_lookup_is_off_unless_turned_on_and_can_end_by_itself() {
         let lookup = |value| config(&[(SESSION_LEGACY_LOOKUP, value)]).map(|c| c.legacy_lookup);
-        assert!(config(&[]).unwrap().legacy_lookup);
-        assert_eq!(lookup("on"), Ok(true));
-        assert_eq!(lookup(" off "), Ok(false));
-        for bad in ["", "true", "OFF", "no"] {
+        let unset = config(&[]).unwrap().legacy_lookup;
+        assert_eq!(unset, LegacyLookup::Off);
+        assert!(!unset.at(0));
+        assert_eq!(lookup("on"), Ok(LegacyLookup::On));
+        assert_eq!(lookup(" off "), Ok(LegacyLookup::Off));
+        let until = lookup("2027-01-01T00:00:00Z").unwrap();
+        let end = 1_798_761_600_000;
+        assert_eq!(until, LegacyLookup::Until(end));
+        assert!(until.at(end - 1) && !until.at(end));
+        assert!(LegacyLookup::On.at(u64::MAX));
+        for bad in ["", "true", "OFF", "no", "2027-01-01"] {
             assert_eq!(
                 lookup(bad).unwrap_err().variable,
                 SESSION_LEGACY_LOOKUP,
@@ -337,7 +386,6 @@ mod tests {
             (SESSION_MAX_LIFETIME_SECONDS, "6"),
             (MAX_SESSION_BYTES, "1024"),
             (SESSION_TOUCH_INTERVAL_SECONDS, "30"),
-            (API_TOKEN, "s3cret"),
         ])
         .unwrap();
         assert_eq!(
@@ -349,7 +397,7 @@ mod tests {
                 max_bytes: 1024,
             }
         );
-        assert_eq!(config.api_token.as_deref(), Some("s3cret"));
+        assert_eq!(token(&[(API_TOKEN, "s3cret")]), Ok(Some("s3cret".into())));
     }
 
     #[test]
@@ -420,12 +468,14 @@ mod tests {
 
     #[test]
     fn refuses_an_empty_token_and_trims_a_pasted_one() {
-        assert_eq!(config(&[(API_TOKEN, "")]).unwrap_err().variable, API_TOKEN);
+        assert_eq!(token(&[(API_TOKEN, "")]).unwrap_err().variable, API_TOKEN);
         assert_eq!(
-            config(&[(API_TOKEN, " \n")]).unwrap_err().variable,
+            token(&[(API_TOKEN, " \n")]).unwrap_err().variable,
             API_TOKEN
         );
-        let pasted = config(&[(API_TOKEN, "s3cret\n")]).unwrap();
-        assert_eq!(pasted.api_token.as_deref(), Some("s3cret"));
+        let pasted = token(&[(API_TOKEN, "s3cret\n")]);
+        assert_eq!(pasted, Ok(Some("s3cret".into())));
+        let others = [(API_TOKEN, "s3cret"), (SESSION_TTL_SECONDS, "ten")];
+        assert_eq!(token(&others), Ok(Some("s3cret".into())), "read apart");
     }
 }

@@ -3,23 +3,31 @@
 
 use subtle::ConstantTimeEq;
 
-/// Whether `authorization` carries `Bearer <token>`. The comparison takes the same time
-/// wherever the first difference is; only the token's length can be learned from timing.
-pub fn bearer_matches(authorization: Option<&str>, token: &str) -> bool {
-    let Some(value) = authorization else {
-        return false;
-    };
-    let Some((scheme, given)) = value.split_once(' ') else {
-        return false;
-    };
-    scheme.eq_ignore_ascii_case("bearer")
-        && constant_time_eq(given.trim().as_bytes(), token.as_bytes())
-}
+use crate::domain::digest::sha256;
 
-/// Equal bytes, compared in time that does not depend on where they differ (RustCrypto's
-/// `subtle`); only the length can be learned from timing.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.ct_eq(b).into()
+/// The token callers must send, kept as its SHA-256: what is compared is two digests of one
+/// length, so neither where a guess differs nor how long the token is can be learned from
+/// timing.
+pub struct Token([u8; 32]);
+
+impl Token {
+    pub fn new(token: &str) -> Self {
+        Self(sha256(token.as_bytes()))
+    }
+
+    /// Whether `authorization` carries `Bearer <token>`, compared in constant time
+    /// (RustCrypto's `subtle`).
+    pub fn admits(&self, authorization: Option<&str>) -> bool {
+        let Some(value) = authorization else {
+            return false;
+        };
+        let Some((scheme, given)) = value.split_once(' ') else {
+            return false;
+        };
+        let digest = sha256(given.trim().as_bytes());
+        let equal: bool = digest.ct_eq(&self.0).into();
+        scheme.eq_ignore_ascii_case("bearer") && equal
+    }
 }
 
 #[cfg(test)]
@@ -28,22 +36,24 @@ mod tests {
 
     #[test]
     fn accepts_only_the_right_bearer_token() {
-        assert!(bearer_matches(Some("Bearer s3cret"), "s3cret"));
-        assert!(bearer_matches(Some("bearer s3cret"), "s3cret"));
-        assert!(!bearer_matches(None, "s3cret"));
-        assert!(!bearer_matches(Some("Bearer s3cre"), "s3cret"));
-        assert!(!bearer_matches(Some("Bearer s3cret2"), "s3cret"));
-        assert!(!bearer_matches(Some("Bearer S3cret"), "s3cret"));
-        assert!(!bearer_matches(Some("Basic s3cret"), "s3cret"));
-        assert!(!bearer_matches(Some("s3cret"), "s3cret"));
-        assert!(!bearer_matches(Some("Bearer "), "s3cret"));
+        let token = Token::new("s3cret");
+        assert!(token.admits(Some("Bearer s3cret")));
+        assert!(token.admits(Some("bearer s3cret")));
+        assert!(!token.admits(None));
+        assert!(!token.admits(Some("Bearer s3cre")));
+        assert!(!token.admits(Some("Bearer s3cret2")));
+        assert!(!token.admits(Some("Bearer S3cret")));
+        assert!(!token.admits(Some("Basic s3cret")));
+        assert!(!token.admits(Some("s3cret")));
+        assert!(!token.admits(Some("Bearer ")));
     }
 
+    /// The token is held only as its digest, so the comparison never sees its length.
     #[test]
-    fn constant_time_eq_compares_bytes() {
-        assert!(constant_time_eq(b"", b""));
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"ab"));
+    fn only_the_digest_is_kept() {
+        let token = Token::new("s3cret");
+        assert_eq!(token.0, sha256(b"s3cret"));
+        let long = "x".repeat(10_000);
+        assert!(Token::new(&long).admits(Some(&format!("Bearer {long}"))));
     }
 }

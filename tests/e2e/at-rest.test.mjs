@@ -112,6 +112,26 @@ describe('at rest', () => {
   });
 });
 
+// The lookup of earlier forms ends: at a time (here one already past), or with "off". A bare-id
+// entry (what the old worker, still bound to the namespace, would write for an id of anyone's
+// choosing) is then no session, on either backend.
+describe('with SESSION_LEGACY_LOOKUP at a time already past', () => {
+  let worker;
+  before(async () => { worker = await startWorker({ vars: { SESSION_LEGACY_LOOKUP: '2026-01-01T00:00:00Z' } }); });
+  after(async () => { await worker?.stop(); });
+
+  test('an id written under its bare form by someone else is not a session', async () => {
+    const id = 'c1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d';
+    await worker.kvPut(id, '{"planted":true}');
+    await expectProblem(assert, await fetch(`${worker.url}/get/${id}`), 404, 'session_not_found');
+    const update = await fetch(`${worker.url}/update/${id}`, { method: 'PUT', headers: JSON_HEADERS, body: '{}' });
+    await expectProblem(assert, update, 404, 'session_not_found');
+    assert.equal(await worker.kvGet(id), '{"planted":true}', 'left where it was, unread');
+    const created = await (await fetch(`${worker.url}/create`, { method: 'POST', headers: JSON_HEADERS, body: '{}' })).text();
+    assert.equal((await fetch(`${worker.url}/get/${created}`)).status, 200, 'new sessions work as ever');
+  });
+});
+
 describe('with SESSION_LEGACY_LOOKUP=off', { skip: STRONG && 'KV mode' }, () => {
   let worker;
   before(async () => { worker = await startWorker({ vars: { SESSION_LEGACY_LOOKUP: 'off' } }); });

@@ -20,3 +20,25 @@ for (const [variable, value] of [['SESSION_TTL_SECONDS', 'abc'], ['SESSION_MAX_L
     });
   });
 }
+
+// With API_TOKEN set, a caller is authenticated before any other setting is judged: without the
+// token it learns nothing of the configuration, not even that a variable is wrong.
+describe('an invalid variable behind API_TOKEN', () => {
+  const TOKEN = 'config-token-9876543210';
+  let worker;
+  before(async () => { worker = await startWorker({ vars: { API_TOKEN: TOKEN, SESSION_TTL_SECONDS: 'abc' } }); });
+  after(async () => { await worker?.stop(); });
+
+  test('is 401 without the token and 500 naming the variable with it', async () => {
+    for (const headers of [{}, { authorization: 'Bearer wrong' }]) {
+      const response = await fetch(`${worker.url}/create`, { method: 'POST', headers: { ...JSON_HEADERS, ...headers }, body: '{}' });
+      const problem = await expectProblem(assert, response, 401, 'unauthorized');
+      assert.doesNotMatch(JSON.stringify(problem), /SESSION_TTL_SECONDS/);
+    }
+    const response = await fetch(`${worker.url}/create`, {
+      method: 'POST', headers: { ...JSON_HEADERS, authorization: `Bearer ${TOKEN}` }, body: '{}',
+    });
+    const problem = await expectProblem(assert, response, 500, 'invalid_configuration');
+    assert.match(problem.detail, /SESSION_TTL_SECONDS/);
+  });
+});
