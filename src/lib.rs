@@ -152,7 +152,7 @@ async fn serve(
                     true => http::read_blob(&req, config.policy.max_bytes).await?,
                     false => None,
                 };
-                return objects::forward_session(req, env, &id, body).await;
+                return objects::forward_session(req, env, route, &id, body).await;
             }
             let legacy = config.legacy_lookup.at(now);
             let kv = Kv::binding(env, KV_BINDING)?;
@@ -170,8 +170,12 @@ async fn serve(
         }
         Handler::Subject(handler) => {
             let subject = Subject::from_encoded(&param, config.subject_key.as_deref())?;
+            let except = match (route.pattern, req.head.method.as_str()) {
+                (routes::SUBJECT_SESSIONS, "DELETE") => handlers::kept(&req)?,
+                _ => None,
+            };
             if strong {
-                return objects::forward_subject(req, env, &subject).await;
+                return objects::forward_subject(req, env, route, &subject, except).await;
             }
             let legacy = config.legacy_lookup.at(now);
             let stores = SubjectStores::Kv(
@@ -184,6 +188,7 @@ async fn serve(
                 device_key: DeviceKey::from_encoded(&param, config.subject_key.as_deref()),
                 stores: &stores,
                 policy: config.policy,
+                except,
                 now,
             };
             handler(req, &scope).await

@@ -24,7 +24,7 @@ use crate::domain::session::Meta;
 use crate::domain::subject::Subject;
 use crate::edge::handlers::{SessionScope, SubjectScope, KV_BINDING};
 use crate::edge::http::{self, Incoming, Reply};
-use crate::edge::routes::{self, Handler};
+use crate::edge::routes::{self, Handler, Route};
 use crate::edge::{log, runtime, settings};
 use crate::service::subjects::SubjectStores;
 use crate::store::backend::{Backend, IndexBackend};
@@ -32,8 +32,8 @@ use crate::store::durable::index::SqlIndex;
 use crate::store::durable::legacy;
 use crate::store::durable::peers::{
     self, call_object, entries_text, parse_entry_line, parse_member_line, parse_seen_line, peer,
-    Peers, SubjectPeers, ID_HEADER, INDEX_PATH, KEY_HEADER, LIKE_HEADER, MEMBER_HEADER, OLD_PATH,
-    SUBJECT_HEADER,
+    Peers, SubjectPeers, EXCEPT_HEADER, ID_HEADER, INDEX_PATH, KEY_HEADER, LIKE_HEADER,
+    MEMBER_HEADER, OLD_PATH, SUBJECT_HEADER,
 };
 use crate::store::durable::record::stored_key;
 use crate::store::durable::sessions::SqlSessions;
@@ -173,6 +173,7 @@ async fn serve_subject(
         return Err(Error::NotFound);
     };
     let device_key = DeviceKey::from_encoded(param, config.subject_key.as_deref());
+    let except = req.header(EXCEPT_HEADER).and_then(|h| Handle::parse(&h));
     let Handler::Subject(handler) = route.handler else {
         return Err(Error::NotFound);
     };
@@ -183,6 +184,7 @@ async fn serve_subject(
         device_key,
         stores: &stores,
         policy: config.policy,
+        except,
         now,
     };
     handler(req, &scope).await
@@ -432,34 +434,40 @@ async fn ring(storage: DoStorage, env: Env) -> Result<(), Error> {
     }
 }
 
-/// The worker's side of a session route in strong mode: the request goes to the session's object.
+/// The worker's side of a session route in strong mode: the request goes to the session's
+/// object, the id in a header (never in the URL: see [`routes::forwarded_url`]).
 pub async fn forward_session(
     req: Incoming,
     env: &Env,
+    route: &Route,
     id: &SessionId,
     body: Option<web_sys::Blob>,
 ) -> Result<Reply, Error> {
     let name = StorageKey::of(id).name();
     let id = id.to_string();
-    forward(req, env, BINDING, &name, (ID_HEADER, &id), body).await
+    let url = routes::forwarded_url(route, &req.head.url);
+    forward(req, env, BINDING, &name, &url, &[(ID_HEADER, &id)], body).await
 }
 
-/// The worker's side of a subject route in strong mode: the request goes to the subject's object.
-pub async fn forward_subject(req: Incoming, env: &Env, subject: &Subject) -> Result<Reply, Error> {
+/// The worker's side of a subject route in strong mode: the request goes to the subject's
+/// object, with the session a revocation keeps as a handle, in a header.
+pub async fn forward_subject(
+    req: Incoming,
+    env: &Env,
+    route: &Route,
+    subject: &Subject,
+    except: Option<Handle>,
+) -> Result<Reply, Error> {
     let name = subject.hex();
-    forward(
-        req,
-        env,
-        SUBJECT_BINDING,
-        &name,
-        (SUBJECT_HEADER, &name),
-        None,
-    )
-    .await
+    let url = routes::forwarded_url(route, &req.head.url);
+    let except = except.map(|handle| handle.to_string());
+    let mut headers = vec![(SUBJECT_HEADER, name.as_str())];
+    headers.extend(except.as_deref().map(|handle| (EXCEPT_HEADER, handle)));
+    forward(req, env, SUBJECT_BINDING, &name, &url, &headers, None).await
 }
 
-/// Hands a request to the object named `name` in the namespace `binding`,
-/// marked with `header` (which session or subject it is about), and gives back its answer with
+/// Hands a request to the object named `name` in the namespace `binding`, at `url`,
+/// marked with `marks` (which session or subject it is about), and gives back its answer with
 /// headers the worker may still change. A body is passed as already read (see
 /// [`http::read_blob`]): a body streamed on to the object would still be pumped after the object
 /// answered early without reading it, which the runtime refuses.
@@ -468,14 +476,17 @@ async fn forward(
     env: &Env,
     binding: &str,
     name: &str,
-    header: (&str, &str),
+    url: &str,
+    marks: &[(&str, &str)],
     body: Option<web_sys::Blob>,
 ) -> Result<Reply, Error> {
     let namespace = env.durable_object(binding)?;
     let headers = web_sys::Headers::new_with_headers(&req.raw.headers()).map_err(js)?;
-    headers.set(header.0, header.1).map_err(js)?;
+    for (header, value) in marks {
+        headers.set(header, value).map_err(js)?;
+    }
     let body = body.as_ref().map(AsRef::as_ref);
-    let (url, method) = (&req.head.url, &req.head.method);
+    let method = &req.head.method;
     let response = call_object(&namespace, name, url, method, &headers, body).await?;
     Ok(Reply::forwarded(response.into(), CODE_HEADER))
 }

@@ -65,7 +65,21 @@ pub struct SubjectScope<'a> {
     pub device_key: DeviceKey,
     pub stores: &'a SubjectStores,
     pub policy: Policy,
+    /// The session a revocation keeps (`?except=<id>`), by its handle: the entry point reads
+    /// the id, and it goes no further (see [`kept`]).
+    pub except: Option<Handle>,
     pub now: Millis,
+}
+
+/// `?except=<id>` of `DELETE /subjects/:subject/sessions`: the session to keep, by its handle;
+/// `400` when it is no session id.
+pub fn kept(req: &Incoming) -> Result<Option<Handle>, Error> {
+    match http::query_param(&req.head.url, "except") {
+        Some(id) => Ok(Some(Handle::of(
+            &SessionId::parse(id).ok_or(Error::InvalidSessionId)?,
+        ))),
+        None => Ok(None),
+    }
 }
 
 /// The embedded OpenAPI document, converted from `openapi.yaml` at build time.
@@ -333,17 +347,13 @@ fn revoke_before(req: &Incoming) -> Result<Option<Millis>, Error> {
 /// ends them, and says how many.
 pub async fn subject_sessions(req: Incoming, scope: &SubjectScope<'_>) -> Result<Reply, Error> {
     let body = if req.head.method == "DELETE" {
-        let except = match http::query_param(&req.head.url, "except") {
-            Some(id) => Some(SessionId::parse(id).ok_or(Error::InvalidSessionId)?),
-            None => None,
-        };
         let before = revoke_before(&req)?;
         let revoked = scope
             .stores
             .revoke(
                 &scope.subject,
                 scope.policy,
-                except.as_ref(),
+                scope.except,
                 before,
                 scope.now,
             )

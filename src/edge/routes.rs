@@ -148,6 +148,39 @@ fn matches<'p>(pattern: &str, path: &'p str) -> Option<&'p str> {
     rest.is_empty().then_some(param)
 }
 
+/// The collection of a subject's sessions, whose `DELETE` may keep one (`?except=<id>`).
+pub const SUBJECT_SESSIONS: &str = "/subjects/:subject/sessions";
+
+/// The URL a request on `route` (at `url`) is handed to its Durable Object with, in strong
+/// mode: only what the object reads, and never an id, since whatever records URLs (logs,
+/// traces) must not see one. A session route goes as its pattern (the object has the id in a
+/// header), with its query only for `/create` (`?ttl`); a subject route keeps its path (the
+/// subject names the device key) and only `?before`, while `?except=<id>` travels as a handle,
+/// in a header.
+pub fn forwarded_url(route: &Route, url: &str) -> String {
+    const ORIGIN: &str = "https://session-state";
+    let query = url.split_once('?').map(|(_, query)| query);
+    match route.handler {
+        Handler::Session { target, .. } => match (target, query) {
+            (Target::New, Some(query)) => format!("{ORIGIN}{}?{query}", route.pattern),
+            _ => format!("{ORIGIN}{}", route.pattern),
+        },
+        _ => {
+            let path = url.split(['?', '#']).next().unwrap_or_default();
+            let path = path.find("//").map_or(path, |scheme| {
+                let rest = &path[scheme + 2..];
+                rest.find('/').map_or("", |at| &rest[at..])
+            });
+            let before =
+                query.and_then(|query| query.split('&').find(|pair| pair.starts_with("before=")));
+            match before {
+                Some(before) => format!("{ORIGIN}{path}?{before}"),
+                None => format!("{ORIGIN}{path}"),
+            }
+        }
+    }
+}
+
 /// How logs name a request: its route's pattern (never the concrete id), or `"unmatched"`.
 pub fn log_name(route: Option<&Route>) -> &'static str {
     route.map_or("unmatched", |route| route.pattern)
@@ -224,6 +257,46 @@ mod tests {
             assert!(!get.accepts(method), "{method}");
         }
         assert!(find("/cache/k").unwrap().0.accepts("DELETE"));
+    }
+
+    /// Strong mode hands requests to objects without the id in the URL: the session routes'
+    /// ids, and a revocation's `except`.
+    #[test]
+    fn no_forwarded_url_holds_an_id() {
+        let id = "3b241101-e2bb-4255-8caf-4136c566a962";
+        let forwarded = |url: &str| {
+            let path = url.trim_start_matches("http://localhost:51511");
+            let path = path.split('?').next().unwrap();
+            forwarded_url(find(path).unwrap().0, url)
+        };
+        let base = "http://localhost:51511";
+        for path in [
+            "/get/", "/update/", "/add/", "/delete/", "/touch/", "/rotate/",
+        ] {
+            let url = forwarded(&format!("{base}{path}{id}?x={id}"));
+            assert!(!url.contains(id), "{url}");
+            assert_eq!(
+                find(url.strip_prefix("https://session-state").unwrap())
+                    .unwrap()
+                    .0
+                    .pattern,
+                find(&format!("{path}{id}")).unwrap().0.pattern
+            );
+        }
+        assert_eq!(
+            forwarded(&format!("{base}/create?ttl=60")),
+            "https://session-state/create?ttl=60"
+        );
+        let revoke =
+            format!("{base}/subjects/ada%40x/sessions?except={id}&before=2026-12-01T00%3A00%3A00Z");
+        assert_eq!(
+            forwarded(&revoke),
+            "https://session-state/subjects/ada%40x/sessions?before=2026-12-01T00%3A00%3A00Z"
+        );
+        assert_eq!(
+            forwarded(&format!("{base}/subjects/ada/sessions/0f9c?except={id}")),
+            "https://session-state/subjects/ada/sessions/0f9c"
+        );
     }
 
     #[test]

@@ -13,7 +13,6 @@
 use crate::domain::derive::Handle;
 use crate::domain::error::Error;
 use crate::domain::event::{Event, Kind, Revocation};
-use crate::domain::id::SessionId;
 use crate::domain::join::join_all;
 use crate::domain::session::Policy;
 use crate::domain::subject::Subject;
@@ -142,17 +141,18 @@ impl<'a, I: SubjectIndex, S: SessionStore> Subjects<'a, I, S> {
     }
 
     /// Ends every live session of `subject` created before `before` (all, without it) but
-    /// `except`, and returns how many it ended. In strong mode each one is final everywhere by
-    /// the time this returns, and only sessions that were there to end are counted.
+    /// the one listed as `except`, and returns how many it ended. In strong mode each one is
+    /// final everywhere by the time this returns, and only sessions that were there to end are
+    /// counted.
     pub async fn revoke(
         &self,
         subject: &Subject,
-        except: Option<&SessionId>,
+        except: Option<Handle>,
         before: Option<Millis>,
         now: Millis,
     ) -> Result<usize, Error> {
         let live = self.live(subject, now).await?;
-        let kept = except.map(Handle::of);
+        let kept = except;
         let ending: Vec<&Listed> = live
             .iter()
             .filter(|l| Some(l.member.handle) != kept)
@@ -280,7 +280,7 @@ impl SubjectStores {
         &self,
         subject: &Subject,
         policy: Policy,
-        except: Option<&SessionId>,
+        except: Option<Handle>,
         before: Option<Millis>,
         now: Millis,
     ) -> Result<usize, Error> {

@@ -124,9 +124,14 @@ fn kv_revocations_say_why() {
         let now = T0 + u64::from(n) * S;
         run(sessions.create(id(n), &data(), None, Some(ada()), None, now)).unwrap();
     }
-    let before = run(subjects.revoke(&ada(), Some(&id(6)), Some(T0 + 6 * S), T0 + 7 * S));
+    let before = run(subjects.revoke(
+        &ada(),
+        Some(Handle::of(&id(6))),
+        Some(T0 + 6 * S),
+        T0 + 7 * S,
+    ));
     assert_eq!(before.unwrap(), 1);
-    let others = run(subjects.revoke(&ada(), Some(&id(6)), None, T0 + 8 * S)).unwrap();
+    let others = run(subjects.revoke(&ada(), Some(Handle::of(&id(6))), None, T0 + 8 * S)).unwrap();
     let all = run(subjects.revoke(&ada(), None, None, T0 + 9 * S)).unwrap();
     assert_eq!((others, all), (0, 1));
     assert_eq!(

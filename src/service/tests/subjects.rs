@@ -116,7 +116,7 @@ fn revoking_ends_every_session_but_the_one_kept() {
     let (store, index) = (sealed(&kv.kv), KvIndex::new(&kv.kv, true));
     let subjects = Subjects::new(&index, &store, POLICY);
     assert_eq!(
-        run(subjects.revoke(&ada(), Some(&id(2)), None, T0 + 5 * S)).unwrap(),
+        run(subjects.revoke(&ada(), Some(Handle::of(&id(2))), None, T0 + 5 * S)).unwrap(),
         2
     );
     assert_eq!(kv.live(T0 + 5 * S), handles(&[2]));
@@ -221,7 +221,8 @@ fn revoking_before_a_time_ends_the_older_sessions_and_keeps_the_excepted_one() {
     let (store, index) = (sealed(&kv.kv), KvIndex::new(&kv.kv, true));
     let subjects = Subjects::new(&index, &store, POLICY);
     let before = Some(T0 + 3 * S);
-    let revoked = run(subjects.revoke(&ada(), Some(&id(1)), before, T0 + 5 * S)).unwrap();
+    let revoked =
+        run(subjects.revoke(&ada(), Some(Handle::of(&id(1))), before, T0 + 5 * S)).unwrap();
     assert_eq!(revoked, 1, "2 only: 1 is kept, 3 is not older");
     assert_eq!(kv.live(T0 + 5 * S), handles(&[4, 3, 1]));
     assert_eq!(

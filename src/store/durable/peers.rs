@@ -308,6 +308,8 @@ pub fn old_answer(held: Held) -> (u16, Option<Record>, bool) {
 
 /// The header naming the subject a request to a subject's object is about (its hash).
 pub const SUBJECT_HEADER: &str = "session-state-subject";
+/// The session a revocation keeps (`?except=<id>` at the worker), by its handle.
+pub const EXCEPT_HEADER: &str = "session-state-except";
 /// The entry a session's object adds to its subject's index (`PUT`):
 /// `<handle> <storage key> <created_at> <until> <updated_at> <expires_at>`, its sealed device
 /// info as the body; the member it removes (`DELETE`): `<handle> <storage key> <created_at>`;
