@@ -231,7 +231,7 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
             let expect = Expect::Version(current.meta.version);
             match self.store.save(id, &data, &meta, expect, None).await? {
                 Outcome::Written => {
-                    self.report(id, &current.meta, &meta).await;
+                    self.report(id, &current.meta, &meta, now).await;
                     return Ok((data, meta));
                 }
                 Outcome::Conflict if if_match.is_some() => return Err(Error::PreconditionFailed),
@@ -255,7 +255,7 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
             // A conflict means a write landed in between; it renewed the session, and the next
             // round reads its expiry.
             if self.store.save(id, data, &meta, expect, None).await? == Outcome::Written {
-                self.report(id, &current.meta, &meta).await;
+                self.report(id, &current.meta, &meta, now).await;
                 return Ok(meta);
             }
         }
@@ -387,13 +387,23 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
         }
     }
 
-    /// Tells the subject's index of a write, where it keeps lifecycles (strong mode), at the
-    /// first write of each renewal interval. A failure fails nothing: the index then knows an
-    /// older lifecycle, and a listing asks the session itself once that one has expired.
-    async fn report(&self, id: &SessionId, previous: &Meta, meta: &Meta) {
+    /// Tells the subject's index of a write: that the session is listed (KV, where a write can
+    /// bring back a session whose entry a revocation removed), and its lifecycle, where the
+    /// index keeps one (strong mode), at the first write of each renewal interval. A failure
+    /// fails nothing, the write being made: an index that missed a lifecycle asks the session
+    /// itself once the one it knows has expired, and one that missed a relisting is told again
+    /// at the next write.
+    async fn report(&self, id: &SessionId, previous: &Meta, meta: &Meta, now: Millis) {
         let (Some(subject), Some((index, _))) = (meta.subject, self.index) else {
             return;
         };
+        let entry = NewEntry {
+            member: Member::of(*id, meta.created_at),
+            until: meta.latest_end(self.policy),
+            seen: Seen::of(meta),
+            device: DeviceInfo::None,
+        };
+        let _ = index.relist(&subject, &entry, now).await;
         if meta.opens_interval(previous, self.policy) {
             let _ = index.seen(&subject, &Handle::of(id), Seen::of(meta)).await;
         }

@@ -568,6 +568,24 @@ impl<K: KeyValue> SubjectIndex for KvIndex<K> {
         Ok(())
     }
 
+    /// One read of the entry, and one put when it is missing (its device info is gone with it).
+    async fn relist(
+        &self,
+        subject: &Subject,
+        entry: &NewEntry<'_>,
+        now: Millis,
+    ) -> Result<(), Error> {
+        let name = format!("{}{}", index_prefix(subject), entry.member.handle);
+        if self.kv.get(&name).await?.is_none() {
+            let entry = NewEntry {
+                device: DeviceInfo::None,
+                ..*entry
+            };
+            self.add(subject, &entry, now).await?;
+        }
+        Ok(())
+    }
+
     /// An entry written before keys were hashed holds the id in its key: one put of the new
     /// entry, one delete of the old.
     async fn upgrade(
@@ -593,16 +611,24 @@ impl<K: KeyValue> SubjectIndex for KvIndex<K> {
         Ok(())
     }
 
-    /// One list per thousand entries.
+    /// One list per thousand entries. A session listed twice (an entry written before keys
+    /// were hashed, and one a write put back: see [`SubjectIndex::relist`]) is given once, as
+    /// the earlier entry, which the listing then rewrites.
     async fn members(&self, subject: &Subject) -> Result<Vec<Entry>, Error> {
         let prefix = index_prefix(subject);
         let keys = self.kv.list(&prefix).await?;
-        Ok(keys
+        let mut entries: Vec<Entry> = keys
             .into_iter()
             .filter_map(|(key, metadata)| {
                 parse_entry(key.strip_prefix(&prefix)?, metadata.as_deref())
             })
-            .collect())
+            .collect();
+        entries.sort_unstable_by_key(|entry| {
+            let keyed = matches!(entry.member.at, SessionRef::Key(_));
+            (entry.member.handle, keyed)
+        });
+        entries.dedup_by_key(|entry| entry.member.handle);
+        Ok(entries)
     }
 }
 

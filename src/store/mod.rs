@@ -353,6 +353,19 @@ pub trait SubjectIndex {
     async fn seen(&self, _subject: &Subject, _handle: &Handle, _seen: Seen) -> Result<(), Error> {
         Ok(())
     }
+
+    /// Lists again a session just written whose entry is gone, where a write can meet one that
+    /// was ended (KV: a location that still holds a revoked session in its cache can write it
+    /// back, and unlisted it would escape the next revocation). Nothing to do by default:
+    /// strong mode's ends are final.
+    async fn relist(
+        &self,
+        _subject: &Subject,
+        _entry: &NewEntry<'_>,
+        _now: Millis,
+    ) -> Result<(), Error> {
+        Ok(())
+    }
 }
 
 /// For stores that keep no subjects: nothing is ever listed, and adding is a mistake.

@@ -335,3 +335,39 @@ fn strong() -> (
 fn handles(ns: &[u8]) -> Vec<Handle> {
     ns.iter().map(|&n| Handle::of(&id(n))).collect()
 }
+
+/// KV can serve a revoked session from a location's cache for about a minute, and a write made
+/// there puts it back. The write lists it again, so the next revocation ends it again: one read
+/// of the entry per write of a session with a subject, and one put when it was missing.
+#[test]
+fn on_kv_a_session_written_back_after_its_revocation_is_listed_and_revoked_again() {
+    let kv = Kv::new();
+    kv.create(1, Some(ada()), T0, 100);
+    kv.create(2, Some(ada()), T0, 100);
+    let key = crate::domain::derive::StorageKey::of(&id(1)).name();
+    let cached = kv.kv.entries.borrow()[&key].clone();
+    let (store, index) = (sealed(&kv.kv), KvIndex::new(&kv.kv, true));
+    let subjects = Subjects::new(&index, &store, POLICY);
+    assert_eq!(run(subjects.revoke(&ada(), None, None, T0 + S)).unwrap(), 2);
+    assert_eq!(kv.index_entries(), 0);
+    // A location still holding session 1 reads it from its cache, and writes.
+    kv.kv.entries.borrow_mut().insert(key, cached);
+    kv.kv.take_operations();
+    let (store, index) = (sealed(&kv.kv), KvIndex::new(&kv.kv, true));
+    let sessions = Sessions::new(&store, POLICY).indexed(&index, 100);
+    let patch = crate::domain::json::JsonObject::from_bytes(br#"{"b":1}"#.to_vec()).unwrap();
+    let how = crate::domain::merge::Merge::Shallow;
+    run(sessions.merge(&id(1), &patch, how, None, T0 + 2 * S)).unwrap();
+    assert_eq!(kv.kv.take_operations(), 4, "read, write, the entry's read and put");
+    assert_eq!(kv.live(T0 + 3 * S), handles(&[1]), "listed again");
+    let (store, index) = (sealed(&kv.kv), KvIndex::new(&kv.kv, true));
+    let subjects = Subjects::new(&index, &store, POLICY);
+    assert_eq!(run(subjects.revoke(&ada(), None, None, T0 + 4 * S)).unwrap(), 1);
+    assert_eq!(kv.kv.plain(&id(1)), None, "and ended again");
+    kv.create(3, Some(ada()), T0 + 5 * S, 100);
+    kv.kv.take_operations();
+    let (store, index) = (sealed(&kv.kv), KvIndex::new(&kv.kv, true));
+    let sessions = Sessions::new(&store, POLICY).indexed(&index, 100);
+    run(sessions.merge(&id(3), &patch, how, None, T0 + 6 * S)).unwrap();
+    assert_eq!(kv.kv.take_operations(), 3, "listed: read, write, the entry's read");
+}
