@@ -72,6 +72,18 @@ impl SubjectIndex for IndexBackend {
             IndexBackend::Durable(index) => index.seen(subject, handle, seen).await,
         }
     }
+
+    async fn relist(
+        &self,
+        subject: &Subject,
+        entry: &NewEntry<'_>,
+        now: Millis,
+    ) -> Result<(), Error> {
+        match self {
+            IndexBackend::Kv(index) => index.relist(subject, entry, now).await,
+            IndexBackend::Durable(index) => index.relist(subject, entry, now).await,
+        }
+    }
 }
 
 impl SessionStore for Backend {

@@ -358,16 +358,27 @@ fn on_kv_a_session_written_back_after_its_revocation_is_listed_and_revoked_again
     let patch = crate::domain::json::JsonObject::from_bytes(br#"{"b":1}"#.to_vec()).unwrap();
     let how = crate::domain::merge::Merge::Shallow;
     run(sessions.merge(&id(1), &patch, how, None, T0 + 2 * S)).unwrap();
-    assert_eq!(kv.kv.take_operations(), 4, "read, write, the entry's read and put");
+    assert_eq!(
+        kv.kv.take_operations(),
+        4,
+        "read, write, the entry's read and put"
+    );
     assert_eq!(kv.live(T0 + 3 * S), handles(&[1]), "listed again");
     let (store, index) = (sealed(&kv.kv), KvIndex::new(&kv.kv, true));
     let subjects = Subjects::new(&index, &store, POLICY);
-    assert_eq!(run(subjects.revoke(&ada(), None, None, T0 + 4 * S)).unwrap(), 1);
+    assert_eq!(
+        run(subjects.revoke(&ada(), None, None, T0 + 4 * S)).unwrap(),
+        1
+    );
     assert_eq!(kv.kv.plain(&id(1)), None, "and ended again");
     kv.create(3, Some(ada()), T0 + 5 * S, 100);
     kv.kv.take_operations();
     let (store, index) = (sealed(&kv.kv), KvIndex::new(&kv.kv, true));
     let sessions = Sessions::new(&store, POLICY).indexed(&index, 100);
     run(sessions.merge(&id(3), &patch, how, None, T0 + 6 * S)).unwrap();
-    assert_eq!(kv.kv.take_operations(), 3, "listed: read, write, the entry's read");
+    assert_eq!(
+        kv.kv.take_operations(),
+        3,
+        "listed: read, write, the entry's read"
+    );
 }
