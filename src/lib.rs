@@ -171,7 +171,7 @@ async fn serve(
         Handler::Subject(handler) => {
             let subject = Subject::from_encoded(&param, config.subject_key.as_deref())?;
             let except = match (route.pattern, req.head.method.as_str()) {
-                (routes::SUBJECT_SESSIONS, "DELETE") => handlers::kept(&req)?,
+                (handlers::SUBJECT_SESSIONS, "DELETE") => handlers::kept(&req)?,
                 _ => None,
             };
             if strong {

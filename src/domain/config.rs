@@ -3,6 +3,7 @@
 //! A bad value never falls back to a default: it fails every request with a `500` whose detail
 //! names the variable, and a log line, until it is fixed.
 
+use crate::domain::derive::is_reserved_subject_key;
 use crate::domain::error::ConfigError;
 use crate::domain::session::Policy;
 use crate::domain::time::{parse_rfc3339, Millis};
@@ -197,6 +198,12 @@ impl Config {
         let subject_key = lookup(SUBJECT_KEY)
             .map(|key| key.trim().as_bytes().to_vec())
             .filter(|key| !key.is_empty());
+        if subject_key.as_deref().is_some_and(is_reserved_subject_key) {
+            return Err(ConfigError {
+                variable: SUBJECT_KEY,
+                reason: "is the label of a derivation of its own (see derive.rs)".into(),
+            });
+        }
         Ok(Self {
             backend,
             subject_field,
@@ -464,6 +471,13 @@ mod tests {
         }
         let err = config(&[(SESSION_TOUCH_INTERVAL_SECONDS, "0")]).unwrap_err();
         assert_eq!(err.variable, SESSION_TOUCH_INTERVAL_SECONDS);
+    }
+
+    #[test]
+    fn refuses_a_subject_key_that_is_a_derivation_label() {
+        let err = config(&[(SUBJECT_KEY, "session-state/v2/device-key")]).unwrap_err();
+        assert_eq!(err.variable, SUBJECT_KEY);
+        assert!(config(&[(SUBJECT_KEY, "session-state/v2/device-keys")]).is_ok());
     }
 
     #[test]

@@ -85,24 +85,52 @@ impl fmt::Debug for WrapKey {
     }
 }
 
-const DEVICE_LABEL: &[u8] = b"session-state/v1/device\0";
+/// HMAC key of the device subkey derivation; the message is `SUBJECT_KEY` (or nothing).
+const DEVICE_SUBKEY_LABEL: &[u8] = b"session-state/v2/device-key";
+/// The derivation of the version before: `SUBJECT_KEY` itself keyed it, over this label and the
+/// subject, so a subject of the form `label ‖ s` hashed (HMAC under `SUBJECT_KEY`, see
+/// [`crate::domain::subject`]) to the device key of `s`.
+const EARLIER_DEVICE_LABEL: &[u8] = b"session-state/v1/device\0";
 
-/// The key a subject's device info is sealed under: HMAC-SHA-256 over a label and the subject
-/// as given (its bytes, not its hash), keyed by `SUBJECT_KEY` when there is one. Only a caller
-/// that names the subject can compute it, and the hash that storage holds does not lead to it;
-/// without `SUBJECT_KEY`, whoever guesses a subject (an email) can, as they can test its hash.
-pub struct DeviceKey(pub [u8; 32]);
+/// The keys a subject's device info is sealed under: HMAC-SHA-256 of the subject as given (its
+/// bytes, not its hash), keyed by a subkey of `SUBJECT_KEY` that is HMAC-SHA-256 keyed by a
+/// label over `SUBJECT_KEY` (HKDF-Extract with the label as salt; an empty key without one).
+/// Only a caller that names the subject can compute it, and the hash that storage holds does
+/// not lead to it; without `SUBJECT_KEY`, whoever guesses a subject (an email) can, as they
+/// can test its hash.
+///
+/// Why a subkey: the subject hash is HMAC keyed by `SUBJECT_KEY` itself over any subject (1 to
+/// 256 arbitrary bytes), so no other value may be HMAC under that key over caller-chosen
+/// bytes. This key is HMAC under the subkey, and the subkey is HMAC under the label: neither
+/// has an input (key and message) that a subject hash can have, unless `SUBJECT_KEY` were the
+/// label itself, which configuration refuses. `earlier` is the derivation of the version
+/// before, kept to open device info sealed under it until a listing seals it anew.
+pub struct DeviceKey {
+    pub now: [u8; 32],
+    pub earlier: [u8; 32],
+}
 
 impl DeviceKey {
     pub fn of(subject: &[u8], subject_key: Option<&[u8]>) -> Self {
-        let message = [DEVICE_LABEL, subject].concat();
-        Self(hmac_sha256(subject_key.unwrap_or_default(), &message))
+        let key = subject_key.unwrap_or_default();
+        let subkey = hmac_sha256(DEVICE_SUBKEY_LABEL, key);
+        let earlier = hmac_sha256(key, &[EARLIER_DEVICE_LABEL, subject].concat());
+        Self {
+            now: hmac_sha256(&subkey, subject),
+            earlier,
+        }
     }
 
     /// The key of a subject given percent-encoded, as [`crate::domain::subject::Subject`] reads it.
     pub fn from_encoded(text: &str, subject_key: Option<&[u8]>) -> Self {
         Self::of(&percent_decode_lenient(text), subject_key)
     }
+}
+
+/// A `SUBJECT_KEY` that is the label its own device subkey is keyed by would give the subkey an
+/// input a subject hash can have: configuration refuses it.
+pub fn is_reserved_subject_key(key: &[u8]) -> bool {
+    key == DEVICE_SUBKEY_LABEL
 }
 
 impl fmt::Debug for DeviceKey {
@@ -145,18 +173,59 @@ mod tests {
         );
     }
 
-    /// Python's `hmac.new(b"", b"session-state/v1/device\0ada@example.com", sha256)`, and
-    /// `printf ... | openssl dgst -sha256 -mac HMAC -macopt key:secret` for the keyed one.
+    const PLAIN_DEVICE_KEY: &str =
+        "097888ab59e2ddf7edaa659731849994d60915f3915d61490e79dfdf8299c09c";
+    const KEYED_DEVICE_KEY: &str =
+        "0c07113e0a7ee09a2db6c674629661267b3e25851be5cb8f7e1f19c36ab92a2e";
+
+    /// The earlier keys: Python's `hmac.new(b"", b"session-state/v1/device\0ada@example.com",
+    /// sha256)`, and `printf ... | openssl dgst -sha256 -mac HMAC -macopt key:secret` for the
+    /// keyed one. This version's: `sub = hmac.new(b"session-state/v2/device-key", key,
+    /// sha256).digest()`, then `hmac.new(sub, b"ada@example.com", sha256)`, with `key` empty and
+    /// `b"secret"`.
     #[test]
     fn device_keys_are_fixed_and_keyed() {
+        let plain = DeviceKey::of(b"ada@example.com", None);
+        let keyed = DeviceKey::from_encoded("ada%40example.com", Some(b"secret"));
         assert_eq!(
-            hex(&DeviceKey::of(b"ada@example.com", None).0),
+            hex(&plain.earlier),
             "48e94e3e2d8fd1883c63aef4a027eee4069c8ba38bf2e844e85757d7da47116d"
         );
         assert_eq!(
-            hex(&DeviceKey::from_encoded("ada%40example.com", Some(b"secret")).0),
+            hex(&keyed.earlier),
             "bd7a1a835f3b3da21919cfd8ebfd2246f8f0ae49424f59446d4aec0d0330d4c4"
         );
+        assert_eq!(hex(&plain.now), PLAIN_DEVICE_KEY);
+        assert_eq!(hex(&keyed.now), KEYED_DEVICE_KEY);
+    }
+
+    /// The construction the security read found: with `SUBJECT_KEY` set, the subject
+    /// `session-state/v1/device\0ada@example.com` hashed to Ada's device key, which storage then
+    /// held in the clear. No subject's hash is this version's device key of another: not that
+    /// one, nor one built the same way on the new label.
+    #[test]
+    fn no_subject_hashes_to_another_subjects_device_key() {
+        use crate::domain::subject::Subject;
+        for key in [Some(&b"secret"[..]), None] {
+            let ada = DeviceKey::of(b"ada@example.com", key);
+            for crafted in [
+                &b"session-state/v1/device\0ada@example.com"[..],
+                b"session-state/v2/device-keyada@example.com",
+                b"ada@example.com",
+            ] {
+                let hash = *Subject::new(crafted, key).unwrap().bytes();
+                assert_ne!(hash, ada.now, "{}", String::from_utf8_lossy(crafted));
+            }
+        }
+        let key = Some(&b"secret"[..]);
+        let crafted = b"session-state/v1/device\0ada@example.com";
+        let earlier = DeviceKey::of(b"ada@example.com", key).earlier;
+        assert_eq!(
+            *Subject::new(crafted, key).unwrap().bytes(),
+            earlier,
+            "the earlier derivation had the flaw: its key must seal nothing new"
+        );
+        assert!(is_reserved_subject_key(DEVICE_SUBKEY_LABEL));
     }
 
     #[test]

@@ -19,6 +19,7 @@ use crate::domain::session::{Meta, Policy};
 use crate::domain::subject::Subject;
 use crate::domain::time::{parse_rfc3339, rfc3339, Millis};
 use crate::edge::http::{self, read_object, with_session_headers, Incoming, Reply, JSON, TEXT};
+use crate::edge::log;
 use crate::service::cache::{self, Cache, CacheKey};
 use crate::service::sessions::{NewDevice, Sessions};
 use crate::service::subjects::SubjectStores;
@@ -70,6 +71,9 @@ pub struct SubjectScope<'a> {
     pub except: Option<Handle>,
     pub now: Millis,
 }
+
+/// The collection of a subject's sessions, whose `DELETE` may keep one (`?except=<id>`).
+pub const SUBJECT_SESSIONS: &str = "/subjects/:subject/sessions";
 
 /// `?except=<id>` of `DELETE /subjects/:subject/sessions`: the session to keep, by its handle;
 /// `400` when it is no session id.
@@ -369,13 +373,20 @@ pub async fn subject_sessions(req: Incoming, scope: &SubjectScope<'_>) -> Result
             .stores
             .live(&scope.subject, scope.policy, scope.now)
             .await?;
+        // Device info the version before sealed is sealed anew once opened (rewritten on sight).
+        let mut resealed = Vec::new();
         let sessions = live
-            .into_iter()
+            .iter()
             .map(|listed| {
                 let device = listed
                     .device
                     .as_deref()
-                    .and_then(|sealed| seal::open_device(&scope.device_key, &scope.subject, sealed))
+                    .and_then(|sealed| {
+                        let (key, subject) = (&scope.device_key, &scope.subject);
+                        let (plain, anew) = seal::open_device_anew(key, subject, sealed)?;
+                        resealed.extend(anew.map(|anew| (listed, anew)));
+                        Some(plain)
+                    })
                     .and_then(|bytes| Device::from_bytes(&bytes))
                     .unwrap_or_default();
                 let updated_at = rfc3339(listed.updated_at);
@@ -392,6 +403,14 @@ pub async fn subject_sessions(req: Incoming, scope: &SubjectScope<'_>) -> Result
                 }
             })
             .collect();
+        if !resealed.is_empty() {
+            let stores = scope.stores;
+            let rewritten = stores.reseal(&scope.subject, scope.policy, &resealed, scope.now);
+            // What is not rewritten stays readable, and the next listing tries again.
+            if let Err(err) = rewritten.await {
+                log::internal(SUBJECT_SESSIONS, &err);
+            }
+        }
         serde_json::to_vec(&SubjectSessions { sessions })
     };
     Ok(Reply::body(200, JSON, body.map_err(internal)?))

@@ -99,7 +99,7 @@ pub const ROUTES: &[Route] = &[
     session("/touch/:id", "POST", boxed!(SessionScope, handlers::touch), false),
     session("/rotate/:id", "POST", boxed!(SessionScope, handlers::rotate), false),
     Route {
-        pattern: "/subjects/:subject/sessions",
+        pattern: handlers::SUBJECT_SESSIONS,
         allow: "GET, HEAD, DELETE",
         handler: Handler::Subject(boxed!(SubjectScope, handlers::subject_sessions)),
     },
@@ -147,9 +147,6 @@ fn matches<'p>(pattern: &str, path: &'p str) -> Option<&'p str> {
     }
     rest.is_empty().then_some(param)
 }
-
-/// The collection of a subject's sessions, whose `DELETE` may keep one (`?except=<id>`).
-pub const SUBJECT_SESSIONS: &str = "/subjects/:subject/sessions";
 
 /// The URL a request on `route` (at `url`) is handed to its Durable Object with, in strong
 /// mode: only what the object reads, and never an id, since whatever records URLs (logs,

@@ -21,7 +21,9 @@ use crate::store::durable::index::SqlIndex;
 use crate::store::durable::peers::Peers;
 use crate::store::durable::storage::DoStorage;
 use crate::store::kv::{Kv, KvIndex, KvSessions};
-use crate::store::{Entry, Member, Seen, SessionRef, SessionStore, SubjectIndex};
+use crate::store::{
+    DeviceInfo, Entry, Member, NewEntry, Seen, SessionRef, SessionStore, SubjectIndex,
+};
 
 /// A live session of a subject, as a listing may show it: by its handle, never its id.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -205,6 +207,33 @@ impl<'a, I: SubjectIndex, S: SessionStore> Subjects<'a, I, S> {
         Ok(count)
     }
 
+    /// Writes the entries of `listed` again, each with its device info as `devices` gives it
+    /// (sealed anew under this version's device key by the caller, who names the subject and so
+    /// holds the key): device info the version before sealed moves on sight. One write per
+    /// entry, one after the other (it happens once per entry); a failure leaves the entry as it
+    /// was, still readable.
+    pub async fn reseal(
+        &self,
+        subject: &Subject,
+        listed: &[(&Listed, Vec<u8>)],
+        now: Millis,
+    ) -> Result<(), Error> {
+        let lifetime = self.policy.max_lifetime.saturating_mul(1000);
+        for (listed, device) in listed {
+            let entry = NewEntry {
+                member: listed.member,
+                until: listed.member.created_at.saturating_add(lifetime),
+                seen: Seen {
+                    updated_at: listed.updated_at,
+                    expires_at: listed.expires_at,
+                },
+                device: DeviceInfo::Sealed(device),
+            };
+            self.index.add(subject, &entry, now).await?;
+        }
+        Ok(())
+    }
+
     /// Makes room for one more session under `subject`: when `max` live sessions are there
     /// already, ends the least recently written. Reads the sessions only when the index holds
     /// `max` entries or more, so a subject under its bound costs one index read; then it reads
@@ -271,6 +300,27 @@ impl SubjectStores {
             SubjectStores::Durable(index, sessions) => {
                 Subjects::new(index, sessions, policy)
                     .live(subject, now)
+                    .await
+            }
+        }
+    }
+
+    pub async fn reseal(
+        &self,
+        subject: &Subject,
+        policy: Policy,
+        listed: &[(&Listed, Vec<u8>)],
+        now: Millis,
+    ) -> Result<(), Error> {
+        match self {
+            SubjectStores::Kv(index, sessions) => {
+                Subjects::new(index, sessions, policy)
+                    .reseal(subject, listed, now)
+                    .await
+            }
+            SubjectStores::Durable(index, sessions) => {
+                Subjects::new(index, sessions, policy)
+                    .reseal(subject, listed, now)
                     .await
             }
         }

@@ -365,33 +365,58 @@ impl<A: Aead> Sealer<A> {
     }
 }
 
-const DEVICE_LABEL: &[u8] = b"session-state/v1/device\0";
+/// Associated data of device info, before the subject's hash.
+const DEVICE_LABEL: &[u8] = b"session-state/v2/device\0";
+const DEVICE_MAGIC: &[u8; 2] = b"d2";
+/// Device info sealed by the version before, under [`DeviceKey::earlier`], with the subject's
+/// hash in hex after this label as associated data.
+const EARLIER_DEVICE_LABEL: &[u8] = b"session-state/v1/device\0";
+const EARLIER_DEVICE_MAGIC: &[u8; 2] = b"d1";
 
-/// Device info sealed under its subject's [`DeviceKey`]: `"d1" | nonce 12 | ciphertext | tag`,
-/// with the subject's hash as associated data, so an entry copied under another subject does
-/// not open. Device info is at most [`MAX_ENCODED_BYTES`] (far below [`IN_WASM`]), so it is
-/// sealed in Wasm, as small session data is. It is not bound to the session's handle: a
-/// rotated session's entry carries its device over sealed, without the key.
+/// Device info sealed under its subject's [`DeviceKey`]: `"d2" | nonce 12 | ciphertext | tag`,
+/// with a label and the subject's hash as associated data, so an entry copied under another
+/// subject does not open. Device info is at most [`MAX_ENCODED_BYTES`] (far below
+/// [`IN_WASM`]), so it is sealed in Wasm, as small session data is. It is not bound to the
+/// session's handle: a rotated session's entry carries its device over sealed, without the key.
 pub fn seal_device(key: &DeviceKey, subject: &Subject, device: &[u8]) -> Result<Vec<u8>, Error> {
     let nonce = random::<NONCE>()?;
-    let aad = [DEVICE_LABEL, subject.hex().as_bytes()].concat();
-    let sealed = soft_encrypt(&key.0, &nonce, &aad, device)?;
+    let aad = [DEVICE_LABEL, subject.bytes()].concat();
+    let sealed = soft_encrypt(&key.now, &nonce, &aad, device)?;
     Ok([&DEVICE_MAGIC[..], &nonce, &sealed].concat())
 }
 
 /// The device info in `bytes`, or `None` when it does not open (another subject's, altered, or
-/// sealed under another `SUBJECT_KEY`).
+/// sealed under another `SUBJECT_KEY`). Opens what the version before sealed (`d1`) too.
 pub fn open_device(key: &DeviceKey, subject: &Subject, bytes: &[u8]) -> Option<Vec<u8>> {
-    let rest = bytes.strip_prefix(DEVICE_MAGIC)?;
+    let (key, aad, rest) = match bytes.strip_prefix(DEVICE_MAGIC) {
+        Some(rest) => (&key.now, [DEVICE_LABEL, subject.bytes()].concat(), rest),
+        None => {
+            let rest = bytes.strip_prefix(EARLIER_DEVICE_MAGIC)?;
+            let aad = [EARLIER_DEVICE_LABEL, subject.hex().as_bytes()].concat();
+            (&key.earlier, aad, rest)
+        }
+    };
     if rest.len() < NONCE + TAG {
         return None;
     }
     let (nonce, sealed) = rest.split_at(NONCE);
-    let aad = [DEVICE_LABEL, subject.hex().as_bytes()].concat();
-    soft_decrypt(&key.0, nonce, &aad, sealed)
+    soft_decrypt(key, nonce, &aad, sealed)
 }
 
-const DEVICE_MAGIC: &[u8; 2] = b"d1";
+/// [`open_device`], and, for device info sealed under the earlier device key, the same sealed
+/// anew under this version's: what a listing writes back (rewritten on sight).
+pub fn open_device_anew(
+    key: &DeviceKey,
+    subject: &Subject,
+    bytes: &[u8],
+) -> Option<(Vec<u8>, Option<Vec<u8>>)> {
+    let plain = open_device(key, subject, bytes)?;
+    let anew = match bytes.starts_with(EARLIER_DEVICE_MAGIC) {
+        true => seal_device(key, subject, &plain).ok(),
+        false => None,
+    };
+    Some((plain, anew))
+}
 
 /// The longest sealed device info: what an index entry must have room for.
 pub const MAX_SEALED_DEVICE: usize = 2 + NONCE + MAX_ENCODED_BYTES + TAG;
@@ -686,6 +711,15 @@ mod tests {
             open_device(&DeviceKey::of(b"ada", Some(b"k")), &ada, &sealed),
             None
         );
+        let earlier = DeviceKey {
+            now: key.earlier,
+            earlier: key.now,
+        };
+        assert_eq!(
+            open_device(&earlier, &ada, &sealed),
+            None,
+            "only under this version's key"
+        );
         let mut altered = sealed.clone();
         altered[20] ^= 1;
         assert_eq!(open_device(&key, &ada, &altered), None);
@@ -696,6 +730,38 @@ mod tests {
         assert_ne!(
             seal_device(&key, &ada, b"x").unwrap(),
             seal_device(&key, &ada, b"x").unwrap()
+        );
+    }
+
+    const D1_DEVICE: &str =
+        "643140fe0e1e4b8aabd9c149523a91126f11569d2e8d2849e51c91ef13a36bf3a1fd0b99b5358a4d0b";
+
+    /// Device info the version before sealed (`d1`: under the earlier device key, the subject's
+    /// hash in hex as associated data), made by its code at 32e2f06 for `ada` without
+    /// `SUBJECT_KEY`: it still opens, and only for its subject, until a listing seals it anew.
+    #[test]
+    fn device_info_of_the_version_before_still_opens() {
+        let sealed: [u8; 41] = crate::domain::digest::unhex(D1_DEVICE).unwrap();
+        let ada = Subject::new(b"ada", None).unwrap();
+        let key = DeviceKey::of(b"ada", None);
+        let (plain, anew) = open_device_anew(&key, &ada, &sealed).unwrap();
+        assert_eq!(plain, b"Ada's phone");
+        let anew = anew.expect("sealed anew");
+        assert!(anew.starts_with(b"d2"));
+        assert_eq!(open_device_anew(&key, &ada, &anew), Some((plain, None)));
+        let earlier_only = DeviceKey {
+            now: [0; 32],
+            earlier: key.earlier,
+        };
+        assert_eq!(
+            open_device(&earlier_only, &ada, &anew),
+            None,
+            "not under the earlier key"
+        );
+        let bob = Subject::new(b"bob", None).unwrap();
+        assert_eq!(
+            open_device(&DeviceKey::of(b"bob", None), &bob, &sealed),
+            None
         );
     }
 
