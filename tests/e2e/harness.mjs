@@ -387,19 +387,21 @@ export const JSON_HEADERS = { 'content-type': 'application/json' };
 
 /** The last commit before sessions were stored under hashed keys, sealed: the upgrade's source. */
 export const PREVIOUS = '82fa173';
+/** The last commit before lifecycles were sealed with the data (records `s1`, device info `d1`). */
+export const SEALED_BEFORE = '32e2f06';
 
 /**
- * session-state as it was at `PREVIOUS`, built once (kept in target/previous-<commit>), and a
- * wrangler config serving it with `vars`, for tests that seed storage the way that version wrote
- * it. The config is removed with the worker started from it.
+ * session-state as it was at `commit` (`PREVIOUS` unless given), built once (kept in
+ * target/previous-<commit>), and a wrangler config serving it with `vars`, for tests that seed
+ * storage the way that version wrote it. The config is removed with the worker started from it.
  */
-export function previousBuild(vars = {}) {
-  const dir = join(ROOT, `target/previous-${PREVIOUS}`);
+export function previousBuild(vars = {}, commit = PREVIOUS) {
+  const dir = join(ROOT, `target/previous-${commit}`);
   const built = join(dir, 'build/index.js');
   if (!existsSync(built)) {
     rmSync(dir, { recursive: true, force: true });
     mkdirSync(dir, { recursive: true });
-    execFileSync('bash', ['-c', `git -C "${ROOT}" archive ${PREVIOUS} | tar -x -C "${dir}"`]);
+    execFileSync('bash', ['-c', `git -C "${ROOT}" archive ${commit} | tar -x -C "${dir}"`]);
     symlinkSync(join(ROOT, 'node_modules'), join(dir, 'node_modules'));
     execFileSync('bash', [join(dir, 'scripts/build.sh')], { cwd: dir, stdio: 'inherit', timeout: 1_200_000 });
   }
