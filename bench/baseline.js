@@ -1,22 +1,36 @@
 // The floor of this runtime: a plain JavaScript Worker doing the same KV operations and the same
 // cryptography per route as session-state, with no validation, no routing library and no
-// logging. Each session is stored as session-state stores it: under SHA-256 of the id (with its
-// label), its data sealed with AES-256-GCM under a random data key, that key wrapped under
-// HMAC-SHA-256(id, label), the storage key as associated data, metadata beside it.
-// create = 1 put; get = 1 getWithMetadata; add = 1 getWithMetadata + 1 put; delete = 1 delete;
-// health touches no KV.
+// logging. Each session is stored as session-state stores it (record format s2): under SHA-256 of
+// the id (with its label), its data sealed with AES-256-GCM under a fresh data key on every write,
+// that key wrapped under a key of its slot's own (HMAC-SHA-256 keyed by HMAC-SHA-256(id, label),
+// over a label and a random salt), the lifecycle in the record's header, bound with the storage
+// key as associated data, metadata beside it.
+// create = 1 put; get = 1 getWithMetadata; add = 1 getWithMetadata + 1 put; touch (within the
+// renewal interval) = 1 getWithMetadata and the record opened; delete = 1 delete; health touches
+// no KV.
 const TTL = 1800;
 const subtle = crypto.subtle;
 const encoder = new TextEncoder();
-const SLOT_LABEL = encoder.encode('session-state/v1/slot\0');
-const DATA_LABEL = encoder.encode('session-state/v1/data\0');
+const SLOT_KEY_LABEL = encoder.encode('session-state/v2/slot-key\0');
+const SLOT_LABEL = encoder.encode('session-state/v2/slot\0');
+const DATA_LABEL = encoder.encode('session-state/v2/data\0');
+const LIFECYCLE = 73;
 
-function metadata(previous) {
+function lifecycle(previous) {
   const now = Date.now();
-  return JSON.stringify({
+  return {
     createdAt: previous?.createdAt ?? now, updatedAt: now, expiresAt: now + TTL * 1000,
     version: (previous?.version ?? 0) + 1,
-  });
+  };
+}
+
+/** The lifecycle as the record's header holds it: five u64, big-endian, then no subject. */
+function lifecycleBytes(meta) {
+  const out = new Uint8Array(LIFECYCLE);
+  const view = new DataView(out.buffer);
+  [meta.createdAt, meta.updatedAt, meta.expiresAt, meta.version, 0]
+    .forEach((n, i) => view.setBigUint64(i * 8, BigInt(n)));
+  return out;
 }
 
 const concat = (...parts) => {
@@ -27,36 +41,44 @@ const concat = (...parts) => {
 };
 const hex = (buffer) => [...new Uint8Array(buffer)].map((b) => b.toString(16).padStart(2, '0')).join('');
 const gcm = (iv, additionalData) => ({ name: 'AES-GCM', iv, additionalData });
+const HMAC = { name: 'HMAC', hash: 'SHA-256' };
 
-/** The storage key (as bytes and as the KV key) and the wrap key of `id`. */
+/** The storage key (as bytes and as the KV key) and the wrap key of `id`, as an HMAC key. */
 async function keys(id) {
   const key = await subtle.digest('SHA-256', encoder.encode(`session-state/v1/key\0${id}`));
-  const hmac = await subtle.importKey('raw', encoder.encode(id), { name: 'HMAC', hash: 'SHA-256' }, false, ['sign']);
+  const hmac = await subtle.importKey('raw', encoder.encode(id), HMAC, false, ['sign']);
   const wrapRaw = await subtle.sign('HMAC', hmac, encoder.encode('session-state/v1/wrap'));
-  const wrap = await subtle.importKey('raw', wrapRaw, 'AES-GCM', false, ['encrypt', 'decrypt']);
+  const wrap = await subtle.importKey('raw', wrapRaw, HMAC, false, ['sign']);
   return { key: new Uint8Array(key), name: `s1:${hex(key)}`, wrap };
 }
 
-async function seal({ key, wrap }, data, previous) {
-  let opened = previous;
-  if (!opened) {
-    const raw = crypto.getRandomValues(new Uint8Array(32));
-    const slotIv = crypto.getRandomValues(new Uint8Array(12));
-    const wrapped = await subtle.encrypt(gcm(slotIv, concat(SLOT_LABEL, key)), wrap, raw);
-    const dataKey = await subtle.importKey('raw', raw, 'AES-GCM', false, ['encrypt', 'decrypt']);
-    opened = { dataKey, slot: concat(slotIv, wrapped) };
-  }
+/** The key of the slot with `salt`: used for that slot only. */
+async function slotKey(wrap, salt, usage) {
+  const raw = await subtle.sign('HMAC', wrap, concat(SLOT_KEY_LABEL, salt));
+  return subtle.importKey('raw', raw, 'AES-GCM', false, [usage]);
+}
+
+async function seal({ key, wrap }, meta, data) {
+  const raw = crypto.getRandomValues(new Uint8Array(32));
+  const salt = crypto.getRandomValues(new Uint8Array(32));
+  const own = await slotKey(wrap, salt, 'encrypt');
+  const wrapped = await subtle.encrypt(gcm(salt.subarray(0, 12), concat(SLOT_LABEL, key)), own, raw);
+  const header = concat(encoder.encode('s2'), lifecycleBytes(meta), new Uint8Array([1]), salt, wrapped);
+  const dataKey = await subtle.importKey('raw', raw, 'AES-GCM', false, ['encrypt']);
   const iv = crypto.getRandomValues(new Uint8Array(12));
-  const sealed = await subtle.encrypt(gcm(iv, concat(DATA_LABEL, key)), opened.dataKey, data);
-  return concat(encoder.encode('s1'), new Uint8Array([1]), opened.slot, iv, sealed);
+  const sealed = await subtle.encrypt(gcm(iv, concat(DATA_LABEL, key, header)), dataKey, data);
+  return concat(header, iv, sealed);
 }
 
 async function open({ key, wrap }, bytes) {
-  const slot = bytes.subarray(3, 63);
-  const raw = await subtle.decrypt(gcm(slot.subarray(0, 12), concat(SLOT_LABEL, key)), wrap, slot.subarray(12));
-  const dataKey = await subtle.importKey('raw', raw, 'AES-GCM', false, ['encrypt', 'decrypt']);
-  const data = await subtle.decrypt(gcm(bytes.subarray(63, 75), concat(DATA_LABEL, key)), dataKey, bytes.subarray(75));
-  return { opened: { dataKey, slot }, data };
+  const head = 2 + LIFECYCLE + 1;
+  const salt = bytes.subarray(head, head + 32);
+  const own = await slotKey(wrap, salt, 'decrypt');
+  const raw = await subtle.decrypt(gcm(salt.subarray(0, 12), concat(SLOT_LABEL, key)), own, bytes.subarray(head + 32, head + 80));
+  const dataKey = await subtle.importKey('raw', raw, 'AES-GCM', false, ['decrypt']);
+  const header = bytes.subarray(0, head + 80);
+  const iv = bytes.subarray(head + 80, head + 92);
+  return subtle.decrypt(gcm(iv, concat(DATA_LABEL, key, header)), dataKey, bytes.subarray(head + 92));
 }
 
 export default {
@@ -67,25 +89,35 @@ export default {
       case 'create': {
         const sessionId = crypto.randomUUID();
         const derived = await keys(sessionId);
-        const value = await seal(derived, await request.arrayBuffer());
-        await kv.put(derived.name, value, { expirationTtl: TTL, metadata: metadata() });
+        const meta = lifecycle();
+        const value = await seal(derived, meta, await request.arrayBuffer());
+        await kv.put(derived.name, value, { expirationTtl: TTL, metadata: JSON.stringify(meta) });
         return new Response(sessionId, { status: 201 });
       }
       case 'get': {
         const derived = await keys(id);
         const { value, metadata: meta } = await kv.getWithMetadata(derived.name, 'arrayBuffer');
         if (value === null) return new Response('not found', { status: 404 });
-        const { data } = await open(derived, new Uint8Array(value));
+        const data = await open(derived, new Uint8Array(value));
         const { version } = JSON.parse(meta);
         return new Response(data, { headers: { 'content-type': 'application/json', etag: `"${version}"` } });
+      }
+      case 'touch': {
+        const derived = await keys(id);
+        const { value, metadata: meta } = await kv.getWithMetadata(derived.name, 'arrayBuffer');
+        if (value === null) return new Response('not found', { status: 404 });
+        await open(derived, new Uint8Array(value));
+        const { expiresAt } = JSON.parse(meta);
+        return new Response(null, { status: 204, headers: { 'session-expires': new Date(expiresAt).toISOString() } });
       }
       case 'add': {
         const derived = await keys(id);
         const { value, metadata: meta } = await kv.getWithMetadata(derived.name, 'arrayBuffer');
-        const { opened, data } = await open(derived, new Uint8Array(value));
+        const data = await open(derived, new Uint8Array(value));
         const merged = JSON.stringify({ ...JSON.parse(new TextDecoder().decode(data)), ...(await request.json()) });
-        const sealed = await seal(derived, encoder.encode(merged), opened);
-        await kv.put(derived.name, sealed, { expirationTtl: TTL, metadata: metadata(JSON.parse(meta)) });
+        const next = lifecycle(JSON.parse(meta));
+        const sealed = await seal(derived, next, encoder.encode(merged));
+        await kv.put(derived.name, sealed, { expirationTtl: TTL, metadata: JSON.stringify(next) });
         return new Response(merged, { headers: { 'content-type': 'application/json' } });
       }
       case 'delete':

@@ -137,6 +137,8 @@ try {
     { name: 'GET /get/:id, 58 KiB', variants: everyone, req: (id) => ({ method: 'GET', path: `/get/${id.large}` }) },
     { name: 'PATCH /add/:id, 10 keys into 58 KiB', variants: everyone, req: (id) => ({ method: 'PATCH', path: `/add/${id.patched}`, body: join(dir, 'patch.json') }) },
     { name: 'POST /create, 200 B', variants: everyone, req: () => ({ method: 'POST', path: '/create', body: join(dir, 'small.json') }) },
+    // Within the renewal interval (60 s by default): one read, the record opened, nothing written.
+    { name: 'POST /touch/:id, 200 B', variants: everyone, req: (id) => ({ method: 'POST', path: `/touch/${id.small}` }) },
   ];
   const results = [];
   // BENCH_SCENARIOS="GET /get/:id, 200 B;POST /create, 200 B": only these.

@@ -142,6 +142,18 @@ impl Meta {
         now < self.expires_at
     }
 
+    /// Whether this lifecycle is one the rules could have made by `now`: created no later than
+    /// now (give or take [`CLOCK_SKEW_MS`] between isolates), renewed no earlier than created,
+    /// and ending no later than its creation plus the absolute lifetime in force. A record
+    /// sealed by someone who knows an id (sealing needs no secret: see the README's Security
+    /// section) is held to it too, so none lives past `createdAt` + the lifetime.
+    pub fn within_rules(&self, now: Millis, policy: Policy) -> bool {
+        let lifetime_ms = policy.max_lifetime.saturating_mul(MS_PER_SECOND);
+        self.created_at <= now.saturating_add(CLOCK_SKEW_MS)
+            && self.created_at <= self.updated_at
+            && self.expires_at <= self.created_at.saturating_add(lifetime_ms)
+    }
+
     /// The `expirationTtl` (seconds) for KV, which removes the entry by itself. KV refuses less
     /// than 60 s, so short sessions linger in KV a little longer; `is_alive` hides them.
     pub fn kv_ttl(&self, now: Millis) -> u64 {
@@ -196,6 +208,9 @@ impl Meta {
     }
 }
 
+/// How far ahead of this isolate's clock another's may have been when it wrote a session.
+pub const CLOCK_SKEW_MS: Millis = 60_000;
+
 /// The shortest expiration KV accepts, in seconds.
 pub const KV_MIN_TTL: u64 = 60;
 
@@ -220,6 +235,40 @@ pub(crate) mod fixtures {
 mod tests {
     use super::fixtures::{POLICY, S, T0};
     use super::*;
+
+    #[test]
+    fn a_lifecycle_the_rules_could_not_have_made_is_refused() {
+        let meta = Meta::new(T0, Some(600), POLICY);
+        assert!(meta.within_rules(T0, POLICY));
+        let renewed = meta.written(T0 + 86_000 * S, POLICY);
+        assert!(renewed.within_rules(T0 + 86_000 * S, POLICY));
+        assert_eq!(
+            renewed.expires_at,
+            T0 + 86_400 * S,
+            "capped by the lifetime"
+        );
+        let future = Meta::new(T0 + 61 * S, None, POLICY);
+        assert!(future.within_rules(T0 + S, POLICY), "within the skew");
+        assert!(!future.within_rules(T0, POLICY), "created later than now");
+        let long = Meta {
+            expires_at: T0 + 86_400 * S + 1,
+            ..meta
+        };
+        assert!(!long.within_rules(T0, POLICY), "past created + lifetime");
+        let shorter = Policy {
+            max_lifetime: 3600,
+            ..POLICY
+        };
+        assert!(
+            !renewed.within_rules(T0 + 86_000 * S, shorter),
+            "the lifetime in force"
+        );
+        let backwards = Meta {
+            updated_at: T0 - 1,
+            ..meta
+        };
+        assert!(!backwards.within_rules(T0, POLICY));
+    }
 
     #[test]
     fn new_session_expires_after_the_idle_timeout() {

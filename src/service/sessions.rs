@@ -137,9 +137,14 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
     }
 
     /// The metadata of a stored session that is still alive at `now`. A session met after its
-    /// expiry is reported as expired, for a store that learns of expiry no other way (KV).
+    /// expiry is reported as expired, for a store that learns of expiry no other way (KV); one
+    /// whose lifecycle the rules could not have made (see [`Meta::within_rules`]) is not one.
     fn live(&self, id: &SessionId, meta: Option<Meta>, now: Millis) -> Result<Meta, Error> {
         match meta {
+            Some(meta) if !meta.within_rules(now, self.policy) => Err(Error::Unreadable(format!(
+                "integrity: session {} has a lifecycle outside the rules",
+                id.short()
+            ))),
             Some(meta) if meta.is_alive(now) => Ok(meta),
             Some(meta) => {
                 if let Some(event) = self.expired(id, &meta) {

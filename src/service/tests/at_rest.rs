@@ -361,3 +361,39 @@ fn a_record_of_the_version_before_is_read_with_its_metadata_then_sealed_anew() {
     let session = with(&kv, false, |s| run(s.get(&old, T0 + 101 * S))).unwrap();
     assert_eq!(session.data, r#"{"pinned":"s1"}"#);
 }
+
+/// Sealing needs no secret, only the id: a writer of the store who picks an id can seal a
+/// record for it (README, Security). Such a record is held to the same rules as any: one that
+/// would live past its creation plus the lifetime, or was created in the future, is not a
+/// session; one the rules could have made is served, which is what the README says.
+#[test]
+fn a_record_sealed_by_whoever_knows_the_id_is_held_to_the_rules() {
+    use crate::domain::derive::WrapKey;
+    use crate::store::seal::Sealer;
+    let kv = MemoryKv::default();
+    let plant = |meta: &Meta| {
+        let (wrap, key) = (WrapKey::of(&id(9)), StorageKey::of(&id(9)));
+        let value = run(Sealer(SoftAead).seal(&wrap, &key, meta, b"{}")).unwrap();
+        let entry = (value, Some(meta.to_json()), 60);
+        kv.entries.borrow_mut().insert(key.name(), entry);
+    };
+    let year = 365 * 86_400 * S;
+    let forged = [
+        Meta {
+            expires_at: T0 + year,
+            ..Meta::new(T0, None, POLICY)
+        },
+        Meta::new(T0 + 86_400 * S, None, POLICY),
+    ];
+    for meta in forged {
+        plant(&meta);
+        let err = with(&kv, true, |s| run(s.get(&id(9), T0 + S))).unwrap_err();
+        assert_eq!(err.code(), "session_not_found", "{meta:?}");
+        assert!(
+            err.log_cause().unwrap().contains("outside the rules"),
+            "{meta:?}"
+        );
+    }
+    plant(&Meta::new(T0, None, POLICY));
+    assert!(with(&kv, true, |s| run(s.get(&id(9), T0 + S))).is_ok());
+}
