@@ -301,7 +301,8 @@ impl<K: KeyValue, A: Aead> KvSessions<K, A> {
         memo.push((*id, found));
     }
 
-    /// Where this request found `id`, if it read it.
+    /// Where this request found `id`: `Some(true)` under its bare id (a write moves it),
+    /// `Some(false)` sealed under its storage key, `None` when it did not read it.
     fn recall(&self, id: &SessionId) -> Option<bool> {
         let memo = self.found.borrow();
         let found = memo.iter().find(|(known, _)| known == id);
