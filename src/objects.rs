@@ -482,6 +482,10 @@ async fn forward(
 ) -> Result<Reply, Error> {
     let namespace = env.durable_object(binding)?;
     let headers = web_sys::Headers::new_with_headers(&req.raw.headers()).map_err(js)?;
+    // What only the worker may tell an object, whatever the caller sent under those names.
+    for header in peers::FROM_THE_WORKER {
+        headers.delete(header).map_err(js)?;
+    }
     for (header, value) in marks {
         headers.set(header, value).map_err(js)?;
     }

@@ -117,6 +117,17 @@ describe('a writer of the store', () => {
     await expectProblem(assert, await call(`/get/${id}`), 404, 'session_not_found');
   });
 
+  // Strong mode tells an object which session a revocation keeps in an internal header; a caller
+  // sending that header itself speaks for nobody, on either backend.
+  test('a caller cannot keep a session from a revocation by sending an internal header', async () => {
+    const id = await create();
+    const list = `/subjects/${encodeURIComponent(SUBJECT)}/sessions`;
+    const headers = { 'session-state-except': handleOf(id), 'session-state-subject': 'ab'.repeat(32) };
+    const revoked = await (await call(list, { method: 'DELETE', headers })).json();
+    assert.ok(revoked.revoked >= 1, JSON.stringify(revoked));
+    await expectProblem(assert, await call(`/get/${id}`), 404, 'session_not_found');
+  });
+
   test('a record of the old worker is served only under a bare id, never under a storage key', { skip: STRONG && 'KV mode' }, async () => {
     const id = await create();
     await worker.kvPut(storageKeyOf(id), '{"role":"admin"}');

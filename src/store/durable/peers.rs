@@ -310,6 +310,10 @@ pub fn old_answer(held: Held) -> (u16, Option<Record>, bool) {
 pub const SUBJECT_HEADER: &str = "session-state-subject";
 /// The session a revocation keeps (`?except=<id>` at the worker), by its handle.
 pub const EXCEPT_HEADER: &str = "session-state-except";
+
+/// The headers an object reads on a request the worker forwards: the worker removes them from
+/// what the caller sent and sets its own, so no caller can speak for it.
+pub const FROM_THE_WORKER: [&str; 4] = [ID_HEADER, KEY_HEADER, SUBJECT_HEADER, EXCEPT_HEADER];
 /// The entry a session's object adds to its subject's index (`PUT`):
 /// `<handle> <storage key> <created_at> <until> <updated_at> <expires_at>`, its sealed device
 /// info as the body; the member it removes (`DELETE`): `<handle> <storage key> <created_at>`;
