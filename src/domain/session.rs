@@ -29,6 +29,11 @@ pub struct Policy {
 }
 
 impl Policy {
+    /// When a session created at `created_at` ends at the latest, however it is renewed.
+    pub fn latest_end(&self, created_at: Millis) -> Millis {
+        created_at.saturating_add(self.max_lifetime.saturating_mul(MS_PER_SECOND))
+    }
+
     /// Checks a per-session idle timeout asked for with `POST /create?ttl=N`.
     pub fn check_session_ttl(&self, ttl: u64) -> Option<u64> {
         (1..=self.max_lifetime).contains(&ttl).then_some(ttl)
@@ -83,8 +88,7 @@ impl Meta {
     /// When the session ends at the latest, however it is renewed: what its subject's index
     /// entry lives until.
     pub fn latest_end(&self, policy: Policy) -> Millis {
-        self.created_at
-            .saturating_add(policy.max_lifetime.saturating_mul(MS_PER_SECOND))
+        policy.latest_end(self.created_at)
     }
 
     fn at_version(
@@ -148,10 +152,9 @@ impl Meta {
     /// sealed by someone who knows an id (sealing needs no secret: see the README's Security
     /// section) is held to it too, so none lives past `createdAt` + the lifetime.
     pub fn within_rules(&self, now: Millis, policy: Policy) -> bool {
-        let lifetime_ms = policy.max_lifetime.saturating_mul(MS_PER_SECOND);
         self.created_at <= now.saturating_add(CLOCK_SKEW_MS)
             && self.created_at <= self.updated_at
-            && self.expires_at <= self.created_at.saturating_add(lifetime_ms)
+            && self.expires_at <= self.latest_end(policy)
     }
 
     /// The `expirationTtl` (seconds) for KV, which removes the entry by itself. KV refuses less

@@ -154,10 +154,9 @@ impl<'a, I: SubjectIndex, S: SessionStore> Subjects<'a, I, S> {
         now: Millis,
     ) -> Result<usize, Error> {
         let live = self.live(subject, now).await?;
-        let kept = except;
         let ending: Vec<&Listed> = live
             .iter()
-            .filter(|l| Some(l.member.handle) != kept)
+            .filter(|l| Some(l.member.handle) != except)
             .filter(|l| before.is_none_or(|before| l.member.created_at < before))
             .collect();
         let why = Revocation::of(except.is_some(), before.is_some());
@@ -218,11 +217,10 @@ impl<'a, I: SubjectIndex, S: SessionStore> Subjects<'a, I, S> {
         listed: &[(&Listed, Vec<u8>)],
         now: Millis,
     ) -> Result<(), Error> {
-        let lifetime = self.policy.max_lifetime.saturating_mul(1000);
         for (listed, device) in listed {
             let entry = NewEntry {
                 member: listed.member,
-                until: listed.member.created_at.saturating_add(lifetime),
+                until: self.policy.latest_end(listed.member.created_at),
                 seen: Seen {
                     updated_at: listed.updated_at,
                     expires_at: listed.expires_at,
