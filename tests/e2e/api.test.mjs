@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { connect } from 'node:net';
 import { after, before, describe, test } from 'node:test';
-import { JSON_HEADERS, UUID_V4, expectProblem, startWorker } from './harness.mjs';
+import { JSON_HEADERS, UUID_V4, expectProblem, requestLines, startWorker } from './harness.mjs';
 
 let worker;
 // Every request logged, for the log assertions below.
@@ -384,7 +384,7 @@ describe('logs', () => {
     await call(`/get/${id}`);
     await expectProblem(assert, await call(`/get/${MISSING}`), 404, 'session_not_found');
     const console = await worker.consoleLines();
-    const lines = console.filter((l) => l.startsWith('{"method"')).map((l) => JSON.parse(l));
+    const lines = requestLines(console);
     assert.ok(lines.some((l) => l.route === '/get/:id' && l.status === 200 && typeof l.durationMs === 'number'));
     assert.ok(lines.some((l) => l.route === '/get/:id' && l.status === 404 && l.code === 'session_not_found'));
     const all = console.join('\n');

@@ -1,9 +1,11 @@
 // Concurrent writers on one session, against either backend. Strong mode must keep every
-// acknowledged write; on KV, last write wins, and the lost writes are counted and reported (a
-// fact of KV, printed for bench/results.md and the README, not hidden).
+// acknowledged write. KV promises less, and each test asserts what it does promise: the last
+// write wins, so what a read finds is what acknowledged writes left (never a refused write's
+// data, never nothing), and versions only grow; the lost writes are counted and reported (a fact
+// of KV, printed for bench/results.md and the README, not hidden).
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { JSON_HEADERS, STRONG, BACKEND, sleep, startWorker } from './harness.mjs';
+import { JSON_HEADERS, STRONG, BACKEND, assertNoRequestLine, sleep, startWorker } from './harness.mjs';
 
 let worker;
 // Touches renew once a second, so that concurrent touches do write.
@@ -22,6 +24,17 @@ const read = async (id) => {
   return { status: response.status, etag: response.headers.get('etag'), data: response.status === 200 ? await response.json() : null };
 };
 const report = (what, figure) => console.log(`[${BACKEND}] ${what}: ${figure}`);
+const version = (etag) => Number(/^"(\d+)"$/.exec(etag ?? '')?.[1]);
+// What KV promises whatever the interleaving: every key found was written by an acknowledged
+// write, with the value it wrote, and the start is never lost.
+const onlyAcknowledged = (data, acknowledged, values) => {
+  for (const [key, value] of Object.entries(data)) {
+    if (key in values) {
+      assert.ok(acknowledged.includes(key), `${key} was not acknowledged`);
+      assert.equal(value, values[key]);
+    }
+  }
+};
 
 describe(`concurrent writers (${BACKEND})`, () => {
   test('50 parallel PATCHes on one session, each adding its own key', async () => {
@@ -36,6 +49,12 @@ describe(`concurrent writers (${BACKEND})`, () => {
       assert.deepEqual(lost, [], 'every acknowledged write is kept');
       assert.deepEqual(Object.keys(data).sort(), acknowledged.sort(), 'and nothing else');
       assert.equal(etag, `"${1 + acknowledged.length}"`, 'one version per acknowledged write');
+    } else {
+      assert.ok(acknowledged.length > 0, 'some write was acknowledged');
+      const values = Object.fromEntries(Array.from({ length: 50 }, (_, i) => [`k${i}`, i]));
+      onlyAcknowledged(data, acknowledged, values);
+      assert.ok(Object.keys(data).length > 0, 'the last write is there');
+      assert.ok(version(etag) >= 2, `a version past the first: ${etag}`);
     }
   });
 
@@ -50,6 +69,14 @@ describe(`concurrent writers (${BACKEND})`, () => {
       assert.equal(winners, 1, `statuses: ${statuses}`);
       assert.equal(statuses.filter((s) => s === 412).length, 19);
       assert.equal((await read(id)).etag, '"2"');
+    } else {
+      // KV checks If-Match against the read it began with: at least one PUT wins, each refused
+      // one is a 412 (or a 429 when KV refused the write), and the session holds a winner's data.
+      for (const status of statuses) assert.ok([200, 412, 429].includes(status), `status ${status}`);
+      assert.ok(winners >= 1, `statuses: ${statuses}`);
+      const { data, etag } = await read(id);
+      assert.equal(statuses[data.v], 200, `the session holds {v: ${data.v}}, which was refused`);
+      assert.ok(version(etag) >= 2, etag);
     }
   });
 
@@ -63,7 +90,18 @@ describe(`concurrent writers (${BACKEND})`, () => {
     const { data } = await read(id);
     const undone = acknowledged.filter((key) => !(key in data));
     report('writes undone by 20 concurrent touches, out of 20', undone.length);
-    if (STRONG) assert.deepEqual(undone, []);
+    for (const [status, key] of results) {
+      const expected = key ? [200, 429] : [204, 429];
+      assert.ok(expected.includes(status), `${key ?? 'touch'}: ${status}`);
+    }
+    if (STRONG) {
+      assert.deepEqual(undone, []);
+    } else {
+      // A touch on KV writes back the data it read, so it may undo a write; it never adds any.
+      const values = Object.fromEntries(Array.from({ length: 20 }, (_, i) => [`w${i}`, i]));
+      onlyAcknowledged(data, acknowledged, values);
+      assert.ok(acknowledged.length > 0, 'some write was acknowledged');
+    }
   });
 
   test('rotation keeps every write acknowledged before it answered; then the old id is gone', async () => {
@@ -83,7 +121,13 @@ describe(`concurrent writers (${BACKEND})`, () => {
     if (STRONG) {
       assert.deepEqual(lost, []);
       for (const [status] of results) assert.ok(status === 200 || status === 404, `status ${status}`);
+    } else {
+      for (const [status] of results) assert.ok([200, 404, 429].includes(status), `status ${status}`);
+      const values = Object.fromEntries(Array.from({ length: 30 }, (_, i) => [`r${i}`, i]));
+      const acknowledged = results.filter(([status]) => status === 200).map(([, key]) => key);
+      onlyAcknowledged(data, acknowledged, values);
     }
+    assert.equal(data.start, true, 'the session moved with its data');
     assert.equal((await read(id)).status, 404, 'the old id is gone once rotation answered');
   });
 
@@ -92,8 +136,7 @@ describe(`concurrent writers (${BACKEND})`, () => {
     const id = await create({ quiet: true });
     await read(id);
     await read('3b241101-e2bb-4255-8caf-4136c566a962');
-    const lines = (await worker.consoleLines()).slice(before).filter((l) => l.startsWith('{"method"'));
-    assert.deepEqual(lines, [], 'no 2xx or 404 lines');
+    assertNoRequestLine(assert, (await worker.consoleLines()).slice(before), ['/create', '/get/:id']);
   });
 
   test('after a DELETE answered 204, every read is 404', async () => {

@@ -440,3 +440,31 @@ export async function expectProblem(assert, response, status, code) {
 }
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * The worker's request log lines among console lines: each line that parses as a JSON object
+ * naming a route and a status, whatever the order of its fields.
+ */
+export function requestLines(lines) {
+  return lines.flatMap((line) => {
+    try {
+      const value = JSON.parse(line);
+      const isRequest = typeof value?.route === 'string' && Number.isInteger(value?.status);
+      return isRequest ? [value] : [];
+    } catch {
+      return [];
+    }
+  });
+}
+
+/**
+ * Asserts that no console line logs a request to any of `routes`: neither a parsed request line
+ * nor any other line naming the route, so that a change of the line's format cannot make the
+ * check pass by matching nothing.
+ */
+export function assertNoRequestLine(assert, lines, routes) {
+  const logged = requestLines(lines).filter((line) => routes.includes(line.route));
+  assert.deepEqual(logged, [], 'no request line');
+  const named = lines.filter((line) => routes.some((route) => line.includes(`"${route}"`)));
+  assert.deepEqual(named, [], 'no line naming the route');
+}
