@@ -32,8 +32,9 @@ const MAX_MAX_SESSIONS_PER_SUBJECT: u64 = 1000;
 const MAX_LIFETIME: u64 = 365 * 86_400;
 /// KV's own limit on a value.
 const KV_MAX_VALUE_BYTES: u64 = 25 * 1024 * 1024;
-/// A Durable Object's SQLite row holds at most 2 MB (decimal), the session's id and lifecycle
-/// columns included: they get the last 2,000 bytes.
+/// A Durable Object's SQLite row holds at most 2 MB (decimal), the sealed record's envelope
+/// (header, wrapped keys, nonce and tag: under 500 bytes) and the other columns (key, handle,
+/// lifecycle, subject: under 300) included: they get the last 2,000 bytes. No id is stored.
 const OBJECT_MAX_SESSION_BYTES: u64 = 1_998_000;
 
 /// Where sessions live.

@@ -104,9 +104,10 @@ fn zero_quality(q: &str) -> bool {
         && whole.bytes().chain(fraction.bytes()).all(|b| b == b'0')
 }
 
-/// The raw value of the first query parameter `name` in `url`. Values are not percent-decoded:
-/// the only parameter, `ttl`, is digits, and anything encoded is refused as not a number. Parsing
-/// by hand keeps the `url` crate and its Unicode tables out of the Wasm.
+/// The raw value of the first query parameter `name` in `url`, not percent-decoded: `ttl` is
+/// digits and `except` a session id, so anything encoded in them is refused as invalid; the
+/// caller of `before` decodes it (an RFC 3339 offset's `+` arrives as `%2B`). Parsing by hand
+/// keeps the `url` crate and its Unicode tables out of the Wasm.
 pub fn query_param<'u>(url: &'u str, name: &str) -> Option<&'u str> {
     let query = url.split_once('?')?.1;
     let query = query.split_once('#').map_or(query, |(query, _)| query);

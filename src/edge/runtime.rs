@@ -6,19 +6,17 @@
 //! The functions are small JavaScript, bundled into the worker's module by wasm-bindgen.
 
 use wasm_bindgen::prelude::wasm_bindgen;
+use wasm_bindgen::JsValue;
 use worker::js_sys;
 use worker::web_sys::{ReadableStream, Request, Response};
 
 use crate::domain::time::Millis;
 
 #[wasm_bindgen(inline_js = r#"
-const HEADERS = ['content-type', 'content-length', 'if-match', 'accept', 'authorization',
-  'session-subject'];
-
-export function requestHead(request) {
+export function requestHead(request, names) {
   const headers = request.headers;
   let head = request.method + '\n' + request.url;
-  for (const name of HEADERS) {
+  for (const name of names) {
     const value = headers.get(name);
     head += value === null ? '\n-' : '\n+' + value;
   }
@@ -46,9 +44,10 @@ export function rewrap(response, lines, without) {
 }
 "#)]
 extern "C" {
-    /// `METHOD\nURL` then, for each header the worker reads, `\n+value` or `\n-` when absent.
+    /// `METHOD\nURL` then, for each header of `names` in order, `\n+value` or `\n-` when
+    /// absent.
     #[wasm_bindgen(js_name = requestHead)]
-    fn request_head(request: &Request) -> String;
+    fn request_head(request: &Request, names: &js_sys::Array) -> String;
 
     /// A response with the headers given as `name\nvalue\n...` pairs, and a body of `bytes`
     /// (copied) or `stream`.
@@ -57,6 +56,22 @@ extern "C" {
     /// `response` again, with headers added and one removed (a response from `fetch` has
     /// immutable headers).
     fn rewrap(response: &Response, lines: &str, without: &str) -> Response;
+}
+
+/// The headers the worker reads: the one list both sides use, in the order JavaScript reports
+/// them (it is given the list from here) and Rust reads them back ([`Head::header_mut`]).
+const HEADERS: [&str; 6] = [
+    "content-type",
+    "content-length",
+    "if-match",
+    "accept",
+    "authorization",
+    "session-subject",
+];
+
+thread_local! {
+    /// [`HEADERS`] as JavaScript holds it, made once per isolate.
+    static NAMES: js_sys::Array = HEADERS.iter().map(|name| JsValue::from_str(name)).collect();
 }
 
 /// What the worker reads of every request, read in one crossing.
@@ -74,25 +89,38 @@ pub struct Head {
 
 impl Head {
     pub fn of(request: &Request) -> Self {
-        Self::parse(&request_head(request))
+        Self::parse(&NAMES.with(|names| request_head(request, names)))
     }
 
     /// Parses what `requestHead` wrote. Header values never hold a newline (fetch refuses them).
     fn parse(text: &str) -> Self {
         let mut lines = text.split('\n');
         let mut next = || lines.next().unwrap_or_default();
-        let (method, url) = (next().to_owned(), next().to_owned());
-        let mut header = || next().strip_prefix('+').map(str::to_owned);
-        Self {
-            method,
-            url,
-            content_type: header(),
-            content_length: header(),
-            if_match: header(),
-            accept: header(),
-            authorization: header(),
-            subject: header(),
+        let mut head = Self {
+            method: next().to_owned(),
+            url: next().to_owned(),
+            ..Self::default()
+        };
+        for name in HEADERS {
+            let value = next().strip_prefix('+').map(str::to_owned);
+            if let Some(field) = head.header_mut(name) {
+                *field = value;
+            }
         }
+        head
+    }
+
+    /// The field a header of [`HEADERS`] is read into.
+    fn header_mut(&mut self, name: &str) -> Option<&mut Option<String>> {
+        Some(match name {
+            "content-type" => &mut self.content_type,
+            "content-length" => &mut self.content_length,
+            "if-match" => &mut self.if_match,
+            "accept" => &mut self.accept,
+            "authorization" => &mut self.authorization,
+            "session-subject" => &mut self.subject,
+            _ => return None,
+        })
     }
 
     /// The path, still percent-encoded: what follows the host, up to the query.
@@ -144,6 +172,29 @@ mod tests {
         assert_eq!(head.subject, None);
         let empty = Head::parse("GET\nhttps://x/\n+\n-\n-\n-\n-\n-");
         assert_eq!(empty.content_type.as_deref(), Some(""), "present but empty");
+    }
+
+    #[test]
+    fn every_header_requested_is_read_into_its_own_field() {
+        // What `requestHead` writes when each header's value is its own name.
+        let mut text = String::from("GET\nhttps://x/");
+        for name in HEADERS {
+            text.push_str(&format!("\n+{name}"));
+        }
+        let mut head = Head::parse(&text);
+        for name in HEADERS {
+            let field = head.header_mut(name).map(|field| field.take());
+            assert_eq!(field, Some(Some(name.to_owned())), "{name}");
+        }
+        assert_eq!(
+            head,
+            Head {
+                method: "GET".into(),
+                url: "https://x/".into(),
+                ..Head::default()
+            },
+            "no field left unread"
+        );
     }
 
     #[test]

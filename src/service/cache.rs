@@ -1,9 +1,10 @@
 //! The permission cache `user-mgmt` keeps here when its RBAC is on: any JSON under a short key,
 //! for a few minutes.
 //!
-//! Cache entries live in the same KV namespace as sessions, under a `cache:` prefix. A session
-//! key is a bare UUID, which never starts with `cache:`, so a cache key can never read or
-//! overwrite a session.
+//! Cache entries live in the same KV namespace as sessions, under a `cache:` prefix. Sessions
+//! are stored under `s1:` and a hash (the old worker's, under a bare UUID), subject indexes under
+//! `sub:`: neither starts with `cache:`, so a cache key can never read or overwrite a session or
+//! an index (see `docs/storage.md`).
 
 use serde::Serialize;
 

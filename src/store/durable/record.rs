@@ -2,6 +2,8 @@
 //! and which of the object's tables exist (the outbox's is [`super::outbox`]). Rows hold the
 //! session sealed, its lifecycle readable, its key and its handle: never its id.
 
+use std::sync::LazyLock;
+
 use crate::domain::derive::{Handle, StorageKey};
 use crate::domain::error::Error;
 use crate::domain::id::SessionId;
@@ -84,6 +86,66 @@ pub fn parse_row(mut row: Vec<Value>) -> Result<Row, Error> {
         },
     })
 }
+
+/// The columns a write sets, in the order of [`row_params`]: the one list every statement that
+/// writes a row is made from.
+const WRITTEN: [&str; 9] = [
+    "handle",
+    "key",
+    "sealed",
+    "created_at",
+    "updated_at",
+    "expires_at",
+    "version",
+    "ttl",
+    "subject",
+];
+
+/// The statements that write the row, made once from [`WRITTEN`].
+pub struct Writes {
+    /// A session moved in from elsewhere: [`row_params`], then `kv_deleted_at`.
+    pub moved_in: String,
+    /// A new session, unless the row exists.
+    pub insert: String,
+    /// The session at a version (its one parameter after [`row_params`]), unless ended.
+    pub update: String,
+    /// Whatever is there.
+    pub upsert: String,
+}
+
+pub static WRITES: LazyLock<Writes> = LazyLock::new(|| {
+    let insert = |columns: &[&str]| {
+        let marks = vec!["?"; columns.len()].join(", ");
+        format!(
+            "INSERT INTO record (one, {}) VALUES (1, {marks})",
+            columns.join(", ")
+        )
+    };
+    let set = |value: &dyn Fn(&str) -> String| {
+        let pairs: Vec<String> = WRITTEN
+            .iter()
+            .map(|c| format!("{c} = {}", value(c)))
+            .collect();
+        pairs.join(", ")
+    };
+    let moved_in = [&WRITTEN[..], &["kv_deleted_at"]].concat();
+    Writes {
+        moved_in: insert(&moved_in),
+        insert: format!(
+            "{} ON CONFLICT (one) DO NOTHING RETURNING version",
+            insert(&WRITTEN)
+        ),
+        update: format!(
+            "UPDATE record SET {} WHERE sealed IS NOT NULL AND version = ? RETURNING version",
+            set(&|_| "?".into())
+        ),
+        upsert: format!(
+            "{} ON CONFLICT (one) DO UPDATE SET {} RETURNING version",
+            insert(&WRITTEN),
+            set(&|column| format!("excluded.{column}"))
+        ),
+    }
+});
 
 /// The parameters of an insert or update: handle, key, sealed data, then the lifecycle.
 pub fn row_params(id: &SessionId, key: &StorageKey, sealed: Vec<u8>, meta: &Meta) -> Vec<Value> {

@@ -32,7 +32,9 @@ use crate::domain::session::{Meta, Policy};
 use crate::domain::time::Millis;
 use crate::store::durable::legacy::Held;
 use crate::store::durable::outbox::{self, Delivery};
-use crate::store::durable::record::{parse_row, row_params, tables, Row, Tables, COLUMNS, SCHEMA};
+use crate::store::durable::record::{
+    parse_row, row_params, tables, Row, Tables, COLUMNS, SCHEMA, WRITES,
+};
 use crate::store::durable::{int, ObjectStorage, Value};
 use crate::store::events::EventQueue;
 use crate::store::kv::KvSessions;
@@ -249,11 +251,7 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore + OldObjects, A: Aead> SqlSe
         let mut params = row_params(id, &self.key, sealed, &meta);
         let kv_copy = matches!(from, Source::Kv | Source::OldObject { kv_copy: true });
         params.push(if kv_copy { int(self.now) } else { Value::Null });
-        self.storage.exec(
-            "INSERT INTO record (one, handle, key, sealed, created_at, updated_at, expires_at, \
-             version, ttl, subject, kv_deleted_at) VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            params,
-        )?;
+        self.storage.exec(&WRITES.moved_in, params)?;
         let removed = async {
             if let Source::OldObject { .. } = from {
                 self.peers.empty(id).await?;
@@ -290,28 +288,18 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore + OldObjects, A: Aead> SqlSe
         let query = match expect {
             Expect::Absent => {
                 self.create_table()?;
-                "INSERT INTO record (one, handle, key, sealed, created_at, updated_at, \
-                 expires_at, version, ttl, subject) VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON \
-                 CONFLICT (one) DO NOTHING RETURNING version"
+                &WRITES.insert
             }
             Expect::Version(version) => {
                 if !self.has_table()? {
                     return Ok(Outcome::Conflict);
                 }
                 params.push(int(version));
-                "UPDATE record SET handle = ?, key = ?, sealed = ?, created_at = ?, \
-                 updated_at = ?, expires_at = ?, version = ?, ttl = ?, subject = ? WHERE \
-                 sealed IS NOT NULL AND version = ? RETURNING version"
+                &WRITES.update
             }
             Expect::Any => {
                 self.create_table()?;
-                "INSERT INTO record (one, handle, key, sealed, created_at, updated_at, \
-                 expires_at, version, ttl, subject) VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON \
-                 CONFLICT (one) DO UPDATE SET handle = excluded.handle, sealed = \
-                 excluded.sealed, created_at = excluded.created_at, updated_at = \
-                 excluded.updated_at, expires_at = excluded.expires_at, version = \
-                 excluded.version, ttl = excluded.ttl, subject = excluded.subject RETURNING \
-                 version"
+                &WRITES.upsert
             }
         };
         let event = self.committed(event);
