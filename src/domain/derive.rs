@@ -17,6 +17,17 @@ const KEY_LABEL: &[u8] = b"session-state/v1/key\0";
 const HANDLE_LABEL: &[u8] = b"session-state/v1/handle\0";
 const WRAP_LABEL: &[u8] = b"session-state/v1/wrap";
 
+/// Every label this module derives under, for `docs/storage.md`'s derivation table.
+#[cfg(test)]
+pub const LABELS: &[&[u8]] = &[
+    KEY_LABEL,
+    HANDLE_LABEL,
+    WRAP_LABEL,
+    DEVICE_SUBKEY_LABEL,
+    EARLIER_DEVICE_LABEL,
+    crate::domain::event::EVENT_LABEL,
+];
+
 /// What the session is stored under: SHA-256 of the id under its label.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct StorageKey([u8; 32]);

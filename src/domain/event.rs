@@ -24,7 +24,7 @@ use crate::domain::session::{Meta, Policy};
 use crate::domain::subject::Subject;
 use crate::domain::time::{rfc3339, Millis};
 
-const EVENT_LABEL: &[u8] = b"session-state/v1/event\0";
+pub(crate) const EVENT_LABEL: &[u8] = b"session-state/v1/event\0";
 
 /// Why a session was ended by a subject route, or by the bound on a subject's sessions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

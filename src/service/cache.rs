@@ -12,9 +12,9 @@ use crate::domain::error::Error;
 use crate::domain::json::{self, JsonObject};
 use crate::domain::percent::percent_decode;
 use crate::domain::session::KV_MIN_TTL;
+use crate::store::schema::CACHE_PREFIX;
 use crate::store::KeyValue;
 
-const PREFIX: &str = "cache:";
 const MAX_KEY_BYTES: usize = 256;
 pub const DEFAULT_TTL: u64 = 300;
 pub const MIN_TTL: u64 = KV_MIN_TTL;
@@ -45,7 +45,7 @@ impl CacheKey {
     }
 
     fn storage_key(&self) -> String {
-        format!("{PREFIX}{}", self.0)
+        format!("{CACHE_PREFIX}{}", self.0)
     }
 }
 

@@ -20,6 +20,7 @@ use worker::wasm_bindgen_futures::JsFuture;
 use worker::Env;
 
 use super::events::Journal;
+use super::schema::index_prefix;
 use super::seal::{Aead, Sealer, WebCrypto};
 use super::{
     DeviceInfo, Entry, Expect, KeyValue, Member, MetaAt, NewEntry, Outcome, Record, Seen,
@@ -490,10 +491,6 @@ impl<K: KeyValue> KvIndex<K> {
         };
         Ok(parse_entry(&handle.to_string(), metadata.as_deref()).and_then(|entry| entry.device))
     }
-}
-
-fn index_prefix(subject: &Subject) -> String {
-    format!("sub:{}:", subject.hex())
 }
 
 /// An entry's metadata: `<created at> <storage key>[ <device>]`.

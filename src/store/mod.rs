@@ -10,6 +10,8 @@
 //! store/durable/    a Durable Object's SQLite storage, for strong mode, and calls between objects
 //! store/backend.rs  the backend a request meets, behind one type
 //! store/memory.rs   in-memory stores, counted, with injected faults, for native tests
+//! store/schema.rs   every KV key shape and SQL table the stores write (docs/storage.md)
+//! store/seal.rs     sealed records: the session data encrypted, its lifecycle bound to it
 //! ```
 //!
 //! Invariant: the only layer that touches KV or Durable Object storage; it knows nothing of
@@ -21,6 +23,7 @@ pub mod events;
 pub mod kv;
 #[cfg(test)]
 pub mod memory;
+pub mod schema;
 pub mod seal;
 
 use crate::domain::derive::{Handle, StorageKey};

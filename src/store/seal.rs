@@ -481,6 +481,53 @@ impl Aead for WebCrypto {
     }
 }
 
+/// Every label this module seals under, for `docs/storage.md`'s derivation table.
+#[cfg(test)]
+pub const LABELS: &[&[u8]] = &[
+    SLOT_KEY_LABEL,
+    SLOT_LABEL,
+    DATA_LABEL,
+    S1_SLOT_LABEL,
+    S1_DATA_LABEL,
+    DEVICE_LABEL,
+    EARLIER_DEVICE_LABEL,
+];
+
+/// The byte layouts `docs/storage.md` shows, made from the sizes this module uses.
+#[cfg(test)]
+pub fn layouts() -> Vec<String> {
+    let magic = |magic: &[u8; 2]| String::from_utf8_lossy(magic).into_owned();
+    let wrapped = SLOT - SALT - TAG;
+    assert_eq!(S1_SLOT - NONCE, wrapped + TAG, "both formats wrap one key");
+    let lifecycle = [
+        ("created_at", 8),
+        ("updated_at", 8),
+        ("expires_at", 8),
+        ("version", 8),
+        ("ttl", 8),
+        ("subject flag", 1),
+        ("subject hash", 32),
+    ];
+    assert_eq!(lifecycle.iter().map(|(_, n)| n).sum::<usize>(), LIFECYCLE);
+    let lifecycle = lifecycle.map(|(name, n)| format!("{name} {n}")).join(" | ");
+    let sealed = |magic: String| format!("\"{magic}\" 2 | nonce {NONCE} | ciphertext | tag {TAG}");
+    vec![
+        format!(
+            "\"{}\" 2 | lifecycle {LIFECYCLE} | n 1 | n × (salt {SALT} | wrapped data key \
+             {wrapped} | tag {TAG}) | nonce {NONCE} | ciphertext | tag {TAG}",
+            magic(MAGIC)
+        ),
+        format!(
+            "\"{}\" 2 | n 1 | n × (nonce {NONCE} | wrapped data key {wrapped} | tag {TAG}) | \
+             nonce {NONCE} | ciphertext | tag {TAG}",
+            magic(S1_MAGIC)
+        ),
+        lifecycle,
+        sealed(magic(DEVICE_MAGIC)),
+        sealed(magic(EARLIER_DEVICE_MAGIC)),
+    ]
+}
+
 /// A record of the version before, for tests of what still reads it.
 #[cfg(test)]
 pub(crate) mod fixtures {

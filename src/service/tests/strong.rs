@@ -12,7 +12,7 @@ use crate::domain::session::Meta;
 use crate::domain::subject::Subject;
 use crate::domain::time::Millis;
 use crate::service::sessions::Sessions;
-use crate::store::durable::index::{SqlIndex, OLD_SCHEMA, PREVIOUS_SCHEMA};
+use crate::store::durable::index::SqlIndex;
 use crate::store::durable::peers::{
     entries_text, parse_entries, parse_entry_line, parse_member_line, parse_seen_line, peer,
 };
@@ -22,12 +22,15 @@ use std::collections::HashMap;
 
 use crate::domain::derive::{Handle, StorageKey};
 use crate::store::durable::legacy::{self, Held};
-use crate::store::durable::record::{row_params, stored_key, SCHEMA};
+use crate::store::durable::record::{row_params, stored_key};
 use crate::store::durable::sessions::{OldObjects, SqlSessions, KV_STALE_MS};
 use crate::store::durable::ObjectStorage;
 use crate::store::memory::sqlite::SqliteStorage;
 use crate::store::memory::{
     run, sealed, Fault, MemoryKv, Op, RecordingQueue, SoftAead, StrictSessions,
+};
+use crate::store::schema::{
+    LEGACY_ENTRY_SCHEMA, LEGACY_MEMBER_SCHEMA, LEGACY_SESSION_SCHEMA, RECORD_SCHEMA,
 };
 use crate::store::{DeviceInfo, Entry, Member, NewEntry, Seen, SubjectIndex};
 use crate::store::{Expect, Outcome, Record, SessionRef, SessionStore};
@@ -63,7 +66,7 @@ impl Others {
         kv_deleted_at: Option<Millis>,
     ) {
         let storage = SqliteStorage::default();
-        storage.exec(legacy::SCHEMA, vec![]).unwrap();
+        storage.exec(LEGACY_SESSION_SCHEMA, vec![]).unwrap();
         storage
             .exec(
                 "INSERT INTO session (one, id, data, created_at, updated_at, expires_at, version, \
@@ -439,7 +442,7 @@ fn the_sql_index_keeps_the_latest_lifecycle_and_carries_devices_over() {
 fn an_index_of_the_previous_version_gets_its_new_columns_on_sight() {
     let index = SqlIndex(SqliteStorage::default());
     let subject = Subject::new(b"ada", None).unwrap();
-    index.0.exec(PREVIOUS_SCHEMA, vec![]).unwrap();
+    index.0.exec(LEGACY_ENTRY_SCHEMA, vec![]).unwrap();
     let key = StorageKey::of(&id(1)).name();
     index
         .0
@@ -880,7 +883,7 @@ fn an_old_object_of_a_session_ended_moments_ago_keeps_kv_from_bringing_it_back()
 fn an_index_of_the_earlier_strong_mode_is_rewritten_by_handle_once_each_session_moved() {
     let index = SqlIndex(SqliteStorage::default());
     let subject = Subject::new(b"ada", None).unwrap();
-    index.0.exec(OLD_SCHEMA, vec![]).unwrap();
+    index.0.exec(LEGACY_MEMBER_SCHEMA, vec![]).unwrap();
     for n in 1..=3 {
         index
             .0
@@ -1252,7 +1255,7 @@ fn a_row_of_the_version_before_is_read_with_its_columns_then_sealed_anew() {
     let (old, bytes) = crate::store::seal::fixtures::s1();
     let meta = Meta::new(T0, None, POLICY);
     let seed = |object: &Object| {
-        object.storage.exec(SCHEMA, vec![]).unwrap();
+        object.storage.exec(RECORD_SCHEMA, vec![]).unwrap();
         let mut params = row_params(&old, &StorageKey::of(&old), bytes.clone(), &meta);
         params.push(Value::Null);
         let insert = "INSERT INTO record (one, handle, key, sealed, created_at, updated_at, \

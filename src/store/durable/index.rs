@@ -8,6 +8,7 @@ use crate::domain::id::SessionId;
 use crate::domain::subject::Subject;
 use crate::domain::time::Millis;
 use crate::store::durable::{int, ObjectStorage, Value};
+use crate::store::schema::{INDEX_NEW_COLUMNS, INDEX_SCHEMA};
 use crate::store::{DeviceInfo, Entry, Member, NewEntry, Seen, SessionRef, SubjectIndex};
 
 /// The sessions of one subject, in its own Durable Object's SQLite storage: a row per session,
@@ -26,24 +27,6 @@ use crate::store::{DeviceInfo, Entry, Member, NewEntry, Seen, SessionRef, Subjec
 /// are, by id, until their session has moved under its storage key (a listing then rewrites
 /// each by handle and key, [`SubjectIndex::upgrade`]); the table goes with its last row.
 pub struct SqlIndex<S>(pub S);
-
-const INDEX_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS entry (
-    handle TEXT PRIMARY KEY,
-    key TEXT NOT NULL,
-    created_at INTEGER NOT NULL,
-    until INTEGER NOT NULL,
-    updated_at INTEGER,
-    expires_at INTEGER,
-    device BLOB
-)";
-
-/// What a table `entry` of the previous version (handle, key, creation, end) lacks. Its rows
-/// get the lifecycle at their next check, and no device (none was given then).
-const ENTRY_COLUMNS: [&str; 3] = [
-    "ALTER TABLE entry ADD COLUMN updated_at INTEGER",
-    "ALTER TABLE entry ADD COLUMN expires_at INTEGER",
-    "ALTER TABLE entry ADD COLUMN device BLOB",
-];
 
 /// Which of the index's tables exist: `entry`, and `member` of the earlier version.
 #[derive(Clone, Copy)]
@@ -68,7 +51,7 @@ impl<S: ObjectStorage> SqlIndex<S> {
             })
         };
         if schema("entry").is_some_and(|sql| !sql.contains("device")) {
-            for statement in ENTRY_COLUMNS {
+            for statement in INDEX_NEW_COLUMNS {
                 self.0.exec(statement, vec![])?;
             }
         }
@@ -313,20 +296,3 @@ fn parse_entry(row: Vec<Value>) -> Option<Entry> {
         device,
     })
 }
-
-/// The table an index of the previous version holds, for tests that seed one.
-#[cfg(all(test, not(target_arch = "wasm32")))]
-pub const PREVIOUS_SCHEMA: &str = "CREATE TABLE entry (
-    handle TEXT PRIMARY KEY,
-    key TEXT NOT NULL,
-    created_at INTEGER NOT NULL,
-    until INTEGER NOT NULL
-)";
-
-/// The table an index of the earlier strong mode holds, for tests that seed one.
-#[cfg(all(test, not(target_arch = "wasm32")))]
-pub const OLD_SCHEMA: &str = "CREATE TABLE member (
-    id TEXT PRIMARY KEY,
-    created_at INTEGER NOT NULL,
-    until INTEGER NOT NULL
-)";

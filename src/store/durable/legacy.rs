@@ -9,6 +9,7 @@ use crate::domain::session::Meta;
 use crate::domain::subject::Subject;
 use crate::domain::time::Millis;
 use crate::store::durable::{has_table, ObjectStorage, Value};
+use crate::store::schema::LEGACY_SESSION_COLUMNS;
 use crate::store::Record;
 
 /// How long an ended session moved from KV kept its marker after its KV copy was deleted (KV can
@@ -27,9 +28,6 @@ pub enum Held {
     Nothing,
 }
 
-const COLUMNS: &str =
-    "id, data, created_at, updated_at, expires_at, version, ttl, from_kv, kv_deleted_at, subject";
-
 fn number(row: &[Value], index: usize) -> Option<u64> {
     match row.get(index) {
         Some(Value::Integer(n)) => u64::try_from(*n).ok(),
@@ -42,7 +40,10 @@ fn read(storage: &impl ObjectStorage) -> Result<Option<(SessionId, Vec<Value>)>,
     if !has_table(storage, "session")? {
         return Ok(None);
     }
-    let rows = storage.exec(&format!("SELECT {COLUMNS} FROM session"), vec![])?;
+    let rows = storage.exec(
+        &format!("SELECT {LEGACY_SESSION_COLUMNS} FROM session"),
+        vec![],
+    )?;
     let Some(row) = rows.into_iter().next() else {
         return Ok(None);
     };
@@ -128,19 +129,3 @@ pub fn kv_copy_deleted(storage: &impl ObjectStorage, now: Millis) -> Result<(), 
     )?;
     Ok(())
 }
-
-/// The table an object of the earlier version holds, for tests that seed one.
-#[cfg(all(test, not(target_arch = "wasm32")))]
-pub const SCHEMA: &str = "CREATE TABLE session (
-    one INTEGER PRIMARY KEY CHECK (one = 1),
-    id TEXT NOT NULL,
-    data TEXT,
-    created_at INTEGER NOT NULL,
-    updated_at INTEGER NOT NULL,
-    expires_at INTEGER NOT NULL,
-    version INTEGER NOT NULL,
-    ttl INTEGER,
-    from_kv INTEGER NOT NULL DEFAULT 0,
-    kv_deleted_at INTEGER,
-    subject TEXT
-)";

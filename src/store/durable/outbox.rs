@@ -12,17 +12,11 @@ use crate::domain::event::{retry_delay, Event};
 use crate::domain::time::Millis;
 use crate::store::durable::{int, ObjectStorage, Value};
 use crate::store::events::{EventQueue, BATCH};
-
-const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS outbox (
-    seq INTEGER PRIMARY KEY,
-    event TEXT NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    due INTEGER NOT NULL
-)";
+use crate::store::schema::OUTBOX_SCHEMA;
 
 /// Adds `event`, due at once. Run it inside [`ObjectStorage::atomically`] with the change.
 pub fn add(storage: &impl ObjectStorage, event: &Event, now: Millis) -> Result<(), Error> {
-    storage.exec(SCHEMA, vec![])?;
+    storage.exec(OUTBOX_SCHEMA, vec![])?;
     storage.exec(
         "INSERT INTO outbox (event, due) VALUES (?, ?)",
         vec![Value::Text(event.as_str().into()), int(now)],

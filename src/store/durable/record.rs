@@ -11,25 +11,7 @@ use crate::domain::session::Meta;
 use crate::domain::subject::Subject;
 use crate::domain::time::Millis;
 use crate::store::durable::{int, ObjectStorage, Value};
-
-/// One row: the object's session. `key` and `handle` are there for requests and the alarm
-/// that name no id (the alarm's `expired` event names the session by its handle).
-pub const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS record (
-    one INTEGER PRIMARY KEY CHECK (one = 1),
-    key TEXT NOT NULL,
-    sealed BLOB,
-    created_at INTEGER NOT NULL,
-    updated_at INTEGER NOT NULL,
-    expires_at INTEGER NOT NULL,
-    version INTEGER NOT NULL,
-    ttl INTEGER,
-    subject TEXT,
-    kv_deleted_at INTEGER,
-    handle TEXT
-)";
-
-pub const COLUMNS: &str =
-    "sealed, created_at, updated_at, expires_at, version, ttl, subject, kv_deleted_at, handle";
+use crate::store::schema::{RECORD_HANDLE_COLUMN, RECORD_WRITTEN};
 
 /// The session row: `sealed` is `None` once a session moved from KV has ended (its marker).
 #[derive(Debug)]
@@ -58,7 +40,7 @@ fn column(row: &[Value], index: usize) -> Result<Option<u64>, Error> {
     }
 }
 
-/// A row as `SELECT {COLUMNS}` gives it; the sealed data is moved out, not copied.
+/// A row as `SELECT {RECORD_COLUMNS}` gives it; the sealed data is moved out, not copied.
 pub fn parse_row(mut row: Vec<Value>) -> Result<Row, Error> {
     let sealed = match row.first_mut() {
         Some(Value::Blob(bytes)) => Some(std::mem::take(bytes)),
@@ -87,21 +69,7 @@ pub fn parse_row(mut row: Vec<Value>) -> Result<Row, Error> {
     })
 }
 
-/// The columns a write sets, in the order of [`row_params`]: the one list every statement that
-/// writes a row is made from.
-const WRITTEN: [&str; 9] = [
-    "handle",
-    "key",
-    "sealed",
-    "created_at",
-    "updated_at",
-    "expires_at",
-    "version",
-    "ttl",
-    "subject",
-];
-
-/// The statements that write the row, made once from [`WRITTEN`].
+/// The statements that write the row, made once from [`RECORD_WRITTEN`].
 pub struct Writes {
     /// A session moved in from elsewhere: [`row_params`], then `kv_deleted_at`.
     pub moved_in: String,
@@ -122,18 +90,18 @@ pub static WRITES: LazyLock<Writes> = LazyLock::new(|| {
         )
     };
     let set = |value: &dyn Fn(&str) -> String| {
-        let pairs: Vec<String> = WRITTEN
+        let pairs: Vec<String> = RECORD_WRITTEN
             .iter()
             .map(|c| format!("{c} = {}", value(c)))
             .collect();
         pairs.join(", ")
     };
-    let moved_in = [&WRITTEN[..], &["kv_deleted_at"]].concat();
+    let moved_in = [&RECORD_WRITTEN[..], &["kv_deleted_at"]].concat();
     Writes {
         moved_in: insert(&moved_in),
         insert: format!(
             "{} ON CONFLICT (one) DO NOTHING RETURNING version",
-            insert(&WRITTEN)
+            insert(&RECORD_WRITTEN)
         ),
         update: format!(
             "UPDATE record SET {} WHERE sealed IS NOT NULL AND version = ? RETURNING version",
@@ -141,7 +109,7 @@ pub static WRITES: LazyLock<Writes> = LazyLock::new(|| {
         ),
         upsert: format!(
             "{} ON CONFLICT (one) DO UPDATE SET {} RETURNING version",
-            insert(&WRITTEN),
+            insert(&RECORD_WRITTEN),
             set(&|column| format!("excluded.{column}"))
         ),
     }
@@ -195,7 +163,7 @@ pub fn tables(storage: &impl ObjectStorage) -> Result<Tables, Error> {
         match row.as_slice() {
             [Value::Text(name), Value::Text(sql)] if name == "record" => {
                 if !sql.contains("handle") {
-                    storage.exec("ALTER TABLE record ADD COLUMN handle TEXT", vec![])?;
+                    storage.exec(RECORD_HANDLE_COLUMN, vec![])?;
                 }
                 tables.record = true;
             }

@@ -32,12 +32,11 @@ use crate::domain::session::{Meta, Policy};
 use crate::domain::time::Millis;
 use crate::store::durable::legacy::Held;
 use crate::store::durable::outbox::{self, Delivery};
-use crate::store::durable::record::{
-    parse_row, row_params, tables, Row, Tables, COLUMNS, SCHEMA, WRITES,
-};
+use crate::store::durable::record::{parse_row, row_params, tables, Row, Tables, WRITES};
 use crate::store::durable::{int, ObjectStorage, Value};
 use crate::store::events::EventQueue;
 use crate::store::kv::KvSessions;
+use crate::store::schema::{RECORD_COLUMNS, RECORD_SCHEMA};
 use crate::store::seal::{Aead, Sealer, WebCrypto};
 use crate::store::{Expect, KeyValue, Outcome, Record, SessionRef, SessionStore};
 
@@ -150,7 +149,7 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore + OldObjects, A: Aead> SqlSe
     fn create_table(&self) -> Result<(), Error> {
         let tables = self.tables.get().unwrap_or_default();
         if !tables.record {
-            self.storage.exec(SCHEMA, vec![])?;
+            self.storage.exec(RECORD_SCHEMA, vec![])?;
             let record = true;
             self.tables.set(Some(Tables { record, ..tables }));
         }
@@ -180,7 +179,7 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore + OldObjects, A: Aead> SqlSe
         }
         let rows = self
             .storage
-            .exec(&format!("SELECT {COLUMNS} FROM record"), vec![])?;
+            .exec(&format!("SELECT {RECORD_COLUMNS} FROM record"), vec![])?;
         rows.into_iter().next().map(parse_row).transpose()
     }
 
