@@ -25,7 +25,6 @@ pub const LABELS: &[&[u8]] = &[
     WRAP_LABEL,
     DEVICE_SUBKEY_LABEL,
     EARLIER_DEVICE_LABEL,
-    crate::domain::event::EVENT_LABEL,
 ];
 
 /// What the session is stored under: SHA-256 of the id under its label.

@@ -196,7 +196,8 @@ mod tests {
             .split("## Derivations")
             .nth(1)
             .expect("a Derivations section");
-        for label in LABELS.iter().chain(seal::LABELS) {
+        let event: &[u8] = crate::domain::event::EVENT_LABEL;
+        for label in LABELS.iter().chain(seal::LABELS).chain([&event]) {
             let shown = shown(label);
             assert!(derivations.contains(&shown), "Derivations lacks {shown}");
         }
