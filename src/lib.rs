@@ -1,6 +1,7 @@
 //! session-state: session storage for serverless applications, as a Cloudflare Worker on
-//! Workers KV (or Durable Objects, in strong mode). This file is the entry point: settings,
-//! authentication, the route lookup and the request log. Everything else lives in the module
+//! Workers KV (or Durable Objects, in strong mode). This file is the worker's entry point:
+//! settings, authentication, the route lookup, events sent after the response, and the request
+//! log; the route runs from its row ([`edge::dispatch`]). Everything else lives in the module
 //! named for it.
 
 pub mod domain;
@@ -23,21 +24,14 @@ use worker::wasm_bindgen_futures::future_to_promise;
 use worker::{console_log, event, web_sys, Env};
 
 use crate::domain::config::{Config, RequestLog, SessionBackend};
-use crate::domain::derive::DeviceKey;
 use crate::domain::error::Error;
-use crate::domain::id::SessionId;
-use crate::domain::subject::Subject;
 use crate::domain::time::Millis;
-use crate::edge::handlers::{Scope, SessionScope, SubjectScope, KV_BINDING};
-use crate::edge::http::{self, Incoming, Reply};
+use crate::edge::dispatch::{dispatch, Here, Place};
+use crate::edge::http::{Incoming, Reply};
 use crate::edge::log;
-use crate::edge::routes::{self, Handler, Route, Target};
-use crate::edge::{handlers, runtime, settings};
-use crate::service::subjects::SubjectStores;
-use crate::store::backend::{Backend, IndexBackend};
+use crate::edge::routes::{self, Route};
+use crate::edge::{runtime, settings};
 use crate::store::events::{self, Journal, Queue};
-use crate::store::kv::{Kv, KvIndex, KvSessions};
-use crate::store::seal::WebCrypto;
 
 #[event(start)]
 fn start() {
@@ -105,7 +99,7 @@ async fn answer(req: web_sys::Request, env: Env, ctx: JsValue) -> web_sys::Respo
 }
 
 /// Authentication, then the settings (already read: an error here fails the request), then the
-/// route and its method, then the route's handler.
+/// route, dispatched from its row.
 async fn serve(
     req: Incoming,
     env: &Env,
@@ -125,73 +119,11 @@ async fn serve(
     }
     let config = config?;
     let (route, param) = matched.ok_or(Error::NotFound)?;
-    if !route.accepts(&req.head.method) {
-        return Err(Error::MethodNotAllowed { allow: route.allow });
-    }
-    let strong = config.backend == SessionBackend::DurableObject;
-    match route.handler {
-        Handler::Worker(handler) => {
-            let scope = Scope {
-                config: &config,
-                env,
-                param: &param,
-            };
-            handler(req, &scope).await
-        }
-        Handler::Session {
-            handler,
-            target,
-            body,
-        } => {
-            let id = match target {
-                Target::New => handlers::generate_id()?,
-                Target::Path => SessionId::parse(&param).ok_or(Error::InvalidSessionId)?,
-            };
-            if strong {
-                let body = match body {
-                    true => http::read_blob(&req, config.policy.max_bytes).await?,
-                    false => None,
-                };
-                return objects::forward_session(req, env, route, &id, body).await;
-            }
-            let legacy = config.legacy_lookup.at(now);
-            let kv = Kv::binding(env, KV_BINDING)?;
-            let store = KvSessions::new(kv, WebCrypto, legacy).with_events(journal);
-            let store = Backend::Kv(store);
-            let index = IndexBackend::Kv(KvIndex::new(Kv::binding(env, KV_BINDING)?, legacy));
-            let scope = SessionScope {
-                config: &config,
-                id,
-                store: &store,
-                index: &index,
-                now,
-            };
-            handler(req, &scope).await
-        }
-        Handler::Subject(handler) => {
-            let subject = Subject::from_encoded(&param, config.subject_key.as_deref())?;
-            let except = match (route.pattern, req.head.method.as_str()) {
-                (handlers::SUBJECT_SESSIONS, "DELETE") => handlers::kept(&req)?,
-                _ => None,
-            };
-            if strong {
-                return objects::forward_subject(req, env, route, &subject, except).await;
-            }
-            let legacy = config.legacy_lookup.at(now);
-            let stores = SubjectStores::Kv(
-                KvIndex::new(Kv::binding(env, KV_BINDING)?, legacy),
-                KvSessions::new(Kv::binding(env, KV_BINDING)?, WebCrypto, legacy)
-                    .with_events(journal),
-            );
-            let scope = SubjectScope {
-                subject,
-                device_key: DeviceKey::from_encoded(&param, config.subject_key.as_deref()),
-                stores: &stores,
-                policy: config.policy,
-                except,
-                now,
-            };
-            handler(req, &scope).await
-        }
-    }
+    let here = Here {
+        env,
+        config: &config,
+        now,
+        place: Place::Worker { journal },
+    };
+    dispatch(req, route, &param, here).await
 }

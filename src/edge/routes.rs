@@ -1,7 +1,9 @@
-//! The route table: every path the worker answers, the methods it accepts, and the function that
-//! answers it, one row per route. The entry point looks a request up here once, answers `405`
-//! with `Allow` from the row for any other method (TRACE and CONNECT included), and logs name a
-//! request by its row's pattern, never by the concrete id.
+//! The route table: every public path, the methods it accepts, where it runs and the function
+//! that answers it, one row per route. The worker looks a request up here once and dispatches it
+//! from the row ([`crate::edge::dispatch`]): it answers `405` with `Allow` from the row for any
+//! other method (TRACE and CONNECT included), runs the handler where the row says (forwarding
+//! it to the session's or the subject's object in strong mode, which dispatch it from the same
+//! row), and logs name a request by its row's pattern, never by the concrete id.
 
 use crate::edge::handlers::{self, Answer, Scope, SessionScope, SubjectScope};
 use crate::edge::http::Incoming;
@@ -11,21 +13,22 @@ pub type SessionHandler = for<'a> fn(Incoming, &'a SessionScope<'a>) -> Answer<'
 pub type SubjectHandler = for<'a> fn(Incoming, &'a SubjectScope<'a>) -> Answer<'a>;
 pub type WorkerHandler = for<'a> fn(Incoming, &'a Scope<'a>) -> Answer<'a>;
 
-/// How a route is served.
+/// Where a route runs, and its handler.
 #[derive(Clone, Copy)]
-pub enum Handler {
+pub enum Runs {
     /// An operation on one session, served where the session lives: this worker on KV, or the
     /// session's Durable Object in strong mode.
     Session {
         handler: SessionHandler,
         target: Target,
-        /// Whether it reads the request body (the others ignore any).
+        /// Whether it reads the request body (the others ignore any): the worker reads it before
+        /// forwarding, so that an object never waits on a caller's upload.
         body: bool,
     },
     /// An operation on one subject's sessions, served where its index lives: this worker on KV,
     /// or the subject's Durable Object in strong mode.
     Subject(SubjectHandler),
-    /// Everything else, served by this worker.
+    /// Everything else: the worker, in every mode.
     Worker(WorkerHandler),
 }
 
@@ -43,7 +46,8 @@ pub struct Route {
     pub pattern: &'static str,
     /// The methods accepted, as the `Allow` header lists them.
     pub allow: &'static str,
-    pub handler: Handler,
+    /// Where it runs, and what answers it.
+    pub runs: Runs,
 }
 
 /// Wraps an `async fn` handler into the boxed form the table holds.
@@ -65,7 +69,7 @@ const fn session(
     Route {
         pattern,
         allow,
-        handler: Handler::Session {
+        runs: Runs::Session {
             handler,
             target: Target::Path,
             body,
@@ -77,7 +81,7 @@ const fn worker(pattern: &'static str, allow: &'static str, handler: WorkerHandl
     Route {
         pattern,
         allow,
-        handler: Handler::Worker(handler),
+        runs: Runs::Worker(handler),
     }
 }
 
@@ -86,7 +90,7 @@ pub const ROUTES: &[Route] = &[
     Route {
         pattern: "/create",
         allow: "POST",
-        handler: Handler::Session {
+        runs: Runs::Session {
             handler: boxed!(SessionScope, handlers::create),
             target: Target::New,
             body: true,
@@ -101,12 +105,12 @@ pub const ROUTES: &[Route] = &[
     Route {
         pattern: handlers::SUBJECT_SESSIONS,
         allow: "GET, HEAD, DELETE",
-        handler: Handler::Subject(boxed!(SubjectScope, handlers::subject_sessions)),
+        runs: Runs::Subject(boxed!(SubjectScope, handlers::subject_sessions)),
     },
     Route {
         pattern: "/subjects/:subject/sessions/:handle",
         allow: "DELETE",
-        handler: Handler::Subject(boxed!(SubjectScope, handlers::subject_session)),
+        runs: Runs::Subject(boxed!(SubjectScope, handlers::subject_session)),
     },
     worker("/cache/*key", "GET, HEAD, PUT, DELETE", boxed!(Scope, handlers::cache)),
     worker("/health", "GET, HEAD", boxed!(Scope, handlers::health)),
@@ -157,8 +161,8 @@ fn matches<'p>(pattern: &str, path: &'p str) -> Option<&'p str> {
 pub fn forwarded_url(route: &Route, url: &str) -> String {
     const ORIGIN: &str = "https://session-state";
     let query = url.split_once('?').map(|(_, query)| query);
-    match route.handler {
-        Handler::Session { target, .. } => match (target, query) {
+    match route.runs {
+        Runs::Session { target, .. } => match (target, query) {
             (Target::New, Some(query)) => format!("{ORIGIN}{}?{query}", route.pattern),
             _ => format!("{ORIGIN}{}", route.pattern),
         },

@@ -18,7 +18,7 @@ use crate::domain::session::Policy;
 use crate::domain::subject::Subject;
 use crate::domain::time::Millis;
 use crate::store::durable::index::SqlIndex;
-use crate::store::durable::peers::Peers;
+use crate::store::durable::protocol::store::Peers;
 use crate::store::durable::storage::DoStorage;
 use crate::store::kv::{Kv, KvIndex, KvSessions};
 use crate::store::{

@@ -13,9 +13,6 @@ use crate::domain::subject::Subject;
 use crate::domain::time::Millis;
 use crate::service::sessions::Sessions;
 use crate::store::durable::index::SqlIndex;
-use crate::store::durable::peers::{
-    entries_text, parse_entries, parse_entry_line, parse_member_line, parse_seen_line, peer,
-};
 use crate::store::durable::{has_table, int, Value};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -294,68 +291,6 @@ fn new_entry(member: Member, until: Millis, device: DeviceInfo<'_>) -> NewEntry<
 }
 
 #[test]
-fn the_index_protocol_round_trips_entries() {
-    let seen = Seen {
-        updated_at: T0 + 2 * S,
-        expires_at: T0 + 9 * S,
-    };
-    let entries = vec![
-        Entry {
-            member: keyed(1, T0),
-            seen: Some(seen),
-            device: Some(vec![0, 1, 2, 255]),
-        },
-        Entry {
-            member: keyed(2, T0 + S),
-            seen: None,
-            device: None,
-        },
-    ];
-    let text = entries_text(&entries);
-    assert_eq!(parse_entries(&text), entries);
-    assert!(!text.contains(&id(1).to_string()), "no id travels");
-    let old = [Entry {
-        member: Member::of(id(1), T0),
-        seen: None,
-        device: None,
-    }];
-    assert_eq!(
-        parse_entries(&entries_text(&old)),
-        old,
-        "an old row, by id until it moves"
-    );
-    let forged = format!("{} {} {T0} - - -", Handle::of(&id(2)), id(1));
-    assert_eq!(parse_entries(&forged), vec![], "a handle must be its id's");
-    let member = format!(
-        "{} {} {T0}",
-        Handle::of(&id(3)),
-        StorageKey::of(&id(3)).name()
-    );
-    assert_eq!(parse_member_line(&member), Some(keyed(3, T0)));
-    let line = format!("{member} {} {} {}", T0 + 5 * S, T0 + S, T0 + 3 * S);
-    let reported = Seen {
-        updated_at: T0 + S,
-        expires_at: T0 + 3 * S,
-    };
-    assert_eq!(
-        parse_entry_line(&line),
-        Some((keyed(3, T0), T0 + 5 * S, reported))
-    );
-    assert_eq!(
-        parse_member_line(&format!("{} {} {T0}", Handle::of(&id(3)), id(3))),
-        None,
-        "an id"
-    );
-    assert_eq!(parse_entry_line(&member), None, "no end, no lifecycle");
-    let seen_line = format!("{} {} {}", Handle::of(&id(3)), T0 + S, T0 + 3 * S);
-    assert_eq!(
-        parse_seen_line(&seen_line),
-        Some((Handle::of(&id(3)), reported))
-    );
-    assert_eq!(parse_member_line("nope 1 2"), None);
-}
-
-#[test]
 fn the_sql_index_keeps_members_until_their_end_and_then_nothing() {
     let index = SqlIndex(SqliteStorage::default());
     let subject = Subject::new(b"ada", None).unwrap();
@@ -473,23 +408,6 @@ fn an_index_of_the_previous_version_gets_its_new_columns_on_sight() {
     ))
     .unwrap();
     assert_eq!(run(index.members(&subject)).unwrap().len(), 2);
-}
-
-#[test]
-fn the_peer_protocol_round_trips_every_expectation() {
-    for expect in [
-        Expect::Absent,
-        Expect::Any,
-        Expect::Version(0),
-        Expect::Version(42),
-    ] {
-        assert_eq!(
-            peer::parse_expect(&peer::expect_header(expect)),
-            Some(expect)
-        );
-    }
-    assert_eq!(peer::parse_expect("-1"), None);
-    assert_eq!(peer::parse_expect(""), None);
 }
 
 #[test]

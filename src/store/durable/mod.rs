@@ -1,6 +1,6 @@
 //! Strong mode's storage: a Durable Object's SQLite, as the session store
 //! ([`sessions`]), as a subject's index ([`index`]), the runtime's storage behind it
-//! ([`storage`]), and the calls between objects ([`peers`]).
+//! ([`storage`]), and the requests between objects, each protocol with both halves ([`protocol`]).
 //!
 //! The SQL runs against [`ObjectStorage`]: the Durable Object's storage in the worker, SQLite
 //! itself in native tests, so every statement here is tested natively.
@@ -8,7 +8,7 @@
 pub mod index;
 pub mod legacy;
 pub mod outbox;
-pub mod peers;
+pub mod protocol;
 pub mod record;
 pub mod sessions;
 pub mod storage;

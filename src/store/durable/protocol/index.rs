@@ -1,0 +1,360 @@
+//! `/index`: a subject's object as the [`SubjectIndex`] of strong mode, for the session objects
+//! of its subject: `PUT` an entry, `DELETE` a member, `PATCH` a lifecycle, `GET` the entries
+//! (to make room). The client is [`SubjectPeers`]; the server is [`serve`].
+//!
+//! The entry a session's object adds (`PUT`) travels in [`MEMBER_HEADER`] as
+//! `<handle> <storage key> <created_at> <until> <updated_at> <expires_at>`, its sealed device
+//! info as the body; the member it removes (`DELETE`) as `<handle> <storage key> <created_at>`;
+//! the lifecycle it reports (`PATCH`) as `<handle> <updated_at> <expires_at>`. No id travels to
+//! a subject's object, nor rests there.
+
+use worker::ObjectNamespace;
+
+use super::{object_failure, send, unexpected, Answer, Call, SUBJECT_HEADER};
+use crate::domain::base64;
+use crate::domain::derive::{Handle, StorageKey};
+use crate::domain::error::Error;
+use crate::domain::id::SessionId;
+use crate::domain::subject::Subject;
+use crate::domain::time::Millis;
+use crate::store::{DeviceInfo, Entry, Member, NewEntry, Seen, SessionRef, SubjectIndex};
+
+pub const PATH: &str = "/index";
+/// The entry, member or lifecycle a request is about (see above).
+pub const MEMBER_HEADER: &str = "session-state-member";
+/// On a `PUT`: the handle of the entry whose device info the new one carries over (rotation).
+pub const LIKE_HEADER: &str = "session-state-like";
+
+/// The subjects' objects, as a session's object reaches its own subject's: the index of strong
+/// mode.
+pub struct SubjectPeers(pub ObjectNamespace);
+
+impl SubjectPeers {
+    async fn send(
+        &self,
+        subject: &Subject,
+        method: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+    ) -> Result<worker::Response, Error> {
+        let hex = subject.hex();
+        let headers: Vec<(&str, &str)> = [(SUBJECT_HEADER, hex.as_str())]
+            .into_iter()
+            .chain(headers.iter().copied())
+            .collect();
+        let response = send(&self.0, &hex, PATH, method, &headers, body).await?;
+        match response.status_code() {
+            200 | 204 => Ok(response),
+            status => Err(unexpected("the subject object", status)),
+        }
+    }
+}
+
+impl SubjectIndex for SubjectPeers {
+    async fn add(&self, subject: &Subject, entry: &NewEntry<'_>, _: Millis) -> Result<(), Error> {
+        let line = format!(
+            "{} {} {}",
+            member_line(&entry.member, true),
+            entry.until,
+            seen_text(&entry.seen)
+        );
+        let like = match entry.device {
+            DeviceInfo::Like(handle) => Some(handle.to_string()),
+            _ => None,
+        };
+        let body = match entry.device {
+            DeviceInfo::Sealed(bytes) => Some(bytes),
+            _ => None,
+        };
+        let mut headers = vec![(MEMBER_HEADER, line.as_str())];
+        if let Some(like) = &like {
+            headers.push((LIKE_HEADER, like));
+        }
+        self.send(subject, "PUT", &headers, body).await.map(drop)
+    }
+
+    async fn remove(&self, subject: &Subject, member: &Member) -> Result<(), Error> {
+        let line = member_line(member, true);
+        self.send(subject, "DELETE", &[(MEMBER_HEADER, &line)], None)
+            .await
+            .map(drop)
+    }
+
+    async fn members(&self, subject: &Subject) -> Result<Vec<Entry>, Error> {
+        let mut response = self.send(subject, "GET", &[], None).await?;
+        let text = response.text().await.map_err(object_failure)?;
+        Ok(parse_entries(&text))
+    }
+
+    async fn seen(&self, subject: &Subject, handle: &Handle, seen: Seen) -> Result<(), Error> {
+        let line = format!("{handle} {}", seen_text(&seen));
+        self.send(subject, "PATCH", &[(MEMBER_HEADER, &line)], None)
+            .await
+            .map(drop)
+    }
+}
+
+/// `<handle> <storage key> <created_at>`. A session's own object sends the key derived from its
+/// id; a subject's object sends an entry of the earlier version, which holds an id, with that id
+/// until the session has moved (then the entry is rewritten).
+fn member_line(member: &Member, own: bool) -> String {
+    let at = match member.at {
+        SessionRef::Key(key) => key.name(),
+        SessionRef::Id(id) if own => StorageKey::of(&id).name(),
+        SessionRef::Id(id) => id.to_string(),
+    };
+    format!("{} {at} {}", member.handle, member.created_at)
+}
+
+fn parse_member(parts: &mut std::str::Split<'_, char>) -> Option<Member> {
+    let handle = Handle::parse(parts.next()?)?;
+    let at = parts.next()?;
+    let at = match StorageKey::from_name(at) {
+        Some(key) => SessionRef::Key(key),
+        None => SessionRef::Id(SessionId::parse(at).filter(|id| Handle::of(id) == handle)?),
+    };
+    let created_at = parts.next()?.parse().ok()?;
+    Some(Member {
+        handle,
+        at,
+        created_at,
+    })
+}
+
+/// Entries as text lines, what a subject's object answers: the member, then the lifecycle and
+/// the sealed device info (base64), each `-` when unknown.
+pub fn entries_text(entries: &[Entry]) -> String {
+    entries
+        .iter()
+        .map(|entry| {
+            let seen = entry.seen.as_ref().map_or("- -".into(), seen_text);
+            let device = entry
+                .device
+                .as_ref()
+                .map_or("-".into(), |d| base64::encode(d));
+            format!("{} {seen} {device}\n", member_line(&entry.member, false))
+        })
+        .collect()
+}
+
+pub fn parse_entries(text: &str) -> Vec<Entry> {
+    text.lines()
+        .filter_map(|line| {
+            let mut parts = line.split(' ');
+            let member = parse_member(&mut parts)?;
+            let seen = match (parts.next()?, parts.next()?) {
+                ("-", "-") => None,
+                (updated_at, expires_at) => Some(seen_of(updated_at, expires_at)?),
+            };
+            let device = match parts.next()? {
+                "-" => None,
+                text => Some(base64::decode(text)?),
+            };
+            Some(Entry {
+                member,
+                seen,
+                device,
+            })
+        })
+        .collect()
+}
+
+/// A member a session's object sent to remove: `<handle> <storage key> <created_at>`.
+pub fn parse_member_line(line: &str) -> Option<Member> {
+    parse_member(&mut line.split(' ')).filter(|m| matches!(m.at, SessionRef::Key(_)))
+}
+
+/// An entry a session's object sent to add: the member, `<until> <updated_at> <expires_at>`.
+pub fn parse_entry_line(line: &str) -> Option<(Member, Millis, Seen)> {
+    let mut parts = line.split(' ');
+    let member = parse_member(&mut parts).filter(|m| matches!(m.at, SessionRef::Key(_)))?;
+    let until = parts.next()?.parse().ok()?;
+    Some((member, until, seen_of(parts.next()?, parts.next()?)?))
+}
+
+/// A lifecycle a session's object reported: `<handle> <updated_at> <expires_at>`.
+pub fn parse_seen_line(line: &str) -> Option<(Handle, Seen)> {
+    let mut parts = line.split(' ');
+    let handle = Handle::parse(parts.next()?)?;
+    Some((handle, seen_of(parts.next()?, parts.next()?)?))
+}
+
+/// `<updated_at> <expires_at>`, as every line that carries a lifecycle ends.
+fn seen_text(seen: &Seen) -> String {
+    format!("{} {}", seen.updated_at, seen.expires_at)
+}
+
+/// What [`seen_text`] wrote.
+fn seen_of(updated_at: &str, expires_at: &str) -> Option<Seen> {
+    Some(Seen {
+        updated_at: updated_at.parse().ok()?,
+        expires_at: expires_at.parse().ok()?,
+    })
+}
+
+/// The server half: `index`, the subject's own, answering a session object of `subject`.
+pub async fn serve(
+    call: &Call<'_>,
+    index: &impl SubjectIndex,
+    subject: &Subject,
+    now: Millis,
+) -> Result<Answer, Error> {
+    let line = call.header(MEMBER_HEADER).unwrap_or_default();
+    let malformed = || Error::Internal("a malformed index request".into());
+    match call.method {
+        "GET" => {
+            let entries = index.members(subject).await?;
+            Ok(Answer::new(200, entries_text(&entries).into_bytes()))
+        }
+        "PUT" => {
+            let (member, until, seen) = parse_entry_line(&line).ok_or_else(malformed)?;
+            let like = call.header(LIKE_HEADER).and_then(|h| Handle::parse(&h));
+            let device = match (like, call.body.is_empty()) {
+                (Some(handle), _) => DeviceInfo::Like(handle),
+                (None, false) => DeviceInfo::Sealed(&call.body),
+                (None, true) => DeviceInfo::None,
+            };
+            let entry = NewEntry {
+                member,
+                until,
+                seen,
+                device,
+            };
+            index.add(subject, &entry, now).await?;
+            Ok(Answer::done())
+        }
+        "PATCH" => {
+            let (handle, seen) = parse_seen_line(&line).ok_or_else(malformed)?;
+            index.seen(subject, &handle, seen).await?;
+            Ok(Answer::done())
+        }
+        "DELETE" => {
+            let member = parse_member_line(&line).ok_or_else(malformed)?;
+            index.remove(subject, &member).await?;
+            Ok(Answer::done())
+        }
+        _ => Err(Error::NotFound),
+    }
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+    use crate::domain::session::fixtures::{S, T0};
+    use crate::store::durable::index::SqlIndex;
+    use crate::store::memory::run;
+    use crate::store::memory::sqlite::SqliteStorage;
+
+    fn id(n: u8) -> SessionId {
+        SessionId::from_random_bytes([n; 16])
+    }
+
+    fn keyed(n: u8, created_at: Millis) -> Member {
+        Member {
+            handle: Handle::of(&id(n)),
+            at: SessionRef::Key(StorageKey::of(&id(n))),
+            created_at,
+        }
+    }
+
+    #[test]
+    fn the_index_protocol_round_trips_entries() {
+        let seen = Seen {
+            updated_at: T0 + 2 * S,
+            expires_at: T0 + 9 * S,
+        };
+        let entries = vec![
+            Entry {
+                member: keyed(1, T0),
+                seen: Some(seen),
+                device: Some(vec![0, 1, 2, 255]),
+            },
+            Entry {
+                member: keyed(2, T0 + S),
+                seen: None,
+                device: None,
+            },
+        ];
+        let text = entries_text(&entries);
+        assert_eq!(parse_entries(&text), entries);
+        assert!(!text.contains(&id(1).to_string()), "no id travels");
+        let old = [Entry {
+            member: Member::of(id(1), T0),
+            seen: None,
+            device: None,
+        }];
+        assert_eq!(
+            parse_entries(&entries_text(&old)),
+            old,
+            "an old row, by id until it moves"
+        );
+        let forged = format!("{} {} {T0} - - -", Handle::of(&id(2)), id(1));
+        assert_eq!(parse_entries(&forged), vec![], "a handle must be its id's");
+        let member = format!(
+            "{} {} {T0}",
+            Handle::of(&id(3)),
+            StorageKey::of(&id(3)).name()
+        );
+        assert_eq!(parse_member_line(&member), Some(keyed(3, T0)));
+        let line = format!("{member} {} {} {}", T0 + 5 * S, T0 + S, T0 + 3 * S);
+        let reported = Seen {
+            updated_at: T0 + S,
+            expires_at: T0 + 3 * S,
+        };
+        assert_eq!(
+            parse_entry_line(&line),
+            Some((keyed(3, T0), T0 + 5 * S, reported))
+        );
+        assert_eq!(
+            parse_member_line(&format!("{} {} {T0}", Handle::of(&id(3)), id(3))),
+            None,
+            "an id"
+        );
+        assert_eq!(parse_entry_line(&member), None, "no end, no lifecycle");
+        let seen_line = format!("{} {} {}", Handle::of(&id(3)), T0 + S, T0 + 3 * S);
+        assert_eq!(
+            parse_seen_line(&seen_line),
+            Some((Handle::of(&id(3)), reported))
+        );
+        assert_eq!(parse_member_line("nope 1 2"), None);
+    }
+
+    #[test]
+    fn the_server_adds_lists_reports_and_removes_what_the_client_sends() {
+        let index = SqlIndex(SqliteStorage::default());
+        let subject = Subject::from_hex(&"ab".repeat(32)).unwrap();
+        let call = |method: &'static str, line: String, body: &[u8]| {
+            let header = move |name: &str| (name == MEMBER_HEADER).then(|| line.clone());
+            let call = Call {
+                method,
+                header: &header,
+                body: body.to_vec(),
+            };
+            run(serve(&call, &index, &subject, T0))
+        };
+        let member = member_line(&keyed(1, T0), true);
+        let added = call(
+            "PUT",
+            format!("{member} {} {} {}", T0 + 9 * S, T0, T0 + 5 * S),
+            b"d2..",
+        );
+        assert_eq!(added.unwrap(), Answer::done());
+        let seen = format!("{} {} {}", Handle::of(&id(1)), T0 + S, T0 + 6 * S);
+        assert_eq!(call("PATCH", seen, b"").unwrap(), Answer::done());
+        let listed = call("GET", String::new(), b"").unwrap();
+        let entries = parse_entries(std::str::from_utf8(&listed.body).unwrap());
+        let expected = Entry {
+            member: keyed(1, T0),
+            seen: Some(Seen {
+                updated_at: T0 + S,
+                expires_at: T0 + 6 * S,
+            }),
+            device: Some(b"d2..".to_vec()),
+        };
+        assert_eq!(entries, vec![expected]);
+        assert_eq!(call("DELETE", member, b"").unwrap(), Answer::done());
+        assert_eq!(call("GET", String::new(), b"").unwrap().body, b"");
+        let malformed = call("PUT", "nope".into(), b"").unwrap_err();
+        assert!(matches!(malformed, Error::Internal(_)), "{malformed:?}");
+    }
+}
