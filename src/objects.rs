@@ -73,11 +73,11 @@ impl DurableObject for SessionObject {
 
     async fn alarm(&self) -> worker::Result<Response> {
         let (storage, env) = (self.storage(), self.env.clone());
-        let rang = self
+        let done = self
             .state
-            .block_concurrency_while(async move { Ok(ring(storage, env).await) })
+            .block_concurrency_while(async move { Ok(on_alarm(storage, env).await) })
             .await?;
-        match rang {
+        match done {
             Ok(()) => Response::empty(),
             Err(err) => {
                 log::internal("alarm", &err);
@@ -134,7 +134,7 @@ impl DurableObject for SubjectObject {
 /// events; in an object of the earlier strong mode, the end of what it holds. A failed delivery
 /// is logged and tried again by the object's own next alarm (the runtime's retries of a failed
 /// alarm are few), so it does not fail the alarm.
-async fn ring(storage: DoStorage, env: Env) -> Result<(), Error> {
+async fn on_alarm(storage: DoStorage, env: Env) -> Result<(), Error> {
     let config = settings::config(&env)?;
     let now = runtime::now();
     if let Some(key) = stored_key(&storage)? {

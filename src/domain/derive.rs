@@ -24,7 +24,7 @@ pub const LABELS: &[&[u8]] = &[
     HANDLE_LABEL,
     WRAP_LABEL,
     DEVICE_SUBKEY_LABEL,
-    EARLIER_DEVICE_LABEL,
+    LEGACY_DEVICE_LABEL,
 ];
 
 /// What the session is stored under: SHA-256 of the id under its label.
@@ -100,7 +100,7 @@ const DEVICE_SUBKEY_LABEL: &[u8] = b"session-state/v2/device-key";
 /// The derivation of the version before: `SUBJECT_KEY` itself keyed it, over this label and the
 /// subject, so a subject of the form `label ‖ s` hashed (HMAC under `SUBJECT_KEY`, see
 /// [`crate::domain::subject`]) to the device key of `s`.
-const EARLIER_DEVICE_LABEL: &[u8] = b"session-state/v1/device\0";
+const LEGACY_DEVICE_LABEL: &[u8] = b"session-state/v1/device\0";
 
 /// The keys a subject's device info is sealed under: HMAC-SHA-256 of the subject as given (its
 /// bytes, not its hash), keyed by a subkey of `SUBJECT_KEY` that is HMAC-SHA-256 keyed by a
@@ -113,21 +113,21 @@ const EARLIER_DEVICE_LABEL: &[u8] = b"session-state/v1/device\0";
 /// 256 arbitrary bytes), so no other value may be HMAC under that key over caller-chosen
 /// bytes. This key is HMAC under the subkey, and the subkey is HMAC under the label: neither
 /// has an input (key and message) that a subject hash can have, unless `SUBJECT_KEY` were the
-/// label itself, which configuration refuses. `earlier` is the derivation of the version
+/// label itself, which configuration refuses. `legacy` is the derivation of the version
 /// before, kept to open device info sealed under it until a listing seals it anew.
 pub struct DeviceKey {
     pub now: [u8; 32],
-    pub earlier: [u8; 32],
+    pub legacy: [u8; 32],
 }
 
 impl DeviceKey {
     pub fn of(subject: &[u8], subject_key: Option<&[u8]>) -> Self {
         let key = subject_key.unwrap_or_default();
         let subkey = hmac_sha256(DEVICE_SUBKEY_LABEL, key);
-        let earlier = hmac_sha256(key, &[EARLIER_DEVICE_LABEL, subject].concat());
+        let legacy = hmac_sha256(key, &[LEGACY_DEVICE_LABEL, subject].concat());
         Self {
             now: hmac_sha256(&subkey, subject),
-            earlier,
+            legacy,
         }
     }
 
@@ -198,11 +198,11 @@ mod tests {
         let plain = DeviceKey::of(b"ada@example.com", None);
         let keyed = DeviceKey::from_encoded("ada%40example.com", Some(b"secret"));
         assert_eq!(
-            hex(&plain.earlier),
+            hex(&plain.legacy),
             "48e94e3e2d8fd1883c63aef4a027eee4069c8ba38bf2e844e85757d7da47116d"
         );
         assert_eq!(
-            hex(&keyed.earlier),
+            hex(&keyed.legacy),
             "bd7a1a835f3b3da21919cfd8ebfd2246f8f0ae49424f59446d4aec0d0330d4c4"
         );
         assert_eq!(hex(&plain.now), PLAIN_DEVICE_KEY);
@@ -229,10 +229,10 @@ mod tests {
         }
         let key = Some(&b"secret"[..]);
         let crafted = b"session-state/v1/device\0ada@example.com";
-        let earlier = DeviceKey::of(b"ada@example.com", key).earlier;
+        let legacy = DeviceKey::of(b"ada@example.com", key).legacy;
         assert_eq!(
             *Subject::new(crafted, key).unwrap().bytes(),
-            earlier,
+            legacy,
             "the earlier derivation had the flaw: its key must seal nothing new"
         );
         assert!(is_reserved_subject_key(DEVICE_SUBKEY_LABEL));

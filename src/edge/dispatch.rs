@@ -26,7 +26,7 @@ use crate::edge::http::{self, Incoming, Reply};
 use crate::edge::routes::{self, Route, Runs, Target};
 use crate::edge::{log, runtime, settings};
 use crate::service::subjects::SubjectStores;
-use crate::store::backend::{Backend, IndexBackend};
+use crate::store::backend::{BackendIndex, BackendStore};
 use crate::store::durable::index::SqlIndex;
 use crate::store::durable::protocol::index::SubjectPeers;
 use crate::store::durable::protocol::store::Peers;
@@ -74,7 +74,7 @@ pub async fn dispatch(
         place,
     } = here;
     let strong = config.backend == SessionBackend::DurableObject;
-    let legacy = config.legacy_lookup.at(now);
+    let serve_legacy = config.legacy_lookup.at(now);
     match (route.runs, place) {
         (Runs::Worker(handler), Place::Worker { .. }) => {
             let scope = Scope { config, env, param };
@@ -100,9 +100,9 @@ pub async fn dispatch(
                 return forward::to_session(req, env, route, &id, body).await;
             }
             let kv = Kv::binding(env, KV_BINDING)?;
-            let store = KvSessions::new(kv, WebCrypto, legacy).with_events(journal);
-            let store = Backend::Kv(store);
-            let index = IndexBackend::Kv(KvIndex::new(Kv::binding(env, KV_BINDING)?, legacy));
+            let store = KvSessions::new(kv, WebCrypto, serve_legacy).with_events(journal);
+            let store = BackendStore::Kv(store);
+            let index = BackendIndex::Kv(KvIndex::new(Kv::binding(env, KV_BINDING)?, serve_legacy));
             let scope = SessionScope {
                 config,
                 id,
@@ -116,8 +116,8 @@ pub async fn dispatch(
             let id = req.header(ID_HEADER).and_then(|id| SessionId::parse(&id));
             let id = id.ok_or_else(|| Error::Internal("a session route without an id".into()))?;
             let store = session_store(storage, env, config, StorageKey::of(&id), Some(id), now)?;
-            let store = Backend::Durable(store);
-            let index = IndexBackend::Durable(SubjectPeers(env.durable_object(SUBJECTS)?));
+            let store = BackendStore::Durable(store);
+            let index = BackendIndex::Durable(SubjectPeers(env.durable_object(SUBJECTS)?));
             let scope = SessionScope {
                 config,
                 id,
@@ -137,8 +137,8 @@ pub async fn dispatch(
                 return forward::to_subject(req, env, route, &subject, except).await;
             }
             let stores = SubjectStores::Kv(
-                KvIndex::new(Kv::binding(env, KV_BINDING)?, legacy),
-                KvSessions::new(Kv::binding(env, KV_BINDING)?, WebCrypto, legacy)
+                KvIndex::new(Kv::binding(env, KV_BINDING)?, serve_legacy),
+                KvSessions::new(Kv::binding(env, KV_BINDING)?, WebCrypto, serve_legacy)
                     .with_events(journal),
             );
             let scope = SubjectScope {
@@ -239,8 +239,8 @@ async fn serve_protocol(req: Incoming, protocol: Protocol, here: Here<'_>) -> Re
             let store = session_store(storage, env, config, key, own, now)?;
             protocol::store::serve(&call, &store).await?
         }
-        (Protocol::Old, Place::Session(storage)) => {
-            protocol::old::serve(&call, &storage, now).await?
+        (Protocol::Legacy, Place::Session(storage)) => {
+            protocol::legacy::serve(&call, &storage, now).await?
         }
         (Protocol::Index, Place::Subject(storage)) => {
             let subject = subject_of(&req)?;
@@ -277,17 +277,17 @@ pub fn session_store(
     own: Option<SessionId>,
     now: Millis,
 ) -> Result<SqlSessions<DoStorage, Kv, Peers>, Error> {
-    let legacy = config.legacy_lookup.at(now);
+    let serve_legacy = config.legacy_lookup.at(now);
     Ok(SqlSessions::new(
         storage,
-        KvSessions::new(Kv::binding(env, KV_BINDING)?, WebCrypto, legacy),
+        KvSessions::new(Kv::binding(env, KV_BINDING)?, WebCrypto, serve_legacy),
         Peers(env.durable_object(SESSIONS)?),
         WebCrypto,
         key,
         own,
         config.policy,
         now,
-        legacy,
+        serve_legacy,
     )
     .with_events(Queue::binding(env).is_some()))
 }

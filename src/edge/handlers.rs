@@ -23,7 +23,7 @@ use crate::edge::log;
 use crate::service::cache::{self, Cache, CacheKey};
 use crate::service::sessions::{NewDevice, Sessions};
 use crate::service::subjects::SubjectStores;
-use crate::store::backend::{Backend, IndexBackend};
+use crate::store::backend::{BackendIndex, BackendStore};
 use crate::store::kv::Kv;
 use crate::store::seal;
 
@@ -46,14 +46,14 @@ pub struct SessionScope<'a> {
     pub config: &'a Config,
     /// The session the request is about: the id in the path, or the new id for `/create`.
     pub id: SessionId,
-    pub store: &'a Backend,
+    pub store: &'a BackendStore,
     /// Where new sessions with a subject are listed under it.
-    pub index: &'a IndexBackend,
+    pub index: &'a BackendIndex,
     pub now: Millis,
 }
 
 impl SessionScope<'_> {
-    fn sessions(&self) -> Sessions<'_, Backend, IndexBackend> {
+    fn sessions(&self) -> Sessions<'_, BackendStore, BackendIndex> {
         Sessions::new(self.store, self.config.policy)
             .indexed(self.index, self.config.max_sessions_per_subject)
     }

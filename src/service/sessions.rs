@@ -43,7 +43,7 @@ pub struct Session {
     pub data: String,
     pub meta: Meta,
     /// Stored by the old worker, without metadata: its first write or touch gives it some.
-    pub legacy: bool,
+    pub without_meta: bool,
 }
 
 pub struct Sessions<'s, S, I = NoIndex> {
@@ -132,7 +132,7 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
         Ok(Session {
             data: record.data,
             meta,
-            legacy: record.meta.is_none(),
+            without_meta: record.meta.is_none(),
         })
     }
 
@@ -251,7 +251,7 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
     pub async fn touch(&self, id: &SessionId, now: Millis) -> Result<Meta, Error> {
         for _ in 0..ATTEMPTS {
             let current = self.get(id, now).await?;
-            if !current.legacy && !current.meta.renewal_due(now, self.policy) {
+            if !current.without_meta && !current.meta.renewal_due(now, self.policy) {
                 return Ok(current.meta);
             }
             let meta = current.meta.touched(now, self.policy);

@@ -20,36 +20,36 @@ use crate::store::{
 };
 
 /// The store a request's session lives in: KV, in the worker; SQLite, in the session's object.
-pub enum Backend {
+pub enum BackendStore {
     Kv(KvSessions<Kv>),
     Durable(SqlSessions<DoStorage, Kv, Peers>),
 }
 
 /// Where a session's object or the worker lists the subject of a new session.
-pub enum IndexBackend {
+pub enum BackendIndex {
     Kv(KvIndex<Kv>),
     Durable(SubjectPeers),
 }
 
-impl SubjectIndex for IndexBackend {
+impl SubjectIndex for BackendIndex {
     async fn add(&self, subject: &Subject, entry: &NewEntry<'_>, now: Millis) -> Result<(), Error> {
         match self {
-            IndexBackend::Kv(index) => index.add(subject, entry, now).await,
-            IndexBackend::Durable(index) => index.add(subject, entry, now).await,
+            BackendIndex::Kv(index) => index.add(subject, entry, now).await,
+            BackendIndex::Durable(index) => index.add(subject, entry, now).await,
         }
     }
 
     async fn remove(&self, subject: &Subject, member: &Member) -> Result<(), Error> {
         match self {
-            IndexBackend::Kv(index) => index.remove(subject, member).await,
-            IndexBackend::Durable(index) => index.remove(subject, member).await,
+            BackendIndex::Kv(index) => index.remove(subject, member).await,
+            BackendIndex::Durable(index) => index.remove(subject, member).await,
         }
     }
 
     async fn members(&self, subject: &Subject) -> Result<Vec<Entry>, Error> {
         match self {
-            IndexBackend::Kv(index) => index.members(subject).await,
-            IndexBackend::Durable(index) => index.members(subject).await,
+            BackendIndex::Kv(index) => index.members(subject).await,
+            BackendIndex::Durable(index) => index.members(subject).await,
         }
     }
 
@@ -62,15 +62,15 @@ impl SubjectIndex for IndexBackend {
         now: Millis,
     ) -> Result<(), Error> {
         match self {
-            IndexBackend::Kv(index) => index.upgrade(subject, member, until, seen, now).await,
-            IndexBackend::Durable(index) => index.upgrade(subject, member, until, seen, now).await,
+            BackendIndex::Kv(index) => index.upgrade(subject, member, until, seen, now).await,
+            BackendIndex::Durable(index) => index.upgrade(subject, member, until, seen, now).await,
         }
     }
 
     async fn seen(&self, subject: &Subject, handle: &Handle, seen: Seen) -> Result<(), Error> {
         match self {
-            IndexBackend::Kv(index) => index.seen(subject, handle, seen).await,
-            IndexBackend::Durable(index) => index.seen(subject, handle, seen).await,
+            BackendIndex::Kv(index) => index.seen(subject, handle, seen).await,
+            BackendIndex::Durable(index) => index.seen(subject, handle, seen).await,
         }
     }
 
@@ -81,59 +81,59 @@ impl SubjectIndex for IndexBackend {
         now: Millis,
     ) -> Result<(), Error> {
         match self {
-            IndexBackend::Kv(index) => index.relist(subject, entry, now).await,
-            IndexBackend::Durable(index) => index.relist(subject, entry, now).await,
+            BackendIndex::Kv(index) => index.relist(subject, entry, now).await,
+            BackendIndex::Durable(index) => index.relist(subject, entry, now).await,
         }
     }
 }
 
-impl SessionStore for Backend {
+impl SessionStore for BackendStore {
     async fn load(&self, id: &SessionId) -> Result<Option<Record>, Error> {
         match self {
-            Backend::Kv(store) => store.load(id).await,
-            Backend::Durable(store) => store.load(id).await,
+            BackendStore::Kv(store) => store.load(id).await,
+            BackendStore::Durable(store) => store.load(id).await,
         }
     }
 
     async fn meta_at(&self, at: &SessionRef) -> Result<Option<(Meta, SessionRef)>, Error> {
         match self {
-            Backend::Kv(store) => store.meta_at(at).await,
-            Backend::Durable(store) => store.meta_at(at).await,
+            BackendStore::Kv(store) => store.meta_at(at).await,
+            BackendStore::Durable(store) => store.meta_at(at).await,
         }
     }
 
     async fn metas_at(&self, at: &[SessionRef]) -> Result<Vec<MetaAt>, Error> {
         match self {
-            Backend::Kv(store) => store.metas_at(at).await,
-            Backend::Durable(store) => store.metas_at(at).await,
+            BackendStore::Kv(store) => store.metas_at(at).await,
+            BackendStore::Durable(store) => store.metas_at(at).await,
         }
     }
 
     async fn remove_at(&self, at: &SessionRef, event: Option<&Event>) -> Result<bool, Error> {
         match self {
-            Backend::Kv(store) => store.remove_at(at, event).await,
-            Backend::Durable(store) => store.remove_at(at, event).await,
+            BackendStore::Kv(store) => store.remove_at(at, event).await,
+            BackendStore::Durable(store) => store.remove_at(at, event).await,
         }
     }
 
     fn reads_are_local(&self) -> bool {
         match self {
-            Backend::Kv(store) => store.reads_are_local(),
-            Backend::Durable(store) => store.reads_are_local(),
+            BackendStore::Kv(store) => store.reads_are_local(),
+            BackendStore::Durable(store) => store.reads_are_local(),
         }
     }
 
     fn records_events(&self) -> bool {
         match self {
-            Backend::Kv(store) => store.records_events(),
-            Backend::Durable(store) => store.records_events(),
+            BackendStore::Kv(store) => store.records_events(),
+            BackendStore::Durable(store) => store.records_events(),
         }
     }
 
     fn observed(&self, event: &Event) {
         match self {
-            Backend::Kv(store) => store.observed(event),
-            Backend::Durable(store) => store.observed(event),
+            BackendStore::Kv(store) => store.observed(event),
+            BackendStore::Durable(store) => store.observed(event),
         }
     }
 
@@ -146,8 +146,8 @@ impl SessionStore for Backend {
         event: Option<&Event>,
     ) -> Result<Outcome, Error> {
         match self {
-            Backend::Kv(store) => store.save(id, data, meta, expect, event).await,
-            Backend::Durable(store) => store.save(id, data, meta, expect, event).await,
+            BackendStore::Kv(store) => store.save(id, data, meta, expect, event).await,
+            BackendStore::Durable(store) => store.save(id, data, meta, expect, event).await,
         }
     }
 
@@ -158,8 +158,8 @@ impl SessionStore for Backend {
         event: Option<&Event>,
     ) -> Result<Outcome, Error> {
         match self {
-            Backend::Kv(store) => store.remove(id, expect, event).await,
-            Backend::Durable(store) => store.remove(id, expect, event).await,
+            BackendStore::Kv(store) => store.remove(id, expect, event).await,
+            BackendStore::Durable(store) => store.remove(id, expect, event).await,
         }
     }
 }

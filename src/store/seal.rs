@@ -296,7 +296,7 @@ impl<A: Aead> Sealer<A> {
         key: &StorageKey,
         bytes: &[u8],
         beside: Option<Meta>,
-        earlier: bool,
+        serve_legacy: bool,
     ) -> Result<(String, Meta), Error> {
         let unreadable =
             |why: &str| Error::Unreadable(format!("integrity: session {} {why}", id.short()));
@@ -305,7 +305,9 @@ impl<A: Aead> Sealer<A> {
         let meta = match opened.lifecycle {
             Some(sealed) if beside == Some(sealed) => sealed,
             Some(_) => return Err(unreadable("has a lifecycle other than its sealed one")),
-            None if !earlier => return Err(unreadable("is of an earlier format, no longer read")),
+            None if !serve_legacy => {
+                return Err(unreadable("is of an earlier format, no longer read"))
+            }
             None => beside.ok_or_else(|| unreadable("has no lifecycle"))?,
         };
         let data = String::from_utf8(opened.data).map_err(|_| unreadable("is not text"))?;
@@ -370,8 +372,8 @@ const DEVICE_LABEL: &[u8] = b"session-state/v2/device\0";
 const DEVICE_MAGIC: &[u8; 2] = b"d2";
 /// Device info sealed by the version before, under [`DeviceKey::earlier`], with the subject's
 /// hash in hex after this label as associated data.
-const EARLIER_DEVICE_LABEL: &[u8] = b"session-state/v1/device\0";
-const EARLIER_DEVICE_MAGIC: &[u8; 2] = b"d1";
+const LEGACY_DEVICE_LABEL: &[u8] = b"session-state/v1/device\0";
+const LEGACY_DEVICE_MAGIC: &[u8; 2] = b"d1";
 
 /// Device info sealed under its subject's [`DeviceKey`]: `"d2" | nonce 12 | ciphertext | tag`,
 /// with a label and the subject's hash as associated data, so an entry copied under another
@@ -391,9 +393,9 @@ pub fn open_device(key: &DeviceKey, subject: &Subject, bytes: &[u8]) -> Option<V
     let (key, aad, rest) = match bytes.strip_prefix(DEVICE_MAGIC) {
         Some(rest) => (&key.now, [DEVICE_LABEL, subject.bytes()].concat(), rest),
         None => {
-            let rest = bytes.strip_prefix(EARLIER_DEVICE_MAGIC)?;
-            let aad = [EARLIER_DEVICE_LABEL, subject.hex().as_bytes()].concat();
-            (&key.earlier, aad, rest)
+            let rest = bytes.strip_prefix(LEGACY_DEVICE_MAGIC)?;
+            let aad = [LEGACY_DEVICE_LABEL, subject.hex().as_bytes()].concat();
+            (&key.legacy, aad, rest)
         }
     };
     if rest.len() < NONCE + TAG {
@@ -411,7 +413,7 @@ pub fn open_device_anew(
     bytes: &[u8],
 ) -> Option<(Vec<u8>, Option<Vec<u8>>)> {
     let plain = open_device(key, subject, bytes)?;
-    let anew = match bytes.starts_with(EARLIER_DEVICE_MAGIC) {
+    let anew = match bytes.starts_with(LEGACY_DEVICE_MAGIC) {
         true => seal_device(key, subject, &plain).ok(),
         false => None,
     };
@@ -490,7 +492,7 @@ pub const LABELS: &[&[u8]] = &[
     S1_SLOT_LABEL,
     S1_DATA_LABEL,
     DEVICE_LABEL,
-    EARLIER_DEVICE_LABEL,
+    LEGACY_DEVICE_LABEL,
 ];
 
 /// The byte layouts `docs/storage.md` shows, made from the sizes this module uses.
@@ -524,7 +526,7 @@ pub fn layouts() -> Vec<String> {
         ),
         lifecycle,
         sealed(magic(DEVICE_MAGIC)),
-        sealed(magic(EARLIER_DEVICE_MAGIC)),
+        sealed(magic(LEGACY_DEVICE_MAGIC)),
     ]
 }
 
@@ -581,9 +583,13 @@ mod tests {
         opened.map(|opened| opened.data)
     }
 
-    fn open_session(bytes: &[u8], beside: Option<Meta>, earlier: bool) -> Result<Meta, String> {
+    fn open_session(
+        bytes: &[u8],
+        beside: Option<Meta>,
+        serve_legacy: bool,
+    ) -> Result<Meta, String> {
         let (id, key) = (id(1), StorageKey::of(&id(1)));
-        run(Sealer(SoftAead).open_session(&id, &key, bytes, beside, earlier))
+        run(Sealer(SoftAead).open_session(&id, &key, bytes, beside, serve_legacy))
             .map(|(_, meta)| meta)
             .map_err(|err| err.log_cause().unwrap_or_default())
     }
@@ -712,8 +718,8 @@ mod tests {
             })
         );
         let beside = Meta::new(T0, None, POLICY);
-        let read = |beside, earlier| {
-            run(sealer.open_session(&id, &key, &bytes, beside, earlier))
+        let read = |beside, serve_legacy| {
+            run(sealer.open_session(&id, &key, &bytes, beside, serve_legacy))
                 .map_err(|err| err.log_cause().unwrap_or_default())
         };
         assert_eq!(
@@ -759,8 +765,8 @@ mod tests {
             None
         );
         let earlier = DeviceKey {
-            now: key.earlier,
-            earlier: key.now,
+            now: key.legacy,
+            legacy: key.now,
         };
         assert_eq!(
             open_device(&earlier, &ada, &sealed),
@@ -796,12 +802,12 @@ mod tests {
         let anew = anew.expect("sealed anew");
         assert!(anew.starts_with(b"d2"));
         assert_eq!(open_device_anew(&key, &ada, &anew), Some((plain, None)));
-        let earlier_only = DeviceKey {
+        let legacy_only = DeviceKey {
             now: [0; 32],
-            earlier: key.earlier,
+            legacy: key.legacy,
         };
         assert_eq!(
-            open_device(&earlier_only, &ada, &anew),
+            open_device(&legacy_only, &ada, &anew),
             None,
             "not under the earlier key"
         );

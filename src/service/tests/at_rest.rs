@@ -49,11 +49,11 @@ fn assert_reveals_nothing(kv: &MemoryKv, ids: &[SessionId]) {
 /// One request's stores on `kv`.
 fn with<T>(
     kv: &MemoryKv,
-    legacy: bool,
+    serve_legacy: bool,
     f: impl FnOnce(&Sessions<KvSessions<&MemoryKv, SoftAead>, KvIndex<&MemoryKv>>) -> T,
 ) -> T {
-    let store = KvSessions::new(kv, SoftAead, legacy);
-    let index = KvIndex::new(kv, legacy);
+    let store = KvSessions::new(kv, SoftAead, serve_legacy);
+    let index = KvIndex::new(kv, serve_legacy);
     let sessions = Sessions::new(&store, POLICY).indexed(&index, 100);
     f(&sessions)
 }
@@ -278,7 +278,7 @@ fn a_lifecycle_altered_beside_the_seal_reads_as_not_found() {
     }
     kv.entries.borrow_mut().insert(key, (value, metadata, ttl));
     let session = with(&kv, true, |s| run(s.get(&id(1), T0 + S))).unwrap();
-    assert_eq!((session.meta, session.legacy), (meta, false));
+    assert_eq!((session.meta, session.without_meta), (meta, false));
 }
 
 /// KV keeps no history to compare with: a value captured earlier and put back is served (the

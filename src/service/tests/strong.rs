@@ -20,16 +20,14 @@ use std::collections::HashMap;
 use crate::domain::derive::{Handle, StorageKey};
 use crate::store::durable::legacy::{self, Held};
 use crate::store::durable::record::{row_params, stored_key};
-use crate::store::durable::sessions::{OldObjects, SqlSessions, KV_STALE_MS};
+use crate::store::durable::sessions::{LegacyObjects, SqlSessions, KV_STALE_MS};
 use crate::store::durable::ObjectStorage;
 use crate::store::memory::sqlite::SqliteStorage;
 use crate::store::memory::{
     run, sealed, Fault, MemoryKv, Op, RecordingQueue, SoftAead, StrictSessions,
 };
-use crate::store::schema::{
-    LEGACY_ENTRY_SCHEMA, LEGACY_MEMBER_SCHEMA, LEGACY_SESSION_SCHEMA, RECORD_SCHEMA,
-};
-use crate::store::{DeviceInfo, Entry, Member, NewEntry, Seen, SubjectIndex};
+use crate::store::schema::{LEGACY_MEMBER_SCHEMA, LEGACY_SESSION_SCHEMA, RECORD_SCHEMA};
+use crate::store::{Entry, Member, Seen, SubjectIndex};
 use crate::store::{Expect, Outcome, Record, SessionRef, SessionStore};
 
 type Object = SqlSessions<SqliteStorage, MemoryKv, Others, SoftAead>;
@@ -54,7 +52,7 @@ impl Others {
     }
 
     /// An object of the earlier strong mode holding session `id` as that version stored it.
-    fn seed_old(
+    fn seed_legacy(
         &self,
         id: SessionId,
         data: &str,
@@ -118,7 +116,7 @@ impl SessionStore for Others {
     }
 }
 
-impl OldObjects for Others {
+impl LegacyObjects for Others {
     async fn held(&self, id: &SessionId) -> Result<Held, Error> {
         match self.old.borrow().get(id) {
             Some(storage) => legacy::held(storage, self.now.get()),
@@ -276,138 +274,6 @@ fn the_session_rules_hold_on_sqlite() {
 
 fn members_of(entries: Vec<Entry>) -> Vec<Member> {
     entries.into_iter().map(|entry| entry.member).collect()
-}
-
-fn new_entry(member: Member, until: Millis, device: DeviceInfo<'_>) -> NewEntry<'_> {
-    NewEntry {
-        member,
-        until,
-        seen: Seen {
-            updated_at: member.created_at,
-            expires_at: member.created_at + 30 * S,
-        },
-        device,
-    }
-}
-
-#[test]
-fn the_sql_index_keeps_members_until_their_end_and_then_nothing() {
-    let index = SqlIndex(SqliteStorage::default());
-    let subject = Subject::new(b"ada", None).unwrap();
-    assert_eq!(run(index.members(&subject)).unwrap(), vec![]);
-    assert!(index.0.is_empty(), "reading creates nothing");
-    let first = keyed(1, T0);
-    let second = keyed(2, T0 + S);
-    run(index.add(
-        &subject,
-        &new_entry(first, T0 + 10 * S, DeviceInfo::None),
-        T0,
-    ))
-    .unwrap();
-    run(index.add(
-        &subject,
-        &new_entry(second, T0 + 20 * S, DeviceInfo::None),
-        T0,
-    ))
-    .unwrap();
-    assert_eq!(
-        members_of(run(index.members(&subject)).unwrap()),
-        vec![first, second]
-    );
-    assert_eq!(
-        index.0.alarm.get(),
-        Some(T0 + 10 * S),
-        "for the first to go"
-    );
-    run(index.on_alarm(T0 + 10 * S)).unwrap();
-    assert_eq!(
-        members_of(run(index.members(&subject)).unwrap()),
-        vec![second]
-    );
-    assert_eq!(index.0.alarm.get(), Some(T0 + 20 * S));
-    run(index.remove(&subject, &second)).unwrap();
-    assert!(index.0.is_empty(), "the last one leaves nothing behind");
-}
-
-#[test]
-fn the_sql_index_keeps_the_latest_lifecycle_and_carries_devices_over() {
-    let index = SqlIndex(SqliteStorage::default());
-    let subject = Subject::new(b"ada", None).unwrap();
-    let (first, rotated) = (keyed(1, T0), keyed(2, T0));
-    let sealed = [7u8; 40];
-    run(index.add(
-        &subject,
-        &new_entry(first, T0 + 99 * S, DeviceInfo::Sealed(&sealed)),
-        T0,
-    ))
-    .unwrap();
-    let later = Seen {
-        updated_at: T0 + 5 * S,
-        expires_at: T0 + 35 * S,
-    };
-    let earlier = Seen {
-        updated_at: T0 + 4 * S,
-        expires_at: T0 + 34 * S,
-    };
-    run(index.seen(&subject, &first.handle, later)).unwrap();
-    run(index.seen(&subject, &first.handle, earlier)).unwrap();
-    let like = DeviceInfo::Like(first.handle);
-    run(index.add(&subject, &new_entry(rotated, T0 + 99 * S, like), T0)).unwrap();
-    let entries = run(index.members(&subject)).unwrap();
-    assert_eq!(
-        entries[0].seen,
-        Some(later),
-        "a late report does not go back"
-    );
-    assert_eq!(entries[0].device.as_deref(), Some(&sealed[..]));
-    assert_eq!(
-        entries[1].device.as_deref(),
-        Some(&sealed[..]),
-        "carried over"
-    );
-    run(index.seen(&subject, &keyed(9, T0).handle, later)).unwrap();
-    assert_eq!(
-        run(index.members(&subject)).unwrap().len(),
-        2,
-        "no row for an unknown one"
-    );
-}
-
-#[test]
-fn an_index_of_the_previous_version_gets_its_new_columns_on_sight() {
-    let index = SqlIndex(SqliteStorage::default());
-    let subject = Subject::new(b"ada", None).unwrap();
-    index.0.exec(LEGACY_ENTRY_SCHEMA, vec![]).unwrap();
-    let key = StorageKey::of(&id(1)).name();
-    index
-        .0
-        .exec(
-            "INSERT INTO entry (handle, key, created_at, until) VALUES (?, ?, ?, ?)",
-            vec![
-                Value::Text(Handle::of(&id(1)).to_string()),
-                Value::Text(key),
-                int(T0),
-                int(T0 + 10 * S),
-            ],
-        )
-        .unwrap();
-    let entries = run(index.members(&subject)).unwrap();
-    assert_eq!(
-        entries,
-        vec![Entry {
-            member: keyed(1, T0),
-            seen: None,
-            device: None
-        }],
-        "listed, its lifecycle unknown until checked"
-    );
-    run(index.add(
-        &subject,
-        &new_entry(keyed(2, T0), T0 + 10 * S, DeviceInfo::None),
-        T0,
-    ))
-    .unwrap();
-    assert_eq!(run(index.members(&subject)).unwrap().len(), 2);
 }
 
 #[test]
@@ -734,7 +600,7 @@ fn a_session_of_the_earlier_strong_mode_moves_in_and_its_object_is_emptied() {
     };
     object
         .peers
-        .seed_old(id(1), r#"{"old":"c4n4ry"}"#, meta, false, None);
+        .seed_legacy(id(1), r#"{"old":"c4n4ry"}"#, meta, false, None);
     let session = at(&mut object, T0 + S, |s| run(s.get(&id(1), T0 + S))).unwrap();
     assert_eq!(
         (session.data.as_str(), session.meta),
@@ -764,7 +630,7 @@ fn a_move_from_an_old_object_that_cannot_be_emptied_is_undone() {
     let mut object = object(1);
     object
         .peers
-        .seed_old(id(1), "{}", Meta::new(T0, None, POLICY), false, None);
+        .seed_legacy(id(1), "{}", Meta::new(T0, None, POLICY), false, None);
     object.peers.fail_empty.set(true);
     let failed = at(&mut object, T0, |s| run(s.get(&id(1), T0)));
     assert_eq!(failed.unwrap_err().code(), "store_unavailable");
@@ -781,7 +647,7 @@ fn an_old_object_of_a_session_ended_moments_ago_keeps_kv_from_bringing_it_back()
     let mut object = object(1);
     in_kv(&object, r#"{"stale":true}"#, None);
     let ended = Meta::new(T0, None, POLICY);
-    object.peers.seed_old(id(1), "{}", ended, true, Some(T0));
+    object.peers.seed_legacy(id(1), "{}", ended, true, Some(T0));
     object.peers.old.borrow()[&id(1)]
         .exec("UPDATE session SET data = NULL", vec![])
         .unwrap();
@@ -1110,7 +976,7 @@ fn object_operations_with_events_are_the_documented_ones() {
 }
 
 /// An object of session `id`, reading earlier formats or not.
-fn object_reading(id: SessionId, earlier: bool) -> Object {
+fn object_reading(id: SessionId, serve_legacy: bool) -> Object {
     SqlSessions::new(
         SqliteStorage::default(),
         sealed(MemoryKv::default()),
@@ -1120,7 +986,7 @@ fn object_reading(id: SessionId, earlier: bool) -> Object {
         Some(id),
         POLICY,
         T0,
-        earlier,
+        serve_legacy,
     )
 }
 

@@ -62,7 +62,7 @@ impl<S: ObjectStorage> SqlIndex<S> {
     }
 
     /// The rows of the earlier version: id and creation.
-    fn old_rows(&self, tables: Tables) -> Result<Vec<(SessionId, Millis)>, Error> {
+    fn legacy_rows(&self, tables: Tables) -> Result<Vec<(SessionId, Millis)>, Error> {
         if !tables.member {
             return Ok(Vec::new());
         }
@@ -81,7 +81,7 @@ impl<S: ObjectStorage> SqlIndex<S> {
             .collect())
     }
 
-    fn delete_old_row(&self, id: &SessionId) -> Result<(), Error> {
+    fn delete_legacy_row(&self, id: &SessionId) -> Result<(), Error> {
         self.0.exec(
             "DELETE FROM member WHERE id = ?",
             vec![Value::Text(id.to_string())],
@@ -187,9 +187,9 @@ impl<S: ObjectStorage> SubjectIndex for SqlIndex<S> {
                 vec![Value::Text(member.handle.to_string())],
             )?;
         }
-        for (id, _) in self.old_rows(tables)? {
+        for (id, _) in self.legacy_rows(tables)? {
             if Handle::of(&id) == member.handle {
-                self.delete_old_row(&id)?;
+                self.delete_legacy_row(&id)?;
             }
         }
         self.schedule(tables).await
@@ -198,7 +198,7 @@ impl<S: ObjectStorage> SubjectIndex for SqlIndex<S> {
     async fn members(&self, _: &Subject) -> Result<Vec<Entry>, Error> {
         let tables = self.tables()?;
         let mut entries: Vec<Entry> = self
-            .old_rows(tables)?
+            .legacy_rows(tables)?
             .into_iter()
             .map(|(id, created_at)| Entry {
                 member: Member::of(id, created_at),
@@ -256,7 +256,7 @@ impl<S: ObjectStorage> SubjectIndex for SqlIndex<S> {
             device: DeviceInfo::None,
         })?;
         if tables.member {
-            self.delete_old_row(&id)?;
+            self.delete_legacy_row(&id)?;
         }
         self.schedule(Tables {
             entry: true,
@@ -295,4 +295,161 @@ fn parse_entry(row: Vec<Value>) -> Option<Entry> {
         seen,
         device,
     })
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+    use crate::domain::session::fixtures::{S, T0};
+    use crate::store::memory::run;
+    use crate::store::memory::sqlite::SqliteStorage;
+    use crate::store::schema::LEGACY_ENTRY_SCHEMA;
+
+    fn id(n: u8) -> SessionId {
+        SessionId::from_random_bytes([n; 16])
+    }
+
+    fn keyed(n: u8, created_at: Millis) -> Member {
+        Member {
+            handle: Handle::of(&id(n)),
+            at: SessionRef::Key(StorageKey::of(&id(n))),
+            created_at,
+        }
+    }
+
+    fn members_of(entries: Vec<Entry>) -> Vec<Member> {
+        entries.into_iter().map(|entry| entry.member).collect()
+    }
+
+    fn new_entry(member: Member, until: Millis, device: DeviceInfo<'_>) -> NewEntry<'_> {
+        NewEntry {
+            member,
+            until,
+            seen: Seen {
+                updated_at: member.created_at,
+                expires_at: member.created_at + 30 * S,
+            },
+            device,
+        }
+    }
+
+    #[test]
+    fn the_sql_index_keeps_members_until_their_end_and_then_nothing() {
+        let index = SqlIndex(SqliteStorage::default());
+        let subject = Subject::new(b"ada", None).unwrap();
+        assert_eq!(run(index.members(&subject)).unwrap(), vec![]);
+        assert!(index.0.is_empty(), "reading creates nothing");
+        let first = keyed(1, T0);
+        let second = keyed(2, T0 + S);
+        run(index.add(
+            &subject,
+            &new_entry(first, T0 + 10 * S, DeviceInfo::None),
+            T0,
+        ))
+        .unwrap();
+        run(index.add(
+            &subject,
+            &new_entry(second, T0 + 20 * S, DeviceInfo::None),
+            T0,
+        ))
+        .unwrap();
+        assert_eq!(
+            members_of(run(index.members(&subject)).unwrap()),
+            vec![first, second]
+        );
+        assert_eq!(
+            index.0.alarm.get(),
+            Some(T0 + 10 * S),
+            "for the first to go"
+        );
+        run(index.on_alarm(T0 + 10 * S)).unwrap();
+        assert_eq!(
+            members_of(run(index.members(&subject)).unwrap()),
+            vec![second]
+        );
+        assert_eq!(index.0.alarm.get(), Some(T0 + 20 * S));
+        run(index.remove(&subject, &second)).unwrap();
+        assert!(index.0.is_empty(), "the last one leaves nothing behind");
+    }
+
+    #[test]
+    fn the_sql_index_keeps_the_latest_lifecycle_and_carries_devices_over() {
+        let index = SqlIndex(SqliteStorage::default());
+        let subject = Subject::new(b"ada", None).unwrap();
+        let (first, rotated) = (keyed(1, T0), keyed(2, T0));
+        let sealed = [7u8; 40];
+        run(index.add(
+            &subject,
+            &new_entry(first, T0 + 99 * S, DeviceInfo::Sealed(&sealed)),
+            T0,
+        ))
+        .unwrap();
+        let later = Seen {
+            updated_at: T0 + 5 * S,
+            expires_at: T0 + 35 * S,
+        };
+        let earlier = Seen {
+            updated_at: T0 + 4 * S,
+            expires_at: T0 + 34 * S,
+        };
+        run(index.seen(&subject, &first.handle, later)).unwrap();
+        run(index.seen(&subject, &first.handle, earlier)).unwrap();
+        let like = DeviceInfo::Like(first.handle);
+        run(index.add(&subject, &new_entry(rotated, T0 + 99 * S, like), T0)).unwrap();
+        let entries = run(index.members(&subject)).unwrap();
+        assert_eq!(
+            entries[0].seen,
+            Some(later),
+            "a late report does not go back"
+        );
+        assert_eq!(entries[0].device.as_deref(), Some(&sealed[..]));
+        assert_eq!(
+            entries[1].device.as_deref(),
+            Some(&sealed[..]),
+            "carried over"
+        );
+        run(index.seen(&subject, &keyed(9, T0).handle, later)).unwrap();
+        assert_eq!(
+            run(index.members(&subject)).unwrap().len(),
+            2,
+            "no row for an unknown one"
+        );
+    }
+
+    #[test]
+    fn an_index_of_the_previous_version_gets_its_new_columns_on_sight() {
+        let index = SqlIndex(SqliteStorage::default());
+        let subject = Subject::new(b"ada", None).unwrap();
+        index.0.exec(LEGACY_ENTRY_SCHEMA, vec![]).unwrap();
+        let key = StorageKey::of(&id(1)).name();
+        index
+            .0
+            .exec(
+                "INSERT INTO entry (handle, key, created_at, until) VALUES (?, ?, ?, ?)",
+                vec![
+                    Value::Text(Handle::of(&id(1)).to_string()),
+                    Value::Text(key),
+                    int(T0),
+                    int(T0 + 10 * S),
+                ],
+            )
+            .unwrap();
+        let entries = run(index.members(&subject)).unwrap();
+        assert_eq!(
+            entries,
+            vec![Entry {
+                member: keyed(1, T0),
+                seen: None,
+                device: None
+            }],
+            "listed, its lifecycle unknown until checked"
+        );
+        run(index.add(
+            &subject,
+            &new_entry(keyed(2, T0), T0 + 10 * S, DeviceInfo::None),
+            T0,
+        ))
+        .unwrap();
+        assert_eq!(run(index.members(&subject)).unwrap().len(), 2);
+    }
 }

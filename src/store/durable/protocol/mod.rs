@@ -9,7 +9,7 @@
 //! /store   store.rs   a session's object                 a session's object (rotation writes
 //!                                                        the new id), a subject's object
 //!                                                        (listing, revocation: by key alone)
-//! /old     old.rs     an object of the earlier strong    a session's object moving its session
+//! /old     legacy.rs  an object of the earlier strong    a session's object moving its session
 //!                     mode (named by the bare id)        in
 //! /index   index.rs   a subject's object                 a session's object (its entry, its
 //!                                                        lifecycle; making room)
@@ -20,7 +20,7 @@
 //! or subject a request is about ([`FROM_THE_WORKER`]) from whatever a caller sent.
 
 pub mod index;
-pub mod old;
+pub mod legacy;
 pub mod store;
 
 use worker::wasm_bindgen::JsValue;
@@ -32,7 +32,7 @@ use crate::domain::error::Error;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Protocol {
     Store,
-    Old,
+    Legacy,
     Index,
 }
 
@@ -60,8 +60,8 @@ pub const PROTOCOLS: &[Row] = &[
         served_by: Object::Session,
     },
     Row {
-        path: old::PATH,
-        protocol: Protocol::Old,
+        path: legacy::PATH,
+        protocol: Protocol::Legacy,
         served_by: Object::Session,
     },
     Row {

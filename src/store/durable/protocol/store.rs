@@ -15,7 +15,7 @@ use crate::domain::error::Error;
 use crate::domain::event::Event;
 use crate::domain::id::SessionId;
 use crate::domain::session::Meta;
-use crate::store::durable::sessions::{OldObjects, SqlSessions};
+use crate::store::durable::sessions::{LegacyObjects, SqlSessions};
 use crate::store::durable::ObjectStorage;
 use crate::store::seal::Aead;
 use crate::store::{Expect, KeyValue, Outcome, Record, SessionRef, SessionStore};
@@ -43,7 +43,7 @@ fn parse_expect(header: &str) -> Option<Expect> {
     }
 }
 
-/// The objects of other sessions, each named by its storage key (and, for [`OldObjects`], those
+/// The objects of other sessions, each named by its storage key (and, for [`LegacyObjects`], those
 /// of the earlier strong mode, named by the bare id).
 pub struct Peers(pub ObjectNamespace);
 
@@ -191,7 +191,7 @@ pub async fn serve<S, K, P, A>(
 where
     S: ObjectStorage,
     K: KeyValue,
-    P: SessionStore + OldObjects,
+    P: SessionStore + LegacyObjects,
     A: Aead,
 {
     let expect = call.header(EXPECT).and_then(|h| parse_expect(&h));

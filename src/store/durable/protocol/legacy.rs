@@ -1,6 +1,6 @@
 //! `/old`: an object of the earlier strong mode (named by the bare id, holding the id and the
 //! data in the clear), asked by the session's object of this version for its session (`GET`) and
-//! then emptied (`DELETE`). The client is [`Peers`]' [`OldObjects`]; the server is [`serve`].
+//! then emptied (`DELETE`). The client is [`Peers`]' [`LegacyObjects`]; the server is [`serve`].
 
 use super::store::{meta_of, Peers, META};
 use super::{object_failure, send, unexpected, Answer, Call};
@@ -8,10 +8,12 @@ use crate::domain::error::Error;
 use crate::domain::id::SessionId;
 use crate::domain::time::Millis;
 use crate::store::durable::legacy::{self, Held};
-use crate::store::durable::sessions::OldObjects;
+use crate::store::durable::sessions::LegacyObjects;
 use crate::store::durable::ObjectStorage;
 use crate::store::Record;
 
+/// The path on the wire keeps its first name, so that objects of two versions understand each
+/// other while a deploy rolls out.
 pub const PATH: &str = "/old";
 /// On the answer: its session came from KV, and the copy there may remain.
 const KV_COPY: &str = "session-state-kv-copy";
@@ -19,7 +21,7 @@ const KV_COPY: &str = "session-state-kv-copy";
 /// still serve a stale copy of it).
 const ENDED: u16 = 410;
 
-impl OldObjects for Peers {
+impl LegacyObjects for Peers {
     async fn held(&self, id: &SessionId) -> Result<Held, Error> {
         let name = id.to_string();
         let mut response = send(self.namespace(), &name, PATH, "GET", &[], None).await?;

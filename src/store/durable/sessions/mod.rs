@@ -42,13 +42,15 @@ use crate::store::{Expect, KeyValue, Outcome, Record, SessionRef, SessionStore};
 
 pub use crate::store::durable::legacy::KV_STALE_MS;
 
+mod move_in;
+
 /// The objects of the earlier strong mode, named by the bare id, as a session's object empties
 /// them: what one holds, and removing it.
 #[allow(
     async_fn_in_trait,
     reason = "Workers run single-threaded; futures need not be Send"
 )]
-pub trait OldObjects {
+pub trait LegacyObjects {
     async fn held(&self, id: &SessionId) -> Result<Held, Error>;
     async fn empty(&self, id: &SessionId) -> Result<(), Error>;
 }
@@ -67,7 +69,7 @@ pub struct SqlSessions<S, K, P, A: Aead = WebCrypto> {
     pub policy: Policy,
     pub now: Millis,
     /// Whether sessions are looked for in the objects of the earlier strong mode.
-    legacy: bool,
+    serve_legacy: bool,
     /// Whether lifecycle events are committed to the outbox (the worker has a Queue for them).
     events: bool,
     sealer: Sealer<A>,
@@ -75,7 +77,9 @@ pub struct SqlSessions<S, K, P, A: Aead = WebCrypto> {
     tables: Cell<Option<Tables>>,
 }
 
-impl<S: ObjectStorage, K: KeyValue, P: SessionStore + OldObjects, A: Aead> SqlSessions<S, K, P, A> {
+impl<S: ObjectStorage, K: KeyValue, P: SessionStore + LegacyObjects, A: Aead>
+    SqlSessions<S, K, P, A>
+{
     /// The store for one request to the object of `key`, at `now`; `own` is the session's id
     /// when the request named it (and then `key` is its key).
     #[allow(
@@ -91,7 +95,7 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore + OldObjects, A: Aead> SqlSe
         own: Option<SessionId>,
         policy: Policy,
         now: Millis,
-        legacy: bool,
+        serve_legacy: bool,
     ) -> Self {
         Self {
             storage,
@@ -101,7 +105,7 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore + OldObjects, A: Aead> SqlSe
             own,
             policy,
             now,
-            legacy,
+            serve_legacy,
             events: false,
             sealer: Sealer(aead),
             tables: Cell::new(None),
@@ -192,9 +196,9 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore + OldObjects, A: Aead> SqlSe
         let Some(sealed) = row.sealed else {
             return Ok(None);
         };
-        let opened = self
-            .sealer
-            .open_session(&id, &self.key, &sealed, Some(row.meta), self.legacy);
+        let opened =
+            self.sealer
+                .open_session(&id, &self.key, &sealed, Some(row.meta), self.serve_legacy);
         let (data, meta) = opened.await?;
         if row.handle.is_none() {
             // A row of the version before handles: its alarm will need one to report expiry.
@@ -204,68 +208,6 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore + OldObjects, A: Aead> SqlSe
         }
         Ok(Some(Record {
             data,
-            meta: Some(meta),
-        }))
-    }
-
-    /// A session found elsewhere, moved here: from an object of the earlier strong mode, else
-    /// from KV.
-    async fn move_in(&self, id: &SessionId) -> Result<Option<Record>, Error> {
-        if self.legacy {
-            match self.peers.held(id).await? {
-                Held::Live { record, kv_copy } => {
-                    return self.take(id, record, Source::OldObject { kv_copy }).await;
-                }
-                // Its KV copy may still be served somewhere: it must not come back from there.
-                Held::Ended => return Ok(None),
-                Held::Nothing => {}
-            }
-        }
-        let Some(record) = self.kv.load(id).await? else {
-            return Ok(None);
-        };
-        self.take(id, record, Source::Kv).await
-    }
-
-    /// Writes `record` here, then removes it where it was; undone if that fails.
-    async fn take(
-        &self,
-        id: &SessionId,
-        record: Record,
-        from: Source,
-    ) -> Result<Option<Record>, Error> {
-        // Entries of the old worker have no lifecycle: moving counts as their first write of
-        // metadata, so they expire like any other session from now on.
-        let meta = record
-            .meta
-            .unwrap_or_else(|| Meta::legacy(self.now, self.policy));
-        if !meta.is_alive(self.now) {
-            return Ok(None);
-        }
-        let sealed = self
-            .sealer
-            .seal(&WrapKey::of(id), &self.key, &meta, record.data.as_bytes())
-            .await?;
-        self.create_table()?;
-        let mut params = row_params(id, &self.key, sealed, &meta);
-        let kv_copy = matches!(from, Source::Kv | Source::OldObject { kv_copy: true });
-        params.push(if kv_copy { int(self.now) } else { Value::Null });
-        self.storage.exec(&WRITES.moved_in, params)?;
-        let removed = async {
-            if let Source::OldObject { .. } = from {
-                self.peers.empty(id).await?;
-            }
-            if kv_copy {
-                let _ = self.kv.remove(id, Expect::Any, None).await?;
-            }
-            self.storage.set_alarm(meta.expires_at).await
-        };
-        if let Err(err) = removed.await {
-            self.delete_all().await?;
-            return Err(err.with_cause("moving a session in".into()));
-        }
-        Ok(Some(Record {
-            data: record.data,
             meta: Some(meta),
         }))
     }
@@ -319,7 +261,7 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore + OldObjects, A: Aead> SqlSe
         }
         match event {
             Some(_) => self.storage.set_alarm(self.now).await?,
-            None => self.settle(Some(meta.expires_at)).await?,
+            None => self.set_next_alarm(Some(meta.expires_at)).await?,
         }
         Ok(Outcome::Written)
     }
@@ -332,16 +274,20 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore + OldObjects, A: Aead> SqlSe
     /// Leaves the alarm where the object needs it: at `wake` (the session's expiry, or the end
     /// of a moved session's marker) or at the outbox's next delivery, whichever comes first;
     /// with neither, the object holds nothing and all of it goes.
-    async fn settle(&self, wake: Option<Millis>) -> Result<(), Error> {
+    async fn set_next_alarm(&self, wake: Option<Millis>) -> Result<(), Error> {
         let due = match self.events && self.tables()?.outbox {
             true => outbox::earliest(&self.storage)?,
             false => None,
         };
-        self.settle_at(wake, due).await
+        self.set_next_alarm_at(wake, due).await
     }
 
-    /// [`Self::settle`], with the outbox's next delivery known.
-    async fn settle_at(&self, wake: Option<Millis>, due: Option<Millis>) -> Result<(), Error> {
+    /// [`Self::set_next_alarm`], with the outbox's next delivery known.
+    async fn set_next_alarm_at(
+        &self,
+        wake: Option<Millis>,
+        due: Option<Millis>,
+    ) -> Result<(), Error> {
         match wake.into_iter().chain(due).min() {
             Some(at) => self.storage.set_alarm(at).await,
             None => self.delete_all().await,
@@ -377,19 +323,19 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore + OldObjects, A: Aead> SqlSe
             match event {
                 // Due at once, which is before anything else.
                 Some(_) => self.storage.set_alarm(self.now).await?,
-                None => self.settle(wake).await?,
+                None => self.set_next_alarm(wake).await?,
             }
         }
         Ok((Outcome::Written, held))
     }
 
     /// Ends the session, and commits `event` with the end. Nothing stays of the session once
-    /// the caller settles, but its row without data: while it came from KV, a marker (until the
+    /// the caller sets the next alarm, but its row without data: while it came from KV, a marker (until the
     /// time returned), and while events wait, what the alarm finds the object by.
     fn end(&self, row: &Row, event: Option<&Event>) -> Result<Option<Millis>, Error> {
         let marker = self.marker(row);
         if marker.is_none() && !self.events {
-            // Nothing stays and nothing waits: settling deletes everything at once.
+            // Nothing stays and nothing waits: setting no alarm deletes everything at once.
             return Ok(None);
         }
         self.storage.atomically(&mut || {
@@ -436,23 +382,12 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore + OldObjects, A: Aead> SqlSe
         };
         let outbox = delivery.next.is_some();
         self.tables.set(Some(Tables { outbox, ..tables }));
-        self.settle_at(wake, delivery.next).await?;
+        self.set_next_alarm_at(wake, delivery.next).await?;
         Ok(delivery)
     }
 }
 
-/// Where a session moving in was.
-#[derive(Clone, Copy)]
-enum Source {
-    Kv,
-    /// An object of the earlier strong mode; `kv_copy` when it had come from KV and its copy
-    /// there may remain.
-    OldObject {
-        kv_copy: bool,
-    },
-}
-
-impl<S: ObjectStorage, K: KeyValue, P: SessionStore + OldObjects, A: Aead> SessionStore
+impl<S: ObjectStorage, K: KeyValue, P: SessionStore + LegacyObjects, A: Aead> SessionStore
     for SqlSessions<S, K, P, A>
 {
     async fn load(&self, id: &SessionId) -> Result<Option<Record>, Error> {

@@ -1,0 +1,240 @@
+//! Sessions on Workers KV: each sealed under its storage key, its lifecycle as the entry's
+//! metadata, KV's own expiry set to the session's; found under the bare id where earlier versions
+//! stored them, and moved on their first write.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use crate::domain::derive::{StorageKey, WrapKey};
+use crate::domain::error::Error;
+use crate::domain::event::Event;
+use crate::domain::id::SessionId;
+use crate::domain::session::Meta;
+use crate::store::events::Journal;
+use crate::store::seal::{Aead, Sealer, WebCrypto};
+use crate::store::{
+    Expect, KeyValue, MetaAt, Outcome, Record, SessionRef, SessionStore, BULK_KEYS,
+};
+
+/// The lifecycle in an entry's metadata. Metadata the worker cannot read counts as absent (an
+/// entry of the old worker) rather than failing: it is replaced on the next write.
+fn readable(metadata: Option<String>) -> Option<Meta> {
+    Meta::from_json(&metadata?)
+}
+
+/// Where a request found a session, so that its write goes where it should.
+enum Found {
+    /// Under its storage key, sealed.
+    Sealed,
+    /// Under its bare id, as stored before keys were hashed: the next write moves it.
+    Legacy,
+}
+
+/// Sessions on key-value storage: sealed under their storage key, with the lifecycle as
+/// metadata and KV's own expiry set to the session's.
+///
+/// With `legacy` on (`SESSION_LEGACY_LOOKUP`, the default), a session missing under its storage
+/// key is looked for under its bare id, where the old worker and earlier versions stored it
+/// (one more read, on a miss only). It is served from there as it is, and its first write seals
+/// it under its storage key and deletes the old entry; a delete removes both. The store lives
+/// for one request and remembers what it found, so a write knows where its read found the
+/// session.
+///
+/// With a [`Journal`], each lifecycle event is recorded there once its write was made, for the
+/// worker to send after answering: KV has no transaction to commit one in.
+pub struct KvSessions<K, A: Aead = WebCrypto> {
+    pub kv: K,
+    sealer: Sealer<A>,
+    serve_legacy: bool,
+    found: RefCell<Vec<(SessionId, Found)>>,
+    events: Option<Rc<Journal>>,
+}
+
+impl<K: KeyValue, A: Aead> KvSessions<K, A> {
+    pub fn new(kv: K, aead: A, serve_legacy: bool) -> Self {
+        Self {
+            kv,
+            sealer: Sealer(aead),
+            serve_legacy,
+            found: RefCell::new(Vec::new()),
+            events: None,
+        }
+    }
+
+    /// Records `event`, after the write that made it, where this store keeps events.
+    fn record(&self, event: Option<&Event>) {
+        if let (Some(journal), Some(event)) = (&self.events, event) {
+            journal.record(event);
+        }
+    }
+
+    /// The same store, recording lifecycle events in `journal`.
+    pub fn with_events(self, journal: Option<Rc<Journal>>) -> Self {
+        Self {
+            events: journal,
+            ..self
+        }
+    }
+
+    fn remember(&self, id: &SessionId, found: Found) {
+        let mut memo = self.found.borrow_mut();
+        memo.retain(|(known, _)| known != id);
+        memo.push((*id, found));
+    }
+
+    /// Where this request found `id`: `Some(true)` under its bare id (a write moves it),
+    /// `Some(false)` sealed under its storage key, `None` when it did not read it.
+    fn recall(&self, id: &SessionId) -> Option<bool> {
+        let memo = self.found.borrow();
+        let found = memo.iter().find(|(known, _)| known == id);
+        found.map(|(_, found)| matches!(found, Found::Legacy))
+    }
+}
+
+impl<K: KeyValue, A: Aead> SessionStore for KvSessions<K, A> {
+    /// One read; on a miss, with `legacy` on, a second under the bare id.
+    async fn load(&self, id: &SessionId) -> Result<Option<Record>, Error> {
+        let key = StorageKey::of(id);
+        if let Some((bytes, metadata)) = self.kv.get_bytes(&key.name()).await? {
+            let beside = readable(metadata);
+            let opened = self
+                .sealer
+                .open_session(id, &key, &bytes, beside, self.serve_legacy);
+            let (data, meta) = opened.await?;
+            self.remember(id, Found::Sealed);
+            return Ok(Some(Record {
+                data,
+                meta: Some(meta),
+            }));
+        }
+        if !self.serve_legacy {
+            return Ok(None);
+        }
+        let Some((data, meta)) = self.kv.get(&id.to_string()).await? else {
+            return Ok(None);
+        };
+        self.remember(id, Found::Legacy);
+        Ok(Some(Record {
+            data,
+            meta: readable(meta),
+        }))
+    }
+
+    /// One put (and, for a session this request found under its bare id, one delete there).
+    /// `expect` was checked by the read this operation began with: KV cannot check again at the
+    /// moment of writing.
+    async fn save(
+        &self,
+        id: &SessionId,
+        data: &[u8],
+        meta: &Meta,
+        _expect: Expect,
+        event: Option<&Event>,
+    ) -> Result<Outcome, Error> {
+        let key = StorageKey::of(id);
+        let moving = self.recall(id) == Some(true);
+        let sealed = self.sealer.seal(&WrapKey::of(id), &key, meta, data).await?;
+        let ttl = meta.kv_ttl(meta.updated_at);
+        let metadata = meta.to_json();
+        self.kv
+            .put(&key.name(), &sealed, Some(&metadata), ttl)
+            .await?;
+        self.remember(id, Found::Sealed);
+        if moving {
+            // The sealed copy is written and found first from now on; an old entry left by a
+            // failed delete is never read again and ends with its KV expiry.
+            let _ = self.kv.delete(&id.to_string()).await;
+        }
+        self.record(event);
+        Ok(Outcome::Written)
+    }
+
+    /// One delete; with `legacy` on, one more under the bare id, unless this request found the
+    /// session sealed. `expect` as for `save`.
+    async fn remove(
+        &self,
+        id: &SessionId,
+        _expect: Expect,
+        event: Option<&Event>,
+    ) -> Result<Outcome, Error> {
+        self.kv.delete(&StorageKey::of(id).name()).await?;
+        if self.serve_legacy && self.recall(id) != Some(false) {
+            self.kv.delete(&id.to_string()).await?;
+        }
+        self.found.borrow_mut().retain(|(known, _)| known != id);
+        self.record(event);
+        Ok(Outcome::Written)
+    }
+
+    /// One read, of the metadata: no id is needed, and none is there to open the data with.
+    async fn meta_at(&self, at: &SessionRef) -> Result<Option<(Meta, SessionRef)>, Error> {
+        match at {
+            SessionRef::Key(key) => {
+                let entry = self.kv.get_bytes(&key.name()).await?;
+                Ok(entry.and_then(|(_, meta)| Some((readable(meta)?, *at))))
+            }
+            SessionRef::Id(id) => {
+                let Some(meta) = self.load(id).await?.and_then(|record| record.meta) else {
+                    return Ok(None);
+                };
+                let now_at = match self.recall(id) {
+                    Some(true) => *at,
+                    _ => SessionRef::Key(StorageKey::of(id)),
+                };
+                Ok(Some((meta, now_at)))
+            }
+        }
+    }
+
+    /// One bulk read per [`BULK_KEYS`] keys, of the metadata. A session an entry names by id
+    /// is looked for under its storage key and its bare id in the same read, so two keys.
+    async fn metas_at(&self, at: &[SessionRef]) -> Result<Vec<MetaAt>, Error> {
+        let mut keys = Vec::with_capacity(at.len());
+        for at in at {
+            keys.push(at.storage_key().name());
+            if let SessionRef::Id(id) = at {
+                keys.push(id.to_string());
+            }
+        }
+        let mut found = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(BULK_KEYS) {
+            found.extend(self.kv.metadata_of(chunk).await?);
+        }
+        let mut found = found.into_iter();
+        let mut metas = Vec::with_capacity(at.len());
+        for at in at {
+            let keyed = found.next().flatten();
+            let bare = match at {
+                SessionRef::Id(_) => found.next().flatten(),
+                SessionRef::Key(_) => None,
+            };
+            let meta = match (keyed, bare) {
+                (Some(meta), _) => readable(meta).map(|m| (m, SessionRef::Key(at.storage_key()))),
+                (None, Some(meta)) if self.serve_legacy => readable(meta).map(|m| (m, *at)),
+                _ => None,
+            };
+            metas.push(Ok(meta));
+        }
+        Ok(metas)
+    }
+
+    /// One delete (KV cannot say whether anything was there: `true`).
+    async fn remove_at(&self, at: &SessionRef, event: Option<&Event>) -> Result<bool, Error> {
+        match at {
+            SessionRef::Key(key) => self.kv.delete(&key.name()).await?,
+            SessionRef::Id(id) => drop(self.remove(id, Expect::Any, None).await?),
+        }
+        self.record(event);
+        Ok(true)
+    }
+
+    fn records_events(&self) -> bool {
+        self.events.is_some()
+    }
+
+    /// KV drops an expired entry by itself, silently: a read that meets one before it does is
+    /// the only witness, and records it here.
+    fn observed(&self, event: &Event) {
+        self.record(Some(event));
+    }
+}
