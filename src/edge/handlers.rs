@@ -391,15 +391,15 @@ pub async fn subject_sessions(req: Incoming, scope: &SubjectScope<'_>) -> Result
                     .unwrap_or_default();
                 let updated_at = rfc3339(listed.updated_at);
                 SubjectSession {
-                    handle: listed.member.handle.to_string(),
-                    created_at: rfc3339(listed.member.created_at),
+                    handle: listed.key.handle.to_string(),
+                    created_at: rfc3339(listed.key.created_at),
                     last_seen_at: updated_at.clone(),
                     updated_at,
                     expires_at: rfc3339(listed.expires_at),
                     label: device.label,
                     agent: device.agent,
                     ip: device.ip.map(|ip| ip.to_string()),
-                    current: current.map(|own| own == Some(listed.member.handle)),
+                    current: current.map(|own| own == Some(listed.key.handle)),
                 }
             })
             .collect();

@@ -22,7 +22,7 @@ use crate::domain::subject::Subject;
 use crate::domain::time::Millis;
 use crate::service::subjects::Subjects;
 use crate::store::{
-    DeviceInfo, Expect, Member, NewEntry, NoIndex, Outcome, Seen, SessionRef, SessionStore,
+    Activity, DeviceInfo, EntryKey, Expect, NewEntry, NoIndex, Outcome, SessionRef, SessionStore,
     SubjectIndex,
 };
 
@@ -101,9 +101,9 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
                 .make_room(subject, max, now)
                 .await?;
             let entry = NewEntry {
-                member: Member::of(id, now),
+                key: EntryKey::of(id, now),
                 until: meta.latest_end(self.policy),
-                seen: Seen::of(&meta),
+                activity: Activity::of(&meta),
                 device: device.map_or(DeviceInfo::None, |device| DeviceInfo::Sealed(device.sealed)),
             };
             index.add(subject, &entry, now).await?;
@@ -288,9 +288,9 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
         let listed = meta.subject.as_ref().zip(index);
         if let Some((subject, index)) = listed {
             let entry = NewEntry {
-                member: Member::of(new_id, meta.created_at),
+                key: EntryKey::of(new_id, meta.created_at),
                 until: meta.latest_end(self.policy),
-                seen: Seen::of(&meta),
+                activity: Activity::of(&meta),
                 device: DeviceInfo::Like(Handle::of(id)),
             };
             index.add(subject, &entry, now).await?;
@@ -315,7 +315,7 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
                 if let Some((subject, index)) = listed {
                     // Left behind on failure, the old entry is cleaned up when met.
                     let _ = index
-                        .remove(subject, &Member::of(*id, meta.created_at))
+                        .remove(subject, &EntryKey::of(*id, meta.created_at))
                         .await;
                 }
                 return Ok(meta);
@@ -383,7 +383,7 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
                     .and_then(|meta| meta.subject.map(|s| (s, meta)));
                 if let (Some((subject, meta)), Some((index, _))) = (listed, self.index) {
                     // Left behind on failure, the entry is cleaned up when met.
-                    let member = Member::of(*id, meta.created_at);
+                    let member = EntryKey::of(*id, meta.created_at);
                     let _ = index.remove(&subject, &member).await;
                 }
                 Ok(())
@@ -403,14 +403,16 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
             return;
         };
         let entry = NewEntry {
-            member: Member::of(*id, meta.created_at),
+            key: EntryKey::of(*id, meta.created_at),
             until: meta.latest_end(self.policy),
-            seen: Seen::of(meta),
+            activity: Activity::of(meta),
             device: DeviceInfo::None,
         };
         let _ = index.relist(&subject, &entry, now).await;
         if meta.opens_interval(previous, self.policy) {
-            let _ = index.seen(&subject, &Handle::of(id), Seen::of(meta)).await;
+            let _ = index
+                .report(&subject, &Handle::of(id), Activity::of(meta))
+                .await;
         }
     }
 }

@@ -22,13 +22,13 @@ use crate::store::durable::protocol::store::Peers;
 use crate::store::durable::storage::DoStorage;
 use crate::store::kv::{Kv, KvIndex, KvSessions};
 use crate::store::{
-    DeviceInfo, Entry, Member, NewEntry, Seen, SessionRef, SessionStore, SubjectIndex,
+    Activity, DeviceInfo, Entry, EntryKey, NewEntry, SessionRef, SessionStore, SubjectIndex,
 };
 
 /// A live session of a subject, as a listing may show it: by its handle, never its id.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Listed {
-    pub member: Member,
+pub struct LiveEntry {
+    pub key: EntryKey,
     /// The last write or renewing touch.
     pub updated_at: Millis,
     pub expires_at: Millis,
@@ -52,7 +52,7 @@ impl<'a, I: SubjectIndex, S: SessionStore> Subjects<'a, I, S> {
     }
 
     /// The live sessions of `subject`, newest first.
-    pub async fn live(&self, subject: &Subject, now: Millis) -> Result<Vec<Listed>, Error> {
+    pub async fn live(&self, subject: &Subject, now: Millis) -> Result<Vec<LiveEntry>, Error> {
         let entries = self.index.members(subject).await?;
         let mut live = self.check(subject, entries, now, false).await?;
         sort(&mut live, |a, b| newest(b).cmp(&newest(a)));
@@ -69,18 +69,21 @@ impl<'a, I: SubjectIndex, S: SessionStore> Subjects<'a, I, S> {
         entries: Vec<Entry>,
         now: Millis,
         exact: bool,
-    ) -> Result<Vec<Listed>, Error> {
-        let (vouched, unsure): (Vec<Entry>, Vec<Entry>) = entries
-            .into_iter()
-            .partition(|entry| !exact && entry.seen.is_some_and(|seen| now < seen.expires_at));
-        let mut live: Vec<Listed> = vouched
+    ) -> Result<Vec<LiveEntry>, Error> {
+        let (vouched, unsure): (Vec<Entry>, Vec<Entry>) = entries.into_iter().partition(|entry| {
+            !exact
+                && entry
+                    .activity
+                    .is_some_and(|activity| now < activity.expires_at)
+        });
+        let mut live: Vec<LiveEntry> = vouched
             .into_iter()
             .filter_map(|entry| {
-                let seen = entry.seen?;
-                Some(Listed {
-                    member: entry.member,
-                    updated_at: seen.updated_at,
-                    expires_at: seen.expires_at,
+                let activity = entry.activity?;
+                Some(LiveEntry {
+                    key: entry.key,
+                    updated_at: activity.updated_at,
+                    expires_at: activity.expires_at,
                     device: entry.device,
                 })
             })
@@ -88,23 +91,23 @@ impl<'a, I: SubjectIndex, S: SessionStore> Subjects<'a, I, S> {
         if unsure.is_empty() {
             return Ok(live);
         }
-        let refs: Vec<SessionRef> = unsure.iter().map(|entry| entry.member.at).collect();
+        let refs: Vec<SessionRef> = unsure.iter().map(|entry| entry.key.at).collect();
         let metas = self.sessions.metas_at(&refs).await?;
         let mut gone = Vec::new();
         let mut moved = Vec::new();
         let mut heard = Vec::new();
         for (entry, meta) in unsure.into_iter().zip(metas) {
-            let member = entry.member;
+            let member = entry.key;
             match meta {
                 Ok(Some((meta, at))) if meta.is_alive(now) && meta.subject == Some(*subject) => {
-                    let seen = Seen::of(&meta);
+                    let activity = Activity::of(&meta);
                     if at != member.at {
-                        moved.push((member, meta.latest_end(self.policy), seen));
-                    } else if entry.seen != Some(seen) {
-                        heard.push((member.handle, seen));
+                        moved.push((member, meta.latest_end(self.policy), activity));
+                    } else if entry.activity != Some(activity) {
+                        heard.push((member.handle, activity));
                     }
-                    live.push(Listed {
-                        member: Member {
+                    live.push(LiveEntry {
+                        key: EntryKey {
                             at,
                             created_at: meta.created_at,
                             ..member
@@ -131,13 +134,13 @@ impl<'a, I: SubjectIndex, S: SessionStore> Subjects<'a, I, S> {
         // rewriting an entry that names its session by id, once the session is under its key,
         // and telling an index that keeps lifecycles what was read.
         join_all(gone.iter().map(|member| self.index.remove(subject, member))).await;
-        let upgrades = moved
-            .iter()
-            .map(|(member, until, seen)| self.index.upgrade(subject, member, *until, *seen, now));
+        let upgrades = moved.iter().map(|(member, until, activity)| {
+            self.index.upgrade(subject, member, *until, *activity, now)
+        });
         join_all(upgrades).await;
         let reports = heard
             .iter()
-            .map(|(handle, seen)| self.index.seen(subject, handle, *seen));
+            .map(|(handle, activity)| self.index.report(subject, handle, *activity));
         join_all(reports).await;
         Ok(live)
     }
@@ -154,10 +157,10 @@ impl<'a, I: SubjectIndex, S: SessionStore> Subjects<'a, I, S> {
         now: Millis,
     ) -> Result<usize, Error> {
         let live = self.live(subject, now).await?;
-        let ending: Vec<&Listed> = live
+        let ending: Vec<&LiveEntry> = live
             .iter()
-            .filter(|l| Some(l.member.handle) != except)
-            .filter(|l| before.is_none_or(|before| l.member.created_at < before))
+            .filter(|l| Some(l.key.handle) != except)
+            .filter(|l| before.is_none_or(|before| l.key.created_at < before))
             .collect();
         let why = Revocation::of(except.is_some(), before.is_some());
         self.end(subject, &ending, why, now).await
@@ -172,7 +175,7 @@ impl<'a, I: SubjectIndex, S: SessionStore> Subjects<'a, I, S> {
         now: Millis,
     ) -> Result<(), Error> {
         let live = self.live(subject, now).await?;
-        let listed = live.iter().find(|l| l.member.handle == *handle);
+        let listed = live.iter().find(|l| l.key.handle == *handle);
         let listed = listed.ok_or(Error::SessionNotFound)?;
         match self.end(subject, &[listed], Revocation::One, now).await? {
             0 => Err(Error::SessionNotFound),
@@ -187,18 +190,18 @@ impl<'a, I: SubjectIndex, S: SessionStore> Subjects<'a, I, S> {
     async fn end(
         &self,
         subject: &Subject,
-        listed: &[&Listed],
+        listed: &[&LiveEntry],
         why: Revocation,
         now: Millis,
     ) -> Result<usize, Error> {
-        let end = |member: Member| async move {
+        let end = |member: EntryKey| async move {
             let kind = Kind::Revoked(why);
             let event = Event::new(kind, now, member.handle, Some(subject), None);
             let held = self.sessions.remove_at(&member.at, Some(&event)).await?;
             self.index.remove(subject, &member).await?;
             Ok::<bool, Error>(held)
         };
-        let ended = join_all(listed.iter().map(|listed| end(listed.member))).await;
+        let ended = join_all(listed.iter().map(|listed| end(listed.key))).await;
         let mut count = 0;
         for held in ended {
             count += usize::from(held?);
@@ -214,14 +217,14 @@ impl<'a, I: SubjectIndex, S: SessionStore> Subjects<'a, I, S> {
     pub async fn reseal(
         &self,
         subject: &Subject,
-        listed: &[(&Listed, Vec<u8>)],
+        listed: &[(&LiveEntry, Vec<u8>)],
         now: Millis,
     ) -> Result<(), Error> {
         for (listed, device) in listed {
             let entry = NewEntry {
-                member: listed.member,
-                until: self.policy.latest_end(listed.member.created_at),
-                seen: Seen {
+                key: listed.key,
+                until: self.policy.latest_end(listed.key.created_at),
+                activity: Activity {
                     updated_at: listed.updated_at,
                     expires_at: listed.expires_at,
                 },
@@ -247,7 +250,7 @@ impl<'a, I: SubjectIndex, S: SessionStore> Subjects<'a, I, S> {
         }
         sort(&mut live, |a, b| written(a).cmp(&written(b)));
         let excess = live.len() + 1 - max;
-        let ending: Vec<&Listed> = live[..excess].iter().collect();
+        let ending: Vec<&LiveEntry> = live[..excess].iter().collect();
         self.end(subject, &ending, Revocation::Limit, now)
             .await
             .map(drop)
@@ -257,22 +260,18 @@ impl<'a, I: SubjectIndex, S: SessionStore> Subjects<'a, I, S> {
 /// Sorts a listing. Each order is total (handles are unique), so an unstable sort gives the
 /// same list as a stable one; and one comparator type for every order makes one sort in the
 /// build (each is several KiB of Wasm).
-fn sort(live: &mut [Listed], order: fn(&Listed, &Listed) -> std::cmp::Ordering) {
+fn sort(live: &mut [LiveEntry], order: fn(&LiveEntry, &LiveEntry) -> std::cmp::Ordering) {
     live.sort_unstable_by(order);
 }
 
 /// Newest first: creation, then handle.
-fn newest(listed: &Listed) -> (Millis, Handle) {
-    (listed.member.created_at, listed.member.handle)
+fn newest(listed: &LiveEntry) -> (Millis, Handle) {
+    (listed.key.created_at, listed.key.handle)
 }
 
 /// Least recently written first.
-fn written(listed: &Listed) -> (Millis, Millis, Handle) {
-    (
-        listed.updated_at,
-        listed.member.created_at,
-        listed.member.handle,
-    )
+fn written(listed: &LiveEntry) -> (Millis, Millis, Handle) {
+    (listed.updated_at, listed.key.created_at, listed.key.handle)
 }
 
 /// What the subject routes work on: the index and the sessions, on KV in the worker, or in the
@@ -288,7 +287,7 @@ impl SubjectStores {
         subject: &Subject,
         policy: Policy,
         now: Millis,
-    ) -> Result<Vec<Listed>, Error> {
+    ) -> Result<Vec<LiveEntry>, Error> {
         match self {
             SubjectStores::Kv(index, sessions) => {
                 Subjects::new(index, sessions, policy)
@@ -307,7 +306,7 @@ impl SubjectStores {
         &self,
         subject: &Subject,
         policy: Policy,
-        listed: &[(&Listed, Vec<u8>)],
+        listed: &[(&LiveEntry, Vec<u8>)],
         now: Millis,
     ) -> Result<(), Error> {
         match self {

@@ -15,7 +15,7 @@ use crate::store::durable::sessions::SqlSessions;
 use crate::store::durable::storage::DoStorage;
 use crate::store::kv::{Kv, KvIndex, KvSessions};
 use crate::store::{
-    Entry, Expect, Member, MetaAt, NewEntry, Outcome, Record, Seen, SessionRef, SessionStore,
+    Activity, Entry, EntryKey, Expect, MetaAt, NewEntry, Outcome, Record, SessionRef, SessionStore,
     SubjectIndex,
 };
 
@@ -39,7 +39,7 @@ impl SubjectIndex for BackendIndex {
         }
     }
 
-    async fn remove(&self, subject: &Subject, member: &Member) -> Result<(), Error> {
+    async fn remove(&self, subject: &Subject, member: &EntryKey) -> Result<(), Error> {
         match self {
             BackendIndex::Kv(index) => index.remove(subject, member).await,
             BackendIndex::Durable(index) => index.remove(subject, member).await,
@@ -56,21 +56,28 @@ impl SubjectIndex for BackendIndex {
     async fn upgrade(
         &self,
         subject: &Subject,
-        member: &Member,
+        member: &EntryKey,
         until: Millis,
-        seen: Seen,
+        activity: Activity,
         now: Millis,
     ) -> Result<(), Error> {
         match self {
-            BackendIndex::Kv(index) => index.upgrade(subject, member, until, seen, now).await,
-            BackendIndex::Durable(index) => index.upgrade(subject, member, until, seen, now).await,
+            BackendIndex::Kv(index) => index.upgrade(subject, member, until, activity, now).await,
+            BackendIndex::Durable(index) => {
+                index.upgrade(subject, member, until, activity, now).await
+            }
         }
     }
 
-    async fn seen(&self, subject: &Subject, handle: &Handle, seen: Seen) -> Result<(), Error> {
+    async fn report(
+        &self,
+        subject: &Subject,
+        handle: &Handle,
+        activity: Activity,
+    ) -> Result<(), Error> {
         match self {
-            BackendIndex::Kv(index) => index.seen(subject, handle, seen).await,
-            BackendIndex::Durable(index) => index.seen(subject, handle, seen).await,
+            BackendIndex::Kv(index) => index.report(subject, handle, activity).await,
+            BackendIndex::Durable(index) => index.report(subject, handle, activity).await,
         }
     }
 

@@ -255,15 +255,19 @@ impl SessionRef {
     }
 }
 
-/// A session listed under a subject.
+/// One word for a subject's index row: an *entry*. Its key says which session it lists: the
+/// handle (unique in the index), where the session is stored, and when it was created (the
+/// listing's order). A [`NewEntry`] is what is added, an [`Entry`] what a listing gives back,
+/// with the session's [`Activity`] as the index last heard it; the service judges each into a
+/// live entry (`service::subjects::LiveEntry`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Member {
+pub struct EntryKey {
     pub handle: Handle,
     pub at: SessionRef,
     pub created_at: Millis,
 }
 
-impl Member {
+impl EntryKey {
     /// The entry of the session `id`, as a session's own operations know it; an index stores
     /// what it may of it.
     pub fn of(id: SessionId, created_at: Millis) -> Self {
@@ -275,16 +279,17 @@ impl Member {
     }
 }
 
-/// What an index knows of a session's lifecycle without asking the session (strong mode: what
+/// A session's activity, as an index knows it without asking the session: its last write or
+/// renewing touch, and its expiry (strong mode: what
 /// the session's object told it at a write, at most one renewal interval old, never later than
 /// the truth). KV's index knows none of it: a listing reads each session's metadata in bulk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Seen {
+pub struct Activity {
     pub updated_at: Millis,
     pub expires_at: Millis,
 }
 
-impl Seen {
+impl Activity {
     pub fn of(meta: &Meta) -> Self {
         Self {
             updated_at: meta.updated_at,
@@ -306,18 +311,18 @@ pub enum DeviceInfo<'a> {
 /// A new entry in a subject's index.
 #[derive(Clone, Copy, Debug)]
 pub struct NewEntry<'a> {
-    pub member: Member,
+    pub key: EntryKey,
     /// The session's latest possible end: the entry may vanish by itself after that.
     pub until: Millis,
-    pub seen: Seen,
+    pub activity: Activity,
     pub device: DeviceInfo<'a>,
 }
 
 /// A session's entry, as an index gives it back.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
-    pub member: Member,
-    pub seen: Option<Seen>,
+    pub key: EntryKey,
+    pub activity: Option<Activity>,
     /// The sealed device info, if any was given.
     pub device: Option<Vec<u8>>,
 }
@@ -335,7 +340,7 @@ pub struct Entry {
 )]
 pub trait SubjectIndex {
     async fn add(&self, subject: &Subject, entry: &NewEntry<'_>, now: Millis) -> Result<(), Error>;
-    async fn remove(&self, subject: &Subject, member: &Member) -> Result<(), Error>;
+    async fn remove(&self, subject: &Subject, member: &EntryKey) -> Result<(), Error>;
     async fn members(&self, subject: &Subject) -> Result<Vec<Entry>, Error>;
 
     /// Rewrites the entry of a live `member` that names its session by id into the form that
@@ -343,9 +348,9 @@ pub trait SubjectIndex {
     async fn upgrade(
         &self,
         _subject: &Subject,
-        _member: &Member,
+        _member: &EntryKey,
         _until: Millis,
-        _seen: Seen,
+        _activity: Activity,
         _now: Millis,
     ) -> Result<(), Error> {
         Ok(())
@@ -353,7 +358,12 @@ pub trait SubjectIndex {
 
     /// Tells the index of a later lifecycle of the session listed as `handle`, where the index
     /// keeps one (strong mode). Nothing to do by default: KV's index reads it from the session.
-    async fn seen(&self, _subject: &Subject, _handle: &Handle, _seen: Seen) -> Result<(), Error> {
+    async fn report(
+        &self,
+        _subject: &Subject,
+        _handle: &Handle,
+        _activity: Activity,
+    ) -> Result<(), Error> {
         Ok(())
     }
 
@@ -381,7 +391,7 @@ impl SubjectIndex for NoIndex {
         ))
     }
 
-    async fn remove(&self, _: &Subject, _: &Member) -> Result<(), Error> {
+    async fn remove(&self, _: &Subject, _: &EntryKey) -> Result<(), Error> {
         Ok(())
     }
 

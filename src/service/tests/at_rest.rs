@@ -61,7 +61,7 @@ fn with<T>(
 fn listed(kv: &MemoryKv, now: u64) -> Vec<Handle> {
     let (store, index) = (sealed(kv), KvIndex::new(kv, true));
     let live = run(Subjects::new(&index, &store, POLICY).live(&ada(), now)).unwrap();
-    live.iter().map(|listed| listed.member.handle).collect()
+    live.iter().map(|listed| listed.key.handle).collect()
 }
 
 #[test]

@@ -27,7 +27,7 @@ use crate::store::memory::{
     run, sealed, Fault, MemoryKv, Op, RecordingQueue, SoftAead, StrictSessions,
 };
 use crate::store::schema::{LEGACY_MEMBER_SCHEMA, LEGACY_SESSION_SCHEMA, RECORD_SCHEMA};
-use crate::store::{Entry, Member, Seen, SubjectIndex};
+use crate::store::{Activity, Entry, EntryKey, SubjectIndex};
 use crate::store::{Expect, Outcome, Record, SessionRef, SessionStore};
 
 type Object = SqlSessions<SqliteStorage, MemoryKv, Others, SoftAead>;
@@ -148,8 +148,8 @@ fn object(n: u8) -> Object {
 }
 
 /// The entry of session `n` as an index of this version holds it.
-fn keyed(n: u8, created_at: Millis) -> Member {
-    Member {
+fn keyed(n: u8, created_at: Millis) -> EntryKey {
+    EntryKey {
         handle: Handle::of(&id(n)),
         at: SessionRef::Key(StorageKey::of(&id(n))),
         created_at,
@@ -272,8 +272,8 @@ fn the_session_rules_hold_on_sqlite() {
     assert_eq!(touched.unwrap().version, 3);
 }
 
-fn members_of(entries: Vec<Entry>) -> Vec<Member> {
-    entries.into_iter().map(|entry| entry.member).collect()
+fn members_of(entries: Vec<Entry>) -> Vec<EntryKey> {
+    entries.into_iter().map(|entry| entry.key).collect()
 }
 
 #[test]
@@ -677,20 +677,20 @@ fn an_index_of_the_earlier_strong_mode_is_rewritten_by_handle_once_each_session_
             )
             .unwrap();
     }
-    let old: Vec<Member> = (1..=3).map(|n| Member::of(id(n), T0)).collect();
+    let old: Vec<EntryKey> = (1..=3).map(|n| EntryKey::of(id(n), T0)).collect();
     assert_eq!(
         members_of(run(index.members(&subject)).unwrap()),
         old,
         "listed by id"
     );
-    let seen = Seen {
+    let seen = Activity {
         updated_at: T0,
         expires_at: T0 + 5 * S,
     };
     run(index.upgrade(&subject, &old[0], T0 + 10 * S, seen, T0)).unwrap();
     let rows = dump(&index.0);
     assert!(!reveals(&rows, 1) && reveals(&rows, 2), "{rows}");
-    run(index.remove(&subject, &Member::of(id(2), T0))).unwrap();
+    run(index.remove(&subject, &EntryKey::of(id(2), T0))).unwrap();
     run(index.upgrade(&subject, &old[2], T0 + 10 * S, seen, T0)).unwrap();
     assert_eq!(
         members_of(run(index.members(&subject)).unwrap()),

@@ -34,9 +34,7 @@ impl Kv {
     fn live(&self, now: Millis) -> Vec<Handle> {
         let (store, index) = (sealed(&self.kv), KvIndex::new(&self.kv, true));
         let live = run(Subjects::new(&index, &store, POLICY).live(&ada(), now)).unwrap();
-        live.into_iter()
-            .map(|listed| listed.member.handle)
-            .collect()
+        live.into_iter().map(|listed| listed.key.handle).collect()
     }
 
     fn index_entries(&self) -> usize {
@@ -172,7 +170,7 @@ fn the_same_rules_hold_on_the_strong_mode_index() {
     let subjects = Subjects::new(&index, &store, POLICY);
     let live = run(subjects.live(&ada(), T0 + 4 * S)).unwrap();
     assert_eq!(
-        live.iter().map(|l| l.member.handle).collect::<Vec<_>>(),
+        live.iter().map(|l| l.key.handle).collect::<Vec<_>>(),
         handles(&[3, 2])
     );
     assert_eq!(
@@ -204,11 +202,7 @@ fn a_listing_costs_one_list_per_thousand_and_one_bulk_read_per_hundred() {
         let live = run(Subjects::new(&index, &store, POLICY).live(&ada(), T0 + S)).unwrap();
         assert_eq!(live.len(), usize::from(n));
         assert_eq!(kv.take_operations(), expected, "{n} sessions");
-        assert_eq!(
-            live[0].member.handle,
-            Handle::of(&many(n - 1)),
-            "newest first"
-        );
+        assert_eq!(live[0].key.handle, Handle::of(&many(n - 1)), "newest first");
     }
 }
 
@@ -247,7 +241,7 @@ fn device_info_is_listed_as_sealed_and_kept_by_rotation() {
     let live = run(Subjects::new(&index, &store, POLICY).live(&ada(), T0 + 3 * S)).unwrap();
     let listed: Vec<_> = live
         .iter()
-        .map(|l| (l.member.handle, l.device.clone()))
+        .map(|l| (l.key.handle, l.device.clone()))
         .collect();
     assert_eq!(
         listed,

@@ -9,7 +9,7 @@ use crate::domain::subject::Subject;
 use crate::domain::time::Millis;
 use crate::store::durable::{int, ObjectStorage, Value};
 use crate::store::schema::{INDEX_NEW_COLUMNS, INDEX_SCHEMA};
-use crate::store::{DeviceInfo, Entry, Member, NewEntry, Seen, SessionRef, SubjectIndex};
+use crate::store::{Activity, DeviceInfo, Entry, EntryKey, NewEntry, SessionRef, SubjectIndex};
 
 /// The sessions of one subject, in its own Durable Object's SQLite storage: a row per session,
 /// until the session's latest end. An alarm drops rows past it; an object with no rows left holds
@@ -32,7 +32,7 @@ pub struct SqlIndex<S>(pub S);
 #[derive(Clone, Copy)]
 struct Tables {
     entry: bool,
-    member: bool,
+    key: bool,
 }
 
 impl<S: ObjectStorage> SqlIndex<S> {
@@ -57,13 +57,13 @@ impl<S: ObjectStorage> SqlIndex<S> {
         }
         Ok(Tables {
             entry: schema("entry").is_some(),
-            member: schema("member").is_some(),
+            key: schema("member").is_some(),
         })
     }
 
     /// The rows of the earlier version: id and creation.
     fn legacy_rows(&self, tables: Tables) -> Result<Vec<(SessionId, Millis)>, Error> {
-        if !tables.member {
+        if !tables.key {
             return Ok(Vec::new());
         }
         let rows = self.0.exec(
@@ -92,14 +92,14 @@ impl<S: ObjectStorage> SqlIndex<S> {
     /// Lists the entry's member by handle and key until its `until`.
     fn insert(&self, entry: &NewEntry<'_>) -> Result<(), Error> {
         self.0.exec(INDEX_SCHEMA, vec![])?;
-        let member = &entry.member;
+        let member = &entry.key;
         let mut params = vec![
             Value::Text(member.handle.to_string()),
             Value::Text(member.at.storage_key().name()),
             int(member.created_at),
             int(entry.until),
-            int(entry.seen.updated_at),
-            int(entry.seen.expires_at),
+            int(entry.activity.updated_at),
+            int(entry.activity.expires_at),
         ];
         let device = match entry.device {
             DeviceInfo::None => "NULL",
@@ -126,7 +126,7 @@ impl<S: ObjectStorage> SqlIndex<S> {
     /// table goes with its last row.
     async fn schedule(&self, tables: Tables) -> Result<(), Error> {
         let mut first: Option<i64> = None;
-        for (table, exists) in [("entry", tables.entry), ("member", tables.member)] {
+        for (table, exists) in [("entry", tables.entry), ("member", tables.key)] {
             if !exists {
                 continue;
             }
@@ -152,7 +152,7 @@ impl<S: ObjectStorage> SqlIndex<S> {
     /// The alarm: drops the rows whose session cannot be alive any more.
     pub async fn on_alarm(&self, now: Millis) -> Result<(), Error> {
         let tables = self.tables()?;
-        for (table, exists) in [("entry", tables.entry), ("member", tables.member)] {
+        for (table, exists) in [("entry", tables.entry), ("member", tables.key)] {
             if exists {
                 self.0.exec(
                     &format!("DELETE FROM {table} WHERE until <= ?"),
@@ -176,9 +176,9 @@ impl<S: ObjectStorage> SubjectIndex for SqlIndex<S> {
     }
 
     /// Removes the entry with the member's handle, in either form.
-    async fn remove(&self, _: &Subject, member: &Member) -> Result<(), Error> {
+    async fn remove(&self, _: &Subject, member: &EntryKey) -> Result<(), Error> {
         let tables = self.tables()?;
-        if !tables.entry && !tables.member {
+        if !tables.entry && !tables.key {
             return Ok(());
         }
         if tables.entry {
@@ -201,8 +201,8 @@ impl<S: ObjectStorage> SubjectIndex for SqlIndex<S> {
             .legacy_rows(tables)?
             .into_iter()
             .map(|(id, created_at)| Entry {
-                member: Member::of(id, created_at),
-                seen: None,
+                key: EntryKey::of(id, created_at),
+                activity: None,
                 device: None,
             })
             .collect();
@@ -219,7 +219,7 @@ impl<S: ObjectStorage> SubjectIndex for SqlIndex<S> {
     }
 
     /// Keeps the latest lifecycle reported: reports may arrive out of order.
-    async fn seen(&self, _: &Subject, handle: &Handle, seen: Seen) -> Result<(), Error> {
+    async fn report(&self, _: &Subject, handle: &Handle, activity: Activity) -> Result<(), Error> {
         if !self.tables()?.entry {
             return Ok(());
         }
@@ -227,10 +227,10 @@ impl<S: ObjectStorage> SubjectIndex for SqlIndex<S> {
             "UPDATE entry SET updated_at = ?, expires_at = ? WHERE handle = ? \
              AND (updated_at IS NULL OR updated_at <= ?)",
             vec![
-                int(seen.updated_at),
-                int(seen.expires_at),
+                int(activity.updated_at),
+                int(activity.expires_at),
                 Value::Text(handle.to_string()),
-                int(seen.updated_at),
+                int(activity.updated_at),
             ],
         )?;
         Ok(())
@@ -240,9 +240,9 @@ impl<S: ObjectStorage> SubjectIndex for SqlIndex<S> {
     async fn upgrade(
         &self,
         _: &Subject,
-        member: &Member,
+        member: &EntryKey,
         until: Millis,
-        seen: Seen,
+        activity: Activity,
         _: Millis,
     ) -> Result<(), Error> {
         let SessionRef::Id(id) = member.at else {
@@ -250,12 +250,12 @@ impl<S: ObjectStorage> SubjectIndex for SqlIndex<S> {
         };
         let tables = self.tables()?;
         self.insert(&NewEntry {
-            member: *member,
+            key: *member,
             until,
-            seen,
+            activity,
             device: DeviceInfo::None,
         })?;
-        if tables.member {
+        if tables.key {
             self.delete_legacy_row(&id)?;
         }
         self.schedule(Tables {
@@ -274,8 +274,8 @@ fn parse_entry(row: Vec<Value>) -> Option<Entry> {
     else {
         return None;
     };
-    let seen = match (row.next()?, row.next()?) {
-        (Value::Integer(updated_at), Value::Integer(expires_at)) => Some(Seen {
+    let activity = match (row.next()?, row.next()?) {
+        (Value::Integer(updated_at), Value::Integer(expires_at)) => Some(Activity {
             updated_at: u64::try_from(updated_at).ok()?,
             expires_at: u64::try_from(expires_at).ok()?,
         }),
@@ -285,14 +285,14 @@ fn parse_entry(row: Vec<Value>) -> Option<Entry> {
         Value::Blob(bytes) => Some(bytes),
         _ => None,
     };
-    let member = Member {
+    let member = EntryKey {
         handle: Handle::parse(&handle)?,
         at: SessionRef::Key(StorageKey::from_name(&key)?),
         created_at: u64::try_from(created_at).ok()?,
     };
     Some(Entry {
-        member,
-        seen,
+        key: member,
+        activity,
         device,
     })
 }
@@ -309,23 +309,23 @@ mod tests {
         SessionId::from_random_bytes([n; 16])
     }
 
-    fn keyed(n: u8, created_at: Millis) -> Member {
-        Member {
+    fn keyed(n: u8, created_at: Millis) -> EntryKey {
+        EntryKey {
             handle: Handle::of(&id(n)),
             at: SessionRef::Key(StorageKey::of(&id(n))),
             created_at,
         }
     }
 
-    fn members_of(entries: Vec<Entry>) -> Vec<Member> {
-        entries.into_iter().map(|entry| entry.member).collect()
+    fn members_of(entries: Vec<Entry>) -> Vec<EntryKey> {
+        entries.into_iter().map(|entry| entry.key).collect()
     }
 
-    fn new_entry(member: Member, until: Millis, device: DeviceInfo<'_>) -> NewEntry<'_> {
+    fn new_entry(member: EntryKey, until: Millis, device: DeviceInfo<'_>) -> NewEntry<'_> {
         NewEntry {
-            member,
+            key: member,
             until,
-            seen: Seen {
+            activity: Activity {
                 updated_at: member.created_at,
                 expires_at: member.created_at + 30 * S,
             },
@@ -384,21 +384,21 @@ mod tests {
             T0,
         ))
         .unwrap();
-        let later = Seen {
+        let later = Activity {
             updated_at: T0 + 5 * S,
             expires_at: T0 + 35 * S,
         };
-        let earlier = Seen {
+        let earlier = Activity {
             updated_at: T0 + 4 * S,
             expires_at: T0 + 34 * S,
         };
-        run(index.seen(&subject, &first.handle, later)).unwrap();
-        run(index.seen(&subject, &first.handle, earlier)).unwrap();
+        run(index.report(&subject, &first.handle, later)).unwrap();
+        run(index.report(&subject, &first.handle, earlier)).unwrap();
         let like = DeviceInfo::Like(first.handle);
         run(index.add(&subject, &new_entry(rotated, T0 + 99 * S, like), T0)).unwrap();
         let entries = run(index.members(&subject)).unwrap();
         assert_eq!(
-            entries[0].seen,
+            entries[0].activity,
             Some(later),
             "a late report does not go back"
         );
@@ -408,7 +408,7 @@ mod tests {
             Some(&sealed[..]),
             "carried over"
         );
-        run(index.seen(&subject, &keyed(9, T0).handle, later)).unwrap();
+        run(index.report(&subject, &keyed(9, T0).handle, later)).unwrap();
         assert_eq!(
             run(index.members(&subject)).unwrap().len(),
             2,
@@ -438,8 +438,8 @@ mod tests {
         assert_eq!(
             entries,
             vec![Entry {
-                member: keyed(1, T0),
-                seen: None,
+                key: keyed(1, T0),
+                activity: None,
                 device: None
             }],
             "listed, its lifecycle unknown until checked"

@@ -8,7 +8,9 @@ use crate::domain::session::KV_MIN_TTL;
 use crate::domain::subject::Subject;
 use crate::domain::time::Millis;
 use crate::store::schema::index_prefix;
-use crate::store::{DeviceInfo, Entry, KeyValue, Member, NewEntry, Seen, SessionRef, SubjectIndex};
+use crate::store::{
+    Activity, DeviceInfo, Entry, EntryKey, KeyValue, NewEntry, SessionRef, SubjectIndex,
+};
 
 /// The subject index on KV: one entry `sub:<subject hash>:<handle>` per session, empty, with
 /// `<created at> <storage key>[ <sealed device, base64>]` as metadata, living until the
@@ -45,7 +47,7 @@ impl<K: KeyValue> KvIndex<K> {
 }
 
 /// An entry's metadata: `<created at> <storage key>[ <device>]`.
-fn entry_metadata(member: &Member, device: Option<&[u8]>) -> String {
+fn entry_metadata(member: &EntryKey, device: Option<&[u8]>) -> String {
     let mut metadata = format!("{} {}", member.created_at, member.at.storage_key().name());
     if let Some(device) = device {
         metadata.push(' ');
@@ -65,22 +67,22 @@ fn parse_entry(name: &str, metadata: Option<&str>) -> Option<Entry> {
             Some(text) => Some(base64::decode(text)?),
             None => None,
         };
-        let member = Member {
+        let member = EntryKey {
             handle,
             at: SessionRef::Key(key),
             created_at,
         };
         return Some(Entry {
-            member,
-            seen: None,
+            key: member,
+            activity: None,
             device,
         });
     }
     let id = SessionId::parse(name)?;
     let created_at = metadata.and_then(|m| m.parse().ok()).unwrap_or(0);
     Some(Entry {
-        member: Member::of(id, created_at),
-        seen: None,
+        key: EntryKey::of(id, created_at),
+        activity: None,
         device: None,
     })
 }
@@ -88,7 +90,7 @@ fn parse_entry(name: &str, metadata: Option<&str>) -> Option<Entry> {
 impl<K: KeyValue> SubjectIndex for KvIndex<K> {
     /// One put (and one read first, for a rotated session's device).
     async fn add(&self, subject: &Subject, entry: &NewEntry<'_>, now: Millis) -> Result<(), Error> {
-        let member = entry.member;
+        let member = entry.key;
         let carried = match entry.device {
             DeviceInfo::None => None,
             DeviceInfo::Sealed(bytes) => Some(bytes.to_vec()),
@@ -106,7 +108,7 @@ impl<K: KeyValue> SubjectIndex for KvIndex<K> {
 
     /// One delete; with `legacy` on and the id known, one more for an entry written before
     /// keys were hashed.
-    async fn remove(&self, subject: &Subject, member: &Member) -> Result<(), Error> {
+    async fn remove(&self, subject: &Subject, member: &EntryKey) -> Result<(), Error> {
         let prefix = index_prefix(subject);
         self.kv
             .delete(&format!("{prefix}{}", member.handle))
@@ -124,7 +126,7 @@ impl<K: KeyValue> SubjectIndex for KvIndex<K> {
         entry: &NewEntry<'_>,
         now: Millis,
     ) -> Result<(), Error> {
-        let name = format!("{}{}", index_prefix(subject), entry.member.handle);
+        let name = format!("{}{}", index_prefix(subject), entry.key.handle);
         if self.kv.get(&name).await?.is_none() {
             let entry = NewEntry {
                 device: DeviceInfo::None,
@@ -140,16 +142,16 @@ impl<K: KeyValue> SubjectIndex for KvIndex<K> {
     async fn upgrade(
         &self,
         subject: &Subject,
-        member: &Member,
+        member: &EntryKey,
         until: Millis,
-        seen: Seen,
+        activity: Activity,
         now: Millis,
     ) -> Result<(), Error> {
         if let SessionRef::Id(id) = member.at {
             let entry = NewEntry {
-                member: *member,
+                key: *member,
                 until,
-                seen,
+                activity,
                 device: DeviceInfo::None,
             };
             self.add(subject, &entry, now).await?;
@@ -173,10 +175,10 @@ impl<K: KeyValue> SubjectIndex for KvIndex<K> {
             })
             .collect();
         entries.sort_unstable_by_key(|entry| {
-            let keyed = matches!(entry.member.at, SessionRef::Key(_));
-            (entry.member.handle, keyed)
+            let keyed = matches!(entry.key.at, SessionRef::Key(_));
+            (entry.key.handle, keyed)
         });
-        entries.dedup_by_key(|entry| entry.member.handle);
+        entries.dedup_by_key(|entry| entry.key.handle);
         Ok(entries)
     }
 }
@@ -189,9 +191,9 @@ mod tests {
     #[test]
     fn the_largest_index_entry_fits_kv_metadata() {
         let id = SessionId::from_random_bytes([1; 16]);
-        let member = Member {
+        let member = EntryKey {
             created_at: u64::MAX,
-            ..Member::of(id, 0)
+            ..EntryKey::of(id, 0)
         };
         let device = vec![0xff; crate::store::seal::MAX_SEALED_DEVICE];
         let metadata = entry_metadata(&member, Some(&device));

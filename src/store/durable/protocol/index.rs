@@ -17,7 +17,7 @@ use crate::domain::error::Error;
 use crate::domain::id::SessionId;
 use crate::domain::subject::Subject;
 use crate::domain::time::Millis;
-use crate::store::{DeviceInfo, Entry, Member, NewEntry, Seen, SessionRef, SubjectIndex};
+use crate::store::{Activity, DeviceInfo, Entry, EntryKey, NewEntry, SessionRef, SubjectIndex};
 
 pub const PATH: &str = "/index";
 /// The entry, member or lifecycle a request is about (see above).
@@ -54,9 +54,9 @@ impl SubjectIndex for SubjectPeers {
     async fn add(&self, subject: &Subject, entry: &NewEntry<'_>, _: Millis) -> Result<(), Error> {
         let line = format!(
             "{} {} {}",
-            member_line(&entry.member, true),
+            key_line(&entry.key, true),
             entry.until,
-            seen_text(&entry.seen)
+            activity_text(&entry.activity)
         );
         let like = match entry.device {
             DeviceInfo::Like(handle) => Some(handle.to_string()),
@@ -73,8 +73,8 @@ impl SubjectIndex for SubjectPeers {
         self.send(subject, "PUT", &headers, body).await.map(drop)
     }
 
-    async fn remove(&self, subject: &Subject, member: &Member) -> Result<(), Error> {
-        let line = member_line(member, true);
+    async fn remove(&self, subject: &Subject, member: &EntryKey) -> Result<(), Error> {
+        let line = key_line(member, true);
         self.send(subject, "DELETE", &[(MEMBER_HEADER, &line)], None)
             .await
             .map(drop)
@@ -86,8 +86,13 @@ impl SubjectIndex for SubjectPeers {
         Ok(parse_entries(&text))
     }
 
-    async fn seen(&self, subject: &Subject, handle: &Handle, seen: Seen) -> Result<(), Error> {
-        let line = format!("{handle} {}", seen_text(&seen));
+    async fn report(
+        &self,
+        subject: &Subject,
+        handle: &Handle,
+        activity: Activity,
+    ) -> Result<(), Error> {
+        let line = format!("{handle} {}", activity_text(&activity));
         self.send(subject, "PATCH", &[(MEMBER_HEADER, &line)], None)
             .await
             .map(drop)
@@ -97,7 +102,7 @@ impl SubjectIndex for SubjectPeers {
 /// `<handle> <storage key> <created_at>`. A session's own object sends the key derived from its
 /// id; a subject's object sends an entry of the earlier version, which holds an id, with that id
 /// until the session has moved (then the entry is rewritten).
-fn member_line(member: &Member, own: bool) -> String {
+fn key_line(member: &EntryKey, own: bool) -> String {
     let at = match member.at {
         SessionRef::Key(key) => key.name(),
         SessionRef::Id(id) if own => StorageKey::of(&id).name(),
@@ -106,7 +111,7 @@ fn member_line(member: &Member, own: bool) -> String {
     format!("{} {at} {}", member.handle, member.created_at)
 }
 
-fn parse_member(parts: &mut std::str::Split<'_, char>) -> Option<Member> {
+fn parse_key(parts: &mut std::str::Split<'_, char>) -> Option<EntryKey> {
     let handle = Handle::parse(parts.next()?)?;
     let at = parts.next()?;
     let at = match StorageKey::from_name(at) {
@@ -114,7 +119,7 @@ fn parse_member(parts: &mut std::str::Split<'_, char>) -> Option<Member> {
         None => SessionRef::Id(SessionId::parse(at).filter(|id| Handle::of(id) == handle)?),
     };
     let created_at = parts.next()?.parse().ok()?;
-    Some(Member {
+    Some(EntryKey {
         handle,
         at,
         created_at,
@@ -127,12 +132,12 @@ pub fn entries_text(entries: &[Entry]) -> String {
     entries
         .iter()
         .map(|entry| {
-            let seen = entry.seen.as_ref().map_or("- -".into(), seen_text);
+            let activity = entry.activity.as_ref().map_or("- -".into(), activity_text);
             let device = entry
                 .device
                 .as_ref()
                 .map_or("-".into(), |d| base64::encode(d));
-            format!("{} {seen} {device}\n", member_line(&entry.member, false))
+            format!("{} {activity} {device}\n", key_line(&entry.key, false))
         })
         .collect()
 }
@@ -141,18 +146,18 @@ pub fn parse_entries(text: &str) -> Vec<Entry> {
     text.lines()
         .filter_map(|line| {
             let mut parts = line.split(' ');
-            let member = parse_member(&mut parts)?;
-            let seen = match (parts.next()?, parts.next()?) {
+            let member = parse_key(&mut parts)?;
+            let activity = match (parts.next()?, parts.next()?) {
                 ("-", "-") => None,
-                (updated_at, expires_at) => Some(seen_of(updated_at, expires_at)?),
+                (updated_at, expires_at) => Some(activity_of(updated_at, expires_at)?),
             };
             let device = match parts.next()? {
                 "-" => None,
                 text => Some(base64::decode(text)?),
             };
             Some(Entry {
-                member,
-                seen,
+                key: member,
+                activity,
                 device,
             })
         })
@@ -160,33 +165,33 @@ pub fn parse_entries(text: &str) -> Vec<Entry> {
 }
 
 /// A member a session's object sent to remove: `<handle> <storage key> <created_at>`.
-pub fn parse_member_line(line: &str) -> Option<Member> {
-    parse_member(&mut line.split(' ')).filter(|m| matches!(m.at, SessionRef::Key(_)))
+pub fn parse_key_line(line: &str) -> Option<EntryKey> {
+    parse_key(&mut line.split(' ')).filter(|m| matches!(m.at, SessionRef::Key(_)))
 }
 
 /// An entry a session's object sent to add: the member, `<until> <updated_at> <expires_at>`.
-pub fn parse_entry_line(line: &str) -> Option<(Member, Millis, Seen)> {
+pub fn parse_entry_line(line: &str) -> Option<(EntryKey, Millis, Activity)> {
     let mut parts = line.split(' ');
-    let member = parse_member(&mut parts).filter(|m| matches!(m.at, SessionRef::Key(_)))?;
+    let member = parse_key(&mut parts).filter(|m| matches!(m.at, SessionRef::Key(_)))?;
     let until = parts.next()?.parse().ok()?;
-    Some((member, until, seen_of(parts.next()?, parts.next()?)?))
+    Some((member, until, activity_of(parts.next()?, parts.next()?)?))
 }
 
 /// A lifecycle a session's object reported: `<handle> <updated_at> <expires_at>`.
-pub fn parse_seen_line(line: &str) -> Option<(Handle, Seen)> {
+pub fn parse_activity_line(line: &str) -> Option<(Handle, Activity)> {
     let mut parts = line.split(' ');
     let handle = Handle::parse(parts.next()?)?;
-    Some((handle, seen_of(parts.next()?, parts.next()?)?))
+    Some((handle, activity_of(parts.next()?, parts.next()?)?))
 }
 
 /// `<updated_at> <expires_at>`, as every line that carries a lifecycle ends.
-fn seen_text(seen: &Seen) -> String {
-    format!("{} {}", seen.updated_at, seen.expires_at)
+fn activity_text(activity: &Activity) -> String {
+    format!("{} {}", activity.updated_at, activity.expires_at)
 }
 
-/// What [`seen_text`] wrote.
-fn seen_of(updated_at: &str, expires_at: &str) -> Option<Seen> {
-    Some(Seen {
+/// What [`activity_text`] wrote.
+fn activity_of(updated_at: &str, expires_at: &str) -> Option<Activity> {
+    Some(Activity {
         updated_at: updated_at.parse().ok()?,
         expires_at: expires_at.parse().ok()?,
     })
@@ -207,7 +212,7 @@ pub async fn serve(
             Ok(Answer::new(200, entries_text(&entries).into_bytes()))
         }
         "PUT" => {
-            let (member, until, seen) = parse_entry_line(&line).ok_or_else(malformed)?;
+            let (member, until, activity) = parse_entry_line(&line).ok_or_else(malformed)?;
             let like = call.header(LIKE_HEADER).and_then(|h| Handle::parse(&h));
             let device = match (like, call.body.is_empty()) {
                 (Some(handle), _) => DeviceInfo::Like(handle),
@@ -215,21 +220,21 @@ pub async fn serve(
                 (None, true) => DeviceInfo::None,
             };
             let entry = NewEntry {
-                member,
+                key: member,
                 until,
-                seen,
+                activity,
                 device,
             };
             index.add(subject, &entry, now).await?;
             Ok(Answer::done())
         }
         "PATCH" => {
-            let (handle, seen) = parse_seen_line(&line).ok_or_else(malformed)?;
-            index.seen(subject, &handle, seen).await?;
+            let (handle, activity) = parse_activity_line(&line).ok_or_else(malformed)?;
+            index.report(subject, &handle, activity).await?;
             Ok(Answer::done())
         }
         "DELETE" => {
-            let member = parse_member_line(&line).ok_or_else(malformed)?;
+            let member = parse_key_line(&line).ok_or_else(malformed)?;
             index.remove(subject, &member).await?;
             Ok(Answer::done())
         }
@@ -249,8 +254,8 @@ mod tests {
         SessionId::from_random_bytes([n; 16])
     }
 
-    fn keyed(n: u8, created_at: Millis) -> Member {
-        Member {
+    fn keyed(n: u8, created_at: Millis) -> EntryKey {
+        EntryKey {
             handle: Handle::of(&id(n)),
             at: SessionRef::Key(StorageKey::of(&id(n))),
             created_at,
@@ -259,19 +264,19 @@ mod tests {
 
     #[test]
     fn the_index_protocol_round_trips_entries() {
-        let seen = Seen {
+        let activity = Activity {
             updated_at: T0 + 2 * S,
             expires_at: T0 + 9 * S,
         };
         let entries = vec![
             Entry {
-                member: keyed(1, T0),
-                seen: Some(seen),
+                key: keyed(1, T0),
+                activity: Some(activity),
                 device: Some(vec![0, 1, 2, 255]),
             },
             Entry {
-                member: keyed(2, T0 + S),
-                seen: None,
+                key: keyed(2, T0 + S),
+                activity: None,
                 device: None,
             },
         ];
@@ -279,8 +284,8 @@ mod tests {
         assert_eq!(parse_entries(&text), entries);
         assert!(!text.contains(&id(1).to_string()), "no id travels");
         let old = [Entry {
-            member: Member::of(id(1), T0),
-            seen: None,
+            key: EntryKey::of(id(1), T0),
+            activity: None,
             device: None,
         }];
         assert_eq!(
@@ -295,9 +300,9 @@ mod tests {
             Handle::of(&id(3)),
             StorageKey::of(&id(3)).name()
         );
-        assert_eq!(parse_member_line(&member), Some(keyed(3, T0)));
+        assert_eq!(parse_key_line(&member), Some(keyed(3, T0)));
         let line = format!("{member} {} {} {}", T0 + 5 * S, T0 + S, T0 + 3 * S);
-        let reported = Seen {
+        let reported = Activity {
             updated_at: T0 + S,
             expires_at: T0 + 3 * S,
         };
@@ -306,17 +311,17 @@ mod tests {
             Some((keyed(3, T0), T0 + 5 * S, reported))
         );
         assert_eq!(
-            parse_member_line(&format!("{} {} {T0}", Handle::of(&id(3)), id(3))),
+            parse_key_line(&format!("{} {} {T0}", Handle::of(&id(3)), id(3))),
             None,
             "an id"
         );
         assert_eq!(parse_entry_line(&member), None, "no end, no lifecycle");
         let seen_line = format!("{} {} {}", Handle::of(&id(3)), T0 + S, T0 + 3 * S);
         assert_eq!(
-            parse_seen_line(&seen_line),
+            parse_activity_line(&seen_line),
             Some((Handle::of(&id(3)), reported))
         );
-        assert_eq!(parse_member_line("nope 1 2"), None);
+        assert_eq!(parse_key_line("nope 1 2"), None);
     }
 
     #[test]
@@ -332,20 +337,20 @@ mod tests {
             };
             run(serve(&call, &index, &subject, T0))
         };
-        let member = member_line(&keyed(1, T0), true);
+        let member = key_line(&keyed(1, T0), true);
         let added = call(
             "PUT",
             format!("{member} {} {} {}", T0 + 9 * S, T0, T0 + 5 * S),
             b"d2..",
         );
         assert_eq!(added.unwrap(), Answer::done());
-        let seen = format!("{} {} {}", Handle::of(&id(1)), T0 + S, T0 + 6 * S);
-        assert_eq!(call("PATCH", seen, b"").unwrap(), Answer::done());
+        let activity = format!("{} {} {}", Handle::of(&id(1)), T0 + S, T0 + 6 * S);
+        assert_eq!(call("PATCH", activity, b"").unwrap(), Answer::done());
         let listed = call("GET", String::new(), b"").unwrap();
         let entries = parse_entries(std::str::from_utf8(&listed.body).unwrap());
         let expected = Entry {
-            member: keyed(1, T0),
-            seen: Some(Seen {
+            key: keyed(1, T0),
+            activity: Some(Activity {
                 updated_at: T0 + S,
                 expires_at: T0 + 6 * S,
             }),
