@@ -411,6 +411,28 @@ pub mod sqlite {
     }
 
     impl SqliteStorage {
+        /// Every row of every table a session's or a subject's object may hold, as text in
+        /// lowercase: what a test searches for an id or data that must not be there.
+        pub fn dump(&self) -> String {
+            let mut out = String::new();
+            for table in ["record", "session", "entry", "member"] {
+                if let Ok(rows) = self.exec(&format!("SELECT * FROM {table}"), vec![]) {
+                    for row in rows {
+                        for value in row {
+                            let text = match value {
+                                Value::Blob(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+                                other => format!("{other:?}"),
+                            };
+                            out.push_str(&text);
+                            out.push(' ');
+                        }
+                        out.push('\n');
+                    }
+                }
+            }
+            out.to_lowercase()
+        }
+
         /// Whether the object holds nothing (what an object costs nothing for).
         pub fn is_empty(&self) -> bool {
             self.tables().is_empty() && self.alarm.get().is_none()

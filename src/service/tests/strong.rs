@@ -12,7 +12,6 @@ use crate::domain::session::Meta;
 use crate::domain::subject::Subject;
 use crate::domain::time::Millis;
 use crate::service::sessions::Sessions;
-use crate::store::durable::index::SqlIndex;
 use crate::store::durable::{has_table, int, Value};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -26,8 +25,7 @@ use crate::store::memory::sqlite::SqliteStorage;
 use crate::store::memory::{
     run, sealed, Fault, MemoryKv, Op, RecordingQueue, SoftAead, StrictSessions,
 };
-use crate::store::schema::{LEGACY_MEMBER_SCHEMA, LEGACY_SESSION_SCHEMA, RECORD_SCHEMA};
-use crate::store::{Activity, Entry, EntryKey, SubjectIndex};
+use crate::store::schema::{LEGACY_SESSION_SCHEMA, RECORD_SCHEMA};
 use crate::store::{Expect, Outcome, Record, SessionRef, SessionStore};
 
 type Object = SqlSessions<SqliteStorage, MemoryKv, Others, SoftAead>;
@@ -148,14 +146,6 @@ fn object(n: u8) -> Object {
 }
 
 /// The entry of session `n` as an index of this version holds it.
-fn keyed(n: u8, created_at: Millis) -> EntryKey {
-    EntryKey {
-        handle: Handle::of(&id(n)),
-        at: SessionRef::Key(StorageKey::of(&id(n))),
-        created_at,
-    }
-}
-
 fn body(text: &str) -> JsonObject {
     JsonObject::from_bytes(text.as_bytes().to_vec()).unwrap()
 }
@@ -270,10 +260,6 @@ fn the_session_rules_hold_on_sqlite() {
         run(s.touch(&id(1), T0 + 100 * S))
     });
     assert_eq!(touched.unwrap().version, 3);
-}
-
-fn members_of(entries: Vec<Entry>) -> Vec<EntryKey> {
-    entries.into_iter().map(|entry| entry.key).collect()
 }
 
 #[test]
@@ -475,26 +461,6 @@ fn a_move_whose_old_copy_cannot_be_deleted_is_undone_and_tried_again() {
 }
 
 /// Every row of every table, as text: what a dump of the object shows.
-fn dump(storage: &SqliteStorage) -> String {
-    let mut out = String::new();
-    for table in ["record", "session", "entry", "member"] {
-        if let Ok(rows) = storage.exec(&format!("SELECT * FROM {table}"), vec![]) {
-            for row in rows {
-                for value in row {
-                    let text = match value {
-                        Value::Blob(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-                        other => format!("{other:?}"),
-                    };
-                    out.push_str(&text);
-                    out.push(' ');
-                }
-                out.push('\n');
-            }
-        }
-    }
-    out.to_lowercase()
-}
-
 fn reveals(dump: &str, n: u8) -> bool {
     let text = id(n).to_string();
     dump.contains(&text) || dump.contains(&text.replace('-', ""))
@@ -529,7 +495,7 @@ fn an_object_holds_no_id_and_no_data_after_every_operation() {
         run(s.touch(&id(1), T0 + 100 * S))
     })
     .unwrap();
-    let rows = dump(&object.storage);
+    let rows = object.storage.dump();
     assert!(!reveals(&rows, 1) && !rows.contains(canary), "{rows}");
     assert!(
         rows.contains(&StorageKey::of(&id(1)).name()),
@@ -610,7 +576,7 @@ fn a_session_of_the_earlier_strong_mode_moves_in_and_its_object_is_emptied() {
         object.peers.old.borrow().is_empty(),
         "the old object is emptied"
     );
-    let rows = dump(&object.storage);
+    let rows = object.storage.dump();
     assert!(!reveals(&rows, 1) && !rows.contains("c4n4ry"), "{rows}");
     let (_, written) = at(&mut object, T0 + 2 * S, |s| {
         run(s.merge(
@@ -661,47 +627,6 @@ fn an_old_object_of_a_session_ended_moments_ago_keeps_kv_from_bringing_it_back()
         at(&mut object, later, |s| run(s.get(&id(1), later))).is_ok(),
         "after the window, KV is KV"
     );
-}
-
-#[test]
-fn an_index_of_the_earlier_strong_mode_is_rewritten_by_handle_once_each_session_moved() {
-    let index = SqlIndex(SqliteStorage::default());
-    let subject = Subject::new(b"ada", None).unwrap();
-    index.0.exec(LEGACY_MEMBER_SCHEMA, vec![]).unwrap();
-    for n in 1..=3 {
-        index
-            .0
-            .exec(
-                "INSERT INTO member (id, created_at, until) VALUES (?, ?, ?)",
-                vec![Value::Text(id(n).to_string()), int(T0), int(T0 + 10 * S)],
-            )
-            .unwrap();
-    }
-    let old: Vec<EntryKey> = (1..=3).map(|n| EntryKey::of(id(n), T0)).collect();
-    assert_eq!(
-        members_of(run(index.members(&subject)).unwrap()),
-        old,
-        "listed by id"
-    );
-    let seen = Activity {
-        updated_at: T0,
-        expires_at: T0 + 5 * S,
-    };
-    run(index.upgrade(&subject, &old[0], T0 + 10 * S, seen, T0)).unwrap();
-    let rows = dump(&index.0);
-    assert!(!reveals(&rows, 1) && reveals(&rows, 2), "{rows}");
-    run(index.remove(&subject, &EntryKey::of(id(2), T0))).unwrap();
-    run(index.upgrade(&subject, &old[2], T0 + 10 * S, seen, T0)).unwrap();
-    assert_eq!(
-        members_of(run(index.members(&subject)).unwrap()),
-        vec![keyed(1, T0), keyed(3, T0)]
-    );
-    assert!(
-        !has_table(&index.0, "member").unwrap(),
-        "the old table goes with its last row"
-    );
-    let rows = dump(&index.0);
-    assert!((1..=3).all(|n| !reveals(&rows, n)), "{rows}");
 }
 
 /// The types and reasons of what `queue` received, in order, with the handle each names.

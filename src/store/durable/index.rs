@@ -301,9 +301,10 @@ fn parse_entry(row: Vec<Value>) -> Option<Entry> {
 mod tests {
     use super::*;
     use crate::domain::session::fixtures::{S, T0};
+    use crate::store::durable::has_table;
     use crate::store::memory::run;
     use crate::store::memory::sqlite::SqliteStorage;
-    use crate::store::schema::LEGACY_ENTRY_SCHEMA;
+    use crate::store::schema::{LEGACY_ENTRY_SCHEMA, LEGACY_MEMBER_SCHEMA};
 
     fn id(n: u8) -> SessionId {
         SessionId::from_random_bytes([n; 16])
@@ -451,5 +452,51 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(run(index.members(&subject)).unwrap().len(), 2);
+    }
+
+    fn reveals(dump: &str, n: u8) -> bool {
+        let text = id(n).to_string();
+        dump.contains(&text) || dump.contains(&text.replace('-', ""))
+    }
+
+    #[test]
+    fn an_index_of_the_earlier_strong_mode_is_rewritten_by_handle_once_each_session_moved() {
+        let index = SqlIndex(SqliteStorage::default());
+        let subject = Subject::new(b"ada", None).unwrap();
+        index.0.exec(LEGACY_MEMBER_SCHEMA, vec![]).unwrap();
+        for n in 1..=3 {
+            index
+                .0
+                .exec(
+                    "INSERT INTO member (id, created_at, until) VALUES (?, ?, ?)",
+                    vec![Value::Text(id(n).to_string()), int(T0), int(T0 + 10 * S)],
+                )
+                .unwrap();
+        }
+        let old: Vec<EntryKey> = (1..=3).map(|n| EntryKey::of(id(n), T0)).collect();
+        assert_eq!(
+            members_of(run(index.members(&subject)).unwrap()),
+            old,
+            "listed by id"
+        );
+        let seen = Activity {
+            updated_at: T0,
+            expires_at: T0 + 5 * S,
+        };
+        run(index.upgrade(&subject, &old[0], T0 + 10 * S, seen, T0)).unwrap();
+        let rows = index.0.dump();
+        assert!(!reveals(&rows, 1) && reveals(&rows, 2), "{rows}");
+        run(index.remove(&subject, &EntryKey::of(id(2), T0))).unwrap();
+        run(index.upgrade(&subject, &old[2], T0 + 10 * S, seen, T0)).unwrap();
+        assert_eq!(
+            members_of(run(index.members(&subject)).unwrap()),
+            vec![keyed(1, T0), keyed(3, T0)]
+        );
+        assert!(
+            !has_table(&index.0, "member").unwrap(),
+            "the old table goes with its last row"
+        );
+        let rows = index.0.dump();
+        assert!((1..=3).all(|n| !reveals(&rows, n)), "{rows}");
     }
 }
