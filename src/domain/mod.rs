@@ -12,7 +12,6 @@ pub mod digest;
 pub mod error;
 pub mod event;
 pub mod id;
-pub mod join;
 pub mod json;
 pub mod merge;
 pub mod percent;

@@ -1,42 +1,24 @@
 //! Percent-decoding (RFC 3986) of path segments and header values: strict for cache keys, where
 //! a malformed escape is refused, and lenient for subjects, which are whatever the caller sent.
 
+use percent_encoding::percent_decode_str;
+
 /// Decodes `%XX` escapes; `None` for a malformed one (a cache key with one is refused).
 pub fn percent_decode(text: &str) -> Option<Vec<u8>> {
-    decode(text, true)
+    let well_formed = text.split('%').skip(1).all(|after| {
+        after
+            .as_bytes()
+            .get(..2)
+            .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit))
+    });
+    well_formed.then(|| percent_decode_str(text).collect())
 }
 
 /// Decodes every well-formed `%XX` and keeps any other `%` as the character it is, as a
 /// forgiving `decodeURIComponent` would: a subject is whatever the caller sent, and the same
 /// subject decodes alike from a path and from a header.
 pub fn percent_decode_lenient(text: &str) -> Vec<u8> {
-    decode(text, false).unwrap_or_default()
-}
-
-fn decode(text: &str, strict: bool) -> Option<Vec<u8>> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut at = 0;
-    while at < bytes.len() {
-        if bytes[at] == b'%' {
-            let escaped = std::str::from_utf8(bytes.get(at + 1..at + 3).unwrap_or_default())
-                .ok()
-                .filter(|hex| hex.len() == 2)
-                .and_then(|hex| u8::from_str_radix(hex, 16).ok());
-            match escaped {
-                Some(byte) => {
-                    out.push(byte);
-                    at += 3;
-                    continue;
-                }
-                None if strict => return None,
-                None => {}
-            }
-        }
-        out.push(bytes[at]);
-        at += 1;
-    }
-    Some(out)
+    percent_decode_str(text).collect()
 }
 
 #[cfg(test)]

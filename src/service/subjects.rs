@@ -13,7 +13,7 @@
 use crate::domain::derive::Handle;
 use crate::domain::error::Error;
 use crate::domain::event::{Event, Kind, Revocation};
-use crate::domain::join::join_all;
+use futures_util::future::join_all;
 use crate::domain::session::Policy;
 use crate::domain::subject::Subject;
 use crate::domain::time::Millis;

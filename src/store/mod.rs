@@ -30,7 +30,7 @@ use crate::domain::derive::{Handle, StorageKey};
 use crate::domain::error::Error;
 use crate::domain::event::Event;
 use crate::domain::id::SessionId;
-use crate::domain::join::join_all;
+use futures_util::future::join_all;
 use crate::domain::session::Meta;
 use crate::domain::subject::Subject;
 use crate::domain::time::Millis;
