@@ -232,11 +232,15 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
                     limit: self.policy.max_bytes,
                 });
             }
-            let meta = current.meta.written(now, self.policy);
-            let expect = Expect::Version(current.meta.version);
+            let before = current.meta;
+            // The stored data is not needed past here: a large session is not held once more
+            // while the new one is sealed.
+            drop(current);
+            let meta = before.written(now, self.policy);
+            let expect = Expect::Version(before.version);
             match self.store.save(id, &data, &meta, expect, None).await? {
                 Outcome::Written => {
-                    self.report(id, &current.meta, &meta, now).await;
+                    self.report(id, &before, &meta, now).await;
                     return Ok((data, meta));
                 }
                 Outcome::Conflict if if_match.is_some() => return Err(Error::PreconditionFailed),

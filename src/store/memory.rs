@@ -50,8 +50,10 @@ impl Aead for SoftAead {
         nonce: &[u8],
         aad: &[u8],
         plain: &[u8],
-    ) -> Result<Vec<u8>, Error> {
-        soft_encrypt(key, nonce, aad, plain)
+        out: &mut Vec<u8>,
+    ) -> Result<(), Error> {
+        out.extend_from_slice(&soft_encrypt(key, nonce, aad, plain)?);
+        Ok(())
     }
 
     async fn decrypt(

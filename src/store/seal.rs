@@ -87,14 +87,16 @@ pub const IN_WASM: usize = 2048;
     reason = "Workers run single-threaded; futures need not be Send"
 )]
 pub trait Aead {
-    /// Ciphertext and tag.
+    /// Ciphertext and tag, appended to `out`: the record being built, which has room for them,
+    /// so that a large session is not held twice in Wasm memory.
     async fn encrypt(
         &self,
         key: &[u8; 32],
         nonce: &[u8],
         aad: &[u8],
         plain: &[u8],
-    ) -> Result<Vec<u8>, Error>;
+        out: &mut Vec<u8>,
+    ) -> Result<(), Error>;
     /// `None` when the tag does not match (the wrong key, or altered bytes).
     async fn decrypt(
         &self,
@@ -357,12 +359,13 @@ impl<A: Aead> Sealer<A> {
         let aad = [DATA_LABEL, key.bytes(), &bytes].concat();
         let nonce = random::<NONCE>()?;
         bytes.extend_from_slice(&nonce);
-        let sealed = if data.len() <= IN_WASM {
-            soft_encrypt(&data_key, &nonce, &aad, data)?
+        if data.len() <= IN_WASM {
+            bytes.extend_from_slice(&soft_encrypt(&data_key, &nonce, &aad, data)?);
         } else {
-            self.0.encrypt(&data_key, &nonce, &aad, data).await?
-        };
-        bytes.extend_from_slice(&sealed);
+            self.0
+                .encrypt(&data_key, &nonce, &aad, data, &mut bytes)
+                .await?;
+        }
         Ok(bytes)
     }
 }
@@ -467,8 +470,15 @@ impl Aead for WebCrypto {
         nonce: &[u8],
         aad: &[u8],
         plain: &[u8],
-    ) -> Result<Vec<u8>, Error> {
-        Ok(bytes_of(settle(seal(key, nonce, aad, plain)).await?))
+        out: &mut Vec<u8>,
+    ) -> Result<(), Error> {
+        let sealed = Uint8Array::new(&ArrayBuffer::from(
+            settle(seal(key, nonce, aad, plain)).await?,
+        ));
+        let at = out.len();
+        out.resize(at + sealed.length() as usize, 0);
+        sealed.copy_to(&mut out[at..]);
+        Ok(())
     }
 
     async fn decrypt(
