@@ -13,10 +13,9 @@ if [ -f build/index.js ] && [ "$(cat build/.mode 2>/dev/null)" = "$mode" ] \
   echo "build/ is up to date ($mode)"
   exit 0
 fi
+# worker-build's own entry, as it makes it. A patch of its minified output into an object entry
+# was measured side by side with it (README, "Performance"): its gain was inside the spread.
 worker-build --release
-# An object default export instead of worker-build's class entrypoint: one call per request, no
-# instance and Proxy traps per request; panic recovery kept (scripts/object-entry.mjs says how).
-node scripts/object-entry.mjs build/index.js
 
 # worker-build keeps the Wasm names section (~90 KiB) for readable stack traces; a deployed worker
 # does not need it. Strip it (and the producers section) with the same feature set it uses.
