@@ -98,11 +98,13 @@ async function openConsole(port) {
   const socket = new WebSocket(`ws://127.0.0.1:${port}/ws`);
   await new Promise((ok, fail) => { socket.once('open', ok); socket.once('error', fail); });
   const lines = [];
+  const contexts = [];
   const waiting = new Map();
   let next = 0;
   socket.on('message', (data) => {
     const message = JSON.parse(data);
     if (message.id !== undefined) waiting.get(message.id)?.(message);
+    else if (message.method === 'Runtime.executionContextCreated') contexts.push(message.params.context.id);
     else if (message.method === 'Runtime.consoleAPICalled') {
       lines.push({ type: message.params.type, text: message.params.args.map((a) => a.value ?? a.description).join(' ') });
     }
@@ -115,6 +117,7 @@ async function openConsole(port) {
   await command('Runtime.enable');
   return {
     lines,
+    contexts,
     command,
     /** Resolves once every line logged before this call has arrived. */
     flush: () => command('Runtime.enable'),
@@ -304,6 +307,25 @@ async function startWorkerOnce({ configs = ['wrangler.toml'], env, vars = {}, ex
      * time, and this harness is it) and resolves with the answer.
      */
     inspect: (method, params) => console_.command(method, params),
+    /**
+     * The byte length of the worker isolate's Wasm memory, read through the inspector. Linear
+     * memory only grows, so this is the most any request so far has held in it.
+     */
+    async wasmMemoryBytes() {
+      const inspect = async (method, params) => {
+        const answer = await console_.command(method, params);
+        if (answer.error) throw new Error(`${method}: ${answer.error.message}`);
+        return answer.result;
+      };
+      const contextId = console_.contexts.at(-1);
+      const proto = await inspect('Runtime.evaluate', { expression: 'WebAssembly.Memory.prototype', contextId });
+      const found = await inspect('Runtime.queryObjects', { prototypeObjectId: proto.result.objectId });
+      const sizes = await inspect('Runtime.callFunctionOn', {
+        objectId: found.objects.objectId, returnByValue: true,
+        functionDeclaration: 'function () { return this.map((m) => m.buffer.byteLength); }',
+      });
+      return Math.max(0, ...sizes.result.value);
+    },
     /** wrangler's own output (its access lines, and console lines as it prints them). */
     logs: () => output,
     /** Every console line of the worker so far, once all of them have arrived. */
@@ -437,6 +459,22 @@ export async function expectProblem(assert, response, status, code) {
   assert.equal(typeof body.title, 'string');
   assert.equal(typeof body.detail, 'string');
   return body;
+}
+
+/** A JSON object of exactly `bytes` bytes: members `k0`, `k1`, ... of 64 `fill` characters. */
+export function jsonOfSize(bytes, fill = 'x') {
+  const parts = [];
+  let size = 2;
+  for (let i = 0; ; i += 1) {
+    const name = `k${i}`;
+    const room = bytes - size - (parts.length ? 1 : 0) - name.length - 5;
+    if (room < 1) break;
+    const length = Math.min(64, room);
+    parts.push(`"${name}":"${fill.repeat(length)}"`);
+    size += (parts.length > 1 ? 1 : 0) + name.length + 5 + length;
+  }
+  const text = `{${parts.join(',')}}`;
+  return text + ' '.repeat(bytes - text.length);
 }
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));

@@ -1,0 +1,38 @@
+// The largest session the configuration allows is served: a create and a merge at the documented
+// maximum of MAX_SESSION_BYTES (10 MiB on KV, 1,998,000 bytes in strong mode), within a Worker
+// isolate's 128 MB. Locally nothing enforces that limit, so the test reads the Wasm memory itself.
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { JSON_HEADERS, STRONG, expectProblem, jsonOfSize, startWorker } from './harness.mjs';
+
+const MAX = STRONG ? 1_998_000 : 10_485_760;
+// What Wasm memory may reach, leaving an isolate's 128 MB room for what JavaScript holds.
+const WASM_BUDGET = 80 * 2 ** 20;
+
+describe(`MAX_SESSION_BYTES=${MAX}, the documented maximum`, () => {
+  let worker;
+  let url;
+  before(async () => {
+    worker = await startWorker({ vars: { MAX_SESSION_BYTES: String(MAX) } });
+    url = await worker.directUrl();
+  });
+  after(async () => { await worker?.stop(); });
+
+  test('a create and a merge of that size answer, and the Wasm memory stays in budget', async () => {
+    const created = await fetch(`${url}/create`, { method: 'POST', headers: JSON_HEADERS, body: jsonOfSize(MAX, 'a') });
+    assert.equal(created.status, 201, await created.clone().text());
+    const id = await created.text();
+    // Every member replaced: the heaviest merge the limit lets through.
+    const merged = await fetch(`${url}/add/${id}`, { method: 'PATCH', headers: JSON_HEADERS, body: jsonOfSize(MAX, 'c') });
+    assert.equal(merged.status, 200);
+    const data = await merged.json();
+    assert.equal(data.k0, 'c'.repeat(64));
+    const read = await (await fetch(`${url}/get/${id}`)).json();
+    assert.deepEqual(read, data);
+    const wasm = await worker.wasmMemoryBytes();
+    assert.ok(wasm > MAX, `the inspector reads the Wasm memory (${wasm} bytes)`);
+    assert.ok(wasm <= WASM_BUDGET, `Wasm memory ${(wasm / 2 ** 20).toFixed(1)} MiB, budget ${WASM_BUDGET / 2 ** 20} MiB`);
+    const over = await fetch(`${url}/create`, { method: 'POST', headers: JSON_HEADERS, body: jsonOfSize(MAX + 1, 'a') });
+    await expectProblem(assert, over, 413, 'payload_too_large');
+  });
+});
