@@ -16,11 +16,14 @@ import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { ROOT, boundFile, startWorker } from '../tests/e2e/harness.mjs';
+import { MAXIMA, measureMemory } from './memory.mjs';
+import { baseline, measureStartup, sessionState } from './startup.mjs';
 
 const smoke = process.argv.includes('--smoke');
 const ROUNDS = smoke ? 1 : Number(process.env.BENCH_ROUNDS ?? 5);
 const SECONDS = smoke ? 1 : Number(process.env.BENCH_SECONDS ?? 5);
 const WARMUP_SECONDS = smoke ? 1 : 2;
+const STARTS = smoke ? 2 : Number(process.env.BENCH_STARTS ?? 11);
 const CONCURRENCY = 8;
 const TICK_MS = 1000 / Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }));
 
@@ -95,6 +98,7 @@ const VARIANTS = [
   { name: 'as shipped', start: () => startWorker({ vars: { SESSION_BACKEND: 'kv' } }) },
   { name: 'log off', start: () => startWorker({ vars: { SESSION_BACKEND: 'kv', LOG_REQUESTS: 'off' } }) },
   { name: 'strong mode', start: () => startWorker({ vars: { SESSION_BACKEND: 'durable_object' } }) },
+  { name: 'strong floor', start: () => startWorker({ configs: ['bench/strong-floor.toml'] }) },
   { name: 'JS baseline', start: () => startWorker({ configs: ['bench/wrangler.toml'] }) },
 ];
 // BENCH_BUILDS="name=dir,...": more variants, session-state as shipped but served from another
@@ -106,7 +110,7 @@ for (const entry of (process.env.BENCH_BUILDS ?? '').split(',').filter(Boolean))
     .replace(/^main = .*$/m, `main = ${JSON.stringify(join(dir, 'index.js'))}`)
     .replace(/^\[build\]\ncommand = .*$/m, '');
   writeFileSync(join(ROOT, config), toml);
-  VARIANTS.splice(1, 0, { name, start: () => startWorker({ configs: [config] }), config });
+  VARIANTS.splice(1, 0, { name, start: () => startWorker({ configs: [config] }), config, dir });
 }
 // BENCH_VARIANTS="as shipped,JS baseline": only these (the baseline always runs).
 const only = process.env.BENCH_VARIANTS?.split(',');
@@ -114,8 +118,31 @@ if (only) VARIANTS.splice(0, VARIANTS.length, ...VARIANTS.filter((v) => only.inc
 // The harness stops a test file after 10 minutes; a full run takes longer. Bound it by its own
 // length instead: every wrk run twice over, plus a quarter of an hour for builds and starts.
 boundFile(2 * 5 * VARIANTS.length * (ROUNDS * SECONDS + WARMUP_SECONDS) * 1000 + 15 * 60_000);
+// BENCH_SCENARIOS="GET /get/:id, 200 B;POST /create, 200 B": only these ("startup" is one).
+const chosen = process.env.BENCH_SCENARIOS?.split(';');
+
+// Cold starts first, on a quiet machine: no wrangler runs yet.
+// Strong mode and log off start the same bundle as shipped.
+const bundles = {};
+for (const v of VARIANTS) {
+  if (v.name === 'as shipped') bundles[v.name] = sessionState(join(ROOT, 'build'));
+  else if (v.dir) bundles[v.name] = sessionState(v.dir);
+}
+bundles['JS baseline'] = baseline(ROOT);
+const startup = !chosen || chosen.includes('startup') ? await measureStartup(ROOT, bundles, STARTS) : null;
+
+// The Worker's own share of a cold start, well above today's (+13 ms): an alarm, even in --smoke.
+const STARTUP_ALARM_MS = 50;
+if (startup) {
+  const own = median(startup['as shipped']?.map((r, i) => r.cpuMs - startup['JS baseline'][i].cpuMs) ?? [0]);
+  if (own > STARTUP_ALARM_MS) throw new Error(`a cold start costs the Worker ${own.toFixed(1)} ms of CPU, above the ${STARTUP_ALARM_MS} ms alarm`);
+}
+// Memory at each backend's largest session, each in a fresh worker.
+const memory = !chosen || chosen.includes('memory') ? [await measureMemory('kv'), await measureMemory('durable_object')] : [];
+
 const workers = {};
-for (const variant of VARIANTS) workers[variant.name] = await variant.start();
+const served = !chosen || chosen.some((c) => c !== 'startup' && c !== 'memory');
+for (const variant of served ? VARIANTS : []) workers[variant.name] = await variant.start();
 const pids = Object.fromEntries(await Promise.all(Object.entries(workers).map(async ([name, w]) => [name, await w.workerdPid()])));
 
 try {
@@ -141,8 +168,6 @@ try {
     { name: 'POST /touch/:id, 200 B', variants: everyone, req: (id) => ({ method: 'POST', path: `/touch/${id.small}` }) },
   ];
   const results = [];
-  // BENCH_SCENARIOS="GET /get/:id, 200 B;POST /create, 200 B": only these.
-  const chosen = process.env.BENCH_SCENARIOS?.split(';');
   for (const scenario of scenarios.filter((s) => !chosen || chosen.includes(s.name))) {
     const runs = Object.fromEntries(scenario.variants.map((name) => [name, []]));
     for (const name of scenario.variants) wrk(workers[name].url, scenario.req(ids[name]), WARMUP_SECONDS);
@@ -170,14 +195,30 @@ try {
         rpsRatio: median(own.map((r, i) => r.rps / base[i].rps)),
       };
     });
-    results.push({ name: scenario.name, rows });
+    results.push({ name: scenario.name, rows, runs });
   }
+  // Strong mode against its own floor: the same ratio, with the strong floor as the baseline.
+  const floorRows = results.flatMap((scenario) => {
+    const strong = scenario.runs?.['strong mode'];
+    const floor = scenario.runs?.['strong floor'];
+    if (!strong || !floor) return [];
+    const ratio = median(strong.map((r, i) => floor[i].cpuUs / r.cpuUs));
+    const ratios = strong.map((r, i) => floor[i].cpuUs / r.cpuUs);
+    return [`| ${scenario.name} | **${median(strong.map((r) => r.cpuUs)).toFixed(0)}** | **${median(floor.map((r) => r.cpuUs)).toFixed(0)}** | **${ratio.toFixed(2)}** (${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)}) |`];
+  });
   const concurrency = {
-    kv: workers['as shipped'] ? await lostUpdates(workers['as shipped'].url) : { acknowledged: '-', lost: '-' },
-    strong: workers['strong mode'] ? await lostUpdates(workers['strong mode'].url) : { acknowledged: '-', lost: '-' },
+    kv: workers['as shipped'] && served ? await lostUpdates(workers['as shipped'].url) : { acknowledged: '-', lost: '-' },
+    strong: workers['strong mode'] && served ? await lostUpdates(workers['strong mode'].url) : { acknowledged: '-', lost: '-' },
   };
 
   const cpu = cpus()[0]?.model ?? 'unknown CPU';
+  const range = (xs) => `${Math.min(...xs).toFixed(1)}–${Math.max(...xs).toFixed(1)}`;
+  const startupTable = startup && Object.entries(startup).map(([name, own]) => {
+    const base = startup['JS baseline'];
+    const cell = (key) => `**${median(own.map((r) => r[key])).toFixed(1)}** (${range(own.map((r) => r[key]))})`;
+    const extra = (key) => (name === 'JS baseline' ? '' : `+${median(own.map((r, i) => r[key] - base[i][key])).toFixed(1)}`);
+    return `| ${name} | ${cell('loadedMs')} | ${cell('loadedCpuMs')} | ${extra('loadedCpuMs')} | ${cell('ms')} | ${cell('cpuMs')} | ${extra('cpuMs')} |`;
+  }).join('\n');
   const table = results.flatMap((scenario) => scenario.rows.map((r, i) => `| ${i === 0 ? scenario.name : ''} | ${r.name} | **${r.cpuUs.toFixed(0)}** | ${r.name === 'JS baseline' ? '' : `**${r.cpuRatio.toFixed(2)}**`} | ${r.rps.toFixed(0)} | ${r.name === 'JS baseline' ? '' : r.rpsRatio.toFixed(2)} | ${r.p50.toFixed(1)} / ${r.p99.toFixed(1)} |`)).join('\n');
   const md = `# Benchmark results
 
@@ -191,16 +232,55 @@ variants in turn. Figures are medians over rounds; a ratio is the median of per-
   means it costs no more than the baseline.
 - **as shipped**: the default configuration (KV; request log lines for errors and slow requests only).
   **log off**: \`LOG_REQUESTS=off\`. **strong mode**: \`SESSION_BACKEND=durable_object\` (its CPU includes the
-  session's Durable Object, which runs in the same process locally). **JS baseline**: \`bench/baseline.js\`, the same
+  session's Durable Object, which runs in the same process locally). **strong floor**: \`bench/strong-floor.js\`
+  (below). **JS baseline**: \`bench/baseline.js\`, the same
   KV operations (getWithMetadata, metadata on writes) and the same sealing (hashed key, AES-256-GCM through WebCrypto)
   with no validation, routing or logging. Other variants are builds given in \`BENCH_BUILDS\`.
 - Requests/s and latency are mostly wrangler's dev proxy on this machine; the rps ratio is variant ÷ baseline.
+
+${startupTable ? `## Cold start
+
+\`bench/startup.mjs\`: workerd (the binary wrangler ships) started ${STARTS} times with each bundle alone, in turn
+(A, B, A, B, ...), after one unmeasured start each. **Listening**: from its start until its socket accepts, by
+which time the Worker's modules are compiled and their top level has run. **First answer**: until the answer to
+\`GET /health\`, the first request. CPU is every workerd thread's run time until then
+(\`/proc/<pid>/task/*/schedstat\`), so workerd's own start is in every figure alike. Medians (range); **+CPU** is
+the median of each start's difference from the baseline start beside it: the Worker's own share.
+
+| bundle | listening, ms | CPU, ms | +CPU | first answer, ms | CPU, ms | +CPU |
+|---|---:|---:|---:|---:|---:|---:|
+${startupTable}
+
+` : ''}## Per request
 
 | scenario | variant | CPU µs/request | CPU ratio | req/s | rps ratio | p50 / p99 ms |
 |---|---|---:|---:|---:|---:|---:|
 ${table}
 
-## Concurrent writers
+${memory.length ? `## Memory at the largest session
+
+\`bench/memory.mjs\`: each backend's worker started afresh with \`MAX_SESSION_BYTES\` at its documented maximum
+(${MAXIMA.kv} bytes on KV, ${MAXIMA.durable_object} in strong mode), then a create of that size, a read, a PUT of that
+size and a PATCH of that size replacing every member, in turn. **Wasm memory**: the isolate's linear memory after
+the request (it only grows: the peak so far). **JS heap**: V8's used heap after it. **process peak**: workerd's
+peak resident memory during the request above its memory before (it also runs the local KV or SQLite serving it).
+
+| backend | request | Wasm memory, MiB | JS heap, MiB | process peak, MiB |
+|---|---|---:|---:|---:|
+${memory.flatMap((m) => m.rows.map((r, i) => `| ${i === 0 ? m.backend : ''} | ${r.name} | ${(r.wasm / 2 ** 20).toFixed(1)} | ${(r.heap / 2 ** 20).toFixed(1)} | +${(r.peak / 2 ** 20).toFixed(1)} |`)).join('\n')}
+
+` : ''}${floorRows.length ? `## Strong mode against its floor
+
+\`bench/strong-floor.js\`: a JavaScript Worker and a JavaScript Durable Object (SQLite storage) doing per route what
+strong mode does (the same statements, the alarm at expiry on every write, the same sealing through WebCrypto), with
+no validation, routing or logging. Measured in the same rounds as the table above. Ratio = floor ÷ strong mode, the
+median of per-round ratios (range): ≥ 1.0 means strong mode costs no more than its floor.
+
+| scenario | strong mode CPU µs/request | strong floor CPU µs/request | ratio |
+|---|---:|---:|---:|
+${floorRows.join('\n')}
+
+` : ''}## Concurrent writers
 
 50 parallel \`PATCH /add/:id\` on one session, each adding its own key:
 
