@@ -13,7 +13,6 @@
 use crate::domain::derive::Handle;
 use crate::domain::error::Error;
 use crate::domain::event::{Event, Kind, Revocation};
-use futures_util::future::join_all;
 use crate::domain::session::Policy;
 use crate::domain::subject::Subject;
 use crate::domain::time::Millis;
@@ -24,6 +23,7 @@ use crate::store::kv::{Kv, KvIndex, KvSessions};
 use crate::store::{
     Activity, DeviceInfo, Entry, EntryKey, NewEntry, SessionRef, SessionStore, SubjectIndex,
 };
+use futures_util::future::join_all;
 
 /// A live session of a subject, as a listing may show it: by its handle, never its id.
 #[derive(Clone, Debug, PartialEq, Eq)]

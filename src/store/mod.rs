@@ -30,10 +30,10 @@ use crate::domain::derive::{Handle, StorageKey};
 use crate::domain::error::Error;
 use crate::domain::event::Event;
 use crate::domain::id::SessionId;
-use futures_util::future::join_all;
 use crate::domain::session::Meta;
 use crate::domain::subject::Subject;
 use crate::domain::time::Millis;
+use futures_util::future::join_all;
 
 /// A failure of the runtime itself (not of a store, whose failures are mapped where they happen).
 impl From<worker::Error> for Error {
