@@ -7,14 +7,18 @@
 //
 // Scenarios: health, get (200 B), get-large (58 KiB), patch (10 keys into 58 KiB), create.
 // Set SESSION_BACKEND=durable_object to profile strong mode; `--baseline` profiles the JS
-// baseline (bench/baseline.js) instead, for a side-by-side reading.
+// baseline (bench/baseline.js) instead, and `--floor` strong mode's floor (bench/strong-floor.js),
+// for a side-by-side reading. The objects run in the worker's isolate locally, so one profile
+// holds both halves of a strong-mode request.
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ROOT, startWorker } from '../tests/e2e/harness.mjs';
 
 const baseline = process.argv.includes('--baseline');
-const [scenario = 'get', seconds = 5] = process.argv.slice(2).filter((a) => a !== '--baseline');
+const floor = process.argv.includes('--floor');
+const [scenario = 'get', seconds = 5] = process.argv.slice(2).filter((a) => !a.startsWith('--'));
+const prefix = baseline ? 'baseline-' : floor ? 'floor-' : '';
 
 function session(bytes) {
   const data = { user: 'ada', roles: ['admin', 'editor'] };
@@ -30,8 +34,8 @@ const dir = join(ROOT, 'bench/.work');
 mkdirSync(dir, { recursive: true });
 execFileSync('bash', [join(ROOT, 'scripts/build.sh'), '--keep-names'], { stdio: 'inherit' });
 const named = readFileSync(join(ROOT, 'build/index_bg.wasm'));
-const worker = baseline
-  ? await startWorker({ configs: ['bench/wrangler.toml'] })
+const worker = baseline || floor
+  ? await startWorker({ configs: [baseline ? 'bench/wrangler.toml' : 'bench/strong-floor.toml'] })
   : await startWorker({ vars: process.env.LOG_REQUESTS ? { LOG_REQUESTS: process.env.LOG_REQUESTS } : {} });
 try {
   const post = async (body) => (await fetch(`${worker.url}/create`, { method: 'POST', headers: { 'content-type': 'application/json' }, body })).text();
@@ -58,7 +62,7 @@ try {
   await send('Profiler.start');
   const out = wrk(seconds);
   const { result } = await send('Profiler.stop');
-  const file = join(dir, `${baseline ? 'baseline-' : ''}${scenario}.cpuprofile`);
+  const file = join(dir, `${prefix}${scenario}.cpuprofile`);
   writeFileSync(file, JSON.stringify(result.profile));
 
   // The source the runtime ran, from the runtime itself, for naming anonymous JavaScript
@@ -70,7 +74,7 @@ try {
     const script = await send('Debugger.getScriptSource', { scriptId: callFrame.scriptId }).catch(() => null);
     const text = script?.result?.scriptSource ?? '';
     sources.set(callFrame.scriptId, text.split('\n'));
-    if (text) writeFileSync(join(dir, `${baseline ? 'baseline-' : ''}${scenario}.script-${callFrame.scriptId}.js`), text);
+    if (text) writeFileSync(join(dir, `${prefix}${scenario}.script-${callFrame.scriptId}.js`), text);
   }
   const served = JSON.parse(out.split('\n').find((l) => l.startsWith('BENCH_JSON ')).slice(11)).requests;
   const { nodes, samples, timeDeltas } = result.profile;

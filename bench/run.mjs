@@ -102,13 +102,16 @@ const VARIANTS = [
   { name: 'JS baseline', start: () => startWorker({ configs: ['bench/wrangler.toml'] }) },
 ];
 // BENCH_BUILDS="name=dir,...": more variants, session-state as shipped but served from another
-// build in `dir` (say, another opt-level), measured side by side with the others in every round.
+// build in `dir` (say, another opt-level), measured side by side with the others in every round;
+// in strong mode with SESSION_BACKEND=durable_object, and then in the floor table too.
 for (const entry of (process.env.BENCH_BUILDS ?? '').split(',').filter(Boolean)) {
   const [name, dir] = entry.split('=');
   const config = `.wrangler-bench-${name.replace(/\W/g, '_')}.toml`;
+  const backend = process.env.SESSION_BACKEND === 'durable_object' ? 'durable_object' : 'kv';
   const toml = readFileSync(join(ROOT, 'wrangler.toml'), 'utf8')
     .replace(/^main = .*$/m, `main = ${JSON.stringify(join(dir, 'index.js'))}`)
-    .replace(/^\[build\]\ncommand = .*$/m, '');
+    .replace(/^\[build\]\ncommand = .*$/m, '')
+    .replace(/^SESSION_BACKEND = "kv"$/m, `SESSION_BACKEND = "${backend}"`);
   writeFileSync(join(ROOT, config), toml);
   VARIANTS.splice(1, 0, { name, start: () => startWorker({ configs: [config] }), config, dir });
 }
@@ -198,14 +201,16 @@ try {
     results.push({ name: scenario.name, rows, runs });
   }
   // Strong mode against its own floor: the same ratio, with the strong floor as the baseline.
-  const floorRows = results.flatMap((scenario) => {
-    const strong = scenario.runs?.['strong mode'];
+  // Builds of BENCH_BUILDS run in strong mode too when SESSION_BACKEND=durable_object.
+  const strongs = ['strong mode', ...(process.env.SESSION_BACKEND === 'durable_object' ? extras : [])];
+  const floorRows = results.flatMap((scenario) => strongs.flatMap((name) => {
+    const strong = scenario.runs?.[name];
     const floor = scenario.runs?.['strong floor'];
     if (!strong || !floor) return [];
-    const ratio = median(strong.map((r, i) => floor[i].cpuUs / r.cpuUs));
     const ratios = strong.map((r, i) => floor[i].cpuUs / r.cpuUs);
-    return [`| ${scenario.name} | **${median(strong.map((r) => r.cpuUs)).toFixed(0)}** | **${median(floor.map((r) => r.cpuUs)).toFixed(0)}** | **${ratio.toFixed(2)}** (${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)}) |`];
-  });
+    const label = name === 'strong mode' ? scenario.name : `${scenario.name} (${name})`;
+    return [`| ${label} | **${median(strong.map((r) => r.cpuUs)).toFixed(0)}** | **${median(floor.map((r) => r.cpuUs)).toFixed(0)}** | **${median(ratios).toFixed(2)}** (${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)}) |`];
+  }));
   const concurrency = {
     kv: workers['as shipped'] && served ? await lostUpdates(workers['as shipped'].url) : { acknowledged: '-', lost: '-' },
     strong: workers['strong mode'] && served ? await lostUpdates(workers['strong mode'].url) : { acknowledged: '-', lost: '-' },
