@@ -146,6 +146,12 @@ export interface SessionClient {
   touch(id: SessionId): Promise<SessionMeta>;
   /** Moves the session to a new id (after login or a privilege change); the old id is gone. */
   rotate(id: SessionId): Promise<NewSessionMeta>;
+  /**
+   * A new id for the session, same privilege (rolling ids). The old id keeps reaching the
+   * session for the server's grace window (a second `renew` of it within the window returns the
+   * same new id); presented after that, it is reuse and ends the session.
+   */
+  renew(id: SessionId): Promise<NewSessionMeta>;
   cache: {
     /** The cached value, or `null`. */
     get<T = unknown>(key: string): Promise<T | null>;
@@ -216,6 +222,12 @@ export function createSessionClient(target: ServiceBinding | ClientOptions): Ses
 
     async rotate(id) {
       const response = await send('POST', sessionPath('rotate', id), { accept: 'application/json' });
+      const body = await success<NewSession>(response);
+      return newMeta(response, body.sessionId);
+    },
+
+    async renew(id) {
+      const response = await send('POST', sessionPath('renew', id), { accept: 'application/json' });
       const body = await success<NewSession>(response);
       return newMeta(response, body.sessionId);
     },

@@ -172,6 +172,38 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/renew/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A session id as `/create` returned it. */
+                id: components["parameters"]["SessionId"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Give a session a new id, same privilege, with a grace window
+         * @description A new id for the same session, without a change of privilege: rolling ids, so that a
+         *     stolen id stops working soon. Answers like `/create`, with the new id. Unlike `/rotate`,
+         *     the old id keeps reaching the session for `SESSION_RENEWAL_GRACE_SECONDS` (default 30):
+         *     reads and writes made with it act on the renewed session and never name its new id, so
+         *     requests in flight and other tabs are not logged out. A second renewal of the old id
+         *     within the window answers the same new id. After the window the old id is retired, not
+         *     forgotten: presenting it is reuse, and with `SESSION_REUSE_DETECTION=on` (the default)
+         *     the session it was renewed into ends (`404` to the presenter, a `revoked` event with
+         *     reason `reuse`). After a login or any change of privilege use `/rotate`, which ends the
+         *     old id at once.
+         */
+        post: operations["renewSession"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/subjects/{subject}/sessions": {
         parameters: {
             query?: never;
@@ -740,6 +772,31 @@ export interface operations {
         };
     };
     rotateSession: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description `application/json` for a JSON answer; otherwise the bare id as text. */
+                Accept?: components["parameters"]["Accept"];
+            };
+            path: {
+                /** @description A session id as `/create` returned it. */
+                id: components["parameters"]["SessionId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            201: components["responses"]["NewSession"];
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            405: components["responses"]["MethodNotAllowed"];
+            429: components["responses"]["StoreBusy"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["StoreUnavailable"];
+        };
+    };
+    renewSession: {
         parameters: {
             query?: never;
             header?: {

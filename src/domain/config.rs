@@ -5,7 +5,9 @@
 
 use crate::domain::derive::is_reserved_subject_key;
 use crate::domain::error::ConfigError;
+use crate::domain::renewal::{Renewal, DEFAULT_GRACE_SECONDS, MAX_GRACE_SECONDS};
 use crate::domain::session::Policy;
+use crate::domain::session::MS_PER_SECOND;
 use crate::domain::time::{parse_rfc3339, Millis};
 
 pub const SESSION_TTL_SECONDS: &str = "SESSION_TTL_SECONDS";
@@ -19,6 +21,8 @@ pub const SESSION_SUBJECT_FIELD: &str = "SESSION_SUBJECT_FIELD";
 pub const MAX_SESSIONS_PER_SUBJECT: &str = "MAX_SESSIONS_PER_SUBJECT";
 pub const SUBJECT_KEY: &str = "SUBJECT_KEY";
 pub const SESSION_LEGACY_LOOKUP: &str = "SESSION_LEGACY_LOOKUP";
+pub const SESSION_RENEWAL_GRACE_SECONDS: &str = "SESSION_RENEWAL_GRACE_SECONDS";
+pub const SESSION_REUSE_DETECTION: &str = "SESSION_REUSE_DETECTION";
 
 const DEFAULT_TTL: u64 = 1800;
 const DEFAULT_MAX_LIFETIME: u64 = 86_400;
@@ -121,6 +125,8 @@ pub struct Config {
     pub log_requests: RequestLog,
     /// Whether sessions stored by the old worker and earlier versions are served.
     pub legacy_lookup: LegacyLookup,
+    /// How long a renewed id keeps working, and whether presenting it later ends the session.
+    pub renewal: Renewal,
 }
 
 impl Config {
@@ -191,6 +197,34 @@ impl Config {
                 }
             },
         };
+        // 0 is allowed here (no window), unlike the other numbers.
+        let grace = match lookup(SESSION_RENEWAL_GRACE_SECONDS)
+            .as_deref()
+            .map(str::trim)
+        {
+            None => DEFAULT_GRACE_SECONDS,
+            Some(raw) => match raw.parse::<u64>() {
+                Ok(n) if n <= MAX_GRACE_SECONDS => n,
+                _ => {
+                    return Err(ConfigError {
+                        variable: SESSION_RENEWAL_GRACE_SECONDS,
+                        reason: format!(
+                            "must be a whole number from 0 to {MAX_GRACE_SECONDS}, got {raw:?}"
+                        ),
+                    })
+                }
+            },
+        };
+        let reuse_detection = match lookup(SESSION_REUSE_DETECTION).as_deref().map(str::trim) {
+            None | Some("on") => true,
+            Some("off") => false,
+            Some(other) => {
+                return Err(ConfigError {
+                    variable: SESSION_REUSE_DETECTION,
+                    reason: format!("must be on or off, got {other:?}"),
+                })
+            }
+        };
         let subject_field = lookup(SESSION_SUBJECT_FIELD)
             .map(|field| field.trim().to_owned())
             .filter(|field| !field.is_empty());
@@ -216,6 +250,10 @@ impl Config {
             subject_key,
             log_requests,
             legacy_lookup,
+            renewal: Renewal {
+                grace_ms: grace * MS_PER_SECOND,
+                reuse_detection,
+            },
             policy: Policy {
                 idle_ttl,
                 max_lifetime,
@@ -375,6 +413,28 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_renewal_window_is_0_to_300_seconds_and_reuse_detection_on_or_off() {
+        let defaults = config(&[]).unwrap().renewal;
+        assert_eq!(defaults, Renewal::default());
+        assert_eq!(defaults.grace_ms, 30_000);
+        assert!(defaults.reuse_detection);
+        for (raw, ms) in [("0", 0), ("300", 300_000), (" 45 ", 45_000)] {
+            let renewal = config(&[(SESSION_RENEWAL_GRACE_SECONDS, raw)])
+                .unwrap()
+                .renewal;
+            assert_eq!(renewal.grace_ms, ms, "{raw:?}");
+        }
+        for raw in ["301", "-1", "30s", ""] {
+            let err = config(&[(SESSION_RENEWAL_GRACE_SECONDS, raw)]).unwrap_err();
+            assert_eq!(err.variable, SESSION_RENEWAL_GRACE_SECONDS, "{raw:?}");
+        }
+        let off = config(&[(SESSION_REUSE_DETECTION, "off")]).unwrap().renewal;
+        assert!(!off.reuse_detection);
+        let err = config(&[(SESSION_REUSE_DETECTION, "yes")]).unwrap_err();
+        assert_eq!(err.variable, SESSION_REUSE_DETECTION);
     }
 
     #[test]

@@ -30,6 +30,9 @@ pub enum Error {
     /// A stored session that does not open (altered, or copied from another session's key):
     /// to the caller exactly a session not found, to the log an integrity failure.
     Unreadable(String),
+    /// An id renewed away, presented after its grace window (or two renewals old): to the
+    /// caller a session not found, to the log one line naming the session ended by handle.
+    Reused(String),
     CacheEntryNotFound,
     NotFound,
     MethodNotAllowed {
@@ -82,7 +85,7 @@ impl Error {
             Error::InvalidBefore => "invalid_before",
             Error::InvalidIfMatch => "invalid_if_match",
             Error::Unauthorized => "unauthorized",
-            Error::SessionNotFound | Error::Unreadable(_) => "session_not_found",
+            Error::SessionNotFound | Error::Unreadable(_) | Error::Reused(_) => "session_not_found",
             Error::CacheEntryNotFound => "cache_entry_not_found",
             Error::NotFound => "not_found",
             Error::MethodNotAllowed { .. } => "method_not_allowed",
@@ -111,6 +114,7 @@ impl Error {
             Error::Unauthorized => 401,
             Error::SessionNotFound
             | Error::Unreadable(_)
+            | Error::Reused(_)
             | Error::CacheEntryNotFound
             | Error::NotFound => 404,
             Error::MethodNotAllowed { .. } => 405,
@@ -182,7 +186,9 @@ impl Error {
                 "This service needs an Authorization: Bearer <token> header with a valid token."
                     .into()
             }
-            Error::SessionNotFound | Error::Unreadable(_) => "No live session has this id.".into(),
+            Error::SessionNotFound | Error::Unreadable(_) | Error::Reused(_) => {
+                "No live session has this id.".into()
+            }
             Error::CacheEntryNotFound => "Nothing is cached under this key.".into(),
             Error::NotFound => "No route matches this path.".into(),
             Error::MethodNotAllowed { allow } => {
@@ -234,7 +240,8 @@ impl Error {
             Error::Internal(cause)
             | Error::StoreBusy(cause)
             | Error::StoreUnavailable(cause)
-            | Error::Unreadable(cause) => Some(cause.clone()),
+            | Error::Unreadable(cause)
+            | Error::Reused(cause) => Some(cause.clone()),
             Error::Config(err) => Some(err.to_string()),
             _ => None,
         }

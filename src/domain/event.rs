@@ -39,6 +39,9 @@ pub enum Revocation {
     Before,
     /// `MAX_SESSIONS_PER_SUBJECT`: a new session ended the least recently written.
     Limit,
+    /// An id renewed away was presented after its grace window: two parties held it, and the
+    /// session it was renewed into ended (`SESSION_REUSE_DETECTION`).
+    Reuse,
 }
 
 impl Revocation {
@@ -58,6 +61,7 @@ impl Revocation {
             Revocation::Others => "others",
             Revocation::Before => "before",
             Revocation::Limit => "limit",
+            Revocation::Reuse => "reuse",
         }
     }
 }
@@ -97,6 +101,10 @@ pub enum Kind {
     Rotated {
         from: Handle,
     },
+    /// Given a new id for the same privilege (`POST /renew`); the event's handle is the new one.
+    Renewed {
+        from: Handle,
+    },
     /// `DELETE /delete/:id`.
     Deleted,
     Revoked(Revocation),
@@ -108,6 +116,7 @@ impl Kind {
         match self {
             Kind::Created => "created",
             Kind::Rotated { .. } => "rotated",
+            Kind::Renewed { .. } => "renewed",
             Kind::Deleted => "deleted",
             Kind::Revoked(_) => "revoked",
             Kind::Expired(_) => "expired",
@@ -157,7 +166,7 @@ impl Event {
             }
             None => out.push_str(r#","subject":null"#),
         }
-        if let Kind::Rotated { from } = kind {
+        if let Kind::Rotated { from } | Kind::Renewed { from } = kind {
             let _ = write!(out, r#","from":"{from}""#);
         }
         if let (Kind::Created, Some(label)) = (kind, label) {
@@ -254,6 +263,22 @@ mod tests {
         assert_eq!(value["handle"], handle(2).to_string());
         assert!(value["subject"].is_null());
         assert!(value.get("reason").is_none());
+    }
+
+    #[test]
+    fn renewal_names_the_old_handle_and_reuse_is_a_revocation() {
+        let event = Event::new(Kind::Renewed { from: handle(1) }, T0, handle(2), None, None);
+        let value = parsed(&event);
+        assert_eq!(value["type"], "renewed");
+        assert_eq!(value["from"], handle(1).to_string());
+        assert_eq!(value["handle"], handle(2).to_string());
+        let reuse = Kind::Revoked(Revocation::Reuse);
+        let value = parsed(&Event::new(reuse, T0, handle(2), None, None));
+        assert_eq!(
+            (&value["type"], &value["reason"]),
+            (&"revoked".into(), &"reuse".into())
+        );
+        assert!(value.get("from").is_none());
     }
 
     #[test]

@@ -36,6 +36,18 @@ impl SessionId {
         canonical.then_some(Self(uuid))
     }
 
+    /// The id's 16 bytes, for a record that must name it (sealed: a renewed id's successor).
+    pub fn to_bytes(&self) -> [u8; 16] {
+        *self.0.as_bytes()
+    }
+
+    /// The id of 16 bytes, if they are a v4 UUID's: the same ids [`SessionId::parse`] takes.
+    pub fn from_bytes(bytes: [u8; 16]) -> Option<Self> {
+        let uuid = Uuid::from_bytes(bytes);
+        let canonical = uuid.get_version_num() == 4 && uuid.get_variant() == Variant::RFC4122;
+        canonical.then_some(Self(uuid))
+    }
+
     /// The first 8 characters: enough to correlate log lines, too little to use the session.
     pub fn short(&self) -> String {
         let mut text = self.to_string();

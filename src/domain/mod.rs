@@ -16,6 +16,7 @@ pub mod json;
 pub mod merge;
 pub mod percent;
 pub mod precondition;
+pub mod renewal;
 pub mod session;
 pub mod subject;
 pub mod time;

@@ -12,7 +12,7 @@ use crate::domain::json;
 use crate::domain::subject::Subject;
 use crate::domain::time::Millis;
 
-const MS_PER_SECOND: u64 = 1000;
+pub const MS_PER_SECOND: u64 = 1000;
 
 /// The rules in force for every session, from configuration.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

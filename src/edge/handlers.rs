@@ -55,6 +55,7 @@ pub struct SessionScope<'a> {
 impl SessionScope<'_> {
     fn sessions(&self) -> Sessions<'_, BackendStore, BackendIndex> {
         Sessions::new(self.store, self.config.policy)
+            .renewing(self.config.renewal)
             .indexed(self.index, self.config.max_sessions_per_subject)
     }
 }
@@ -280,6 +281,14 @@ pub async fn rotate(req: Incoming, scope: &SessionScope<'_>) -> Result<Reply, Er
         .rotate(&scope.id, new_id, scope.now)
         .await?;
     new_session(&req, new_id, &meta)
+}
+
+/// `POST /renew/:id`: answered as `/rotate` is, with the successor's id; within the grace
+/// window, a second renewal of the same id answers the same successor.
+pub async fn renew(req: Incoming, scope: &SessionScope<'_>) -> Result<Reply, Error> {
+    let new_id = generate_id()?;
+    let renewed = scope.sessions().renew(&scope.id, new_id, scope.now).await?;
+    new_session(&req, renewed.id, &renewed.meta)
 }
 
 /// `GET`, `PUT` and `DELETE /cache/:key`: the permission cache, on KV in every mode.

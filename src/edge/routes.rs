@@ -102,6 +102,7 @@ pub const ROUTES: &[Route] = &[
     session("/delete/:id", "DELETE", boxed!(SessionScope, handlers::delete), false),
     session("/touch/:id", "POST", boxed!(SessionScope, handlers::touch), false),
     session("/rotate/:id", "POST", boxed!(SessionScope, handlers::rotate), false),
+    session("/renew/:id", "POST", boxed!(SessionScope, handlers::renew), false),
     Route {
         pattern: handlers::SUBJECT_SESSIONS,
         allow: "GET, HEAD, DELETE",
@@ -272,7 +273,7 @@ mod tests {
         };
         let base = "http://localhost:51511";
         for path in [
-            "/get/", "/update/", "/add/", "/delete/", "/touch/", "/rotate/",
+            "/get/", "/update/", "/add/", "/delete/", "/touch/", "/rotate/", "/renew/",
         ] {
             let url = forwarded(&format!("{base}{path}{id}?x={id}"));
             assert!(!url.contains(id), "{url}");

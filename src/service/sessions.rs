@@ -10,20 +10,21 @@
 
 use std::borrow::Cow;
 
-use crate::domain::derive::{Handle, StorageKey};
+use crate::domain::derive::Handle;
 use crate::domain::error::Error;
-use crate::domain::event::{Event, Kind};
+use crate::domain::event::{Event, Kind, Revocation};
 use crate::domain::id::SessionId;
 use crate::domain::json::JsonObject;
 use crate::domain::merge::{merge, Merge};
 use crate::domain::precondition::IfMatch;
+use crate::domain::renewal::{Presented, Renewal, Retirement};
 use crate::domain::session::{Meta, Policy};
 use crate::domain::subject::Subject;
 use crate::domain::time::Millis;
 use crate::service::subjects::Subjects;
 use crate::store::{
-    Activity, DeviceInfo, EntryKey, Expect, NewEntry, NoIndex, Outcome, SessionRef, SessionStore,
-    SubjectIndex,
+    Activity, DeviceInfo, EntryKey, Expect, NewEntry, NoIndex, Outcome, Record, SessionStore,
+    Stored, SubjectIndex,
 };
 
 /// How many times a write is tried against concurrent writers before it answers `store_busy`.
@@ -35,6 +36,21 @@ pub const ATTEMPTS: usize = 3;
 pub struct NewDevice<'a> {
     pub sealed: &'a [u8],
     pub label: Option<&'a str>,
+}
+
+/// What a renewal answers: the successor's id (the same for a second renewal within the
+/// window) and its lifecycle.
+#[derive(Debug)]
+pub struct Renewed {
+    pub id: SessionId,
+    pub meta: Meta,
+}
+
+/// What a delete acts on (see [`Sessions::delete`]).
+enum Deleting {
+    Gone,
+    Own(Option<Stored>),
+    Successor(SessionId, Session),
 }
 
 /// A live session as read.
@@ -49,17 +65,29 @@ pub struct Session {
 pub struct Sessions<'s, S, I = NoIndex> {
     store: &'s S,
     policy: Policy,
+    /// How long a renewed id keeps working, and what presenting it later does.
+    renewal: Renewal,
     /// The subject index, and how many sessions a subject may have.
     index: Option<(&'s I, usize)>,
 }
+
+/// The longest chain of renewals followed from an old id to the session at its end: each link
+/// is a read, and an id more than one renewal old is reuse anyway.
+const MAX_RENEWALS_FOLLOWED: usize = 8;
 
 impl<'s, S: SessionStore> Sessions<'s, S> {
     pub fn new(store: &'s S, policy: Policy) -> Self {
         Self {
             store,
             policy,
+            renewal: Renewal::default(),
             index: None,
         }
+    }
+
+    /// The same operations, with this deployment's renewal rules.
+    pub fn renewing(self, renewal: Renewal) -> Self {
+        Self { renewal, ..self }
     }
 
     /// The same operations, keeping `index` of each subject's sessions, at most `max` each.
@@ -67,6 +95,7 @@ impl<'s, S: SessionStore> Sessions<'s, S> {
         Sessions {
             store: self.store,
             policy: self.policy,
+            renewal: self.renewal,
             index: Some((index, max)),
         }
     }
@@ -125,15 +154,100 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
         }
     }
 
-    /// The live session, or `SessionNotFound`. Never writes.
+    /// The live session `id` reaches, or `SessionNotFound`. Never writes, but for an id
+    /// presented after its renewal's window (see [`Sessions::reach`]).
     pub async fn get(&self, id: &SessionId, now: Millis) -> Result<Session, Error> {
-        let record = self.store.load(id).await?.ok_or(Error::SessionNotFound)?;
+        self.reach(id, now).await.map(|(_, session)| session)
+    }
+
+    /// The session `id` names, and the id it is stored under: its own, or, for an id renewed
+    /// away and presented within its grace window, the successor's, which the caller acts on
+    /// and names to nobody. Presented later, or more than one renewal old, the id is reuse:
+    /// with detection on, the session it was renewed into ends (and its successors), and the
+    /// answer is `404` with one log line naming the ended session's handle.
+    async fn reach(&self, id: &SessionId, now: Millis) -> Result<(SessionId, Session), Error> {
+        let (retirement, retired_meta) = match self.store.load(id).await? {
+            None => return Err(Error::SessionNotFound),
+            Some(Stored::Session(record)) => return Ok((*id, self.session(id, record, now)?)),
+            Some(Stored::Retired(retirement, meta)) => (retirement, meta),
+        };
+        if !retired_meta.within_rules(now, self.policy) || now >= retired_meta.expires_at {
+            // Kept no longer than the session could live: whatever it names has ended.
+            return Err(Error::SessionNotFound);
+        }
+        let successor = retirement.successor;
+        let stored = self.store.load(&successor).await?;
+        let twice = matches!(stored, Some(Stored::Retired(..)));
+        match (retirement.presented(now, twice), stored) {
+            (Presented::Grace(_), Some(Stored::Session(record))) => {
+                Ok((successor, self.session(&successor, record, now)?))
+            }
+            (Presented::Grace(_), _) => Err(Error::SessionNotFound),
+            (Presented::Reuse(_), _) if !self.renewal.reuse_detection => {
+                Err(Error::SessionNotFound)
+            }
+            (Presented::Reuse(_), stored) => Err(self.end_renewed(successor, stored, now).await),
+        }
+    }
+
+    /// `record` of the session `id`, if it is live at `now`.
+    fn session(&self, id: &SessionId, record: Record, now: Millis) -> Result<Session, Error> {
         let meta = self.live(id, record.meta, now)?;
         Ok(Session {
             data: record.data,
             meta,
             without_meta: record.meta.is_none(),
         })
+    }
+
+    /// Ends the session an id renewed away was renewed into (`successor`, as `stored`), or
+    /// the session at the end of its renewals, for reuse; the error that answers the reuse.
+    async fn end_renewed(
+        &self,
+        mut successor: SessionId,
+        mut stored: Option<Stored>,
+        now: Millis,
+    ) -> Error {
+        for _ in 0..MAX_RENEWALS_FOLLOWED {
+            match stored {
+                // Ended already (by an earlier reuse, a delete, a revocation): nothing to do.
+                None => return Error::SessionNotFound,
+                Some(Stored::Retired(retirement, _)) => {
+                    successor = retirement.successor;
+                    stored = match self.store.load(&successor).await {
+                        Ok(stored) => stored,
+                        Err(err) => return err,
+                    };
+                }
+                Some(Stored::Session(record)) => {
+                    let handle = Handle::of(&successor);
+                    let meta = record
+                        .meta
+                        .unwrap_or_else(|| Meta::legacy(now, self.policy));
+                    let reuse = Kind::Revoked(Revocation::Reuse);
+                    let event = self.event(reuse, now, &successor, &meta, None);
+                    let removed = self.store.remove(&successor, Expect::Any, event.as_ref());
+                    if let Err(err) = removed.await {
+                        return err.with_cause(format!(
+                            "reuse: a renewed id was presented after its window, and session \
+                             {handle} could not be ended"
+                        ));
+                    }
+                    if let (Some(subject), Some((index, _))) = (meta.subject, self.index) {
+                        // Left behind on failure, the entry is cleaned up when met.
+                        let entry = EntryKey::of(successor, meta.created_at);
+                        let _ = index.remove(&subject, &entry).await;
+                    }
+                    return Error::Reused(format!(
+                        "reuse: a renewed id was presented after its window; session {handle} ended"
+                    ));
+                }
+            }
+        }
+        Error::Reused(format!(
+            "reuse: a renewed id was presented after its window; {MAX_RENEWALS_FOLLOWED} renewals \
+             followed, none ended"
+        ))
     }
 
     /// The metadata of a stored session that is still alive at `now`. A session met after its
@@ -222,7 +336,8 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
         change: impl Fn(&Session) -> Result<Cow<'d, [u8]>, Error>,
     ) -> Result<(Cow<'d, [u8]>, Meta), Error> {
         for _ in 0..ATTEMPTS {
-            let current = self.get(id, now).await?;
+            let (target, current) = self.reach(id, now).await?;
+            let id = &target;
             if if_match.is_some_and(|condition| !condition.allows(current.meta.version)) {
                 return Err(Error::PreconditionFailed);
             }
@@ -254,7 +369,8 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
     /// interval (see [`Meta::renewal_due`]) writes nothing and answers the expiry in force.
     pub async fn touch(&self, id: &SessionId, now: Millis) -> Result<Meta, Error> {
         for _ in 0..ATTEMPTS {
-            let current = self.get(id, now).await?;
+            let (target, current) = self.reach(id, now).await?;
+            let id = &target;
             if !current.without_meta && !current.meta.renewal_due(now, self.policy) {
                 return Ok(current.meta);
             }
@@ -285,7 +401,8 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
         new_id: SessionId,
         now: Millis,
     ) -> Result<Meta, Error> {
-        let current = self.get(id, now).await?;
+        let (target, current) = self.reach(id, now).await?;
+        let id = &target;
         let meta = current.meta.written(now, self.policy);
         let data = current.data.as_bytes();
         let index = self.index.map(|(index, _)| index);
@@ -351,9 +468,26 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
     ) -> Result<(), Error> {
         let local = self.store.reads_are_local();
         let events = self.store.records_events();
-        let (expect, known) = match if_match {
-            Some(condition) => {
-                let current = self.get(id, now).await?;
+        // Every delete reads first: an id renewed away deletes the session it reaches. The read
+        // also gives `If-Match` its version and the event and the index their subject.
+        let (id, stored) = match self.deleting(id, now).await? {
+            Deleting::Gone => return Ok(()),
+            Deleting::Own(stored) => (*id, stored),
+            Deleting::Successor(target, session) => (
+                target,
+                Some(Stored::Session(Record {
+                    data: session.data,
+                    meta: Some(session.meta),
+                })),
+            ),
+        };
+        let id = &id;
+        let (expect, known) = match (if_match, stored) {
+            (Some(condition), stored) => {
+                let record = stored
+                    .and_then(Stored::session)
+                    .ok_or(Error::SessionNotFound)?;
+                let current = self.session(id, record, now)?;
                 if !condition.allows(current.meta.version) {
                     return Err(Error::PreconditionFailed);
                 }
@@ -361,19 +495,17 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
             }
             // Where reading is free (strong mode), the session's subject is known, and its
             // entry goes at once: an index that lists from its own rows must not list it any
-            // more.
-            None if local && (self.index.is_some() || events) => {
-                let at = SessionRef::Key(StorageKey::of(id));
-                let meta = self.store.meta_at(&at).await.ok().flatten();
-                (Expect::Any, meta.map(|(meta, _)| meta))
-            }
+            // more. Strong mode's alarm may not have ended an expired session yet.
+            (None, Some(Stored::Session(record))) if local => (Expect::Any, record.meta),
             // An expired session is reported as such by the read, and deleting it is no event.
-            None if events => match self.get(id, now).await {
-                Ok(current) => (Expect::Any, Some(current.meta)),
-                Err(Error::SessionNotFound) => (Expect::Any, None),
-                Err(err) => return Err(err),
-            },
-            None => (Expect::Any, None),
+            (None, Some(Stored::Session(record))) if events => {
+                match self.session(id, record, now) {
+                    Ok(current) => (Expect::Any, Some(current.meta)),
+                    Err(Error::SessionNotFound) => (Expect::Any, None),
+                    Err(err) => return Err(err),
+                }
+            }
+            (None, _) => (Expect::Any, None),
         };
         // Strong mode's alarm may not have ended an expired session yet: its end is its expiry.
         let event = known.and_then(|meta| match meta.is_alive(now) {
@@ -393,6 +525,117 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
                 Ok(())
             }
             Outcome::Conflict => Err(Error::PreconditionFailed),
+        }
+    }
+
+    /// What a delete of `id` deletes: the session stored under it (as read: `None` when
+    /// nothing is, or what is there does not open, which the delete removes all the same), or
+    /// the one an id renewed away reaches within its window; or nothing, for an id renewed away
+    /// whose session has ended.
+    async fn deleting(&self, id: &SessionId, now: Millis) -> Result<Deleting, Error> {
+        match self.store.load(id).await {
+            Ok(Some(Stored::Retired(..))) => match self.reach(id, now).await {
+                Ok((target, session)) => Ok(Deleting::Successor(target, session)),
+                Err(Error::SessionNotFound) => Ok(Deleting::Gone),
+                Err(err) => Err(err),
+            },
+            Ok(stored) => Ok(Deleting::Own(stored)),
+            Err(Error::Unreadable(_)) => Ok(Deleting::Own(None)),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// A new id for the session `id` reaches, with the same privilege: the session moves to
+    /// `new_id` as in [`Sessions::rotate`], and `id` is retired, not removed. For the grace
+    /// window it still reaches the session (see [`Sessions::reach`]); after it, it is reuse.
+    ///
+    /// A second renewal of `id` within its window answers the same successor (two tabs that
+    /// renew at once end up with one id), named in the answer: it is the renewal's own answer.
+    /// The renewal carries no privilege, so a holder of `id` gains nothing it did not have.
+    pub async fn renew(
+        &self,
+        id: &SessionId,
+        new_id: SessionId,
+        now: Millis,
+    ) -> Result<Renewed, Error> {
+        let current = match self.store.load(id).await? {
+            None => return Err(Error::SessionNotFound),
+            Some(Stored::Retired(retirement, _)) => {
+                // Within the window, the successor it reaches; after it, reuse.
+                let (successor, session) = self.reach(id, now).await?;
+                debug_assert_eq!(successor, retirement.successor);
+                return Ok(Renewed {
+                    id: successor,
+                    meta: session.meta,
+                });
+            }
+            Some(Stored::Session(record)) => self.session(id, record, now)?,
+        };
+        let meta = current.meta.written(now, self.policy);
+        let index = self.index.map(|(index, _)| index);
+        let listed = meta.subject.as_ref().zip(index);
+        if let Some((subject, index)) = listed {
+            let entry = NewEntry {
+                key: EntryKey::of(new_id, meta.created_at),
+                until: meta.latest_end(self.policy),
+                activity: Activity::of(&meta),
+                device: DeviceInfo::Like(Handle::of(id)),
+            };
+            index.add(subject, &entry, now).await?;
+        }
+        let saved = self
+            .store
+            .save(
+                &new_id,
+                current.data.as_bytes(),
+                &meta,
+                Expect::Absent,
+                None,
+            )
+            .await?;
+        if saved == Outcome::Conflict {
+            return Err(Error::Internal(format!(
+                "new session id {} is taken",
+                new_id.short()
+            )));
+        }
+        let retirement = Retirement::new(new_id, now, self.renewal);
+        // Kept until the session's latest end: whenever the old id shows up, it is known.
+        let retired = Meta {
+            updated_at: now,
+            expires_at: meta.latest_end(self.policy),
+            version: current.meta.version.saturating_add(1),
+            ..current.meta
+        };
+        let renewed = Kind::Renewed {
+            from: Handle::of(id),
+        };
+        let event = self.event(renewed, now, &new_id, &meta, None);
+        let expect = Expect::Version(current.meta.version);
+        let retire = self
+            .store
+            .retire(id, &retirement, &retired, expect, event.as_ref());
+        let failure = match retire.await {
+            Ok(Outcome::Written) => {
+                if let Some((subject, index)) = listed {
+                    // Left behind on failure, the old entry is cleaned up when met.
+                    let _ = index
+                        .remove(subject, &EntryKey::of(*id, meta.created_at))
+                        .await;
+                }
+                return Ok(Renewed { id: new_id, meta });
+            }
+            Ok(Outcome::Conflict) => lost_races(),
+            Err(err) => err,
+        };
+        match self.store.remove(&new_id, Expect::Any, None).await {
+            Ok(_) => Err(failure),
+            Err(undo) => Err(failure.with_cause(format!(
+                "renewal of {} left an unused copy under {}: {}",
+                id.short(),
+                new_id.short(),
+                undo.log_cause().unwrap_or_default()
+            ))),
         }
     }
 
@@ -471,10 +714,12 @@ mod tests {
         ("delete", 2),
         ("delete with If-Match", 2),
         ("rotate", 3),
+        ("renew", 3),
+        ("get, renewed away, in its window", 2),
         ("get, missing", 2),
         ("get, legacy", 2),
         ("add, legacy (moves it)", 4),
-        ("delete, legacy lookup off", 1),
+        ("delete, legacy lookup off", 2),
     ];
 
     /// The sessions one request sees.
@@ -524,6 +769,13 @@ mod tests {
                 create(3);
                 count("rotate", &|s| run(s.rotate(&id(3), id(4), T0)).map(drop))
             },
+            {
+                create(6);
+                count("renew", &|s| run(s.renew(&id(6), id(7), T0)).map(drop))
+            },
+            count("get, renewed away, in its window", &|s| {
+                run(s.get(&id(6), T0)).map(drop)
+            }),
             count("get, missing", &|s| match run(s.get(&id(9), T0)) {
                 Err(Error::SessionNotFound) => Ok(()),
                 other => other.map(drop),

@@ -6,6 +6,7 @@ use crate::domain::derive::Handle;
 use crate::domain::error::Error;
 use crate::domain::event::Event;
 use crate::domain::id::SessionId;
+use crate::domain::renewal::Retirement;
 use crate::domain::session::Meta;
 use crate::domain::subject::Subject;
 use crate::domain::time::Millis;
@@ -15,7 +16,7 @@ use crate::store::durable::sessions::SqlSessions;
 use crate::store::durable::storage::DoStorage;
 use crate::store::kv::{Kv, KvIndex, KvSessions};
 use crate::store::{
-    Activity, Entry, EntryKey, Expect, MetaAt, NewEntry, Outcome, Record, SessionRef, SessionStore,
+    Activity, Entry, EntryKey, Expect, MetaAt, NewEntry, Outcome, SessionRef, SessionStore, Stored,
     SubjectIndex,
 };
 
@@ -95,7 +96,7 @@ impl SubjectIndex for BackendIndex {
 }
 
 impl SessionStore for BackendStore {
-    async fn load(&self, id: &SessionId) -> Result<Option<Record>, Error> {
+    async fn load(&self, id: &SessionId) -> Result<Option<Stored>, Error> {
         match self {
             BackendStore::Kv(store) => store.load(id).await,
             BackendStore::Durable(store) => store.load(id).await,
@@ -167,6 +168,20 @@ impl SessionStore for BackendStore {
         match self {
             BackendStore::Kv(store) => store.remove(id, expect, event).await,
             BackendStore::Durable(store) => store.remove(id, expect, event).await,
+        }
+    }
+
+    async fn retire(
+        &self,
+        id: &SessionId,
+        retirement: &Retirement,
+        meta: &Meta,
+        expect: Expect,
+        event: Option<&Event>,
+    ) -> Result<Outcome, Error> {
+        match self {
+            BackendStore::Kv(store) => store.retire(id, retirement, meta, expect, event).await,
+            BackendStore::Durable(store) => store.retire(id, retirement, meta, expect, event).await,
         }
     }
 }

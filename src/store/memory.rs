@@ -9,10 +9,11 @@ use std::collections::{HashMap, VecDeque};
 use super::events::EventQueue;
 use super::kv::KvSessions;
 use super::seal::{soft_decrypt, soft_encrypt, Aead};
-use super::{Expect, KeyValue, MetaAt, Outcome, Record, SessionRef, SessionStore};
+use super::{Expect, KeyValue, MetaAt, Outcome, SessionRef, SessionStore, Stored};
 use crate::domain::error::Error;
 use crate::domain::event::Event;
 use crate::domain::id::SessionId;
+use crate::domain::renewal::Retirement;
 use crate::domain::session::Meta;
 
 /// Which key-value operation a fault hits.
@@ -36,7 +37,7 @@ pub enum Fault {
 }
 
 /// Value, metadata and the TTL it was saved with.
-type Stored = (Vec<u8>, Option<String>, u64);
+type Entry = (Vec<u8>, Option<String>, u64);
 
 /// AES-256-GCM from RustCrypto for data of any size: the envelope of [`super::seal`] natively,
 /// byte for byte what WebCrypto makes of it (`tests/wasm.rs` checks one against the other).
@@ -74,7 +75,7 @@ pub fn sealed<K: KeyValue>(kv: K) -> KvSessions<K, SoftAead> {
 
 #[derive(Default)]
 pub struct MemoryKv {
-    pub entries: RefCell<HashMap<String, Stored>>,
+    pub entries: RefCell<HashMap<String, Entry>>,
     operations: Cell<u32>,
     faults: RefCell<VecDeque<(Op, Fault)>>,
 }
@@ -129,7 +130,8 @@ impl MemoryKv {
 
     /// The data of session `id` as the worker would read it, uncounted.
     pub fn plain(&self, id: &SessionId) -> Option<String> {
-        self.uncounted(|| run(sealed(self).load(id)).ok().flatten().map(|r| r.data))
+        let stored = self.uncounted(|| run(sealed(self).load(id)).ok().flatten());
+        stored.and_then(Stored::session).map(|record| record.data)
     }
 
     /// Operations since the last call.
@@ -258,7 +260,7 @@ impl StrictSessions {
     }
 
     /// The stored record, read without counting an operation.
-    fn current(&self, id: &SessionId) -> Option<Record> {
+    fn current(&self, id: &SessionId) -> Option<Stored> {
         self.kv()
             .uncounted(|| run(self.inner.load(id)).ok().flatten())
     }
@@ -266,7 +268,7 @@ impl StrictSessions {
     async fn let_others_write(&self) -> Result<(), Error> {
         let next = self.interleaved.borrow_mut().pop_front();
         if let Some((id, data)) = next {
-            let current = self.inner.load(&id).await?;
+            let current = self.inner.load(&id).await?.and_then(Stored::session);
             if let Some(meta) = current.and_then(|record| record.meta) {
                 let meta = Meta {
                     version: meta.version + 1,
@@ -283,8 +285,23 @@ impl StrictSessions {
 }
 
 impl SessionStore for StrictSessions {
-    async fn load(&self, id: &SessionId) -> Result<Option<Record>, Error> {
+    async fn load(&self, id: &SessionId) -> Result<Option<Stored>, Error> {
         self.inner.load(id).await
+    }
+
+    async fn retire(
+        &self,
+        id: &SessionId,
+        retirement: &Retirement,
+        meta: &Meta,
+        expect: Expect,
+        event: Option<&Event>,
+    ) -> Result<Outcome, Error> {
+        self.let_others_write().await?;
+        if !expect.holds(self.current(id).as_ref()) {
+            return Ok(Outcome::Conflict);
+        }
+        self.inner.retire(id, retirement, meta, expect, event).await
     }
 
     async fn save(

@@ -30,6 +30,7 @@ use crate::domain::derive::{Handle, StorageKey};
 use crate::domain::error::Error;
 use crate::domain::event::Event;
 use crate::domain::id::SessionId;
+use crate::domain::renewal::Retirement;
 use crate::domain::session::Meta;
 use crate::domain::subject::Subject;
 use crate::domain::time::Millis;
@@ -57,6 +58,25 @@ impl Record {
     }
 }
 
+/// What an id's key holds: a session, or what the id left there when it was renewed away
+/// ([`Retirement`], opened with the id: nobody else learns the successor), with the lifecycle of
+/// the session at that renewal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Stored {
+    Session(Record),
+    Retired(Retirement, Meta),
+}
+
+impl Stored {
+    /// The session, if this is one: for what never follows a renewal (moving a session in).
+    pub fn session(self) -> Option<Record> {
+        match self {
+            Stored::Session(record) => Some(record),
+            Stored::Retired(..) => None,
+        }
+    }
+}
+
 /// What a write expects to find under the id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Expect {
@@ -69,11 +89,13 @@ pub enum Expect {
 }
 
 impl Expect {
-    /// Whether `current` (the stored record, if any) is what was expected.
-    pub fn holds(self, current: Option<&Record>) -> bool {
+    /// Whether `current` (what is stored, if anything) is what was expected.
+    pub fn holds(self, current: Option<&Stored>) -> bool {
         match (self, current) {
             (Expect::Any, _) | (Expect::Absent, None) => true,
-            (Expect::Version(version), Some(record)) => record.version() == version,
+            (Expect::Version(version), Some(Stored::Session(record))) => {
+                record.version() == version
+            }
             _ => false,
         }
     }
@@ -107,7 +129,7 @@ pub enum Outcome {
     reason = "Workers run single-threaded; futures need not be Send"
 )]
 pub trait SessionStore {
-    async fn load(&self, id: &SessionId) -> Result<Option<Record>, Error>;
+    async fn load(&self, id: &SessionId) -> Result<Option<Stored>, Error>;
     async fn save(
         &self,
         id: &SessionId,
@@ -122,6 +144,16 @@ pub trait SessionStore {
         expect: Expect,
         event: Option<&Event>,
     ) -> Result<Outcome, Error>;
+    /// Replaces the session `id` (as `expect` says) with `retirement`, kept until `meta`'s
+    /// latest end, and commits `event` with it: what a renewal leaves under the old id.
+    async fn retire(
+        &self,
+        id: &SessionId,
+        retirement: &Retirement,
+        meta: &Meta,
+        expect: Expect,
+        event: Option<&Event>,
+    ) -> Result<Outcome, Error>;
 
     /// The metadata of the session `at` names (`None`: gone, or without metadata), and where
     /// the session is now: under its storage key, or still under its id where an earlier
@@ -130,8 +162,10 @@ pub trait SessionStore {
     async fn meta_at(&self, at: &SessionRef) -> Result<Option<(Meta, SessionRef)>, Error> {
         match at {
             SessionRef::Id(id) => {
-                let meta = self.load(id).await?.and_then(|record| record.meta);
-                Ok(meta.map(|meta| (meta, *at)))
+                let record = self.load(id).await?.and_then(Stored::session);
+                Ok(record
+                    .and_then(|record| record.meta)
+                    .map(|meta| (meta, *at)))
             }
             SessionRef::Key(_) => Err(Error::Internal("a store without hashed keys".into())),
         }
@@ -407,17 +441,21 @@ mod tests {
 
     #[test]
     fn expectations() {
-        let legacy = Record {
+        let legacy = Stored::Session(Record {
             data: "{}".into(),
             meta: None,
+        });
+        let meta = Meta {
+            version: 3,
+            ..Meta::new(T0, None, POLICY)
         };
-        let v3 = Record {
+        let v3 = Stored::Session(Record {
             data: "{}".into(),
-            meta: Some(Meta {
-                version: 3,
-                ..Meta::new(T0, None, POLICY)
-            }),
-        };
+            meta: Some(meta),
+        });
+        let successor = crate::domain::id::SessionId::from_random_bytes([2; 16]);
+        let retirement = Retirement::new(successor, T0, Default::default());
+        let retired = Stored::Retired(retirement, meta);
         assert!(Expect::Absent.holds(None));
         assert!(!Expect::Absent.holds(Some(&legacy)));
         assert!(Expect::Version(0).holds(Some(&legacy)));
@@ -425,5 +463,8 @@ mod tests {
         assert!(!Expect::Version(2).holds(Some(&v3)));
         assert!(!Expect::Version(3).holds(None));
         assert!(Expect::Any.holds(None) && Expect::Any.holds(Some(&v3)));
+        // A renewed id's key is neither free nor a session to write over.
+        assert!(!Expect::Absent.holds(Some(&retired)));
+        assert!(!Expect::Version(3).holds(Some(&retired)));
     }
 }

@@ -10,6 +10,7 @@
 //! ```text
 //! s2 (written): "s2" | lifecycle 73 | n | n × (salt 32 | wrapped data key 32 + tag 16) | nonce 12 | ciphertext | tag 16
 //! s1 (read):    "s1" | n | n × (nonce 12 | wrapped data key 32 + tag 16) | nonce 12 | ciphertext | tag 16
+//! r2 (written): "r2" and the rest as s2, its data a [`Retirement`]: what a renewed id leaves
 //! lifecycle:    created_at | updated_at | expires_at | version | ttl (0: none), each u64 big-endian
 //!               | 1 and the subject's hash 32, or 0 and 32 zeros
 //! ```
@@ -22,9 +23,10 @@
 //! associated data is a label, the storage key and everything before the data's nonce (the
 //! lifecycle and the slots); a slot's is a label and the storage key.
 //!
-//! There are `n` slots so that a later version can let two ids reach one session for a while (a
-//! renewal's grace window: the data key wrapped under each id's key). This version writes one
-//! and opens any.
+//! There are `n` slots so that a later version can let two ids reach one session at once. This
+//! version writes one and opens any: a renewed id reaches its successor through the retirement
+//! it leaves under its own key (`r2`), sealed under the old id, which names the successor to a
+//! holder of the old id and to nobody else.
 //!
 //! `s1`, the format of the version before, kept its lifecycle beside the record (KV metadata, or
 //! the object's columns), where a store writer could change it, and kept one data key for the
@@ -50,6 +52,9 @@ use crate::domain::device::MAX_ENCODED_BYTES;
 use crate::domain::digest::hmac_sha256;
 use crate::domain::error::Error;
 use crate::domain::id::SessionId;
+use crate::domain::renewal::Retirement;
+#[cfg(test)]
+use crate::domain::renewal::RETIREMENT_BYTES;
 use crate::domain::session::Meta;
 use crate::domain::subject::Subject;
 
@@ -60,6 +65,8 @@ const MAX_SLOTS: usize = 4;
 
 /// The format this version writes.
 const MAGIC: &[u8; 2] = b"s2";
+/// A renewed id's record: the same format, a [`Retirement`] for data.
+const RETIRED_MAGIC: &[u8; 2] = b"r2";
 const SALT: usize = 32;
 const SLOT: usize = SALT + 32 + TAG;
 /// The sealed lifecycle: five numbers, a flag and a subject hash.
@@ -133,6 +140,22 @@ pub struct Opened {
     pub data: Vec<u8>,
     /// The sealed lifecycle; `None` in an `s1` record, whose lifecycle is kept beside it.
     pub lifecycle: Option<Meta>,
+    /// An `r2` record: `data` is a [`Retirement`].
+    pub retired: bool,
+}
+
+/// What a record under a session's key is, to a holder of the id: the session, or the
+/// retirement of an id renewed away, each with its sealed lifecycle.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Unsealed {
+    Session(String, Meta),
+    Retired(Retirement, Meta),
+}
+
+/// Whether `bytes` are a renewed id's record: readable without the id (the magic is in the
+/// clear), for what lists or ends sessions without one.
+pub fn is_retirement(bytes: &[u8]) -> bool {
+    bytes.starts_with(RETIRED_MAGIC)
 }
 
 /// Seals and opens session records, large data through an [`Aead`].
@@ -210,7 +233,10 @@ struct Parts<'a> {
 
 /// The parts of an `s2` or `s1` record; `None` for anything else.
 fn split(bytes: &[u8]) -> Option<Parts<'_>> {
-    let (lifecycle, rest, slot) = if let Some(rest) = bytes.strip_prefix(MAGIC) {
+    let current = bytes
+        .strip_prefix(MAGIC)
+        .or_else(|| bytes.strip_prefix(RETIRED_MAGIC));
+    let (lifecycle, rest, slot) = if let Some(rest) = current {
         let (lifecycle, rest) = rest.split_at_checked(LIFECYCLE)?;
         (Some(lifecycle_of(lifecycle)?), rest, SLOT)
     } else {
@@ -281,6 +307,7 @@ impl<A: Aead> Sealer<A> {
         Ok(data.map(|data| Opened {
             data,
             lifecycle: parts.lifecycle,
+            retired: is_retirement(bytes),
         }))
     }
 
@@ -289,6 +316,8 @@ impl<A: Aead> Sealer<A> {
     /// readers without the id. The sealed lifecycle is the session's: `beside` must say the
     /// same, or the record was altered. An `s1` record has only `beside`, and is read only
     /// while `earlier` formats are.
+    ///
+    /// A renewed id's record (`r2`) opens the same way, to its [`Retirement`].
     ///
     /// [`Error::Unreadable`] (404 to the caller, an integrity line in the log) when the record
     /// does not open, is not text, or disagrees with what is beside it.
@@ -299,7 +328,7 @@ impl<A: Aead> Sealer<A> {
         bytes: &[u8],
         beside: Option<Meta>,
         serve_legacy: bool,
-    ) -> Result<(String, Meta), Error> {
+    ) -> Result<Unsealed, Error> {
         let unreadable =
             |why: &str| Error::Unreadable(format!("integrity: session {} {why}", id.short()));
         let opened = self.open(&WrapKey::of(id), key, bytes).await?;
@@ -312,8 +341,26 @@ impl<A: Aead> Sealer<A> {
             }
             None => beside.ok_or_else(|| unreadable("has no lifecycle"))?,
         };
+        if opened.retired {
+            let retirement = Retirement::from_bytes(&opened.data)
+                .ok_or_else(|| unreadable("has a retirement this worker did not write"))?;
+            return Ok(Unsealed::Retired(retirement, meta));
+        }
         let data = String::from_utf8(opened.data).map_err(|_| unreadable("is not text"))?;
-        Ok((data, meta))
+        Ok(Unsealed::Session(data, meta))
+    }
+
+    /// What the id of `wrap` leaves under its `key` when renewed: `retirement`, sealed under
+    /// it with the session's lifecycle `meta` (`r2`).
+    pub async fn retire(
+        &self,
+        wrap: &WrapKey,
+        key: &StorageKey,
+        meta: &Meta,
+        retirement: &Retirement,
+    ) -> Result<Vec<u8>, Error> {
+        let data = retirement.to_bytes();
+        self.seal_as(RETIRED_MAGIC, &[wrap], key, meta, &data).await
     }
 
     /// `data` of a session with the lifecycle `meta`, sealed for `key` under a fresh data key
@@ -325,12 +372,25 @@ impl<A: Aead> Sealer<A> {
         meta: &Meta,
         data: &[u8],
     ) -> Result<Vec<u8>, Error> {
-        self.seal_for(&[wrap], key, meta, data).await
+        self.seal_as(MAGIC, &[wrap], key, meta, data).await
     }
 
     /// [`Sealer::seal`], with the data key wrapped in a slot for each of `wraps`.
+    #[cfg(all(test, not(target_arch = "wasm32")))]
     async fn seal_for(
         &self,
+        wraps: &[&WrapKey],
+        key: &StorageKey,
+        meta: &Meta,
+        data: &[u8],
+    ) -> Result<Vec<u8>, Error> {
+        self.seal_as(MAGIC, wraps, key, meta, data).await
+    }
+
+    /// A record of the format `magic` (`s2` or `r2`).
+    async fn seal_as(
+        &self,
+        magic: &[u8; 2],
         wraps: &[&WrapKey],
         key: &StorageKey,
         meta: &Meta,
@@ -346,7 +406,7 @@ impl<A: Aead> Sealer<A> {
         let slot_aad = associated(SLOT_LABEL, key);
         let mut bytes =
             Vec::with_capacity(3 + LIFECYCLE + wraps.len() * SLOT + NONCE + data.len() + TAG);
-        bytes.extend_from_slice(MAGIC);
+        bytes.extend_from_slice(magic);
         bytes.extend_from_slice(&lifecycle_bytes(meta));
         bytes.push(wraps.len() as u8);
         for wrap in wraps {
@@ -534,6 +594,13 @@ pub fn layouts() -> Vec<String> {
              nonce {NONCE} | ciphertext | tag {TAG}",
             magic(S1_MAGIC)
         ),
+        format!(
+            "\"{}\" 2 | lifecycle {LIFECYCLE} | n 1 | n × (salt {SALT} | wrapped data key \
+             {wrapped} | tag {TAG}) | nonce {NONCE} | sealed retirement {} | tag {TAG}",
+            magic(RETIRED_MAGIC),
+            RETIREMENT_BYTES
+        ),
+        "successor id 16 | renewed_at 8 | grace_until 8".to_owned(),
         lifecycle,
         sealed(magic(DEVICE_MAGIC)),
         sealed(magic(LEGACY_DEVICE_MAGIC)),
@@ -600,8 +667,41 @@ mod tests {
     ) -> Result<Meta, String> {
         let (id, key) = (id(1), StorageKey::of(&id(1)));
         run(Sealer(SoftAead).open_session(&id, &key, bytes, beside, serve_legacy))
-            .map(|(_, meta)| meta)
+            .map(|unsealed| match unsealed {
+                Unsealed::Session(_, meta) | Unsealed::Retired(_, meta) => meta,
+            })
             .map_err(|err| err.log_cause().unwrap_or_default())
+    }
+
+    /// A renewed id's record names its successor to a holder of the old id only, and cannot
+    /// pass for a session (nor a session for one): the magic is bound to the rest.
+    #[test]
+    fn a_retirement_opens_with_the_old_id_only_and_is_never_a_session() {
+        use crate::domain::renewal::{Renewal, RETIREMENT_BYTES};
+        let (wrap, key) = (WrapKey::of(&id(1)), StorageKey::of(&id(1)));
+        let retirement = Retirement::new(id(2), T0, Renewal::default());
+        let sealer = Sealer(SoftAead);
+        let bytes = run(sealer.retire(&wrap, &key, &meta(), &retirement)).unwrap();
+        assert!(is_retirement(&bytes));
+        assert!(!is_retirement(&sealed(1, b"{}")));
+        assert_eq!(
+            bytes.len(),
+            3 + LIFECYCLE + SLOT + NONCE + RETIREMENT_BYTES + TAG
+        );
+        let successor = id(2).to_bytes();
+        assert!(
+            !bytes.windows(16).any(|w| w == successor),
+            "the successor is sealed"
+        );
+        let opened = run(sealer.open_session(&id(1), &key, &bytes, Some(meta()), false));
+        assert_eq!(opened.unwrap(), Unsealed::Retired(retirement, meta()));
+        assert_eq!(open(2, 1, &bytes), None, "another id cannot open it");
+        let mut as_session = bytes.clone();
+        as_session[..2].copy_from_slice(MAGIC);
+        assert_eq!(open(1, 1, &as_session), None, "a retirement relabelled");
+        let mut as_retirement = sealed(1, b"{}");
+        as_retirement[..2].copy_from_slice(RETIRED_MAGIC);
+        assert_eq!(open(1, 1, &as_retirement), None, "a session relabelled");
     }
 
     /// Where the sealed lifecycle sits in an `s2` record.
@@ -724,7 +824,8 @@ mod tests {
             opened,
             Some(Opened {
                 data: br#"{"pinned":"s1"}"#.to_vec(),
-                lifecycle: None
+                lifecycle: None,
+                retired: false,
             })
         );
         let beside = Meta::new(T0, None, POLICY);
@@ -734,7 +835,7 @@ mod tests {
         };
         assert_eq!(
             read(Some(beside), true),
-            Ok((r#"{"pinned":"s1"}"#.to_string(), beside))
+            Ok(Unsealed::Session(r#"{"pinned":"s1"}"#.to_string(), beside))
         );
         let cause = read(None, true).unwrap_err();
         assert!(

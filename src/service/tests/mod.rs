@@ -4,6 +4,7 @@
 
 mod at_rest;
 mod events;
+mod renewal;
 #[cfg(not(target_arch = "wasm32"))]
 mod strong;
 mod subjects;

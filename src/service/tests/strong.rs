@@ -7,6 +7,7 @@ use crate::domain::id::SessionId;
 use crate::domain::json::JsonObject;
 use crate::domain::merge::Merge;
 use crate::domain::precondition::IfMatch;
+use crate::domain::renewal::Retirement;
 use crate::domain::session::fixtures::{POLICY, S, T0};
 use crate::domain::session::Meta;
 use crate::domain::subject::Subject;
@@ -26,7 +27,7 @@ use crate::store::memory::{
     run, sealed, Fault, MemoryKv, Op, RecordingQueue, SoftAead, StrictSessions,
 };
 use crate::store::schema::{LEGACY_SESSION_SCHEMA, RECORD_SCHEMA};
-use crate::store::{Expect, Outcome, Record, SessionRef, SessionStore};
+use crate::store::{Expect, Outcome, SessionRef, SessionStore, Stored};
 
 type Object = SqlSessions<SqliteStorage, MemoryKv, Others, SoftAead>;
 
@@ -81,8 +82,21 @@ impl Others {
 }
 
 impl SessionStore for Others {
-    async fn load(&self, id: &SessionId) -> Result<Option<Record>, Error> {
+    async fn load(&self, id: &SessionId) -> Result<Option<Stored>, Error> {
         self.sessions.load(id).await
+    }
+
+    async fn retire(
+        &self,
+        id: &SessionId,
+        retirement: &Retirement,
+        meta: &Meta,
+        expect: Expect,
+        event: Option<&Event>,
+    ) -> Result<Outcome, Error> {
+        self.sessions
+            .retire(id, retirement, meta, expect, event)
+            .await
     }
 
     async fn save(
@@ -167,9 +181,11 @@ const OBJECT_OPERATIONS: &[(&str, u32, u32, u32)] = &[
     ("add", 1, 3, 1),
     ("touch (renewing)", 1, 3, 1),
     ("touch (within the interval)", 1, 2, 0),
-    ("delete", 1, 2, 1),
+    ("delete", 1, 3, 1),
     ("delete with If-Match", 1, 3, 1),
     ("rotate", 2, 3, 1),
+    ("renew", 2, 3, 1),
+    ("get, renewed away, in its window", 2, 2, 0),
 ];
 
 #[test]
@@ -220,6 +236,17 @@ fn object_operations_per_call_are_the_documented_ones() {
     .unwrap();
     count("rotate", &mut object, &|s| {
         run(s.rotate(&id(1), id(2), now)).unwrap();
+    });
+    let mut object = self::object(3);
+    at(&mut object, T0, |s| {
+        run(s.create(id(3), &data, None, None, None, T0))
+    })
+    .unwrap();
+    count("renew", &mut object, &|s| {
+        run(s.renew(&id(3), id(4), now)).unwrap();
+    });
+    count("get, renewed away, in its window", &mut object, &|s| {
+        run(s.get(&id(3), now + S)).unwrap();
     });
     assert_eq!(measured, OBJECT_OPERATIONS);
 }
@@ -287,7 +314,10 @@ fn the_statement_refuses_a_stale_version() {
         run(object.remove(&id(1), Expect::Version(1), None)).unwrap(),
         Outcome::Conflict
     );
-    let record = run(object.load(&id(1))).unwrap().unwrap();
+    let record = run(object.load(&id(1)))
+        .unwrap()
+        .and_then(Stored::session)
+        .unwrap();
     assert_eq!((record.data.as_str(), record.version()), ("{\"v\":2}", 2));
 }
 
@@ -358,6 +388,51 @@ fn rotation_writes_the_new_id_into_its_own_object() {
     .unwrap();
     assert!(object.storage.is_empty(), "the old object holds nothing");
     assert_eq!(object.peers.kv().plain(&id(2)).unwrap(), r#"{"a":1}"#);
+}
+
+/// Renewal in the old id's object: the successor is written into its own object, the old
+/// id's object keeps only the retirement (no id, no data), a write with the old id within the
+/// window is a write of the successor's object, and after it the old id ends the successor.
+#[test]
+fn renewal_leaves_a_retirement_and_reuse_ends_the_successor() {
+    let mut object = object(1);
+    at(&mut object, T0, |s| {
+        run(s.create(id(1), &body(r#"{"a":1}"#), None, None, None, T0))
+    })
+    .unwrap();
+    let renewed = at(&mut object, T0 + S, |s| run(s.renew(&id(1), id(2), T0 + S))).unwrap();
+    assert_eq!(renewed.id, id(2));
+    let rows = object.storage.dump();
+    assert!(
+        !reveals(&rows, 1) && !reveals(&rows, 2) && !rows.contains("\"a\""),
+        "{rows}"
+    );
+    at(&mut object, T0 + 2 * S, |s| {
+        run(s.merge(
+            &id(1),
+            &body(r#"{"b":2}"#),
+            Merge::Shallow,
+            None,
+            T0 + 2 * S,
+        ))
+    })
+    .unwrap();
+    assert_eq!(object.peers.kv().plain(&id(2)).unwrap(), r#"{"a":1,"b":2}"#);
+    let again = at(&mut object, T0 + 3 * S, |s| {
+        run(s.renew(&id(1), id(3), T0 + 3 * S))
+    })
+    .unwrap();
+    assert_eq!(again.id, id(2), "the same successor");
+    let late = T0 + 40 * S;
+    let err = at(&mut object, late, |s| run(s.get(&id(1), late))).unwrap_err();
+    assert!(matches!(err, Error::Reused(_)), "{err:?}");
+    assert_eq!(object.peers.kv().plain(&id(2)), None, "the successor ended");
+    // The retirement stays until the session's latest end, then the alarm drops it.
+    assert!(!object.storage.is_empty());
+    let end = T0 + POLICY.max_lifetime * 1000;
+    object.next_request(end);
+    run(object.on_alarm(None::<&RecordingQueue>)).unwrap();
+    assert!(object.storage.is_empty(), "{}", object.storage.dump());
 }
 
 /// A session written by KV mode, in KV.

@@ -12,6 +12,7 @@ use crate::domain::subject::Subject;
 use crate::domain::time::Millis;
 use crate::store::durable::{int, ObjectStorage, Value};
 use crate::store::schema::{RECORD_HANDLE_COLUMN, RECORD_WRITTEN};
+use crate::store::seal::is_retirement;
 
 /// The session row: `sealed` is `None` once a session moved from KV has ended (its marker).
 #[derive(Debug)]
@@ -25,8 +26,18 @@ pub struct Row {
 }
 
 impl Row {
+    /// The lifecycle of the session held here, if one is: not once it ended, nor in a renewed
+    /// id's object, which holds only its retirement.
     pub fn live_meta(&self) -> Option<Meta> {
-        self.sealed.as_ref().map(|_| self.meta)
+        self.sealed
+            .as_ref()
+            .filter(|sealed| !is_retirement(sealed))
+            .map(|_| self.meta)
+    }
+
+    /// Whether the row holds a renewed id's retirement (until the session's latest end).
+    pub fn retired(&self) -> bool {
+        self.sealed.as_deref().is_some_and(is_retirement)
     }
 }
 

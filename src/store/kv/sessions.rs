@@ -9,17 +9,37 @@ use crate::domain::derive::{StorageKey, WrapKey};
 use crate::domain::error::Error;
 use crate::domain::event::Event;
 use crate::domain::id::SessionId;
+use crate::domain::renewal::Retirement;
 use crate::domain::session::Meta;
 use crate::store::events::Journal;
-use crate::store::seal::{Aead, Sealer, WebCrypto};
+use crate::store::seal::{Aead, Sealer, Unsealed, WebCrypto};
 use crate::store::{
-    Expect, KeyValue, MetaAt, Outcome, Record, SessionRef, SessionStore, BULK_KEYS,
+    Expect, KeyValue, MetaAt, Outcome, Record, SessionRef, SessionStore, Stored, BULK_KEYS,
 };
 
 /// The lifecycle in an entry's metadata. Metadata the worker cannot read counts as absent (an
 /// entry of the old worker) rather than failing: it is replaced on the next write.
 fn readable(metadata: Option<String>) -> Option<Meta> {
     Meta::from_json(&metadata?)
+}
+
+/// Marks the metadata of a renewed id's record, for readers without ids (listings).
+const RETIRED: &str = r#","retired":1}"#;
+
+/// The metadata of a renewed id's record: its lifecycle, marked.
+fn retired_metadata(meta: &Meta) -> String {
+    let mut json = meta.to_json();
+    json.pop();
+    json.push_str(RETIRED);
+    json
+}
+
+/// The lifecycle of a session in an entry's metadata, to a reader without its id: a renewed
+/// id's record is no session to list or end.
+fn listable(metadata: Option<String>) -> Option<Meta> {
+    metadata
+        .filter(|metadata| !metadata.ends_with(RETIRED))
+        .and_then(|metadata| Meta::from_json(&metadata))
 }
 
 /// Where a request found a session, so that its write goes where it should.
@@ -93,18 +113,20 @@ impl<K: KeyValue, A: Aead> KvSessions<K, A> {
 
 impl<K: KeyValue, A: Aead> SessionStore for KvSessions<K, A> {
     /// One read; on a miss, with `legacy` on, a second under the bare id.
-    async fn load(&self, id: &SessionId) -> Result<Option<Record>, Error> {
+    async fn load(&self, id: &SessionId) -> Result<Option<Stored>, Error> {
         let key = StorageKey::of(id);
         if let Some((bytes, metadata)) = self.kv.get_bytes(&key.name()).await? {
             let beside = readable(metadata);
             let opened = self
                 .sealer
                 .open_session(id, &key, &bytes, beside, self.serve_legacy);
-            let (data, meta) = opened.await?;
             self.remember(id, Found::Sealed);
-            return Ok(Some(Record {
-                data,
-                meta: Some(meta),
+            return Ok(Some(match opened.await? {
+                Unsealed::Session(data, meta) => Stored::Session(Record {
+                    data,
+                    meta: Some(meta),
+                }),
+                Unsealed::Retired(retirement, meta) => Stored::Retired(retirement, meta),
             }));
         }
         if !self.serve_legacy {
@@ -114,10 +136,10 @@ impl<K: KeyValue, A: Aead> SessionStore for KvSessions<K, A> {
             return Ok(None);
         };
         self.remember(id, Found::Legacy);
-        Ok(Some(Record {
+        Ok(Some(Stored::Session(Record {
             data,
             meta: readable(meta),
-        }))
+        })))
     }
 
     /// One put (and, for a session this request found under its bare id, one delete there).
@@ -166,15 +188,45 @@ impl<K: KeyValue, A: Aead> SessionStore for KvSessions<K, A> {
         Ok(Outcome::Written)
     }
 
+    /// One put, under the old id's storage key (its bare-id entry, if this request found the
+    /// session there, goes as on a write). `expect` as for `save`.
+    async fn retire(
+        &self,
+        id: &SessionId,
+        retirement: &Retirement,
+        meta: &Meta,
+        _expect: Expect,
+        event: Option<&Event>,
+    ) -> Result<Outcome, Error> {
+        let key = StorageKey::of(id);
+        let moving = self.recall(id) == Some(true);
+        let sealed = self
+            .sealer
+            .retire(&WrapKey::of(id), &key, meta, retirement)
+            .await?;
+        let ttl = meta.kv_ttl(meta.updated_at);
+        let metadata = retired_metadata(meta);
+        self.kv
+            .put(&key.name(), &sealed, Some(&metadata), ttl)
+            .await?;
+        self.remember(id, Found::Sealed);
+        if moving {
+            let _ = self.kv.delete(&id.to_string()).await;
+        }
+        self.record(event);
+        Ok(Outcome::Written)
+    }
+
     /// One read, of the metadata: no id is needed, and none is there to open the data with.
     async fn meta_at(&self, at: &SessionRef) -> Result<Option<(Meta, SessionRef)>, Error> {
         match at {
             SessionRef::Key(key) => {
                 let entry = self.kv.get_bytes(&key.name()).await?;
-                Ok(entry.and_then(|(_, meta)| Some((readable(meta)?, *at))))
+                Ok(entry.and_then(|(_, meta)| Some((listable(meta)?, *at))))
             }
             SessionRef::Id(id) => {
-                let Some(meta) = self.load(id).await?.and_then(|record| record.meta) else {
+                let record = self.load(id).await?.and_then(Stored::session);
+                let Some(meta) = record.and_then(|record| record.meta) else {
                     return Ok(None);
                 };
                 let now_at = match self.recall(id) {
@@ -209,7 +261,7 @@ impl<K: KeyValue, A: Aead> SessionStore for KvSessions<K, A> {
                 SessionRef::Key(_) => None,
             };
             let meta = match (keyed, bare) {
-                (Some(meta), _) => readable(meta).map(|m| (m, SessionRef::Key(at.storage_key()))),
+                (Some(meta), _) => listable(meta).map(|m| (m, SessionRef::Key(at.storage_key()))),
                 (None, Some(meta)) if self.serve_legacy => readable(meta).map(|m| (m, *at)),
                 _ => None,
             };

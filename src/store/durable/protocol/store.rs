@@ -11,14 +11,16 @@ use worker::ObjectNamespace;
 
 use super::{object_failure, send, unexpected, Answer, Call, ID_HEADER, KEY_HEADER};
 use crate::domain::derive::StorageKey;
+use crate::domain::digest::{hex, unhex};
 use crate::domain::error::Error;
 use crate::domain::event::Event;
 use crate::domain::id::SessionId;
+use crate::domain::renewal::{Retirement, RETIREMENT_BYTES};
 use crate::domain::session::Meta;
 use crate::store::durable::sessions::{LegacyObjects, SqlSessions};
 use crate::store::durable::ObjectStorage;
 use crate::store::seal::Aead;
-use crate::store::{Expect, KeyValue, Outcome, Record, SessionRef, SessionStore};
+use crate::store::{Expect, KeyValue, Outcome, Record, SessionRef, SessionStore, Stored};
 
 pub const PATH: &str = "/store";
 pub const META: &str = "session-state-meta";
@@ -26,6 +28,8 @@ pub const EXPECT: &str = "session-state-expect";
 /// The lifecycle event a write commits with it (the `event` of `SessionStore::save`). Only
 /// label-free events cross (a `created` event is always its own object's): ASCII.
 pub const EVENT: &str = "session-state-event";
+/// The retirement of a renewed id, asked for by its id (`GET`): its bytes in hex, the body empty.
+pub const RETIRED: &str = "session-state-retired";
 
 fn expect_header(expect: Expect) -> String {
     match expect {
@@ -100,7 +104,7 @@ pub(super) fn meta_of(response: &worker::Response) -> Option<Meta> {
 }
 
 impl SessionStore for Peers {
-    async fn load(&self, id: &SessionId) -> Result<Option<Record>, Error> {
+    async fn load(&self, id: &SessionId) -> Result<Option<Stored>, Error> {
         let mut response = self.send_to(id, "GET", &[], None).await?;
         match response.status_code() {
             200 => {}
@@ -108,8 +112,33 @@ impl SessionStore for Peers {
             status => return Err(unexpected("a peer object", status)),
         }
         let meta = meta_of(&response);
+        let retired = response.headers().get(RETIRED).ok().flatten();
+        if let Some(retired) = retired {
+            let retirement = unhex::<RETIREMENT_BYTES>(&retired)
+                .and_then(|bytes| Retirement::from_bytes(&bytes));
+            let (Some(retirement), Some(meta)) = (retirement, meta) else {
+                return Err(Error::Internal(
+                    "a peer sent a retirement it could not".into(),
+                ));
+            };
+            return Ok(Some(Stored::Retired(retirement, meta)));
+        }
         let data = response.text().await.map_err(object_failure)?;
-        Ok(Some(Record { data, meta }))
+        Ok(Some(Stored::Session(Record { data, meta })))
+    }
+
+    /// Never over the wire: see [`SqlSessions`]'s `retire`.
+    async fn retire(
+        &self,
+        _id: &SessionId,
+        _retirement: &Retirement,
+        _meta: &Meta,
+        _expect: Expect,
+        _event: Option<&Event>,
+    ) -> Result<Outcome, Error> {
+        Err(Error::Internal(
+            "a retirement is written by the renewed id's own object".into(),
+        ))
     }
 
     async fn save(
@@ -213,8 +242,14 @@ where
             false => return Err(Error::SessionNotFound),
         },
         ("GET", Some(id)) => {
-            let Some(record) = store.load(&id).await? else {
-                return Err(Error::SessionNotFound);
+            let record = match store.load(&id).await? {
+                None => return Err(Error::SessionNotFound),
+                Some(Stored::Session(record)) => record,
+                Some(Stored::Retired(retirement, meta)) => {
+                    return Ok(Answer::new(200, Vec::new())
+                        .header(META, meta.to_json())
+                        .header(RETIRED, hex(&retirement.to_bytes())))
+                }
             };
             let answer = Answer::new(200, record.data.into_bytes());
             return Ok(match record.meta {

@@ -28,6 +28,7 @@ use crate::domain::derive::{Handle, StorageKey, WrapKey};
 use crate::domain::error::Error;
 use crate::domain::event::Event;
 use crate::domain::id::SessionId;
+use crate::domain::renewal::Retirement;
 use crate::domain::session::{Meta, Policy};
 use crate::domain::time::Millis;
 use crate::store::durable::legacy::Held;
@@ -37,8 +38,8 @@ use crate::store::durable::{int, ObjectStorage, Value};
 use crate::store::events::EventQueue;
 use crate::store::kv::KvSessions;
 use crate::store::schema::{RECORD_COLUMNS, RECORD_SCHEMA};
-use crate::store::seal::{Aead, Sealer, WebCrypto};
-use crate::store::{Expect, KeyValue, Outcome, Record, SessionRef, SessionStore};
+use crate::store::seal::{Aead, Sealer, Unsealed, WebCrypto};
+use crate::store::{Expect, KeyValue, Outcome, Record, SessionRef, SessionStore, Stored};
 
 pub use crate::store::durable::legacy::KV_STALE_MS;
 
@@ -187,11 +188,12 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore + LegacyObjects, A: Aead>
         rows.into_iter().next().map(parse_row).transpose()
     }
 
-    /// The session, opened with its id; moved in from wherever it was on first use.
-    async fn load_own(&self) -> Result<Option<Record>, Error> {
+    /// The session (or the id's retirement), opened with its id; moved in from wherever it
+    /// was on first use.
+    async fn load_own(&self) -> Result<Option<Stored>, Error> {
         let id = self.id()?;
         let Some(row) = self.row()? else {
-            return self.move_in(&id).await;
+            return Ok(self.move_in(&id).await?.map(Stored::Session));
         };
         let Some(sealed) = row.sealed else {
             return Ok(None);
@@ -199,17 +201,20 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore + LegacyObjects, A: Aead>
         let opened =
             self.sealer
                 .open_session(&id, &self.key, &sealed, Some(row.meta), self.serve_legacy);
-        let (data, meta) = opened.await?;
+        let stored = match opened.await? {
+            Unsealed::Session(data, meta) => Stored::Session(Record {
+                data,
+                meta: Some(meta),
+            }),
+            Unsealed::Retired(retirement, meta) => Stored::Retired(retirement, meta),
+        };
         if row.handle.is_none() {
             // A row of the version before handles: its alarm will need one to report expiry.
             let handle = Value::Text(Handle::of(&id).to_string());
             self.storage
                 .exec("UPDATE record SET handle = ?", vec![handle])?;
         }
-        Ok(Some(Record {
-            data,
-            meta: Some(meta),
-        }))
+        Ok(Some(stored))
     }
 
     /// Writes the session if it is as `expect` says, and `event` with it, in one transaction.
@@ -243,6 +248,18 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore + LegacyObjects, A: Aead>
                 &WRITES.upsert
             }
         };
+        self.write(query, params, meta, event).await
+    }
+
+    /// Runs the write `query` with `params`, and commits `event` with it when it wrote; then
+    /// the alarm goes where `meta` needs it.
+    async fn write(
+        &self,
+        query: &str,
+        params: Vec<Value>,
+        meta: &Meta,
+        event: Option<&Event>,
+    ) -> Result<Outcome, Error> {
         let event = self.committed(event);
         let mut written = false;
         let mut params = Some(params);
@@ -264,6 +281,33 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore + LegacyObjects, A: Aead>
             None => self.set_next_alarm(Some(meta.expires_at)).await?,
         }
         Ok(Outcome::Written)
+    }
+
+    /// Replaces the session at `expect`'s version with the id's `retirement`, and `event` with
+    /// it, in one transaction; the alarm then ends the retirement at `meta`'s expiry, silently.
+    async fn retire_own(
+        &self,
+        retirement: &Retirement,
+        meta: &Meta,
+        expect: Expect,
+        event: Option<&Event>,
+    ) -> Result<Outcome, Error> {
+        let id = self.id()?;
+        let Expect::Version(version) = expect else {
+            return Err(Error::Internal(
+                "a retirement replaces a session at a version".into(),
+            ));
+        };
+        if !self.has_table()? {
+            return Ok(Outcome::Conflict);
+        }
+        let sealed = self
+            .sealer
+            .retire(&WrapKey::of(&id), &self.key, meta, retirement)
+            .await?;
+        let mut params = row_params(&id, &self.key, sealed, meta);
+        params.push(int(version));
+        self.write(&WRITES.update, params, meta, event).await
     }
 
     /// `event`, when this object commits events.
@@ -309,9 +353,11 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore + LegacyObjects, A: Aead>
             }
             _ => self.row()?,
         };
-        let current = row.as_ref().and_then(Row::live_meta).map(|meta| Record {
-            data: String::new(),
-            meta: Some(meta),
+        let current = row.as_ref().and_then(Row::live_meta).map(|meta| {
+            Stored::Session(Record {
+                data: String::new(),
+                meta: Some(meta),
+            })
         });
         let held = current.is_some();
         if !expect.holds(current.as_ref()) {
@@ -363,6 +409,11 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore + LegacyObjects, A: Aead>
     pub async fn on_alarm(&self, queue: Option<&impl EventQueue>) -> Result<Delivery, Error> {
         let wake = match self.row()? {
             None => None,
+            // A renewed id's retirement stays until the session's latest end, then goes
+            // without an event: the session's own end was reported by its own object.
+            Some(row) if row.retired() => {
+                (self.now < row.meta.expires_at).then_some(row.meta.expires_at)
+            }
             Some(row) => match row.live_meta() {
                 Some(meta) if meta.is_alive(self.now) => Some(meta.expires_at),
                 Some(meta) => {
@@ -390,7 +441,7 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore + LegacyObjects, A: Aead>
 impl<S: ObjectStorage, K: KeyValue, P: SessionStore + LegacyObjects, A: Aead> SessionStore
     for SqlSessions<S, K, P, A>
 {
-    async fn load(&self, id: &SessionId) -> Result<Option<Record>, Error> {
+    async fn load(&self, id: &SessionId) -> Result<Option<Stored>, Error> {
         if Some(*id) == self.own {
             self.load_own().await
         } else {
@@ -427,6 +478,24 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore + LegacyObjects, A: Aead> Se
         }
     }
 
+    /// Only in the id's own object: a renewal runs there (the worker forwards `/renew/:id` to
+    /// the old id's object), and writes the successor into its object as a rotation does.
+    async fn retire(
+        &self,
+        id: &SessionId,
+        retirement: &Retirement,
+        meta: &Meta,
+        expect: Expect,
+        event: Option<&Event>,
+    ) -> Result<Outcome, Error> {
+        if Some(*id) != self.own {
+            return Err(Error::Internal(
+                "a retirement is written by the renewed id's own object".into(),
+            ));
+        }
+        self.retire_own(retirement, meta, expect, event).await
+    }
+
     fn records_events(&self) -> bool {
         self.events
     }
@@ -438,8 +507,10 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore + LegacyObjects, A: Aead> Se
                 Ok(self.row()?.and_then(|row| Some((row.live_meta()?, here))))
             }
             SessionRef::Id(id) if Some(*id) == self.own => {
-                let meta = self.load_own().await?.and_then(|record| record.meta);
-                Ok(meta.map(|meta| (meta, here)))
+                let record = self.load_own().await?.and_then(Stored::session);
+                Ok(record
+                    .and_then(|record| record.meta)
+                    .map(|meta| (meta, here)))
             }
             _ => self.peers.meta_at(at).await,
         }

@@ -12,7 +12,7 @@ use crate::store::durable::legacy::Held;
 use crate::store::durable::record::{row_params, WRITES};
 use crate::store::durable::{int, ObjectStorage, Value};
 use crate::store::seal::Aead;
-use crate::store::{Expect, KeyValue, Record, SessionStore};
+use crate::store::{Expect, KeyValue, Record, SessionStore, Stored};
 
 impl<S: ObjectStorage, K: KeyValue, P: SessionStore + LegacyObjects, A: Aead>
     SqlSessions<S, K, P, A>
@@ -32,7 +32,10 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore + LegacyObjects, A: Aead>
                 Held::Nothing => {}
             }
         }
-        let Some(record) = self.kv.load(id).await? else {
+        // A renewed id's retirement in KV (written in KV mode) does not move: its successor
+        // moves in on its own first use, and the old id is then unknown here, as after a
+        // rotation.
+        let Some(record) = self.kv.load(id).await?.and_then(Stored::session) else {
             return Ok(None);
         };
         self.take(id, record, Source::Kv).await
