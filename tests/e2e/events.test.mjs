@@ -21,13 +21,13 @@ function consumer(vars) {
 const PRODUCER = '[[env.test.queues.producers]]\nbinding = "SESSION_EVENTS"\nqueue = "session-events"';
 const FLAKY = '[[env.test.services]]\nbinding = "SESSION_EVENTS"\nservice = "session-events"\nentrypoint = "FlakyQueue"';
 
-async function start(binding, vars = {}) {
+async function start(binding, vars = {}, own = {}) {
   const sink = await startSink();
   const worker = await startWorker({
     env: 'test',
     configs: ['wrangler.toml', fixtureConfig(FIXTURE, consumer({ SINK_URL: sink.url, ...vars }))],
     extra: binding,
-    vars: { SESSION_TOUCH_INTERVAL_SECONDS: '1' },
+    vars: { SESSION_TOUCH_INTERVAL_SECONDS: '1', ...own },
   });
   return { sink, worker };
 }
@@ -185,4 +185,35 @@ describe('a send that fails', () => {
       assert.match(lines, /"route":"events","code":"store_unavailable","cause":"queue SESSION_EVENTS: [^"]*injected failure of send 1[^"]*; 1 lost/);
     });
   }
+});
+
+describe('renewal events on a Queue', () => {
+  let sink;
+  let worker;
+  before(async () => { ({ sink, worker } = await start(PRODUCER, {}, { SESSION_RENEWAL_GRACE_SECONDS: '1' })); });
+  after(async () => { await worker?.stop(); await sink?.close(); });
+
+  test('renew, then the old id after its window: renewed, then one revoked/reuse, on the new handle', async () => {
+    const created = await fetch(`${worker.url}/create`, {
+      method: 'POST',
+      headers: { ...JSON_HEADERS, 'session-subject': encodeURIComponent(SUBJECT) },
+      body: '{}',
+    });
+    const a = await created.text();
+    const renewal = await fetch(`${worker.url}/renew/${a}`, { method: 'POST' });
+    assert.equal(renewal.status, 201);
+    const b = await renewal.text();
+    await sleep(1300);
+    assert.equal((await fetch(`${worker.url}/get/${a}`)).status, 404);
+    assert.equal((await fetch(`${worker.url}/get/${a}`)).status, 404);
+    assert.equal((await fetch(`${worker.url}/get/${b}`)).status, 404);
+    const messages = await sink.until((m) => story(m, b).length === 2);
+    await sleep(1000);
+    assert.deepEqual(story(messages, a), ['created']);
+    assert.deepEqual(story(messages, b), ['renewed', 'revoked/reuse']);
+    const renewed = unique(messages).find((m) => m.type === 'renewed');
+    assert.equal(renewed.from, handleOf(a));
+    assert.equal(renewed.subject, SUBJECT_HASH);
+    assert.ok(!JSON.stringify(messages).includes(a) && !JSON.stringify(messages).includes(b), 'no id in an event');
+  });
 });
