@@ -73,6 +73,17 @@ describe('through a service binding', () => {
     assert.equal(await ok('delete', rotated.id), null, 'deleting a missing session is fine');
   });
 
+  test('renew: a new id, the old one still reaching the session, a second renew the same id', async () => {
+    const { id } = await ok('create', { user: 'ada' });
+    const renewed = await ok('renew', id);
+    assert.match(renewed.id, UUID_V4);
+    assert.notEqual(renewed.id, id);
+    assert.deepEqual((await ok('get', id)).data, { user: 'ada' });
+    assert.equal((await ok('renew', id)).id, renewed.id);
+    const missing = await error('renew', MISSING);
+    assert.deepEqual([missing.status, missing.code], [404, 'session_not_found']);
+  });
+
   test('errors carry status, code and detail', async () => {
     const { id } = await ok('create', { v: 1 });
     const stale = await error('update', id, { v: 2 }, { ifMatch: 7 });

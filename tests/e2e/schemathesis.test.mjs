@@ -1,7 +1,7 @@
 // Schema-driven fuzzing: Schemathesis (a tool nobody here wrote) drives every operation of
 // openapi.yaml, with every check it has: no 5xx, documented status codes, content types,
 // headers and bodies that match the schema. Its stateful phase follows the document's links
-// (create and rotate to every route taking the id) through real sessions. A fixed example
+// (create, rotate and renew to every route taking the id) through real sessions. A fixed example
 // budget and seed keep it bounded; tests/e2e/schemathesis.toml says why 412 is an answer.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';

@@ -10,7 +10,8 @@ before(async () => {
   worker = await startWorker({
     configs: ['tests/fixtures/user-mgmt/wrangler.toml', 'wrangler.toml'],
     // user-mgmt stores `username` in its sessions: with this, each user's sessions are listed.
-    vars: { SESSION_SUBJECT_FIELD: 'username' },
+    // A short renewal window, so that a replay after it is seen within the test.
+    vars: { SESSION_SUBJECT_FIELD: 'username', SESSION_RENEWAL_GRACE_SECONDS: '2' },
     // Lifecycle events to the queue user-mgmt consumes (its "your devices" history).
     extra: '[[queues.producers]]\nbinding = "SESSION_EVENTS"\nqueue = "session-events"',
   });
@@ -150,4 +151,27 @@ test('"your devices" shows the devices signed out and timed out, from session-st
   assert.match(html, /<h2>History<\/h2>/);
   assert.match(html, /Safari on iPhone<\/strong> signed out from another device <time/);
   assert.match(html, /Chrome on Android<\/strong> timed out after inactivity <time/);
+});
+
+test('a page renews its id while its other requests run; a stolen id replayed after the window ends the session', async () => {
+  const login = await fetch(`${worker.url}/login`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ Username: 'renee', FirstName: 'Renée', LastName: 'R' }),
+  });
+  const { sessionId: old } = await login.json();
+  const me = (id) => fetch(`${worker.url}/me?session=${id}`).then((r) => r.json());
+  const parallel = Array.from({ length: 10 }, () => me(old));
+  const renewal = fetch(`${worker.url}/renew?session=${old}`).then((r) => r.json());
+  const [pages, renewed] = await Promise.all([Promise.all(parallel), renewal]);
+  assert.equal(renewed.status, 201);
+  assert.match(renewed.sessionId, UUID_V4);
+  for (const page of pages) assert.deepEqual([page.status, page.session?.username], [200, 'renee'], 'no request logged out');
+  assert.equal((await me(renewed.sessionId)).status, 200);
+  assert.equal((await me(old)).status, 200, 'the old id still works within the window');
+  await sleep(2300);
+  assert.equal((await me(renewed.sessionId)).status, 200, 'the new id works on its own');
+  // Whoever stole the old id replays it: the session ends for both.
+  assert.equal((await me(old)).status, 404);
+  assert.equal((await me(renewed.sessionId)).status, 404, 'the session the stolen id was renewed into ended');
 });
