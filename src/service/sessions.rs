@@ -46,6 +46,15 @@ pub struct Renewed {
     pub meta: Meta,
 }
 
+/// What becomes of a session's old id when it moves to a new one.
+#[derive(Clone, Copy)]
+enum Leaving {
+    /// Removed at once (`/rotate`).
+    Removed,
+    /// Retired, kept until the session's latest end (`/renew`).
+    Retired,
+}
+
 /// What a delete acts on (see [`Sessions::delete`]).
 enum Deleting {
     Gone,
@@ -402,7 +411,21 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
         now: Millis,
     ) -> Result<Meta, Error> {
         let (target, current) = self.reach(id, now).await?;
-        let id = &target;
+        self.move_to(&target, new_id, &current, Leaving::Removed, now)
+            .await
+    }
+
+    /// Writes the session `current` of `id` under `new_id` (listed in its place, with the same
+    /// device), then ends or retires it under `id`; undone if that fails (see
+    /// [`Sessions::rotate`]).
+    async fn move_to(
+        &self,
+        id: &SessionId,
+        new_id: SessionId,
+        current: &Session,
+        leaving: Leaving,
+        now: Millis,
+    ) -> Result<Meta, Error> {
         let meta = current.meta.written(now, self.policy);
         let data = current.data.as_bytes();
         let index = self.index.map(|(index, _)| index);
@@ -426,12 +449,30 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
                 new_id.short()
             )));
         }
-        let rotated = Kind::Rotated {
-            from: Handle::of(id),
-        };
-        let event = self.event(rotated, now, &new_id, &meta, None);
         let expect = Expect::Version(current.meta.version);
-        let failure = match self.store.remove(id, expect, event.as_ref()).await {
+        let from = Handle::of(id);
+        let left = match leaving {
+            Leaving::Removed => {
+                let event = self.event(Kind::Rotated { from }, now, &new_id, &meta, None);
+                self.store.remove(id, expect, event.as_ref()).await
+            }
+            Leaving::Retired => {
+                let retirement = Retirement::new(new_id, now, self.renewal);
+                // Kept until the session's latest end: whenever the old id shows up, it is known.
+                let retired = Meta {
+                    updated_at: now,
+                    expires_at: meta.latest_end(self.policy),
+                    version: current.meta.version.saturating_add(1),
+                    ..current.meta
+                };
+                let event = self.event(Kind::Renewed { from }, now, &new_id, &meta, None);
+                let retire = self
+                    .store
+                    .retire(id, &retirement, &retired, expect, event.as_ref());
+                retire.await
+            }
+        };
+        let failure = match left {
             Ok(Outcome::Written) => {
                 if let Some((subject, index)) = listed {
                     // Left behind on failure, the old entry is cleaned up when met.
@@ -444,10 +485,14 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
             Ok(Outcome::Conflict) => lost_races(),
             Err(err) => err,
         };
+        let what = match leaving {
+            Leaving::Removed => "rotation",
+            Leaving::Retired => "renewal",
+        };
         match self.store.remove(&new_id, Expect::Any, None).await {
             Ok(_) => Err(failure),
             Err(undo) => Err(failure.with_cause(format!(
-                "rotation of {} left an unused copy under {}: {}",
+                "{what} of {} left an unused copy under {}: {}",
                 id.short(),
                 new_id.short(),
                 undo.log_cause().unwrap_or_default()
@@ -571,72 +616,10 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
             }
             Some(Stored::Session(record)) => self.session(id, record, now)?,
         };
-        let meta = current.meta.written(now, self.policy);
-        let index = self.index.map(|(index, _)| index);
-        let listed = meta.subject.as_ref().zip(index);
-        if let Some((subject, index)) = listed {
-            let entry = NewEntry {
-                key: EntryKey::of(new_id, meta.created_at),
-                until: meta.latest_end(self.policy),
-                activity: Activity::of(&meta),
-                device: DeviceInfo::Like(Handle::of(id)),
-            };
-            index.add(subject, &entry, now).await?;
-        }
-        let saved = self
-            .store
-            .save(
-                &new_id,
-                current.data.as_bytes(),
-                &meta,
-                Expect::Absent,
-                None,
-            )
+        let meta = self
+            .move_to(id, new_id, &current, Leaving::Retired, now)
             .await?;
-        if saved == Outcome::Conflict {
-            return Err(Error::Internal(format!(
-                "new session id {} is taken",
-                new_id.short()
-            )));
-        }
-        let retirement = Retirement::new(new_id, now, self.renewal);
-        // Kept until the session's latest end: whenever the old id shows up, it is known.
-        let retired = Meta {
-            updated_at: now,
-            expires_at: meta.latest_end(self.policy),
-            version: current.meta.version.saturating_add(1),
-            ..current.meta
-        };
-        let renewed = Kind::Renewed {
-            from: Handle::of(id),
-        };
-        let event = self.event(renewed, now, &new_id, &meta, None);
-        let expect = Expect::Version(current.meta.version);
-        let retire = self
-            .store
-            .retire(id, &retirement, &retired, expect, event.as_ref());
-        let failure = match retire.await {
-            Ok(Outcome::Written) => {
-                if let Some((subject, index)) = listed {
-                    // Left behind on failure, the old entry is cleaned up when met.
-                    let _ = index
-                        .remove(subject, &EntryKey::of(*id, meta.created_at))
-                        .await;
-                }
-                return Ok(Renewed { id: new_id, meta });
-            }
-            Ok(Outcome::Conflict) => lost_races(),
-            Err(err) => err,
-        };
-        match self.store.remove(&new_id, Expect::Any, None).await {
-            Ok(_) => Err(failure),
-            Err(undo) => Err(failure.with_cause(format!(
-                "renewal of {} left an unused copy under {}: {}",
-                id.short(),
-                new_id.short(),
-                undo.log_cause().unwrap_or_default()
-            ))),
-        }
+        Ok(Renewed { id: new_id, meta })
     }
 
     /// Tells the subject's index of a write: that the session is listed (KV, where a write can

@@ -8,7 +8,7 @@ use crate::domain::error::Error;
 use crate::domain::session::fixtures::{POLICY, S, T0};
 use crate::service::sessions::{NewDevice, Sessions};
 use crate::service::subjects::Subjects;
-use crate::service::tests::fixtures::{ada, data, id};
+use crate::service::tests::fixtures::{self, ada, data, event, id};
 use crate::store::events::Journal;
 use crate::store::kv::{KvIndex, KvSessions};
 use crate::store::memory::run;
@@ -19,27 +19,11 @@ fn store<'k>(kv: &'k MemoryKv, journal: &Rc<Journal>) -> KvSessions<&'k MemoryKv
     KvSessions::new(kv, SoftAead, true).with_events(Some(journal.clone()))
 }
 
-/// `(type, reason, handle number)` of each event recorded, and the events as JSON.
+/// `(type, reason, handle number)` of each event recorded, each of ada's.
 fn taken(journal: &Journal) -> Vec<(String, String, u8)> {
-    let number = |handle: &str| (1..=20).find(|n| Handle::of(&id(*n)).to_string() == handle);
-    journal
-        .take()
-        .iter()
-        .map(|event| {
-            let value: serde_json::Value = serde_json::from_str(event.as_str()).unwrap();
-            assert_eq!(value["subject"], ada().hex(), "{value}");
-            let text = |name: &str| value[name].as_str().unwrap_or_default().to_owned();
-            (
-                text("type"),
-                text("reason"),
-                number(&text("handle")).unwrap_or(0),
-            )
-        })
-        .collect()
-}
-
-fn event(kind: &str, reason: &str, n: u8) -> (String, String, u8) {
-    (kind.into(), reason.into(), n)
+    fixtures::taken(journal, |value| {
+        assert_eq!(value["subject"], ada().hex(), "{value}")
+    })
 }
 
 #[test]

@@ -10,7 +10,7 @@ use crate::domain::merge::Merge;
 use crate::domain::renewal::Renewal;
 use crate::domain::session::fixtures::{POLICY, S, T0};
 use crate::service::sessions::Sessions;
-use crate::service::tests::fixtures::{ada, data, id};
+use crate::service::tests::fixtures::{self, ada, data, event, id};
 use crate::store::events::Journal;
 use crate::store::kv::{KvIndex, KvSessions};
 use crate::store::memory::{run, MemoryKv, SoftAead};
@@ -24,23 +24,8 @@ fn patch(text: &str) -> crate::domain::json::JsonObject {
     crate::domain::json::JsonObject::from_bytes(text.as_bytes().to_vec()).unwrap()
 }
 
-/// `(type, reason, handle number)` of each event recorded.
 fn taken(journal: &Journal) -> Vec<(String, String, u8)> {
-    let number = |handle: &str| (1..=20).find(|n| Handle::of(&id(*n)).to_string() == handle);
-    journal
-        .take()
-        .iter()
-        .map(|event| {
-            let value: serde_json::Value = serde_json::from_str(event.as_str()).unwrap();
-            let text = |name: &str| value[name].as_str().unwrap_or_default().to_owned();
-            let handle = number(&text("handle")).unwrap_or(0);
-            (text("type"), text("reason"), handle)
-        })
-        .collect()
-}
-
-fn event(kind: &str, reason: &str, n: u8) -> (String, String, u8) {
-    (kind.into(), reason.into(), n)
+    fixtures::taken(journal, |_| {})
 }
 
 #[test]

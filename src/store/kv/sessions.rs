@@ -96,6 +96,32 @@ impl<K: KeyValue, A: Aead> KvSessions<K, A> {
         }
     }
 
+    /// Puts `sealed` under `key` with `metadata`, until `meta`'s expiry; for a session this
+    /// request found under its bare id, deletes it there; then records `event`.
+    async fn put(
+        &self,
+        id: &SessionId,
+        key: &StorageKey,
+        sealed: &[u8],
+        metadata: &str,
+        meta: &Meta,
+        event: Option<&Event>,
+    ) -> Result<Outcome, Error> {
+        let moving = self.recall(id) == Some(true);
+        let ttl = meta.kv_ttl(meta.updated_at);
+        self.kv
+            .put(&key.name(), sealed, Some(metadata), ttl)
+            .await?;
+        self.remember(id, Found::Sealed);
+        if moving {
+            // The sealed copy is written and found first from now on; an old entry left by a
+            // failed delete is never read again and ends with its KV expiry.
+            let _ = self.kv.delete(&id.to_string()).await;
+        }
+        self.record(event);
+        Ok(Outcome::Written)
+    }
+
     fn remember(&self, id: &SessionId, found: Found) {
         let mut memo = self.found.borrow_mut();
         memo.retain(|(known, _)| known != id);
@@ -154,21 +180,9 @@ impl<K: KeyValue, A: Aead> SessionStore for KvSessions<K, A> {
         event: Option<&Event>,
     ) -> Result<Outcome, Error> {
         let key = StorageKey::of(id);
-        let moving = self.recall(id) == Some(true);
         let sealed = self.sealer.seal(&WrapKey::of(id), &key, meta, data).await?;
-        let ttl = meta.kv_ttl(meta.updated_at);
-        let metadata = meta.to_json();
-        self.kv
-            .put(&key.name(), &sealed, Some(&metadata), ttl)
-            .await?;
-        self.remember(id, Found::Sealed);
-        if moving {
-            // The sealed copy is written and found first from now on; an old entry left by a
-            // failed delete is never read again and ends with its KV expiry.
-            let _ = self.kv.delete(&id.to_string()).await;
-        }
-        self.record(event);
-        Ok(Outcome::Written)
+        self.put(id, &key, &sealed, &meta.to_json(), meta, event)
+            .await
     }
 
     /// One delete; with `legacy` on, one more under the bare id, unless this request found the
@@ -199,22 +213,10 @@ impl<K: KeyValue, A: Aead> SessionStore for KvSessions<K, A> {
         event: Option<&Event>,
     ) -> Result<Outcome, Error> {
         let key = StorageKey::of(id);
-        let moving = self.recall(id) == Some(true);
-        let sealed = self
-            .sealer
-            .retire(&WrapKey::of(id), &key, meta, retirement)
-            .await?;
-        let ttl = meta.kv_ttl(meta.updated_at);
+        let wrap = WrapKey::of(id);
+        let sealed = self.sealer.retire(&wrap, &key, meta, retirement).await?;
         let metadata = retired_metadata(meta);
-        self.kv
-            .put(&key.name(), &sealed, Some(&metadata), ttl)
-            .await?;
-        self.remember(id, Found::Sealed);
-        if moving {
-            let _ = self.kv.delete(&id.to_string()).await;
-        }
-        self.record(event);
-        Ok(Outcome::Written)
+        self.put(id, &key, &sealed, &metadata, meta, event).await
     }
 
     /// One read, of the metadata: no id is needed, and none is there to open the data with.
