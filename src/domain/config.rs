@@ -5,6 +5,7 @@
 
 use crate::domain::derive::is_reserved_subject_key;
 use crate::domain::error::ConfigError;
+use crate::domain::id::IdFormat;
 use crate::domain::renewal::{Renewal, DEFAULT_GRACE_SECONDS, MAX_GRACE_SECONDS};
 use crate::domain::session::Policy;
 use crate::domain::session::MS_PER_SECOND;
@@ -23,6 +24,7 @@ pub const SUBJECT_KEY: &str = "SUBJECT_KEY";
 pub const SESSION_LEGACY_LOOKUP: &str = "SESSION_LEGACY_LOOKUP";
 pub const SESSION_RENEWAL_GRACE_SECONDS: &str = "SESSION_RENEWAL_GRACE_SECONDS";
 pub const SESSION_REUSE_DETECTION: &str = "SESSION_REUSE_DETECTION";
+pub const SESSION_ID_FORMAT: &str = "SESSION_ID_FORMAT";
 
 const DEFAULT_TTL: u64 = 1800;
 const DEFAULT_MAX_LIFETIME: u64 = 86_400;
@@ -127,6 +129,8 @@ pub struct Config {
     pub legacy_lookup: LegacyLookup,
     /// How long a renewed id keeps working, and whether presenting it later ends the session.
     pub renewal: Renewal,
+    /// The form of the ids this deployment issues; every route accepts both.
+    pub id_format: IdFormat,
 }
 
 impl Config {
@@ -225,6 +229,16 @@ impl Config {
                 })
             }
         };
+        let id_format = match lookup(SESSION_ID_FORMAT).as_deref().map(str::trim) {
+            None | Some("uuid") => IdFormat::Uuid,
+            Some("token") => IdFormat::Token,
+            Some(other) => {
+                return Err(ConfigError {
+                    variable: SESSION_ID_FORMAT,
+                    reason: format!("must be uuid or token, got {other:?}"),
+                })
+            }
+        };
         let subject_field = lookup(SESSION_SUBJECT_FIELD)
             .map(|field| field.trim().to_owned())
             .filter(|field| !field.is_empty());
@@ -250,6 +264,7 @@ impl Config {
             subject_key,
             log_requests,
             legacy_lookup,
+            id_format,
             renewal: Renewal {
                 grace_ms: grace * MS_PER_SECOND,
                 reuse_detection,
@@ -435,6 +450,15 @@ mod tests {
         assert!(!off.reuse_detection);
         let err = config(&[(SESSION_REUSE_DETECTION, "yes")]).unwrap_err();
         assert_eq!(err.variable, SESSION_REUSE_DETECTION);
+    }
+
+    #[test]
+    fn ids_are_uuids_unless_tokens_are_asked_for() {
+        assert_eq!(config(&[]).unwrap().id_format, IdFormat::Uuid);
+        let token = config(&[(SESSION_ID_FORMAT, "token")]).unwrap();
+        assert_eq!(token.id_format, IdFormat::Token);
+        let err = config(&[(SESSION_ID_FORMAT, "uuid7")]).unwrap_err();
+        assert_eq!(err.variable, SESSION_ID_FORMAT);
     }
 
     #[test]

@@ -53,8 +53,11 @@ pub struct Retirement {
     pub grace_until: Millis,
 }
 
-/// The retirement's bytes: the successor's 16 bytes, then two instants, big-endian.
+/// The retirement's bytes: the successor's (16 for a UUID, 32 for a token), then two instants,
+/// big-endian. Its length tells the successor's form.
 pub const RETIREMENT_BYTES: usize = 16 + 8 + 8;
+/// The same, for a token successor.
+pub const TOKEN_RETIREMENT_BYTES: usize = 32 + 8 + 8;
 
 /// What presenting a renewed id means at some instant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,22 +87,22 @@ impl Retirement {
         }
     }
 
-    pub fn to_bytes(&self) -> [u8; RETIREMENT_BYTES] {
-        let mut out = [0u8; RETIREMENT_BYTES];
-        out[..16].copy_from_slice(&self.successor.to_bytes());
-        out[16..24].copy_from_slice(&self.renewed_at.to_be_bytes());
-        out[24..].copy_from_slice(&self.grace_until.to_be_bytes());
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = self.successor.to_bytes();
+        out.extend_from_slice(&self.renewed_at.to_be_bytes());
+        out.extend_from_slice(&self.grace_until.to_be_bytes());
         out
     }
 
     /// Reads what [`Retirement::to_bytes`] wrote; `None` for anything else.
     pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
-        if bytes.len() != RETIREMENT_BYTES {
+        if bytes.len() != RETIREMENT_BYTES && bytes.len() != TOKEN_RETIREMENT_BYTES {
             return None;
         }
-        let successor = SessionId::from_bytes(bytes[..16].try_into().ok()?)?;
-        let renewed_at = u64::from_be_bytes(bytes[16..24].try_into().ok()?);
-        let grace_until = u64::from_be_bytes(bytes[24..].try_into().ok()?);
+        let (successor, instants) = bytes.split_at(bytes.len() - 16);
+        let successor = SessionId::from_bytes(successor)?;
+        let renewed_at = u64::from_be_bytes(instants[..8].try_into().ok()?);
+        let grace_until = u64::from_be_bytes(instants[8..].try_into().ok()?);
         (grace_until >= renewed_at).then_some(Self {
             successor,
             renewed_at,
@@ -155,12 +158,17 @@ mod tests {
         assert_eq!(Retirement::from_bytes(&bytes), Some(retired));
         assert_eq!(Retirement::from_bytes(&bytes[1..]), None);
         // A window ending before the renewal is not one this worker wrote.
-        let mut backwards = bytes;
+        let mut backwards = bytes.clone();
         backwards[24..].copy_from_slice(&(T0 - 1).to_be_bytes());
         assert_eq!(Retirement::from_bytes(&backwards), None);
         // Nor is a successor that is not a v4 id.
         let mut not_v4 = bytes;
         not_v4[6] = 0x10;
         assert_eq!(Retirement::from_bytes(&not_v4), None);
+        // A token successor: the longer form.
+        let token = SessionId::token_from_random_bytes([9; 32]);
+        let retired = Retirement::new(token, T0, Renewal::default());
+        assert_eq!(retired.to_bytes().len(), TOKEN_RETIREMENT_BYTES);
+        assert_eq!(Retirement::from_bytes(&retired.to_bytes()), Some(retired));
     }
 }

@@ -89,7 +89,7 @@ pub async fn dispatch(
             Place::Worker { journal },
         ) => {
             let id = match target {
-                Target::New => handlers::generate_id()?,
+                Target::New => handlers::generate_id(config)?,
                 Target::Path => SessionId::parse(param).ok_or(Error::InvalidSessionId)?,
             };
             if strong {

@@ -140,8 +140,10 @@ fn new_session(req: &Incoming, id: SessionId, meta: &Meta) -> Result<Reply, Erro
     Ok(with_session_headers(reply, meta))
 }
 
-pub fn generate_id() -> Result<SessionId, Error> {
-    SessionId::generate().map_err(|err| Error::Internal(format!("no randomness: {err}")))
+/// A new id in the form this deployment issues (`SESSION_ID_FORMAT`).
+pub fn generate_id(config: &Config) -> Result<SessionId, Error> {
+    SessionId::generate_as(config.id_format)
+        .map_err(|err| Error::Internal(format!("no randomness: {err}")))
 }
 
 fn internal(err: impl std::fmt::Display) -> Error {
@@ -275,7 +277,7 @@ pub async fn touch(_req: Incoming, scope: &SessionScope<'_>) -> Result<Reply, Er
 }
 
 pub async fn rotate(req: Incoming, scope: &SessionScope<'_>) -> Result<Reply, Error> {
-    let new_id = generate_id()?;
+    let new_id = generate_id(scope.config)?;
     let meta = scope
         .sessions()
         .rotate(&scope.id, new_id, scope.now)
@@ -286,7 +288,7 @@ pub async fn rotate(req: Incoming, scope: &SessionScope<'_>) -> Result<Reply, Er
 /// `POST /renew/:id`: answered as `/rotate` is, with the successor's id; within the grace
 /// window, a second renewal of the same id answers the same successor.
 pub async fn renew(req: Incoming, scope: &SessionScope<'_>) -> Result<Reply, Error> {
-    let new_id = generate_id()?;
+    let new_id = generate_id(scope.config)?;
     let renewed = scope.sessions().renew(&scope.id, new_id, scope.now).await?;
     new_session(&req, renewed.id, &renewed.meta)
 }

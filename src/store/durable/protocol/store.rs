@@ -10,12 +10,12 @@
 use worker::ObjectNamespace;
 
 use super::{object_failure, send, unexpected, Answer, Call, ID_HEADER, KEY_HEADER};
+use crate::domain::base64;
 use crate::domain::derive::StorageKey;
-use crate::domain::digest::{hex, unhex};
 use crate::domain::error::Error;
 use crate::domain::event::Event;
 use crate::domain::id::SessionId;
-use crate::domain::renewal::{Retirement, RETIREMENT_BYTES};
+use crate::domain::renewal::Retirement;
 use crate::domain::session::Meta;
 use crate::store::durable::sessions::{LegacyObjects, SqlSessions};
 use crate::store::durable::ObjectStorage;
@@ -28,7 +28,8 @@ pub const EXPECT: &str = "session-state-expect";
 /// The lifecycle event a write commits with it (the `event` of `SessionStore::save`). Only
 /// label-free events cross (a `created` event is always its own object's): ASCII.
 pub const EVENT: &str = "session-state-event";
-/// The retirement of a renewed id, asked for by its id (`GET`): its bytes in hex, the body empty.
+/// The retirement of a renewed id, asked for by its id (`GET`): its bytes in base64, the body
+/// empty.
 pub const RETIRED: &str = "session-state-retired";
 
 fn expect_header(expect: Expect) -> String {
@@ -114,8 +115,8 @@ impl SessionStore for Peers {
         let meta = meta_of(&response);
         let retired = response.headers().get(RETIRED).ok().flatten();
         if let Some(retired) = retired {
-            let retirement = unhex::<RETIREMENT_BYTES>(&retired)
-                .and_then(|bytes| Retirement::from_bytes(&bytes));
+            let retirement =
+                base64::decode(&retired).and_then(|bytes| Retirement::from_bytes(&bytes));
             let (Some(retirement), Some(meta)) = (retirement, meta) else {
                 return Err(Error::Internal(
                     "a peer sent a retirement it could not".into(),
@@ -248,7 +249,7 @@ where
                 Some(Stored::Retired(retirement, meta)) => {
                     return Ok(Answer::new(200, Vec::new())
                         .header(META, meta.to_json())
-                        .header(RETIRED, hex(&retirement.to_bytes())))
+                        .header(RETIRED, base64::encode(&retirement.to_bytes())))
                 }
             };
             let answer = Answer::new(200, record.data.into_bytes());
