@@ -124,6 +124,12 @@ impl SessionId {
         }
     }
 
+    /// Whether this is a UUID: the only form the old worker and earlier versions issued, so the
+    /// only one looked for where they stored sessions.
+    pub fn is_uuid(&self) -> bool {
+        matches!(self.0, Form::Uuid(_))
+    }
+
     /// The first 8 characters: enough to correlate log lines, too little to use the session.
     pub fn short(&self) -> String {
         let mut text = self.to_string();

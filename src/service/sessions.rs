@@ -785,6 +785,34 @@ mod tests {
     }
 
     #[test]
+    fn a_token_id_works_and_is_never_looked_for_under_its_bare_id() {
+        let kv = MemoryKv::default();
+        let store = sealed(&kv);
+        let sessions = Sessions::new(&store, POLICY);
+        let token = SessionId::token_from_random_bytes([3; 32]);
+        kv.take_operations();
+        let missing = run(sessions.get(&token, T0));
+        assert!(
+            matches!(missing, Err(Error::SessionNotFound)),
+            "{missing:?}"
+        );
+        assert_eq!(kv.take_operations(), 1, "the storage key only");
+        run(sessions.create(token, &object(r#"{"a":1}"#), None, None, None, T0)).unwrap();
+        assert_eq!(run(sessions.get(&token, T0)).unwrap().data, r#"{"a":1}"#);
+        run(sessions.renew(&token, id(2), T0)).unwrap();
+        assert_eq!(
+            run(sessions.get(&token, T0 + S)).unwrap().data,
+            r#"{"a":1}"#
+        );
+        kv.take_operations();
+        run(sessions.delete(&id(2), None, T0 + S)).unwrap();
+        assert!(matches!(
+            run(sessions.get(&token, T0 + S)),
+            Err(Error::SessionNotFound)
+        ));
+    }
+
+    #[test]
     fn create_then_get() {
         let store = kv();
         let sessions = Sessions::new(&store, POLICY);

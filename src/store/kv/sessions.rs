@@ -155,7 +155,8 @@ impl<K: KeyValue, A: Aead> SessionStore for KvSessions<K, A> {
                 Unsealed::Retired(retirement, meta) => Stored::Retired(retirement, meta),
             }));
         }
-        if !self.serve_legacy {
+        // Only UUIDs were ever stored under their bare id.
+        if !self.serve_legacy || !id.is_uuid() {
             return Ok(None);
         }
         let Some((data, meta)) = self.kv.get(&id.to_string()).await? else {
@@ -194,7 +195,7 @@ impl<K: KeyValue, A: Aead> SessionStore for KvSessions<K, A> {
         event: Option<&Event>,
     ) -> Result<Outcome, Error> {
         self.kv.delete(&StorageKey::of(id).name()).await?;
-        if self.serve_legacy && self.recall(id) != Some(false) {
+        if self.serve_legacy && id.is_uuid() && self.recall(id) != Some(false) {
             self.kv.delete(&id.to_string()).await?;
         }
         self.found.borrow_mut().retain(|(known, _)| known != id);

@@ -20,7 +20,8 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore + LegacyObjects, A: Aead>
     /// A session found elsewhere, moved here: from an object of the earlier strong mode, else
     /// from KV.
     pub(super) async fn move_in(&self, id: &SessionId) -> Result<Option<Record>, Error> {
-        if self.serve_legacy {
+        // Only UUIDs were ever objects of the earlier strong mode.
+        if self.serve_legacy && id.is_uuid() {
             match self.peers.held(id).await? {
                 Held::Live { record, kv_copy } => {
                     return self
