@@ -20,7 +20,7 @@ import type { components, paths } from './openapi.js';
 
 type Schemas = components['schemas'];
 
-/** A session id: a lowercase UUID v4. */
+/** A session id: a lowercase UUID v4, or a token (43 characters of base64url). */
 export type SessionId = Schemas['SessionId'];
 /** Session data: any JSON object. */
 export type SessionData = Schemas['SessionData'];

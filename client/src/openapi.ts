@@ -338,7 +338,12 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
-        /** Format: uuid */
+        /**
+         * @description A lowercase UUID v4 (the default, `SESSION_ID_FORMAT=uuid`), or a token
+         *     (`SESSION_ID_FORMAT=token`): 32 random bytes in base64url without padding, 43 characters
+         *     (its last one carries 2 unused bits, which are zero). Every route takes both, whatever the
+         *     setting.
+         */
         SessionId: string;
         /**
          * @description 32 hex digits derived one way from the session id (the id cannot be computed from it),

@@ -85,7 +85,7 @@ impl SessionId {
             TOKEN_CHARS => {
                 let bytes = URL_SAFE_NO_PAD.decode(text).ok()?;
                 let bytes: [u8; TOKEN_BYTES] = bytes.try_into().ok()?;
-                // Canonical: the last character carries 4 unused bits, which must be zero.
+                // Canonical: the last character carries 2 unused bits, which must be zero.
                 (URL_SAFE_NO_PAD.encode(bytes) == text).then_some(Self(Form::Token(bytes)))
             }
             _ => None,
@@ -213,6 +213,24 @@ mod tests {
             "A".repeat(TOKEN_CHARS + 1),                 // long
         ] {
             assert_eq!(SessionId::parse(&bad), None, "{bad:?} was accepted");
+        }
+    }
+
+    /// The contract's pattern (openapi.yaml) allows as a token's last character exactly those
+    /// that carry no unused bits.
+    #[test]
+    fn a_tokens_last_character_is_one_the_contract_allows() {
+        const ALPHABET: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        const LAST: &str = "AEIMQUYcgkosw048";
+        let contract = include_str!("../../openapi.yaml");
+        assert!(contract.contains(&format!("[A-Za-z0-9_-]{{42}}[{LAST}]")));
+        for last in ALPHABET.chars() {
+            let text = format!("{}{last}", "A".repeat(TOKEN_CHARS - 1));
+            assert_eq!(
+                SessionId::parse(&text).is_some(),
+                LAST.contains(last),
+                "{last}"
+            );
         }
     }
 
