@@ -25,6 +25,7 @@ pub const SESSION_LEGACY_LOOKUP: &str = "SESSION_LEGACY_LOOKUP";
 pub const SESSION_RENEWAL_GRACE_SECONDS: &str = "SESSION_RENEWAL_GRACE_SECONDS";
 pub const SESSION_REUSE_DETECTION: &str = "SESSION_REUSE_DETECTION";
 pub const SESSION_ID_FORMAT: &str = "SESSION_ID_FORMAT";
+pub const SESSIONS_NOT_BEFORE: &str = "SESSIONS_NOT_BEFORE";
 
 const DEFAULT_TTL: u64 = 1800;
 const DEFAULT_MAX_LIFETIME: u64 = 86_400;
@@ -239,6 +240,13 @@ impl Config {
                 })
             }
         };
+        let not_before = match lookup(SESSIONS_NOT_BEFORE).as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(raw) => Some(parse_rfc3339(raw).ok_or_else(|| ConfigError {
+                variable: SESSIONS_NOT_BEFORE,
+                reason: format!("must be an RFC 3339 time, got {raw:?}"),
+            })?),
+        };
         let subject_field = lookup(SESSION_SUBJECT_FIELD)
             .map(|field| field.trim().to_owned())
             .filter(|field| !field.is_empty());
@@ -275,6 +283,7 @@ impl Config {
                 touch_interval,
                 // The bound above keeps this well inside usize on wasm32.
                 max_bytes: usize::try_from(max_body_bytes).unwrap_or(usize::MAX),
+                not_before,
             },
         })
     }
@@ -366,6 +375,7 @@ mod tests {
                 max_lifetime: 86_400,
                 touch_interval: 60,
                 max_bytes: 65_536,
+                not_before: None,
             }
         );
         assert_eq!(token(&[]), Ok(None));
@@ -453,6 +463,15 @@ mod tests {
     }
 
     #[test]
+    fn sessions_not_before_is_a_time_or_unset() {
+        assert_eq!(config(&[]).unwrap().policy.not_before, None);
+        let set = config(&[(SESSIONS_NOT_BEFORE, "2026-12-05T08:00:00Z")]).unwrap();
+        assert_eq!(set.policy.not_before, Some(1_796_457_600_000));
+        let err = config(&[(SESSIONS_NOT_BEFORE, "yesterday")]).unwrap_err();
+        assert_eq!(err.variable, SESSIONS_NOT_BEFORE);
+    }
+
+    #[test]
     fn ids_are_uuids_unless_tokens_are_asked_for() {
         assert_eq!(config(&[]).unwrap().id_format, IdFormat::Uuid);
         let token = config(&[(SESSION_ID_FORMAT, "token")]).unwrap();
@@ -491,6 +510,7 @@ mod tests {
                 max_lifetime: 6,
                 touch_interval: 30,
                 max_bytes: 1024,
+                not_before: None,
             }
         );
         assert_eq!(token(&[(API_TOKEN, "s3cret")]), Ok(Some("s3cret".into())));

@@ -42,6 +42,8 @@ pub enum Revocation {
     /// An id renewed away was presented after its grace window: two parties held it, and the
     /// session it was renewed into ended (`SESSION_REUSE_DETECTION`).
     Reuse,
+    /// Created before `SESSIONS_NOT_BEFORE`: everyone's sessions ended at once.
+    Global,
 }
 
 impl Revocation {
@@ -62,6 +64,7 @@ impl Revocation {
             Revocation::Before => "before",
             Revocation::Limit => "limit",
             Revocation::Reuse => "reuse",
+            Revocation::Global => "global",
         }
     }
 }

@@ -26,12 +26,22 @@ pub struct Policy {
     pub touch_interval: u64,
     /// The largest session data in bytes, for bodies and for the result of a merge alike.
     pub max_bytes: usize,
+    /// Every session created before this instant is gone (`SESSIONS_NOT_BEFORE`): the
+    /// incident-response switch that ends everyone's sessions at once.
+    pub not_before: Option<Millis>,
 }
 
 impl Policy {
     /// When a session created at `created_at` ends at the latest, however it is renewed.
     pub fn latest_end(&self, created_at: Millis) -> Millis {
         created_at.saturating_add(self.max_lifetime.saturating_mul(MS_PER_SECOND))
+    }
+
+    /// Whether a session created at `created_at` (`None`: stored by the old worker, at a time
+    /// unknown, so before any cut-off) is ended by `SESSIONS_NOT_BEFORE`.
+    pub fn cut_off(&self, created_at: Option<Millis>) -> bool {
+        self.not_before
+            .is_some_and(|not_before| created_at.is_none_or(|created| created < not_before))
     }
 
     /// Checks a per-session idle timeout asked for with `POST /create?ttl=N`.
@@ -227,6 +237,7 @@ pub(crate) mod fixtures {
         max_lifetime: 86_400,
         touch_interval: 60,
         max_bytes: 65_536,
+        not_before: None,
     };
     /// An arbitrary "now".
     pub const T0: Millis = 1_764_000_000_000;

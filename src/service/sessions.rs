@@ -177,9 +177,15 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
     async fn reach(&self, id: &SessionId, now: Millis) -> Result<(SessionId, Session), Error> {
         let (retirement, retired_meta) = match self.store.load(id).await? {
             None => return Err(Error::SessionNotFound),
-            Some(Stored::Session(record)) => return Ok((*id, self.session(id, record, now)?)),
+            Some(Stored::Session(record)) => {
+                self.end_if_cut_off(id, &record, now).await?;
+                return Ok((*id, self.session(id, record, now)?));
+            }
             Some(Stored::Retired(retirement, meta)) => (retirement, meta),
         };
+        if self.policy.cut_off(Some(retired_meta.created_at)) {
+            return Err(Error::SessionNotFound);
+        }
         if !retired_meta.within_rules(now, self.policy) || now >= retired_meta.expires_at {
             // Kept no longer than the session could live: whatever it names has ended.
             return Err(Error::SessionNotFound);
@@ -189,6 +195,7 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
         let twice = matches!(stored, Some(Stored::Retired(..)));
         match (retirement.presented(now, twice), stored) {
             (Presented::Grace(_), Some(Stored::Session(record))) => {
+                self.end_if_cut_off(&successor, &record, now).await?;
                 Ok((successor, self.session(&successor, record, now)?))
             }
             (Presented::Grace(_), _) => Err(Error::SessionNotFound),
@@ -199,8 +206,39 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
         }
     }
 
+    /// Ends the session `id` when `SESSIONS_NOT_BEFORE` does, with a `revoked`/`global` event:
+    /// strong mode ends it in its object, with the event committed there; KV records the event
+    /// and leaves the entry to its own expiry (no write, as for an expiry met by a read).
+    /// `SessionNotFound` when it was cut off.
+    async fn end_if_cut_off(
+        &self,
+        id: &SessionId,
+        record: &Record,
+        now: Millis,
+    ) -> Result<(), Error> {
+        if !self.policy.cut_off(record.meta.map(|meta| meta.created_at)) {
+            return Ok(());
+        }
+        let Some(meta) = record.meta else {
+            return Err(Error::SessionNotFound);
+        };
+        let global = Kind::Revoked(Revocation::Global);
+        let event = self.event(global, now, id, &meta, None);
+        match (self.store.reads_are_local(), event) {
+            (true, event) => {
+                let _ = self.store.remove(id, Expect::Any, event.as_ref()).await?;
+            }
+            (false, Some(event)) => self.store.observed(&event),
+            (false, None) => {}
+        }
+        Err(Error::SessionNotFound)
+    }
+
     /// `record` of the session `id`, if it is live at `now`.
     fn session(&self, id: &SessionId, record: Record, now: Millis) -> Result<Session, Error> {
+        if self.policy.cut_off(record.meta.map(|meta| meta.created_at)) {
+            return Err(Error::SessionNotFound);
+        }
         let meta = self.live(id, record.meta, now)?;
         Ok(Session {
             data: record.data,

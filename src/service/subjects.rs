@@ -55,6 +55,8 @@ impl<'a, I: SubjectIndex, S: SessionStore> Subjects<'a, I, S> {
     pub async fn live(&self, subject: &Subject, now: Millis) -> Result<Vec<LiveEntry>, Error> {
         let entries = self.index.members(subject).await?;
         let mut live = self.check(subject, entries, now, false).await?;
+        // Gone by `SESSIONS_NOT_BEFORE`, whatever the index last heard of them.
+        live.retain(|entry| !self.policy.cut_off(Some(entry.key.created_at)));
         sort(&mut live, |a, b| newest(b).cmp(&newest(a)));
         Ok(live)
     }

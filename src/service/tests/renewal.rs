@@ -187,3 +187,35 @@ fn a_delete_with_the_old_id_deletes_the_successor() {
     // Deleting again is a delete of nothing.
     run(sessions.delete(&id(1), None, T0 + 2 * S)).unwrap();
 }
+
+/// `SESSIONS_NOT_BEFORE`: every session created before it is gone, listed nowhere, its end
+/// reported once as `revoked`/`global`; a session created from then on lives.
+#[test]
+fn sessions_created_before_the_cut_off_are_gone_everywhere() {
+    let (kv, journal) = (MemoryKv::default(), Rc::new(Journal::default()));
+    let index = KvIndex::new(&kv, true);
+    let store = store(&kv, &journal);
+    let sessions = Sessions::new(&store, POLICY).indexed(&index, 100);
+    for n in 1..=3 {
+        run(sessions.create(id(n), &data(), None, Some(ada()), None, T0)).unwrap();
+    }
+    taken(&journal);
+    let cut = crate::domain::session::Policy {
+        not_before: Some(T0 + S),
+        ..POLICY
+    };
+    let sessions = Sessions::new(&store, cut).indexed(&index, 100);
+    for n in 1..=3 {
+        let err = run(sessions.get(&id(n), T0 + 2 * S)).unwrap_err();
+        assert!(matches!(err, Error::SessionNotFound), "{err:?}");
+    }
+    assert_eq!(
+        taken(&journal),
+        [1, 2, 3].map(|n| event("revoked", "global", n))
+    );
+    let subjects = crate::service::subjects::Subjects::new(&index, &store, cut);
+    assert!(run(subjects.live(&ada(), T0 + 2 * S)).unwrap().is_empty());
+    run(sessions.create(id(4), &data(), None, Some(ada()), None, T0 + 2 * S)).unwrap();
+    assert!(run(sessions.get(&id(4), T0 + 3 * S)).is_ok());
+    assert_eq!(run(subjects.live(&ada(), T0 + 3 * S)).unwrap().len(), 1);
+}

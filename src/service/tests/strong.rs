@@ -1072,3 +1072,21 @@ fn a_row_of_the_version_before_is_read_with_its_columns_then_sealed_anew() {
         "sealed anew"
     );
 }
+
+/// `SESSIONS_NOT_BEFORE` in strong mode: the session's object ends it when met, leaving nothing.
+#[test]
+fn a_session_created_before_the_cut_off_ends_in_its_object() {
+    let mut object = object(1);
+    at(&mut object, T0, |s| {
+        run(s.create(id(1), &body("{}"), None, None, None, T0))
+    })
+    .unwrap();
+    let cut = crate::domain::session::Policy {
+        not_before: Some(T0 + S),
+        ..POLICY
+    };
+    object.next_request(T0 + 2 * S);
+    let err = run(Sessions::new(&object, cut).get(&id(1), T0 + 2 * S)).unwrap_err();
+    assert!(matches!(err, Error::SessionNotFound), "{err:?}");
+    assert!(object.storage.is_empty(), "{}", object.storage.dump());
+}
