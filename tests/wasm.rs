@@ -122,6 +122,7 @@ mod sealing {
             max_lifetime: 86_400,
             touch_interval: 60,
             max_bytes: 65_536,
+            not_before: None,
         };
         let meta = Meta::new(1_764_000_000_000, Some(60), policy);
         let sealer = Sealer(WebCrypto);
