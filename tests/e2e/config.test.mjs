@@ -3,7 +3,15 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { JSON_HEADERS, expectProblem, startWorker } from './harness.mjs';
 
-for (const [variable, value] of [['SESSION_TTL_SECONDS', 'abc'], ['SESSION_MAX_LIFETIME_SECONDS', '31536001']]) {
+const INVALID = [
+  ['SESSION_TTL_SECONDS', 'abc'],
+  ['SESSION_MAX_LIFETIME_SECONDS', '31536001'],
+  ['SESSION_RENEWAL_GRACE_SECONDS', '301'],
+  ['SESSION_REUSE_DETECTION', 'yes'],
+  ['SESSION_ID_FORMAT', 'uuid7'],
+  ['SESSIONS_NOT_BEFORE', 'yesterday'],
+];
+for (const [variable, value] of INVALID) {
   describe(`${variable}=${value}`, () => {
     let worker;
     before(async () => { worker = await startWorker({ vars: { [variable]: value } }); });
