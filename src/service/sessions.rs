@@ -175,7 +175,18 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
     /// with detection on, the session it was renewed into ends (and its successors), and the
     /// answer is `404` with one log line naming the ended session's handle.
     async fn reach(&self, id: &SessionId, now: Millis) -> Result<(SessionId, Session), Error> {
-        let (retirement, retired_meta) = match self.store.load(id).await? {
+        let stored = self.store.load(id).await?;
+        self.reach_from(id, stored, now).await
+    }
+
+    /// [`Sessions::reach`], from what is `stored` under `id`, already read.
+    async fn reach_from(
+        &self,
+        id: &SessionId,
+        stored: Option<Stored>,
+        now: Millis,
+    ) -> Result<(SessionId, Session), Error> {
+        let (retirement, retired_meta) = match stored {
             None => return Err(Error::SessionNotFound),
             Some(Stored::Session(record)) => {
                 self.end_if_cut_off(id, &record, now).await?;
@@ -578,7 +589,7 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
             }
             // Where reading is free (strong mode), the session's subject is known, and its
             // entry goes at once: an index that lists from its own rows must not list it any
-            // more. Strong mode's alarm may not have ended an expired session yet.
+            // more.
             (None, Some(Stored::Session(record))) if local => (Expect::Any, record.meta),
             // An expired session is reported as such by the read, and deleting it is no event.
             (None, Some(Stored::Session(record))) if events => {
@@ -617,11 +628,13 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
     /// whose session has ended.
     async fn deleting(&self, id: &SessionId, now: Millis) -> Result<Deleting, Error> {
         match self.store.load(id).await {
-            Ok(Some(Stored::Retired(..))) => match self.reach(id, now).await {
-                Ok((target, session)) => Ok(Deleting::Successor(target, session)),
-                Err(Error::SessionNotFound) => Ok(Deleting::Gone),
-                Err(err) => Err(err),
-            },
+            Ok(stored @ Some(Stored::Retired(..))) => {
+                match self.reach_from(id, stored, now).await {
+                    Ok((target, session)) => Ok(Deleting::Successor(target, session)),
+                    Err(Error::SessionNotFound) => Ok(Deleting::Gone),
+                    Err(err) => Err(err),
+                }
+            }
             Ok(stored) => Ok(Deleting::Own(stored)),
             Err(Error::Unreadable(_)) => Ok(Deleting::Own(None)),
             Err(err) => Err(err),
@@ -642,17 +655,16 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
         now: Millis,
     ) -> Result<Renewed, Error> {
         let current = match self.store.load(id).await? {
-            None => return Err(Error::SessionNotFound),
-            Some(Stored::Retired(retirement, _)) => {
-                // Within the window, the successor it reaches; after it, reuse.
-                let (successor, session) = self.reach(id, now).await?;
-                debug_assert_eq!(successor, retirement.successor);
+            Some(Stored::Session(record)) => self.session(id, record, now)?,
+            // An id renewed away: within its window, the successor it reaches (the same for
+            // every renewal of it); after it, reuse.
+            stored => {
+                let (successor, session) = self.reach_from(id, stored, now).await?;
                 return Ok(Renewed {
                     id: successor,
                     meta: session.meta,
                 });
             }
-            Some(Stored::Session(record)) => self.session(id, record, now)?,
         };
         let meta = self
             .move_to(id, new_id, &current, Leaving::Retired, now)

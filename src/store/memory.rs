@@ -265,6 +265,13 @@ impl StrictSessions {
             .uncounted(|| run(self.inner.load(id)).ok().flatten())
     }
 
+    /// Lets the writers waiting to interleave write, then whether `id` is as `expect` says:
+    /// the compare of a compare-and-swap, as a Durable Object's statement makes it.
+    async fn admits(&self, id: &SessionId, expect: Expect) -> Result<bool, Error> {
+        self.let_others_write().await?;
+        Ok(expect.holds(self.current(id).as_ref()))
+    }
+
     async fn let_others_write(&self) -> Result<(), Error> {
         let next = self.interleaved.borrow_mut().pop_front();
         if let Some((id, data)) = next {
@@ -297,8 +304,7 @@ impl SessionStore for StrictSessions {
         expect: Expect,
         event: Option<&Event>,
     ) -> Result<Outcome, Error> {
-        self.let_others_write().await?;
-        if !expect.holds(self.current(id).as_ref()) {
+        if !self.admits(id, expect).await? {
             return Ok(Outcome::Conflict);
         }
         self.inner.retire(id, retirement, meta, expect, event).await
@@ -312,8 +318,7 @@ impl SessionStore for StrictSessions {
         expect: Expect,
         event: Option<&Event>,
     ) -> Result<Outcome, Error> {
-        self.let_others_write().await?;
-        if !expect.holds(self.current(id).as_ref()) {
+        if !self.admits(id, expect).await? {
             return Ok(Outcome::Conflict);
         }
         self.inner.save(id, data, meta, expect, event).await
@@ -325,8 +330,7 @@ impl SessionStore for StrictSessions {
         expect: Expect,
         event: Option<&Event>,
     ) -> Result<Outcome, Error> {
-        self.let_others_write().await?;
-        if !expect.holds(self.current(id).as_ref()) {
+        if !self.admits(id, expect).await? {
             return Ok(Outcome::Conflict);
         }
         self.inner.remove(id, expect, event).await

@@ -57,6 +57,7 @@ use crate::domain::renewal::Retirement;
 use crate::domain::renewal::RETIREMENT_BYTES;
 use crate::domain::session::Meta;
 use crate::domain::subject::Subject;
+use crate::store::{Record, Stored};
 
 const NONCE: usize = 12;
 const TAG: usize = 16;
@@ -142,14 +143,6 @@ pub struct Opened {
     pub lifecycle: Option<Meta>,
     /// An `r2` record: `data` is a [`Retirement`].
     pub retired: bool,
-}
-
-/// What a record under a session's key is, to a holder of the id: the session, or the
-/// retirement of an id renewed away, each with its sealed lifecycle.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Unsealed {
-    Session(String, Meta),
-    Retired(Retirement, Meta),
 }
 
 /// Whether `bytes` are a renewed id's record: readable without the id (the magic is in the
@@ -317,7 +310,8 @@ impl<A: Aead> Sealer<A> {
     /// same, or the record was altered. An `s1` record has only `beside`, and is read only
     /// while `earlier` formats are.
     ///
-    /// A renewed id's record (`r2`) opens the same way, to its [`Retirement`].
+    /// A renewed id's record (`r2`) opens the same way, to its [`Retirement`]: what the store
+    /// holds under the key, as the store's readers take it.
     ///
     /// [`Error::Unreadable`] (404 to the caller, an integrity line in the log) when the record
     /// does not open, is not text, or disagrees with what is beside it.
@@ -328,7 +322,7 @@ impl<A: Aead> Sealer<A> {
         bytes: &[u8],
         beside: Option<Meta>,
         serve_legacy: bool,
-    ) -> Result<Unsealed, Error> {
+    ) -> Result<Stored, Error> {
         let unreadable =
             |why: &str| Error::Unreadable(format!("integrity: session {} {why}", id.short()));
         let opened = self.open(&WrapKey::of(id), key, bytes).await?;
@@ -344,10 +338,13 @@ impl<A: Aead> Sealer<A> {
         if opened.retired {
             let retirement = Retirement::from_bytes(&opened.data)
                 .ok_or_else(|| unreadable("has a retirement this worker did not write"))?;
-            return Ok(Unsealed::Retired(retirement, meta));
+            return Ok(Stored::Retired(retirement, meta));
         }
         let data = String::from_utf8(opened.data).map_err(|_| unreadable("is not text"))?;
-        Ok(Unsealed::Session(data, meta))
+        Ok(Stored::Session(Record {
+            data,
+            meta: Some(meta),
+        }))
     }
 
     /// What the id of `wrap` leaves under its `key` when renewed: `retirement`, sealed under
@@ -668,7 +665,8 @@ mod tests {
         let (id, key) = (id(1), StorageKey::of(&id(1)));
         run(Sealer(SoftAead).open_session(&id, &key, bytes, beside, serve_legacy))
             .map(|unsealed| match unsealed {
-                Unsealed::Session(_, meta) | Unsealed::Retired(_, meta) => meta,
+                Stored::Session(record) => record.meta.unwrap(),
+                Stored::Retired(_, meta) => meta,
             })
             .map_err(|err| err.log_cause().unwrap_or_default())
     }
@@ -694,7 +692,7 @@ mod tests {
             "the successor is sealed"
         );
         let opened = run(sealer.open_session(&id(1), &key, &bytes, Some(meta()), false));
-        assert_eq!(opened.unwrap(), Unsealed::Retired(retirement, meta()));
+        assert_eq!(opened.unwrap(), Stored::Retired(retirement, meta()));
         assert_eq!(open(2, 1, &bytes), None, "another id cannot open it");
         let mut as_session = bytes.clone();
         as_session[..2].copy_from_slice(MAGIC);
@@ -835,7 +833,10 @@ mod tests {
         };
         assert_eq!(
             read(Some(beside), true),
-            Ok(Unsealed::Session(r#"{"pinned":"s1"}"#.to_string(), beside))
+            Ok(Stored::Session(Record {
+                data: r#"{"pinned":"s1"}"#.to_string(),
+                meta: Some(beside)
+            }))
         );
         let cause = read(None, true).unwrap_err();
         assert!(

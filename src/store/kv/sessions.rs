@@ -12,7 +12,7 @@ use crate::domain::id::SessionId;
 use crate::domain::renewal::Retirement;
 use crate::domain::session::Meta;
 use crate::store::events::Journal;
-use crate::store::seal::{Aead, Sealer, Unsealed, WebCrypto};
+use crate::store::seal::{Aead, Sealer, WebCrypto};
 use crate::store::{
     Expect, KeyValue, MetaAt, Outcome, Record, SessionRef, SessionStore, Stored, BULK_KEYS,
 };
@@ -147,13 +147,7 @@ impl<K: KeyValue, A: Aead> SessionStore for KvSessions<K, A> {
                 .sealer
                 .open_session(id, &key, &bytes, beside, self.serve_legacy);
             self.remember(id, Found::Sealed);
-            return Ok(Some(match opened.await? {
-                Unsealed::Session(data, meta) => Stored::Session(Record {
-                    data,
-                    meta: Some(meta),
-                }),
-                Unsealed::Retired(retirement, meta) => Stored::Retired(retirement, meta),
-            }));
+            return Ok(Some(opened.await?));
         }
         // Only UUIDs were ever stored under their bare id.
         if !self.serve_legacy || !id.is_uuid() {

@@ -38,7 +38,7 @@ use crate::store::durable::{int, ObjectStorage, Value};
 use crate::store::events::EventQueue;
 use crate::store::kv::KvSessions;
 use crate::store::schema::{RECORD_COLUMNS, RECORD_SCHEMA};
-use crate::store::seal::{Aead, Sealer, Unsealed, WebCrypto};
+use crate::store::seal::{Aead, Sealer, WebCrypto};
 use crate::store::{Expect, KeyValue, Outcome, Record, SessionRef, SessionStore, Stored};
 
 pub use crate::store::durable::legacy::KV_STALE_MS;
@@ -201,13 +201,7 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore + LegacyObjects, A: Aead>
         let opened =
             self.sealer
                 .open_session(&id, &self.key, &sealed, Some(row.meta), self.serve_legacy);
-        let stored = match opened.await? {
-            Unsealed::Session(data, meta) => Stored::Session(Record {
-                data,
-                meta: Some(meta),
-            }),
-            Unsealed::Retired(retirement, meta) => Stored::Retired(retirement, meta),
-        };
+        let stored = opened.await?;
         if row.handle.is_none() {
             // A row of the version before handles: its alarm will need one to report expiry.
             let handle = Value::Text(Handle::of(&id).to_string());
