@@ -9,6 +9,7 @@ use std::fmt;
 use serde::Serialize;
 
 use crate::domain::json::BodyError;
+use crate::domain::time::rfc3339;
 
 #[derive(Debug)]
 pub enum Error {
@@ -25,7 +26,18 @@ pub enum Error {
     InvalidBefore,
     /// An `If-Match` header outside the RFC 9110 grammar: never ignored, never a lost race.
     InvalidIfMatch,
+    /// `Session-Auth-Level`, `Session-Max-Auth-Age` or `Session-Min-Auth-Level` unreadable.
+    InvalidAuthDemand(&'static str),
     Unauthorized,
+    /// The session's last authentication is older or weaker than the request demands: what
+    /// was found goes back, so the caller knows what to ask of the user.
+    ReauthenticationRequired {
+        /// Milliseconds since the epoch; 0 when unknown (a session of the old worker).
+        authenticated_at: u64,
+        /// Whole seconds since then.
+        age: u64,
+        level: u8,
+    },
     SessionNotFound,
     /// A stored session that does not open (altered, or copied from another session's key):
     /// to the caller exactly a session not found, to the log an integrity failure.
@@ -69,6 +81,18 @@ pub struct Problem {
     pub status: u16,
     pub detail: String,
     pub code: &'static str,
+    /// What a `reauthentication_required` found, beside the standard members.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub found: Option<Found>,
+}
+
+/// The session's last authentication, in a `reauthentication_required` problem.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Found {
+    pub authenticated_at: String,
+    pub auth_age: u64,
+    pub auth_level: u8,
 }
 
 impl Error {
@@ -84,7 +108,9 @@ impl Error {
             Error::InvalidDevice(_) => "invalid_device",
             Error::InvalidBefore => "invalid_before",
             Error::InvalidIfMatch => "invalid_if_match",
+            Error::InvalidAuthDemand(_) => "invalid_auth_demand",
             Error::Unauthorized => "unauthorized",
+            Error::ReauthenticationRequired { .. } => "reauthentication_required",
             Error::SessionNotFound | Error::Unreadable(_) | Error::Reused(_) => "session_not_found",
             Error::CacheEntryNotFound => "cache_entry_not_found",
             Error::NotFound => "not_found",
@@ -110,8 +136,10 @@ impl Error {
             | Error::InvalidSubject
             | Error::InvalidDevice(_)
             | Error::InvalidBefore
-            | Error::InvalidIfMatch => 400,
+            | Error::InvalidIfMatch
+            | Error::InvalidAuthDemand(_) => 400,
             Error::Unauthorized => 401,
+            Error::ReauthenticationRequired { .. } => 403,
             Error::SessionNotFound
             | Error::Unreadable(_)
             | Error::Reused(_)
@@ -151,6 +179,7 @@ impl Error {
         match self.status() {
             400 => "Bad Request",
             401 => "Unauthorized",
+            403 => "Forbidden",
             404 => "Not Found",
             405 => "Method Not Allowed",
             409 => "Conflict",
@@ -182,6 +211,12 @@ impl Error {
             Error::InvalidIfMatch => "If-Match must be * or a comma-separated list of entity tags \
                 (RFC 9110), such as \"3\" or W/\"x\"."
                 .into(),
+            Error::InvalidAuthDemand(why) => (*why).into(),
+            Error::ReauthenticationRequired { age, level, .. } => format!(
+                "The session's last authentication (level {level}, {age} s ago) is older or weaker \
+                 than this request demands; authenticate the user again and record it with \
+                 POST /reauth."
+            ),
             Error::Unauthorized => {
                 "This service needs an Authorization: Bearer <token> header with a valid token."
                     .into()
@@ -231,6 +266,18 @@ impl Error {
             status: self.status(),
             detail: self.detail(),
             code: self.code(),
+            found: match self {
+                Error::ReauthenticationRequired {
+                    authenticated_at,
+                    age,
+                    level,
+                } => Some(Found {
+                    authenticated_at: rfc3339(*authenticated_at),
+                    auth_age: *age,
+                    auth_level: *level,
+                }),
+                _ => None,
+            },
         }
     }
 
@@ -287,7 +334,7 @@ mod tests {
 
     #[test]
     fn every_contract_error_maps_to_its_status_and_code() {
-        let cases: [(Error, u16, &str); 22] = [
+        let cases: [(Error, u16, &str); 24] = [
             (Error::InvalidJson, 400, "invalid_json"),
             (Error::InvalidBody("a JSON object"), 400, "invalid_body"),
             (Error::InvalidSessionId, 400, "invalid_session_id"),
@@ -298,6 +345,16 @@ mod tests {
             (Error::InvalidBefore, 400, "invalid_before"),
             (Error::InvalidIfMatch, 400, "invalid_if_match"),
             (Error::Unauthorized, 401, "unauthorized"),
+            (Error::InvalidAuthDemand("x"), 400, "invalid_auth_demand"),
+            (
+                Error::ReauthenticationRequired {
+                    authenticated_at: 0,
+                    age: 1,
+                    level: 1,
+                },
+                403,
+                "reauthentication_required",
+            ),
             (Error::SessionNotFound, 404, "session_not_found"),
             (Error::CacheEntryNotFound, 404, "cache_entry_not_found"),
             (Error::NotFound, 404, "not_found"),
@@ -391,5 +448,14 @@ mod tests {
                 "code": "session_not_found",
             })
         );
+        let stale = Error::ReauthenticationRequired {
+            authenticated_at: 1_764_100_824_123,
+            age: 600,
+            level: 2,
+        };
+        let json = serde_json::to_value(stale.problem()).unwrap();
+        assert_eq!(json["authenticatedAt"], "2025-11-25T20:00:24.123Z");
+        assert_eq!((json["authAge"].as_u64(), json["authLevel"].as_u64()), (Some(600), Some(2)));
+        assert_eq!(json["status"], 403);
     }
 }

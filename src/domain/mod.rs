@@ -4,6 +4,7 @@
 //!
 //! Invariant: no module here imports from outside `domain`.
 
+pub mod auth;
 pub mod base64;
 pub mod config;
 pub mod derive;

@@ -8,6 +8,7 @@
 
 use std::fmt::Write;
 
+use crate::domain::auth::{Auth, Level};
 use crate::domain::json;
 use crate::domain::subject::Subject;
 use crate::domain::time::Millis;
@@ -65,6 +66,9 @@ pub struct Meta {
     /// Who the session belongs to (hashed), fixed at creation: no write moves a session to
     /// another subject, and rotation keeps it.
     pub subject: Option<Subject>,
+    /// The last authentication: at creation, then at each `POST /reauth`. Writes, touches,
+    /// rotations and renewals keep it.
+    pub auth: Auth,
 }
 
 impl Meta {
@@ -73,16 +77,29 @@ impl Meta {
         Self::at_version(now, now, 1, ttl, policy)
     }
 
+    /// A new session created at `now`, by a user authenticated at `level`.
+    pub fn authenticated(now: Millis, ttl: Option<u64>, level: Level, policy: Policy) -> Self {
+        Self {
+            auth: Auth { at: now, level },
+            ..Self::new(now, ttl, policy)
+        }
+    }
+
     /// An entry written by the old worker has no metadata: it counts as created now, so it is
-    /// never rejected for lacking metadata and gets a full lifetime from its first write.
+    /// never rejected for lacking metadata and gets a full lifetime from its first write. When
+    /// its user authenticated nobody knows: never recently enough for a demand of freshness.
     pub fn legacy(now: Millis, policy: Policy) -> Self {
-        Self::at_version(now, now, 0, None, policy)
+        Self {
+            auth: Auth::UNKNOWN,
+            ..Self::at_version(now, now, 0, None, policy)
+        }
     }
 
     /// The metadata after a write at `now`: version +1 and a renewed expiry.
     pub fn written(&self, now: Millis, policy: Policy) -> Self {
         Self {
             subject: self.subject,
+            auth: self.auth,
             ..Self::at_version(self.created_at, now, self.version + 1, self.ttl, policy)
         }
     }
@@ -91,6 +108,7 @@ impl Meta {
     pub fn touched(&self, now: Millis, policy: Policy) -> Self {
         Self {
             subject: self.subject,
+            auth: self.auth,
             ..Self::at_version(self.created_at, now, self.version, self.ttl, policy)
         }
     }
@@ -120,6 +138,7 @@ impl Meta {
             version,
             ttl,
             subject: None,
+            auth: Auth::at_creation(created_at),
         }
     }
 
@@ -164,6 +183,7 @@ impl Meta {
     pub fn within_rules(&self, now: Millis, policy: Policy) -> bool {
         self.created_at <= now.saturating_add(CLOCK_SKEW_MS)
             && self.created_at <= self.updated_at
+            && self.auth.at <= self.updated_at
             && self.expires_at <= self.latest_end(policy)
     }
 
@@ -179,7 +199,9 @@ impl Meta {
 
 impl Meta {
     /// As stored: `{"createdAt":..,"updatedAt":..,"expiresAt":..,"version":..}`, and `"ttl"`
-    /// when the session has its own, `"sub"` (the subject's hash) when it has one.
+    /// when the session has its own, `"sub"` (the subject's hash) when it has one, `"authAt"`
+    /// and `"authLevel"` when its authentication is other than level 1 at creation (so every
+    /// earlier session's metadata reads as it was written).
     pub fn to_json(self) -> String {
         let mut out = String::with_capacity(96);
         let _ = write!(
@@ -193,6 +215,14 @@ impl Meta {
         if let Some(subject) = self.subject {
             let _ = write!(out, r#","sub":"{}""#, subject.hex());
         }
+        if self.auth != Auth::at_creation(self.created_at) {
+            let _ = write!(
+                out,
+                r#","authAt":{},"authLevel":{}"#,
+                self.auth.at,
+                self.auth.level.get()
+            );
+        }
         out.push('}');
         out
     }
@@ -202,8 +232,16 @@ impl Meta {
     pub fn from_json(text: &str) -> Option<Self> {
         let (members, _) = json::members(text).ok()?;
         let number = |name| json::get(&members, name)?.parse::<u64>().ok();
+        let created_at = number("createdAt")?;
+        let auth = match json::get(&members, "authAt") {
+            None => Auth::at_creation(created_at),
+            Some(_) => Auth {
+                at: number("authAt")?,
+                level: Level::of(u8::try_from(number("authLevel")?).ok()?)?,
+            },
+        };
         Some(Self {
-            created_at: number("createdAt")?,
+            created_at,
             updated_at: number("updatedAt")?,
             expires_at: number("expiresAt")?,
             version: number("version")?,
@@ -217,6 +255,7 @@ impl Meta {
                     raw.strip_prefix('"')?.strip_suffix('"')?,
                 )?),
             },
+            auth,
         })
     }
 }
@@ -378,6 +417,28 @@ mod tests {
         assert_eq!(POLICY.check_session_ttl(1), Some(1));
         assert_eq!(POLICY.check_session_ttl(86_400), Some(86_400));
         assert_eq!(POLICY.check_session_ttl(86_401), None);
+    }
+
+    #[test]
+    fn the_authentication_is_kept_by_every_write_and_stored_only_when_not_the_default() {
+        let level2 = Level::of(2).unwrap();
+        let meta = Meta::authenticated(T0, None, level2, POLICY);
+        let later = meta.written(T0 + S, POLICY).touched(T0 + 90 * S, POLICY);
+        assert_eq!(later.auth, Auth { at: T0, level: level2 });
+        assert!(meta.to_json().contains(&format!(r#""authAt":{T0},"authLevel":2"#)));
+        assert_eq!(Meta::from_json(&later.to_json()), Some(later));
+        let plain = Meta::new(T0, None, POLICY);
+        assert!(!plain.to_json().contains("auth"), "as every earlier version wrote it");
+        assert_eq!(Meta::from_json(&plain.to_json()).unwrap().auth, Auth::at_creation(T0));
+        let legacy = Meta::legacy(T0, POLICY).written(T0 + S, POLICY);
+        assert_eq!(Meta::from_json(&legacy.to_json()).unwrap().auth, Auth::UNKNOWN);
+        let bad_level = meta.to_json().replace(r#""authLevel":2"#, r#""authLevel":4"#);
+        assert_eq!(Meta::from_json(&bad_level), None);
+        let ahead = Meta {
+            auth: Auth { at: T0 + 2 * S, level: level2 },
+            ..meta.written(T0 + S, POLICY)
+        };
+        assert!(!ahead.within_rules(T0 + 2 * S, POLICY), "authenticated after its last write");
     }
 
     #[test]

@@ -36,15 +36,17 @@ pub const RECORD_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS record (
     ttl INTEGER,
     subject TEXT,
     kv_deleted_at INTEGER,
-    handle TEXT
+    handle TEXT,
+    auth_at INTEGER,
+    auth_level INTEGER
 )";
 
 /// What a read of the row selects, in the order [`super::durable::record::parse_row`] reads.
-pub const RECORD_COLUMNS: &str =
-    "sealed, created_at, updated_at, expires_at, version, ttl, subject, kv_deleted_at, handle";
+pub const RECORD_COLUMNS: &str = "sealed, created_at, updated_at, expires_at, version, ttl, \
+     subject, kv_deleted_at, handle, auth_at, auth_level";
 
 /// What a write of the row sets, in the order of [`super::durable::record::row_params`].
-pub const RECORD_WRITTEN: [&str; 9] = [
+pub const RECORD_WRITTEN: [&str; 11] = [
     "handle",
     "key",
     "sealed",
@@ -54,10 +56,17 @@ pub const RECORD_WRITTEN: [&str; 9] = [
     "version",
     "ttl",
     "subject",
+    "auth_at",
+    "auth_level",
 ];
 
-/// What a `record` table of the version before `handle` lacks, added on sight.
-pub const RECORD_HANDLE_COLUMN: &str = "ALTER TABLE record ADD COLUMN handle TEXT";
+/// What a `record` table of an earlier version lacks, added on sight: each column, after the
+/// one it is known by (`handle` came a version before the authentication).
+pub const RECORD_NEW_COLUMNS: [(&str, &str); 3] = [
+    ("handle", "ALTER TABLE record ADD COLUMN handle TEXT"),
+    ("auth_at", "ALTER TABLE record ADD COLUMN auth_at INTEGER"),
+    ("auth_level", "ALTER TABLE record ADD COLUMN auth_level INTEGER"),
+];
 
 /// A session's object: lifecycle events committed with the change they report, until sent.
 pub const OUTBOX_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS outbox (
@@ -75,15 +84,21 @@ pub const INDEX_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS entry (
     until INTEGER NOT NULL,
     updated_at INTEGER,
     expires_at INTEGER,
-    device BLOB
+    device BLOB,
+    auth_at INTEGER,
+    auth_level INTEGER
 )";
 
-/// What a table `entry` of the version before (handle, key, creation, end) lacks, added on
-/// sight. Its rows get the lifecycle at their next check, and no device (none was given then).
-pub const INDEX_NEW_COLUMNS: [&str; 3] = [
-    "ALTER TABLE entry ADD COLUMN updated_at INTEGER",
-    "ALTER TABLE entry ADD COLUMN expires_at INTEGER",
-    "ALTER TABLE entry ADD COLUMN device BLOB",
+/// What a table `entry` of an earlier version (handle, key, creation, end; then the lifecycle
+/// and the device) lacks, added on sight, each column after the one it is known by. Its rows
+/// get the lifecycle and the authentication at their next check, and no device (none was
+/// given then).
+pub const INDEX_NEW_COLUMNS: [(&str, &str); 5] = [
+    ("updated_at", "ALTER TABLE entry ADD COLUMN updated_at INTEGER"),
+    ("expires_at", "ALTER TABLE entry ADD COLUMN expires_at INTEGER"),
+    ("device", "ALTER TABLE entry ADD COLUMN device BLOB"),
+    ("auth_at", "ALTER TABLE entry ADD COLUMN auth_at INTEGER"),
+    ("auth_level", "ALTER TABLE entry ADD COLUMN auth_level INTEGER"),
 ];
 
 /// The tables of earlier versions below are read, never created: tests seed them.
@@ -155,9 +170,9 @@ mod tests {
             LEGACY_SESSION_SCHEMA,
             LEGACY_ENTRY_SCHEMA,
             LEGACY_MEMBER_SCHEMA,
-            RECORD_HANDLE_COLUMN,
         ];
-        for sql in tables.into_iter().chain(INDEX_NEW_COLUMNS) {
+        let added = RECORD_NEW_COLUMNS.into_iter().chain(INDEX_NEW_COLUMNS);
+        for sql in tables.into_iter().chain(added.map(|(_, sql)| sql)) {
             assert!(
                 page.contains(&squeezed(sql)),
                 "docs/storage.md lacks:\n{sql}"

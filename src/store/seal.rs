@@ -8,12 +8,20 @@
 //! another subject or another key, or make it read as a session of the old worker.
 //!
 //! ```text
-//! s2 (written): "s2" | lifecycle 73 | n | n × (salt 32 | wrapped data key 32 + tag 16) | nonce 12 | ciphertext | tag 16
+//! s3 (written): "s3" | lifecycle 82 | n | n × (salt 32 | wrapped data key 32 + tag 16) | nonce 12 | ciphertext | tag 16
+//! r3 (written): "r3" and the rest as s3, its data a [`Retirement`]: what a renewed id leaves
+//! s2, r2 (read): as s3 and r3, with the lifecycle's first 73 bytes only
 //! s1 (read):    "s1" | n | n × (nonce 12 | wrapped data key 32 + tag 16) | nonce 12 | ciphertext | tag 16
-//! r2 (written): "r2" and the rest as s2, its data a [`Retirement`]: what a renewed id leaves
 //! lifecycle:    created_at | updated_at | expires_at | version | ttl (0: none), each u64 big-endian
 //!               | 1 and the subject's hash 32, or 0 and 32 zeros
+//!               | authenticated at, u64 big-endian | authentication level 1
 //! ```
+//!
+//! The authentication is sealed like the rest of the lifecycle, so a store writer can no more
+//! make a session look freshly or strongly authenticated than make it live longer. An `s2` or
+//! `r2` record, written before the authentication was kept, reads as level 1 at its creation;
+//! its next write is `s3`. (A rollback to a version before `s3` would not open `s3` records:
+//! upgrades lose no session, downgrades may.)
 //!
 //! **Every AES-GCM key encrypts exactly one message.** Each write draws a fresh data key (256
 //! random bits) for the data, and wraps it, per slot, under a key of its own: HMAC-SHA-256 keyed
@@ -21,17 +29,18 @@
 //! the nonce). So NIST SP 800-38D's bound of 2³² random nonces per key is never approached: a key
 //! would encrypt a second message only if two 256-bit random values collided. The data's
 //! associated data is a label, the storage key and everything before the data's nonce (the
-//! lifecycle and the slots); a slot's is a label and the storage key.
+//! lifecycle and the slots), so the format's magic is bound to the rest; a slot's is a label
+//! and the storage key.
 //!
 //! There are `n` slots so that a later version can let two ids reach one session at once. This
 //! version writes one and opens any: a renewed id reaches its successor through the retirement
-//! it leaves under its own key (`r2`), sealed under the old id, which names the successor to a
+//! it leaves under its own key (`r3`), sealed under the old id, which names the successor to a
 //! holder of the old id and to nobody else.
 //!
 //! `s1`, the format of the version before, kept its lifecycle beside the record (KV metadata, or
 //! the object's columns), where a store writer could change it, and kept one data key for the
 //! session's life. It is still opened, while earlier formats are served
-//! (`SESSION_LEGACY_LOOKUP`), and only with its lifecycle beside it; its next write is `s2`.
+//! (`SESSION_LEGACY_LOOKUP`), and only with its lifecycle beside it; its next write is `s3`.
 //!
 //! Where the work runs, measured (`npm run bench`): each WebCrypto call costs a promise and a
 //! key import, about 50 µs of CPU here, whatever its size, while AES-GCM in Wasm (RustCrypto,
@@ -47,6 +56,7 @@ use wasm_bindgen::JsValue;
 use worker::js_sys::{ArrayBuffer, Promise, Uint8Array};
 use worker::wasm_bindgen_futures::JsFuture;
 
+use crate::domain::auth::{Auth, Level};
 use crate::domain::derive::{DeviceKey, StorageKey, WrapKey};
 use crate::domain::device::MAX_ENCODED_BYTES;
 use crate::domain::digest::hmac_sha256;
@@ -65,13 +75,19 @@ const TAG: usize = 16;
 const MAX_SLOTS: usize = 4;
 
 /// The format this version writes.
-const MAGIC: &[u8; 2] = b"s2";
+const MAGIC: &[u8; 2] = b"s3";
 /// A renewed id's record: the same format, a [`Retirement`] for data.
-const RETIRED_MAGIC: &[u8; 2] = b"r2";
+const RETIRED_MAGIC: &[u8; 2] = b"r3";
 const SALT: usize = 32;
 const SLOT: usize = SALT + 32 + TAG;
-/// The sealed lifecycle: five numbers, a flag and a subject hash.
-pub const LIFECYCLE: usize = 5 * 8 + 1 + 32;
+/// The sealed lifecycle: five numbers, a flag, a subject hash, and the last authentication
+/// (an instant and a level).
+pub const LIFECYCLE: usize = S2_LIFECYCLE + 8 + 1;
+/// The formats of the version before, still read: the same but for a lifecycle without the
+/// authentication, which then reads as level 1 at creation.
+const S2_MAGIC: &[u8; 2] = b"s2";
+const S2_RETIRED_MAGIC: &[u8; 2] = b"r2";
+const S2_LIFECYCLE: usize = 5 * 8 + 1 + 32;
 /// HMAC message prefix of a slot's key; then the slot's salt.
 const SLOT_KEY_LABEL: &[u8] = b"session-state/v2/slot-key\0";
 /// Associated data of a slot, before the storage key.
@@ -141,14 +157,14 @@ pub struct Opened {
     pub data: Vec<u8>,
     /// The sealed lifecycle; `None` in an `s1` record, whose lifecycle is kept beside it.
     pub lifecycle: Option<Meta>,
-    /// An `r2` record: `data` is a [`Retirement`].
+    /// An `r3` (or `r2`) record: `data` is a [`Retirement`].
     pub retired: bool,
 }
 
 /// Whether `bytes` are a renewed id's record: readable without the id (the magic is in the
 /// clear), for what lists or ends sessions without one.
 pub fn is_retirement(bytes: &[u8]) -> bool {
-    bytes.starts_with(RETIRED_MAGIC)
+    bytes.starts_with(RETIRED_MAGIC) || bytes.starts_with(S2_RETIRED_MAGIC)
 }
 
 /// Seals and opens session records, large data through an [`Aead`].
@@ -186,18 +202,30 @@ pub fn lifecycle_bytes(meta: &Meta) -> [u8; LIFECYCLE] {
     }
     if let Some(subject) = &meta.subject {
         out[40] = 1;
-        out[41..].copy_from_slice(subject.bytes());
+        out[41..S2_LIFECYCLE].copy_from_slice(subject.bytes());
     }
+    out[S2_LIFECYCLE..S2_LIFECYCLE + 8].copy_from_slice(&meta.auth.at.to_be_bytes());
+    out[LIFECYCLE - 1] = meta.auth.level.get();
     out
 }
 
-/// Reads what [`lifecycle_bytes`] wrote; `None` for anything else.
+/// Reads what [`lifecycle_bytes`] wrote (or, for an `s2` record, what it wrote before the
+/// authentication was added: `bytes` end there); `None` for anything else.
 fn lifecycle_of(bytes: &[u8]) -> Option<Meta> {
     let number = |at: usize| {
         let chunk = bytes.get(at * 8..at * 8 + 8)?;
         Some(u64::from_be_bytes(chunk.try_into().ok()?))
     };
-    let hash: [u8; 32] = bytes.get(41..LIFECYCLE)?.try_into().ok()?;
+    let hash: [u8; 32] = bytes.get(41..S2_LIFECYCLE)?.try_into().ok()?;
+    let created_at = number(0)?;
+    let auth = match bytes.get(S2_LIFECYCLE..) {
+        Some([]) => Auth::at_creation(created_at),
+        Some(auth) => Auth {
+            at: u64::from_be_bytes(auth.get(..8)?.try_into().ok()?),
+            level: Level::of(*auth.get(8).filter(|_| auth.len() == 9)?)?,
+        },
+        None => return None,
+    };
     let subject = match bytes.get(40)? {
         0 if hash == [0; 32] => None,
         1 => Some(Subject::from_bytes(hash)),
@@ -205,18 +233,19 @@ fn lifecycle_of(bytes: &[u8]) -> Option<Meta> {
     };
     let ttl = number(4)?;
     Some(Meta {
-        created_at: number(0)?,
+        created_at,
         updated_at: number(1)?,
         expires_at: number(2)?,
         version: number(3)?,
         ttl: (ttl != 0).then_some(ttl),
         subject,
+        auth,
     })
 }
 
 /// A record's parts, as stored.
 struct Parts<'a> {
-    /// Everything before the data's nonce: bound to the data as associated data (`s2`).
+    /// Everything before the data's nonce: bound to the data as associated data (`s2` and later).
     header: &'a [u8],
     lifecycle: Option<Meta>,
     slots: &'a [u8],
@@ -224,13 +253,19 @@ struct Parts<'a> {
     sealed: &'a [u8],
 }
 
-/// The parts of an `s2` or `s1` record; `None` for anything else.
+/// The parts of an `s3`, `s2` or `s1` record; `None` for anything else.
 fn split(bytes: &[u8]) -> Option<Parts<'_>> {
-    let current = bytes
-        .strip_prefix(MAGIC)
-        .or_else(|| bytes.strip_prefix(RETIRED_MAGIC));
-    let (lifecycle, rest, slot) = if let Some(rest) = current {
-        let (lifecycle, rest) = rest.split_at_checked(LIFECYCLE)?;
+    let strip = |one: &[u8; 2], other: &[u8; 2]| {
+        bytes
+            .strip_prefix(one)
+            .or_else(|| bytes.strip_prefix(other))
+    };
+    let current = match strip(MAGIC, RETIRED_MAGIC) {
+        Some(rest) => Some((rest, LIFECYCLE)),
+        None => strip(S2_MAGIC, S2_RETIRED_MAGIC).map(|rest| (rest, S2_LIFECYCLE)),
+    };
+    let (lifecycle, rest, slot) = if let Some((rest, length)) = current {
+        let (lifecycle, rest) = rest.split_at_checked(length)?;
         (Some(lifecycle_of(lifecycle)?), rest, SLOT)
     } else {
         (None, bytes.strip_prefix(S1_MAGIC)?, S1_SLOT)
@@ -310,8 +345,8 @@ impl<A: Aead> Sealer<A> {
     /// same, or the record was altered. An `s1` record has only `beside`, and is read only
     /// while `earlier` formats are.
     ///
-    /// A renewed id's record (`r2`) opens the same way, to its [`Retirement`]: what the store
-    /// holds under the key, as the store's readers take it.
+    /// A renewed id's record (`r3`, or `r2`) opens the same way, to its [`Retirement`]: what
+    /// the store holds under the key, as the store's readers take it.
     ///
     /// [`Error::Unreadable`] (404 to the caller, an integrity line in the log) when the record
     /// does not open, is not text, or disagrees with what is beside it.
@@ -348,7 +383,7 @@ impl<A: Aead> Sealer<A> {
     }
 
     /// What the id of `wrap` leaves under its `key` when renewed: `retirement`, sealed under
-    /// it with the session's lifecycle `meta` (`r2`).
+    /// it with the session's lifecycle `meta` (`r3`).
     pub async fn retire(
         &self,
         wrap: &WrapKey,
@@ -384,7 +419,7 @@ impl<A: Aead> Sealer<A> {
         self.seal_as(MAGIC, wraps, key, meta, data).await
     }
 
-    /// A record of the format `magic` (`s2` or `r2`).
+    /// A record of the format `magic` (`s3` or `r3`).
     async fn seal_as(
         &self,
         magic: &[u8; 2],
@@ -576,8 +611,11 @@ pub fn layouts() -> Vec<String> {
         ("ttl", 8),
         ("subject flag", 1),
         ("subject hash", 32),
+        ("auth_at", 8),
+        ("auth level", 1),
     ];
     assert_eq!(lifecycle.iter().map(|(_, n)| n).sum::<usize>(), LIFECYCLE);
+    assert_eq!(lifecycle[..7].iter().map(|(_, n)| n).sum::<usize>(), S2_LIFECYCLE);
     let lifecycle = lifecycle.map(|(name, n)| format!("{name} {n}")).join(" | ");
     let sealed = |magic: String| format!("\"{magic}\" 2 | nonce {NONCE} | ciphertext | tag {TAG}");
     vec![
@@ -598,6 +636,13 @@ pub fn layouts() -> Vec<String> {
             RETIREMENT_BYTES
         ),
         "successor id 16 | renewed_at 8 | grace_until 8".to_owned(),
+        format!(
+            "\"{}\", \"{}\": as \"{}\", \"{}\", with a lifecycle of {S2_LIFECYCLE}",
+            magic(S2_MAGIC),
+            magic(S2_RETIRED_MAGIC),
+            magic(MAGIC),
+            magic(RETIRED_MAGIC)
+        ),
         lifecycle,
         sealed(magic(DEVICE_MAGIC)),
         sealed(magic(LEGACY_DEVICE_MAGIC)),
@@ -702,7 +747,7 @@ mod tests {
         assert_eq!(open(1, 1, &as_retirement), None, "a session relabelled");
     }
 
-    /// Where the sealed lifecycle sits in an `s2` record.
+    /// Where the sealed lifecycle sits in an `s3` record.
     const AT: std::ops::Range<usize> = 2..2 + LIFECYCLE;
 
     #[test]
@@ -748,10 +793,59 @@ mod tests {
         let mut moved = bytes.clone();
         moved[AT].copy_from_slice(&lifecycle_bytes(&bob));
         assert_eq!(open(1, 1, &moved), None, "another subject");
+        let stepped_up = Meta {
+            auth: Auth {
+                at: T0 + 1,
+                level: Level::of(3).unwrap(),
+            },
+            ..meta()
+        };
+        let mut fresher = bytes.clone();
+        fresher[AT].copy_from_slice(&lifecycle_bytes(&stepped_up));
+        assert_eq!(open(1, 1, &fresher), None, "a later, stronger authentication");
+        let mut as_s2 = bytes.clone();
+        as_s2[..2].copy_from_slice(S2_MAGIC);
+        assert_eq!(open(1, 1, &as_s2), None, "relabelled as the format before");
         let cause = open_session(&bytes, Some(immortal), false).unwrap_err();
         assert!(cause.contains("other than its sealed one"), "{cause}");
         let cause = open_session(&bytes, None, true).unwrap_err();
         assert!(cause.contains("integrity: session 01010101"), "{cause}");
+    }
+
+    /// An `s2` record, made by the code of the version before (at 11e65c3) for session
+    /// `0f9c4a8e-2b1d-4c3e-9a7f-6d5e4c3b2a19` (subject "ada", ttl 600, created at T0) with
+    /// `{"pinned":"s2"}`: every session it stored must still open, authenticated at level 1 at
+    /// its creation.
+    const S2_RECORD: &str = "73320000019ab697e8000000019ab697e8000000019ab6a10fc00000000000000001\
+        000000000000025801fdee430d40bd57deeac186cd9790033d0f06f909a8806e7ce6e717ab7c7d5029010e4d1f69\
+        5b4924db17d72013a0469da38f764665ff724e3c7601b4d1cbe23571c505159a6d8ead1f1250cd459317deae84ea\
+        3b554d09793c89554692573bfa33b5e3b105676c4d3bba49e17a4e625115223a768dd07249fa8c4cd645b10fe7e3\
+        1aba8af51579764bc71b232c0eecafbfc3529c6b0f11bbfb3df0e2";
+
+    #[test]
+    fn a_record_of_the_version_before_opens_as_level_one_at_its_creation() {
+        let id = SessionId::parse("0f9c4a8e-2b1d-4c3e-9a7f-6d5e4c3b2a19").unwrap();
+        let bytes: [u8; 199] = crate::domain::digest::unhex(S2_RECORD).unwrap();
+        let key = StorageKey::of(&id);
+        let beside = Meta {
+            subject: Some(Subject::new(b"ada", None).unwrap()),
+            ..Meta::new(T0, Some(600), POLICY)
+        };
+        let opened = run(Sealer(SoftAead).open_session(&id, &key, &bytes, Some(beside), false));
+        let Ok(Stored::Session(record)) = opened else {
+            panic!("{opened:?}");
+        };
+        assert_eq!(record.data, r#"{"pinned":"s2"}"#);
+        let meta = record.meta.unwrap();
+        assert_eq!(meta, beside);
+        assert_eq!(meta.auth, Auth::at_creation(T0));
+        let mut as_s3 = bytes.to_vec();
+        as_s3[..2].copy_from_slice(MAGIC);
+        assert_eq!(
+            run(Sealer(SoftAead).open(&WrapKey::of(&id), &key, &as_s3)).unwrap(),
+            None,
+            "relabelled as this version's format"
+        );
     }
 
     #[test]

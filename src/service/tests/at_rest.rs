@@ -357,7 +357,7 @@ fn a_record_of_the_version_before_is_read_with_its_metadata_then_sealed_anew() {
         (r#"{"pinned":"s1"}"#, meta)
     );
     with(&kv, true, |s| run(s.touch(&old, T0 + 100 * S))).unwrap();
-    assert!(kv.bytes(&key).unwrap().starts_with(b"s2"), "sealed anew");
+    assert!(kv.bytes(&key).unwrap().starts_with(b"s3"), "sealed anew");
     let session = with(&kv, false, |s| run(s.get(&old, T0 + 101 * S))).unwrap();
     assert_eq!(session.data, r#"{"pinned":"s1"}"#);
 }

@@ -50,9 +50,11 @@ impl<S: ObjectStorage> SqlIndex<S> {
                 _ => None,
             })
         };
-        if schema("entry").is_some_and(|sql| !sql.contains("device")) {
-            for statement in INDEX_NEW_COLUMNS {
-                self.0.exec(statement, vec![])?;
+        if let Some(sql) = schema("entry") {
+            for (column, statement) in INDEX_NEW_COLUMNS {
+                if !sql.contains(column) {
+                    self.0.exec(statement, vec![])?;
+                }
             }
         }
         Ok(Tables {

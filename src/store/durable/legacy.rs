@@ -5,6 +5,7 @@
 
 use crate::domain::error::Error;
 use crate::domain::id::SessionId;
+use crate::domain::auth::Auth;
 use crate::domain::session::Meta;
 use crate::domain::subject::Subject;
 use crate::domain::time::Millis;
@@ -66,8 +67,9 @@ pub fn held(storage: &impl ObjectStorage, now: Millis) -> Result<Held, Error> {
         _ => None,
     };
     let meta = || -> Option<Meta> {
+        let created_at = number(&row, 2)?;
         Some(Meta {
-            created_at: number(&row, 2)?,
+            created_at,
             updated_at: number(&row, 3)?,
             expires_at: number(&row, 4)?,
             version: number(&row, 5)?,
@@ -76,6 +78,7 @@ pub fn held(storage: &impl ObjectStorage, now: Millis) -> Result<Held, Error> {
                 Some(Value::Text(hex)) => Subject::from_hex(hex),
                 _ => None,
             },
+            auth: Auth::at_creation(created_at),
         })
     };
     Ok(match (data, meta()) {

@@ -5,13 +5,14 @@
 use std::sync::LazyLock;
 
 use crate::domain::derive::{Handle, StorageKey};
+use crate::domain::auth::{Auth, Level};
 use crate::domain::error::Error;
 use crate::domain::id::SessionId;
 use crate::domain::session::Meta;
 use crate::domain::subject::Subject;
 use crate::domain::time::Millis;
 use crate::store::durable::{int, ObjectStorage, Value};
-use crate::store::schema::{RECORD_HANDLE_COLUMN, RECORD_WRITTEN};
+use crate::store::schema::{RECORD_NEW_COLUMNS, RECORD_WRITTEN};
 use crate::store::seal::is_retirement;
 
 /// The session row: `sealed` is `None` once a session moved from KV has ended (its marker).
@@ -59,10 +60,22 @@ pub fn parse_row(mut row: Vec<Value>) -> Result<Row, Error> {
     };
     let row = row.as_slice();
     let number = |index| column(row, index)?.ok_or_else(|| Error::Internal("null column".into()));
+    let created_at = number(1)?;
+    // A row written before the columns: authenticated at creation, as its sealed lifecycle says.
+    let auth = match (column(row, 9)?, column(row, 10)?) {
+        (Some(at), Some(level)) => Auth {
+            at,
+            level: u8::try_from(level)
+                .ok()
+                .and_then(Level::of)
+                .ok_or_else(|| Error::Internal(format!("session row auth level {level}")))?,
+        },
+        _ => Auth::at_creation(created_at),
+    };
     Ok(Row {
         sealed,
         meta: Meta {
-            created_at: number(1)?,
+            created_at,
             updated_at: number(2)?,
             expires_at: number(3)?,
             version: number(4)?,
@@ -71,6 +84,7 @@ pub fn parse_row(mut row: Vec<Value>) -> Result<Row, Error> {
                 Some(Value::Text(hex)) => Subject::from_hex(hex),
                 _ => None,
             },
+            auth,
         },
         kv_deleted_at: column(row, 7)?,
         handle: match row.get(8) {
@@ -139,6 +153,8 @@ pub fn row_params(id: &SessionId, key: &StorageKey, sealed: Vec<u8>, meta: &Meta
         meta.ttl.map_or(Value::Null, int),
         meta.subject
             .map_or(Value::Null, |subject| Value::Text(subject.hex())),
+        int(meta.auth.at),
+        int(u64::from(meta.auth.level.get())),
     ]
 }
 
@@ -162,8 +178,8 @@ pub struct Tables {
     pub outbox: bool,
 }
 
-/// The tables, in one statement; a record table of the version before `handle` gets the column
-/// on sight.
+/// The tables, in one statement; a record table of an earlier version gets the columns it
+/// lacks on sight.
 pub fn tables(storage: &impl ObjectStorage) -> Result<Tables, Error> {
     let rows = storage.exec(
         "SELECT name, sql FROM sqlite_master WHERE type = 'table' AND name IN ('record', 'outbox')",
@@ -173,8 +189,10 @@ pub fn tables(storage: &impl ObjectStorage) -> Result<Tables, Error> {
     for row in rows {
         match row.as_slice() {
             [Value::Text(name), Value::Text(sql)] if name == "record" => {
-                if !sql.contains("handle") {
-                    storage.exec(RECORD_HANDLE_COLUMN, vec![])?;
+                for (column, statement) in RECORD_NEW_COLUMNS {
+                    if !sql.contains(column) {
+                        storage.exec(statement, vec![])?;
+                    }
                 }
                 tables.record = true;
             }
