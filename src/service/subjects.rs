@@ -10,6 +10,7 @@
 //! On KV that is every session, read in bulk (one read per hundred); in strong mode, only those
 //! whose reported expiry has passed (see [`crate::store::durable::index::SqlIndex`]).
 
+use crate::domain::auth::Auth;
 use crate::domain::derive::Handle;
 use crate::domain::error::Error;
 use crate::domain::event::{Event, Kind, Revocation};
@@ -32,6 +33,8 @@ pub struct LiveEntry {
     /// The last write or renewing touch.
     pub updated_at: Millis,
     pub expires_at: Millis,
+    /// Its last authentication.
+    pub auth: Auth,
     /// Its device info, sealed under the subject's device key.
     pub device: Option<Vec<u8>>,
 }
@@ -86,6 +89,7 @@ impl<'a, I: SubjectIndex, S: SessionStore> Subjects<'a, I, S> {
                     key: entry.key,
                     updated_at: activity.updated_at,
                     expires_at: activity.expires_at,
+                    auth: activity.auth,
                     device: entry.device,
                 })
             })
@@ -116,6 +120,7 @@ impl<'a, I: SubjectIndex, S: SessionStore> Subjects<'a, I, S> {
                         },
                         updated_at: meta.updated_at,
                         expires_at: meta.expires_at,
+                        auth: meta.auth,
                         device: entry.device,
                     });
                 }
@@ -229,6 +234,7 @@ impl<'a, I: SubjectIndex, S: SessionStore> Subjects<'a, I, S> {
                 activity: Activity {
                     updated_at: listed.updated_at,
                     expires_at: listed.expires_at,
+                    auth: listed.auth,
                 },
                 device: DeviceInfo::Sealed(device),
             };

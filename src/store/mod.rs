@@ -26,6 +26,7 @@ pub mod memory;
 pub mod schema;
 pub mod seal;
 
+use crate::domain::auth::Auth;
 use crate::domain::derive::{Handle, StorageKey};
 use crate::domain::error::Error;
 use crate::domain::event::Event;
@@ -321,6 +322,8 @@ impl EntryKey {
 pub struct Activity {
     pub updated_at: Millis,
     pub expires_at: Millis,
+    /// The last authentication, which a listing shows.
+    pub auth: Auth,
 }
 
 impl Activity {
@@ -328,6 +331,7 @@ impl Activity {
         Self {
             updated_at: meta.updated_at,
             expires_at: meta.expires_at,
+            auth: meta.auth,
         }
     }
 }

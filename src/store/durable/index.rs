@@ -2,6 +2,7 @@
 //! handle and storage key (no id), with what a listing shows of it: the lifecycle its object
 //! reports, and its device info, sealed.
 
+use crate::domain::auth::{Auth, Level};
 use crate::domain::derive::{Handle, StorageKey};
 use crate::domain::error::Error;
 use crate::domain::id::SessionId;
@@ -102,6 +103,8 @@ impl<S: ObjectStorage> SqlIndex<S> {
             int(entry.until),
             int(entry.activity.updated_at),
             int(entry.activity.expires_at),
+            int(entry.activity.auth.at),
+            int(u64::from(entry.activity.auth.level.get())),
         ];
         let device = match entry.device {
             DeviceInfo::None => "NULL",
@@ -117,7 +120,7 @@ impl<S: ObjectStorage> SqlIndex<S> {
         self.0.exec(
             &format!(
                 "INSERT OR REPLACE INTO entry (handle, key, created_at, until, updated_at, \
-                 expires_at, device) VALUES (?, ?, ?, ?, ?, ?, {device})"
+                 expires_at, auth_at, auth_level, device) VALUES (?, ?, ?, ?, ?, ?, ?, ?, {device})"
             ),
             params,
         )?;
@@ -212,7 +215,8 @@ impl<S: ObjectStorage> SubjectIndex for SqlIndex<S> {
             return Ok(entries);
         }
         let rows = self.0.exec(
-            "SELECT handle, key, created_at, updated_at, expires_at, device FROM entry \
+            "SELECT handle, key, created_at, updated_at, expires_at, auth_at, auth_level, device \
+             FROM entry \
              ORDER BY created_at",
             vec![],
         )?;
@@ -226,11 +230,13 @@ impl<S: ObjectStorage> SubjectIndex for SqlIndex<S> {
             return Ok(());
         }
         self.0.exec(
-            "UPDATE entry SET updated_at = ?, expires_at = ? WHERE handle = ? \
-             AND (updated_at IS NULL OR updated_at <= ?)",
+            "UPDATE entry SET updated_at = ?, expires_at = ?, auth_at = ?, auth_level = ? \
+             WHERE handle = ? AND (updated_at IS NULL OR updated_at <= ?)",
             vec![
                 int(activity.updated_at),
                 int(activity.expires_at),
+                int(activity.auth.at),
+                int(u64::from(activity.auth.level.get())),
                 Value::Text(handle.to_string()),
                 int(activity.updated_at),
             ],
@@ -276,13 +282,24 @@ fn parse_entry(row: Vec<Value>) -> Option<Entry> {
     else {
         return None;
     };
-    let activity = match (row.next()?, row.next()?) {
-        (Value::Integer(updated_at), Value::Integer(expires_at)) => Some(Activity {
-            updated_at: u64::try_from(updated_at).ok()?,
-            expires_at: u64::try_from(expires_at).ok()?,
-        }),
+    let number = |value: Value| match value {
+        Value::Integer(n) => u64::try_from(n).ok(),
         _ => None,
     };
+    // A row without the authentication (written before it) lists nothing of its own: its
+    // session is asked, and its next report fills it in.
+    let (updated_at, expires_at) = (number(row.next()?), number(row.next()?));
+    let (auth_at, auth_level) = (number(row.next()?), number(row.next()?));
+    let activity = (|| {
+        Some(Activity {
+            updated_at: updated_at?,
+            expires_at: expires_at?,
+            auth: Auth {
+                at: auth_at?,
+                level: Level::of(u8::try_from(auth_level?).ok()?)?,
+            },
+        })
+    })();
     let device = match row.next()? {
         Value::Blob(bytes) => Some(bytes),
         _ => None,
@@ -331,6 +348,7 @@ mod tests {
             activity: Activity {
                 updated_at: member.created_at,
                 expires_at: member.created_at + 30 * S,
+                auth: Auth::at_creation(T0),
             },
             device,
         }
@@ -390,10 +408,12 @@ mod tests {
         let later = Activity {
             updated_at: T0 + 5 * S,
             expires_at: T0 + 35 * S,
+            auth: Auth::at_creation(T0),
         };
         let earlier = Activity {
             updated_at: T0 + 4 * S,
             expires_at: T0 + 34 * S,
+            auth: Auth::at_creation(T0),
         };
         run(index.report(&subject, &first.handle, later)).unwrap();
         run(index.report(&subject, &first.handle, earlier)).unwrap();
@@ -484,6 +504,7 @@ mod tests {
         let seen = Activity {
             updated_at: T0,
             expires_at: T0 + 5 * S,
+            auth: Auth::at_creation(T0),
         };
         run(index.upgrade(&subject, &old[0], T0 + 10 * S, seen, T0)).unwrap();
         let rows = index.0.dump();

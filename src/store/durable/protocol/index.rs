@@ -3,15 +3,17 @@
 //! (to make room). The client is [`SubjectPeers`]; the server is [`serve`].
 //!
 //! The entry a session's object adds (`PUT`) travels in [`MEMBER_HEADER`] as
-//! `<handle> <storage key> <created_at> <until> <updated_at> <expires_at>`, its sealed device
-//! info as the body; the member it removes (`DELETE`) as `<handle> <storage key> <created_at>`;
-//! the lifecycle it reports (`PATCH`) as `<handle> <updated_at> <expires_at>`. No id travels to
+//! `<handle> <storage key> <created_at> <until> <lifecycle>`, its sealed device info as the
+//! body; the member it removes (`DELETE`) as `<handle> <storage key> <created_at>`; the
+//! lifecycle it reports (`PATCH`) as `<handle> <lifecycle>`, where a lifecycle is
+//! `<updated_at> <expires_at> <auth_at> <auth level>`. No id travels to
 //! a subject's object, nor rests there.
 
 use worker::ObjectNamespace;
 
 use super::{object_failure, send, unexpected, Answer, Call, SUBJECT_HEADER};
 use crate::domain::base64;
+use crate::domain::auth::{Auth, Level};
 use crate::domain::derive::{Handle, StorageKey};
 use crate::domain::error::Error;
 use crate::domain::id::SessionId;
@@ -132,7 +134,7 @@ pub fn entries_text(entries: &[Entry]) -> String {
     entries
         .iter()
         .map(|entry| {
-            let activity = entry.activity.as_ref().map_or("- -".into(), activity_text);
+            let activity = entry.activity.as_ref().map_or("- - - -".into(), activity_text);
             let device = entry
                 .device
                 .as_ref()
@@ -147,9 +149,12 @@ pub fn parse_entries(text: &str) -> Vec<Entry> {
         .filter_map(|line| {
             let mut parts = line.split(' ');
             let member = parse_key(&mut parts)?;
-            let activity = match (parts.next()?, parts.next()?) {
-                ("-", "-") => None,
-                (updated_at, expires_at) => Some(activity_of(updated_at, expires_at)?),
+            let activity = match parts.clone().next()? {
+                "-" => {
+                    parts.nth(3)?;
+                    None
+                }
+                _ => Some(activity_of(&mut parts)?),
             };
             let device = match parts.next()? {
                 "-" => None,
@@ -169,31 +174,43 @@ pub fn parse_key_line(line: &str) -> Option<EntryKey> {
     parse_key(&mut line.split(' ')).filter(|m| matches!(m.at, SessionRef::Key(_)))
 }
 
-/// An entry a session's object sent to add: the member, `<until> <updated_at> <expires_at>`.
+/// An entry a session's object sent to add: the member, `<until>`, then the lifecycle.
 pub fn parse_entry_line(line: &str) -> Option<(EntryKey, Millis, Activity)> {
     let mut parts = line.split(' ');
     let member = parse_key(&mut parts).filter(|m| matches!(m.at, SessionRef::Key(_)))?;
     let until = parts.next()?.parse().ok()?;
-    Some((member, until, activity_of(parts.next()?, parts.next()?)?))
+    Some((member, until, activity_of(&mut parts)?))
 }
 
-/// A lifecycle a session's object reported: `<handle> <updated_at> <expires_at>`.
+/// A lifecycle a session's object reported: `<handle>`, then the lifecycle.
 pub fn parse_activity_line(line: &str) -> Option<(Handle, Activity)> {
     let mut parts = line.split(' ');
     let handle = Handle::parse(parts.next()?)?;
-    Some((handle, activity_of(parts.next()?, parts.next()?)?))
+    Some((handle, activity_of(&mut parts)?))
 }
 
-/// `<updated_at> <expires_at>`, as every line that carries a lifecycle ends.
+/// `<updated_at> <expires_at> <auth_at> <auth level>`, as every line that carries a lifecycle
+/// ends.
 fn activity_text(activity: &Activity) -> String {
-    format!("{} {}", activity.updated_at, activity.expires_at)
+    format!(
+        "{} {} {} {}",
+        activity.updated_at,
+        activity.expires_at,
+        activity.auth.at,
+        activity.auth.level.get()
+    )
 }
 
 /// What [`activity_text`] wrote.
-fn activity_of(updated_at: &str, expires_at: &str) -> Option<Activity> {
+fn activity_of(parts: &mut std::str::Split<'_, char>) -> Option<Activity> {
+    let mut number = || parts.next()?.parse::<u64>().ok();
     Some(Activity {
-        updated_at: updated_at.parse().ok()?,
-        expires_at: expires_at.parse().ok()?,
+        updated_at: number()?,
+        expires_at: number()?,
+        auth: Auth {
+            at: number()?,
+            level: Level::of(u8::try_from(number()?).ok()?)?,
+        },
     })
 }
 
@@ -267,6 +284,7 @@ mod tests {
         let activity = Activity {
             updated_at: T0 + 2 * S,
             expires_at: T0 + 9 * S,
+            auth: Auth::at_creation(T0),
         };
         let entries = vec![
             Entry {
@@ -301,10 +319,14 @@ mod tests {
             StorageKey::of(&id(3)).name()
         );
         assert_eq!(parse_key_line(&member), Some(keyed(3, T0)));
-        let line = format!("{member} {} {} {}", T0 + 5 * S, T0 + S, T0 + 3 * S);
+        let line = format!("{member} {} {} {} {T0} 2", T0 + 5 * S, T0 + S, T0 + 3 * S);
         let reported = Activity {
             updated_at: T0 + S,
             expires_at: T0 + 3 * S,
+            auth: Auth {
+                at: T0,
+                level: Level::of(2).unwrap(),
+            },
         };
         assert_eq!(
             parse_entry_line(&line),
@@ -316,7 +338,12 @@ mod tests {
             "an id"
         );
         assert_eq!(parse_entry_line(&member), None, "no end, no lifecycle");
-        let seen_line = format!("{} {} {}", Handle::of(&id(3)), T0 + S, T0 + 3 * S);
+        let seen_line = format!("{} {} {} {T0} 2", Handle::of(&id(3)), T0 + S, T0 + 3 * S);
+        assert_eq!(
+            parse_activity_line(&seen_line.replace(" 2", " 4")),
+            None,
+            "no such level"
+        );
         assert_eq!(
             parse_activity_line(&seen_line),
             Some((Handle::of(&id(3)), reported))
@@ -340,11 +367,11 @@ mod tests {
         let member = key_line(&keyed(1, T0), true);
         let added = call(
             "PUT",
-            format!("{member} {} {} {}", T0 + 9 * S, T0, T0 + 5 * S),
+            format!("{member} {} {} {} {T0} 1", T0 + 9 * S, T0, T0 + 5 * S),
             b"d2..",
         );
         assert_eq!(added.unwrap(), Answer::done());
-        let activity = format!("{} {} {}", Handle::of(&id(1)), T0 + S, T0 + 6 * S);
+        let activity = format!("{} {} {} {T0} 1", Handle::of(&id(1)), T0 + S, T0 + 6 * S);
         assert_eq!(call("PATCH", activity, b"").unwrap(), Answer::done());
         let listed = call("GET", String::new(), b"").unwrap();
         let entries = parse_entries(std::str::from_utf8(&listed.body).unwrap());
@@ -353,6 +380,7 @@ mod tests {
             activity: Some(Activity {
                 updated_at: T0 + S,
                 expires_at: T0 + 6 * S,
+                auth: Auth::at_creation(T0),
             }),
             device: Some(b"d2..".to_vec()),
         };
