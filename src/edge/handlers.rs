@@ -7,6 +7,7 @@ use std::pin::Pin;
 use serde::Serialize;
 use worker::Env;
 
+use crate::domain::auth::{requested_level, Demand};
 use crate::domain::config::Config;
 use crate::domain::derive::{DeviceKey, Handle};
 use crate::domain::device::{Device, DeviceHeaders};
@@ -57,6 +58,14 @@ impl SessionScope<'_> {
         Sessions::new(self.store, self.config.policy)
             .renewing(self.config.renewal)
             .indexed(self.index, self.config.max_sessions_per_subject)
+    }
+
+    /// [`SessionScope::sessions`], holding the session to what `req` demands of its last
+    /// authentication (`Session-Max-Auth-Age`, `Session-Min-Auth-Level`).
+    fn demanded(&self, req: &Incoming) -> Result<Sessions<'_, BackendStore, BackendIndex>, Error> {
+        let head = &req.head;
+        let demand = Demand::parse(head.max_auth_age.as_deref(), head.min_auth_level.as_deref())?;
+        Ok(self.sessions().demanding(demand))
     }
 }
 
@@ -219,6 +228,7 @@ fn new_device(
 
 pub async fn create(req: Incoming, scope: &SessionScope<'_>) -> Result<Reply, Error> {
     let ttl = requested_ttl(&req, scope.config)?;
+    let level = requested_level(req.header("session-auth-level").as_deref())?;
     let (data, _) = read_object(&req, scope.config.policy.max_bytes).await?;
     let subject = new_subject(&req, &data, scope.config)?;
     let device = new_device(&req, &data, subject.as_ref(), scope.config)?;
@@ -228,13 +238,13 @@ pub async fn create(req: Incoming, scope: &SessionScope<'_>) -> Result<Reply, Er
     });
     let meta = scope
         .sessions()
-        .create(scope.id, &data, ttl, subject, device, scope.now)
+        .create_at(scope.id, &data, ttl, level, subject, device, scope.now)
         .await?;
     new_session(&req, scope.id, &meta)
 }
 
-pub async fn get(_req: Incoming, scope: &SessionScope<'_>) -> Result<Reply, Error> {
-    let session = scope.sessions().get(&scope.id, scope.now).await?;
+pub async fn get(req: Incoming, scope: &SessionScope<'_>) -> Result<Reply, Error> {
+    let session = scope.demanded(&req)?.get(&scope.id, scope.now).await?;
     let reply = Reply::body(200, JSON, session.data.into_bytes());
     Ok(with_session_headers(reply, &session.meta))
 }
@@ -243,7 +253,7 @@ pub async fn update(req: Incoming, scope: &SessionScope<'_>) -> Result<Reply, Er
     let if_match = if_match(&req)?;
     let (data, _) = read_object(&req, scope.config.policy.max_bytes).await?;
     let meta = scope
-        .sessions()
+        .demanded(&req)?
         .replace(&scope.id, &data, if_match.as_ref(), scope.now)
         .await?;
     Ok(with_session_headers(
@@ -256,7 +266,7 @@ pub async fn add(req: Incoming, scope: &SessionScope<'_>) -> Result<Reply, Error
     let if_match = if_match(&req)?;
     let (patch, how) = read_object(&req, scope.config.policy.max_bytes).await?;
     let (merged, meta) = scope
-        .sessions()
+        .demanded(&req)?
         .merge(&scope.id, &patch, how, if_match.as_ref(), scope.now)
         .await?;
     Ok(with_session_headers(Reply::body(200, JSON, merged), &meta))
@@ -271,16 +281,28 @@ pub async fn delete(req: Incoming, scope: &SessionScope<'_>) -> Result<Reply, Er
     Ok(Reply::no_content())
 }
 
-pub async fn touch(_req: Incoming, scope: &SessionScope<'_>) -> Result<Reply, Error> {
-    let meta = scope.sessions().touch(&scope.id, scope.now).await?;
+pub async fn touch(req: Incoming, scope: &SessionScope<'_>) -> Result<Reply, Error> {
+    let meta = scope.demanded(&req)?.touch(&scope.id, scope.now).await?;
     Ok(with_session_headers(Reply::no_content(), &meta))
 }
 
 pub async fn rotate(req: Incoming, scope: &SessionScope<'_>) -> Result<Reply, Error> {
     let new_id = generate_id(scope.config)?;
     let meta = scope
-        .sessions()
+        .demanded(&req)?
         .rotate(&scope.id, new_id, scope.now)
+        .await?;
+    new_session(&req, new_id, &meta)
+}
+
+/// `POST /reauth/:id`: the user authenticated again (at `Session-Auth-Level`, 1 by default, as
+/// at `/create`); the session gets a new id as at `/rotate`, answered as `/create` is.
+pub async fn reauth(req: Incoming, scope: &SessionScope<'_>) -> Result<Reply, Error> {
+    let level = requested_level(req.header("session-auth-level").as_deref())?;
+    let new_id = generate_id(scope.config)?;
+    let meta = scope
+        .sessions()
+        .reauthenticate(scope.id, new_id, level, scope.now)
         .await?;
     new_session(&req, new_id, &meta)
 }
@@ -289,7 +311,7 @@ pub async fn rotate(req: Incoming, scope: &SessionScope<'_>) -> Result<Reply, Er
 /// window, a second renewal of the same id answers the same successor.
 pub async fn renew(req: Incoming, scope: &SessionScope<'_>) -> Result<Reply, Error> {
     let new_id = generate_id(scope.config)?;
-    let renewed = scope.sessions().renew(&scope.id, new_id, scope.now).await?;
+    let renewed = scope.demanded(&req)?.renew(&scope.id, new_id, scope.now).await?;
     new_session(&req, renewed.id, &renewed.meta)
 }
 
@@ -327,6 +349,8 @@ struct SubjectSession {
     updated_at: String,
     expires_at: String,
     last_seen_at: String,
+    authenticated_at: String,
+    auth_level: u8,
     #[serde(skip_serializing_if = "Option::is_none")]
     label: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -407,6 +431,8 @@ pub async fn subject_sessions(req: Incoming, scope: &SubjectScope<'_>) -> Result
                     last_seen_at: updated_at.clone(),
                     updated_at,
                     expires_at: rfc3339(listed.expires_at),
+                    authenticated_at: rfc3339(listed.auth.at),
+                    auth_level: listed.auth.level.get(),
                     label: device.label,
                     agent: device.agent,
                     ip: device.ip.map(|ip| ip.to_string()),

@@ -319,11 +319,14 @@ impl Reply {
     }
 }
 
-/// Adds what a caller needs to know of a session's lifecycle: its expiry and version.
+/// Adds what a caller needs to know of a session's lifecycle: its expiry, its version, and its
+/// last authentication (when, and at which level).
 pub fn with_session_headers(reply: Reply, meta: &Meta) -> Reply {
     reply
         .header("session-expires", rfc3339(meta.expires_at))
         .header("etag", etag(meta.version))
+        .header("session-authenticated-at", rfc3339(meta.auth.at))
+        .header("session-auth-level", meta.auth.level.get().to_string())
 }
 
 #[cfg(test)]

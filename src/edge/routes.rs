@@ -103,6 +103,7 @@ pub const ROUTES: &[Route] = &[
     session("/touch/:id", "POST", boxed!(SessionScope, handlers::touch), false),
     session("/rotate/:id", "POST", boxed!(SessionScope, handlers::rotate), false),
     session("/renew/:id", "POST", boxed!(SessionScope, handlers::renew), false),
+    session("/reauth/:id", "POST", boxed!(SessionScope, handlers::reauth), false),
     Route {
         pattern: handlers::SUBJECT_SESSIONS,
         allow: "GET, HEAD, DELETE",
@@ -274,6 +275,7 @@ mod tests {
         let base = "http://localhost:51511";
         for path in [
             "/get/", "/update/", "/add/", "/delete/", "/touch/", "/rotate/", "/renew/",
+            "/reauth/",
         ] {
             let url = forwarded(&format!("{base}{path}{id}?x={id}"));
             assert!(!url.contains(id), "{url}");

@@ -60,13 +60,15 @@ extern "C" {
 
 /// The headers the worker reads: the one list both sides use, in the order JavaScript reports
 /// them (it is given the list from here) and Rust reads them back ([`Head::header_mut`]).
-const HEADERS: [&str; 6] = [
+const HEADERS: [&str; 8] = [
     "content-type",
     "content-length",
     "if-match",
     "accept",
     "authorization",
     "session-subject",
+    "session-max-auth-age",
+    "session-min-auth-level",
 ];
 
 thread_local! {
@@ -85,6 +87,8 @@ pub struct Head {
     pub accept: Option<String>,
     pub authorization: Option<String>,
     pub subject: Option<String>,
+    pub max_auth_age: Option<String>,
+    pub min_auth_level: Option<String>,
 }
 
 impl Head {
@@ -119,6 +123,8 @@ impl Head {
             "accept" => &mut self.accept,
             "authorization" => &mut self.authorization,
             "session-subject" => &mut self.subject,
+            "session-max-auth-age" => &mut self.max_auth_age,
+            "session-min-auth-level" => &mut self.min_auth_level,
             _ => return None,
         })
     }

@@ -10,6 +10,7 @@
 
 use std::borrow::Cow;
 
+use crate::domain::auth::{Auth, Demand, Level};
 use crate::domain::derive::Handle;
 use crate::domain::error::Error;
 use crate::domain::event::{Event, Kind, Revocation};
@@ -78,6 +79,8 @@ pub struct Sessions<'s, S, I = NoIndex> {
     renewal: Renewal,
     /// The subject index, and how many sessions a subject may have.
     index: Option<(&'s I, usize)>,
+    /// What this request demands of the session's last authentication.
+    demand: Demand,
 }
 
 /// The longest chain of renewals followed from an old id to the session at its end: each link
@@ -91,6 +94,7 @@ impl<'s, S: SessionStore> Sessions<'s, S> {
             policy,
             renewal: Renewal::default(),
             index: None,
+            demand: Demand::default(),
         }
     }
 
@@ -106,18 +110,31 @@ impl<'s, S: SessionStore> Sessions<'s, S> {
             policy: self.policy,
             renewal: self.renewal,
             index: Some((index, max)),
+            demand: self.demand,
         }
     }
 }
 
+// By hand: a derive would ask the store and the index to be `Copy`, not the references to them.
+impl<S, I> Clone for Sessions<'_, S, I> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<S, I> Copy for Sessions<'_, S, I> {}
+
+impl<S, I> Sessions<'_, S, I> {
+    /// The same operations, each refused with `403 reauthentication_required`, before anything
+    /// is changed or renewed, unless the session's last authentication meets `demand`.
+    pub fn demanding(self, demand: Demand) -> Self {
+        Self { demand, ..self }
+    }
+}
+
 impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
-    /// Stores `data` under a new id chosen by the caller of this function, never by the client.
-    /// With a subject, the session is listed under it first (an entry whose session failed to
-    /// be written is cleaned up when met; a session missing from its index could not be
-    /// revoked), after making room when the subject is at its bound.
-    ///
-    /// `device` is the device info sealed under the subject's device key, listed with the
-    /// session; it needs a subject.
+    /// [`Sessions::create_at`] at level 1: what the tests create.
+    #[cfg(test)]
     pub async fn create(
         &self,
         id: SessionId,
@@ -127,9 +144,31 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
         device: Option<NewDevice<'_>>,
         now: Millis,
     ) -> Result<Meta, Error> {
+        self.create_at(id, data, ttl, Level::ONE, subject, device, now)
+            .await
+    }
+
+    /// Stores `data` under a new id (chosen by the caller of this function, never by the
+    /// client), for a user who authenticated at `level` (`Session-Auth-Level`). With a subject, the session is listed under it first (an entry whose session failed to
+    /// be written is cleaned up when met; a session missing from its index could not be
+    /// revoked), after making room when the subject is at its bound.
+    ///
+    /// `device` is the device info sealed under the subject's device key, listed with the
+    /// session; it needs a subject.
+    #[allow(clippy::too_many_arguments, reason = "the parts of POST /create, each its own")]
+    pub async fn create_at(
+        &self,
+        id: SessionId,
+        data: &JsonObject,
+        ttl: Option<u64>,
+        level: Level,
+        subject: Option<Subject>,
+        device: Option<NewDevice<'_>>,
+        now: Millis,
+    ) -> Result<Meta, Error> {
         let meta = Meta {
             subject,
-            ..Meta::new(now, ttl, self.policy)
+            ..Meta::authenticated(now, ttl, level, self.policy)
         };
         if let Some(subject) = &subject {
             let (index, max) = self.index.ok_or_else(|| {
@@ -251,6 +290,7 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
             return Err(Error::SessionNotFound);
         }
         let meta = self.live(id, record.meta, now)?;
+        self.demand.check(&meta.auth, now)?;
         Ok(Session {
             data: record.data,
             meta,
@@ -443,6 +483,24 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
             }
         }
         Err(lost_races())
+    }
+
+    /// Records a fresh authentication at `level` (`POST /reauth/:id`), and moves the session to
+    /// `new_id` as [`Sessions::rotate`] does: a privilege changed (ASVS 7.2.4), so the old id
+    /// ends at once. What the request demands is not asked: this is how a session meets it.
+    pub async fn reauthenticate(
+        &self,
+        id: SessionId,
+        new_id: SessionId,
+        level: Level,
+        now: Millis,
+    ) -> Result<Meta, Error> {
+        let fresh = self.demanding(Demand::default());
+        let (target, mut current) = fresh.reach(&id, now).await?;
+        current.meta.auth = Auth { at: now, level };
+        fresh
+            .move_to(&target, new_id, &current, Leaving::Removed, now)
+            .await
     }
 
     /// Moves the session to `new_id` and removes the old one. `createdAt` is kept, so rotating

@@ -3,6 +3,7 @@
 //! higher one.
 
 mod at_rest;
+mod auth;
 mod events;
 mod renewal;
 #[cfg(not(target_arch = "wasm32"))]
