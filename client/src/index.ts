@@ -50,7 +50,7 @@ export interface ClientOptions {
   fetch?: typeof fetch;
 }
 
-/** A new session (from `create` or `rotate`): its lifecycle, and its handle in the subject's list. */
+/** A new session (from `create`, `rotate`, `renew` or `reauth`): its lifecycle, and its handle in the subject's list. */
 export interface NewSessionMeta extends SessionMeta {
   handle: SessionHandle;
 }
@@ -64,6 +64,29 @@ export interface SessionMeta {
   etag: string;
   /** When the session expires unless renewed (RFC 3339). */
   expiresAt: string;
+  /**
+   * The session's last authentication: at `create`, or the last `reauth` (RFC 3339). A session of
+   * the old worker reads `1970-01-01T00:00:00.000Z`: unknown, and never fresh.
+   */
+  authenticatedAt: string;
+  /** The level of that authentication: 1 one factor, 2 two factors, 3 hardware-bound. */
+  authLevel: AuthLevel;
+}
+
+/** How the user proved who they are: 1 one factor, 2 two factors, 3 a hardware-bound authenticator. */
+export type AuthLevel = 1 | 2 | 3;
+
+/**
+ * What a call demands of the session's last authentication. When the session falls short the
+ * call throws a {@link SessionStateError} with code `reauthentication_required` (and what was
+ * found in `authentication`), and nothing is changed or renewed: authenticate the user again,
+ * then `reauth`.
+ */
+export interface Demand {
+  /** At most this many seconds old. */
+  maxAuthAge?: number;
+  /** At least this level. */
+  minAuthLevel?: AuthLevel;
 }
 
 export interface Session<T extends SessionData = SessionData> extends SessionMeta {
@@ -84,6 +107,13 @@ export interface CreateOptions {
   agent?: string;
   /** The end user's address (`CF-Connecting-IP`), IPv4 or IPv6. */
   ip?: string;
+  /** How the user just authenticated (1 when not given). */
+  authLevel?: AuthLevel;
+}
+
+export interface ReauthOptions {
+  /** How the user just authenticated again (1 when not given: the level this authentication proved). */
+  authLevel?: AuthLevel;
 }
 
 export interface ListOptions {
@@ -98,7 +128,7 @@ export interface RevokeOptions {
   before?: Date | string;
 }
 
-export interface WriteOptions {
+export interface WriteOptions extends Demand {
   /** Write only if the session is at this version (a number, or an entity tag); else 412. */
   ifMatch?: number | string;
 }
@@ -116,13 +146,22 @@ export class SessionStateError extends Error {
   readonly detail: string;
   /** Seconds to wait before trying again, when the API said so. */
   readonly retryAfter: number | undefined;
+  /** For `reauthentication_required`: the session's last authentication, as found. */
+  readonly authentication: { authenticatedAt: string; authAge: number; authLevel: AuthLevel } | undefined;
 
-  constructor(status: number, code: ProblemCode | 'unexpected_response', detail: string, retryAfter?: number) {
+  constructor(
+    status: number,
+    code: ProblemCode | 'unexpected_response',
+    detail: string,
+    retryAfter?: number,
+    authentication?: { authenticatedAt: string; authAge: number; authLevel: AuthLevel },
+  ) {
     super(`${status} ${code}: ${detail}`);
     this.status = status;
     this.code = code;
     this.detail = detail;
     this.retryAfter = retryAfter;
+    this.authentication = authentication;
   }
 
   /** Whether the same call may succeed later: the store was busy or unavailable. */
@@ -135,7 +174,7 @@ export interface SessionClient {
   /** Stores `data` as a new session. */
   create<T extends SessionData>(data: T, options?: CreateOptions): Promise<NewSessionMeta>;
   /** The session, or `null` when there is no live session with this id. */
-  get<T extends SessionData = SessionData>(id: SessionId): Promise<Session<T> | null>;
+  get<T extends SessionData = SessionData>(id: SessionId, demand?: Demand): Promise<Session<T> | null>;
   /** Replaces the session's data. */
   update<T extends SessionData>(id: SessionId, data: T, options?: WriteOptions): Promise<Session<T>>;
   /** Merges `patch` into the session's data; returns the merged session. */
@@ -143,15 +182,20 @@ export interface SessionClient {
   /** Deletes the session (a missing one is already deleted, unless `ifMatch` asks for it). */
   delete(id: SessionId, options?: WriteOptions): Promise<void>;
   /** Renews the session's expiry. */
-  touch(id: SessionId): Promise<SessionMeta>;
+  touch(id: SessionId, demand?: Demand): Promise<SessionMeta>;
   /** Moves the session to a new id (after login or a privilege change); the old id is gone. */
-  rotate(id: SessionId): Promise<NewSessionMeta>;
+  rotate(id: SessionId, demand?: Demand): Promise<NewSessionMeta>;
+  /**
+   * Records that the user just authenticated again (at `authLevel`, 1 by default), and moves the
+   * session to a new id as `rotate` does: what a `reauthentication_required` asks for.
+   */
+  reauth(id: SessionId, options?: ReauthOptions): Promise<NewSessionMeta>;
   /**
    * A new id for the session, same privilege (rolling ids). The old id keeps reaching the
    * session for the server's grace window (a second `renew` of it within the window returns the
    * same new id); presented after that, it is reuse and ends the session.
    */
-  renew(id: SessionId): Promise<NewSessionMeta>;
+  renew(id: SessionId, demand?: Demand): Promise<NewSessionMeta>;
   cache: {
     /** The cached value, or `null`. */
     get<T = unknown>(key: string): Promise<T | null>;
@@ -176,8 +220,16 @@ const JSON_BODY = { 'content-type': 'application/json' };
 export function createSessionClient(target: ServiceBinding | ClientOptions): SessionClient {
   const send = sender(target);
   const sessionPath = (route: string, id: SessionId) => `/${route}/${encodeURIComponent(id)}`;
-  const writeHeaders = (options: WriteOptions | undefined, headers: Record<string, string> = {}) =>
-    options?.ifMatch === undefined ? headers : { ...headers, 'if-match': entityTag(options.ifMatch) };
+  const demanding = (demand: Demand | undefined, headers: Record<string, string> = {}) => {
+    const demanded = { ...headers };
+    if (demand?.maxAuthAge !== undefined) demanded['session-max-auth-age'] = String(demand.maxAuthAge);
+    if (demand?.minAuthLevel !== undefined) demanded['session-min-auth-level'] = String(demand.minAuthLevel);
+    return demanded;
+  };
+  const writeHeaders = (options: WriteOptions | undefined, headers: Record<string, string> = {}) => {
+    const demanded = demanding(options, headers);
+    return options?.ifMatch === undefined ? demanded : { ...demanded, 'if-match': entityTag(options.ifMatch) };
+  };
 
   return {
     async create(data, options = {}) {
@@ -187,13 +239,14 @@ export function createSessionClient(target: ServiceBinding | ClientOptions): Ses
       if (options.label !== undefined) headers['session-label'] = encodeURIComponent(options.label);
       if (options.agent !== undefined) headers['session-agent'] = encodeURIComponent(options.agent);
       if (options.ip !== undefined) headers['session-ip'] = encodeURIComponent(options.ip);
+      if (options.authLevel !== undefined) headers['session-auth-level'] = String(options.authLevel);
       const response = await send('POST', `/create${query}`, headers, JSON.stringify(data));
       const body = await success<NewSession>(response);
       return newMeta(response, body.sessionId);
     },
 
-    async get<T extends SessionData = SessionData>(id: SessionId) {
-      const response = await send('GET', sessionPath('get', id));
+    async get<T extends SessionData = SessionData>(id: SessionId, demand?: Demand) {
+      const response = await send('GET', sessionPath('get', id), demanding(demand));
       if (await missing(response, 'session_not_found')) return null;
       const data = await success<T>(response);
       return { ...meta(response, id), data };
@@ -214,20 +267,28 @@ export function createSessionClient(target: ServiceBinding | ClientOptions): Ses
       await success<void>(await send('DELETE', sessionPath('delete', id), writeHeaders(options)));
     },
 
-    async touch(id) {
-      const response = await send('POST', sessionPath('touch', id));
+    async touch(id, demand) {
+      const response = await send('POST', sessionPath('touch', id), demanding(demand));
       await success<void>(response);
       return meta(response, id);
     },
 
-    async rotate(id) {
-      const response = await send('POST', sessionPath('rotate', id), { accept: 'application/json' });
+    async rotate(id, demand) {
+      const response = await send('POST', sessionPath('rotate', id), demanding(demand, { accept: 'application/json' }));
       const body = await success<NewSession>(response);
       return newMeta(response, body.sessionId);
     },
 
-    async renew(id) {
-      const response = await send('POST', sessionPath('renew', id), { accept: 'application/json' });
+    async reauth(id, options = {}) {
+      const headers: Record<string, string> = { accept: 'application/json' };
+      if (options.authLevel !== undefined) headers['session-auth-level'] = String(options.authLevel);
+      const response = await send('POST', sessionPath('reauth', id), headers);
+      const body = await success<NewSession>(response);
+      return newMeta(response, body.sessionId);
+    },
+
+    async renew(id, demand) {
+      const response = await send('POST', sessionPath('renew', id), demanding(demand, { accept: 'application/json' }));
       const body = await success<NewSession>(response);
       return newMeta(response, body.sessionId);
     },
@@ -311,6 +372,8 @@ function meta(response: Response, id: SessionId): SessionMeta {
     version: Number(/^"(\d+)"$/.exec(etag)?.[1] ?? Number.NaN),
     etag,
     expiresAt: response.headers.get('session-expires') ?? '',
+    authenticatedAt: response.headers.get('session-authenticated-at') ?? '',
+    authLevel: Number(response.headers.get('session-auth-level') ?? Number.NaN) as AuthLevel,
   };
 }
 
@@ -338,6 +401,13 @@ async function success<T>(response: Response): Promise<T> {
     problem?.code ?? 'unexpected_response',
     problem?.detail ?? `The service answered ${response.status} without a problem document.`,
     retryAfter === null ? undefined : Number(retryAfter),
+    problem?.code === 'reauthentication_required'
+      ? {
+          authenticatedAt: problem.authenticatedAt ?? '',
+          authAge: problem.authAge ?? Number.NaN,
+          authLevel: (problem.authLevel ?? Number.NaN) as AuthLevel,
+        }
+      : undefined,
   );
 }
 

@@ -204,6 +204,34 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/reauth/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A session id as `/create` returned it. */
+                id: components["parameters"]["SessionId"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Record a fresh authentication, under a new id
+         * @description The caller has just authenticated the user again (a password re-entered, a second
+         *     factor, a security key): the session records now as its last authentication, at
+         *     `Session-Auth-Level` (`1` when absent, as at `/create`: the level this authentication
+         *     proved, not the highest ever), and moves to a new id as at `/rotate` (ASVS 7.2.4: the old
+         *     id ends at once). Answers like `/create`. `Session-Max-Auth-Age` and
+         *     `Session-Min-Auth-Level` are not asked here: this is how a session meets them.
+         */
+        post: operations["reauthenticateSession"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/subjects/{subject}/sessions": {
         parameters: {
             query?: never;
@@ -366,8 +394,20 @@ export interface components {
             title: string;
             status: number;
             detail: string;
+            /**
+             * Format: date-time
+             * @description In a `reauthentication_required` problem, the session's last authentication.
+             */
+            authenticatedAt?: string;
+            /** @description In a `reauthentication_required` problem, its age in whole seconds. */
+            authAge?: number;
+            /**
+             * @description In a `reauthentication_required` problem, its level.
+             * @enum {integer}
+             */
+            authLevel?: 1 | 2 | 3;
             /** @enum {string} */
-            code: "invalid_json" | "invalid_body" | "invalid_session_id" | "invalid_ttl" | "invalid_cache_key" | "invalid_subject" | "invalid_device" | "invalid_before" | "invalid_if_match" | "unauthorized" | "session_not_found" | "cache_entry_not_found" | "not_found" | "method_not_allowed" | "session_not_mergeable" | "precondition_failed" | "payload_too_large" | "unsupported_media_type" | "store_busy" | "invalid_configuration" | "internal" | "store_unavailable";
+            code: "invalid_json" | "invalid_body" | "invalid_session_id" | "invalid_ttl" | "invalid_cache_key" | "invalid_subject" | "invalid_device" | "invalid_before" | "invalid_if_match" | "invalid_auth_demand" | "unauthorized" | "reauthentication_required" | "session_not_found" | "cache_entry_not_found" | "not_found" | "method_not_allowed" | "session_not_mergeable" | "precondition_failed" | "payload_too_large" | "unsupported_media_type" | "store_busy" | "invalid_configuration" | "internal" | "store_unavailable";
         };
     };
     responses: {
@@ -379,6 +419,8 @@ export interface components {
                 Location: components["headers"]["Location"];
                 "Session-Expires": components["headers"]["SessionExpires"];
                 ETag: components["headers"]["ETag"];
+                "Session-Authenticated-At": components["headers"]["SessionAuthenticatedAt"];
+                "Session-Auth-Level": components["headers"]["SessionAuthLevel"];
                 "Cache-Control": components["headers"]["CacheControl"];
                 [name: string]: unknown;
             };
@@ -392,6 +434,8 @@ export interface components {
             headers: {
                 "Session-Expires": components["headers"]["SessionExpires"];
                 ETag: components["headers"]["ETag"];
+                "Session-Authenticated-At": components["headers"]["SessionAuthenticatedAt"];
+                "Session-Auth-Level": components["headers"]["SessionAuthLevel"];
                 "Cache-Control": components["headers"]["CacheControl"];
                 [name: string]: unknown;
             };
@@ -399,7 +443,7 @@ export interface components {
                 "application/json": components["schemas"]["SessionData"];
             };
         };
-        /** @description `invalid_json`, `invalid_body`, `invalid_session_id`, `invalid_ttl`, `invalid_cache_key`, `invalid_subject`, `invalid_device`, `invalid_before` or `invalid_if_match`. */
+        /** @description `invalid_json`, `invalid_body`, `invalid_session_id`, `invalid_ttl`, `invalid_cache_key`, `invalid_subject`, `invalid_device`, `invalid_before`, `invalid_if_match` or `invalid_auth_demand`. */
         BadRequest: {
             headers: {
                 [name: string]: unknown;
@@ -412,6 +456,20 @@ export interface components {
         Unauthorized: {
             headers: {
                 "WWW-Authenticate": components["headers"]["WWWAuthenticate"];
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"];
+            };
+        };
+        /**
+         * @description `reauthentication_required`: the session's last authentication is older than
+         *     `Session-Max-Auth-Age` or below `Session-Min-Auth-Level`. Nothing was changed or renewed.
+         *     The problem says what was found (`authenticatedAt`, `authAge`, `authLevel`);
+         *     authenticate the user again, then `POST /reauth`.
+         */
+        ReauthenticationRequired: {
+            headers: {
                 [name: string]: unknown;
             };
             content: {
@@ -516,6 +574,26 @@ export interface components {
          *     grammar is `400 invalid_if_match`, never ignored.
          */
         IfMatch: string;
+        /**
+         * @description How the user just proved who they are: `1` one factor (the default), `2` two factors, `3`
+         *     a hardware-bound authenticator (NIST SP 800-63B's AAL1 to AAL3). Recorded, sealed, with
+         *     the time, as the session's last authentication. Anything else is `400
+         *     invalid_auth_demand`.
+         */
+        AuthLevel: 1 | 2 | 3;
+        /**
+         * @description Demands that the session's last authentication be at most this many seconds old (0 to
+         *     31622400). When it is older, the answer is `403 reauthentication_required` and nothing is
+         *     changed or renewed. A session of the old worker (authenticated at an unknown time) never
+         *     meets it. Anything else is `400 invalid_auth_demand`.
+         */
+        MaxAuthAge: number;
+        /**
+         * @description Demands that the session's last authentication be at least this level. When it is lower,
+         *     the answer is `403 reauthentication_required` and nothing is changed or renewed.
+         *     Anything else is `400 invalid_auth_demand`.
+         */
+        MinAuthLevel: 1 | 2 | 3;
     };
     requestBodies: {
         /**
@@ -534,6 +612,14 @@ export interface components {
         SessionExpires: string;
         /** @description The session version, `"1"` at creation and +1 per write (`"0"` for an entry the old worker wrote). */
         ETag: string;
+        /**
+         * @description The session's last authentication: its creation, or its last `POST /reauth` (RFC 3339,
+         *     UTC). A session stored before this was kept reads as authenticated at its creation; one
+         *     of the old worker at `1970-01-01T00:00:00.000Z` (unknown).
+         */
+        SessionAuthenticatedAt: string;
+        /** @description The level of the session's last authentication (1, 2 or 3; 1 for a session stored before levels were kept). */
+        SessionAuthLevel: string;
         CacheControl: "no-store";
         /** @description The new session's id, as the body gives it (links follow it from here). */
         SessionId: components["schemas"]["SessionId"];
@@ -580,6 +666,13 @@ export interface operations {
                 "Session-Agent"?: string;
                 /** @description The end user's address (the caller's `CF-Connecting-IP`), an IPv4 or IPv6 address; listed in canonical form. */
                 "Session-IP"?: string;
+                /**
+                 * @description How the user just proved who they are: `1` one factor (the default), `2` two factors, `3`
+                 *     a hardware-bound authenticator (NIST SP 800-63B's AAL1 to AAL3). Recorded, sealed, with
+                 *     the time, as the session's last authentication. Anything else is `400
+                 *     invalid_auth_demand`.
+                 */
+                "Session-Auth-Level"?: components["parameters"]["AuthLevel"];
                 /** @description `application/json` for a JSON answer; otherwise the bare id as text. */
                 Accept?: components["parameters"]["Accept"];
             };
@@ -602,7 +695,21 @@ export interface operations {
     getSession: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /**
+                 * @description Demands that the session's last authentication be at most this many seconds old (0 to
+                 *     31622400). When it is older, the answer is `403 reauthentication_required` and nothing is
+                 *     changed or renewed. A session of the old worker (authenticated at an unknown time) never
+                 *     meets it. Anything else is `400 invalid_auth_demand`.
+                 */
+                "Session-Max-Auth-Age"?: components["parameters"]["MaxAuthAge"];
+                /**
+                 * @description Demands that the session's last authentication be at least this level. When it is lower,
+                 *     the answer is `403 reauthentication_required` and nothing is changed or renewed.
+                 *     Anything else is `400 invalid_auth_demand`.
+                 */
+                "Session-Min-Auth-Level"?: components["parameters"]["MinAuthLevel"];
+            };
             path: {
                 /** @description A session id as `/create` returned it. */
                 id: components["parameters"]["SessionId"];
@@ -616,6 +723,8 @@ export interface operations {
                 headers: {
                     "Session-Expires": components["headers"]["SessionExpires"];
                     ETag: components["headers"]["ETag"];
+                    "Session-Authenticated-At": components["headers"]["SessionAuthenticatedAt"];
+                    "Session-Auth-Level": components["headers"]["SessionAuthLevel"];
                     "Cache-Control": components["headers"]["CacheControl"];
                     [name: string]: unknown;
                 };
@@ -625,6 +734,7 @@ export interface operations {
             };
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
+            403: components["responses"]["ReauthenticationRequired"];
             404: components["responses"]["NotFound"];
             405: components["responses"]["MethodNotAllowed"];
             429: components["responses"]["StoreBusy"];
@@ -644,6 +754,19 @@ export interface operations {
                  *     grammar is `400 invalid_if_match`, never ignored.
                  */
                 "If-Match"?: components["parameters"]["IfMatch"];
+                /**
+                 * @description Demands that the session's last authentication be at most this many seconds old (0 to
+                 *     31622400). When it is older, the answer is `403 reauthentication_required` and nothing is
+                 *     changed or renewed. A session of the old worker (authenticated at an unknown time) never
+                 *     meets it. Anything else is `400 invalid_auth_demand`.
+                 */
+                "Session-Max-Auth-Age"?: components["parameters"]["MaxAuthAge"];
+                /**
+                 * @description Demands that the session's last authentication be at least this level. When it is lower,
+                 *     the answer is `403 reauthentication_required` and nothing is changed or renewed.
+                 *     Anything else is `400 invalid_auth_demand`.
+                 */
+                "Session-Min-Auth-Level"?: components["parameters"]["MinAuthLevel"];
             };
             path: {
                 /** @description A session id as `/create` returned it. */
@@ -656,6 +779,7 @@ export interface operations {
             200: components["responses"]["SessionWritten"];
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
+            403: components["responses"]["ReauthenticationRequired"];
             404: components["responses"]["NotFound"];
             405: components["responses"]["MethodNotAllowed"];
             412: components["responses"]["PreconditionFailed"];
@@ -678,6 +802,19 @@ export interface operations {
                  *     grammar is `400 invalid_if_match`, never ignored.
                  */
                 "If-Match"?: components["parameters"]["IfMatch"];
+                /**
+                 * @description Demands that the session's last authentication be at most this many seconds old (0 to
+                 *     31622400). When it is older, the answer is `403 reauthentication_required` and nothing is
+                 *     changed or renewed. A session of the old worker (authenticated at an unknown time) never
+                 *     meets it. Anything else is `400 invalid_auth_demand`.
+                 */
+                "Session-Max-Auth-Age"?: components["parameters"]["MaxAuthAge"];
+                /**
+                 * @description Demands that the session's last authentication be at least this level. When it is lower,
+                 *     the answer is `403 reauthentication_required` and nothing is changed or renewed.
+                 *     Anything else is `400 invalid_auth_demand`.
+                 */
+                "Session-Min-Auth-Level"?: components["parameters"]["MinAuthLevel"];
             };
             path: {
                 /** @description A session id as `/create` returned it. */
@@ -695,6 +832,7 @@ export interface operations {
             200: components["responses"]["SessionWritten"];
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
+            403: components["responses"]["ReauthenticationRequired"];
             404: components["responses"]["NotFound"];
             405: components["responses"]["MethodNotAllowed"];
             409: components["responses"]["NotMergeable"];
@@ -748,7 +886,21 @@ export interface operations {
     touchSession: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /**
+                 * @description Demands that the session's last authentication be at most this many seconds old (0 to
+                 *     31622400). When it is older, the answer is `403 reauthentication_required` and nothing is
+                 *     changed or renewed. A session of the old worker (authenticated at an unknown time) never
+                 *     meets it. Anything else is `400 invalid_auth_demand`.
+                 */
+                "Session-Max-Auth-Age"?: components["parameters"]["MaxAuthAge"];
+                /**
+                 * @description Demands that the session's last authentication be at least this level. When it is lower,
+                 *     the answer is `403 reauthentication_required` and nothing is changed or renewed.
+                 *     Anything else is `400 invalid_auth_demand`.
+                 */
+                "Session-Min-Auth-Level"?: components["parameters"]["MinAuthLevel"];
+            };
             path: {
                 /** @description A session id as `/create` returned it. */
                 id: components["parameters"]["SessionId"];
@@ -762,6 +914,8 @@ export interface operations {
                 headers: {
                     "Session-Expires": components["headers"]["SessionExpires"];
                     ETag: components["headers"]["ETag"];
+                    "Session-Authenticated-At": components["headers"]["SessionAuthenticatedAt"];
+                    "Session-Auth-Level": components["headers"]["SessionAuthLevel"];
                     "Cache-Control": components["headers"]["CacheControl"];
                     [name: string]: unknown;
                 };
@@ -769,6 +923,7 @@ export interface operations {
             };
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
+            403: components["responses"]["ReauthenticationRequired"];
             404: components["responses"]["NotFound"];
             405: components["responses"]["MethodNotAllowed"];
             429: components["responses"]["StoreBusy"];
@@ -782,6 +937,19 @@ export interface operations {
             header?: {
                 /** @description `application/json` for a JSON answer; otherwise the bare id as text. */
                 Accept?: components["parameters"]["Accept"];
+                /**
+                 * @description Demands that the session's last authentication be at most this many seconds old (0 to
+                 *     31622400). When it is older, the answer is `403 reauthentication_required` and nothing is
+                 *     changed or renewed. A session of the old worker (authenticated at an unknown time) never
+                 *     meets it. Anything else is `400 invalid_auth_demand`.
+                 */
+                "Session-Max-Auth-Age"?: components["parameters"]["MaxAuthAge"];
+                /**
+                 * @description Demands that the session's last authentication be at least this level. When it is lower,
+                 *     the answer is `403 reauthentication_required` and nothing is changed or renewed.
+                 *     Anything else is `400 invalid_auth_demand`.
+                 */
+                "Session-Min-Auth-Level"?: components["parameters"]["MinAuthLevel"];
             };
             path: {
                 /** @description A session id as `/create` returned it. */
@@ -794,6 +962,7 @@ export interface operations {
             201: components["responses"]["NewSession"];
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
+            403: components["responses"]["ReauthenticationRequired"];
             404: components["responses"]["NotFound"];
             405: components["responses"]["MethodNotAllowed"];
             429: components["responses"]["StoreBusy"];
@@ -805,6 +974,52 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
+                /** @description `application/json` for a JSON answer; otherwise the bare id as text. */
+                Accept?: components["parameters"]["Accept"];
+                /**
+                 * @description Demands that the session's last authentication be at most this many seconds old (0 to
+                 *     31622400). When it is older, the answer is `403 reauthentication_required` and nothing is
+                 *     changed or renewed. A session of the old worker (authenticated at an unknown time) never
+                 *     meets it. Anything else is `400 invalid_auth_demand`.
+                 */
+                "Session-Max-Auth-Age"?: components["parameters"]["MaxAuthAge"];
+                /**
+                 * @description Demands that the session's last authentication be at least this level. When it is lower,
+                 *     the answer is `403 reauthentication_required` and nothing is changed or renewed.
+                 *     Anything else is `400 invalid_auth_demand`.
+                 */
+                "Session-Min-Auth-Level"?: components["parameters"]["MinAuthLevel"];
+            };
+            path: {
+                /** @description A session id as `/create` returned it. */
+                id: components["parameters"]["SessionId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            201: components["responses"]["NewSession"];
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["ReauthenticationRequired"];
+            404: components["responses"]["NotFound"];
+            405: components["responses"]["MethodNotAllowed"];
+            429: components["responses"]["StoreBusy"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["StoreUnavailable"];
+        };
+    };
+    reauthenticateSession: {
+        parameters: {
+            query?: never;
+            header?: {
+                /**
+                 * @description How the user just proved who they are: `1` one factor (the default), `2` two factors, `3`
+                 *     a hardware-bound authenticator (NIST SP 800-63B's AAL1 to AAL3). Recorded, sealed, with
+                 *     the time, as the session's last authentication. Anything else is `400
+                 *     invalid_auth_demand`.
+                 */
+                "Session-Auth-Level"?: components["parameters"]["AuthLevel"];
                 /** @description `application/json` for a JSON answer; otherwise the bare id as text. */
                 Accept?: components["parameters"]["Accept"];
             };
@@ -866,6 +1081,13 @@ export interface operations {
                             expiresAt: string;
                             /** Format: date-time */
                             lastSeenAt: string;
+                            /**
+                             * Format: date-time
+                             * @description The session's last authentication (`1970-01-01T00:00:00.000Z` when unknown).
+                             */
+                            authenticatedAt: string;
+                            /** @enum {integer} */
+                            authLevel: 1 | 2 | 3;
                             label?: string;
                             agent?: string;
                             ip?: string;

@@ -171,7 +171,10 @@ mod tests {
         }
         let stronger = Demand::parse(None, Some("3")).unwrap();
         assert!(stronger.check(&auth, T0).is_err());
-        assert!(Demand::default().check(&auth, u64::MAX).is_ok(), "no demand");
+        assert!(
+            Demand::default().check(&auth, u64::MAX).is_ok(),
+            "no demand"
+        );
     }
 
     #[test]
@@ -192,7 +195,10 @@ mod tests {
             (None, Some("")),
         ] {
             let refused = Demand::parse(age, level).unwrap_err();
-            assert_eq!((refused.status(), refused.code()), (400, "invalid_auth_demand"));
+            assert_eq!(
+                (refused.status(), refused.code()),
+                (400, "invalid_auth_demand")
+            );
         }
         assert_eq!(
             Demand::parse(Some(" 60 "), Some("1")).unwrap(),

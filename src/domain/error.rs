@@ -455,7 +455,10 @@ mod tests {
         };
         let json = serde_json::to_value(stale.problem()).unwrap();
         assert_eq!(json["authenticatedAt"], "2025-11-25T20:00:24.123Z");
-        assert_eq!((json["authAge"].as_u64(), json["authLevel"].as_u64()), (Some(600), Some(2)));
+        assert_eq!(
+            (json["authAge"].as_u64(), json["authLevel"].as_u64()),
+            (Some(600), Some(2))
+        );
         assert_eq!(json["status"], 403);
     }
 }

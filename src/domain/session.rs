@@ -424,21 +424,46 @@ mod tests {
         let level2 = Level::of(2).unwrap();
         let meta = Meta::authenticated(T0, None, level2, POLICY);
         let later = meta.written(T0 + S, POLICY).touched(T0 + 90 * S, POLICY);
-        assert_eq!(later.auth, Auth { at: T0, level: level2 });
-        assert!(meta.to_json().contains(&format!(r#""authAt":{T0},"authLevel":2"#)));
+        assert_eq!(
+            later.auth,
+            Auth {
+                at: T0,
+                level: level2
+            }
+        );
+        assert!(meta
+            .to_json()
+            .contains(&format!(r#""authAt":{T0},"authLevel":2"#)));
         assert_eq!(Meta::from_json(&later.to_json()), Some(later));
         let plain = Meta::new(T0, None, POLICY);
-        assert!(!plain.to_json().contains("auth"), "as every earlier version wrote it");
-        assert_eq!(Meta::from_json(&plain.to_json()).unwrap().auth, Auth::at_creation(T0));
+        assert!(
+            !plain.to_json().contains("auth"),
+            "as every earlier version wrote it"
+        );
+        assert_eq!(
+            Meta::from_json(&plain.to_json()).unwrap().auth,
+            Auth::at_creation(T0)
+        );
         let legacy = Meta::legacy(T0, POLICY).written(T0 + S, POLICY);
-        assert_eq!(Meta::from_json(&legacy.to_json()).unwrap().auth, Auth::UNKNOWN);
-        let bad_level = meta.to_json().replace(r#""authLevel":2"#, r#""authLevel":4"#);
+        assert_eq!(
+            Meta::from_json(&legacy.to_json()).unwrap().auth,
+            Auth::UNKNOWN
+        );
+        let bad_level = meta
+            .to_json()
+            .replace(r#""authLevel":2"#, r#""authLevel":4"#);
         assert_eq!(Meta::from_json(&bad_level), None);
         let ahead = Meta {
-            auth: Auth { at: T0 + 2 * S, level: level2 },
+            auth: Auth {
+                at: T0 + 2 * S,
+                level: level2,
+            },
             ..meta.written(T0 + S, POLICY)
         };
-        assert!(!ahead.within_rules(T0 + 2 * S, POLICY), "authenticated after its last write");
+        assert!(
+            !ahead.within_rules(T0 + 2 * S, POLICY),
+            "authenticated after its last write"
+        );
     }
 
     #[test]

@@ -311,7 +311,10 @@ pub async fn reauth(req: Incoming, scope: &SessionScope<'_>) -> Result<Reply, Er
 /// window, a second renewal of the same id answers the same successor.
 pub async fn renew(req: Incoming, scope: &SessionScope<'_>) -> Result<Reply, Error> {
     let new_id = generate_id(scope.config)?;
-    let renewed = scope.demanded(&req)?.renew(&scope.id, new_id, scope.now).await?;
+    let renewed = scope
+        .demanded(&req)?
+        .renew(&scope.id, new_id, scope.now)
+        .await?;
     new_session(&req, renewed.id, &renewed.meta)
 }
 

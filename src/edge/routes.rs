@@ -274,8 +274,7 @@ mod tests {
         };
         let base = "http://localhost:51511";
         for path in [
-            "/get/", "/update/", "/add/", "/delete/", "/touch/", "/rotate/", "/renew/",
-            "/reauth/",
+            "/get/", "/update/", "/add/", "/delete/", "/touch/", "/rotate/", "/renew/", "/reauth/",
         ] {
             let url = forwarded(&format!("{base}{path}{id}?x={id}"));
             assert!(!url.contains(id), "{url}");

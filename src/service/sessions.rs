@@ -155,7 +155,10 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
     ///
     /// `device` is the device info sealed under the subject's device key, listed with the
     /// session; it needs a subject.
-    #[allow(clippy::too_many_arguments, reason = "the parts of POST /create, each its own")]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the parts of POST /create, each its own"
+    )]
     pub async fn create_at(
         &self,
         id: SessionId,

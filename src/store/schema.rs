@@ -65,7 +65,10 @@ pub const RECORD_WRITTEN: [&str; 11] = [
 pub const RECORD_NEW_COLUMNS: [(&str, &str); 3] = [
     ("handle", "ALTER TABLE record ADD COLUMN handle TEXT"),
     ("auth_at", "ALTER TABLE record ADD COLUMN auth_at INTEGER"),
-    ("auth_level", "ALTER TABLE record ADD COLUMN auth_level INTEGER"),
+    (
+        "auth_level",
+        "ALTER TABLE record ADD COLUMN auth_level INTEGER",
+    ),
 ];
 
 /// A session's object: lifecycle events committed with the change they report, until sent.
@@ -94,11 +97,20 @@ pub const INDEX_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS entry (
 /// get the lifecycle and the authentication at their next check, and no device (none was
 /// given then).
 pub const INDEX_NEW_COLUMNS: [(&str, &str); 5] = [
-    ("updated_at", "ALTER TABLE entry ADD COLUMN updated_at INTEGER"),
-    ("expires_at", "ALTER TABLE entry ADD COLUMN expires_at INTEGER"),
+    (
+        "updated_at",
+        "ALTER TABLE entry ADD COLUMN updated_at INTEGER",
+    ),
+    (
+        "expires_at",
+        "ALTER TABLE entry ADD COLUMN expires_at INTEGER",
+    ),
     ("device", "ALTER TABLE entry ADD COLUMN device BLOB"),
     ("auth_at", "ALTER TABLE entry ADD COLUMN auth_at INTEGER"),
-    ("auth_level", "ALTER TABLE entry ADD COLUMN auth_level INTEGER"),
+    (
+        "auth_level",
+        "ALTER TABLE entry ADD COLUMN auth_level INTEGER",
+    ),
 ];
 
 /// The tables of earlier versions below are read, never created: tests seed them.

@@ -615,7 +615,10 @@ pub fn layouts() -> Vec<String> {
         ("auth level", 1),
     ];
     assert_eq!(lifecycle.iter().map(|(_, n)| n).sum::<usize>(), LIFECYCLE);
-    assert_eq!(lifecycle[..7].iter().map(|(_, n)| n).sum::<usize>(), S2_LIFECYCLE);
+    assert_eq!(
+        lifecycle[..7].iter().map(|(_, n)| n).sum::<usize>(),
+        S2_LIFECYCLE
+    );
     let lifecycle = lifecycle.map(|(name, n)| format!("{name} {n}")).join(" | ");
     let sealed = |magic: String| format!("\"{magic}\" 2 | nonce {NONCE} | ciphertext | tag {TAG}");
     vec![
@@ -802,7 +805,11 @@ mod tests {
         };
         let mut fresher = bytes.clone();
         fresher[AT].copy_from_slice(&lifecycle_bytes(&stepped_up));
-        assert_eq!(open(1, 1, &fresher), None, "a later, stronger authentication");
+        assert_eq!(
+            open(1, 1, &fresher),
+            None,
+            "a later, stronger authentication"
+        );
         let mut as_s2 = bytes.clone();
         as_s2[..2].copy_from_slice(S2_MAGIC);
         assert_eq!(open(1, 1, &as_s2), None, "relabelled as the format before");

@@ -84,6 +84,27 @@ describe('through a service binding', () => {
     assert.deepEqual([missing.status, missing.code], [404, 'session_not_found']);
   });
 
+  test('authentication: created at a level, demanded by any call, recorded again by reauth under a new id', async () => {
+    const created = await ok('create', { user: 'ada' }, { authLevel: 2 });
+    assert.equal(created.authLevel, 2);
+    assert.match(created.authenticatedAt, RFC3339);
+    const read = await ok('get', created.id, { minAuthLevel: 2, maxAuthAge: 60 });
+    assert.deepEqual([read.authLevel, read.authenticatedAt], [2, created.authenticatedAt]);
+    const weak = await error('add', created.id, { role: 'admin' }, { minAuthLevel: 3 });
+    assert.deepEqual([weak.status, weak.code], [403, 'reauthentication_required']);
+    assert.deepEqual(weak.authentication.authLevel, 2);
+    assert.equal(weak.authentication.authenticatedAt, created.authenticatedAt);
+    assert.deepEqual((await ok('get', created.id)).data, { user: 'ada' }, 'unchanged');
+    const stepped = await ok('reauth', created.id, { authLevel: 3 });
+    assert.notEqual(stepped.id, created.id);
+    assert.equal(stepped.authLevel, 3);
+    assert.equal(stepped.handle, handleOf(stepped.id));
+    assert.deepEqual((await ok('add', stepped.id, { role: 'admin' }, { minAuthLevel: 3 })).data, { user: 'ada', role: 'admin' });
+    assert.equal(await ok('get', created.id), null, 'the old id ended');
+    const invalid = await error('touch', stepped.id, { maxAuthAge: -1 });
+    assert.deepEqual([invalid.status, invalid.code], [400, 'invalid_auth_demand']);
+  });
+
   test('errors carry status, code and detail', async () => {
     const { id } = await ok('create', { v: 1 });
     const stale = await error('update', id, { v: 2 }, { ifMatch: 7 });
@@ -123,7 +144,7 @@ describe('through a service binding', () => {
     const listed = await ok('subjects.list', user);
     assert.deepEqual(listed.map((s) => s.handle), [second.handle, first.handle]);
     assert.deepEqual([first.handle, second.handle], [handleOf(first.id), handleOf(second.id)]);
-    assert.deepEqual(Object.keys(listed[0]), ['handle', 'createdAt', 'updatedAt', 'expiresAt', 'lastSeenAt']);
+    assert.deepEqual(Object.keys(listed[0]), ['handle', 'createdAt', 'updatedAt', 'expiresAt', 'lastSeenAt', 'authenticatedAt', 'authLevel']);
     assert.equal(await ok('subjects.revoke', user, { except: second.id }), 1);
     assert.equal(await ok('get', first.id), null);
     assert.notEqual(await ok('get', second.id), null);

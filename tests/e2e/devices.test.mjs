@@ -59,12 +59,12 @@ describe('devices', () => {
     const sessions = await list(subject, ids[1]);
     assert.deepEqual(sessions.map((s) => s.handle), ids.map(handleOf).reverse());
     for (const [session, device, id] of [...sessions].reverse().map((s, i) => [s, DEVICES[i], ids[i]])) {
-      assert.deepEqual(Object.keys(session), ['handle', 'createdAt', 'updatedAt', 'expiresAt', 'lastSeenAt', 'label', 'agent', 'ip', 'current']);
+      assert.deepEqual(Object.keys(session), ['handle', 'createdAt', 'updatedAt', 'expiresAt', 'lastSeenAt', 'authenticatedAt', 'authLevel', 'label', 'agent', 'ip', 'current']);
       assert.equal(session.label, device.label);
       assert.equal(session.agent, device.agent);
       assert.equal(session.ip, device.ip);
       assert.equal(session.current, id === ids[1]);
-      for (const key of ['createdAt', 'updatedAt', 'expiresAt', 'lastSeenAt']) assert.match(session[key], RFC3339);
+      for (const key of ['createdAt', 'updatedAt', 'expiresAt', 'lastSeenAt', 'authenticatedAt']) assert.match(session[key], RFC3339);
     }
     const unmarked = await list(subject);
     assert.ok(unmarked.every((s) => !('current' in s)), 'no Session-Id, no current field');

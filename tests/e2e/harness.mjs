@@ -411,6 +411,8 @@ export const JSON_HEADERS = { 'content-type': 'application/json' };
 export const PREVIOUS = '82fa173';
 /** The last commit before lifecycles were sealed with the data (records `s1`, device info `d1`). */
 export const SEALED_BEFORE = '32e2f06';
+/** The last commit before the last authentication was kept (records `s2`/`r2`, no auth columns). */
+export const AUTH_BEFORE = '11e65c3';
 
 /**
  * session-state as it was at `commit` (`PREVIOUS` unless given), built once (kept in
@@ -431,6 +433,37 @@ export function previousBuild(vars = {}, commit = PREVIOUS) {
     .replace(/^main = .*$/m, `main = ${JSON.stringify(built)}`)
     .replace(/^\[build\]\ncommand = .*$/m, '');
   return patchedConfig({ SESSION_BACKEND: BACKEND, ...vars }, undefined, toml);
+}
+
+/** The first two bytes of every session record and every sealed device info, as stored. */
+export async function storedFormats(worker) {
+  if (!STRONG) {
+    const formats = { records: [], devices: [] };
+    for (const { name, metadata } of await worker.kvList()) {
+      if (name.startsWith('s1:')) formats.records.push((await worker.kvBytes(name)).subarray(0, 2).toString('latin1'));
+      const device = name.startsWith('sub:') ? metadata?.split(' ')[2] : undefined;
+      if (device) formats.devices.push(Buffer.from(device, 'base64').subarray(0, 2).toString('latin1'));
+    }
+    return formats;
+  }
+  const root = join(worker.state, 'v3/do');
+  const files = [];
+  for (const dir of await readdir(root)) {
+    for (const file of await readdir(join(root, dir))) if (file.endsWith('.sqlite')) files.push(join(root, dir, file));
+  }
+  const script = `
+import json, sqlite3, sys
+records, devices = [], []
+for path in sys.argv[1:]:
+    db = sqlite3.connect(path)
+    tables = [n for (n,) in db.execute("select name from sqlite_master where type = 'table'")]
+    if 'record' in tables:
+        records += [bytes(s[:2]).decode('latin1') for (s,) in db.execute('select sealed from record where sealed is not null')]
+    if 'entry' in tables:
+        devices += [bytes(d[:2]).decode('latin1') for (d,) in db.execute('select device from entry where device is not null')]
+print(json.dumps({"records": sorted(records), "devices": sorted(devices)}))`;
+  const { stdout } = await promisify(execFile)('python3', ['-c', script, ...files]);
+  return JSON.parse(stdout);
 }
 
 /** Every row of every table of every object's database under the directory given, as text. */

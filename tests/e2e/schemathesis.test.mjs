@@ -1,7 +1,7 @@
 // Schema-driven fuzzing: Schemathesis (a tool nobody here wrote) drives every operation of
 // openapi.yaml, with every check it has: no 5xx, documented status codes, content types,
 // headers and bodies that match the schema. Its stateful phase follows the document's links
-// (create, rotate and renew to every route taking the id) through real sessions. A fixed example
+// (create, rotate, renew and reauth to every route taking the id) through real sessions. A fixed example
 // budget and seed keep it bounded; tests/e2e/schemathesis.toml says why 412 is an answer.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -58,7 +58,7 @@ test('every operation conforms to openapi.yaml under Schemathesis, every link fo
         }
       }
     }
-    assert.equal(declared.length, 21, 'create, rotate and renew, seven links each');
+    assert.equal(declared.length, 32, 'create, rotate, renew and reauth, eight links each');
     const followed = readFileSync(events, 'utf8');
     const missing = declared.filter((link) => !followed.includes(link));
     assert.deepEqual(missing, [], `links the stateful phase never followed: ${missing.join(', ')}`);

@@ -43,9 +43,9 @@ describe('subjects', () => {
     const sessions = await list('list@example.com');
     assert.deepEqual(sessions.map((s) => s.handle), [second, first].map(handleOf));
     for (const session of sessions) {
-      assert.deepEqual(Object.keys(session), ['handle', 'createdAt', 'updatedAt', 'expiresAt', 'lastSeenAt']);
+      assert.deepEqual(Object.keys(session), ['handle', 'createdAt', 'updatedAt', 'expiresAt', 'lastSeenAt', 'authenticatedAt', 'authLevel']);
       assert.match(session.handle, HANDLE);
-      for (const key of ['createdAt', 'updatedAt', 'expiresAt', 'lastSeenAt']) assert.match(session[key], RFC3339);
+      for (const key of ['createdAt', 'updatedAt', 'expiresAt', 'lastSeenAt', 'authenticatedAt']) assert.match(session[key], RFC3339);
     }
     assert.deepEqual(await list('nobody@example.com'), [], 'an unknown subject has none');
   });

@@ -4,51 +4,17 @@
 // session is read, listed with its device, revoked or written; a listing seals device info anew,
 // a write seals the record anew, and the dump holds no id and none of the data throughout.
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { promisify } from 'node:util';
-import { JSON_HEADERS, SEALED_BEFORE, STRONG, expectProblem, handleOf, previousBuild, startWorker, storageKeyOf } from './harness.mjs';
+import { JSON_HEADERS, SEALED_BEFORE, STRONG, expectProblem, handleOf, previousBuild, startWorker, storageKeyOf, storedFormats } from './harness.mjs';
 
 const CANARY = 'c4n4ry-sealed-5e1d';
 const SUBJECT = 'sealed@example.com';
 const VARS = { SUBJECT_KEY: 'upgrade-subject-key' };
 const list = `/subjects/${encodeURIComponent(SUBJECT)}/sessions`;
 const DEVICE = { 'session-label': 'Firefox%20on%20Linux', 'session-agent': 'Mozilla%2F5.0', 'session-ip': '203.0.113.7' };
-
-/** The first two bytes of every session record and every sealed device info, as stored. */
-async function stored(worker) {
-  if (!STRONG) {
-    const formats = { records: [], devices: [] };
-    for (const { name, metadata } of await worker.kvList()) {
-      if (name.startsWith('s1:')) formats.records.push((await worker.kvBytes(name)).subarray(0, 2).toString('latin1'));
-      const device = name.startsWith('sub:') ? metadata?.split(' ')[2] : undefined;
-      if (device) formats.devices.push(Buffer.from(device, 'base64').subarray(0, 2).toString('latin1'));
-    }
-    return formats;
-  }
-  const root = join(worker.state, 'v3/do');
-  const files = [];
-  for (const dir of await readdir(root)) {
-    for (const file of await readdir(join(root, dir))) if (file.endsWith('.sqlite')) files.push(join(root, dir, file));
-  }
-  const script = `
-import json, sqlite3, sys
-records, devices = [], []
-for path in sys.argv[1:]:
-    db = sqlite3.connect(path)
-    tables = [n for (n,) in db.execute("select name from sqlite_master where type = 'table'")]
-    if 'record' in tables:
-        records += [bytes(s[:2]).decode('latin1') for (s,) in db.execute('select sealed from record where sealed is not null')]
-    if 'entry' in tables:
-        devices += [bytes(d[:2]).decode('latin1') for (d,) in db.execute('select device from entry where device is not null')]
-print(json.dumps({"records": sorted(records), "devices": sorted(devices)}))`;
-  const { stdout } = await promisify(execFile)('python3', ['-c', script, ...files]);
-  return JSON.parse(stdout);
-}
 
 describe(`upgrading from ${SEALED_BEFORE} (lifecycles beside the seal)`, () => {
   let state;
@@ -68,7 +34,7 @@ describe(`upgrading from ${SEALED_BEFORE} (lifecycles beside the seal)`, () => {
     ids.plain = await create({ n: 3, secret: CANARY });
     await previous.stop();
     worker = await startWorker({ state, vars: VARS });
-    const seeded = await stored(worker);
+    const seeded = await storedFormats(worker);
     assert.deepEqual(seeded.records.sort(), ['s1', 's1', 's1'], 'the version before sealed s1 records');
     assert.deepEqual(seeded.devices, ['d1'], 'and d1 device info');
   });
@@ -88,7 +54,7 @@ describe(`upgrading from ${SEALED_BEFORE} (lifecycles beside the seal)`, () => {
     assert.deepEqual(new Set(listed.map((s) => s.handle)), new Set([ids.device, ids.listed].map(handleOf)));
     const withDevice = listed.find((s) => s.handle === handleOf(ids.device));
     assert.deepEqual([withDevice.label, withDevice.agent, withDevice.ip], ['Firefox on Linux', 'Mozilla/5.0', '203.0.113.7']);
-    assert.deepEqual((await stored(worker)).devices, ['d2'], 'the listing sealed the device info anew');
+    assert.deepEqual((await storedFormats(worker)).devices, ['d2'], 'the listing sealed the device info anew');
     const again = (await (await call(list)).json()).sessions.find((s) => s.handle === handleOf(ids.device));
     assert.equal(again.label, 'Firefox on Linux', 'and it opens under the new key');
 
@@ -97,7 +63,7 @@ describe(`upgrading from ${SEALED_BEFORE} (lifecycles beside the seal)`, () => {
       assert.equal(added.status, 200, name);
       assert.equal(added.headers.get('etag'), '"2"', name);
     }
-    assert.deepEqual((await stored(worker)).records.sort(), ['s1', 's2', 's2'], 'each write seals its record anew');
+    assert.deepEqual((await storedFormats(worker)).records.sort(), ['s1', 's3', 's3'], 'each write seals its record anew, in this version\'s format');
     const revoked = await call(`${list}/${handleOf(ids.listed)}`, { method: 'DELETE' });
     assert.deepEqual(await revoked.json(), { revoked: 1 });
     await expectProblem(assert, await call(`/get/${ids.listed}`), 404, 'session_not_found');

@@ -175,3 +175,28 @@ test('a page renews its id while its other requests run; a stolen id replayed af
   assert.equal((await me(old)).status, 404);
   assert.equal((await me(renewed.sessionId)).status, 404, 'the session the stolen id was renewed into ended');
 });
+
+test('changing the password demands a login within the window: an older one confirms the password again, under a new id', async () => {
+  const login = await fetch(`${worker.url}/login`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ Username: 'carol', FirstName: 'Carol', LastName: 'C' }),
+  });
+  const { sessionId } = await login.json();
+  const change = (id, within) => fetch(`${worker.url}/change-password?session=${id}${within ? `&within=${within}` : ''}`, { method: 'POST' }).then((r) => r.json());
+  const fresh = await change(sessionId);
+  assert.equal(fresh.status, 200, 'logged in within the last 5 minutes');
+  await sleep(2100);
+  const stale = await change(sessionId, 1);
+  assert.deepEqual([stale.status, stale.code], [403, 'reauthentication_required']);
+  assert.match(stale.authenticatedAt, /^\d{4}-\d\d-\d\dT/);
+  const me = await (await fetch(`${worker.url}/me?session=${sessionId}`)).json();
+  assert.equal(me.session.passwordChangedAt, fresh.changed, 'the refused change changed nothing');
+  const confirmed = await (await fetch(`${worker.url}/confirm-password?session=${sessionId}`, { method: 'POST' })).json();
+  assert.equal(confirmed.status, 201);
+  assert.notEqual(confirmed.sessionId, sessionId);
+  assert.ok(Date.parse(confirmed.authenticatedAt) > Date.parse(stale.authenticatedAt));
+  const changed = await change(confirmed.sessionId, 1);
+  assert.equal(changed.status, 200, 'a fresh authentication passes');
+  assert.equal((await (await fetch(`${worker.url}/me?session=${sessionId}`)).json()).status, 404, 'the old id ended');
+});

@@ -37,7 +37,13 @@ fn refused(found: Result<impl std::fmt::Debug, Error>) -> (u64, u8) {
 fn the_rules_hold<S: SessionStore, I: SubjectIndex>(store: &S, index: &I) {
     let sessions = Sessions::new(store, POLICY).indexed(index, 10);
     let created = run(sessions.create_at(id(1), &data(), None, level(2), Some(ada()), None, T0));
-    assert_eq!(created.unwrap().auth, Auth { at: T0, level: level(2) });
+    assert_eq!(
+        created.unwrap().auth,
+        Auth {
+            at: T0,
+            level: level(2)
+        }
+    );
     let later = T0 + 600 * S;
     let fresh = sessions.demanding(demand(Some("300"), None));
     assert_eq!(refused(run(fresh.get(&id(1), later))), (600, 2));
@@ -48,15 +54,27 @@ fn the_rules_hold<S: SessionStore, I: SubjectIndex>(store: &S, index: &I) {
     assert_eq!(refused(run(fresh.rotate(&id(1), id(9), later))), (600, 2));
     assert_eq!(refused(run(fresh.renew(&id(1), id(9), later))), (600, 2));
     let unchanged = run(Sessions::new(store, POLICY).get(&id(1), later)).unwrap();
-    assert_eq!((unchanged.data.as_str(), unchanged.meta.version), (r#"{"user":"ada"}"#, 1));
+    assert_eq!(
+        (unchanged.data.as_str(), unchanged.meta.version),
+        (r#"{"user":"ada"}"#, 1)
+    );
     assert_eq!(unchanged.meta.updated_at, T0, "not renewed either");
     assert!(run(store.load(&id(9))).unwrap().is_none(), "no new id");
     let stronger = sessions.demanding(demand(None, Some("3")));
     assert_eq!(refused(run(stronger.get(&id(1), T0 + S))), (1, 2));
-    assert!(run(sessions.demanding(demand(Some("600"), Some("2"))).get(&id(1), later)).is_ok());
+    assert!(run(sessions
+        .demanding(demand(Some("600"), Some("2")))
+        .get(&id(1), later))
+    .is_ok());
 
     let meta = run(fresh.reauthenticate(id(1), id(2), level(3), later)).unwrap();
-    assert_eq!(meta.auth, Auth { at: later, level: level(3) });
+    assert_eq!(
+        meta.auth,
+        Auth {
+            at: later,
+            level: level(3)
+        }
+    );
     assert_eq!(meta.created_at, T0, "no longer a lifetime");
     assert_eq!(
         run(sessions.get(&id(1), later)).unwrap_err().code(),
@@ -65,17 +83,36 @@ fn the_rules_hold<S: SessionStore, I: SubjectIndex>(store: &S, index: &I) {
     );
     let demanding = sessions.demanding(demand(Some("300"), Some("3")));
     let read = run(demanding.get(&id(2), later + 300 * S)).unwrap();
-    assert_eq!(read.meta.auth, Auth { at: later, level: level(3) });
+    assert_eq!(
+        read.meta.auth,
+        Auth {
+            at: later,
+            level: level(3)
+        }
+    );
     run(sessions.merge(&id(2), &patch(), Merge::Shallow, None, later + 400 * S)).unwrap();
     run(sessions.touch(&id(2), later + 500 * S)).unwrap();
     let renewed = run(sessions.renew(&id(2), id(3), later + 501 * S)).unwrap();
-    assert_eq!(renewed.meta.auth, meta.auth, "writes, touches and renewals keep it");
+    assert_eq!(
+        renewed.meta.auth, meta.auth,
+        "writes, touches and renewals keep it"
+    );
     let level_one = run(sessions.reauthenticate(id(3), id(4), Level::ONE, later + 502 * S));
-    assert_eq!(level_one.unwrap().auth.level, Level::ONE, "what the caller says, not more");
+    assert_eq!(
+        level_one.unwrap().auth.level,
+        Level::ONE,
+        "what the caller says, not more"
+    );
 
     let listed = run(Subjects::new(index, store, POLICY).live(&ada(), later + 503 * S)).unwrap();
     assert_eq!(listed.len(), 1);
-    assert_eq!(listed[0].auth, Auth { at: later + 502 * S, level: Level::ONE });
+    assert_eq!(
+        listed[0].auth,
+        Auth {
+            at: later + 502 * S,
+            level: Level::ONE
+        }
+    );
 }
 
 #[test]
@@ -91,7 +128,10 @@ fn the_last_authentication_is_demanded_and_renewed_in_strong_mode() {
     use crate::store::durable::index::SqlIndex;
     use crate::store::memory::sqlite::SqliteStorage;
     use crate::store::memory::StrictSessions;
-    let (store, index) = (StrictSessions::default(), SqlIndex(SqliteStorage::default()));
+    let (store, index) = (
+        StrictSessions::default(),
+        SqlIndex(SqliteStorage::default()),
+    );
     the_rules_hold(&store, &index);
 }
 
@@ -108,7 +148,10 @@ fn a_session_of_the_old_worker_is_never_fresh() {
     let fresh = sessions.demanding(demand(Some("31622400"), None));
     assert!(matches!(
         run(fresh.get(&id(1), T0)),
-        Err(Error::ReauthenticationRequired { authenticated_at: 0, .. })
+        Err(Error::ReauthenticationRequired {
+            authenticated_at: 0,
+            ..
+        })
     ));
     assert!(run(sessions.demanding(demand(None, Some("1"))).get(&id(1), T0)).is_ok());
     let meta = run(sessions.reauthenticate(id(1), id(2), level(2), T0 + S)).unwrap();

@@ -3,9 +3,9 @@
 //! object of this version takes the session over on first use ([`super::sessions`]) and empties
 //! the old object. Until then each keeps serving its own alarm.
 
+use crate::domain::auth::Auth;
 use crate::domain::error::Error;
 use crate::domain::id::SessionId;
-use crate::domain::auth::Auth;
 use crate::domain::session::Meta;
 use crate::domain::subject::Subject;
 use crate::domain::time::Millis;

@@ -4,8 +4,8 @@
 
 use std::sync::LazyLock;
 
-use crate::domain::derive::{Handle, StorageKey};
 use crate::domain::auth::{Auth, Level};
+use crate::domain::derive::{Handle, StorageKey};
 use crate::domain::error::Error;
 use crate::domain::id::SessionId;
 use crate::domain::session::Meta;

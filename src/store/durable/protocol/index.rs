@@ -12,8 +12,8 @@
 use worker::ObjectNamespace;
 
 use super::{object_failure, send, unexpected, Answer, Call, SUBJECT_HEADER};
-use crate::domain::base64;
 use crate::domain::auth::{Auth, Level};
+use crate::domain::base64;
 use crate::domain::derive::{Handle, StorageKey};
 use crate::domain::error::Error;
 use crate::domain::id::SessionId;
@@ -134,7 +134,10 @@ pub fn entries_text(entries: &[Entry]) -> String {
     entries
         .iter()
         .map(|entry| {
-            let activity = entry.activity.as_ref().map_or("- - - -".into(), activity_text);
+            let activity = entry
+                .activity
+                .as_ref()
+                .map_or("- - - -".into(), activity_text);
             let device = entry
                 .device
                 .as_ref()
