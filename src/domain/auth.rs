@@ -10,8 +10,7 @@
 //! Pure: the time is a parameter.
 
 use crate::domain::error::Error;
-use crate::domain::session::MS_PER_SECOND;
-use crate::domain::time::Millis;
+use crate::domain::time::{Millis, MS_PER_SECOND};
 
 /// How the user proved who they are: 1 one factor, 2 two factors, 3 a hardware-bound
 /// authenticator (NIST SP 800-63B's AAL1–3).
@@ -137,7 +136,10 @@ pub fn requested_level(header: Option<&str>) -> Result<Level, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::session::fixtures::{S, T0};
+
+    /// An arbitrary "now", and a second.
+    const T0: Millis = 1_764_000_000_000;
+    const S: Millis = 1000;
 
     #[test]
     fn levels_are_one_two_or_three_as_written() {

@@ -13,7 +13,7 @@ use crate::domain::json;
 use crate::domain::subject::Subject;
 use crate::domain::time::Millis;
 
-pub const MS_PER_SECOND: u64 = 1000;
+pub use crate::domain::time::MS_PER_SECOND;
 
 /// The rules in force for every session, from configuration.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -8,6 +8,8 @@ use time::OffsetDateTime;
 /// Milliseconds since the Unix epoch.
 pub type Millis = u64;
 
+pub const MS_PER_SECOND: u64 = 1000;
+
 /// Formats as `YYYY-MM-DDTHH:MM:SS.mmmZ` (UTC, millisecond precision).
 pub fn rfc3339(ms: Millis) -> String {
     let at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
