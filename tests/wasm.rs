@@ -78,10 +78,10 @@ mod sealing {
     use sha2::Sha256;
     use wasm_bindgen_test::wasm_bindgen_test;
 
-    /// Opens an `s2` record with RustCrypto alone, as the storage schema describes it.
+    /// Opens an `s3` record with RustCrypto alone, as the storage schema describes it.
     fn open_with_rustcrypto(id: &SessionId, meta: &Meta, bytes: &[u8]) -> Option<Vec<u8>> {
         let key = StorageKey::of(id);
-        assert_eq!(&bytes[..2], b"s2");
+        assert_eq!(&bytes[..2], b"s3");
         assert_eq!(&bytes[2..2 + LIFECYCLE], &lifecycle_bytes(meta)[..]);
         let head = 2 + LIFECYCLE;
         assert_eq!(bytes[head], 1, "one slot");

@@ -197,7 +197,9 @@ impl Error {
             Error::InvalidJson => "The request body is not valid JSON.".into(),
             Error::InvalidBody(what) => format!("The request body must be {what}."),
             Error::InvalidSessionId => {
-                "The session id must be a lowercase hyphenated UUID v4.".into()
+                "The session id must be a lowercase hyphenated UUID v4, or a token of 43 base64url \
+                 characters."
+                    .into()
             }
             Error::InvalidTtl(why) => why.clone(),
             Error::InvalidCacheKey => "A cache key is 1 to 256 bytes of printable ASCII.".into(),

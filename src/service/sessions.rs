@@ -259,7 +259,8 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
         }
     }
 
-    /// Ends the session `id` when `SESSIONS_NOT_BEFORE` does, with a `revoked`/`global` event:
+    /// Ends the session `id` when `SESSIONS_NOT_BEFORE` does, with a `revoked`/`global` event
+    /// dated at the cut-off:
     /// strong mode ends it in its object, with the event committed there; KV records the event
     /// and leaves the entry to its own expiry (no write, as for an expiry met by a read).
     /// `SessionNotFound` when it was cut off.
@@ -275,8 +276,11 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
         let Some(meta) = record.meta else {
             return Err(Error::SessionNotFound);
         };
+        // Dated at the cut-off, when it ended: each time KV meets it again is the same fact,
+        // with the same `eventId`, for consumers to drop.
+        let ended = self.policy.not_before.unwrap_or(now);
         let global = Kind::Revoked(Revocation::Global);
-        let event = self.event(global, now, id, &meta, None);
+        let event = self.event(global, ended, id, &meta, None);
         match (self.store.reads_are_local(), event) {
             (true, event) => {
                 let _ = self.store.remove(id, Expect::Any, event.as_ref()).await?;

@@ -3,6 +3,9 @@
 // message to an HTTP server in this process. The 2 s test environment lets a session expire.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { JSON_HEADERS, STRONG, fixtureConfig, handleOf, sleep, startSink, startWorker, storageKeyOf } from './harness.mjs';
 
@@ -21,13 +24,14 @@ function consumer(vars) {
 const PRODUCER = '[[env.test.queues.producers]]\nbinding = "SESSION_EVENTS"\nqueue = "session-events"';
 const FLAKY = '[[env.test.services]]\nbinding = "SESSION_EVENTS"\nservice = "session-events"\nentrypoint = "FlakyQueue"';
 
-async function start(binding, vars = {}, own = {}) {
+async function start(binding, vars = {}, own = {}, state = undefined) {
   const sink = await startSink();
   const worker = await startWorker({
     env: 'test',
     configs: ['wrangler.toml', fixtureConfig(FIXTURE, consumer({ SINK_URL: sink.url, ...vars }))],
     extra: binding,
     vars: { SESSION_TOUCH_INTERVAL_SECONDS: '1', ...own },
+    state,
   });
   return { sink, worker };
 }
@@ -215,5 +219,51 @@ describe('renewal events on a Queue', () => {
     assert.equal(renewed.from, handleOf(a));
     assert.equal(renewed.subject, SUBJECT_HASH);
     assert.ok(!JSON.stringify(messages).includes(a) && !JSON.stringify(messages).includes(b), 'no id in an event');
+  });
+});
+
+describe('SESSIONS_NOT_BEFORE on a Queue', () => {
+  test('sessions made before the cut-off end with revoked/global when met, once per session, dated at the cut-off', async () => {
+    const state = mkdtempSync(join(tmpdir(), 'session-state-events-global-'));
+    try {
+      const first = await start(PRODUCER, {}, {}, state);
+      const made = [];
+      try {
+        for (let n = 0; n < 2; n += 1) {
+          const response = await fetch(`${first.worker.url}/create`, {
+            method: 'POST',
+            headers: { ...JSON_HEADERS, 'session-subject': encodeURIComponent(SUBJECT) },
+            body: '{}',
+          });
+          made.push(await response.text());
+        }
+      } finally {
+        await first.worker.stop();
+        await first.sink.close();
+      }
+      await sleep(20);
+      const cutOff = new Date().toISOString();
+      const { sink, worker } = await start(PRODUCER, {}, { SESSIONS_NOT_BEFORE: cutOff }, state);
+      try {
+        for (const id of made) {
+          assert.equal((await fetch(`${worker.url}/get/${id}`)).status, 404);
+          assert.equal((await fetch(`${worker.url}/touch/${id}`, { method: 'POST' })).status, 404, 'met again');
+        }
+        const messages = await sink.until((m) => made.every((id) => story(m, id).length >= 1));
+        await sleep(1000);
+        for (const id of made) {
+          assert.deepEqual(story(sink.messages(), id), ['revoked/global'], 'one event a session, however often met');
+          const event = unique(messages).find((m) => m.handle === handleOf(id));
+          assert.equal(event.at, cutOff, 'it ended at the cut-off');
+          assert.equal(event.subject, SUBJECT_HASH);
+        }
+        assert.ok(made.every((id) => !JSON.stringify(messages).includes(id)), 'no id in an event');
+      } finally {
+        await worker.stop();
+        await sink.close();
+      }
+    } finally {
+      rmSync(state, { recursive: true, force: true });
+    }
   });
 });

@@ -9,6 +9,7 @@ use crate::domain::error::Error;
 use crate::domain::merge::Merge;
 use crate::domain::renewal::Renewal;
 use crate::domain::session::fixtures::{POLICY, S, T0};
+use crate::domain::time::rfc3339;
 use crate::service::sessions::Sessions;
 use crate::service::tests::fixtures::{self, ada, data, event, id};
 use crate::store::events::Journal;
@@ -213,6 +214,13 @@ fn sessions_created_before_the_cut_off_are_gone_everywhere() {
         taken(&journal),
         [1, 2, 3].map(|n| event("revoked", "global", n))
     );
+    // Met again later, the same fact: dated at the cut-off, so its `eventId` is the same.
+    let dated = |now| {
+        run(sessions.get(&id(1), now)).unwrap_err();
+        let at = |e: &serde_json::Value| assert_eq!(e["at"], rfc3339(T0 + S));
+        fixtures::taken(&journal, at);
+    };
+    dated(T0 + 5 * S);
     let subjects = crate::service::subjects::Subjects::new(&index, &store, cut);
     assert!(run(subjects.live(&ada(), T0 + 2 * S)).unwrap().is_empty());
     run(sessions.create(id(4), &data(), None, Some(ada()), None, T0 + 2 * S)).unwrap();
