@@ -1111,8 +1111,8 @@ export interface operations {
                 except?: components["schemas"]["SessionId"];
                 /**
                  * @description Ends only the sessions created strictly before this RFC 3339 time
-                 *     (`2026-12-01T09:30:00Z`, an offset or fraction allowed); combinable with `except`.
-                 *     Anything else is `400 invalid_before`.
+                 *     (`2026-12-01T09:30:00Z`, an offset or fraction allowed; a time before 1970 ends
+                 *     nothing); combinable with `except`. Anything else is `400 invalid_before`.
                  */
                 before?: string;
             };

@@ -33,8 +33,19 @@ pub fn rfc3339(ms: Millis) -> String {
 /// the epoch; `None` for anything else, or a time before 1970. Fractions beyond milliseconds are
 /// truncated.
 pub fn parse_rfc3339(text: &str) -> Option<Millis> {
+    u64::try_from(parse_signed(text)?).ok()
+}
+
+/// [`parse_rfc3339`], with a time before 1970 (RFC 3339 has years from 0000) read as the epoch:
+/// for a bound such as a revocation's `before`, where "before 0245" is valid and means nothing
+/// is older.
+pub fn parse_rfc3339_from_epoch(text: &str) -> Option<Millis> {
+    Some(u64::try_from(parse_signed(text)?).unwrap_or(0))
+}
+
+fn parse_signed(text: &str) -> Option<i128> {
     let at = OffsetDateTime::parse(text, &Rfc3339).ok()?;
-    u64::try_from(at.unix_timestamp_nanos() / 1_000_000).ok()
+    Some(at.unix_timestamp_nanos() / 1_000_000)
 }
 
 #[cfg(test)]
@@ -92,6 +103,14 @@ mod tests {
             parse_rfc3339("2024-02-29T00:00:00Z"),
             Some(1_709_164_800_000)
         );
+        for early in ["1969-12-31T23:59:59Z", "0245-04-10T14:09:25.6-17:10"] {
+            assert_eq!(parse_rfc3339_from_epoch(early), Some(0), "{early}");
+        }
+        assert_eq!(
+            parse_rfc3339_from_epoch("2024-02-29T00:00:00Z"),
+            Some(1_709_164_800_000)
+        );
+        assert_eq!(parse_rfc3339_from_epoch("0245-04-10"), None);
     }
 
     #[test]

@@ -18,7 +18,7 @@ use crate::domain::percent::percent_decode_lenient;
 use crate::domain::precondition::IfMatch;
 use crate::domain::session::{Meta, Policy};
 use crate::domain::subject::Subject;
-use crate::domain::time::{parse_rfc3339, rfc3339, Millis};
+use crate::domain::time::{parse_rfc3339_from_epoch, rfc3339, Millis};
 use crate::edge::http::{self, read_object, with_session_headers, Incoming, Reply, JSON, TEXT};
 use crate::edge::log;
 use crate::service::cache::{self, Cache, CacheKey};
@@ -374,13 +374,15 @@ struct Revoked {
     revoked: usize,
 }
 
-/// `?before=<RFC 3339>` on a revocation.
+/// `?before=<RFC 3339>` on a revocation; a time before 1970 ends nothing.
 fn revoke_before(req: &Incoming) -> Result<Option<Millis>, Error> {
     let Some(raw) = http::query_param(&req.head.url, "before") else {
         return Ok(None);
     };
     let text = String::from_utf8(percent_decode_lenient(raw)).map_err(|_| Error::InvalidBefore)?;
-    parse_rfc3339(&text).map(Some).ok_or(Error::InvalidBefore)
+    parse_rfc3339_from_epoch(&text)
+        .map(Some)
+        .ok_or(Error::InvalidBefore)
 }
 
 /// `GET /subjects/:subject/sessions`: the subject's live sessions, newest first, with their

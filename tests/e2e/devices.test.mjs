@@ -111,6 +111,8 @@ describe('devices', () => {
     assert.deepEqual((await list(subject)).map((s) => s.handle), [fourth, ids[2]].map(handleOf));
     const offset = await call(`${path(subject)}?before=${encodeURIComponent('2000-01-01T01:00:00+01:00')}`, { method: 'DELETE' });
     assert.deepEqual(await offset.json(), { revoked: 0 });
+    const ancient = await call(`${path(subject)}?before=${encodeURIComponent('0245-04-10T14:09:25.6-17:10')}`, { method: 'DELETE' });
+    assert.deepEqual(await ancient.json(), { revoked: 0 }, 'a valid time before 1970 ends nothing');
     for (const bad of ['yesterday', '2026-13-01T00:00:00Z', '1764100824', '2026-12-01T09:30:00', '']) {
       const response = await call(`${path(subject)}?before=${encodeURIComponent(bad)}`, { method: 'DELETE' });
       await expectProblem(assert, response, 400, 'invalid_before');
