@@ -149,9 +149,10 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
     }
 
     /// Stores `data` under a new id (chosen by the caller of this function, never by the
-    /// client), for a user who authenticated at `level` (`Session-Auth-Level`). With a subject, the session is listed under it first (an entry whose session failed to
-    /// be written is cleaned up when met; a session missing from its index could not be
-    /// revoked), after making room when the subject is at its bound.
+    /// client), for a user who authenticated at `level` (`Session-Auth-Level`). With a subject,
+    /// the session is listed under it first (an entry whose session failed to be written is
+    /// cleaned up when met; a session missing from its index could not be revoked), after
+    /// making room when the subject is at its bound.
     ///
     /// `device` is the device info sealed under the subject's device key, listed with the
     /// session; it needs a subject.
