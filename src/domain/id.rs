@@ -53,6 +53,18 @@ impl SessionId {
         Self(Form::Token(bytes))
     }
 
+    /// An id of the same form as `like` (a UUID v4, or a token) from 32 bytes that are as good
+    /// as random to anyone who lacks what they were derived from.
+    pub fn like_from_seed(like: &SessionId, seed: [u8; TOKEN_BYTES]) -> Self {
+        if like.is_uuid() {
+            let mut bytes = [0u8; 16];
+            bytes.copy_from_slice(&seed[..16]);
+            Self::from_random_bytes(bytes)
+        } else {
+            Self::token_from_random_bytes(seed)
+        }
+    }
+
     /// A fresh id of `format` from the platform's CSPRNG (`crypto.getRandomValues` inside
     /// Workers).
     pub fn generate_as(format: IdFormat) -> Result<Self, getrandom::Error> {

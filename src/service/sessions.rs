@@ -83,10 +83,6 @@ pub struct Sessions<'s, S, I = NoIndex> {
     demand: Demand,
 }
 
-/// The longest chain of renewals followed from an old id to the session at its end: each link
-/// is a read, and an id more than one renewal old is reuse anyway.
-const MAX_RENEWALS_FOLLOWED: usize = 8;
-
 impl<'s, S: SessionStore> Sessions<'s, S> {
     pub fn new(store: &'s S, policy: Policy) -> Self {
         Self {
@@ -260,10 +256,12 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
         }
     }
 
-    /// Ends the session `id` when `SESSIONS_NOT_BEFORE` does, with a `revoked`/`global` event
-    /// dated at the cut-off:
-    /// strong mode ends it in its object, with the event committed there; KV records the event
-    /// and leaves the entry to its own expiry (no write, as for an expiry met by a read).
+    /// Ends the session `id` when `SESSIONS_NOT_BEFORE` does, on both backends alike: it is
+    /// deleted where it was met, with a `revoked`/`global` event dated at the cut-off (strong
+    /// mode commits it in the object; KV records it once deleted). A session the old worker
+    /// stored, created at a time unknown, is cut off too, with no event (it has no subject).
+    /// So unsetting the variable, or a rollback, brings back only the sessions nobody presented
+    /// meanwhile: it must stay set for one `SESSION_MAX_LIFETIME_SECONDS`.
     /// `SessionNotFound` when it was cut off.
     async fn end_if_cut_off(
         &self,
@@ -274,21 +272,14 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
         if !self.policy.cut_off(record.meta.map(|meta| meta.created_at)) {
             return Ok(());
         }
-        let Some(meta) = record.meta else {
-            return Err(Error::SessionNotFound);
-        };
-        // Dated at the cut-off, when it ended: each time KV meets it again is the same fact,
-        // with the same `eventId`, for consumers to drop.
+        // Dated at the cut-off, when it ended: a KV location that meets it again from its cache
+        // tells the same fact, with the same `eventId`, for consumers to drop.
         let ended = self.policy.not_before.unwrap_or(now);
         let global = Kind::Revoked(Revocation::Global);
-        let event = self.event(global, ended, id, &meta, None);
-        match (self.store.reads_are_local(), event) {
-            (true, event) => {
-                let _ = self.store.remove(id, Expect::Any, event.as_ref()).await?;
-            }
-            (false, Some(event)) => self.store.observed(&event),
-            (false, None) => {}
-        }
+        let event = record
+            .meta
+            .and_then(|meta| self.event(global, ended, id, &meta, None));
+        let _ = self.store.remove(id, Expect::Any, event.as_ref()).await?;
         Err(Error::SessionNotFound)
     }
 
@@ -307,52 +298,63 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
     }
 
     /// Ends the session an id renewed away was renewed into (`successor`, as `stored`), or
-    /// the session at the end of its renewals, for reuse; the error that answers the reuse.
+    /// the session at the end of its renewals, however many there were, for reuse; the error
+    /// that answers the reuse, the same at every depth.
+    ///
+    /// Each link is one read. A chain this worker made cannot loop (every successor is a
+    /// fresh id, and a retired id is never renewed again); one a store writer made up could,
+    /// and a link met twice ends the walk as the end of the chain would.
     async fn end_renewed(
         &self,
         mut successor: SessionId,
         mut stored: Option<Stored>,
         now: Millis,
     ) -> Error {
-        for _ in 0..MAX_RENEWALS_FOLLOWED {
+        let mut followed = vec![successor];
+        loop {
             match stored {
                 // Ended already (by an earlier reuse, a delete, a revocation): nothing to do.
                 None => return Error::SessionNotFound,
                 Some(Stored::Retired(retirement, _)) => {
                     successor = retirement.successor;
+                    if followed.contains(&successor) {
+                        return Error::SessionNotFound;
+                    }
+                    followed.push(successor);
                     stored = match self.store.load(&successor).await {
                         Ok(stored) => stored,
                         Err(err) => return err,
                     };
                 }
                 Some(Stored::Session(record)) => {
-                    let handle = Handle::of(&successor);
-                    let meta = record
-                        .meta
-                        .unwrap_or_else(|| Meta::legacy(now, self.policy));
-                    let reuse = Kind::Revoked(Revocation::Reuse);
-                    let event = self.event(reuse, now, &successor, &meta, None);
-                    let removed = self.store.remove(&successor, Expect::Any, event.as_ref());
-                    if let Err(err) = removed.await {
-                        return err.with_cause(format!(
-                            "reuse: a renewed id was presented after its window, and session \
-                             {handle} could not be ended"
-                        ));
-                    }
-                    if let (Some(subject), Some((index, _))) = (meta.subject, self.index) {
-                        // Left behind on failure, the entry is cleaned up when met.
-                        let entry = EntryKey::of(successor, meta.created_at);
-                        let _ = index.remove(&subject, &entry).await;
-                    }
-                    return Error::Reused(format!(
-                        "reuse: a renewed id was presented after its window; session {handle} ended"
-                    ));
+                    return self.end_reused(successor, record, now).await;
                 }
             }
         }
+    }
+
+    /// Ends the session `id` (stored as `record`) at the end of a renewed id's chain.
+    async fn end_reused(&self, id: SessionId, record: Record, now: Millis) -> Error {
+        let handle = Handle::of(&id);
+        let meta = record
+            .meta
+            .unwrap_or_else(|| Meta::legacy(now, self.policy));
+        let reuse = Kind::Revoked(Revocation::Reuse);
+        let event = self.event(reuse, now, &id, &meta, None);
+        let removed = self.store.remove(&id, Expect::Any, event.as_ref());
+        if let Err(err) = removed.await {
+            return err.with_cause(format!(
+                "reuse: a renewed id was presented after its window, and session {handle} could \
+                 not be ended"
+            ));
+        }
+        if let (Some(subject), Some((index, _))) = (meta.subject, self.index) {
+            // Left behind on failure, the entry is cleaned up when met.
+            let entry = EntryKey::of(id, meta.created_at);
+            let _ = index.remove(&subject, &entry).await;
+        }
         Error::Reused(format!(
-            "reuse: a renewed id was presented after its window; {MAX_RENEWALS_FOLLOWED} renewals \
-             followed, none ended"
+            "reuse: a renewed id was presented after its window; session {handle} ended"
         ))
     }
 
@@ -732,6 +734,7 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
                 });
             }
         };
+        let new_id = self.store.successor(id, new_id);
         let meta = self
             .move_to(id, new_id, &current, Leaving::Retired, now)
             .await?;
@@ -915,13 +918,14 @@ mod tests {
         assert_eq!(kv.take_operations(), 1, "the storage key only");
         run(sessions.create(token, &object(r#"{"a":1}"#), None, None, None, T0)).unwrap();
         assert_eq!(run(sessions.get(&token, T0)).unwrap().data, r#"{"a":1}"#);
-        run(sessions.renew(&token, id(2), T0)).unwrap();
+        let successor = run(sessions.renew(&token, id(2), T0)).unwrap().id;
+        assert!(successor.is_uuid(), "in the form proposed");
         assert_eq!(
             run(sessions.get(&token, T0 + S)).unwrap().data,
             r#"{"a":1}"#
         );
         kv.take_operations();
-        run(sessions.delete(&id(2), None, T0 + S)).unwrap();
+        run(sessions.delete(&successor, None, T0 + S)).unwrap();
         assert!(matches!(
             run(sessions.get(&token, T0 + S)),
             Err(Error::SessionNotFound)

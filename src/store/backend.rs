@@ -124,6 +124,13 @@ impl SessionStore for BackendStore {
         }
     }
 
+    fn successor(&self, id: &SessionId, proposed: SessionId) -> SessionId {
+        match self {
+            BackendStore::Kv(store) => store.successor(id, proposed),
+            BackendStore::Durable(store) => store.successor(id, proposed),
+        }
+    }
+
     fn reads_are_local(&self) -> bool {
         match self {
             BackendStore::Kv(store) => store.reads_are_local(),

@@ -186,6 +186,15 @@ pub trait SessionStore {
         }
     }
 
+    /// The id a renewal of `id` moves the session to: `proposed`, a fresh random id, where
+    /// renewals of one id take turns (strong mode: the object serves one request at a time, and
+    /// the second renewal meets the first one's retirement). A store where two renewals that
+    /// read the same record can both be made (KV) answers instead one that every renewal of that
+    /// record computes alike, so they converge on one successor.
+    fn successor(&self, _id: &SessionId, proposed: SessionId) -> SessionId {
+        proposed
+    }
+
     /// Whether reading a session costs no operation (a Durable Object's own row): then a delete
     /// reads first, to take the session off its subject's index at once.
     fn reads_are_local(&self) -> bool {

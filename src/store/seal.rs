@@ -40,7 +40,8 @@
 //! `s1`, the format of the version before, kept its lifecycle beside the record (KV metadata, or
 //! the object's columns), where a store writer could change it, and kept one data key for the
 //! session's life. It is still opened, while earlier formats are served
-//! (`SESSION_LEGACY_LOOKUP`), and only with its lifecycle beside it; its next write is `s3`.
+//! (`SESSION_LEGACY_LOOKUP`, which ships with an end), and only with its lifecycle beside it,
+//! held to the rules, its authentication unknown whatever is beside it; its next write is `s3`.
 //!
 //! Where the work runs, measured (`npm run bench`): each WebCrypto call costs a promise and a
 //! key import, about 50 µs of CPU here, whatever its size, while AES-GCM in Wasm (RustCrypto,
@@ -64,7 +65,7 @@ use crate::domain::error::Error;
 use crate::domain::id::SessionId;
 use crate::domain::renewal::Retirement;
 #[cfg(test)]
-use crate::domain::renewal::RETIREMENT_BYTES;
+use crate::domain::renewal::{RETIREMENT_BYTES, TOKEN_RETIREMENT_BYTES};
 use crate::domain::session::Meta;
 use crate::domain::subject::Subject;
 use crate::store::{Record, Stored};
@@ -94,6 +95,10 @@ const SLOT_KEY_LABEL: &[u8] = b"session-state/v2/slot-key\0";
 const SLOT_LABEL: &[u8] = b"session-state/v2/slot\0";
 /// Associated data of the data, before the storage key and the record's header.
 const DATA_LABEL: &[u8] = b"session-state/v2/data\0";
+/// HMAC message prefix of a renewal's successor (keyed like a slot's key, by the id's
+/// [`WrapKey`]); then the salt of the record's first slot. Neither this label nor
+/// [`SLOT_KEY_LABEL`] is a prefix of the other, so no slot key is a successor.
+const SUCCESSOR_LABEL: &[u8] = b"session-state/v2/successor\0";
 
 /// The format of the version before: lifecycle beside the record, one data key per session.
 const S1_MAGIC: &[u8; 2] = b"s1";
@@ -165,6 +170,21 @@ pub struct Opened {
 /// clear), for what lists or ends sessions without one.
 pub fn is_retirement(bytes: &[u8]) -> bool {
     bytes.starts_with(RETIRED_MAGIC) || bytes.starts_with(S2_RETIRED_MAGIC)
+}
+
+/// The seed of the id a renewal of the session in `bytes` (an `s3` or `s2` record, read under
+/// the id of `wrap`) moves it to. Every renewal that read this very record computes the same
+/// seed, so renewals racing on KV, which has no compare-and-swap, converge on one successor
+/// instead of forking the session. Nobody computes it without both the old id and the record,
+/// and whoever has both can open the retirement the renewal leaves, which names the successor
+/// anyway. `None` for any other record: renewals of those take a fresh random id.
+pub fn successor_seed(wrap: &WrapKey, bytes: &[u8]) -> Option<[u8; 32]> {
+    let parts = split(bytes)?;
+    if parts.lifecycle.is_none() || is_retirement(bytes) {
+        return None;
+    }
+    let salt = parts.slots.get(..SALT)?;
+    Some(hmac_sha256(&wrap.0, &[SUCCESSOR_LABEL, salt].concat()))
 }
 
 /// Seals and opens session records, large data through an [`Aead`].
@@ -368,7 +388,14 @@ impl<A: Aead> Sealer<A> {
             None if !serve_legacy => {
                 return Err(unreadable("is of an earlier format, no longer read"))
             }
-            None => beside.ok_or_else(|| unreadable("has no lifecycle"))?,
+            // Nothing of an `s1` lifecycle is sealed, so nothing beside it may make the session
+            // look authenticated: its authentication is unknown (never fresh, level 1) until a
+            // `/reauth`, whatever the metadata claims. What else a writer could change beside it
+            // is held to the rules ([`Meta::within_rules`]), and ends with the lookup.
+            None => Meta {
+                auth: Auth::UNKNOWN,
+                ..beside.ok_or_else(|| unreadable("has no lifecycle"))?
+            },
         };
         if opened.retired {
             let retirement = Retirement::from_bytes(&opened.data)
@@ -589,6 +616,7 @@ impl Aead for WebCrypto {
 #[cfg(test)]
 pub const LABELS: &[&[u8]] = &[
     SLOT_KEY_LABEL,
+    SUCCESSOR_LABEL,
     SLOT_LABEL,
     DATA_LABEL,
     S1_SLOT_LABEL,
@@ -634,11 +662,17 @@ pub fn layouts() -> Vec<String> {
         ),
         format!(
             "\"{}\" 2 | lifecycle {LIFECYCLE} | n 1 | n × (salt {SALT} | wrapped data key \
-             {wrapped} | tag {TAG}) | nonce {NONCE} | sealed retirement {} | tag {TAG}",
+             {wrapped} | tag {TAG}) | nonce {NONCE} | sealed retirement {} ({} for a token \
+             successor) | tag {TAG}",
             magic(RETIRED_MAGIC),
-            RETIREMENT_BYTES
+            RETIREMENT_BYTES,
+            TOKEN_RETIREMENT_BYTES
         ),
-        "successor id 16 | renewed_at 8 | grace_until 8".to_owned(),
+        format!(
+            "successor id {} ({} for a token) | renewed_at 8 | grace_until 8",
+            RETIREMENT_BYTES - 16,
+            TOKEN_RETIREMENT_BYTES - 16
+        ),
         format!(
             "\"{}\", \"{}\": as \"{}\", \"{}\", with a lifecycle of {S2_LIFECYCLE}",
             magic(S2_MAGIC),
@@ -717,6 +751,42 @@ mod tests {
                 Stored::Retired(_, meta) => meta,
             })
             .map_err(|err| err.log_cause().unwrap_or_default())
+    }
+
+    /// The successor a KV renewal derives, pinned by a vector computed outside the code
+    /// (Python: `hmac.new(hmac.new(b"01010101-0101-4101-8101-010101010101",
+    /// b"session-state/v1/wrap", sha256).digest(), b"session-state/v2/successor\0" + bytes([7]
+    /// * 32), sha256)`): the same for every read of one record, another for another record, and
+    /// none for a record that is not a session of this version's formats.
+    #[test]
+    fn a_renewal_successor_is_derived_from_the_record_read() {
+        let mut record = b"s3".to_vec();
+        record.extend_from_slice(&lifecycle_bytes(&meta()));
+        record.push(1);
+        record.extend_from_slice(&[7; SALT]);
+        record.extend_from_slice(&[0; SLOT - SALT + NONCE + TAG]);
+        let seed = successor_seed(&WrapKey::of(&id(1)), &record).unwrap();
+        assert_eq!(
+            crate::domain::digest::hex(&seed),
+            "609116e2d2e8dff11b702dce6620bc0c0e14486b7dd11edb9a2afa44505c8a2d"
+        );
+        let successor = SessionId::like_from_seed(&id(9), seed);
+        assert_eq!(
+            successor.to_string(),
+            "609116e2-d2e8-4ff1-9b70-2dce6620bc0c"
+        );
+        let token = SessionId::token_from_random_bytes([9; 32]);
+        assert_eq!(SessionId::like_from_seed(&token, seed).to_bytes(), seed);
+        // Another id, or another record of the same session: another successor.
+        assert_ne!(successor_seed(&WrapKey::of(&id(2)), &record), Some(seed));
+        let (one, other) = (sealed(1, b"{}"), sealed(1, b"{}"));
+        let wrap = WrapKey::of(&id(1));
+        assert_ne!(successor_seed(&wrap, &one), successor_seed(&wrap, &other));
+        // A renewed id's record, or an `s1`, is renewed with a fresh id.
+        record[..2].copy_from_slice(RETIRED_MAGIC);
+        assert_eq!(successor_seed(&wrap, &record), None);
+        let (_, s1) = fixtures::s1();
+        assert_eq!(successor_seed(&wrap, &s1), None);
     }
 
     /// A renewed id's record names its successor to a holder of the old id only, and cannot
@@ -936,7 +1006,10 @@ mod tests {
             read(Some(beside), true),
             Ok(Stored::Session(Record {
                 data: r#"{"pinned":"s1"}"#.to_string(),
-                meta: Some(beside)
+                meta: Some(Meta {
+                    auth: Auth::UNKNOWN,
+                    ..beside
+                })
             }))
         );
         let cause = read(None, true).unwrap_err();

@@ -97,7 +97,7 @@ fn the_rules_hold<S: SessionStore, I: SubjectIndex>(store: &S, index: &I) {
         renewed.meta.auth, meta.auth,
         "writes, touches and renewals keep it"
     );
-    let level_one = run(sessions.reauthenticate(id(3), id(4), Level::ONE, later + 502 * S));
+    let level_one = run(sessions.reauthenticate(renewed.id, id(4), Level::ONE, later + 502 * S));
     assert_eq!(
         level_one.unwrap().auth.level,
         Level::ONE,

@@ -36,7 +36,7 @@ mod fixtures {
         journal: &Journal,
         check: impl Fn(&serde_json::Value),
     ) -> Vec<(String, String, u8)> {
-        let number = |handle: &str| (1..=20).find(|n| Handle::of(&id(*n)).to_string() == handle);
+        let number = |handle: &str| (1..=30).find(|n| Handle::of(&id(*n)).to_string() == handle);
         journal
             .take()
             .iter()

@@ -4,8 +4,9 @@
 
 use std::rc::Rc;
 
-use crate::domain::derive::Handle;
+use crate::domain::derive::{Handle, StorageKey};
 use crate::domain::error::Error;
+use crate::domain::id::SessionId;
 use crate::domain::merge::Merge;
 use crate::domain::renewal::Renewal;
 use crate::domain::session::fixtures::{POLICY, S, T0};
@@ -29,6 +30,24 @@ fn taken(journal: &Journal) -> Vec<(String, String, u8)> {
     fixtures::taken(journal, |_| {})
 }
 
+/// `(type, reason, handle)` of each event recorded in `journal`: for sessions KV renewed into,
+/// whose ids are derived from their records (see `SessionStore::successor`), not numbered.
+fn taken_handles(journal: &Journal) -> Vec<(String, String, String)> {
+    journal
+        .take()
+        .iter()
+        .map(|event| {
+            let value: serde_json::Value = serde_json::from_str(event.as_str()).unwrap();
+            let text = |name: &str| value[name].as_str().unwrap_or_default().to_owned();
+            (text("type"), text("reason"), text("handle"))
+        })
+        .collect()
+}
+
+fn event_of(kind: &str, reason: &str, id: &SessionId) -> (String, String, String) {
+    (kind.into(), reason.into(), Handle::of(id).to_string())
+}
+
 #[test]
 fn within_the_window_the_old_id_acts_on_the_successor() {
     let (kv, journal) = (MemoryKv::default(), Rc::new(Journal::default()));
@@ -36,7 +55,8 @@ fn within_the_window_the_old_id_acts_on_the_successor() {
     let sessions = Sessions::new(&store, POLICY);
     run(sessions.create(id(1), &data(), None, None, None, T0)).unwrap();
     let renewed = run(sessions.renew(&id(1), id(2), T0 + S)).unwrap();
-    assert_eq!(renewed.id, id(2));
+    let successor = renewed.id;
+    assert_ne!(successor, id(1));
     assert_eq!(renewed.meta.created_at, T0, "no longer a lifetime");
     // A write with the old id is a write of the successor.
     let (merged, _) = run(sessions.merge(
@@ -48,7 +68,7 @@ fn within_the_window_the_old_id_acts_on_the_successor() {
     ))
     .unwrap();
     assert_eq!(merged, br#"{"user":"ada","a":1}"#);
-    let read = run(sessions.get(&id(2), T0 + 3 * S)).unwrap();
+    let read = run(sessions.get(&successor, T0 + 3 * S)).unwrap();
     assert_eq!(read.data, r#"{"user":"ada","a":1}"#);
     assert_eq!(
         run(sessions.get(&id(1), T0 + 3 * S)).unwrap().data,
@@ -57,8 +77,11 @@ fn within_the_window_the_old_id_acts_on_the_successor() {
     run(sessions.touch(&id(1), T0 + 29 * S)).unwrap();
     // The old id's key holds no session the store would give out for it.
     assert_eq!(kv.plain(&id(1)), None);
-    let events = taken(&journal);
-    assert!(events.contains(&event("renewed", "", 2)), "{events:?}");
+    let events = taken_handles(&journal);
+    assert!(
+        events.contains(&event_of("renewed", "", &successor)),
+        "{events:?}"
+    );
 }
 
 #[test]
@@ -67,16 +90,58 @@ fn a_second_renewal_within_the_window_answers_the_same_successor() {
     let store = store(&kv, &journal);
     let sessions = Sessions::new(&store, POLICY);
     run(sessions.create(id(1), &data(), None, None, None, T0)).unwrap();
-    assert_eq!(run(sessions.renew(&id(1), id(2), T0)).unwrap().id, id(2));
+    let successor = run(sessions.renew(&id(1), id(2), T0)).unwrap().id;
     assert_eq!(
         run(sessions.renew(&id(1), id(3), T0 + 10 * S)).unwrap().id,
-        id(2)
+        successor
     );
     assert!(matches!(
         run(sessions.get(&id(3), T0 + 10 * S)),
         Err(Error::SessionNotFound)
     ));
-    assert!(run(sessions.get(&id(2), T0 + 10 * S)).is_ok());
+    assert!(run(sessions.get(&successor, T0 + 10 * S)).is_ok());
+}
+
+/// KV has no compare-and-swap: two renewals of one id that both read the session before either
+/// wrote are both made. Each request here is its own store, as each request is in the worker;
+/// the second reads the record as it was before the first renewal (put back, as a location
+/// that read it first would have it). Both answer the same successor: one session, not two.
+#[test]
+fn renewals_that_read_the_same_record_converge_on_one_successor() {
+    let (kv, journal) = (MemoryKv::default(), Rc::new(Journal::default()));
+    let index = KvIndex::new(&kv, true);
+    run(Sessions::new(&store(&kv, &journal), POLICY)
+        .indexed(&index, 100)
+        .create(id(1), &data(), None, Some(ada()), None, T0))
+    .unwrap();
+    let key = StorageKey::of(&id(1)).name();
+    let before = kv.entries.borrow()[&key].clone();
+    let renew = |proposed: u8, now| {
+        let request = store(&kv, &journal);
+        let sessions = Sessions::new(&request, POLICY).indexed(&index, 100);
+        run(sessions.renew(&id(1), id(proposed), now)).unwrap().id
+    };
+    let first = renew(2, T0 + S);
+    assert_ne!(first, id(1));
+    assert_ne!(first, id(2), "derived from the record, not the proposal");
+    kv.entries.borrow_mut().insert(key.clone(), before.clone());
+    let second = renew(3, T0 + S + 5);
+    assert_eq!(second, first, "one successor");
+    assert_eq!(run(index.members(&ada())).unwrap().len(), 1, "listed once");
+    // After a write, the record is another: a later renewal's successor is another id.
+    let written = store(&kv, &journal);
+    kv.entries.borrow_mut().insert(key.clone(), before);
+    let sessions = Sessions::new(&written, POLICY);
+    run(sessions.touch(&id(1), T0 + 120 * S)).unwrap();
+    assert_ne!(renew(4, T0 + 121 * S), first);
+    // A holder of the old id alone cannot compute it: it comes from the record, whose salt
+    // is random.
+    let again = MemoryKv::default();
+    let other = store(&again, &journal);
+    run(Sessions::new(&other, POLICY).create(id(1), &data(), None, None, None, T0)).unwrap();
+    let elsewhere =
+        run(Sessions::new(&store(&again, &journal), POLICY).renew(&id(1), id(2), T0 + S));
+    assert_ne!(elsewhere.unwrap().id, first);
 }
 
 #[test]
@@ -86,7 +151,7 @@ fn after_the_window_the_old_id_is_reuse_and_ends_the_successor() {
     let store = store(&kv, &journal);
     let sessions = Sessions::new(&store, POLICY).indexed(&index, 100);
     run(sessions.create(id(1), &data(), None, Some(ada()), None, T0)).unwrap();
-    run(sessions.renew(&id(1), id(2), T0 + S)).unwrap();
+    let successor = run(sessions.renew(&id(1), id(2), T0 + S)).unwrap().id;
     let listed = run(index.members(&ada())).unwrap();
     assert_eq!(
         listed.len(),
@@ -98,13 +163,19 @@ fn after_the_window_the_old_id_is_reuse_and_ends_the_successor() {
     assert!(matches!(err, Error::Reused(_)), "{err:?}");
     assert_eq!(err.status(), 404);
     let cause = err.log_cause().unwrap();
-    assert!(cause.contains(&Handle::of(&id(2)).to_string()), "{cause}");
-    assert!(!cause.contains(&id(2).to_string()) && !cause.contains(&id(1).to_string()));
+    assert!(
+        cause.contains(&Handle::of(&successor).to_string()),
+        "{cause}"
+    );
+    assert!(!cause.contains(&successor.to_string()) && !cause.contains(&id(1).to_string()));
     assert!(matches!(
-        run(sessions.get(&id(2), T0 + 31 * S)),
+        run(sessions.get(&successor, T0 + 31 * S)),
         Err(Error::SessionNotFound)
     ));
-    assert_eq!(taken(&journal), [event("revoked", "reuse", 2)]);
+    assert_eq!(
+        taken_handles(&journal),
+        [event_of("revoked", "reuse", &successor)]
+    );
 }
 
 #[test]
@@ -117,10 +188,10 @@ fn with_detection_off_reuse_is_only_a_404() {
     };
     let sessions = Sessions::new(&store, POLICY).renewing(off);
     run(sessions.create(id(1), &data(), None, None, None, T0)).unwrap();
-    run(sessions.renew(&id(1), id(2), T0)).unwrap();
+    let successor = run(sessions.renew(&id(1), id(2), T0)).unwrap().id;
     let err = run(sessions.get(&id(1), T0 + 31 * S)).unwrap_err();
     assert!(matches!(err, Error::SessionNotFound), "{err:?}");
-    assert!(run(sessions.get(&id(2), T0 + 31 * S)).is_ok());
+    assert!(run(sessions.get(&successor, T0 + 31 * S)).is_ok());
 }
 
 #[test]
@@ -129,16 +200,94 @@ fn an_id_two_renewals_old_is_reuse_at_once() {
     let store = store(&kv, &journal);
     let sessions = Sessions::new(&store, POLICY);
     run(sessions.create(id(1), &data(), None, None, None, T0)).unwrap();
-    run(sessions.renew(&id(1), id(2), T0)).unwrap();
-    run(sessions.renew(&id(2), id(3), T0 + S)).unwrap();
+    let second = run(sessions.renew(&id(1), id(2), T0)).unwrap().id;
+    let third = run(sessions.renew(&second, id(3), T0 + S)).unwrap().id;
     taken(&journal);
     let err = run(sessions.get(&id(1), T0 + 2 * S)).unwrap_err();
     assert!(matches!(err, Error::Reused(_)), "{err:?}");
     assert!(
-        run(sessions.get(&id(3), T0 + 2 * S)).is_err(),
+        run(sessions.get(&third, T0 + 2 * S)).is_err(),
         "the end of the chain ended"
     );
-    assert_eq!(taken(&journal), [event("revoked", "reuse", 3)]);
+    assert_eq!(
+        taken_handles(&journal),
+        [event_of("revoked", "reuse", &third)]
+    );
+}
+
+/// Whoever holds the newest id cannot outrun detection by renewing often: the first id of a
+/// chain of 20, presented after its window, ends the session at the end, with the same answer,
+/// event and log line as one renewal away.
+#[test]
+fn reuse_ends_the_end_of_a_chain_of_any_length() {
+    let (kv, journal) = (MemoryKv::default(), Rc::new(Journal::default()));
+    let index = KvIndex::new(&kv, true);
+    let store = store(&kv, &journal);
+    let sessions = Sessions::new(&store, POLICY).indexed(&index, 100);
+    run(sessions.create(id(1), &data(), None, Some(ada()), None, T0)).unwrap();
+    let mut chain = vec![id(1)];
+    for n in 1..=20 {
+        let last = chain[chain.len() - 1];
+        let renewed = run(sessions.renew(&last, id(n + 1), T0 + u64::from(n) * S)).unwrap();
+        assert!(!chain.contains(&renewed.id));
+        chain.push(renewed.id);
+    }
+    let end = chain[20];
+    taken(&journal);
+    let err = run(sessions.get(&id(1), T0 + 60 * S)).unwrap_err();
+    assert!(matches!(err, Error::Reused(_)), "{err:?}");
+    assert_eq!(err.status(), 404);
+    let cause = err.log_cause().unwrap();
+    assert_eq!(
+        cause,
+        format!(
+            "reuse: a renewed id was presented after its window; session {} ended",
+            Handle::of(&end)
+        )
+    );
+    assert!(matches!(
+        run(sessions.get(&end, T0 + 60 * S)),
+        Err(Error::SessionNotFound)
+    ));
+    assert_eq!(
+        taken_handles(&journal),
+        [event_of("revoked", "reuse", &end)]
+    );
+    assert!(run(index.members(&ada())).unwrap().is_empty());
+}
+
+/// KV's metadata marks a renewed id's record for readers without the id. The mark is not
+/// sealed: a renewed id's record unmarked (listed, ended by revocations as a session) or a
+/// session marked (skipped by listings, revocations and the bound) is not one this worker
+/// wrote, and reads as not found, with an integrity line.
+#[test]
+fn a_retired_mark_that_disagrees_with_the_record_reads_as_not_found() {
+    let (kv, journal) = (MemoryKv::default(), Rc::new(Journal::default()));
+    let store = store(&kv, &journal);
+    let sessions = Sessions::new(&store, POLICY);
+    run(sessions.create(id(1), &data(), None, None, None, T0)).unwrap();
+    let successor = run(sessions.renew(&id(1), id(2), T0)).unwrap().id;
+    let rewrite = |id: &SessionId, change: &dyn Fn(String) -> String| {
+        let key = StorageKey::of(id).name();
+        let mut entries = kv.entries.borrow_mut();
+        let entry = entries.get_mut(&key).unwrap();
+        entry.1 = Some(change(entry.1.take().unwrap()));
+    };
+    rewrite(&successor, &|meta| meta.replace('}', r#","retired":1}"#));
+    let err = run(sessions.get(&successor, T0 + S)).unwrap_err();
+    assert_eq!(err.code(), "session_not_found");
+    assert!(
+        err.log_cause().unwrap().contains("marked other than"),
+        "{err:?}"
+    );
+    rewrite(&successor, &|meta| meta.replace(r#","retired":1}"#, "}"));
+    assert!(run(sessions.get(&successor, T0 + S)).is_ok());
+    rewrite(&id(1), &|meta| meta.replace(r#","retired":1}"#, "}"));
+    let err = run(sessions.get(&id(1), T0 + S)).unwrap_err();
+    assert!(
+        err.log_cause().unwrap().contains("marked other than"),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -151,12 +300,12 @@ fn a_window_of_zero_ends_the_old_id_at_once_and_keeps_watch() {
     };
     let sessions = Sessions::new(&store, POLICY).renewing(none);
     run(sessions.create(id(1), &data(), None, None, None, T0)).unwrap();
-    run(sessions.renew(&id(1), id(2), T0)).unwrap();
+    let successor = run(sessions.renew(&id(1), id(2), T0)).unwrap().id;
     assert!(matches!(
         run(sessions.get(&id(1), T0)),
         Err(Error::SessionNotFound)
     ));
-    assert!(run(sessions.get(&id(2), T0)).is_ok());
+    assert!(run(sessions.get(&successor, T0)).is_ok());
 }
 
 #[test]
@@ -179,10 +328,10 @@ fn a_delete_with_the_old_id_deletes_the_successor() {
     let store = store(&kv, &journal);
     let sessions = Sessions::new(&store, POLICY);
     run(sessions.create(id(1), &data(), None, None, None, T0)).unwrap();
-    run(sessions.renew(&id(1), id(2), T0)).unwrap();
+    let successor = run(sessions.renew(&id(1), id(2), T0)).unwrap().id;
     run(sessions.delete(&id(1), None, T0 + S)).unwrap();
     assert!(matches!(
-        run(sessions.get(&id(2), T0 + S)),
+        run(sessions.get(&successor, T0 + S)),
         Err(Error::SessionNotFound)
     ));
     // Deleting again is a delete of nothing.
@@ -214,13 +363,26 @@ fn sessions_created_before_the_cut_off_are_gone_everywhere() {
         taken(&journal),
         [1, 2, 3].map(|n| event("revoked", "global", n))
     );
-    // Met again later, the same fact: dated at the cut-off, so its `eventId` is the same.
-    let dated = |now| {
-        run(sessions.get(&id(1), now)).unwrap_err();
-        let at = |e: &serde_json::Value| assert_eq!(e["at"], rfc3339(T0 + S));
-        fixtures::taken(&journal, at);
-    };
-    dated(T0 + 5 * S);
+    // Deleted where it was met, as in strong mode: unsetting the cut-off brings none back.
+    for n in 1..=3 {
+        assert_eq!(kv.bytes(&StorageKey::of(&id(n)).name()), None);
+        let uncut = Sessions::new(&store, POLICY);
+        assert!(matches!(
+            run(uncut.get(&id(n), T0 + 2 * S)),
+            Err(Error::SessionNotFound)
+        ));
+    }
+    // A location that still holds one in its cache tells the same fact: dated at the cut-off,
+    // so its `eventId` is the same.
+    let stale = Sessions::new(&store, POLICY).indexed(&index, 100);
+    run(stale.create(id(5), &data(), None, Some(ada()), None, T0)).unwrap();
+    taken(&journal);
+    run(sessions.get(&id(5), T0 + 5 * S)).unwrap_err();
+    let at = |e: &serde_json::Value| assert_eq!(e["at"], rfc3339(T0 + S));
+    assert_eq!(
+        fixtures::taken(&journal, at),
+        [event("revoked", "global", 5)]
+    );
     let subjects = crate::service::subjects::Subjects::new(&index, &store, cut);
     assert!(run(subjects.live(&ada(), T0 + 2 * S)).unwrap().is_empty());
     run(sessions.create(id(4), &data(), None, Some(ada()), None, T0 + 2 * S)).unwrap();

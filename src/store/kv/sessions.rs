@@ -12,7 +12,7 @@ use crate::domain::id::SessionId;
 use crate::domain::renewal::Retirement;
 use crate::domain::session::Meta;
 use crate::store::events::Journal;
-use crate::store::seal::{Aead, Sealer, WebCrypto};
+use crate::store::seal::{successor_seed, Aead, Sealer, WebCrypto};
 use crate::store::{
     Expect, KeyValue, MetaAt, Outcome, Record, SessionRef, SessionStore, Stored, BULK_KEYS,
 };
@@ -34,18 +34,25 @@ fn retired_metadata(meta: &Meta) -> String {
     json
 }
 
+/// Whether an entry's metadata marks a renewed id's record. Readers with the id check the mark
+/// against the sealed record ([`KvSessions::load`]); readers without one take it as it is.
+fn is_marked_retired(metadata: &str) -> bool {
+    metadata.ends_with(RETIRED)
+}
+
 /// The lifecycle of a session in an entry's metadata, to a reader without its id: a renewed
 /// id's record is no session to list or end.
 fn listable(metadata: Option<String>) -> Option<Meta> {
     metadata
-        .filter(|metadata| !metadata.ends_with(RETIRED))
+        .filter(|metadata| !is_marked_retired(metadata))
         .and_then(|metadata| Meta::from_json(&metadata))
 }
 
 /// Where a request found a session, so that its write goes where it should.
 enum Found {
-    /// Under its storage key, sealed.
-    Sealed,
+    /// Under its storage key, sealed; with the seed of its renewal's successor, for a session
+    /// record of this version's formats (see [`successor_seed`]).
+    Sealed(Option<[u8; 32]>),
     /// Under its bare id, as stored before keys were hashed: the next write moves it.
     Legacy,
 }
@@ -112,7 +119,7 @@ impl<K: KeyValue, A: Aead> KvSessions<K, A> {
         self.kv
             .put(&key.name(), sealed, Some(metadata), ttl)
             .await?;
-        self.remember(id, Found::Sealed);
+        self.remember(id, Found::Sealed(None));
         if moving {
             // The sealed copy is written and found first from now on; an old entry left by a
             // failed delete is never read again and ends with its KV expiry.
@@ -142,12 +149,24 @@ impl<K: KeyValue, A: Aead> SessionStore for KvSessions<K, A> {
     async fn load(&self, id: &SessionId) -> Result<Option<Stored>, Error> {
         let key = StorageKey::of(id);
         if let Some((bytes, metadata)) = self.kv.get_bytes(&key.name()).await? {
+            let seed = successor_seed(&WrapKey::of(id), &bytes);
+            let marked = metadata.as_deref().is_some_and(is_marked_retired);
             let beside = readable(metadata);
             let opened = self
                 .sealer
                 .open_session(id, &key, &bytes, beside, self.serve_legacy);
-            self.remember(id, Found::Sealed);
-            return Ok(Some(opened.await?));
+            let stored = opened.await?;
+            // The mark is not sealed, and readers without the id (listings, revocations, the
+            // per-subject bound) trust it: a session marked retired, or a retirement unmarked,
+            // was not written by this worker.
+            if marked != matches!(stored, Stored::Retired(..)) {
+                return Err(Error::Unreadable(format!(
+                    "integrity: session {} is marked other than its sealed record",
+                    id.short()
+                )));
+            }
+            self.remember(id, Found::Sealed(seed));
+            return Ok(Some(stored));
         }
         // Only UUIDs were ever stored under their bare id.
         if !self.serve_legacy || !id.is_uuid() {
@@ -275,6 +294,19 @@ impl<K: KeyValue, A: Aead> SessionStore for KvSessions<K, A> {
         }
         self.record(event);
         Ok(true)
+    }
+
+    /// KV cannot make two renewals of one id take turns: each that read the same sealed record
+    /// moves the session to the same successor, derived from it ([`successor_seed`]), so
+    /// parallel renewals (a browser's parallel requests, a middleware renewing per request)
+    /// converge on one session instead of forking it. A session this request read in no such
+    /// record (the old worker's) takes `proposed`.
+    fn successor(&self, id: &SessionId, proposed: SessionId) -> SessionId {
+        let memo = self.found.borrow();
+        match memo.iter().find(|(known, _)| known == id) {
+            Some((_, Found::Sealed(Some(seed)))) => SessionId::like_from_seed(&proposed, *seed),
+            _ => proposed,
+        }
     }
 
     fn records_events(&self) -> bool {
