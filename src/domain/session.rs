@@ -175,15 +175,18 @@ impl Meta {
         now < self.expires_at
     }
 
-    /// Whether this lifecycle is one the rules could have made by `now`: created no later than
-    /// now (give or take [`CLOCK_SKEW_MS`] between isolates), renewed no earlier than created,
-    /// and ending no later than its creation plus the absolute lifetime in force. A record
-    /// sealed by someone who knows an id (sealing needs no secret: see the README's Security
-    /// section) is held to it too, so none lives past `createdAt` + the lifetime.
+    /// Whether this lifecycle is one the rules could have made by `now`: created, last written
+    /// and last authenticated no later than now (give or take [`CLOCK_SKEW_MS`] between
+    /// isolates), written no earlier than created, authenticated no later than written, and
+    /// ending no later than its creation plus the absolute lifetime in force. A record sealed by
+    /// someone who knows an id (sealing needs no secret: see the README's Security section), or
+    /// a lifecycle kept beside an `s1` record, is held to it too, so none lives past
+    /// `createdAt` + the lifetime, nor claims an activity or an authentication yet to come.
     pub fn within_rules(&self, now: Millis, policy: Policy) -> bool {
-        self.created_at <= now.saturating_add(CLOCK_SKEW_MS)
-            && self.created_at <= self.updated_at
+        let latest = now.saturating_add(CLOCK_SKEW_MS);
+        self.created_at <= self.updated_at
             && self.auth.at <= self.updated_at
+            && self.updated_at <= latest
             && self.expires_at <= self.latest_end(policy)
     }
 
@@ -321,6 +324,29 @@ mod tests {
             ..meta
         };
         assert!(!backwards.within_rules(T0, POLICY));
+        // Written, or authenticated, later than now: what only a store writer could claim.
+        let ahead = Meta {
+            updated_at: T0 + 3600 * S,
+            ..meta
+        };
+        assert!(!ahead.within_rules(T0, POLICY), "written in the future");
+        assert!(ahead.within_rules(T0 + 3600 * S, POLICY));
+        let stepped_up = Meta {
+            auth: Auth {
+                at: T0 + 3600 * S,
+                level: Level::of(3).unwrap(),
+            },
+            ..ahead
+        };
+        assert!(
+            !stepped_up.within_rules(T0, POLICY),
+            "authenticated in the future"
+        );
+        assert!(!Meta {
+            auth: stepped_up.auth,
+            ..meta
+        }
+        .within_rules(T0 + 3600 * S, POLICY));
     }
 
     #[test]

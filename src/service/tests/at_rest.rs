@@ -2,6 +2,7 @@
 //! at rest or in a listing, values that do not open when altered or moved, and every older form
 //! of a session still served and moved on its first write. On KV, as the worker keeps it.
 
+use crate::domain::auth::{Auth, Level};
 use crate::domain::derive::{Handle, StorageKey};
 use crate::domain::error::Error;
 use crate::domain::id::SessionId;
@@ -258,6 +259,8 @@ fn a_lifecycle_altered_beside_the_seal_reads_as_not_found() {
             .to_json(),
         ),
         Some(Meta { version: 0, ..meta }.to_json()),
+        // Marked as a renewed id's record, which readers without the id skip.
+        Some(meta.to_json().replace('}', r#","retired":1}"#)),
         Some("{}".into()),
         None,
     ];
@@ -351,12 +354,31 @@ fn a_record_of_the_version_before_is_read_with_its_metadata_then_sealed_anew() {
         "session_not_found",
         "earlier formats off"
     );
+    // Nothing of its lifecycle is sealed: its authentication is unknown, whatever is beside
+    // it, so no metadata can make it fresher or stronger, now or once it is sealed anew.
+    let unknown = Meta {
+        auth: Auth::UNKNOWN,
+        ..meta
+    };
     let session = with(&kv, true, |s| run(s.get(&old, T0 + S))).unwrap();
     assert_eq!(
         (session.data.as_str(), session.meta),
-        (r#"{"pinned":"s1"}"#, meta)
+        (r#"{"pinned":"s1"}"#, unknown)
     );
+    let stepped_up = Meta {
+        auth: Auth {
+            at: T0 + S,
+            level: Level::of(3).unwrap(),
+        },
+        updated_at: T0 + S,
+        ..meta
+    };
+    put(Some(stepped_up.to_json()));
+    let session = with(&kv, true, |s| run(s.get(&old, T0 + S))).unwrap();
+    assert_eq!(session.meta.auth, Auth::UNKNOWN);
     with(&kv, true, |s| run(s.touch(&old, T0 + 100 * S))).unwrap();
+    let sealed = with(&kv, true, |s| run(s.get(&old, T0 + 101 * S))).unwrap();
+    assert_eq!(sealed.meta.auth, Auth::UNKNOWN, "sealed as unknown");
     assert!(kv.bytes(&key).unwrap().starts_with(b"s3"), "sealed anew");
     let session = with(&kv, false, |s| run(s.get(&old, T0 + 101 * S))).unwrap();
     assert_eq!(session.data, r#"{"pinned":"s1"}"#);
