@@ -219,8 +219,8 @@ mod tests {
         for key in [Some(&b"secret"[..]), None] {
             let ada = DeviceKey::of(b"ada@example.com", key);
             for crafted in [
-                &b"session-state/v1/device\0ada@example.com"[..],
-                b"session-state/v2/device-keyada@example.com",
+                &b"x-session-state/v1/device\0ada@example.com"[..],
+                b"x-session-state/v2/device-keyada@example.com",
                 b"ada@example.com",
             ] {
                 let hash = *Subject::new(crafted, key).unwrap().bytes();
@@ -230,11 +230,14 @@ mod tests {
         let key = Some(&b"secret"[..]);
         let crafted = b"session-state/v1/device\0ada@example.com";
         let legacy = DeviceKey::of(b"ada@example.com", key).legacy;
+        // The earlier derivation had the flaw: the subject `label ‖ s` hashed to the earlier
+        // device key of `s`. Such a subject is refused, so it reaches none.
         assert_eq!(
-            *Subject::new(crafted, key).unwrap().bytes(),
+            crate::domain::digest::hmac_sha256(b"secret", crafted),
             legacy,
-            "the earlier derivation had the flaw: its key must seal nothing new"
+            "the flaw the reserved prefix closes"
         );
+        assert!(Subject::new(crafted, key).is_err());
         assert!(is_reserved_subject_key(DEVICE_SUBKEY_LABEL));
     }
 

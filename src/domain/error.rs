@@ -204,7 +204,9 @@ impl Error {
             Error::InvalidTtl(why) => why.clone(),
             Error::InvalidCacheKey => "A cache key is 1 to 256 bytes of printable ASCII.".into(),
             Error::InvalidSubject => {
-                "A subject is 1 to 256 bytes, percent-encoded in a path or header.".into()
+                "A subject is 1 to 256 bytes, percent-encoded in a path or header, not beginning \
+                 with session-state/."
+                    .into()
             }
             Error::InvalidDevice(why) => (*why).into(),
             Error::InvalidBefore => {

@@ -16,14 +16,22 @@ use crate::domain::percent::percent_decode_lenient;
 /// The longest subject accepted, in bytes.
 pub const MAX_SUBJECT_BYTES: usize = 256;
 
+/// What no subject may begin with: the labels this service derives keys under begin so. The
+/// version before derived device keys as HMAC under `SUBJECT_KEY` of a label and the subject,
+/// the same function as a subject's hash, so the subject `session-state/v1/device\0` ‖ `s`
+/// would reach the device key of `s`; no subject of this form is taken, so none can.
+pub const RESERVED_PREFIX: &[u8] = b"session-state/";
+
 /// A subject's hash: what indexes and metadata hold.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Subject([u8; 32]);
 
 impl Subject {
-    /// The subject `bytes` (1 to 256 of them), hashed under `key` if there is one.
+    /// The subject `bytes` (1 to 256 of them, not beginning with [`RESERVED_PREFIX`]), hashed
+    /// under `key` if there is one.
     pub fn new(bytes: &[u8], key: Option<&[u8]>) -> Result<Self, Error> {
-        if bytes.is_empty() || bytes.len() > MAX_SUBJECT_BYTES {
+        if bytes.is_empty() || bytes.len() > MAX_SUBJECT_BYTES || bytes.starts_with(RESERVED_PREFIX)
+        {
             return Err(Error::InvalidSubject);
         }
         Ok(Self(match key {
@@ -84,6 +92,20 @@ mod tests {
             Subject::from_encoded("", None),
             Err(Error::InvalidSubject)
         ));
+        // The labels' prefix, however it arrives: the earlier device key of `ada` is not
+        // reachable as a subject.
+        for reserved in [
+            "session-state/v1/device%00ada",
+            "session-state%2Fx",
+            "session-state/",
+        ] {
+            assert!(matches!(
+                Subject::from_encoded(reserved, Some(b"k")),
+                Err(Error::InvalidSubject)
+            ));
+        }
+        assert!(Subject::new(b"session-state", None).is_ok());
+        assert!(Subject::new(b"x/session-state/", None).is_ok());
         let literal = Subject::new(b"%zz", None).unwrap();
         assert_eq!(
             Subject::from_encoded("%zz", None).unwrap(),
