@@ -108,16 +108,24 @@ async fn serve(
     now: Millis,
     journal: Option<Rc<Journal>>,
 ) -> Result<Reply, Error> {
-    // Authentication first: a caller without the token learns nothing of the other settings.
+    // Authentication first: a caller without the token learns nothing of the other settings,
+    // not even on the one open route: there a configuration it cannot read is a bare 500, and
+    // only the log says which variable is wrong.
+    let mut admitted = true;
     if let Some(token) = settings::token(env)? {
         let open = matched
             .as_ref()
             .is_some_and(|(route, _)| route.pattern == "/health");
-        if !open && !token.admits(req.head.authorization.as_deref()) {
+        admitted = token.admits(req.head.authorization.as_deref());
+        if !open && !admitted {
             return Err(Error::Unauthorized);
         }
     }
-    let config = config?;
+    let checked = config.and_then(|config| Ok(config.check_at(now).map(|()| config)?));
+    let config = checked.map_err(|err| match admitted {
+        true => err,
+        false => Error::Internal(err.log_cause().unwrap_or_default()),
+    })?;
     let (route, param) = matched.ok_or(Error::NotFound)?;
     let here = Here {
         env,

@@ -7,9 +7,9 @@ use crate::domain::derive::is_reserved_subject_key;
 use crate::domain::error::ConfigError;
 use crate::domain::id::IdFormat;
 use crate::domain::renewal::{Renewal, DEFAULT_GRACE_SECONDS, MAX_GRACE_SECONDS};
-use crate::domain::session::Policy;
 use crate::domain::session::MS_PER_SECOND;
-use crate::domain::time::{parse_rfc3339, Millis};
+use crate::domain::session::{Policy, CLOCK_SKEW_MS};
+use crate::domain::time::{parse_rfc3339, rfc3339, Millis};
 
 pub const SESSION_TTL_SECONDS: &str = "SESSION_TTL_SECONDS";
 pub const SESSION_MAX_LIFETIME_SECONDS: &str = "SESSION_MAX_LIFETIME_SECONDS";
@@ -135,6 +135,24 @@ pub struct Config {
 }
 
 impl Config {
+    /// What can only be judged against the clock, checked on every request (`now`): a
+    /// `SESSIONS_NOT_BEFORE` later than now, give or take [`CLOCK_SKEW_MS`], would end every
+    /// session created from now until then, each answered `201` and `404` the moment after.
+    pub fn check_at(&self, now: Millis) -> Result<(), ConfigError> {
+        match self.policy.not_before {
+            Some(not_before) if not_before > now.saturating_add(CLOCK_SKEW_MS) => {
+                Err(ConfigError {
+                    variable: SESSIONS_NOT_BEFORE,
+                    reason: format!(
+                        "is later than now ({}): set it to the time the incident was found",
+                        rfc3339(not_before)
+                    ),
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Builds the settings from raw values, as `lookup(name)` returns them (`None` when unset).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let idle_ttl = whole_number(&lookup, SESSION_TTL_SECONDS, DEFAULT_TTL, MAX_LIFETIME)?;
@@ -469,6 +487,20 @@ mod tests {
         assert_eq!(set.policy.not_before, Some(1_796_457_600_000));
         let err = config(&[(SESSIONS_NOT_BEFORE, "yesterday")]).unwrap_err();
         assert_eq!(err.variable, SESSIONS_NOT_BEFORE);
+    }
+
+    /// A cut-off in the future would answer every `/create` with a session already ended.
+    #[test]
+    fn sessions_not_before_later_than_now_is_refused_on_every_request() {
+        let set = config(&[(SESSIONS_NOT_BEFORE, "2026-12-05T08:00:00Z")]).unwrap();
+        let at = 1_796_457_600_000;
+        assert_eq!(set.check_at(at), Ok(()));
+        assert_eq!(set.check_at(at + 1), Ok(()));
+        assert_eq!(set.check_at(at - CLOCK_SKEW_MS), Ok(()), "within the skew");
+        let err = set.check_at(at - CLOCK_SKEW_MS - 1).unwrap_err();
+        assert_eq!(err.variable, SESSIONS_NOT_BEFORE);
+        assert!(err.reason.contains("2026-12-05T08:00:00"), "{}", err.reason);
+        assert_eq!(config(&[]).unwrap().check_at(0), Ok(()));
     }
 
     #[test]

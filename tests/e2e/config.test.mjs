@@ -49,4 +49,19 @@ describe('an invalid variable behind API_TOKEN', () => {
     const problem = await expectProblem(assert, response, 500, 'invalid_configuration');
     assert.match(problem.detail, /SESSION_TTL_SECONDS/);
   });
+
+  test('/health, open without the token, is a bare 500 without it: no variable, no value', async () => {
+    for (const headers of [{}, { authorization: 'Bearer wrong' }]) {
+      const response = await fetch(`${worker.url}/health`, { headers });
+      const problem = await expectProblem(assert, response, 500, 'internal_error');
+      assert.equal(problem.detail, 'The service met an unexpected error.');
+      assert.doesNotMatch(JSON.stringify(problem), /SESSION_TTL_SECONDS|abc|configur/i);
+    }
+    const response = await fetch(`${worker.url}/health`, { headers: { authorization: `Bearer ${TOKEN}` } });
+    const problem = await expectProblem(assert, response, 500, 'invalid_configuration');
+    assert.match(problem.detail, /SESSION_TTL_SECONDS/);
+    // The log still says which variable is wrong.
+    const lines = await worker.consoleLines();
+    assert.ok(lines.some((l) => l.includes('"route":"/health"') && l.includes('invalid configuration: SESSION_TTL_SECONDS')), lines.join('\n'));
+  });
 });
