@@ -532,9 +532,15 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
             .await
     }
 
-    /// Writes the session `current` of `id` under `new_id` (listed in its place, with the same
-    /// device), then ends or retires it under `id`; undone if that fails (see
+    /// Writes the session `current` of `id` under `new_id`, lists it in its place (with the same
+    /// device), then ends or retires it under `id`; undone if any of that fails (see
     /// [`Sessions::rotate`]).
+    ///
+    /// The order is what makes a move racing a revocation exact: the new session exists before
+    /// it is listed, so a revocation that lists it ends it; and it is listed `Like` the entry it
+    /// moves from, which the index refuses once a revocation has taken that entry
+    /// ([`SubjectIndex::take`]): the move is undone and answered `404`, and the revocation ends
+    /// the old id once this object is free (strong mode), or has already (KV).
     async fn move_to(
         &self,
         id: &SessionId,
@@ -545,17 +551,6 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
     ) -> Result<Meta, Error> {
         let meta = current.meta.written(now, self.policy);
         let data = current.data.as_bytes();
-        let index = self.index.map(|(index, _)| index);
-        let listed = meta.subject.as_ref().zip(index);
-        if let Some((subject, index)) = listed {
-            let entry = NewEntry {
-                key: EntryKey::of(new_id, meta.created_at),
-                until: meta.latest_end(self.policy),
-                activity: Activity::of(&meta),
-                device: DeviceInfo::Like(Handle::of(id)),
-            };
-            index.add(subject, &entry, now).await?;
-        }
         let saved = self
             .store
             .save(&new_id, data, &meta, Expect::Absent, None)
@@ -565,6 +560,24 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
                 "new session id {} is taken",
                 new_id.short()
             )));
+        }
+        let what = match leaving {
+            Leaving::Removed => "rotation",
+            Leaving::Retired => "renewal",
+        };
+        let index = self.index.map(|(index, _)| index);
+        let listed = meta.subject.as_ref().zip(index);
+        let old_entry = EntryKey::of(*id, meta.created_at);
+        if let Some((subject, index)) = listed {
+            let entry = NewEntry {
+                key: EntryKey::of(new_id, meta.created_at),
+                until: meta.latest_end(self.policy),
+                activity: Activity::of(&meta),
+                device: DeviceInfo::Like(old_entry),
+            };
+            if let Err(err) = index.add(subject, &entry, now).await {
+                return Err(self.undo(what, id, &new_id, err).await);
+            }
         }
         let expect = Expect::Version(current.meta.version);
         let from = Handle::of(id);
@@ -593,27 +606,34 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
             Ok(Outcome::Written) => {
                 if let Some((subject, index)) = listed {
                     // Left behind on failure, the old entry is cleaned up when met.
-                    let _ = index
-                        .remove(subject, &EntryKey::of(*id, meta.created_at))
-                        .await;
+                    let _ = index.remove(subject, &old_entry).await;
                 }
                 return Ok(meta);
             }
             Ok(Outcome::Conflict) => lost_races(),
             Err(err) => err,
         };
-        let what = match leaving {
-            Leaving::Removed => "rotation",
-            Leaving::Retired => "renewal",
-        };
-        match self.store.remove(&new_id, Expect::Any, None).await {
-            Ok(_) => Err(failure),
-            Err(undo) => Err(failure.with_cause(format!(
+        if let Some((subject, index)) = listed {
+            // Left behind on failure, the new entry is cleaned up when met: its session is gone.
+            let _ = index
+                .remove(subject, &EntryKey::of(new_id, meta.created_at))
+                .await;
+        }
+        Err(self.undo(what, id, &new_id, failure).await)
+    }
+
+    /// Removes the copy a failed move (`what`) of `id` wrote under `new_id`, and answers
+    /// `failure`. The new id was never disclosed: should the removal fail too, nobody can use the
+    /// copy; it expires with the session, and the failure is logged.
+    async fn undo(&self, what: &str, id: &SessionId, new_id: &SessionId, failure: Error) -> Error {
+        match self.store.remove(new_id, Expect::Any, None).await {
+            Ok(_) => failure,
+            Err(undo) => failure.with_cause(format!(
                 "{what} of {} left an unused copy under {}: {}",
                 id.short(),
                 new_id.short(),
                 undo.log_cause().unwrap_or_default()
-            ))),
+            )),
         }
     }
 

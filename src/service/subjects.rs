@@ -22,7 +22,7 @@ use crate::store::durable::protocol::store::Peers;
 use crate::store::durable::storage::DoStorage;
 use crate::store::kv::{Kv, KvIndex, KvSessions};
 use crate::store::{
-    Activity, DeviceInfo, Entry, EntryKey, NewEntry, SessionRef, SessionStore, SubjectIndex,
+    Activity, Choice, DeviceInfo, Entry, EntryKey, NewEntry, SessionRef, SessionStore, SubjectIndex,
 };
 use futures_util::future::join_all;
 
@@ -75,13 +75,43 @@ impl<'a, I: SubjectIndex, S: SessionStore> Subjects<'a, I, S> {
         now: Millis,
         exact: bool,
     ) -> Result<Vec<LiveEntry>, Error> {
+        let judged = self.judge(subject, entries, now, exact).await?;
+        // Cleaning up is a courtesy to the next reader: a failure here fails nothing. So is
+        // rewriting an entry that names its session by id, once the session is under its key,
+        // and telling an index that keeps lifecycles what was read.
+        let gone = judged
+            .gone
+            .iter()
+            .map(|member| self.index.remove(subject, member));
+        join_all(gone).await;
+        let upgrades = judged.moved.iter().map(|(member, until, activity)| {
+            self.index.upgrade(subject, member, *until, *activity, now)
+        });
+        join_all(upgrades).await;
+        let reports = judged
+            .heard
+            .iter()
+            .map(|(handle, activity)| self.index.report(subject, handle, *activity));
+        join_all(reports).await;
+        Ok(judged.live)
+    }
+
+    /// Which of `entries` name a live session of `subject`, and what the index should learn of
+    /// the rest; reads, and writes nothing (a revocation judges entries it has taken out).
+    async fn judge(
+        &self,
+        subject: &Subject,
+        entries: Vec<Entry>,
+        now: Millis,
+        exact: bool,
+    ) -> Result<Judged, Error> {
         let (vouched, unsure): (Vec<Entry>, Vec<Entry>) = entries.into_iter().partition(|entry| {
             !exact
                 && entry
                     .activity
                     .is_some_and(|activity| now < activity.expires_at)
         });
-        let mut live: Vec<LiveEntry> = vouched
+        let live = vouched
             .into_iter()
             .filter_map(|entry| {
                 let activity = entry.activity?;
@@ -94,25 +124,28 @@ impl<'a, I: SubjectIndex, S: SessionStore> Subjects<'a, I, S> {
                 })
             })
             .collect();
+        let mut judged = Judged {
+            live,
+            ..Judged::default()
+        };
         if unsure.is_empty() {
-            return Ok(live);
+            return Ok(judged);
         }
         let refs: Vec<SessionRef> = unsure.iter().map(|entry| entry.key.at).collect();
         let metas = self.sessions.metas_at(&refs).await?;
-        let mut gone = Vec::new();
-        let mut moved = Vec::new();
-        let mut heard = Vec::new();
         for (entry, meta) in unsure.into_iter().zip(metas) {
             let member = entry.key;
             match meta {
                 Ok(Some((meta, at))) if meta.is_alive(now) && meta.subject == Some(*subject) => {
                     let activity = Activity::of(&meta);
                     if at != member.at {
-                        moved.push((member, meta.latest_end(self.policy), activity));
+                        judged
+                            .moved
+                            .push((member, meta.latest_end(self.policy), activity));
                     } else if entry.activity != Some(activity) {
-                        heard.push((member.handle, activity));
+                        judged.heard.push((member.handle, activity));
                     }
-                    live.push(LiveEntry {
+                    judged.live.push(LiveEntry {
                         key: EntryKey {
                             at,
                             created_at: meta.created_at,
@@ -130,32 +163,21 @@ impl<'a, I: SubjectIndex, S: SessionStore> Subjects<'a, I, S> {
                         let event = Event::expired(&meta, self.policy, member.handle);
                         self.sessions.observed(&event);
                     }
-                    gone.push(member);
+                    judged.gone.push(member);
                 }
                 // A session that does not open is gone for the caller, as for everyone.
-                Ok(_) | Err(Error::Unreadable(_)) => gone.push(member),
+                Ok(_) | Err(Error::Unreadable(_)) => judged.gone.push(member),
                 Err(err) => return Err(err),
             }
         }
-        // Cleaning up is a courtesy to the next reader: a failure here fails nothing. So is
-        // rewriting an entry that names its session by id, once the session is under its key,
-        // and telling an index that keeps lifecycles what was read.
-        join_all(gone.iter().map(|member| self.index.remove(subject, member))).await;
-        let upgrades = moved.iter().map(|(member, until, activity)| {
-            self.index.upgrade(subject, member, *until, *activity, now)
-        });
-        join_all(upgrades).await;
-        let reports = heard
-            .iter()
-            .map(|(handle, activity)| self.index.report(subject, handle, *activity));
-        join_all(reports).await;
-        Ok(live)
+        Ok(judged)
     }
 
     /// Ends every live session of `subject` created before `before` (all, without it) but
-    /// the one listed as `except`, and returns how many it ended. In strong mode each one is
-    /// final everywhere by the time this returns, and only sessions that were there to end are
-    /// counted.
+    /// the one listed as `except`, and returns how many it ended. Their entries are taken out
+    /// of the index first ([`SubjectIndex::take`]), so a session that moves to a new id
+    /// meanwhile is ended too. In strong mode each one is final everywhere by the time this
+    /// returns, and only sessions that were there to end are counted.
     pub async fn revoke(
         &self,
         subject: &Subject,
@@ -163,37 +185,50 @@ impl<'a, I: SubjectIndex, S: SessionStore> Subjects<'a, I, S> {
         before: Option<Millis>,
         now: Millis,
     ) -> Result<usize, Error> {
-        let live = self.live(subject, now).await?;
-        let ending: Vec<&LiveEntry> = live
-            .iter()
-            .filter(|l| Some(l.key.handle) != except)
-            .filter(|l| before.is_none_or(|before| l.key.created_at < before))
-            .collect();
+        let taken = self
+            .index
+            .take(subject, &Choice::All { except, before })
+            .await?;
         let why = Revocation::of(except.is_some(), before.is_some());
-        self.end(subject, &ending, why, now).await
+        self.end_taken(subject, taken, why, now).await
     }
 
-    /// Ends the live session of `subject` listed as `handle`: `SessionNotFound` when none is,
-    /// so a handle of another subject's session ends nothing.
+    /// Ends the live session of `subject` listed as `handle` (and where it moved meanwhile):
+    /// `SessionNotFound` when none is, so a handle of another subject's session ends nothing.
     pub async fn revoke_one(
         &self,
         subject: &Subject,
         handle: &Handle,
         now: Millis,
     ) -> Result<(), Error> {
-        let live = self.live(subject, now).await?;
-        let listed = live.iter().find(|l| l.key.handle == *handle);
-        let listed = listed.ok_or(Error::SessionNotFound)?;
-        match self.end(subject, &[listed], Revocation::One, now).await? {
+        let handles = [*handle];
+        let taken = self.index.take(subject, &Choice::Handles(&handles)).await?;
+        match self.end_taken(subject, taken, Revocation::One, now).await? {
             0 => Err(Error::SessionNotFound),
             _ => Ok(()),
         }
     }
 
-    /// Ends the sessions `listed`, all at once, removes their entries, and counts the sessions
-    /// that were there to end. Each end commits its `revoked` event, for `why`, where the
-    /// session's store keeps events (it is built either way: the store decides, and strong
-    /// mode's stores are the sessions' objects).
+    /// Ends the sessions of the entries a revocation took out of the index: the live ones
+    /// (not those `SESSIONS_NOT_BEFORE` ended already), counted.
+    async fn end_taken(
+        &self,
+        subject: &Subject,
+        taken: Vec<Entry>,
+        why: Revocation,
+        now: Millis,
+    ) -> Result<usize, Error> {
+        let mut live = self.judge(subject, taken, now, false).await?.live;
+        live.retain(|entry| !self.policy.cut_off(Some(entry.key.created_at)));
+        let ending: Vec<&LiveEntry> = live.iter().collect();
+        self.end(subject, &ending, why, now).await
+    }
+
+    /// Ends the sessions `listed`, whose entries were taken out of the index, all at once, and
+    /// counts the sessions that were there to end. Each end commits its `revoked` event, for
+    /// `why`, where the session's store keeps events (it is built either way: the store
+    /// decides, and strong mode's stores are the sessions' objects). A session that could not
+    /// be ended is listed again, so that the revocation can be tried again.
     async fn end(
         &self,
         subject: &Subject,
@@ -201,19 +236,49 @@ impl<'a, I: SubjectIndex, S: SessionStore> Subjects<'a, I, S> {
         why: Revocation,
         now: Millis,
     ) -> Result<usize, Error> {
-        let end = |member: EntryKey| async move {
-            let kind = Kind::Revoked(why);
-            let event = Event::new(kind, now, member.handle, Some(subject), None);
-            let held = self.sessions.remove_at(&member.at, Some(&event)).await?;
-            self.index.remove(subject, &member).await?;
-            Ok::<bool, Error>(held)
-        };
-        let ended = join_all(listed.iter().map(|listed| end(listed.key))).await;
+        let ended = join_all(
+            listed
+                .iter()
+                .map(|listed| self.end_one(subject, listed, why, now)),
+        )
+        .await;
         let mut count = 0;
         for held in ended {
             count += usize::from(held?);
         }
         Ok(count)
+    }
+
+    /// Ends the session of one entry taken out of the index: whether it was there to end. On
+    /// failure its entry goes back, with all it listed.
+    async fn end_one(
+        &self,
+        subject: &Subject,
+        listed: &LiveEntry,
+        why: Revocation,
+        now: Millis,
+    ) -> Result<bool, Error> {
+        let member = listed.key;
+        let event = Event::new(Kind::Revoked(why), now, member.handle, Some(subject), None);
+        let failure = match self.sessions.remove_at(&member.at, Some(&event)).await {
+            Ok(held) => return Ok(held),
+            Err(err) => err,
+        };
+        let entry = NewEntry {
+            key: member,
+            until: self.policy.latest_end(member.created_at),
+            activity: Activity {
+                updated_at: listed.updated_at,
+                expires_at: listed.expires_at,
+                auth: listed.auth,
+            },
+            device: listed
+                .device
+                .as_deref()
+                .map_or(DeviceInfo::None, DeviceInfo::Sealed),
+        };
+        let _ = self.index.add(subject, &entry, now).await;
+        Err(failure)
     }
 
     /// Writes the entries of `listed` again, each with its device info as `devices` gives it
@@ -258,11 +323,22 @@ impl<'a, I: SubjectIndex, S: SessionStore> Subjects<'a, I, S> {
         }
         sort(&mut live, |a, b| written(a).cmp(&written(b)));
         let excess = live.len() + 1 - max;
-        let ending: Vec<&LiveEntry> = live[..excess].iter().collect();
-        self.end(subject, &ending, Revocation::Limit, now)
+        let handles: Vec<Handle> = live[..excess].iter().map(|l| l.key.handle).collect();
+        let taken = self.index.take(subject, &Choice::Handles(&handles)).await?;
+        self.end_taken(subject, taken, Revocation::Limit, now)
             .await
             .map(drop)
     }
+}
+
+/// What [`Subjects::judge`] found: the live entries, and what the index should learn of the
+/// rest (entries whose session is gone, entries to rewrite by key, lifecycles to note).
+#[derive(Default)]
+struct Judged {
+    live: Vec<LiveEntry>,
+    gone: Vec<EntryKey>,
+    moved: Vec<(EntryKey, Millis, Activity)>,
+    heard: Vec<(Handle, Activity)>,
 }
 
 /// Sorts a listing. Each order is total (handles are unique), so an unstable sort gives the

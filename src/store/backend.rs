@@ -16,8 +16,8 @@ use crate::store::durable::sessions::SqlSessions;
 use crate::store::durable::storage::DoStorage;
 use crate::store::kv::{Kv, KvIndex, KvSessions};
 use crate::store::{
-    Activity, Entry, EntryKey, Expect, MetaAt, NewEntry, Outcome, SessionRef, SessionStore, Stored,
-    SubjectIndex,
+    Activity, Choice, Entry, EntryKey, Expect, MetaAt, NewEntry, Outcome, SessionRef, SessionStore,
+    Stored, SubjectIndex,
 };
 
 /// The store a request's session lives in: KV, in the worker; SQLite, in the session's object.
@@ -51,6 +51,13 @@ impl SubjectIndex for BackendIndex {
         match self {
             BackendIndex::Kv(index) => index.members(subject).await,
             BackendIndex::Durable(index) => index.members(subject).await,
+        }
+    }
+
+    async fn take(&self, subject: &Subject, choice: &Choice<'_>) -> Result<Vec<Entry>, Error> {
+        match self {
+            BackendIndex::Kv(index) => index.take(subject, choice).await,
+            BackendIndex::Durable(index) => index.take(subject, choice).await,
         }
     }
 

@@ -351,8 +351,35 @@ pub enum DeviceInfo<'a> {
     None,
     /// Sealed under the subject's device key (see [`seal::seal_device`]).
     Sealed(&'a [u8]),
-    /// Whatever the entry of `Handle` says: a rotated session keeps its device.
-    Like(Handle),
+    /// Whatever the entry of the session it moved from says (a renewal, rotation or
+    /// reauthentication keeps the device): the new entry's lineage. Refused when that lineage was
+    /// ended (see [`SubjectIndex::add`]).
+    Like(EntryKey),
+}
+
+/// Which entries a revocation takes out of an index ([`SubjectIndex::take`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Choice<'a> {
+    /// Every entry created before `before` (every one, without it), but `except`'s.
+    All {
+        except: Option<Handle>,
+        before: Option<Millis>,
+    },
+    /// The entries of these handles.
+    Handles(&'a [Handle]),
+}
+
+impl Choice<'_> {
+    /// Whether the entry `key` is chosen, by itself (an index that keeps lineages also takes
+    /// what moved from a chosen entry, and keeps what moved from `except`).
+    pub fn picks(&self, key: &EntryKey) -> bool {
+        match self {
+            Choice::All { except, before } => {
+                Some(key.handle) != *except && before.is_none_or(|before| key.created_at < before)
+            }
+            Choice::Handles(handles) => handles.contains(&key.handle),
+        }
+    }
 }
 
 /// A new entry in a subject's index.
@@ -381,6 +408,12 @@ pub struct Entry {
 /// what was added and not removed, with what `seen` told it since. An index may still list a
 /// session that is gone (it ended, or was deleted without its subject being known): callers
 /// check each entry they cannot vouch for and remove what they find gone.
+///
+/// A session that moves to a new id (renewal, rotation, reauthentication) is written under the
+/// new id first, then listed there with [`DeviceInfo::Like`] the entry it moved from. `add`
+/// refuses such an entry with [`Error::SessionNotFound`] when a revocation has ended that
+/// lineage ([`SubjectIndex::take`]): the move is then undone, and the revocation, which also
+/// ends the old id, wins. So a move racing a revocation never leaves a live, unlisted session.
 #[allow(
     async_fn_in_trait,
     reason = "Workers run single-threaded; futures need not be Send"
@@ -389,6 +422,27 @@ pub trait SubjectIndex {
     async fn add(&self, subject: &Subject, entry: &NewEntry<'_>, now: Millis) -> Result<(), Error>;
     async fn remove(&self, subject: &Subject, member: &EntryKey) -> Result<(), Error>;
     async fn members(&self, subject: &Subject) -> Result<Vec<Entry>, Error>;
+
+    /// Takes the entries `choice` names out of the index, and returns them: what a revocation
+    /// ends, taken before it ends anything, so that a session moving meanwhile from one of them
+    /// is refused its new entry (see above). Strong mode's index does it in one step, with the
+    /// entries that moved from a chosen one (and without those that moved from `except`), and
+    /// remembers the lineages it ended. By default (KV): the entries listed, each removed; a
+    /// move whose entry is added between the listing and the removal escapes, a window of
+    /// milliseconds in one location, and of KV's list lag (about a minute) across locations.
+    async fn take(&self, subject: &Subject, choice: &Choice<'_>) -> Result<Vec<Entry>, Error> {
+        let chosen: Vec<Entry> = self
+            .members(subject)
+            .await?
+            .into_iter()
+            .filter(|entry| choice.picks(&entry.key))
+            .collect();
+        let removed = join_all(chosen.iter().map(|entry| self.remove(subject, &entry.key)));
+        for done in removed.await {
+            done?;
+        }
+        Ok(chosen)
+    }
 
     /// Rewrites the entry of a live `member` that names its session by id into the form that
     /// does not, where the index has one. Nothing to do by default.

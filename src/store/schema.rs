@@ -89,14 +89,23 @@ pub const INDEX_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS entry (
     expires_at INTEGER,
     device BLOB,
     auth_at INTEGER,
-    auth_level INTEGER
+    auth_level INTEGER,
+    moved_from TEXT
+)";
+
+/// The lineages a revocation ended in a subject's index: the handles it took out, each kept
+/// until its session's latest end, so that no session moves from one of them into a new entry
+/// (a renewal, rotation or reauthentication that raced the revocation).
+pub const ENDED_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS ended (
+    handle TEXT PRIMARY KEY,
+    until INTEGER NOT NULL
 )";
 
 /// What a table `entry` of an earlier version (handle, key, creation, end; then the lifecycle
 /// and the device) lacks, added on sight, each column after the one it is known by. Its rows
 /// get the lifecycle and the authentication at their next check, and no device (none was
 /// given then).
-pub const INDEX_NEW_COLUMNS: [(&str, &str); 5] = [
+pub const INDEX_NEW_COLUMNS: [(&str, &str); 6] = [
     (
         "updated_at",
         "ALTER TABLE entry ADD COLUMN updated_at INTEGER",
@@ -111,6 +120,7 @@ pub const INDEX_NEW_COLUMNS: [(&str, &str); 5] = [
         "auth_level",
         "ALTER TABLE entry ADD COLUMN auth_level INTEGER",
     ),
+    ("moved_from", "ALTER TABLE entry ADD COLUMN moved_from TEXT"),
 ];
 
 /// The tables of earlier versions below are read, never created: tests seed them.
@@ -179,6 +189,7 @@ mod tests {
             RECORD_SCHEMA,
             OUTBOX_SCHEMA,
             INDEX_SCHEMA,
+            ENDED_SCHEMA,
             LEGACY_SESSION_SCHEMA,
             LEGACY_ENTRY_SCHEMA,
             LEGACY_MEMBER_SCHEMA,

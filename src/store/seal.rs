@@ -755,9 +755,9 @@ mod tests {
 
     /// The successor a KV renewal derives, pinned by a vector computed outside the code
     /// (Python: `hmac.new(hmac.new(b"01010101-0101-4101-8101-010101010101",
-    /// b"session-state/v1/wrap", sha256).digest(), b"session-state/v2/successor\0" + bytes([7]
-    /// * 32), sha256)`): the same for every read of one record, another for another record, and
-    /// none for a record that is not a session of this version's formats.
+    /// b"session-state/v1/wrap", sha256).digest(), b"session-state/v2/successor\0" +
+    /// bytes([7]) * 32, sha256)`): the same for every read of one record, another for another
+    /// record, and none for a record that is not a session of this version's formats.
     #[test]
     fn a_renewal_successor_is_derived_from_the_record_read() {
         let mut record = b"s3".to_vec();

@@ -5,6 +5,8 @@
 mod at_rest;
 mod auth;
 mod events;
+#[cfg(not(target_arch = "wasm32"))]
+mod races;
 mod renewal;
 #[cfg(not(target_arch = "wasm32"))]
 mod strong;

@@ -131,7 +131,7 @@ fn renewals_that_read_the_same_record_converge_on_one_successor() {
     // After a write, the record is another: a later renewal's successor is another id.
     let written = store(&kv, &journal);
     kv.entries.borrow_mut().insert(key.clone(), before);
-    let sessions = Sessions::new(&written, POLICY);
+    let sessions = Sessions::new(&written, POLICY).indexed(&index, 100);
     run(sessions.touch(&id(1), T0 + 120 * S)).unwrap();
     assert_ne!(renew(4, T0 + 121 * S), first);
     // A holder of the old id alone cannot compute it: it comes from the record, whose salt

@@ -177,6 +177,14 @@ fn the_same_rules_hold_on_the_strong_mode_index() {
         run(subjects.revoke(&ada(), None, None, T0 + 4 * S)).unwrap(),
         2
     );
+    assert!(run(crate::store::SubjectIndex::members(&index, &ada()))
+        .unwrap()
+        .is_empty());
+    // The lineages it ended are kept until the sessions' latest end, then nothing is.
+    let latest = POLICY.latest_end(T0 + 3 * S);
+    run(index.on_alarm(latest - 1)).unwrap();
+    assert!(!index.0.is_empty(), "the ended lineages, until their end");
+    run(index.on_alarm(latest)).unwrap();
     assert!(index.0.is_empty(), "an empty index leaves nothing behind");
 }
 

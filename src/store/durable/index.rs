@@ -9,8 +9,10 @@ use crate::domain::id::SessionId;
 use crate::domain::subject::Subject;
 use crate::domain::time::Millis;
 use crate::store::durable::{int, ObjectStorage, Value};
-use crate::store::schema::{INDEX_NEW_COLUMNS, INDEX_SCHEMA};
-use crate::store::{Activity, DeviceInfo, Entry, EntryKey, NewEntry, SessionRef, SubjectIndex};
+use crate::store::schema::{ENDED_SCHEMA, INDEX_NEW_COLUMNS, INDEX_SCHEMA};
+use crate::store::{
+    Activity, Choice, DeviceInfo, Entry, EntryKey, NewEntry, SessionRef, SubjectIndex,
+};
 
 /// The sessions of one subject, in its own Durable Object's SQLite storage: a row per session,
 /// until the session's latest end. An alarm drops rows past it; an object with no rows left holds
@@ -29,10 +31,11 @@ use crate::store::{Activity, DeviceInfo, Entry, EntryKey, NewEntry, SessionRef, 
 /// each by handle and key, [`SubjectIndex::upgrade`]); the table goes with its last row.
 pub struct SqlIndex<S>(pub S);
 
-/// Which of the index's tables exist: `entry`, and `member` of the earlier version.
+/// Which of the index's tables exist: `entry`, `ended`, and `member` of the earlier version.
 #[derive(Clone, Copy)]
 struct Tables {
     entry: bool,
+    ended: bool,
     key: bool,
 }
 
@@ -42,7 +45,7 @@ impl<S: ObjectStorage> SqlIndex<S> {
     fn tables(&self) -> Result<Tables, Error> {
         let rows = self.0.exec(
             "SELECT name, sql FROM sqlite_master WHERE type = 'table' \
-             AND name IN ('entry', 'member')",
+             AND name IN ('entry', 'ended', 'member')",
             vec![],
         )?;
         let schema = |table: &str| {
@@ -60,6 +63,7 @@ impl<S: ObjectStorage> SqlIndex<S> {
         }
         Ok(Tables {
             entry: schema("entry").is_some(),
+            ended: schema("ended").is_some(),
             key: schema("member").is_some(),
         })
     }
@@ -92,8 +96,18 @@ impl<S: ObjectStorage> SqlIndex<S> {
         Ok(())
     }
 
-    /// Lists the entry's member by handle and key until its `until`.
-    fn insert(&self, entry: &NewEntry<'_>) -> Result<(), Error> {
+    /// Lists the entry's member by handle and key until its `until`; an entry that moved from
+    /// a lineage a revocation ended is refused (`SessionNotFound`).
+    fn insert(&self, entry: &NewEntry<'_>, tables: Tables) -> Result<(), Error> {
+        if let (DeviceInfo::Like(from), true) = (entry.device, tables.ended) {
+            let ended = self.0.exec(
+                "SELECT 1 FROM ended WHERE handle = ?",
+                vec![Value::Text(from.handle.to_string())],
+            )?;
+            if !ended.is_empty() {
+                return Err(Error::SessionNotFound);
+            }
+        }
         self.0.exec(INDEX_SCHEMA, vec![])?;
         let member = &entry.key;
         let mut params = vec![
@@ -106,32 +120,107 @@ impl<S: ObjectStorage> SqlIndex<S> {
             int(entry.activity.auth.at),
             int(u64::from(entry.activity.auth.level.get())),
         ];
-        let device = match entry.device {
-            DeviceInfo::None => "NULL",
+        let (device, moved_from) = match entry.device {
+            DeviceInfo::None => ("NULL", "NULL"),
             DeviceInfo::Sealed(bytes) => {
                 params.push(Value::Blob(bytes.to_vec()));
-                "?"
+                ("?", "NULL")
             }
-            DeviceInfo::Like(handle) => {
-                params.push(Value::Text(handle.to_string()));
-                "(SELECT device FROM entry WHERE handle = ?)"
+            DeviceInfo::Like(from) => {
+                params.push(Value::Text(from.handle.to_string()));
+                params.push(Value::Text(from.handle.to_string()));
+                ("(SELECT device FROM entry WHERE handle = ?)", "?")
             }
         };
         self.0.exec(
             &format!(
                 "INSERT OR REPLACE INTO entry (handle, key, created_at, until, updated_at, \
-                 expires_at, auth_at, auth_level, device) VALUES (?, ?, ?, ?, ?, ?, ?, ?, {device})"
+                 expires_at, auth_at, auth_level, device, moved_from) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, {device}, {moved_from})"
             ),
             params,
         )?;
         Ok(())
     }
 
+    /// Every entry, in either form, each with the handle its session moved from, if any.
+    fn entries(&self, tables: Tables) -> Result<Vec<(Entry, Option<Handle>)>, Error> {
+        let mut entries: Vec<(Entry, Option<Handle>)> = self
+            .legacy_rows(tables)?
+            .into_iter()
+            .map(|(id, created_at)| {
+                let entry = Entry {
+                    key: EntryKey::of(id, created_at),
+                    activity: None,
+                    device: None,
+                };
+                (entry, None)
+            })
+            .collect();
+        if !tables.entry {
+            return Ok(entries);
+        }
+        let rows = self.0.exec(
+            "SELECT handle, key, created_at, updated_at, expires_at, auth_at, auth_level, device, \
+             moved_from FROM entry \
+             ORDER BY created_at",
+            vec![],
+        )?;
+        entries.extend(rows.into_iter().filter_map(|mut row| {
+            let moved_from = match row.pop()? {
+                Value::Text(handle) => Handle::parse(&handle),
+                _ => None,
+            };
+            Some((parse_entry(row)?, moved_from))
+        }));
+        Ok(entries)
+    }
+
+    /// The handles `choice` takes among `entries`: those it picks, and every entry that moved
+    /// from one of them; not those that moved from the one a revocation keeps.
+    fn chosen(entries: &[(Entry, Option<Handle>)], choice: &Choice<'_>) -> Vec<Handle> {
+        let follow = |mut from: Vec<Handle>| loop {
+            let next: Vec<Handle> = entries
+                .iter()
+                .filter(|(entry, moved)| {
+                    moved.is_some_and(|moved| from.contains(&moved))
+                        && !from.contains(&entry.key.handle)
+                })
+                .map(|(entry, _)| entry.key.handle)
+                .collect();
+            if next.is_empty() {
+                return from;
+            }
+            from.extend(next);
+        };
+        let kept = match choice {
+            Choice::All {
+                except: Some(except),
+                ..
+            } => follow(vec![*except]),
+            _ => Vec::new(),
+        };
+        let picked = entries
+            .iter()
+            .filter(|(entry, _)| choice.picks(&entry.key) && !kept.contains(&entry.key.handle))
+            .map(|(entry, _)| entry.key.handle)
+            .collect();
+        follow(picked)
+            .into_iter()
+            .filter(|handle| !kept.contains(handle))
+            .collect()
+    }
+
     /// Sets the alarm for the first row to go, or clears the object when none is left; the old
     /// table goes with its last row.
     async fn schedule(&self, tables: Tables) -> Result<(), Error> {
         let mut first: Option<i64> = None;
-        for (table, exists) in [("entry", tables.entry), ("member", tables.key)] {
+        let all = [
+            ("entry", tables.entry),
+            ("ended", tables.ended),
+            ("member", tables.key),
+        ];
+        for (table, exists) in all {
             if !exists {
                 continue;
             }
@@ -157,7 +246,12 @@ impl<S: ObjectStorage> SqlIndex<S> {
     /// The alarm: drops the rows whose session cannot be alive any more.
     pub async fn on_alarm(&self, now: Millis) -> Result<(), Error> {
         let tables = self.tables()?;
-        for (table, exists) in [("entry", tables.entry), ("member", tables.key)] {
+        let all = [
+            ("entry", tables.entry),
+            ("ended", tables.ended),
+            ("member", tables.key),
+        ];
+        for (table, exists) in all {
             if exists {
                 self.0.exec(
                     &format!("DELETE FROM {table} WHERE until <= ?"),
@@ -172,7 +266,7 @@ impl<S: ObjectStorage> SqlIndex<S> {
 impl<S: ObjectStorage> SubjectIndex for SqlIndex<S> {
     async fn add(&self, _: &Subject, entry: &NewEntry<'_>, _: Millis) -> Result<(), Error> {
         let tables = self.tables()?;
-        self.insert(entry)?;
+        self.insert(entry, tables)?;
         self.schedule(Tables {
             entry: true,
             ..tables
@@ -201,27 +295,59 @@ impl<S: ObjectStorage> SubjectIndex for SqlIndex<S> {
     }
 
     async fn members(&self, _: &Subject) -> Result<Vec<Entry>, Error> {
+        let entries = self.entries(self.tables()?)?;
+        Ok(entries.into_iter().map(|(entry, _)| entry).collect())
+    }
+
+    /// In one step, with no await between the reading and the writing (this object serves
+    /// other requests while its own await): the chosen entries and every one that moved from
+    /// them leave `entry` for `ended`, where they stay until their session's latest end.
+    async fn take(&self, _: &Subject, choice: &Choice<'_>) -> Result<Vec<Entry>, Error> {
         let tables = self.tables()?;
-        let mut entries: Vec<Entry> = self
-            .legacy_rows(tables)?
-            .into_iter()
-            .map(|(id, created_at)| Entry {
-                key: EntryKey::of(id, created_at),
-                activity: None,
-                device: None,
-            })
-            .collect();
-        if !tables.entry {
-            return Ok(entries);
+        let entries = self.entries(tables)?;
+        let chosen = Self::chosen(&entries, choice);
+        if chosen.is_empty() {
+            return Ok(Vec::new());
         }
-        let rows = self.0.exec(
-            "SELECT handle, key, created_at, updated_at, expires_at, auth_at, auth_level, device \
-             FROM entry \
-             ORDER BY created_at",
-            vec![],
-        )?;
-        entries.extend(rows.into_iter().filter_map(parse_entry));
-        Ok(entries)
+        self.0.exec(ENDED_SCHEMA, vec![])?;
+        for handle in &chosen {
+            let handle = Value::Text(handle.to_string());
+            if tables.entry {
+                self.0.exec(
+                    "INSERT OR REPLACE INTO ended (handle, until) \
+                     SELECT handle, until FROM entry WHERE handle = ?",
+                    vec![handle.clone()],
+                )?;
+                self.0
+                    .exec("DELETE FROM entry WHERE handle = ?", vec![handle])?;
+            }
+        }
+        let legacy = self.legacy_rows(tables)?;
+        for (id, _) in legacy
+            .iter()
+            .filter(|(id, _)| chosen.contains(&Handle::of(id)))
+        {
+            self.0.exec(
+                "INSERT OR REPLACE INTO ended (handle, until) SELECT ?, until FROM member \
+                 WHERE id = ?",
+                vec![
+                    Value::Text(Handle::of(id).to_string()),
+                    Value::Text(id.to_string()),
+                ],
+            )?;
+            self.delete_legacy_row(id)?;
+        }
+        let taken = entries
+            .into_iter()
+            .filter(|(entry, _)| chosen.contains(&entry.key.handle))
+            .map(|(entry, _)| entry)
+            .collect();
+        self.schedule(Tables {
+            ended: true,
+            ..tables
+        })
+        .await?;
+        Ok(taken)
     }
 
     /// Keeps the latest lifecycle reported: reports may arrive out of order.
@@ -257,12 +383,15 @@ impl<S: ObjectStorage> SubjectIndex for SqlIndex<S> {
             return Ok(());
         };
         let tables = self.tables()?;
-        self.insert(&NewEntry {
-            key: *member,
-            until,
-            activity,
-            device: DeviceInfo::None,
-        })?;
+        self.insert(
+            &NewEntry {
+                key: *member,
+                until,
+                activity,
+                device: DeviceInfo::None,
+            },
+            tables,
+        )?;
         if tables.key {
             self.delete_legacy_row(&id)?;
         }
@@ -417,7 +546,7 @@ mod tests {
         };
         run(index.report(&subject, &first.handle, later)).unwrap();
         run(index.report(&subject, &first.handle, earlier)).unwrap();
-        let like = DeviceInfo::Like(first.handle);
+        let like = DeviceInfo::Like(first);
         run(index.add(&subject, &new_entry(rotated, T0 + 99 * S, like), T0)).unwrap();
         let entries = run(index.members(&subject)).unwrap();
         assert_eq!(

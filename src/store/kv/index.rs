@@ -32,17 +32,32 @@ impl<K: KeyValue> KvIndex<K> {
         Self { kv, serve_legacy }
     }
 
-    /// The sealed device info of the entry of `handle`: one read.
-    async fn device_of(
+    /// The sealed device info of the entry `from`, which a session moving from it (as `to`)
+    /// carries over: one read. `SessionNotFound` when `from` is not listed, and neither is `to`:
+    /// a revocation took it (see [`SubjectIndex::take`]). `to` listed already is a renewal of
+    /// the same record that moved first (KV's renewals converge on one successor, see
+    /// `SessionStore::successor`), and its entry carries what `from`'s did. On a miss, one
+    /// more read each, for `to` and an entry of `from` written before keys were hashed.
+    async fn lineage(
         &self,
         subject: &Subject,
-        handle: &Handle,
+        from: &EntryKey,
+        to: &Handle,
     ) -> Result<Option<Vec<u8>>, Error> {
-        let name = format!("{}{handle}", index_prefix(subject));
-        let Some((_, metadata)) = self.kv.get(&name).await? else {
-            return Ok(None);
-        };
-        Ok(parse_entry(&handle.to_string(), metadata.as_deref()).and_then(|entry| entry.device))
+        let prefix = index_prefix(subject);
+        for handle in [from.handle, *to] {
+            let handle = handle.to_string();
+            if let Some((_, metadata)) = self.kv.get(&format!("{prefix}{handle}")).await? {
+                let entry = parse_entry(&handle, metadata.as_deref());
+                return Ok(entry.and_then(|entry| entry.device));
+            }
+        }
+        if let (true, SessionRef::Id(id)) = (self.serve_legacy, from.at) {
+            if self.kv.get(&format!("{prefix}{id}")).await?.is_some() {
+                return Ok(None);
+            }
+        }
+        Err(Error::SessionNotFound)
     }
 }
 
@@ -88,13 +103,15 @@ fn parse_entry(name: &str, metadata: Option<&str>) -> Option<Entry> {
 }
 
 impl<K: KeyValue> SubjectIndex for KvIndex<K> {
-    /// One put (and one read first, for a rotated session's device).
+    /// One put (and one read first, for a moved session's device and lineage: its entry must
+    /// still be listed, else a revocation took it; an entry written before keys were hashed
+    /// is one more read, on a miss).
     async fn add(&self, subject: &Subject, entry: &NewEntry<'_>, now: Millis) -> Result<(), Error> {
         let member = entry.key;
         let carried = match entry.device {
             DeviceInfo::None => None,
             DeviceInfo::Sealed(bytes) => Some(bytes.to_vec()),
-            DeviceInfo::Like(handle) => self.device_of(subject, &handle).await?,
+            DeviceInfo::Like(from) => self.lineage(subject, &from, &member.handle).await?,
         };
         let name = format!("{}{}", index_prefix(subject), member.handle);
         let ttl = entry

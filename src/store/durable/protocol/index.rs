@@ -1,12 +1,13 @@
 //! `/index`: a subject's object as the [`SubjectIndex`] of strong mode, for the session objects
 //! of its subject: `PUT` an entry, `DELETE` a member, `PATCH` a lifecycle, `GET` the entries
-//! (to make room). The client is [`SubjectPeers`]; the server is [`serve`].
+//! (to make room), `POST` handles to take out (to end them, making room). The client is [`SubjectPeers`]; the server is [`serve`].
 //!
 //! The entry a session's object adds (`PUT`) travels in [`MEMBER_HEADER`] as
 //! `<handle> <storage key> <created_at> <until> <lifecycle>`, its sealed device info as the
 //! body; the member it removes (`DELETE`) as `<handle> <storage key> <created_at>`; the
 //! lifecycle it reports (`PATCH`) as `<handle> <lifecycle>`, where a lifecycle is
-//! `<updated_at> <expires_at> <auth_at> <auth level>`. No id travels to
+//! `<updated_at> <expires_at> <auth_at> <auth level>`. A `PUT` of a session that moved from an
+//! entry a revocation took is answered `410`: the move is refused. No id travels to
 //! a subject's object, nor rests there.
 
 use worker::ObjectNamespace;
@@ -19,13 +20,18 @@ use crate::domain::error::Error;
 use crate::domain::id::SessionId;
 use crate::domain::subject::Subject;
 use crate::domain::time::Millis;
-use crate::store::{Activity, DeviceInfo, Entry, EntryKey, NewEntry, SessionRef, SubjectIndex};
+use crate::store::{
+    Activity, Choice, DeviceInfo, Entry, EntryKey, NewEntry, SessionRef, SubjectIndex,
+};
 
 pub const PATH: &str = "/index";
 /// The entry, member or lifecycle a request is about (see above).
 pub const MEMBER_HEADER: &str = "session-state-member";
-/// On a `PUT`: the handle of the entry whose device info the new one carries over (rotation).
+/// On a `PUT`: the entry the new one's session moved from (`<handle> <storage key>
+/// <created_at>`), whose device info it carries over, and whose lineage it continues.
 pub const LIKE_HEADER: &str = "session-state-like";
+/// What a `PUT` is answered when the entry's session moved from a lineage a revocation ended.
+const GONE: u16 = 410;
 
 /// The subjects' objects, as a session's object reaches its own subject's: the index of strong
 /// mode.
@@ -47,6 +53,8 @@ impl SubjectPeers {
         let response = send(&self.0, &hex, PATH, method, &headers, body).await?;
         match response.status_code() {
             200 | 204 => Ok(response),
+            // A `PUT` whose lineage a revocation ended: the move is refused.
+            GONE => Err(Error::SessionNotFound),
             status => Err(unexpected("the subject object", status)),
         }
     }
@@ -61,7 +69,7 @@ impl SubjectIndex for SubjectPeers {
             activity_text(&entry.activity)
         );
         let like = match entry.device {
-            DeviceInfo::Like(handle) => Some(handle.to_string()),
+            DeviceInfo::Like(from) => Some(key_line(&from, true)),
             _ => None,
         };
         let body = match entry.device {
@@ -84,6 +92,26 @@ impl SubjectIndex for SubjectPeers {
 
     async fn members(&self, subject: &Subject) -> Result<Vec<Entry>, Error> {
         let mut response = self.send(subject, "GET", &[], None).await?;
+        let text = response.text().await.map_err(object_failure)?;
+        Ok(parse_entries(&text))
+    }
+
+    /// `POST`: the handles to take (what a session's object ends to make room); the answer
+    /// is the entries taken. A revocation of all or others runs in the subject's object itself.
+    async fn take(&self, subject: &Subject, choice: &Choice<'_>) -> Result<Vec<Entry>, Error> {
+        let Choice::Handles(handles) = choice else {
+            return Err(Error::Internal(
+                "a revocation of all is taken in the subject's object".into(),
+            ));
+        };
+        let line = handles
+            .iter()
+            .map(Handle::to_string)
+            .collect::<Vec<_>>()
+            .join(" ");
+        let mut response = self
+            .send(subject, "POST", &[(MEMBER_HEADER, &line)], None)
+            .await?;
         let text = response.text().await.map_err(object_failure)?;
         Ok(parse_entries(&text))
     }
@@ -233,9 +261,9 @@ pub async fn serve(
         }
         "PUT" => {
             let (member, until, activity) = parse_entry_line(&line).ok_or_else(malformed)?;
-            let like = call.header(LIKE_HEADER).and_then(|h| Handle::parse(&h));
+            let like = call.header(LIKE_HEADER).and_then(|h| parse_key_line(&h));
             let device = match (like, call.body.is_empty()) {
-                (Some(handle), _) => DeviceInfo::Like(handle),
+                (Some(from), _) => DeviceInfo::Like(from),
                 (None, false) => DeviceInfo::Sealed(&call.body),
                 (None, true) => DeviceInfo::None,
             };
@@ -245,8 +273,16 @@ pub async fn serve(
                 activity,
                 device,
             };
-            index.add(subject, &entry, now).await?;
-            Ok(Answer::done())
+            match index.add(subject, &entry, now).await {
+                Err(Error::SessionNotFound) => Ok(Answer::new(GONE, Vec::new())),
+                added => added.map(|()| Answer::done()),
+            }
+        }
+        "POST" => {
+            let handles: Option<Vec<Handle>> = line.split(' ').map(Handle::parse).collect();
+            let handles = handles.ok_or_else(malformed)?;
+            let taken = index.take(subject, &Choice::Handles(&handles)).await?;
+            Ok(Answer::new(200, entries_text(&taken).into_bytes()))
         }
         "PATCH" => {
             let (handle, activity) = parse_activity_line(&line).ok_or_else(malformed)?;
@@ -387,7 +423,34 @@ mod tests {
             }),
             device: Some(b"d2..".to_vec()),
         };
-        assert_eq!(entries, vec![expected]);
+        assert_eq!(entries, vec![expected.clone()]);
+        // Taken out (to make room): answered with what was taken, and its lineage ended, so
+        // that a session moving from it is refused its entry.
+        let taken = call("POST", Handle::of(&id(1)).to_string(), b"").unwrap();
+        let taken = parse_entries(std::str::from_utf8(&taken.body).unwrap());
+        assert_eq!(taken, vec![expected]);
+        assert_eq!(call("GET", String::new(), b"").unwrap().body, b"");
+        let moved = format!(
+            "{} {} {} {} {T0} 1",
+            key_line(&keyed(2, T0), true),
+            T0 + 9 * S,
+            T0 + S,
+            T0 + 5 * S
+        );
+        let like = member.clone();
+        let header = move |name: &str| match name {
+            MEMBER_HEADER => Some(moved.clone()),
+            LIKE_HEADER => Some(like.clone()),
+            _ => None,
+        };
+        let put = Call {
+            method: "PUT",
+            header: &header,
+            body: Vec::new(),
+        };
+        let refused = run(serve(&put, &index, &subject, T0 + S)).unwrap();
+        assert_eq!(refused, Answer::new(GONE, Vec::new()));
+        assert_eq!(call("GET", String::new(), b"").unwrap().body, b"");
         assert_eq!(call("DELETE", member, b"").unwrap(), Answer::done());
         assert_eq!(call("GET", String::new(), b"").unwrap().body, b"");
         let malformed = call("PUT", "nope".into(), b"").unwrap_err();
