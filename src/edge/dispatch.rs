@@ -31,7 +31,8 @@ use crate::store::durable::index::SqlIndex;
 use crate::store::durable::protocol::index::SubjectPeers;
 use crate::store::durable::protocol::store::Peers;
 use crate::store::durable::protocol::{
-    self, Answer, Call, Object, Protocol, EXCEPT_HEADER, ID_HEADER, KEY_HEADER, SUBJECT_HEADER,
+    self, Answer, Call, Object, Protocol, CURRENT_HEADER, EXCEPT_HEADER, ID_HEADER, KEY_HEADER,
+    SUBJECT_HEADER,
 };
 use crate::store::durable::sessions::SqlSessions;
 use crate::store::durable::storage::DoStorage;
@@ -133,8 +134,9 @@ pub async fn dispatch(
                 (handlers::SUBJECT_SESSIONS, "DELETE") => handlers::kept(&req)?,
                 _ => None,
             };
+            let current = handlers::current(&req);
             if strong {
-                return forward::to_subject(req, env, route, &subject, except).await;
+                return forward::to_subject(req, env, route, &subject, except, current).await;
             }
             let stores = SubjectStores::Kv(
                 KvIndex::new(Kv::binding(env, KV_BINDING)?, serve_legacy),
@@ -147,6 +149,7 @@ pub async fn dispatch(
                 stores: &stores,
                 policy: config.policy,
                 except,
+                current,
                 now,
             };
             handler(req, &scope).await
@@ -154,6 +157,7 @@ pub async fn dispatch(
         (Runs::Subject(handler), Place::Subject(storage)) => {
             let subject = subject_of(&req)?;
             let except = req.header(EXCEPT_HEADER).and_then(|h| Handle::parse(&h));
+            let current = req.header(CURRENT_HEADER).map(|h| Handle::parse(&h));
             let sessions = Peers(env.durable_object(SESSIONS)?);
             let stores = SubjectStores::Durable(SqlIndex(storage), sessions);
             let scope = SubjectScope {
@@ -162,6 +166,7 @@ pub async fn dispatch(
                 stores: &stores,
                 policy: config.policy,
                 except,
+                current,
                 now,
             };
             handler(req, &scope).await
@@ -180,8 +185,14 @@ pub async fn serve_in_object(req: Incoming, env: &Env, place: Place) -> Reply {
         Place::Subject(_) => Object::Subject,
         _ => Object::Session,
     };
-    let protocol = protocol::find(&path, object);
-    let route = routes::find(&path);
+    // Each at its own origin: a protocol's request never reads as a route, nor a forwarded
+    // route as a protocol's, whatever its path.
+    let forwarded = req.head.url.starts_with(routes::FORWARDED_ORIGIN)
+        && req.head.url[routes::FORWARDED_ORIGIN.len()..].starts_with('/');
+    let protocol = (!forwarded)
+        .then(|| protocol::find(&path, object))
+        .flatten();
+    let route = forwarded.then(|| routes::find(&path)).flatten();
     let name = match protocol {
         Some(_) => "protocol",
         None => routes::log_name(route.map(|(route, _)| route)),

@@ -79,7 +79,16 @@ pub struct SubjectScope<'a> {
     /// The session a revocation keeps (`?except=<id>`), by its handle: the entry point reads
     /// the id, and it goes no further (see [`kept`]).
     pub except: Option<Handle>,
+    /// The session a listing marks as the caller's own (`Session-Id`), by its handle, read
+    /// likewise (see [`current`]): `Some(None)` for a header that named no session.
+    pub current: Option<Option<Handle>>,
     pub now: Millis,
+}
+
+/// The caller's own session, as `Session-Id` names it to a listing, by its handle.
+pub fn current(req: &Incoming) -> Option<Option<Handle>> {
+    req.header("session-id")
+        .map(|id| SessionId::parse(id.trim()).map(|id| Handle::of(&id)))
 }
 
 /// The collection of a subject's sessions, whose `DELETE` may keep one (`?except=<id>`).
@@ -406,9 +415,7 @@ pub async fn subject_sessions(req: Incoming, scope: &SubjectScope<'_>) -> Result
     } else {
         // Any header at all asks for the marker; one that is no session of this subject's
         // marks nothing.
-        let current = req
-            .header("session-id")
-            .map(|id| SessionId::parse(id.trim()).map(|id| Handle::of(&id)));
+        let current = scope.current;
         let live = scope
             .stores
             .live(&scope.subject, scope.policy, scope.now)

@@ -154,6 +154,10 @@ fn matches<'p>(pattern: &str, path: &'p str) -> Option<&'p str> {
     rest.is_empty().then_some(param)
 }
 
+/// The origin of the public routes the worker forwards to an object (the protocols between
+/// objects have their own): an object serves a route only at this one.
+pub const FORWARDED_ORIGIN: &str = "https://session-state";
+
 /// The URL a request on `route` (at `url`) is handed to its Durable Object with, in strong
 /// mode: only what the object reads, and never an id, since whatever records URLs (logs,
 /// traces) must not see one. A session route goes as its pattern (the object has the id in a
@@ -161,7 +165,7 @@ fn matches<'p>(pattern: &str, path: &'p str) -> Option<&'p str> {
 /// subject names the device key) and only `?before`, while `?except=<id>` travels as a handle,
 /// in a header.
 pub fn forwarded_url(route: &Route, url: &str) -> String {
-    const ORIGIN: &str = "https://session-state";
+    const ORIGIN: &str = FORWARDED_ORIGIN;
     let query = url.split_once('?').map(|(_, query)| query);
     match route.runs {
         Runs::Session { target, .. } => match (target, query) {

@@ -8,7 +8,7 @@
 use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::JsValue;
 use worker::js_sys;
-use worker::web_sys::{ReadableStream, Request, Response};
+use worker::web_sys::{Headers, ReadableStream, Request, Response};
 
 use crate::domain::time::Millis;
 
@@ -36,6 +36,15 @@ export function respond(status, lines, bytes, stream) {
   return new Response(body, { status, headers: headersOf(lines) });
 }
 
+export function forwardHeaders(request, prefix, drop, lines) {
+  const headers = new Headers();
+  for (const [name, value] of request.headers) {
+    if (!name.startsWith(prefix) && !drop.includes(name)) headers.append(name, value);
+  }
+  for (const [name, value] of headersOf(lines)) headers.set(name, value);
+  return headers;
+}
+
 export function rewrap(response, lines, without) {
   const headers = new Headers(response.headers);
   headers.delete(without);
@@ -56,6 +65,35 @@ extern "C" {
     /// `response` again, with headers added and one removed (a response from `fetch` has
     /// immutable headers).
     fn rewrap(response: &Response, lines: &str, without: &str) -> Response;
+
+    /// The headers of `request`, without any whose name begins with `prefix` or is in `drop`,
+    /// with those of `lines` set.
+    #[wasm_bindgen(js_name = forwardHeaders)]
+    fn forward_headers(
+        request: &Request,
+        internal: &str,
+        left: &js_sys::Array,
+        marks: &str,
+    ) -> Headers;
+}
+
+/// What a request the worker forwards to an object carries of the caller's headers: all but
+/// every one whose name begins with `prefix` (the worker's own marks, which only it sets) and
+/// those named in `drop` (`authorization`, which the worker has checked; a session id, where
+/// none may go), with the worker's `marks` set. One crossing.
+pub fn forwarded_headers(
+    request: &Request,
+    prefix: &str,
+    drop: &[&str],
+    marks: &[(&str, &str)],
+) -> Headers {
+    let left: js_sys::Array = drop.iter().map(|name| JsValue::from_str(name)).collect();
+    let lines = marks
+        .iter()
+        .map(|(name, value)| format!("{name}\n{value}"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    forward_headers(request, prefix, &left, &lines)
 }
 
 /// The headers the worker reads: the one list both sides use, in the order JavaScript reports

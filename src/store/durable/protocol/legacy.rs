@@ -16,7 +16,7 @@ use crate::store::Record;
 /// other while a deploy rolls out.
 pub const PATH: &str = "/old";
 /// On the answer: its session came from KV, and the copy there may remain.
-const KV_COPY: &str = "session-state-kv-copy";
+pub(super) const KV_COPY: &str = "session-state-kv-copy";
 /// What an object of the earlier strong mode answers of a session that ended recently (KV may
 /// still serve a stale copy of it).
 const ENDED: u16 = 410;

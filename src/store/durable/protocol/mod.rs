@@ -16,8 +16,9 @@
 //! ```
 //!
 //! None of it is reachable from outside: only a stub of the namespace can send these requests,
-//! the worker never dispatches these paths, and it removes the headers that say which session
-//! or subject a request is about ([`FROM_THE_WORKER`]) from whatever a caller sent.
+//! the worker never dispatches these paths, an object serves them only at their own origin
+//! ([`ORIGIN`], not the forwarded routes'), and the worker removes every header named like
+//! its own ([`INTERNAL_PREFIX`]) from whatever a caller sent.
 
 pub mod index;
 pub mod legacy;
@@ -90,9 +91,18 @@ pub const SUBJECT_HEADER: &str = "session-state-subject";
 /// The session a revocation keeps (`?except=<id>` at the worker), by its handle.
 pub const EXCEPT_HEADER: &str = "session-state-except";
 
-/// The headers an object reads on a request the worker forwards: the worker removes them from
-/// what the caller sent and sets its own, so no caller can speak for it.
-pub const FROM_THE_WORKER: [&str; 4] = [ID_HEADER, KEY_HEADER, SUBJECT_HEADER, EXCEPT_HEADER];
+/// The session a subject's listing marks as current (the caller's `Session-Id`), by its
+/// handle; `-` when that header named no session.
+pub const CURRENT_HEADER: &str = "session-state-current";
+
+/// What begins the name of every header between the worker and the objects: the worker drops
+/// every header so named from what a caller sent before it forwards a request, and sets its
+/// own, so no caller can speak for it.
+pub const INTERNAL_PREFIX: &str = "session-state-";
+
+/// The origin of the protocols' requests. A forwarded public route comes at
+/// [`crate::edge::routes`]' own origin instead; an object serves each only at its own.
+pub const ORIGIN: &str = "https://object";
 
 /// A protocol request, as its server half reads it: the body is read whole first (a session's
 /// data, an index entry's device info, or nothing).
@@ -194,7 +204,7 @@ async fn send(
     for (name, value) in headers {
         request_headers.set(name, value).map_err(js)?;
     }
-    let url = format!("https://object{path}");
+    let url = format!("{ORIGIN}{path}");
     let body = body.map(worker::js_sys::Uint8Array::from);
     let body = body.as_ref().map(AsRef::as_ref);
     call_object(namespace, name, &url, method, &request_headers, body).await
@@ -203,6 +213,34 @@ async fn send(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The worker drops what a caller sends under the prefix: every header an object trusts
+    /// must carry it.
+    #[test]
+    fn every_header_between_worker_and_objects_carries_the_internal_prefix() {
+        let headers = [
+            ID_HEADER,
+            KEY_HEADER,
+            SUBJECT_HEADER,
+            EXCEPT_HEADER,
+            CURRENT_HEADER,
+            index::MEMBER_HEADER,
+            index::LIKE_HEADER,
+            legacy::KV_COPY,
+            store::META,
+            store::EXPECT,
+            store::EVENT,
+            store::RETIRED,
+        ];
+        for header in headers {
+            assert!(header.starts_with(INTERNAL_PREFIX), "{header}");
+            assert_eq!(
+                header,
+                header.to_ascii_lowercase(),
+                "as Headers iterates them"
+            );
+        }
+    }
 
     #[test]
     fn each_path_is_one_protocol_served_by_one_kind_of_object() {
