@@ -66,8 +66,10 @@ pub enum SessionBackend {
 /// **Off unless configured.** Anything that can still write a bare id (the old worker, while
 /// bound to the namespace: its `/update` creates a session under any id) makes an id of the
 /// writer's choosing a session while the lookup is on, so a deployment that never had the old
-/// worker must not have it. The shipped `wrangler.toml` turns it on, because this deployment
-/// replaces the old worker: the drop-in upgrade needs no change. A time ends it by itself.
+/// worker must not have it. The shipped `wrangler.toml` turns it on until a date, because this
+/// deployment replaces the old worker, and what it serves is only as safe as the version that
+/// wrote it (an `s1` record's lifecycle is unsealed): an upgrade sets its own date, its time
+/// plus one lifetime. A time ends it by itself.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LegacyLookup {
     On,

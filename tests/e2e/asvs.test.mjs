@@ -96,6 +96,32 @@ test('SESSIONS_NOT_BEFORE set after three sessions were made: all three are 404,
   });
 });
 
+test('SESSIONS_NOT_BEFORE deletes each session it meets, so unsetting it brings back only those never presented', async () => {
+  const state = mkdtempSync(join(tmpdir(), 'session-state-asvs-'));
+  const run = async (vars, steps) => {
+    const worker = await startWorker({ vars, state });
+    try {
+      return await steps(client(worker));
+    } finally {
+      await worker.stop();
+    }
+  };
+  try {
+    const ids = await run({}, (c) => Promise.all([c.create(), c.create(), c.create()]));
+    await new Promise((r) => setTimeout(r, 20));
+    const cutOff = new Date().toISOString();
+    await run({ SESSIONS_NOT_BEFORE: cutOff }, async (c) => {
+      for (const id of ids.slice(0, 2)) await expectProblem(assert, await c.call(`/get/${id}`), 404, 'session_not_found');
+    });
+    await run({}, async (c) => {
+      for (const id of ids.slice(0, 2)) await expectProblem(assert, await c.call(`/get/${id}`), 404, 'session_not_found');
+      assert.equal((await c.call(`/get/${ids[2]}`)).status, 200, 'never met while it was set: it must stay set one lifetime');
+    });
+  } finally {
+    rmSync(state, { recursive: true, force: true });
+  }
+});
+
 // ASVS 7.5.1 / 7.5.3: the last authentication, recorded by the caller and demanded by a request.
 describe('authentication freshness and level', () => {
   let worker;

@@ -10,6 +10,8 @@ const INVALID = [
   ['SESSION_REUSE_DETECTION', 'yes'],
   ['SESSION_ID_FORMAT', 'uuid7'],
   ['SESSIONS_NOT_BEFORE', 'yesterday'],
+  // Later than now: every session created until then would be 404 the moment after its 201.
+  ['SESSIONS_NOT_BEFORE', '2999-01-01T00:00:00Z'],
 ];
 for (const [variable, value] of INVALID) {
   describe(`${variable}=${value}`, () => {

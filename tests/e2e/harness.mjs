@@ -220,7 +220,9 @@ export async function startWorker(options = {}) {
 }
 
 async function startWorkerOnce({ configs = ['wrangler.toml'], env, vars = {}, extra, state: kept } = {}) {
-  vars = { SESSION_BACKEND: BACKEND, ...vars };
+  // The legacy lookup on unless a test says otherwise: the shipped wrangler.toml turns it on only
+  // until a date, and the tests must not change behaviour the day it passes.
+  vars = { SESSION_BACKEND: BACKEND, SESSION_LEGACY_LOOKUP: 'on', ...vars };
   let temporaryConfig = null;
   if (configs[0] !== 'wrangler.toml' || extra) {
     // session-state is not the first worker, or needs more than vars: its vars go into a copy
