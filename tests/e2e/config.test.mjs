@@ -55,7 +55,7 @@ describe('an invalid variable behind API_TOKEN', () => {
   test('/health, open without the token, is a bare 500 without it: no variable, no value', async () => {
     for (const headers of [{}, { authorization: 'Bearer wrong' }]) {
       const response = await fetch(`${worker.url}/health`, { headers });
-      const problem = await expectProblem(assert, response, 500, 'internal_error');
+      const problem = await expectProblem(assert, response, 500, 'internal');
       assert.equal(problem.detail, 'The service met an unexpected error.');
       assert.doesNotMatch(JSON.stringify(problem), /SESSION_TTL_SECONDS|abc|configur/i);
     }
