@@ -17,14 +17,14 @@ use crate::domain::event::{Event, Kind, Revocation};
 use crate::domain::session::Policy;
 use crate::domain::subject::Subject;
 use crate::domain::time::Millis;
-use crate::store::durable::index::SqlIndex;
-use crate::store::durable::protocol::store::Peers;
-use crate::store::durable::storage::DoStorage;
-use crate::store::kv::{Kv, KvIndex, KvSessions};
 use crate::store::{
     Activity, Choice, DeviceInfo, Entry, EntryKey, NewEntry, SessionRef, SessionStore, SubjectIndex,
 };
 use futures_util::future::join_all;
+
+mod stores;
+
+pub use stores::SubjectStores;
 
 /// A live session of a subject, as a listing may show it: by its handle, never its id.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -356,97 +356,4 @@ fn newest(listed: &LiveEntry) -> (Millis, Handle) {
 /// Least recently written first.
 fn written(listed: &LiveEntry) -> (Millis, Millis, Handle) {
     (listed.updated_at, listed.key.created_at, listed.key.handle)
-}
-
-/// What the subject routes work on: the index and the sessions, on KV in the worker, or in the
-/// subject's object reaching each session through its own object.
-pub enum SubjectStores {
-    Kv(KvIndex<Kv>, KvSessions<Kv>),
-    Durable(SqlIndex<DoStorage>, Peers),
-}
-
-impl SubjectStores {
-    pub async fn live(
-        &self,
-        subject: &Subject,
-        policy: Policy,
-        now: Millis,
-    ) -> Result<Vec<LiveEntry>, Error> {
-        match self {
-            SubjectStores::Kv(index, sessions) => {
-                Subjects::new(index, sessions, policy)
-                    .live(subject, now)
-                    .await
-            }
-            SubjectStores::Durable(index, sessions) => {
-                Subjects::new(index, sessions, policy)
-                    .live(subject, now)
-                    .await
-            }
-        }
-    }
-
-    pub async fn reseal(
-        &self,
-        subject: &Subject,
-        policy: Policy,
-        listed: &[(&LiveEntry, Vec<u8>)],
-        now: Millis,
-    ) -> Result<(), Error> {
-        match self {
-            SubjectStores::Kv(index, sessions) => {
-                Subjects::new(index, sessions, policy)
-                    .reseal(subject, listed, now)
-                    .await
-            }
-            SubjectStores::Durable(index, sessions) => {
-                Subjects::new(index, sessions, policy)
-                    .reseal(subject, listed, now)
-                    .await
-            }
-        }
-    }
-
-    pub async fn revoke(
-        &self,
-        subject: &Subject,
-        policy: Policy,
-        except: Option<Handle>,
-        before: Option<Millis>,
-        now: Millis,
-    ) -> Result<usize, Error> {
-        match self {
-            SubjectStores::Kv(index, sessions) => {
-                Subjects::new(index, sessions, policy)
-                    .revoke(subject, except, before, now)
-                    .await
-            }
-            SubjectStores::Durable(index, sessions) => {
-                Subjects::new(index, sessions, policy)
-                    .revoke(subject, except, before, now)
-                    .await
-            }
-        }
-    }
-
-    pub async fn revoke_one(
-        &self,
-        subject: &Subject,
-        policy: Policy,
-        handle: &Handle,
-        now: Millis,
-    ) -> Result<(), Error> {
-        match self {
-            SubjectStores::Kv(index, sessions) => {
-                Subjects::new(index, sessions, policy)
-                    .revoke_one(subject, handle, now)
-                    .await
-            }
-            SubjectStores::Durable(index, sessions) => {
-                Subjects::new(index, sessions, policy)
-                    .revoke_one(subject, handle, now)
-                    .await
-            }
-        }
-    }
 }
