@@ -2,10 +2,8 @@
 //! handle and storage key (no id), with what a listing shows of it: the lifecycle its object
 //! reports, and its device info, sealed.
 
-use crate::domain::auth::{Auth, Level};
-use crate::domain::derive::{Handle, StorageKey};
+use crate::domain::derive::Handle;
 use crate::domain::error::Error;
-use crate::domain::id::SessionId;
 use crate::domain::subject::Subject;
 use crate::domain::time::Millis;
 use crate::store::durable::{int, ObjectStorage, Value};
@@ -30,6 +28,9 @@ use crate::store::{
 /// are, by id, until their session has moved under its storage key (a listing then rewrites
 /// each by handle and key, [`SubjectIndex::upgrade`]); the table goes with its last row.
 pub struct SqlIndex<S>(pub S);
+
+mod lineage;
+mod rows;
 
 /// Which of the index's tables exist: `entry`, `ended`, and `member` of the earlier version.
 #[derive(Clone, Copy)]
@@ -66,34 +67,6 @@ impl<S: ObjectStorage> SqlIndex<S> {
             ended: schema("ended").is_some(),
             key: schema("member").is_some(),
         })
-    }
-
-    /// The rows of the earlier version: id and creation.
-    fn legacy_rows(&self, tables: Tables) -> Result<Vec<(SessionId, Millis)>, Error> {
-        if !tables.key {
-            return Ok(Vec::new());
-        }
-        let rows = self.0.exec(
-            "SELECT id, created_at FROM member ORDER BY created_at",
-            vec![],
-        )?;
-        Ok(rows
-            .iter()
-            .filter_map(|row| match &row[..] {
-                [Value::Text(id), Value::Integer(created_at)] => {
-                    Some((SessionId::parse(id)?, u64::try_from(*created_at).ok()?))
-                }
-                _ => None,
-            })
-            .collect())
-    }
-
-    fn delete_legacy_row(&self, id: &SessionId) -> Result<(), Error> {
-        self.0.exec(
-            "DELETE FROM member WHERE id = ?",
-            vec![Value::Text(id.to_string())],
-        )?;
-        Ok(())
     }
 
     /// Lists the entry's member by handle and key until its `until`; an entry that moved from
@@ -141,74 +114,6 @@ impl<S: ObjectStorage> SqlIndex<S> {
             params,
         )?;
         Ok(())
-    }
-
-    /// Every entry, in either form, each with the handle its session moved from, if any.
-    fn entries(&self, tables: Tables) -> Result<Vec<(Entry, Option<Handle>)>, Error> {
-        let mut entries: Vec<(Entry, Option<Handle>)> = self
-            .legacy_rows(tables)?
-            .into_iter()
-            .map(|(id, created_at)| {
-                let entry = Entry {
-                    key: EntryKey::of(id, created_at),
-                    activity: None,
-                    device: None,
-                };
-                (entry, None)
-            })
-            .collect();
-        if !tables.entry {
-            return Ok(entries);
-        }
-        let rows = self.0.exec(
-            "SELECT handle, key, created_at, updated_at, expires_at, auth_at, auth_level, device, \
-             moved_from FROM entry \
-             ORDER BY created_at",
-            vec![],
-        )?;
-        entries.extend(rows.into_iter().filter_map(|mut row| {
-            let moved_from = match row.pop()? {
-                Value::Text(handle) => Handle::parse(&handle),
-                _ => None,
-            };
-            Some((parse_entry(row)?, moved_from))
-        }));
-        Ok(entries)
-    }
-
-    /// The handles `choice` takes among `entries`: those it picks, and every entry that moved
-    /// from one of them; not those that moved from the one a revocation keeps.
-    fn chosen(entries: &[(Entry, Option<Handle>)], choice: &Choice<'_>) -> Vec<Handle> {
-        let follow = |mut from: Vec<Handle>| loop {
-            let next: Vec<Handle> = entries
-                .iter()
-                .filter(|(entry, moved)| {
-                    moved.is_some_and(|moved| from.contains(&moved))
-                        && !from.contains(&entry.key.handle)
-                })
-                .map(|(entry, _)| entry.key.handle)
-                .collect();
-            if next.is_empty() {
-                return from;
-            }
-            from.extend(next);
-        };
-        let kept = match choice {
-            Choice::All {
-                except: Some(except),
-                ..
-            } => follow(vec![*except]),
-            _ => Vec::new(),
-        };
-        let picked = entries
-            .iter()
-            .filter(|(entry, _)| choice.picks(&entry.key) && !kept.contains(&entry.key.handle))
-            .map(|(entry, _)| entry.key.handle)
-            .collect();
-        follow(picked)
-            .into_iter()
-            .filter(|handle| !kept.contains(handle))
-            .collect()
     }
 
     /// Sets the alarm for the first row to go, or clears the object when none is left; the old
@@ -305,7 +210,7 @@ impl<S: ObjectStorage> SubjectIndex for SqlIndex<S> {
     async fn take(&self, _: &Subject, choice: &Choice<'_>) -> Result<Vec<Entry>, Error> {
         let tables = self.tables()?;
         let entries = self.entries(tables)?;
-        let chosen = Self::chosen(&entries, choice);
+        let chosen = lineage::chosen(&entries, choice);
         if chosen.is_empty() {
             return Ok(Vec::new());
         }
@@ -403,51 +308,12 @@ impl<S: ObjectStorage> SubjectIndex for SqlIndex<S> {
     }
 }
 
-/// A row as `members` selects it.
-fn parse_entry(row: Vec<Value>) -> Option<Entry> {
-    let mut row = row.into_iter();
-    let (Value::Text(handle), Value::Text(key), Value::Integer(created_at)) =
-        (row.next()?, row.next()?, row.next()?)
-    else {
-        return None;
-    };
-    let number = |value: Value| match value {
-        Value::Integer(n) => u64::try_from(n).ok(),
-        _ => None,
-    };
-    // A row without the authentication (written before it) lists nothing of its own: its
-    // session is asked, and its next report fills it in.
-    let (updated_at, expires_at) = (number(row.next()?), number(row.next()?));
-    let (auth_at, auth_level) = (number(row.next()?), number(row.next()?));
-    let activity = (|| {
-        Some(Activity {
-            updated_at: updated_at?,
-            expires_at: expires_at?,
-            auth: Auth {
-                at: auth_at?,
-                level: Level::of(u8::try_from(auth_level?).ok()?)?,
-            },
-        })
-    })();
-    let device = match row.next()? {
-        Value::Blob(bytes) => Some(bytes),
-        _ => None,
-    };
-    let member = EntryKey {
-        handle: Handle::parse(&handle)?,
-        at: SessionRef::Key(StorageKey::from_name(&key)?),
-        created_at: u64::try_from(created_at).ok()?,
-    };
-    Some(Entry {
-        key: member,
-        activity,
-        device,
-    })
-}
-
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;
+    use crate::domain::auth::Auth;
+    use crate::domain::derive::StorageKey;
+    use crate::domain::id::SessionId;
     use crate::domain::session::fixtures::{S, T0};
     use crate::store::durable::has_table;
     use crate::store::memory::run;
