@@ -22,7 +22,7 @@ use crate::domain::time::{parse_rfc3339_from_epoch, rfc3339, Millis};
 use crate::edge::http::{self, read_object, with_session_headers, Incoming, Reply, JSON, TEXT};
 use crate::edge::log;
 use crate::service::cache::{self, Cache, CacheKey};
-use crate::service::sessions::{NewDevice, Sessions};
+use crate::service::sessions::{NewDevice, NewSession, Sessions};
 use crate::service::subjects::SubjectStores;
 use crate::store::backend::{BackendIndex, BackendStore};
 use crate::store::kv::Kv;
@@ -130,9 +130,10 @@ fn requested_ttl(req: &Incoming, config: &Config) -> Result<Option<u64>, Error> 
         })
 }
 
+/// The JSON answer for a session under a new id.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct NewSession {
+struct Created {
     session_id: String,
     expires_at: String,
 }
@@ -143,7 +144,7 @@ fn new_session(req: &Incoming, id: SessionId, meta: &Meta) -> Result<Reply, Erro
     let handle = Handle::of(&id);
     let id = id.to_string();
     let reply = if http::wants_json(req.head.accept.as_deref()) {
-        let body = NewSession {
+        let body = Created {
             session_id: id.clone(),
             expires_at: rfc3339(meta.expires_at),
         };
@@ -247,7 +248,17 @@ pub async fn create(req: Incoming, scope: &SessionScope<'_>) -> Result<Reply, Er
     });
     let meta = scope
         .sessions()
-        .create_at(scope.id, &data, ttl, level, subject, device, scope.now)
+        .create_from(
+            NewSession {
+                id: scope.id,
+                data: &data,
+                ttl,
+                level,
+                subject,
+                device,
+            },
+            scope.now,
+        )
         .await?;
     new_session(&req, scope.id, &meta)
 }

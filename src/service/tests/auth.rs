@@ -6,7 +6,7 @@ use crate::domain::auth::{Auth, Demand, Level};
 use crate::domain::error::Error;
 use crate::domain::merge::Merge;
 use crate::domain::session::fixtures::{POLICY, S, T0};
-use crate::service::sessions::Sessions;
+use crate::service::sessions::{NewSession, Sessions};
 use crate::service::subjects::Subjects;
 use crate::service::tests::fixtures::{ada, data, id};
 use crate::store::kv::KvIndex;
@@ -36,7 +36,15 @@ fn refused(found: Result<impl std::fmt::Debug, Error>) -> (u64, u8) {
 /// reauthentication moves the session to a new id that meets it.
 fn the_rules_hold<S: SessionStore, I: SubjectIndex>(store: &S, index: &I) {
     let sessions = Sessions::new(store, POLICY).indexed(index, 10);
-    let created = run(sessions.create_at(id(1), &data(), None, level(2), Some(ada()), None, T0));
+    let new = NewSession {
+        id: id(1),
+        data: &data(),
+        ttl: None,
+        level: level(2),
+        subject: Some(ada()),
+        device: None,
+    };
+    let created = run(sessions.create_from(new, T0));
     assert_eq!(
         created.unwrap().auth,
         Auth {

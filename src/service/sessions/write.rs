@@ -1,0 +1,187 @@
+//! Creating a session and writing one: replace, merge, touch, each against the version it read.
+
+use std::borrow::Cow;
+
+use crate::domain::error::Error;
+use crate::domain::event::Kind;
+use crate::domain::id::SessionId;
+use crate::domain::json::JsonObject;
+use crate::domain::merge::{merge, Merge};
+use crate::domain::precondition::IfMatch;
+use crate::domain::session::Meta;
+use crate::domain::time::Millis;
+use crate::service::subjects::Subjects;
+use crate::store::{
+    Activity, DeviceInfo, EntryKey, Expect, NewEntry, Outcome, SessionStore, SubjectIndex,
+};
+
+use super::{lost_races, NewSession, Session, Sessions, ATTEMPTS};
+
+impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
+    /// [`Sessions::create_from`] at level 1: what the tests create.
+    #[cfg(test)]
+    pub async fn create(
+        &self,
+        id: SessionId,
+        data: &JsonObject,
+        ttl: Option<u64>,
+        subject: Option<crate::domain::subject::Subject>,
+        device: Option<super::NewDevice<'_>>,
+        now: Millis,
+    ) -> Result<Meta, Error> {
+        let level = crate::domain::auth::Level::ONE;
+        let new = NewSession {
+            id,
+            data,
+            ttl,
+            level,
+            subject,
+            device,
+        };
+        self.create_from(new, now).await
+    }
+
+    /// Stores a new session. With a subject, the session is listed under it first (an entry
+    /// whose session failed to be written is cleaned up when met; a session missing from its
+    /// index could not be revoked), after making room when the subject is at its bound.
+    pub async fn create_from(&self, new: NewSession<'_>, now: Millis) -> Result<Meta, Error> {
+        let NewSession {
+            id,
+            data,
+            ttl,
+            level,
+            subject,
+            device,
+        } = new;
+        let meta = Meta {
+            subject,
+            ..Meta::authenticated(now, ttl, level, self.policy)
+        };
+        if let Some(subject) = &subject {
+            let (index, max) = self.index.ok_or_else(|| {
+                Error::Internal("a session with a subject, and no index to list it in".into())
+            })?;
+            Subjects::new(index, self.store, self.policy)
+                .make_room(subject, max, now)
+                .await?;
+            let entry = NewEntry {
+                key: EntryKey::of(id, now),
+                until: meta.latest_end(self.policy),
+                activity: Activity::of(&meta),
+                device: device.map_or(DeviceInfo::None, |device| DeviceInfo::Sealed(device.sealed)),
+            };
+            index.add(subject, &entry, now).await?;
+        } else if device.is_some() {
+            return Err(Error::Internal("device info without a subject".into()));
+        }
+        let bytes = data.as_str().as_bytes();
+        let label = device.and_then(|device| device.label);
+        let event = self.event(Kind::Created, now, &id, &meta, label);
+        let saved = self
+            .store
+            .save(&id, bytes, &meta, Expect::Absent, event.as_ref());
+        match saved.await? {
+            Outcome::Written => Ok(meta),
+            Outcome::Conflict => Err(Error::Internal(format!(
+                "new session id {} is taken",
+                id.short()
+            ))),
+        }
+    }
+
+    /// Replaces the data of an existing session.
+    pub async fn replace(
+        &self,
+        id: &SessionId,
+        data: &JsonObject,
+        if_match: Option<&IfMatch>,
+        now: Millis,
+    ) -> Result<Meta, Error> {
+        let bytes = data.as_str().as_bytes();
+        let (_, meta) = self
+            .write(id, if_match, now, |_| Ok(Cow::Borrowed(bytes)))
+            .await?;
+        Ok(meta)
+    }
+
+    /// Merges `patch` into an existing session and returns the merged data. Stored data that is
+    /// not a JSON object (the old worker stored anything) is `SessionNotMergeable`, and stays.
+    pub async fn merge(
+        &self,
+        id: &SessionId,
+        patch: &JsonObject,
+        how: Merge,
+        if_match: Option<&IfMatch>,
+        now: Millis,
+    ) -> Result<(Vec<u8>, Meta), Error> {
+        let (merged, meta) = self
+            .write(id, if_match, now, |current| {
+                merge(&current.data, patch, how)
+                    .map(Cow::Owned)
+                    .map_err(|_| Error::SessionNotMergeable)
+            })
+            .await?;
+        Ok((merged.into_owned(), meta))
+    }
+
+    /// The write path of `PUT` and `PATCH`: read, check `If-Match`, compute the new data from the
+    /// current session, and store it if the session is still at the version read.
+    async fn write<'d>(
+        &self,
+        id: &SessionId,
+        if_match: Option<&IfMatch>,
+        now: Millis,
+        change: impl Fn(&Session) -> Result<Cow<'d, [u8]>, Error>,
+    ) -> Result<(Cow<'d, [u8]>, Meta), Error> {
+        for _ in 0..ATTEMPTS {
+            let (target, current) = self.reach(id, now).await?;
+            let id = &target;
+            if if_match.is_some_and(|condition| !condition.allows(current.meta.version)) {
+                return Err(Error::PreconditionFailed);
+            }
+            let data = change(&current)?;
+            if data.len() > self.policy.max_bytes {
+                return Err(Error::SessionTooLarge {
+                    limit: self.policy.max_bytes,
+                });
+            }
+            let before = current.meta;
+            // The stored data is not needed past here: a large session is not held once more
+            // while the new one is sealed.
+            drop(current);
+            let meta = before.written(now, self.policy);
+            let expect = Expect::Version(before.version);
+            match self.store.save(id, &data, &meta, expect, None).await? {
+                Outcome::Written => {
+                    self.report(id, &before, &meta, now).await;
+                    return Ok((data, meta));
+                }
+                Outcome::Conflict if if_match.is_some() => return Err(Error::PreconditionFailed),
+                Outcome::Conflict => {}
+            }
+        }
+        Err(lost_races())
+    }
+
+    /// Renews the expiry; data and version stay as they are. A touch within the renewal
+    /// interval (see [`Meta::renewal_due`]) writes nothing and answers the expiry in force.
+    pub async fn touch(&self, id: &SessionId, now: Millis) -> Result<Meta, Error> {
+        for _ in 0..ATTEMPTS {
+            let (target, current) = self.reach(id, now).await?;
+            let id = &target;
+            if !current.without_meta && !current.meta.renewal_due(now, self.policy) {
+                return Ok(current.meta);
+            }
+            let meta = current.meta.touched(now, self.policy);
+            let expect = Expect::Version(current.meta.version);
+            let data = current.data.as_bytes();
+            // A conflict means a write landed in between; it renewed the session, and the next
+            // round reads its expiry.
+            if self.store.save(id, data, &meta, expect, None).await? == Outcome::Written {
+                self.report(id, &current.meta, &meta, now).await;
+                return Ok(meta);
+            }
+        }
+        Err(lost_races())
+    }
+}
