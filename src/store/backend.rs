@@ -1,6 +1,12 @@
 //! The backends a request can meet, behind one type each, so that handlers are written once: the
 //! session store (KV in the worker, SQLite in a session's object) and the subject index (KV, or
 //! the subject's object).
+//!
+//! Each forwards every method of its trait to the backend it holds, provided ones included: a
+//! provided method left unforwarded would answer with the trait's default instead of the
+//! backend's own (it happened once, to the index's relisting). So each impl denies
+//! `clippy::missing_trait_methods`, and `npm test` runs clippy with warnings denied: a method
+//! this file forgets fails the build.
 
 use crate::domain::derive::Handle;
 use crate::domain::error::Error;
@@ -32,6 +38,7 @@ pub enum BackendIndex {
     Durable(SubjectPeers),
 }
 
+#[deny(clippy::missing_trait_methods, reason = "see the module's doc")]
 impl SubjectIndex for BackendIndex {
     async fn add(&self, subject: &Subject, entry: &NewEntry<'_>, now: Millis) -> Result<(), Error> {
         match self {
@@ -102,6 +109,7 @@ impl SubjectIndex for BackendIndex {
     }
 }
 
+#[deny(clippy::missing_trait_methods, reason = "see the module's doc")]
 impl SessionStore for BackendStore {
     async fn load(&self, id: &SessionId) -> Result<Option<Stored>, Error> {
         match self {

@@ -249,6 +249,7 @@ pub trait KeyValue {
 }
 
 /// One store, shared: the KV session store and the subject index stand on the same namespace.
+#[deny(clippy::missing_trait_methods, reason = "every method forwarded")]
 impl<K: KeyValue> KeyValue for &K {
     async fn get(&self, key: &str) -> Result<Option<(String, Option<String>)>, Error> {
         (**self).get(key).await

@@ -57,6 +57,8 @@ impl<I> Racing<'_, I> {
     }
 }
 
+// Every method forwarded, so that the race runs on the index under test and nothing else.
+#[deny(clippy::missing_trait_methods)]
 impl<I: SubjectIndex> SubjectIndex for Racing<'_, I> {
     async fn add(&self, subject: &Subject, entry: &NewEntry<'_>, now: Millis) -> Result<(), Error> {
         let moving = matches!(entry.device, DeviceInfo::Like(_));
