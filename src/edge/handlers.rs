@@ -26,7 +26,6 @@ use crate::service::sessions::{NewDevice, NewSession, Sessions};
 use crate::service::subjects::SubjectStores;
 use crate::store::backend::{BackendIndex, BackendStore};
 use crate::store::kv::Kv;
-use crate::store::seal;
 
 /// What a handler returns, boxed so that the route table can hold every handler alike.
 pub type Answer<'a> = Pin<Box<dyn Future<Output = Result<Reply, Error>> + 'a>>;
@@ -196,19 +195,16 @@ fn subject_field(data: &JsonObject, config: &Config) -> Result<Option<Vec<u8>>, 
     Ok(json::get(&members, field).and_then(json::string_bytes))
 }
 
-/// Device info sealed under the subject's device key, and its label in the clear.
-type SealedDevice = (Vec<u8>, Option<String>);
-
-/// The device info of a new session (`Session-Label`, `Session-Agent`, `Session-IP`), sealed
-/// under the subject's device key; checked before anything is stored, so a refusal stores
-/// nothing. The subject's key needs the subject as given: the header, or the data's field.
-/// The label comes back too, for the `created` event.
+/// The device info of a new session (`Session-Label`, `Session-Agent`, `Session-IP`), with the
+/// key of its subject's it is to be sealed under; checked before anything is stored, so a
+/// refusal stores nothing. The subject's key needs the subject as given: the header, or the
+/// data's field.
 fn new_device(
     req: &Incoming,
     data: &JsonObject,
     subject: Option<&Subject>,
     config: &Config,
-) -> Result<Option<SealedDevice>, Error> {
+) -> Result<Option<(Device, DeviceKey)>, Error> {
     let (label, agent, ip) = (
         req.header("session-label"),
         req.header("session-agent"),
@@ -220,8 +216,7 @@ fn new_device(
         ip: ip.as_deref(),
     };
     // Device info without a subject is refused here, so there is none to keep without one.
-    let device = Device::from_headers(headers, subject.is_some())?;
-    let (Some(device), Some(subject)) = (device, subject) else {
+    let Some(device) = Device::from_headers(headers, subject.is_some())? else {
         return Ok(None);
     };
     let key = config.subject_key.as_deref();
@@ -232,8 +227,7 @@ fn new_device(
             DeviceKey::of(&bytes, key)
         }
     };
-    let sealed = seal::seal_device(&device_key, subject, &device.to_bytes())?;
-    Ok(Some((sealed, device.label)))
+    Ok(Some((device, device_key)))
 }
 
 pub async fn create(req: Incoming, scope: &SessionScope<'_>) -> Result<Reply, Error> {
@@ -242,10 +236,9 @@ pub async fn create(req: Incoming, scope: &SessionScope<'_>) -> Result<Reply, Er
     let (data, _) = read_object(&req, scope.config.policy.max_bytes).await?;
     let subject = new_subject(&req, &data, scope.config)?;
     let device = new_device(&req, &data, subject.as_ref(), scope.config)?;
-    let device = device.as_ref().map(|(sealed, label)| NewDevice {
-        sealed,
-        label: label.as_deref(),
-    });
+    let device = device
+        .as_ref()
+        .map(|(device, key)| NewDevice { device, key });
     let meta = scope
         .sessions()
         .create_from(
@@ -427,26 +420,18 @@ pub async fn subject_sessions(req: Incoming, scope: &SubjectScope<'_>) -> Result
         // Any header at all asks for the marker; one that is no session of this subject's
         // marks nothing.
         let current = scope.current;
-        let live = scope
+        let listing = scope
             .stores
-            .live(&scope.subject, scope.policy, scope.now)
+            .listing(&scope.subject, scope.policy, &scope.device_key, scope.now)
             .await?;
-        // Device info the version before sealed is sealed anew once opened (rewritten on sight).
-        let mut resealed = Vec::new();
-        let sessions = live
-            .iter()
-            .map(|listed| {
-                let device = listed
-                    .device
-                    .as_deref()
-                    .and_then(|sealed| {
-                        let (key, subject) = (&scope.device_key, &scope.subject);
-                        let (plain, anew) = seal::open_device_anew(key, subject, sealed)?;
-                        resealed.extend(anew.map(|anew| (listed, anew)));
-                        Some(plain)
-                    })
-                    .and_then(|bytes| Device::from_bytes(&bytes))
-                    .unwrap_or_default();
+        if let Some(err) = &listing.resealing {
+            // What is not rewritten stays readable, and the next listing tries again.
+            log::internal(SUBJECT_SESSIONS, err);
+        }
+        let sessions = listing
+            .sessions
+            .into_iter()
+            .map(|(listed, device)| {
                 let updated_at = rfc3339(listed.updated_at);
                 SubjectSession {
                     handle: listed.key.handle.to_string(),
@@ -463,14 +448,6 @@ pub async fn subject_sessions(req: Incoming, scope: &SubjectScope<'_>) -> Result
                 }
             })
             .collect();
-        if !resealed.is_empty() {
-            let stores = scope.stores;
-            let rewritten = stores.reseal(&scope.subject, scope.policy, &resealed, scope.now);
-            // What is not rewritten stays readable, and the next listing tries again.
-            if let Err(err) = rewritten.await {
-                log::internal(SUBJECT_SESSIONS, &err);
-            }
-        }
         serde_json::to_vec(&SubjectSessions { sessions })
     };
     Ok(Reply::body(200, JSON, body.map_err(internal)?))

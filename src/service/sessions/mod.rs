@@ -9,7 +9,8 @@
 //! in which case the lost race is a failed precondition like any other.
 
 use crate::domain::auth::{Demand, Level};
-use crate::domain::derive::Handle;
+use crate::domain::derive::{DeviceKey, Handle};
+use crate::domain::device::Device;
 use crate::domain::error::Error;
 use crate::domain::event::{Event, Kind};
 use crate::domain::id::SessionId;
@@ -25,12 +26,14 @@ use crate::store::{
 /// How many times a write is tried against concurrent writers before it answers `store_busy`.
 pub const ATTEMPTS: usize = 3;
 
-/// A new session's device info: sealed, for its index entry, and its label in the clear, for
-/// the `created` event (the one place a label travels: see [`crate::domain::event`]).
+/// A new session's device info, and the key of its subject's that it is sealed under (see
+/// [`DeviceKey`]) before it is listed: the service seals it, the edge never does. Its label
+/// travels in the clear in the `created` event (the one place a label travels: see
+/// [`crate::domain::event`]).
 #[derive(Clone, Copy, Debug)]
 pub struct NewDevice<'a> {
-    pub sealed: &'a [u8],
-    pub label: Option<&'a str>,
+    pub device: &'a Device,
+    pub key: &'a DeviceKey,
 }
 
 /// What `POST /create` makes of a request: the parts of a new session, each its own.
@@ -45,7 +48,7 @@ pub struct NewSession<'a> {
     pub level: Level,
     /// Who it belongs to, fixed for its life.
     pub subject: Option<Subject>,
-    /// Its device info, sealed under the subject's device key; it needs a subject.
+    /// Its device info; it needs a subject.
     pub device: Option<NewDevice<'a>>,
 }
 

@@ -15,6 +15,8 @@ use crate::store::{
     Activity, DeviceInfo, EntryKey, Expect, NewEntry, Outcome, SessionStore, SubjectIndex,
 };
 
+use crate::store::seal::seal_device;
+
 use super::{lost_races, NewSession, Session, Sessions, ATTEMPTS};
 
 impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
@@ -57,6 +59,13 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
             subject,
             ..Meta::authenticated(now, ttl, level, self.policy)
         };
+        let sealed = match (device, &subject) {
+            (Some(new), Some(subject)) => {
+                Some(seal_device(new.key, subject, &new.device.to_bytes())?)
+            }
+            (Some(_), None) => return Err(Error::Internal("device info without a subject".into())),
+            (None, _) => None,
+        };
         if let Some(subject) = &subject {
             let (index, max) = self.index.ok_or_else(|| {
                 Error::Internal("a session with a subject, and no index to list it in".into())
@@ -68,14 +77,14 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
                 key: EntryKey::of(id, now),
                 until: meta.latest_end(self.policy),
                 activity: Activity::of(&meta),
-                device: device.map_or(DeviceInfo::None, |device| DeviceInfo::Sealed(device.sealed)),
+                device: sealed
+                    .as_deref()
+                    .map_or(DeviceInfo::None, DeviceInfo::Sealed),
             };
             index.add(subject, &entry, now).await?;
-        } else if device.is_some() {
-            return Err(Error::Internal("device info without a subject".into()));
         }
         let bytes = data.as_str().as_bytes();
-        let label = device.and_then(|device| device.label);
+        let label = device.and_then(|new| new.device.label.as_deref());
         let event = self.event(Kind::Created, now, &id, &meta, label);
         let saved = self
             .store

@@ -11,12 +11,14 @@
 //! whose reported expiry has passed (see [`crate::store::durable::index::SqlIndex`]).
 
 use crate::domain::auth::Auth;
-use crate::domain::derive::Handle;
+use crate::domain::derive::{DeviceKey, Handle};
+use crate::domain::device::Device;
 use crate::domain::error::Error;
 use crate::domain::event::{Event, Kind, Revocation};
 use crate::domain::session::Policy;
 use crate::domain::subject::Subject;
 use crate::domain::time::Millis;
+use crate::store::seal::open_device_anew;
 use crate::store::{
     Activity, Choice, DeviceInfo, Entry, EntryKey, NewEntry, SessionRef, SessionStore, SubjectIndex,
 };
@@ -37,6 +39,15 @@ pub struct LiveEntry {
     pub auth: Auth,
     /// Its device info, sealed under the subject's device key.
     pub device: Option<Vec<u8>>,
+}
+
+/// A subject's listing, as the routes show it.
+pub struct Listing {
+    /// Each live session, newest first, with its device info.
+    pub sessions: Vec<(LiveEntry, Device)>,
+    /// Why device info sealed the earlier way could not be written back sealed anew: it fails
+    /// nothing (it stays readable, and the next listing tries again), and is for the log.
+    pub resealing: Option<Error>,
 }
 
 pub struct Subjects<'a, I, S> {
@@ -281,9 +292,41 @@ impl<'a, I: SubjectIndex, S: SessionStore> Subjects<'a, I, S> {
         Err(failure)
     }
 
+    /// The live sessions of `subject`, newest first, each with its device info opened under
+    /// the subject's device `key` (none for a session without, or whose device info does not
+    /// open). Device info the version before sealed is sealed anew as it is listed.
+    pub async fn listing(
+        &self,
+        subject: &Subject,
+        key: &DeviceKey,
+        now: Millis,
+    ) -> Result<Listing, Error> {
+        let live = self.live(subject, now).await?;
+        let mut anew = Vec::new();
+        let devices: Vec<Device> = live
+            .iter()
+            .map(|listed| {
+                let sealed = listed.device.as_deref()?;
+                let (plain, resealed) = open_device_anew(key, subject, sealed)?;
+                anew.extend(resealed.map(|resealed| (listed, resealed)));
+                Device::from_bytes(&plain)
+            })
+            .map(Option::unwrap_or_default)
+            .collect();
+        let resealing = match anew.is_empty() {
+            true => None,
+            false => self.reseal(subject, &anew, now).await.err(),
+        };
+        Ok(Listing {
+            sessions: live.into_iter().zip(devices).collect(),
+            resealing,
+        })
+    }
+
     /// Writes the entries of `listed` again, each with its device info as `devices` gives it
-    /// (sealed anew under this version's device key by the caller, who names the subject and so
-    /// holds the key): device info the version before sealed moves on sight. One write per
+    /// (sealed anew under this version's device key by [`Subjects::listing`], whose caller
+    /// names the subject and so holds the key): device info the version before sealed moves on
+    /// sight. One write per
     /// entry, one after the other (it happens once per entry); a failure leaves the entry as it
     /// was, still readable.
     pub async fn reseal(

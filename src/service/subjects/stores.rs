@@ -2,12 +2,12 @@
 //! KV in the worker, or in the subject's object reaching each session through its own object.
 //! Each operation is [`Subjects`]', on whichever pair the request has.
 
-use crate::domain::derive::Handle;
+use crate::domain::derive::{DeviceKey, Handle};
 use crate::domain::error::Error;
 use crate::domain::session::Policy;
 use crate::domain::subject::Subject;
 use crate::domain::time::Millis;
-use crate::service::subjects::{LiveEntry, Subjects};
+use crate::service::subjects::{Listing, Subjects};
 use crate::store::durable::index::SqlIndex;
 use crate::store::durable::protocol::store::Peers;
 use crate::store::durable::storage::DoStorage;
@@ -21,42 +21,22 @@ pub enum SubjectStores {
 }
 
 impl SubjectStores {
-    pub async fn live(
+    pub async fn listing(
         &self,
         subject: &Subject,
         policy: Policy,
+        key: &DeviceKey,
         now: Millis,
-    ) -> Result<Vec<LiveEntry>, Error> {
+    ) -> Result<Listing, Error> {
         match self {
             SubjectStores::Kv(index, sessions) => {
                 Subjects::new(index, sessions, policy)
-                    .live(subject, now)
+                    .listing(subject, key, now)
                     .await
             }
             SubjectStores::Durable(index, sessions) => {
                 Subjects::new(index, sessions, policy)
-                    .live(subject, now)
-                    .await
-            }
-        }
-    }
-
-    pub async fn reseal(
-        &self,
-        subject: &Subject,
-        policy: Policy,
-        listed: &[(&LiveEntry, Vec<u8>)],
-        now: Millis,
-    ) -> Result<(), Error> {
-        match self {
-            SubjectStores::Kv(index, sessions) => {
-                Subjects::new(index, sessions, policy)
-                    .reseal(subject, listed, now)
-                    .await
-            }
-            SubjectStores::Durable(index, sessions) => {
-                Subjects::new(index, sessions, policy)
-                    .reseal(subject, listed, now)
+                    .listing(subject, key, now)
                     .await
             }
         }

@@ -32,9 +32,16 @@ fn kv_records_each_event_once_its_write_was_made() {
     let index = KvIndex::new(&kv, true);
     let (store1, store2) = (store(&kv, &journal), store(&kv, &journal));
     let sessions = Sessions::new(&store1, POLICY).indexed(&index, 100);
+    let (device, key) = (
+        crate::domain::device::Device {
+            label: Some("Firefox".into()),
+            ..Default::default()
+        },
+        crate::domain::derive::DeviceKey::of(b"ada@example.com", None),
+    );
     let device = NewDevice {
-        sealed: b"sealed",
-        label: Some("Firefox"),
+        device: &device,
+        key: &key,
     };
     run(sessions.create(id(1), &data(), None, Some(ada()), Some(device), T0)).unwrap();
     let created = journal.take();

@@ -1,7 +1,8 @@
 //! A subject's sessions as the services keep them: listed at creation, bounded, revoked, moved
 //! by rotation, on KV and on strong mode's index.
 
-use crate::domain::derive::Handle;
+use crate::domain::derive::{DeviceKey, Handle};
+use crate::domain::device::Device;
 use crate::domain::id::SessionId;
 use crate::domain::session::fixtures::{POLICY, S, T0};
 use crate::domain::subject::Subject;
@@ -238,32 +239,51 @@ fn device_info_is_listed_as_sealed_and_kept_by_rotation() {
     let kv = Kv::new();
     let (store, index) = (sealed(&kv.kv), KvIndex::new(&kv.kv, true));
     let sessions = Sessions::new(&store, POLICY).indexed(&index, 100);
-    let device = b"d1 sealed, opaque here".to_vec();
+    let device = Device {
+        label: Some("Firefox on Linux".into()),
+        ..Device::default()
+    };
+    let key = DeviceKey::of(b"ada@example.com", None);
     let new = NewDevice {
-        sealed: &device,
-        label: None,
+        device: &device,
+        key: &key,
     };
     run(sessions.create(id(1), &data(), None, Some(ada()), Some(new), T0)).unwrap();
     kv.create(2, Some(ada()), T0 + S, 100);
     run(sessions.rotate(&id(1), id(3), T0 + 2 * S)).unwrap();
-    let live = run(Subjects::new(&index, &store, POLICY).live(&ada(), T0 + 3 * S)).unwrap();
-    let listed: Vec<_> = live
+    let subjects = Subjects::new(&index, &store, POLICY);
+    let live = run(subjects.live(&ada(), T0 + 3 * S)).unwrap();
+    let sealed = live[1].device.clone().unwrap();
+    assert!(
+        !String::from_utf8_lossy(&sealed).contains("Firefox"),
+        "sealed at rest"
+    );
+    let listing = run(subjects.listing(&ada(), &key, T0 + 3 * S)).unwrap();
+    let listed: Vec<_> = listing
+        .sessions
         .iter()
-        .map(|l| (l.key.handle, l.device.clone()))
+        .map(|(l, device)| (l.key.handle, device.clone()))
         .collect();
     assert_eq!(
         listed,
         vec![
-            (Handle::of(&id(2)), None),
-            (Handle::of(&id(3)), Some(device))
+            (Handle::of(&id(2)), Device::default()),
+            (Handle::of(&id(3)), device.clone())
         ],
         "the rotated session keeps its creation time and its device"
     );
-    let device = NewDevice {
-        sealed: b"x",
-        label: None,
+    let other = DeviceKey::of(b"bob@example.com", None);
+    let listing = run(subjects.listing(&ada(), &other, T0 + 3 * S)).unwrap();
+    assert_eq!(
+        listing.sessions[1].1,
+        Device::default(),
+        "another key opens nothing"
+    );
+    let new = NewDevice {
+        device: &device,
+        key: &key,
     };
-    let no_subject = run(sessions.create(id(4), &data(), None, None, Some(device), T0));
+    let no_subject = run(sessions.create(id(4), &data(), None, None, Some(new), T0));
     assert!(no_subject.is_err(), "device info needs a subject");
 }
 
