@@ -13,6 +13,9 @@ cargo fmt --check
 step "layers: imports only downward, the domain and services free of runtime types, no cycles"
 node scripts/layers.mjs
 
+step "docs: every relative link and anchor resolves; the configuration table names every variable"
+node --test tests/docs/
+
 step "cargo clippy (wasm32 and native, warnings denied)"
 cargo clippy --target wasm32-unknown-unknown --all-targets --locked -- -D warnings
 cargo clippy --all-targets --locked -- -D warnings
