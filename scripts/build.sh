@@ -14,7 +14,7 @@ if [ -f build/index.js ] && [ "$(cat build/.mode 2>/dev/null)" = "$mode" ] \
   exit 0
 fi
 # worker-build's own entry, as it makes it. A patch of its minified output into an object entry
-# was measured side by side with it (README, "Performance"): its gain was inside the spread.
+# was measured side by side with it (docs/performance.md): its gain was inside the spread.
 worker-build --release
 
 # worker-build keeps the Wasm names section (~90 KiB) for readable stack traces; a deployed worker

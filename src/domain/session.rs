@@ -4,7 +4,7 @@
 //! is tested natively without sleeping.
 //!
 //! A session expires at `min(last_write + idle_ttl, created + max_lifetime)`. Only writes and
-//! touches count as activity: reads never write (see the README, "Lifecycle").
+//! touches count as activity: reads never write (see docs/lifecycle.md).
 
 use std::fmt::Write;
 
@@ -179,7 +179,7 @@ impl Meta {
     /// and last authenticated no later than now (give or take [`CLOCK_SKEW_MS`] between
     /// isolates), written no earlier than created, authenticated no later than written, and
     /// ending no later than its creation plus the absolute lifetime in force. A record sealed by
-    /// someone who knows an id (sealing needs no secret: see the README's Security section), or
+    /// someone who knows an id (sealing needs no secret: see docs/security.md), or
     /// a lifecycle kept beside an `s1` record, is held to it too, so none lives past
     /// `createdAt` + the lifetime, nor claims an activity or an authentication yet to come.
     pub fn within_rules(&self, now: Millis, policy: Policy) -> bool {

@@ -4,7 +4,7 @@
 //! without the record failing to open: the session's data (encrypted), its lifecycle (in the
 //! clear, authenticated) and the storage key it is stored under (authenticated). A store writer
 //! can delete a record, or put back one it captured earlier (which then ends at its own sealed
-//! expiry, see the README's Security section), but cannot make a session live longer, move it to
+//! expiry, see docs/security.md), but cannot make a session live longer, move it to
 //! another subject or another key, or make it read as a session of the old worker.
 //!
 //! ```text

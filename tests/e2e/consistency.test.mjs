@@ -2,7 +2,7 @@
 // acknowledged write. KV promises less, and each test asserts what it does promise: the last
 // write wins, so what a read finds is what acknowledged writes left (never a refused write's
 // data, never nothing), and versions only grow; the lost writes are counted and reported (a fact
-// of KV, printed for bench/results.md and the README, not hidden).
+// of KV, printed for bench/results.md and docs/operations.md, not hidden).
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { JSON_HEADERS, STRONG, BACKEND, assertNoRequestLine, sleep, startWorker } from './harness.mjs';

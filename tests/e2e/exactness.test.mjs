@@ -67,7 +67,7 @@ describe('exactness under chains and races', () => {
   });
 
   // Strong mode: one revocation ends everything, whichever step of the move it met. KV: what one
-  // location allows (README, "Security"): a move listed between the revocation's listing and its
+  // location allows (docs/lifecycle.md, "Rotate or renew"): a move listed between the revocation's listing and its
   // removal of the old entry escapes it, listed, and the next revocation ends it.
   for (const move of ['renew', 'rotate', 'reauth']) {
     test(`an id change (${move}) racing "log out everywhere" leaves no live session`, async () => {
@@ -102,6 +102,38 @@ describe('exactness under chains and races', () => {
       if (!STRONG) console.log(`[kv] ${move}: ${escaped} of 16 moves escaped the first revocation, all listed`);
     });
   }
+
+  // Signing out one device, and logging out the others, follow a move made meanwhile: strong
+  // mode's index keeps each entry's lineage (KV keeps none: docs/lifecycle.md, "Rotate or renew").
+  test('signing out a device while it renews ends it; logging out the others while one renews keeps that one', { skip: !STRONG && 'KV keeps no lineage' }, async () => {
+    const subject = 'race-one@example.com';
+    for (let trial = 0; trial < 12; trial += 1) {
+      const id = await create(subject);
+      const kept = await create(subject);
+      const [moved, revoked] = await Promise.all([
+        (async () => { await sleep(trial % 3); return call(`/renew/${id}`, { method: 'POST' }); })(),
+        (async () => { await sleep(2 - (trial % 3)); return call(`${path(subject)}/${handleOf(id)}`, { method: 'DELETE' }); })(),
+      ]);
+      assert.ok([200, 404].includes(revoked.status), `${revoked.status}`);
+      const ids = [id, ...(moved.status === 201 ? [await moved.text()] : [])];
+      // Found listed (200), the device is ended wherever it moved meanwhile. Not found (404),
+      // the move was over before the revocation looked: its handle had gone with the old id,
+      // and the session lives on under its new one (listed, for the next "sign out").
+      const expected = revoked.status === 200 ? 404 : 200;
+      for (const candidate of ids) assert.equal(await status(candidate), expected, `trial ${trial}: ${revoked.status}`);
+      assert.equal(await status(kept), 200, 'another device stays');
+      // Log out the others from `kept` while `kept` renews: its successor stays, the rest end.
+      const [renewed, others] = await Promise.all([
+        call(`/renew/${kept}`, { method: 'POST' }),
+        call(`${path(subject)}?except=${kept}`, { method: 'DELETE' }),
+      ]);
+      assert.equal(others.status, 200);
+      assert.equal(renewed.status, 201);
+      assert.equal(await status(await renewed.text()), 200, `trial ${trial}: the kept session's successor`);
+      for (const candidate of ids) assert.equal(await status(candidate), 404);
+      assert.equal((await call(path(subject), { method: 'DELETE' })).status, 200);
+    }
+  });
 
   test('a session whose KV metadata is marked retired is not served (it would escape listings)', { skip: STRONG && 'KV metadata' }, async () => {
     const id = await create('marked@example.com');

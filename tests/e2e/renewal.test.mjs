@@ -67,7 +67,7 @@ describe('renewal, with reuse detection on', () => {
     assert.deepEqual(await read.json(), { user: 'ada', after: 1 });
   });
 
-  test('writes in flight with the old id while it is renewed', { skip: !STRONG && 'KV has no compare-and-swap: a write that read the session before the renewal lands on the old id, as with /rotate (README)' }, async () => {
+  test('writes in flight with the old id while it is renewed', { skip: !STRONG && 'KV has no compare-and-swap: a write that read the session before the renewal lands on the old id, as with /rotate (docs/lifecycle.md)' }, async () => {
     const old = await c.create({ user: 'ada' });
     const inFlight = Array.from({ length: 20 }, (_, i) => c.patch(old, { [`k${i}`]: i }));
     const renewal = c.renew(old);

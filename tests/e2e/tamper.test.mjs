@@ -97,7 +97,7 @@ describe('a writer of the store', () => {
     assert.deepEqual(await read.json(), { role: 'user' });
   });
 
-  // KV's limit, stated in the README: a location that still holds a revoked session in its cache
+  // KV's limit, stated in docs/lifecycle.md: a location that still holds a revoked session in its cache
   // (up to about 60 s) can write it back. Locally there is one location, so the cache's copy is
   // put back by hand; the write then made through the API must list it again.
   test('a revoked session written back is listed again, and the next revocation ends it', { skip: STRONG && 'KV mode' }, async () => {

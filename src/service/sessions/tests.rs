@@ -34,7 +34,7 @@ fn kv() -> KvSessions<MemoryKv, SoftAead> {
 
 /// Store operations per call on Workers KV, the least each can do, as measured below on the
 /// counting in-memory store, each call with a store of its own (as each request has). The
-/// README quotes this table. The last rows are sessions stored before keys were hashed,
+/// docs/operations.md quotes this table. The last rows are sessions stored before keys were hashed,
 /// with the legacy lookup on.
 const KV_OPERATIONS: &[(&str, u32)] = &[
     ("create", 1),

@@ -285,7 +285,7 @@ fn a_lifecycle_altered_beside_the_seal_reads_as_not_found() {
 }
 
 /// KV keeps no history to compare with: a value captured earlier and put back is served (the
-/// README says so), but only as what it was sealed as, so it ends at its own expiry.
+/// docs/security.md says so), but only as what it was sealed as, so it ends at its own expiry.
 #[test]
 fn an_earlier_value_put_back_ends_at_its_own_sealed_expiry() {
     let kv = MemoryKv::default();
@@ -385,9 +385,9 @@ fn a_record_of_the_version_before_is_read_with_its_metadata_then_sealed_anew() {
 }
 
 /// Sealing needs no secret, only the id: a writer of the store who picks an id can seal a
-/// record for it (README, Security). Such a record is held to the same rules as any: one that
+/// record for it (docs/security.md). Such a record is held to the same rules as any: one that
 /// would live past its creation plus the lifetime, or was created in the future, is not a
-/// session; one the rules could have made is served, which is what the README says.
+/// session; one the rules could have made is served, which is what docs/security.md says.
 #[test]
 fn a_record_sealed_by_whoever_knows_the_id_is_held_to_the_rules() {
     use crate::domain::derive::WrapKey;

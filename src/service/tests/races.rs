@@ -224,7 +224,7 @@ fn a_move_racing_a_revocation_of_all_leaves_nothing_alive_in_strong_mode() {
 
 /// Signing out one device follows the session where it moved meanwhile: strong mode's index
 /// keeps each entry's lineage. (KV keeps none: there the move escapes if it is listed between
-/// the listing and the removal of its old entry, a window the README states.)
+/// the listing and the removal of its old entry, a window docs/lifecycle.md states.)
 #[test]
 fn a_move_racing_a_revocation_of_its_device_leaves_it_ended_in_strong_mode() {
     nothing_outlives("strong", strong, Revoking::One);

@@ -921,7 +921,7 @@ fn a_row_of_the_version_before_handles_gets_one_and_reports_its_expiry() {
     );
 }
 
-/// Operations per call in strong mode with events on (README, "Operations per call"): SQL
+/// Operations per call in strong mode with events on (docs/operations.md, "Operations per call"): SQL
 /// statements and alarm writes in the session's object, and the alarm that delivers each event
 /// (one `sendBatch`).
 const OBJECT_OPERATIONS_WITH_EVENTS: &[(&str, u32, u32)] = &[
