@@ -52,14 +52,9 @@
 
 use aes_gcm::aead::{Aead as _, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
-use wasm_bindgen::prelude::wasm_bindgen;
-use wasm_bindgen::JsValue;
-use worker::js_sys::{ArrayBuffer, Promise, Uint8Array};
-use worker::wasm_bindgen_futures::JsFuture;
 
 use crate::domain::auth::{Auth, Level};
-use crate::domain::derive::{DeviceKey, StorageKey, WrapKey};
-use crate::domain::device::MAX_ENCODED_BYTES;
+use crate::domain::derive::{StorageKey, WrapKey};
 use crate::domain::digest::hmac_sha256;
 use crate::domain::error::Error;
 use crate::domain::id::SessionId;
@@ -69,6 +64,12 @@ use crate::domain::renewal::{RETIREMENT_BYTES, TOKEN_RETIREMENT_BYTES};
 use crate::domain::session::Meta;
 use crate::domain::subject::Subject;
 use crate::store::{Record, Stored};
+
+mod device;
+mod webcrypto;
+
+pub use device::{open_device, open_device_anew, seal_device, MAX_SEALED_DEVICE};
+pub use webcrypto::WebCrypto;
 
 const NONCE: usize = 12;
 const TAG: usize = 16;
@@ -489,129 +490,6 @@ impl<A: Aead> Sealer<A> {
     }
 }
 
-/// Associated data of device info, before the subject's hash.
-const DEVICE_LABEL: &[u8] = b"session-state/v2/device\0";
-const DEVICE_MAGIC: &[u8; 2] = b"d2";
-/// Device info sealed by the version before, under [`DeviceKey::earlier`], with the subject's
-/// hash in hex after this label as associated data.
-const LEGACY_DEVICE_LABEL: &[u8] = b"session-state/v1/device\0";
-const LEGACY_DEVICE_MAGIC: &[u8; 2] = b"d1";
-
-/// Device info sealed under its subject's [`DeviceKey`]: `"d2" | nonce 12 | ciphertext | tag`,
-/// with a label and the subject's hash as associated data, so an entry copied under another
-/// subject does not open. Device info is at most [`MAX_ENCODED_BYTES`] (far below
-/// [`IN_WASM`]), so it is sealed in Wasm, as small session data is. It is not bound to the
-/// session's handle: a rotated session's entry carries its device over sealed, without the key.
-pub fn seal_device(key: &DeviceKey, subject: &Subject, device: &[u8]) -> Result<Vec<u8>, Error> {
-    let nonce = random::<NONCE>()?;
-    let aad = [DEVICE_LABEL, subject.bytes()].concat();
-    let sealed = soft_encrypt(&key.now, &nonce, &aad, device)?;
-    Ok([&DEVICE_MAGIC[..], &nonce, &sealed].concat())
-}
-
-/// The device info in `bytes`, or `None` when it does not open (another subject's, altered, or
-/// sealed under another `SUBJECT_KEY`). Opens what the version before sealed (`d1`) too.
-pub fn open_device(key: &DeviceKey, subject: &Subject, bytes: &[u8]) -> Option<Vec<u8>> {
-    let (key, aad, rest) = match bytes.strip_prefix(DEVICE_MAGIC) {
-        Some(rest) => (&key.now, [DEVICE_LABEL, subject.bytes()].concat(), rest),
-        None => {
-            let rest = bytes.strip_prefix(LEGACY_DEVICE_MAGIC)?;
-            let aad = [LEGACY_DEVICE_LABEL, subject.hex().as_bytes()].concat();
-            (&key.legacy, aad, rest)
-        }
-    };
-    if rest.len() < NONCE + TAG {
-        return None;
-    }
-    let (nonce, sealed) = rest.split_at(NONCE);
-    soft_decrypt(key, nonce, &aad, sealed)
-}
-
-/// [`open_device`], and, for device info sealed under the earlier device key, the same sealed
-/// anew under this version's: what a listing writes back (rewritten on sight).
-pub fn open_device_anew(
-    key: &DeviceKey,
-    subject: &Subject,
-    bytes: &[u8],
-) -> Option<(Vec<u8>, Option<Vec<u8>>)> {
-    let plain = open_device(key, subject, bytes)?;
-    let anew = match bytes.starts_with(LEGACY_DEVICE_MAGIC) {
-        true => seal_device(key, subject, &plain).ok(),
-        false => None,
-    };
-    Some((plain, anew))
-}
-
-/// The longest sealed device info: what an index entry must have room for.
-pub const MAX_SEALED_DEVICE: usize = 2 + NONCE + MAX_ENCODED_BYTES + TAG;
-
-#[wasm_bindgen(inline_js = r#"
-const subtle = crypto.subtle;
-// Each takes views of Wasm memory: WebCrypto copies them when called, before any await.
-export async function seal(raw, iv, additionalData, data) {
-  const key = subtle.importKey('raw', raw, 'AES-GCM', false, ['encrypt']);
-  const params = { name: 'AES-GCM', iv: iv.slice(), additionalData: additionalData.slice() };
-  const copy = data.slice();
-  return subtle.encrypt(params, await key, copy);
-}
-export async function open(raw, iv, additionalData, data) {
-  const key = subtle.importKey('raw', raw, 'AES-GCM', false, ['decrypt']);
-  const params = { name: 'AES-GCM', iv: iv.slice(), additionalData: additionalData.slice() };
-  const copy = data.slice();
-  return subtle.decrypt(params, await key, copy).catch(() => null);
-}
-"#)]
-extern "C" {
-    /// Import and encrypt, in one promise.
-    fn seal(raw: &[u8], iv: &[u8], aad: &[u8], data: &[u8]) -> Promise;
-    /// Import and decrypt, in one promise; `null` when the tag does not match.
-    fn open(raw: &[u8], iv: &[u8], aad: &[u8], data: &[u8]) -> Promise;
-}
-
-/// The runtime's WebCrypto.
-#[derive(Clone, Copy, Default)]
-pub struct WebCrypto;
-
-async fn settle(promise: Promise) -> Result<JsValue, Error> {
-    JsFuture::from(promise)
-        .await
-        .map_err(|err| Error::Internal(format!("webcrypto: {err:?}")))
-}
-
-fn bytes_of(buffer: JsValue) -> Vec<u8> {
-    Uint8Array::new(&ArrayBuffer::from(buffer)).to_vec()
-}
-
-impl Aead for WebCrypto {
-    async fn encrypt(
-        &self,
-        key: &[u8; 32],
-        nonce: &[u8],
-        aad: &[u8],
-        plain: &[u8],
-        out: &mut Vec<u8>,
-    ) -> Result<(), Error> {
-        let sealed = Uint8Array::new(&ArrayBuffer::from(
-            settle(seal(key, nonce, aad, plain)).await?,
-        ));
-        let at = out.len();
-        out.resize(at + sealed.length() as usize, 0);
-        sealed.copy_to(&mut out[at..]);
-        Ok(())
-    }
-
-    async fn decrypt(
-        &self,
-        key: &[u8; 32],
-        nonce: &[u8],
-        aad: &[u8],
-        sealed: &[u8],
-    ) -> Result<Option<Vec<u8>>, Error> {
-        let plain = settle(open(key, nonce, aad, sealed)).await?;
-        Ok((!plain.is_null()).then(|| bytes_of(plain)))
-    }
-}
-
 /// Every label this module seals under, for `docs/storage.md`'s derivation table.
 #[cfg(test)]
 pub const LABELS: &[&[u8]] = &[
@@ -621,8 +499,8 @@ pub const LABELS: &[&[u8]] = &[
     DATA_LABEL,
     S1_SLOT_LABEL,
     S1_DATA_LABEL,
-    DEVICE_LABEL,
-    LEGACY_DEVICE_LABEL,
+    device::DEVICE_LABEL,
+    device::LEGACY_DEVICE_LABEL,
 ];
 
 /// The byte layouts `docs/storage.md` shows, made from the sizes this module uses.
@@ -681,8 +559,8 @@ pub fn layouts() -> Vec<String> {
             magic(RETIRED_MAGIC)
         ),
         lifecycle,
-        sealed(magic(DEVICE_MAGIC)),
-        sealed(magic(LEGACY_DEVICE_MAGIC)),
+        sealed(magic(device::DEVICE_MAGIC)),
+        sealed(magic(device::LEGACY_DEVICE_MAGIC)),
     ]
 }
 
@@ -712,6 +590,7 @@ pub(crate) mod fixtures {
 mod tests {
     use super::fixtures;
     use super::*;
+    use crate::domain::derive::DeviceKey;
     use crate::domain::id::SessionId;
     use crate::domain::session::fixtures::{POLICY, T0};
     use crate::store::memory::{run, SoftAead};
