@@ -238,8 +238,9 @@ export interface paths {
             header?: never;
             path: {
                 /**
-                 * @description The subject, percent-encoded; 1 to 256 bytes (of UTF-8) once decoded, else `400
-                 *     invalid_subject`. A `%` that starts no escape is kept as it is.
+                 * @description The subject, percent-encoded; 1 to 256 bytes (of UTF-8) once decoded, not beginning with
+                 *     `session-state/` (reserved), else `400 invalid_subject`. A `%` that starts no escape is
+                 *     kept as it is.
                  */
                 subject: string;
             };
@@ -648,8 +649,9 @@ export interface operations {
             };
             header?: {
                 /**
-                 * @description The user the session belongs to, percent-encoded (1 to 256 bytes once decoded; a `%` that
-                 *     starts no escape is kept as it is), fixed for the session's life. Without it, the string in the data's field named by
+                 * @description The user the session belongs to, percent-encoded (1 to 256 bytes once decoded, not
+                 *     beginning with `session-state/`, which is reserved; a `%` that starts no escape is
+                 *     kept as it is), fixed for the session's life. Without it, the string in the data's field named by
                  *     `SESSION_SUBJECT_FIELD` (if set) is the subject. Creating one more session than
                  *     `MAX_SESSIONS_PER_SUBJECT` ends the subject's least recently written one.
                  */
@@ -1054,8 +1056,9 @@ export interface operations {
             };
             path: {
                 /**
-                 * @description The subject, percent-encoded; 1 to 256 bytes (of UTF-8) once decoded, else `400
-                 *     invalid_subject`. A `%` that starts no escape is kept as it is.
+                 * @description The subject, percent-encoded; 1 to 256 bytes (of UTF-8) once decoded, not beginning with
+                 *     `session-state/` (reserved), else `400 invalid_subject`. A `%` that starts no escape is
+                 *     kept as it is.
                  */
                 subject: string;
             };
@@ -1119,8 +1122,9 @@ export interface operations {
             header?: never;
             path: {
                 /**
-                 * @description The subject, percent-encoded; 1 to 256 bytes (of UTF-8) once decoded, else `400
-                 *     invalid_subject`. A `%` that starts no escape is kept as it is.
+                 * @description The subject, percent-encoded; 1 to 256 bytes (of UTF-8) once decoded, not beginning with
+                 *     `session-state/` (reserved), else `400 invalid_subject`. A `%` that starts no escape is
+                 *     kept as it is.
                  */
                 subject: string;
             };
