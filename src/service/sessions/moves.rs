@@ -121,9 +121,10 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
         let index = self.index.map(|(index, _)| index);
         let listed = meta.subject.as_ref().zip(index);
         let old_entry = EntryKey::of(*id, meta.created_at);
+        let new_entry = EntryKey::of(new_id, meta.created_at);
         if let Some((subject, index)) = listed {
             let entry = NewEntry {
-                key: EntryKey::of(new_id, meta.created_at),
+                key: new_entry,
                 until: meta.latest_end(self.policy),
                 activity: Activity::of(&meta),
                 device: DeviceInfo::Like(old_entry),
@@ -168,9 +169,7 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
         };
         if let Some((subject, index)) = listed {
             // Left behind on failure, the new entry is cleaned up when met: its session is gone.
-            let _ = index
-                .remove(subject, &EntryKey::of(new_id, meta.created_at))
-                .await;
+            let _ = index.remove(subject, &new_entry).await;
         }
         Err(self.undo(what, id, &new_id, failure).await)
     }

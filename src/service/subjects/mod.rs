@@ -41,6 +41,22 @@ pub struct LiveEntry {
     pub device: Option<Vec<u8>>,
 }
 
+impl LiveEntry {
+    /// The entry that lists this session again, as it was listed, with `device`.
+    fn relisted<'d>(&self, policy: Policy, device: DeviceInfo<'d>) -> NewEntry<'d> {
+        NewEntry {
+            key: self.key,
+            until: policy.latest_end(self.key.created_at),
+            activity: Activity {
+                updated_at: self.updated_at,
+                expires_at: self.expires_at,
+                auth: self.auth,
+            },
+            device,
+        }
+    }
+}
+
 /// A subject's listing, as the routes show it.
 pub struct Listing {
     /// Each live session, newest first, with its device info.
@@ -231,8 +247,7 @@ impl<'a, I: SubjectIndex, S: SessionStore> Subjects<'a, I, S> {
     ) -> Result<usize, Error> {
         let mut live = self.judge(subject, taken, now, false).await?.live;
         live.retain(|entry| !self.policy.cut_off(Some(entry.key.created_at)));
-        let ending: Vec<&LiveEntry> = live.iter().collect();
-        self.end(subject, &ending, why, now).await
+        self.end(subject, &live, why, now).await
     }
 
     /// Ends the sessions `listed`, whose entries were taken out of the index, all at once, and
@@ -243,7 +258,7 @@ impl<'a, I: SubjectIndex, S: SessionStore> Subjects<'a, I, S> {
     async fn end(
         &self,
         subject: &Subject,
-        listed: &[&LiveEntry],
+        listed: &[LiveEntry],
         why: Revocation,
         now: Millis,
     ) -> Result<usize, Error> {
@@ -275,19 +290,9 @@ impl<'a, I: SubjectIndex, S: SessionStore> Subjects<'a, I, S> {
             Ok(held) => return Ok(held),
             Err(err) => err,
         };
-        let entry = NewEntry {
-            key: member,
-            until: self.policy.latest_end(member.created_at),
-            activity: Activity {
-                updated_at: listed.updated_at,
-                expires_at: listed.expires_at,
-                auth: listed.auth,
-            },
-            device: listed
-                .device
-                .as_deref()
-                .map_or(DeviceInfo::None, DeviceInfo::Sealed),
-        };
+        let device = listed.device.as_deref();
+        let device = device.map_or(DeviceInfo::None, DeviceInfo::Sealed);
+        let entry = listed.relisted(self.policy, device);
         let _ = self.index.add(subject, &entry, now).await;
         Err(failure)
     }
@@ -326,9 +331,8 @@ impl<'a, I: SubjectIndex, S: SessionStore> Subjects<'a, I, S> {
     /// Writes the entries of `listed` again, each with its device info as `devices` gives it
     /// (sealed anew under this version's device key by [`Subjects::listing`], whose caller
     /// names the subject and so holds the key): device info the version before sealed moves on
-    /// sight. One write per
-    /// entry, one after the other (it happens once per entry); a failure leaves the entry as it
-    /// was, still readable.
+    /// sight. One write per entry, one after the other (it happens once per entry); a failure
+    /// leaves the entry as it was, still readable.
     pub async fn reseal(
         &self,
         subject: &Subject,
@@ -336,16 +340,7 @@ impl<'a, I: SubjectIndex, S: SessionStore> Subjects<'a, I, S> {
         now: Millis,
     ) -> Result<(), Error> {
         for (listed, device) in listed {
-            let entry = NewEntry {
-                key: listed.key,
-                until: self.policy.latest_end(listed.key.created_at),
-                activity: Activity {
-                    updated_at: listed.updated_at,
-                    expires_at: listed.expires_at,
-                    auth: listed.auth,
-                },
-                device: DeviceInfo::Sealed(device),
-            };
+            let entry = listed.relisted(self.policy, DeviceInfo::Sealed(device));
             self.index.add(subject, &entry, now).await?;
         }
         Ok(())
