@@ -5,13 +5,15 @@
 //! [`crate::service::sessions`], natively tested against the in-memory stores here.
 //!
 //! ```text
-//! store/mod.rs      the seam: records, expectations, the store and index traits
-//! store/kv.rs       Workers KV: key-value operations, and sessions stored on them
+//! store/mod.rs      the seam: records, expectations, the session store trait
+//! store/index.rs    the seam's other half: a subject index's entries and trait
+//! store/kv/         Workers KV: key-value operations, and sessions and indexes stored on them
 //! store/durable/    a Durable Object's SQLite storage, for strong mode, and calls between objects
 //! store/backend.rs  the backend a request meets, behind one type
+//! store/events.rs   the lifecycle events' Queue, and a request's journal of events
 //! store/memory.rs   in-memory stores, counted, with injected faults, for native tests
 //! store/schema.rs   every KV key shape and SQL table the stores write (docs/storage.md)
-//! store/seal.rs     sealed records: the session data encrypted, its lifecycle bound to it
+//! store/seal/       sealed records: the session data encrypted, its lifecycle bound to it
 //! ```
 //!
 //! Invariant: the only layer that touches KV or Durable Object storage; it knows nothing of

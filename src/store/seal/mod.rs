@@ -53,7 +53,7 @@
 use aes_gcm::aead::{Aead as _, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 
-use crate::domain::auth::{Auth, Level};
+use crate::domain::auth::Auth;
 use crate::domain::derive::{StorageKey, WrapKey};
 use crate::domain::digest::hmac_sha256;
 use crate::domain::error::Error;
@@ -62,50 +62,21 @@ use crate::domain::renewal::Retirement;
 #[cfg(test)]
 use crate::domain::renewal::{RETIREMENT_BYTES, TOKEN_RETIREMENT_BYTES};
 use crate::domain::session::Meta;
-use crate::domain::subject::Subject;
 use crate::store::{Record, Stored};
 
 mod device;
+mod layout;
 mod webcrypto;
 
 pub use device::{open_device, open_device_anew, seal_device, MAX_SEALED_DEVICE};
+pub use layout::{is_retirement, lifecycle_bytes, LIFECYCLE};
+use layout::{
+    split, DATA_LABEL, MAGIC, MAX_SLOTS, NONCE, RETIRED_MAGIC, S1_DATA_LABEL, S1_SLOT,
+    S1_SLOT_LABEL, SALT, SLOT, SLOT_KEY_LABEL, SLOT_LABEL, SUCCESSOR_LABEL, TAG,
+};
+#[cfg(test)]
+use layout::{S1_MAGIC, S2_LIFECYCLE, S2_MAGIC, S2_RETIRED_MAGIC};
 pub use webcrypto::WebCrypto;
-
-const NONCE: usize = 12;
-const TAG: usize = 16;
-/// At most this many slots are read: a record claiming more is not one of ours.
-const MAX_SLOTS: usize = 4;
-
-/// The format this version writes.
-const MAGIC: &[u8; 2] = b"s3";
-/// A renewed id's record: the same format, a [`Retirement`] for data.
-const RETIRED_MAGIC: &[u8; 2] = b"r3";
-const SALT: usize = 32;
-const SLOT: usize = SALT + 32 + TAG;
-/// The sealed lifecycle: five numbers, a flag, a subject hash, and the last authentication
-/// (an instant and a level).
-pub const LIFECYCLE: usize = S2_LIFECYCLE + 8 + 1;
-/// The formats of the version before, still read: the same but for a lifecycle without the
-/// authentication, which then reads as level 1 at creation.
-const S2_MAGIC: &[u8; 2] = b"s2";
-const S2_RETIRED_MAGIC: &[u8; 2] = b"r2";
-const S2_LIFECYCLE: usize = 5 * 8 + 1 + 32;
-/// HMAC message prefix of a slot's key; then the slot's salt.
-const SLOT_KEY_LABEL: &[u8] = b"session-state/v2/slot-key\0";
-/// Associated data of a slot, before the storage key.
-const SLOT_LABEL: &[u8] = b"session-state/v2/slot\0";
-/// Associated data of the data, before the storage key and the record's header.
-const DATA_LABEL: &[u8] = b"session-state/v2/data\0";
-/// HMAC message prefix of a renewal's successor (keyed like a slot's key, by the id's
-/// [`WrapKey`]); then the salt of the record's first slot. Neither this label nor
-/// [`SLOT_KEY_LABEL`] is a prefix of the other, so no slot key is a successor.
-const SUCCESSOR_LABEL: &[u8] = b"session-state/v2/successor\0";
-
-/// The format of the version before: lifecycle beside the record, one data key per session.
-const S1_MAGIC: &[u8; 2] = b"s1";
-const S1_SLOT: usize = NONCE + 32 + TAG;
-const S1_SLOT_LABEL: &[u8] = b"session-state/v1/slot\0";
-const S1_DATA_LABEL: &[u8] = b"session-state/v1/data\0";
 
 /// Data up to this many bytes is sealed and opened in Wasm; larger, by [`Aead`].
 pub const IN_WASM: usize = 2048;
@@ -167,12 +138,6 @@ pub struct Opened {
     pub retired: bool,
 }
 
-/// Whether `bytes` are a renewed id's record: readable without the id (the magic is in the
-/// clear), for what lists or ends sessions without one.
-pub fn is_retirement(bytes: &[u8]) -> bool {
-    bytes.starts_with(RETIRED_MAGIC) || bytes.starts_with(S2_RETIRED_MAGIC)
-}
-
 /// The seed of the id a renewal of the session in `bytes` (an `s3` or `s2` record, read under
 /// the id of `wrap`) moves it to. Every renewal that read this very record computes the same
 /// seed, so renewals racing on KV, which has no compare-and-swap, converge on one successor
@@ -206,106 +171,6 @@ fn random<const N: usize>() -> Result<[u8; N], Error> {
 /// The key a slot's data key is wrapped under: used for that one slot only.
 fn slot_key(wrap: &WrapKey, salt: &[u8]) -> [u8; 32] {
     hmac_sha256(&wrap.0, &[SLOT_KEY_LABEL, salt].concat())
-}
-
-/// The lifecycle as sealed: fixed width, so the header has one length.
-pub fn lifecycle_bytes(meta: &Meta) -> [u8; LIFECYCLE] {
-    let mut out = [0u8; LIFECYCLE];
-    let numbers = [
-        meta.created_at,
-        meta.updated_at,
-        meta.expires_at,
-        meta.version,
-        meta.ttl.unwrap_or(0),
-    ];
-    for (chunk, number) in out.chunks_mut(8).zip(numbers) {
-        chunk.copy_from_slice(&number.to_be_bytes());
-    }
-    if let Some(subject) = &meta.subject {
-        out[40] = 1;
-        out[41..S2_LIFECYCLE].copy_from_slice(subject.bytes());
-    }
-    out[S2_LIFECYCLE..S2_LIFECYCLE + 8].copy_from_slice(&meta.auth.at.to_be_bytes());
-    out[LIFECYCLE - 1] = meta.auth.level.get();
-    out
-}
-
-/// Reads what [`lifecycle_bytes`] wrote (or, for an `s2` record, what it wrote before the
-/// authentication was added: `bytes` end there); `None` for anything else.
-fn lifecycle_of(bytes: &[u8]) -> Option<Meta> {
-    let number = |at: usize| {
-        let chunk = bytes.get(at * 8..at * 8 + 8)?;
-        Some(u64::from_be_bytes(chunk.try_into().ok()?))
-    };
-    let hash: [u8; 32] = bytes.get(41..S2_LIFECYCLE)?.try_into().ok()?;
-    let created_at = number(0)?;
-    let auth = match bytes.get(S2_LIFECYCLE..) {
-        Some([]) => Auth::at_creation(created_at),
-        Some(auth) => Auth {
-            at: u64::from_be_bytes(auth.get(..8)?.try_into().ok()?),
-            level: Level::of(*auth.get(8).filter(|_| auth.len() == 9)?)?,
-        },
-        None => return None,
-    };
-    let subject = match bytes.get(40)? {
-        0 if hash == [0; 32] => None,
-        1 => Some(Subject::from_bytes(hash)),
-        _ => return None,
-    };
-    let ttl = number(4)?;
-    Some(Meta {
-        created_at,
-        updated_at: number(1)?,
-        expires_at: number(2)?,
-        version: number(3)?,
-        ttl: (ttl != 0).then_some(ttl),
-        subject,
-        auth,
-    })
-}
-
-/// A record's parts, as stored.
-struct Parts<'a> {
-    /// Everything before the data's nonce: bound to the data as associated data (`s2` and later).
-    header: &'a [u8],
-    lifecycle: Option<Meta>,
-    slots: &'a [u8],
-    nonce: &'a [u8],
-    sealed: &'a [u8],
-}
-
-/// The parts of an `s3`, `s2` or `s1` record; `None` for anything else.
-fn split(bytes: &[u8]) -> Option<Parts<'_>> {
-    let strip = |one: &[u8; 2], other: &[u8; 2]| {
-        bytes
-            .strip_prefix(one)
-            .or_else(|| bytes.strip_prefix(other))
-    };
-    let current = match strip(MAGIC, RETIRED_MAGIC) {
-        Some(rest) => Some((rest, LIFECYCLE)),
-        None => strip(S2_MAGIC, S2_RETIRED_MAGIC).map(|rest| (rest, S2_LIFECYCLE)),
-    };
-    let (lifecycle, rest, slot) = if let Some((rest, length)) = current {
-        let (lifecycle, rest) = rest.split_at_checked(length)?;
-        (Some(lifecycle_of(lifecycle)?), rest, SLOT)
-    } else {
-        (None, bytes.strip_prefix(S1_MAGIC)?, S1_SLOT)
-    };
-    let (&count, rest) = rest.split_first()?;
-    let count = usize::from(count);
-    if count == 0 || count > MAX_SLOTS || rest.len() < count * slot + NONCE + TAG {
-        return None;
-    }
-    let (slots, rest) = rest.split_at(count * slot);
-    let (nonce, sealed) = rest.split_at(NONCE);
-    let header = &bytes[..bytes.len() - rest.len()];
-    Some(Parts {
-        header,
-        lifecycle,
-        slots,
-        nonce,
-        sealed,
-    })
 }
 
 impl<A: Aead> Sealer<A> {
@@ -590,9 +455,11 @@ pub(crate) mod fixtures {
 mod tests {
     use super::fixtures;
     use super::*;
+    use crate::domain::auth::Level;
     use crate::domain::derive::DeviceKey;
     use crate::domain::id::SessionId;
     use crate::domain::session::fixtures::{POLICY, T0};
+    use crate::domain::subject::Subject;
     use crate::store::memory::{run, SoftAead};
 
     fn id(n: u8) -> SessionId {
@@ -802,20 +669,6 @@ mod tests {
             None,
             "relabelled as this version's format"
         );
-    }
-
-    #[test]
-    fn lifecycles_round_trip_with_and_without_ttl_and_subject() {
-        let bare = Meta::new(T0, None, POLICY);
-        for meta in [meta(), bare] {
-            assert_eq!(lifecycle_of(&lifecycle_bytes(&meta)), Some(meta));
-        }
-        let mut flagged = lifecycle_bytes(&bare);
-        flagged[40] = 2;
-        assert_eq!(lifecycle_of(&flagged), None);
-        flagged[40] = 0;
-        flagged[50] = 1;
-        assert_eq!(lifecycle_of(&flagged), None, "no subject, yet a hash");
     }
 
     /// Every write seals under a fresh data key, wrapped under a key of that slot's own: no
