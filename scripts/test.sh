@@ -51,9 +51,32 @@ node -e '
 step "wrangler deploy --dry-run"
 wrangler deploy --dry-run --env="" --outdir "$(mktemp -d)"
 
-# Every end-to-end file runs against both backends. Each test has a time limit, and each file
-# another (tests/e2e/harness.mjs) that also stops its servers.
-for backend in kv durable_object; do
-  step "end-to-end tests, SESSION_BACKEND=$backend (wrangler dev, local KV and Durable Objects)"
-  SESSION_BACKEND=$backend node --test --test-concurrency=1 --test-timeout=900000 tests/e2e/
-done
+# Every end-to-end file runs against both backends, the two side by side: the tests mostly wait
+# on the worker (and on expiries), so two runs on two cores take little longer than one. Each test
+# has a time limit, and each file another (tests/e2e/harness.mjs) that also stops its servers.
+# The earlier versions the upgrade tests start from build in the background meanwhile
+# (scripts/previous-build.sh); those files run last and wait for them if need be.
+step "end-to-end tests, both backends side by side (wrangler dev, local KV and Durable Objects)"
+previous=$(grep -oP "^export const (PREVIOUS|SEALED_BEFORE|AUTH_BEFORE) = '\\K[0-9a-f]+" tests/e2e/harness.mjs)
+mkdir -p target/previous
+bash scripts/previous-build.sh $previous > target/previous/build.log 2>&1 &
+builds=$!
+files=$(ls tests/e2e/*.test.mjs | grep -v '/upgrade')
+files="$files $(ls tests/e2e/upgrade*.test.mjs)"
+e2e() {
+  local backend=$1 label=$2 started=$SECONDS status
+  set +e
+  SESSION_BACKEND=$backend node --test --test-concurrency=1 --test-timeout=900000 $files 2>&1 \
+    | sed -u "s/^/[$label] /"
+  status=${PIPESTATUS[0]}
+  set -e
+  echo "[$label] SESSION_BACKEND=$backend: exit $status after $((SECONDS - started)) s"
+  return "$status"
+}
+e2e kv kv & kv=$!
+e2e durable_object strong & strong=$!
+failed=0
+wait $kv || failed=1
+wait $strong || failed=1
+wait $builds || { cat target/previous/build.log >&2; failed=1; }
+exit $failed

@@ -5,7 +5,7 @@
 // far has arrived instead of sleeping and hoping.
 import { execFile, execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { readFile, readdir, readlink } from 'node:fs/promises';
 import { createServer as createHttpServer } from 'node:http';
 import { createServer } from 'node:net';
@@ -417,20 +417,16 @@ export const SEALED_BEFORE = '32e2f06';
 export const AUTH_BEFORE = '11e65c3';
 
 /**
- * session-state as it was at `commit` (`PREVIOUS` unless given), built once (kept in
- * target/previous-<commit>), and a wrangler config serving it with `vars`, for tests that seed
- * storage the way that version wrote it. The config is removed with the worker started from it.
+ * session-state as it was at `commit` (`PREVIOUS` unless given), built once
+ * (scripts/previous-build.sh: kept in target/previous-<commit>; `npm test` starts these builds
+ * in the background, and this waits for one under way), and a wrangler config serving it with
+ * `vars`, for tests that seed storage the way that version wrote it. The config is removed with
+ * the worker started from it.
  */
 export function previousBuild(vars = {}, commit = PREVIOUS) {
   const dir = join(ROOT, `target/previous-${commit}`);
   const built = join(dir, 'build/index.js');
-  if (!existsSync(built)) {
-    rmSync(dir, { recursive: true, force: true });
-    mkdirSync(dir, { recursive: true });
-    execFileSync('bash', ['-c', `git -C "${ROOT}" archive ${commit} | tar -x -C "${dir}"`]);
-    symlinkSync(join(ROOT, 'node_modules'), join(dir, 'node_modules'));
-    execFileSync('bash', [join(dir, 'scripts/build.sh')], { cwd: dir, stdio: 'inherit', timeout: 1_200_000 });
-  }
+  execFileSync('bash', [join(ROOT, 'scripts/previous-build.sh'), commit], { cwd: ROOT, stdio: 'inherit', timeout: 1_200_000 });
   const toml = readFileSync(join(dir, 'wrangler.toml'), 'utf8')
     .replace(/^main = .*$/m, `main = ${JSON.stringify(built)}`)
     .replace(/^\[build\]\ncommand = .*$/m, '');
