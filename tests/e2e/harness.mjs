@@ -12,6 +12,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
+import { Miniflare, convertV4MiniflareOptions } from 'miniflare';
 import WebSocket from 'ws';
 
 export const ROOT = resolve(import.meta.dirname, '../..');
@@ -300,7 +301,31 @@ async function startWorkerOnce({ configs = ['wrangler.toml'], env, vars = {}, ex
       }
     }
   };
-  const metadataArgs = (metadata) => (metadata ? ['--metadata', JSON.stringify(metadata)] : []);
+  /**
+   * Puts `value` under `key` in this worker's local KV with `metadata` exactly as given (an object,
+   * or, as the old worker and KV mode before hashing wrote them, a number or a string), as
+   * `wrangler kv key put --local` does it: a Miniflare of its own on the same storage. The CLI
+   * (since wrangler 4.1xx) refuses metadata that is not an object, so it cannot seed those.
+   */
+  const localKvPut = async (key, value, metadata) => {
+    for (let attempt = 1; ; attempt += 1) {
+      const mf = new Miniflare(convertV4MiniflareOptions({
+        script: 'addEventListener("fetch", (e) => e.respondWith(new Response(null, { status: 404 })))',
+        resourcePersistencePath: join(state, 'v3'),
+        kvNamespaces: { NAMESPACE: KV_NAMESPACE_ID },
+      }));
+      try {
+        const namespace = await mf.getKVNamespace('NAMESPACE');
+        await namespace.put(key, value, metadata ? { metadata } : {});
+        return;
+      } catch (err) {
+        if (attempt === 5 || !/SQLITE_BUSY/.test(String(err))) throw err;
+        await sleep(250 * attempt);
+      } finally {
+        await mf.dispose();
+      }
+    }
+  };
   return {
     url,
     state,
@@ -361,7 +386,7 @@ async function startWorkerOnce({ configs = ['wrangler.toml'], env, vars = {}, ex
      * metadata) or as KV mode does (with it).
      */
     async kvPut(key, value, metadata) {
-      await wranglerKv(['put', key, value, ...metadataArgs(metadata)]);
+      await localKvPut(key, value, metadata);
     },
     /** Every key of this worker's local KV, with its metadata (what `wrangler kv key list` shows). */
     async kvList() {
@@ -374,9 +399,7 @@ async function startWorkerOnce({ configs = ['wrangler.toml'], env, vars = {}, ex
     },
     /** Writes bytes into this worker's local KV, through a file (`kv key put --path`). */
     async kvPutBytes(key, bytes, metadata) {
-      const file = join(state, 'value.bin');
-      writeFileSync(file, bytes);
-      await wranglerKv(['put', key, '--path', file, ...metadataArgs(metadata)]);
+      await localKvPut(key, new Uint8Array(bytes), metadata);
     },
     /**
      * A dump of everything this worker stores, as an administrator with the account could read
@@ -408,6 +431,12 @@ async function startWorkerOnce({ configs = ['wrangler.toml'], env, vars = {}, ex
 }
 
 export const JSON_HEADERS = { 'content-type': 'application/json' };
+
+/** The local id of the `sessionstore` namespace, as wrangler.toml gives it (every environment). */
+const KV_NAMESPACE_ID = '00000000000000000000000000000000';
+if (!readFileSync(join(ROOT, 'wrangler.toml'), 'utf8').includes(`id = "${KV_NAMESPACE_ID}"`)) {
+  throw new Error('wrangler.toml names another sessionstore id: update KV_NAMESPACE_ID in the harness');
+}
 
 /** The last commit before sessions were stored under hashed keys, sealed: the upgrade's source. */
 export const PREVIOUS = '82fa173';
