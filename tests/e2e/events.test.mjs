@@ -226,7 +226,10 @@ describe('SESSIONS_NOT_BEFORE on a Queue', () => {
   test('sessions made before the cut-off end with revoked/global when met, once per session, dated at the cut-off', async () => {
     const state = mkdtempSync(join(tmpdir(), 'session-state-events-global-'));
     try {
-      const first = await start(PRODUCER, {}, {}, state);
+      // An idle timeout longer than the restart between the two workers (env.test has 2 s): the
+      // sessions must still be alive when met, or their objects' alarms may end them as idle first.
+      const ttl = { SESSION_TTL_SECONDS: '600' };
+      const first = await start(PRODUCER, {}, ttl, state);
       const made = [];
       try {
         for (let n = 0; n < 2; n += 1) {
@@ -243,7 +246,7 @@ describe('SESSIONS_NOT_BEFORE on a Queue', () => {
       }
       await sleep(20);
       const cutOff = new Date().toISOString();
-      const { sink, worker } = await start(PRODUCER, {}, { SESSIONS_NOT_BEFORE: cutOff }, state);
+      const { sink, worker } = await start(PRODUCER, {}, { ...ttl, SESSIONS_NOT_BEFORE: cutOff }, state);
       try {
         for (const id of made) {
           assert.equal((await fetch(`${worker.url}/get/${id}`)).status, 404);
