@@ -14,7 +14,7 @@ step "layers: imports only downward, the domain and services free of runtime typ
 node scripts/layers.mjs
 
 step "docs: every relative link and anchor resolves; the configuration table names every variable"
-node --test tests/docs/
+node --test tests/docs/*.test.mjs
 
 step "cargo clippy (wasm32 and native, warnings denied)"
 cargo clippy --target wasm32-unknown-unknown --all-targets --locked -- -D warnings
@@ -37,7 +37,7 @@ client/node_modules/.bin/tsc --project client/tsconfig.json --noEmit
 client/node_modules/.bin/tsc --project tests/fixtures/user-mgmt/tsconfig.json --noEmit
 
 step "typed client: installs as a package (from a folder of a fresh clone, and packed)"
-node --test tests/package/
+node --test tests/package/*.test.mjs
 
 step "release build"
 bash scripts/build.sh
