@@ -228,7 +228,7 @@ describe('SESSIONS_NOT_BEFORE on a Queue', () => {
     try {
       // An idle timeout longer than the restart between the two workers (env.test has 2 s): the
       // sessions must still be alive when met, or their objects' alarms may end them as idle first.
-      const ttl = { SESSION_TTL_SECONDS: '600' };
+      const ttl = { SESSION_TTL_SECONDS: '600', SESSION_MAX_LIFETIME_SECONDS: '3600' };
       const first = await start(PRODUCER, {}, ttl, state);
       const made = [];
       try {
