@@ -216,8 +216,25 @@ export interface SessionClient {
 
 const JSON_BODY = { 'content-type': 'application/json' };
 
+/** Every client `createSessionClient` made: how a client is told from a binding (see below). */
+const clients = new WeakSet<object>();
+
+/**
+ * Whether `value` is a client made by {@link createSessionClient}. A service binding is an RPC stub
+ * that claims to have every property, so no property test can tell the two apart.
+ */
+export function isSessionClient(value: unknown): value is SessionClient {
+  return typeof value === 'object' && value !== null && clients.has(value);
+}
+
 /** A client for the service behind `target`: a service binding, or a URL. */
 export function createSessionClient(target: ServiceBinding | ClientOptions): SessionClient {
+  const client = makeClient(target);
+  clients.add(client);
+  return client;
+}
+
+function makeClient(target: ServiceBinding | ClientOptions): SessionClient {
   const send = sender(target);
   const sessionPath = (route: string, id: SessionId) => `/${route}/${encodeURIComponent(id)}`;
   const demanding = (demand: Demand | undefined, headers: Record<string, string> = {}) => {
