@@ -65,3 +65,15 @@ if [ "$(.venv/bin/schemathesis --version 2>/dev/null | awk '{print $NF}')" != "$
   fi
   .venv/bin/pip install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
 fi
+
+# The browser test (tests/e2e/browser.test.mjs) drives Debian's Chromium with puppeteer-core, which
+# downloads no browser of its own. CHROMIUM_PATH names another one.
+if [ ! -x "${CHROMIUM_PATH:-/usr/bin/chromium}" ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    step "installing chromium from Debian (for the browser test)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "setup: the browser test needs Chromium: apt-get install chromium, or set CHROMIUM_PATH" >&2
+    exit 1
+  fi
+fi

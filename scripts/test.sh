@@ -36,6 +36,10 @@ rm -f "$generated"
 client/node_modules/.bin/tsc --project client/tsconfig.json --noEmit
 client/node_modules/.bin/tsc --project tests/fixtures/user-mgmt/tsconfig.json --noEmit
 
+step "Hono middleware: unit tests against a stand-in service; the example type-checks"
+npm test --prefix client --silent
+client/node_modules/.bin/tsc --project examples/hono/tsconfig.json --noEmit
+
 step "typed client: installs as a package (from a folder of a fresh clone, and packed)"
 node --test tests/package/*.test.mjs
 
