@@ -4,7 +4,7 @@
 // imports it from Node and type-checks against its declarations.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { cpSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, test } from 'node:test';
@@ -31,6 +31,10 @@ function expectUsable(dir) {
   execFileSync(process.execPath, [TSC, '--project', 'tsconfig.json'], { cwd: dir, encoding: 'utf8' });
   writeFileSync(join(dir, 'wrong.ts'), "import { createSessionClient } from '@session-state/client';\nconst n: number = createSessionClient('nope');\nexport { n };\n");
   assert.throws(() => execFileSync(process.execPath, [TSC, '--project', 'tsconfig.json'], { cwd: dir, stdio: 'pipe' }));
+  // The Hono middleware ships beside it, as `@session-state/client/hono` (hono is the app's own).
+  const installed = join(dir, 'node_modules/@session-state/client');
+  const { exports } = JSON.parse(readFileSync(join(installed, 'package.json'), 'utf8'));
+  for (const file of Object.values(exports['./hono'])) assert.ok(readdirSync(join(installed, 'dist')).includes(file.slice('./dist/'.length)), file);
 }
 
 test('npm install <folder> of a fresh clone builds dist/ on prepare and is importable with types', { timeout: 300_000 }, () => {
@@ -46,7 +50,8 @@ test('npm install <folder> of a fresh clone builds dist/ on prepare and is impor
 
 test('npm install <tarball> (as from git or a registry) is importable with types', { timeout: 300_000 }, () => {
   const packed = join(work, 'packed');
-  cpSync(CLIENT, packed, { recursive: true, filter: (src) => !/\/dist(\/|$)/.test(src.slice(CLIENT.length)) });
+  // The client's own dist/ only (its dependencies have dist/ folders of their own, hono's types among them).
+  cpSync(CLIENT, packed, { recursive: true, filter: (src) => !/^\/dist(\/|$)/.test(src.slice(CLIENT.length)) });
   const tarball = npm(packed, 'pack', '--silent').trim().split('\n').pop();
   const dir = consumer('from-tarball');
   npm(dir, 'install', join(packed, tarball));
