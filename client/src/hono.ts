@@ -15,7 +15,7 @@
  *   once per id however many requests of this isolate carry it at once; the service's grace
  *   window keeps parallel requests and other tabs that still send the old id logged in;
  * - a state-changing request that carries the cookie from another site is refused (`403`), by
- *   `Sec-Fetch-Site`, else by `Origin`;
+ *   `Sec-Fetch-Site`, else by `Origin`; so is a login from another site, cookie or not;
  * - session-state's retryable problems are answered `503` with `Retry-After`: never a logout.
  */
 import type { Context, MiddlewareHandler } from 'hono';
@@ -147,7 +147,7 @@ export function sessionState(options: SessionStateOptions): MiddlewareHandler<En
   return async (c, next) => {
     const carried = parseCookie(getCookie(c, cookie.name));
     if (carried && options.csrf !== false && !SAFE_METHODS.has(c.req.method) && crossSite(c, options.csrf ?? {})) {
-      return c.json({ code: 'cross_site_request', detail: 'A state-changing request from another site.' }, 403);
+      return refuseCrossSite(c);
     }
     const client = clientOf(options.service(c));
     const state = new State(c, client, carried, subjectField, options);
@@ -155,6 +155,7 @@ export function sessionState(options: SessionStateOptions): MiddlewareHandler<En
     await next();
 
     if (retryable(c.error)) return unavailable(c, c.error);
+    if (c.error instanceof CrossSiteLogin) return refuseCrossSite(c);
     try {
       await state.finish(cookie, renewAfterOf(options, c));
     } catch (err) {
@@ -276,6 +277,9 @@ class State<T extends SessionData> implements RequestSession<T> {
   }
 
   async login(subject: string, data = {} as T, options: LoginOptions = {}): Promise<LiveSession<T>> {
+    // Login CSRF: another site must not sign the browser into an account of its choosing, even
+    // without a cookie to ride on.
+    if (this.options.csrf !== false && crossSite(this.c, this.options.csrf ?? {})) throw new CrossSiteLogin();
     const stored = { ...data, [this.subjectField]: subject } as T;
     const device = { ...(this.options.device ?? defaultDevice)(this.c) };
     if (options.label !== undefined) device.label = options.label;
@@ -427,6 +431,18 @@ function crossSite(c: Context, csrf: CsrfOptions): boolean {
   if (site !== undefined) return site !== 'same-origin' && !(origin !== undefined && allowed(origin));
   // No Sec-Fetch-Site: an older browser (which sends Origin on a cross-origin write) or no browser.
   return origin !== undefined && !allowed(origin);
+}
+
+/** What `login` throws for a request from another site; the middleware answers it `403`. */
+class CrossSiteLogin extends Error {
+  override readonly name = 'CrossSiteLogin';
+}
+
+function refuseCrossSite(c: Context) {
+  const body = JSON.stringify({ code: 'cross_site_request', detail: 'A state-changing request from another site.' });
+  // Cleared first: Hono would otherwise carry the failed response's headers over.
+  c.res = undefined;
+  c.res = new Response(body, { status: 403, headers: { 'content-type': 'application/json', 'cache-control': 'no-store' } });
 }
 
 function unauthenticated(c: Context, redirect: string | undefined) {

@@ -20,6 +20,7 @@ function appWith(service, options = {}) {
   });
   app.get('/me', requireSession(), async (c) => c.json((await c.var.session.get()).data));
   app.get('/public', (c) => c.text('hello'));
+  app.post('/hook', (c) => c.text('ok'));
   app.get('/broken', (c) => c.text('no', 500));
   app.post('/note', requireSession(), async (c) => c.json((await c.var.session.merge(await c.req.json())).data));
   app.put('/replace', requireSession(), async (c) => c.json((await c.var.session.set(await c.req.json())).data));
@@ -144,7 +145,7 @@ test('a copy of the cookie used after the grace window ends the session (reuse)'
   assert.equal((await send(app, 'GET', '/me', { cookie: renewed })).status, 401, 'the session ended for its holder too');
 });
 
-test('a state-changing request with the cookie from another site is refused; without the cookie, or same-origin, it is not', async () => {
+test('a state-changing request with the cookie, or a login, from another site is refused; without the cookie, or same-origin, it is not', async () => {
   const app = appWith(fakeService());
   const cookie = await loggedIn(app);
   const crossSite = { origin: 'https://evil.example', 'sec-fetch-site': 'cross-site' };
@@ -155,7 +156,10 @@ test('a state-changing request with the cookie from another site is refused; wit
   assert.equal(response.status, 403, 'a sibling site is another site');
   response = await send(app, 'POST', '/note', { cookie, body: { a: 1 }, headers: { origin: 'https://evil.example', 'sec-fetch-site': undefined } });
   assert.equal(response.status, 403, 'by Origin when Sec-Fetch-Site is absent');
-  assert.equal((await send(app, 'POST', '/login', { body: { username: 'bob' }, headers: crossSite })).status, 200);
+  assert.equal((await send(app, 'POST', '/hook', { body: { a: 1 }, headers: crossSite })).status, 200, 'no cookie, no check');
+  response = await send(app, 'POST', '/login', { body: { username: 'mallory' }, headers: crossSite });
+  assert.equal(response.status, 403, 'login CSRF: no cookie, yet a login from another site');
+  assert.equal(sessionCookie(response), null);
   assert.equal((await send(app, 'POST', '/note', { cookie, body: { a: 1 } })).status, 200);
   const allowing = appWith(fakeService(), { csrf: { origin: ['https://admin.example'] } });
   const theirs = await loggedIn(allowing);

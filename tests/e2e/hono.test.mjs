@@ -160,7 +160,7 @@ test('sign out another device from the page', async () => {
   assert.equal((await laptop.send('GET', '/me')).status, 200);
 });
 
-test('a cross-site POST with the cookie is refused, and changes nothing', async () => {
+test('a cross-site POST with the cookie, or a cross-site login, is refused, and changes nothing', async () => {
   const jar = browser();
   await login(jar);
   for (const headers of [
@@ -172,6 +172,10 @@ test('a cross-site POST with the cookie is refused, and changes nothing', async 
     assert.deepEqual(await response.json(), { code: 'cross_site_request', detail: 'A state-changing request from another site.' });
   }
   assert.equal((await jar.send('GET', '/me')).status, 200);
+  const stranger = browser();
+  const response = await stranger.send('POST', '/login', { form: { username: 'mallory' }, headers: { origin: 'https://evil.example', 'sec-fetch-site': 'cross-site' } });
+  assert.equal(response.status, 403, 'a login from another site (login CSRF), with no cookie');
+  assert.equal(stranger.cookie, null);
 });
 
 test('step-up: /sensitive needs an authentication at level 2 in the last 300 s', async () => {
