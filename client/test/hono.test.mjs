@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Hono } from 'hono';
-import { requireAuth, requireSession, sessionState } from '../dist/hono.js';
+import { requireAuth, requireSession, sessionState } from '../dist/hono/index.js';
 import { fakeService } from './fake-service.mjs';
 
 const ORIGIN = 'https://app.example';

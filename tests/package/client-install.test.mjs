@@ -4,7 +4,7 @@
 // imports it from Node and type-checks against its declarations.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { cpSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, test } from 'node:test';
@@ -34,7 +34,7 @@ function expectUsable(dir) {
   // The Hono middleware ships beside it, as `@session-state/client/hono` (hono is the app's own).
   const installed = join(dir, 'node_modules/@session-state/client');
   const { exports } = JSON.parse(readFileSync(join(installed, 'package.json'), 'utf8'));
-  for (const file of Object.values(exports['./hono'])) assert.ok(readdirSync(join(installed, 'dist')).includes(file.slice('./dist/'.length)), file);
+  for (const file of Object.values(exports['./hono'])) assert.ok(existsSync(join(installed, file)), file);
 }
 
 test('npm install <folder> of a fresh clone builds dist/ on prepare and is importable with types', { timeout: 300_000 }, () => {

@@ -1,77 +1,19 @@
 /**
- * Sessions in a Hono app: a middleware that owns the session cookie and the id's life.
- *
- *     import { sessionState, requireSession } from '@session-state/client/hono';
- *     app.use(sessionState({ service: (c) => c.env.sessionService }));
- *     app.get('/me', requireSession(), async (c) => c.json((await c.var.session.get())!.data));
- *
- * What it does for every request, so that no route has to:
- * - the id travels only in a cookie: `__Host-session`, `Secure`, `HttpOnly`, `SameSite=Lax`,
- *   `Path=/`, no `Domain`, expiring with the session (`cookie.secure: false` drops the prefix and
- *   `Secure`, for plain http on a host other than localhost, which browsers treat as secure);
- * - `c.var.session` loads the session at most once per request, and writes it with the loaded
- *   version as `If-Match`; `login` always issues a new id (a pre-login id never survives it);
- * - an id older than `renewAfter` seconds is renewed on the way out of a successful response,
- *   once per id however many requests of this isolate carry it at once; the service's grace
- *   window keeps parallel requests and other tabs that still send the old id logged in;
- * - a state-changing request that carries the cookie from another site is refused (`403`), by
- *   `Sec-Fetch-Site`, else by `Origin`; so is a login from another site, cookie or not;
- * - session-state's retryable problems are answered `503` with `Retry-After`: never a logout.
+ * `c.var.session`: one request's session, loaded at most once, and everything an app does with it
+ * (write, log in, step up, log out, devices); what the response must do to the cookie; renewal.
  */
-import type { Context, MiddlewareHandler } from 'hono';
-import { getCookie, setCookie } from 'hono/cookie';
+import type { Context } from 'hono';
 import {
   type AuthLevel,
-  type ServiceBinding,
   type SessionClient,
   type SessionData,
   type SessionHandle,
   type SessionId,
   type SubjectSession,
-  createSessionClient,
-  isSessionClient,
   SessionStateError,
-} from './index.js';
-
-export interface CookieOptions {
-  /** The cookie's name, before the `__Host-` prefix (default `session`). */
-  name?: string;
-  /**
-   * `true` (the default): `__Host-<name>`, `Secure`. `false`, for plain http on a host other than
-   * localhost only: `<name>`, without `Secure`.
-   */
-  secure?: boolean;
-  /** `Lax` (the default) or `Strict`. */
-  sameSite?: 'Lax' | 'Strict';
-}
-
-export interface CsrfOptions {
-  /**
-   * Other origins allowed to send state-changing requests with the cookie (besides the request's
-   * own): a list, or a predicate.
-   */
-  origin?: string[] | ((origin: string, c: Context) => boolean);
-}
-
-export interface SessionStateOptions {
-  /** The session service: a service binding (`c.env.sessionService`) or a client. */
-  service: (c: Context) => ServiceBinding | SessionClient;
-  cookie?: CookieOptions;
-  /**
-   * Renew an id once it is this many seconds old (default 900), on the way out of a successful
-   * response. Keep it below the service's idle timeout: a renewal also moves the expiry on.
-   */
-  renewAfter?: number | ((c: Context) => number);
-  /** Refusing state-changing requests with the cookie from other sites: on unless `false`. */
-  csrf?: false | CsrfOptions;
-  /**
-   * The field of the session's data that keeps its subject (default `sub`): what "log out
-   * everywhere" and "your devices" act on. `set` and `merge` keep it as `login` wrote it.
-   */
-  subjectField?: string;
-  /** Device info for "your devices" at login (default: the User-Agent and `CF-Connecting-IP`). */
-  device?: (c: Context) => { label?: string; agent?: string; ip?: string };
-}
+} from '../index.js';
+import { type Carried, type CookieSettings, type Issued, clearCookie, crossSite, writeCookie } from './http.js';
+import type { SessionStateOptions } from './options.js';
 
 /** The request's live session, as loaded. */
 export interface LiveSession<T extends SessionData = SessionData> {
@@ -117,86 +59,18 @@ export interface RequestSession<T extends SessionData = SessionData> {
 /** The variables the middleware sets: `new Hono<{ Variables: SessionVariables<MyData> }>()`. */
 export type SessionVariables<T extends SessionData = SessionData> = { session: RequestSession<T> };
 
-type Env = { Variables: SessionVariables };
-
-const DEFAULT_RENEW_AFTER = 900;
-const ID = /^(?:[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}|[A-Za-z0-9_-]{43})$/;
-const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+/** What the service reports of a session with its data. */
+type Meta = Pick<LiveSession, 'expiresAt' | 'authenticatedAt' | 'authLevel' | 'etag'>;
 
 /** Renewals in flight in this isolate, by the id they renew. */
 const renewals = new Map<SessionId, Promise<Issued>>();
 
-/** What the service reports of a session with its data. */
-type Meta = Pick<LiveSession, 'expiresAt' | 'authenticatedAt' | 'authLevel' | 'etag'>;
-
-/** An id as the cookie carries it: `<id>.<issued at, seconds>`. */
-interface Carried {
-  id: SessionId;
-  issuedAt: number;
+/** What `login` throws for a request from another site; the middleware answers it `403`. */
+export class CrossSiteLogin extends Error {
+  override readonly name = 'CrossSiteLogin';
 }
 
-/** A new id and what the service said of it. */
-interface Issued {
-  id: SessionId;
-  expiresAt: string;
-}
-
-export function sessionState(options: SessionStateOptions): MiddlewareHandler<Env> {
-  const cookie = cookieSettings(options.cookie);
-  const subjectField = options.subjectField ?? 'sub';
-  return async (c, next) => {
-    const carried = parseCookie(getCookie(c, cookie.name));
-    if (carried && options.csrf !== false && !SAFE_METHODS.has(c.req.method) && crossSite(c, options.csrf ?? {})) {
-      return refuseCrossSite(c);
-    }
-    const client = clientOf(options.service(c));
-    const state = new State(c, client, carried, subjectField, options);
-    c.set('session', state);
-    await next();
-
-    if (retryable(c.error)) return unavailable(c, c.error);
-    if (c.error instanceof CrossSiteLogin) return refuseCrossSite(c);
-    try {
-      await state.finish(cookie, renewAfterOf(options, c));
-    } catch (err) {
-      if (retryable(err)) return unavailable(c, err);
-      throw err;
-    }
-  };
-}
-
-/** Answers `401` (or redirects to `redirect`) without a live session. */
-export function requireSession(options: { redirect?: string } = {}): MiddlewareHandler<Env> {
-  return async (c, next) => {
-    if (!(await c.var.session.get())) return unauthenticated(c, options.redirect);
-    await next();
-  };
-}
-
-/**
- * Answers `401` without a live session, and `403 reauthentication_required` (or redirects to
- * `redirect`) when its last authentication is older than `maxAge` seconds or below `minLevel`,
- * as the service's `Session-Max-Auth-Age` and `Session-Min-Auth-Level` judge it.
- */
-export function requireAuth(
-  demand: { maxAge?: number; minLevel?: AuthLevel; redirect?: string; unauthenticated?: string },
-): MiddlewareHandler<Env> {
-  return async (c, next) => {
-    const session = await c.var.session.get();
-    if (!session) return unauthenticated(c, demand.unauthenticated ?? demand.redirect);
-    const authAge = Math.floor((Date.now() - Date.parse(session.authenticatedAt)) / 1000);
-    const stale = demand.maxAge !== undefined && !(authAge <= demand.maxAge);
-    const weak = demand.minLevel !== undefined && session.authLevel < demand.minLevel;
-    if (stale || weak) {
-      if (demand.redirect) return c.redirect(demand.redirect, 303);
-      const { authenticatedAt, authLevel } = session;
-      return c.json({ code: 'reauthentication_required', authenticatedAt, authAge, authLevel }, 403);
-    }
-    await next();
-  };
-}
-
-class State<T extends SessionData> implements RequestSession<T> {
+export class State<T extends SessionData> implements RequestSession<T> {
   #loaded: Promise<LiveSession<T> | null> | undefined;
   /** What the response must do to the cookie: set it to a new id, or clear it. */
   #outcome: { set: Issued } | { clear: true } | undefined;
@@ -377,101 +251,6 @@ function renewShared(client: SessionClient, id: SessionId): Promise<Issued> {
     .finally(() => renewals.delete(id));
   renewals.set(id, renewed);
   return renewed;
-}
-
-interface CookieSettings {
-  name: string;
-  secure: boolean;
-  sameSite: 'Lax' | 'Strict';
-}
-
-function cookieSettings(options: CookieOptions = {}): CookieSettings {
-  const secure = options.secure ?? true;
-  const base = options.name ?? 'session';
-  return { name: secure ? `__Host-${base}` : base, secure, sameSite: options.sameSite ?? 'Lax' };
-}
-
-function writeCookie(c: Context, cookie: CookieSettings, issued: Issued, issuedAt: number) {
-  setCookie(c, cookie.name, `${issued.id}.${issuedAt}`, {
-    path: '/',
-    secure: cookie.secure,
-    httpOnly: true,
-    sameSite: cookie.sameSite,
-    expires: new Date(issued.expiresAt),
-  });
-  noStore(c);
-}
-
-function clearCookie(c: Context, cookie: CookieSettings) {
-  setCookie(c, cookie.name, '', { path: '/', secure: cookie.secure, httpOnly: true, sameSite: cookie.sameSite, maxAge: 0 });
-  noStore(c);
-}
-
-/** A response that sets a session cookie is nobody else's to keep. */
-function noStore(c: Context) {
-  if (!c.res.headers.has('cache-control')) c.header('Cache-Control', 'no-store');
-}
-
-function parseCookie(value: string | undefined): Carried | null {
-  if (!value) return null;
-  const dot = value.lastIndexOf('.');
-  const id = value.slice(0, dot);
-  const issuedAt = Number(value.slice(dot + 1));
-  if (dot < 0 || !ID.test(id) || !Number.isSafeInteger(issuedAt)) return null;
-  return { id, issuedAt };
-}
-
-/** Whether a state-changing request comes from another site (`Sec-Fetch-Site`, else `Origin`). */
-function crossSite(c: Context, csrf: CsrfOptions): boolean {
-  const origin = c.req.header('origin');
-  const allowed = (value: string) =>
-    value === new URL(c.req.url).origin ||
-    (typeof csrf.origin === 'function' ? csrf.origin(value, c) : (csrf.origin ?? []).includes(value));
-  const site = c.req.header('sec-fetch-site');
-  if (site !== undefined) return site !== 'same-origin' && !(origin !== undefined && allowed(origin));
-  // No Sec-Fetch-Site: an older browser (which sends Origin on a cross-origin write) or no browser.
-  return origin !== undefined && !allowed(origin);
-}
-
-/** What `login` throws for a request from another site; the middleware answers it `403`. */
-class CrossSiteLogin extends Error {
-  override readonly name = 'CrossSiteLogin';
-}
-
-function refuseCrossSite(c: Context) {
-  const body = JSON.stringify({ code: 'cross_site_request', detail: 'A state-changing request from another site.' });
-  // Cleared first: Hono would otherwise carry the failed response's headers over.
-  c.res = undefined;
-  c.res = new Response(body, { status: 403, headers: { 'content-type': 'application/json', 'cache-control': 'no-store' } });
-}
-
-function unauthenticated(c: Context, redirect: string | undefined) {
-  if (redirect) return c.redirect(redirect, 303);
-  return c.json({ code: 'unauthenticated', detail: 'This needs a live session.' }, 401);
-}
-
-function retryable(err: unknown): err is SessionStateError {
-  return err instanceof SessionStateError && err.retryable;
-}
-
-/** A retryable problem of the service: `503`, and when to try again; the cookie stays. */
-function unavailable(c: Context, err: SessionStateError) {
-  const body = JSON.stringify({ code: err.code, detail: 'Sessions are briefly unavailable; try again.' });
-  // Cleared first: Hono would otherwise carry the failed response's headers over.
-  c.res = undefined;
-  c.res = new Response(body, {
-    status: 503,
-    headers: { 'content-type': 'application/json', 'retry-after': String(err.retryAfter ?? 1), 'cache-control': 'no-store' },
-  });
-}
-
-function renewAfterOf(options: SessionStateOptions, c: Context): number {
-  const value = typeof options.renewAfter === 'function' ? options.renewAfter(c) : options.renewAfter;
-  return value ?? DEFAULT_RENEW_AFTER;
-}
-
-function clientOf(service: ServiceBinding | SessionClient): SessionClient {
-  return isSessionClient(service) ? service : createSessionClient(service);
 }
 
 function defaultDevice(c: Context): { label?: string; agent?: string; ip?: string } {

@@ -1,0 +1,105 @@
+/**
+ * What the middleware reads from and writes to HTTP: the session cookie (its settings, its value
+ * `<id>.<issued at>`), the cross-site check, and its own answers (401, 403, 503).
+ */
+import type { Context } from 'hono';
+import { setCookie } from 'hono/cookie';
+import { type SessionId, SessionStateError } from '../index.js';
+import type { CookieOptions, CsrfOptions } from './options.js';
+
+const ID = /^(?:[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}|[A-Za-z0-9_-]{43})$/;
+
+/** An id as the cookie carries it: `<id>.<issued at, seconds>`. */
+export interface Carried {
+  id: SessionId;
+  issuedAt: number;
+}
+
+/** A new id and what the service said of it. */
+export interface Issued {
+  id: SessionId;
+  expiresAt: string;
+}
+
+export interface CookieSettings {
+  name: string;
+  secure: boolean;
+  sameSite: 'Lax' | 'Strict';
+}
+
+export function cookieSettings(options: CookieOptions = {}): CookieSettings {
+  const secure = options.secure ?? true;
+  const base = options.name ?? 'session';
+  return { name: secure ? `__Host-${base}` : base, secure, sameSite: options.sameSite ?? 'Lax' };
+}
+
+export function writeCookie(c: Context, cookie: CookieSettings, issued: Issued, issuedAt: number) {
+  setCookie(c, cookie.name, `${issued.id}.${issuedAt}`, {
+    path: '/',
+    secure: cookie.secure,
+    httpOnly: true,
+    sameSite: cookie.sameSite,
+    expires: new Date(issued.expiresAt),
+  });
+  noStore(c);
+}
+
+export function clearCookie(c: Context, cookie: CookieSettings) {
+  setCookie(c, cookie.name, '', { path: '/', secure: cookie.secure, httpOnly: true, sameSite: cookie.sameSite, maxAge: 0 });
+  noStore(c);
+}
+
+/** A response that sets a session cookie is nobody else's to keep. */
+export function noStore(c: Context) {
+  if (!c.res.headers.has('cache-control')) c.header('Cache-Control', 'no-store');
+}
+
+export function parseCookie(value: string | undefined): Carried | null {
+  if (!value) return null;
+  const dot = value.lastIndexOf('.');
+  const id = value.slice(0, dot);
+  const issuedAt = Number(value.slice(dot + 1));
+  if (dot < 0 || !ID.test(id) || !Number.isSafeInteger(issuedAt)) return null;
+  return { id, issuedAt };
+}
+
+
+/** Whether a state-changing request comes from another site (`Sec-Fetch-Site`, else `Origin`). */
+export function crossSite(c: Context, csrf: CsrfOptions): boolean {
+  const origin = c.req.header('origin');
+  const allowed = (value: string) =>
+    value === new URL(c.req.url).origin ||
+    (typeof csrf.origin === 'function' ? csrf.origin(value, c) : (csrf.origin ?? []).includes(value));
+  const site = c.req.header('sec-fetch-site');
+  if (site !== undefined) return site !== 'same-origin' && !(origin !== undefined && allowed(origin));
+  // No Sec-Fetch-Site: an older browser (which sends Origin on a cross-origin write) or no browser.
+  return origin !== undefined && !allowed(origin);
+}
+
+export function refuseCrossSite(c: Context) {
+  const body = JSON.stringify({ code: 'cross_site_request', detail: 'A state-changing request from another site.' });
+  // Cleared first: Hono would otherwise carry the failed response's headers over.
+  c.res = undefined;
+  c.res = new Response(body, { status: 403, headers: { 'content-type': 'application/json', 'cache-control': 'no-store' } });
+}
+
+export function unauthenticated(c: Context, redirect: string | undefined) {
+  if (redirect) return c.redirect(redirect, 303);
+  return c.json({ code: 'unauthenticated', detail: 'This needs a live session.' }, 401);
+}
+
+export function retryable(err: unknown): err is SessionStateError {
+  return err instanceof SessionStateError && err.retryable;
+}
+
+
+/** A retryable problem of the service: `503`, and when to try again; the cookie stays. */
+export function unavailable(c: Context, err: SessionStateError) {
+  const body = JSON.stringify({ code: err.code, detail: 'Sessions are briefly unavailable; try again.' });
+  // Cleared first: Hono would otherwise carry the failed response's headers over.
+  c.res = undefined;
+  c.res = new Response(body, {
+    status: 503,
+    headers: { 'content-type': 'application/json', 'retry-after': String(err.retryAfter ?? 1), 'cache-control': 'no-store' },
+  });
+}
