@@ -120,6 +120,24 @@ test('twenty parallel requests with an id due for renewal cause one renewal, and
   assert.equal(service.count('POST /renew'), 1);
 });
 
+test('a write with an id due for renewal renews it too, and a fresh id\'s write moves the cookie\'s expiry on', async () => {
+  const service = fakeService();
+  const app = appWith(service, { renewAfter: 60 });
+  const fresh = await loggedIn(app);
+  service.advance(60_000);
+  let response = await send(app, 'POST', '/note', { cookie: fresh, body: { n: 1 } });
+  assert.equal(response.status, 200);
+  const moved = sessionCookie(response);
+  assert.equal(moved.value, fresh.split('=')[1], 'the same id, issued at the same time');
+  const [session] = [...service.sessions.values()];
+  assert.equal(Date.parse(moved.attributes.find((a) => a.startsWith('Expires=')).slice(8)), Math.floor(session.expiresAt / 1000) * 1000);
+  const old = `${fresh.split('.')[0]}.${Math.floor(Date.now() / 1000) - 61}`;
+  response = await send(app, 'POST', '/note', { cookie: old, body: { n: 2 } });
+  assert.equal(response.status, 200);
+  assert.notEqual(sessionCookie(response).value.split('.')[0], old.split('=')[1].split('.')[0], 'renewed');
+  assert.equal(service.count('POST /renew'), 1);
+});
+
 test('no renewal on a failed response, nor on a request that does not need the session loaded to fail', async () => {
   const service = fakeService();
   const app = appWith(service, { renewAfter: 60 });

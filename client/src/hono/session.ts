@@ -217,22 +217,27 @@ export class State<T extends SessionData> implements RequestSession<T> {
   }
 
   /**
-   * On the way out: the cookie as the request left it, or, for an id old enough, renewed; never
-   * on a failed response, and never once the request changed or ended the session.
+   * On the way out: the cookie as the request left it: cleared, or set to the id the request
+   * moved the session to, or, for the carried id once old enough, renewed (after a write too);
+   * never renewed on a failed response.
    */
   async finish(cookie: CookieSettings, renewAfter: number) {
     const outcome = this.#outcome;
     if (outcome && 'clear' in outcome) return clearCookie(this.c, cookie);
-    if (outcome) return writeCookie(this.c, cookie, outcome.set, outcome.set.id === this.carried?.id ? this.carried.issuedAt : now());
     const carried = this.carried;
-    if (!carried || this.c.res.status >= 400 || now() - carried.issuedAt < renewAfter) return;
-    try {
-      writeCookie(this.c, cookie, await renewShared(this.client, carried.id), now());
-    } catch (err) {
-      // An id that no longer reaches a session: the cookie goes. Anything else is thrown.
-      if (err instanceof SessionStateError && err.code === 'session_not_found') return clearCookie(this.c, cookie);
-      throw err;
+    if (outcome && outcome.set.id !== carried?.id) return writeCookie(this.c, cookie, outcome.set, now());
+    if (!carried) return;
+    if (this.c.res.status < 400 && now() - carried.issuedAt >= renewAfter) {
+      try {
+        return writeCookie(this.c, cookie, await renewShared(this.client, carried.id), now());
+      } catch (err) {
+        // An id that no longer reaches a session: the cookie goes. Anything else is thrown.
+        if (err instanceof SessionStateError && err.code === 'session_not_found') return clearCookie(this.c, cookie);
+        throw err;
+      }
     }
+    // A write moved the expiry on: the cookie follows it.
+    if (outcome) writeCookie(this.c, cookie, outcome.set, carried.issuedAt);
   }
 }
 
