@@ -63,7 +63,6 @@ export function parseCookie(value: string | undefined): Carried | null {
   return { id, issuedAt };
 }
 
-
 /** Whether a state-changing request comes from another site (`Sec-Fetch-Site`, else `Origin`). */
 export function crossSite(c: Context, csrf: CsrfOptions): boolean {
   const origin = c.req.header('origin');
@@ -77,10 +76,7 @@ export function crossSite(c: Context, csrf: CsrfOptions): boolean {
 }
 
 export function refuseCrossSite(c: Context) {
-  const body = JSON.stringify({ code: 'cross_site_request', detail: 'A state-changing request from another site.' });
-  // Cleared first: Hono would otherwise carry the failed response's headers over.
-  c.res = undefined;
-  c.res = new Response(body, { status: 403, headers: { 'content-type': 'application/json', 'cache-control': 'no-store' } });
+  replace(c, 403, { code: 'cross_site_request', detail: 'A state-changing request from another site.' });
 }
 
 export function unauthenticated(c: Context, redirect: string | undefined) {
@@ -92,14 +88,18 @@ export function retryable(err: unknown): err is SessionStateError {
   return err instanceof SessionStateError && err.retryable;
 }
 
-
 /** A retryable problem of the service: `503`, and when to try again; the cookie stays. */
 export function unavailable(c: Context, err: SessionStateError) {
-  const body = JSON.stringify({ code: err.code, detail: 'Sessions are briefly unavailable; try again.' });
-  // Cleared first: Hono would otherwise carry the failed response's headers over.
+  const body = { code: err.code, detail: 'Sessions are briefly unavailable; try again.' };
+  replace(c, 503, body, { 'retry-after': String(err.retryAfter ?? 1) });
+}
+
+/** The middleware's own answer in place of whatever the request had come to. */
+function replace(c: Context, status: number, body: object, headers: Record<string, string> = {}) {
+  // Cleared first: Hono would otherwise carry the replaced response's headers (its cookies) over.
   c.res = undefined;
-  c.res = new Response(body, {
-    status: 503,
-    headers: { 'content-type': 'application/json', 'retry-after': String(err.retryAfter ?? 1), 'cache-control': 'no-store' },
+  c.res = new Response(JSON.stringify(body), {
+    status,
+    headers: { 'content-type': 'application/json', 'cache-control': 'no-store', ...headers },
   });
 }
