@@ -150,6 +150,21 @@ test('no renewal on a failed response, nor on a request that does not need the s
   assert.equal(service.count('POST /renew'), 1, 'an old id is renewed on any successful response');
 });
 
+test('a renewal the store is too busy for leaves the successful answer and the id as they were', async () => {
+  const service = fakeService();
+  const app = appWith(service, { renewAfter: 60 });
+  const [pair] = (await loggedIn(app)).split('.');
+  const old = `${pair}.${Math.floor(Date.now() / 1000) - 61}`;
+  const get = send(app, 'GET', '/public', { cookie: old });
+  service.failNext(503, 'store_busy'); // the next call is the renewal: /public loads nothing
+  const response = await get;
+  assert.equal(response.status, 200);
+  assert.equal(await response.text(), 'hello');
+  assert.equal(sessionCookie(response), null);
+  assert.equal(service.count('POST /renew'), 1);
+  assert.ok(sessionCookie(await send(app, 'GET', '/public', { cookie: old })), 'the next request renews it');
+});
+
 test('a copy of the cookie used after the grace window ends the session (reuse)', async () => {
   const service = fakeService({ graceMs: 1000 });
   const app = appWith(service, { renewAfter: 60 });

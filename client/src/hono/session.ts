@@ -231,9 +231,11 @@ export class State<T extends SessionData> implements RequestSession<T> {
       try {
         return writeCookie(this.c, cookie, await renewShared(this.client, carried.id), now());
       } catch (err) {
-        // An id that no longer reaches a session: the cookie goes. Anything else is thrown.
+        // An id that no longer reaches a session: the cookie goes.
         if (err instanceof SessionStateError && err.code === 'session_not_found') return clearCookie(this.c, cookie);
-        throw err;
+        // Any other failure (a busy store first of all) leaves the answer as it was and the id as
+        // it is: the next request renews it. A renewal never turns a success into a failure.
+        console.warn(`session-state: renewal failed: ${err instanceof SessionStateError ? err.code : String(err)}`);
       }
     }
     // A write moved the expiry on: the cookie follows it.
