@@ -4,11 +4,9 @@
 // accepted, forms that post from the page (Origin and Sec-Fetch-Site as a browser sends them), a
 // burst of fetch() across a renewal, two devices, signing one out, logging out.
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import puppeteer from 'puppeteer-core';
-import { ROOT, fixtureConfig, sleep, startWorker } from './harness.mjs';
+import { exampleConfig, sleep, startWorker } from './harness.mjs';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const RENEW_AFTER_SECONDS = 1;
@@ -17,9 +15,7 @@ let worker;
 let browser;
 let origin;
 before(async () => {
-  const example = readFileSync(join(ROOT, 'examples/hono/wrangler.toml'), 'utf8')
-    .replace(/^RENEW_AFTER_SECONDS = .*$/m, `RENEW_AFTER_SECONDS = "${RENEW_AFTER_SECONDS}"`);
-  worker = await startWorker({ configs: [fixtureConfig('examples/hono', example), 'wrangler.toml'] });
+  worker = await startWorker({ configs: [exampleConfig(RENEW_AFTER_SECONDS), 'wrangler.toml'] });
   // localhost, not 127.0.0.1: Chrome treats http://localhost as secure, so it keeps a `Secure`,
   // `__Host-` cookie there as it would on https.
   origin = worker.url.replace('127.0.0.1', 'localhost');

@@ -166,6 +166,16 @@ export function fixtureConfig(folder, text) {
  * An HTTP server on loopback that keeps every JSON body POSTed to it (the events fixture's
  * consumer posts each batch of messages there), until `close`.
  */
+/**
+ * The Hono example's wrangler config (examples/hono) as shipped but for `RENEW_AFTER_SECONDS`, so
+ * that a renewal happens within a test; for `startWorker({ configs: [it, 'wrangler.toml'] })`.
+ */
+export function exampleConfig(renewAfterSeconds) {
+  const text = readFileSync(join(ROOT, 'examples/hono/wrangler.toml'), 'utf8')
+    .replace(/^RENEW_AFTER_SECONDS = .*$/m, `RENEW_AFTER_SECONDS = "${renewAfterSeconds}"`);
+  return fixtureConfig('examples/hono', text);
+}
+
 export async function startSink() {
   const bodies = [];
   const arrivals = [];

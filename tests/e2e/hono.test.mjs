@@ -2,21 +2,16 @@
 // `wrangler dev`: the middleware of `@session-state/client/hono` against the real service, on the
 // backend under test. Each "browser" here is a cookie jar that keeps what Set-Cookie says.
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { ROOT, fixtureConfig, sleep, startWorker } from './harness.mjs';
+import { exampleConfig, sleep, startWorker } from './harness.mjs';
 
 const GRACE_SECONDS = 2;
 const RENEW_AFTER_SECONDS = 1;
 
 let worker;
 before(async () => {
-  // The example as shipped, but renewing ids after a second, so that a renewal happens in a test.
-  const example = readFileSync(join(ROOT, 'examples/hono/wrangler.toml'), 'utf8')
-    .replace(/^RENEW_AFTER_SECONDS = .*$/m, `RENEW_AFTER_SECONDS = "${RENEW_AFTER_SECONDS}"`);
   worker = await startWorker({
-    configs: [fixtureConfig('examples/hono', example), 'wrangler.toml'],
+    configs: [exampleConfig(RENEW_AFTER_SECONDS), 'wrangler.toml'],
     vars: { SESSION_RENEWAL_GRACE_SECONDS: String(GRACE_SECONDS) },
   });
 });
