@@ -309,7 +309,7 @@ impl<S: ObjectStorage> SubjectIndex for SqlIndex<S> {
 }
 
 #[cfg(all(test, not(target_arch = "wasm32")))]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::domain::auth::Auth;
     use crate::domain::derive::StorageKey;
@@ -320,11 +320,12 @@ mod tests {
     use crate::store::memory::sqlite::SqliteStorage;
     use crate::store::schema::{LEGACY_ENTRY_SCHEMA, LEGACY_MEMBER_SCHEMA};
 
-    fn id(n: u8) -> SessionId {
+    pub(crate) fn id(n: u8) -> SessionId {
         SessionId::from_random_bytes([n; 16])
     }
 
-    fn keyed(n: u8, created_at: Millis) -> EntryKey {
+    /// The entry of session `n` (by storage key, as strong mode lists it), created at `created_at`.
+    pub(crate) fn keyed(n: u8, created_at: Millis) -> EntryKey {
         EntryKey {
             handle: Handle::of(&id(n)),
             at: SessionRef::Key(StorageKey::of(&id(n))),

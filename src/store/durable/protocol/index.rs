@@ -302,21 +302,10 @@ pub async fn serve(
 mod tests {
     use super::*;
     use crate::domain::session::fixtures::{S, T0};
+    use crate::store::durable::index::tests::{id, keyed};
     use crate::store::durable::index::SqlIndex;
     use crate::store::memory::run;
     use crate::store::memory::sqlite::SqliteStorage;
-
-    fn id(n: u8) -> SessionId {
-        SessionId::from_random_bytes([n; 16])
-    }
-
-    fn keyed(n: u8, created_at: Millis) -> EntryKey {
-        EntryKey {
-            handle: Handle::of(&id(n)),
-            at: SessionRef::Key(StorageKey::of(&id(n))),
-            created_at,
-        }
-    }
 
     #[test]
     fn the_index_protocol_round_trips_entries() {
