@@ -53,6 +53,8 @@ export interface ClientOptions {
 /** A new session (from `create`, `rotate`, `renew` or `reauth`): its lifecycle, and its handle in the subject's list. */
 export interface NewSessionMeta extends SessionMeta {
   handle: SessionHandle;
+  /** For a session bound to a device key (DBSC): when this id stops working (RFC 3339). */
+  idExpiresAt?: string;
 }
 
 /** What the API reports of a session's lifecycle. */
@@ -75,6 +77,15 @@ export interface SessionMeta {
 
 /** How the user proved who they are: 1 one factor, 2 two factors, 3 a hardware-bound authenticator. */
 export type AuthLevel = 1 | 2 | 3;
+
+/** A session just bound or refreshed: its new id, its binding identifier and when the id stops working. */
+export interface BoundSessionMeta extends NewSessionMeta {
+  /** The binding identifier: the browser's DBSC `session_identifier`. */
+  binding: SessionId;
+  alg: 'ES256' | 'RS256';
+  /** When this id stops working (RFC 3339): only a refresh with the device's proof moves the session on. */
+  idExpiresAt: string;
+}
 
 /**
  * What a call demands of the session's last authentication. When the session falls short the
@@ -196,6 +207,17 @@ export interface SessionClient {
    * same new id); presented after that, it is reuse and ends the session.
    */
   renew(id: SessionId, demand?: Demand): Promise<NewSessionMeta>;
+  /** Device binding (W3C DBSC): what an app's registration and refresh endpoints call. */
+  binding: {
+    /** A challenge for binding the session `id` to a device key (for `Secure-Session-Registration`). */
+    registrationChallenge(id: SessionId): Promise<string>;
+    /** Binds the session to the key of the browser's registration `proof`; the session moves to a new id. */
+    bind(id: SessionId, proof: string): Promise<BoundSessionMeta>;
+    /** A challenge for refreshing the session bound under `binding` (for `Secure-Session-Challenge`). */
+    refreshChallenge(binding: SessionId): Promise<string>;
+    /** Moves the session bound under `binding` to a new id, given the browser's refresh `proof`. */
+    refresh(binding: SessionId, proof: string): Promise<BoundSessionMeta>;
+  };
   cache: {
     /** The cached value, or `null`. */
     get<T = unknown>(key: string): Promise<T | null>;
@@ -310,6 +332,25 @@ function makeClient(target: ServiceBinding | ClientOptions): SessionClient {
       return newMeta(response, body.sessionId);
     },
 
+    binding: {
+      async registrationChallenge(id) {
+        const response = await send('POST', `${sessionPath('bind', id)}/challenge`);
+        return (await success<{ challenge: string }>(response)).challenge;
+      },
+      async bind(id, proof) {
+        const response = await send('POST', sessionPath('bind', id), { 'secure-session-response': proof });
+        return boundMeta(response, await success<Schemas['Bound']>(response));
+      },
+      async refreshChallenge(binding) {
+        const response = await send('POST', `${sessionPath('binding', binding)}/challenge`);
+        return (await success<{ challenge: string }>(response)).challenge;
+      },
+      async refresh(binding, proof) {
+        const response = await send('POST', `${sessionPath('binding', binding)}/refresh`, { 'secure-session-response': proof });
+        return boundMeta(response, await success<Schemas['Bound']>(response));
+      },
+    },
+
     cache: {
       async get<T = unknown>(key: string) {
         const response = await send('GET', `/cache/${encodeURIComponent(key)}`);
@@ -395,7 +436,13 @@ function meta(response: Response, id: SessionId): SessionMeta {
 }
 
 function newMeta(response: Response, id: SessionId): NewSessionMeta {
-  return { ...meta(response, id), handle: response.headers.get('session-handle') ?? '' };
+  const created: NewSessionMeta = { ...meta(response, id), handle: response.headers.get('session-handle') ?? '' };
+  const idExpiresAt = response.headers.get('session-id-expires');
+  return idExpiresAt === null ? created : { ...created, idExpiresAt };
+}
+
+function boundMeta(response: Response, body: Schemas['Bound']): BoundSessionMeta {
+  return { ...newMeta(response, body.sessionId), binding: body.binding, alg: body.alg, idExpiresAt: body.idExpiresAt };
 }
 
 /** Whether the response is the 404 problem `code` (a miss the caller gets as `null`). */

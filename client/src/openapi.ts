@@ -195,7 +195,7 @@ export interface paths {
          *     forgotten: presenting it is reuse, and with `SESSION_REUSE_DETECTION=on` (the default)
          *     the session it was renewed into ends (`404` to the presenter, a `revoked` event with
          *     reason `reuse`). After a login or any change of privilege use `/rotate`, which ends the
-         *     old id at once.
+         *     old id at once. A session bound to a device key is refused (`403 proof_required`).
          */
         post: operations["renewSession"];
         delete?: never;
@@ -226,6 +226,116 @@ export interface paths {
          *     `Session-Min-Auth-Level` are not asked here: this is how a session meets them.
          */
         post: operations["reauthenticateSession"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/bind/{id}/challenge": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A session id as `/create` returned it. */
+                id: components["parameters"]["SessionId"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * A challenge for binding the session to a device key (DBSC registration)
+         * @description A single-use challenge for the app's `Secure-Session-Registration` header: good for the
+         *     id it was minted for, for `BOUND_SESSION_ID_SECONDS` or 5 minutes, whichever is
+         *     shorter, and spent by the registration it allows (which moves the session to a new id).
+         *     Nothing is written. `409 session_bound` when the session is bound already.
+         */
+        post: operations["bindingRegistrationChallenge"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/bind/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A session id as `/create` returned it. */
+                id: components["parameters"]["SessionId"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Bind the session to a device key (DBSC registration)
+         * @description The browser's registration proof, as it sent it in `Secure-Session-Response`: a JWT with
+         *     `typ` `dbsc+jwt`, `alg` ES256 or RS256 (`none` and anything else refused), the device's
+         *     public key as `jwk` (a P-256 point, or RSA of 2048 bits or more), `jti` a challenge of
+         *     this session's id from `/bind/{id}/challenge`, signed with that key. The session moves
+         *     to a new id as at `/renew` (the old id reaches it for the grace window, then is reuse),
+         *     bound: each of its ids lives `BOUND_SESSION_ID_SECONDS` (default 600), after which only a
+         *     refresh with the device's proof moves it, and presenting the old one is reuse. `/renew`
+         *     is refused for it (`403 proof_required`). The answer names the binding identifier, the
+         *     browser's `session_identifier`, for `/binding/{binding}/…`.
+         */
+        post: operations["bindSession"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/binding/{binding}/challenge": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A binding identifier, as `/bind/{id}` answered it (the browser's `session_identifier`). */
+                binding: components["parameters"]["Binding"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * A challenge for refreshing a bound session (DBSC refresh)
+         * @description A challenge of the bound session's current id, for the app's `403` with
+         *     `Secure-Session-Challenge`. Nothing is written; the refresh it allows spends it.
+         */
+        post: operations["bindingRefreshChallenge"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/binding/{binding}/refresh": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A binding identifier, as `/bind/{id}` answered it (the browser's `session_identifier`). */
+                binding: components["parameters"]["Binding"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Move a bound session to a new id with the device's proof (DBSC refresh)
+         * @description The browser's refresh proof (no `jwk`: the kept key checks it; `jti` a challenge from
+         *     `/binding/{binding}/challenge`), as it sent it in `Secure-Session-Response`. The session
+         *     moves to a new id as at `/renew`. `403 challenge_refused` when the challenge is not a
+         *     live one of the session's current id (expired, spent, or another session's): ask for a
+         *     new one; `403 proof_refused` for anything else wrong with the proof. In strong mode a
+         *     binding's refreshes take turns, so a proof is used once; on KV two racing within KV's
+         *     consistency window both get the same new id.
+         */
+        post: operations["refreshBoundSession"];
         delete?: never;
         options?: never;
         head?: never;
@@ -388,6 +498,22 @@ export interface components {
             /** Format: date-time */
             expiresAt: string;
         };
+        Challenge: {
+            challenge: string;
+        };
+        Bound: {
+            sessionId: components["schemas"]["SessionId"];
+            binding: components["schemas"]["SessionId"];
+            /** @enum {string} */
+            alg: "ES256" | "RS256";
+            /**
+             * Format: date-time
+             * @description When this id stops working (`BOUND_SESSION_ID_SECONDS` after it was issued, or the session's end).
+             */
+            idExpiresAt: string;
+            /** Format: date-time */
+            expiresAt: string;
+        };
         /** @description RFC 9457 problem details with a stable `code`. */
         Problem: {
             /** Format: uri */
@@ -408,7 +534,7 @@ export interface components {
              */
             authLevel?: 1 | 2 | 3;
             /** @enum {string} */
-            code: "invalid_json" | "invalid_body" | "invalid_session_id" | "invalid_ttl" | "invalid_cache_key" | "invalid_subject" | "invalid_device" | "invalid_before" | "invalid_if_match" | "invalid_auth_demand" | "unauthorized" | "reauthentication_required" | "session_not_found" | "cache_entry_not_found" | "not_found" | "method_not_allowed" | "session_not_mergeable" | "precondition_failed" | "payload_too_large" | "unsupported_media_type" | "store_busy" | "invalid_configuration" | "internal" | "store_unavailable";
+            code: "invalid_json" | "invalid_body" | "invalid_session_id" | "invalid_ttl" | "invalid_cache_key" | "invalid_subject" | "invalid_device" | "invalid_before" | "invalid_if_match" | "invalid_auth_demand" | "unauthorized" | "reauthentication_required" | "proof_refused" | "challenge_refused" | "proof_required" | "session_not_found" | "cache_entry_not_found" | "not_found" | "method_not_allowed" | "session_not_mergeable" | "session_bound" | "precondition_failed" | "payload_too_large" | "unsupported_media_type" | "store_busy" | "invalid_configuration" | "internal" | "store_unavailable";
         };
     };
     responses: {
@@ -470,6 +596,67 @@ export interface components {
          *     authenticate the user again, then `POST /reauth`.
          */
         ReauthenticationRequired: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"];
+            };
+        };
+        /** @description A challenge, for the app's DBSC header. */
+        Challenge: {
+            headers: {
+                "Cache-Control": components["headers"]["CacheControl"];
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["Challenge"];
+            };
+        };
+        /** @description Created. The session's new id, bound, and its binding identifier. */
+        Bound: {
+            headers: {
+                "Session-Id": components["headers"]["SessionId"];
+                "Session-Handle": components["headers"]["SessionHandle"];
+                Location: components["headers"]["Location"];
+                "Session-Expires": components["headers"]["SessionExpires"];
+                ETag: components["headers"]["ETag"];
+                "Session-Authenticated-At": components["headers"]["SessionAuthenticatedAt"];
+                "Session-Auth-Level": components["headers"]["SessionAuthLevel"];
+                "Cache-Control": components["headers"]["CacheControl"];
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["Bound"];
+            };
+        };
+        /**
+         * @description `proof_refused` (the proof is malformed, outside the profile, for another key, or does
+         *     not verify; `detail` says which), or `challenge_refused` (its `jti` is not a live
+         *     challenge of the session's current id: ask for another).
+         */
+        ProofRefused: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"];
+            };
+        };
+        /** @description `session_bound`: the session is bound to a device key already. */
+        SessionBound: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"];
+            };
+        };
+        /**
+         * @description `reauthentication_required` (as for the other routes), or `proof_required`: the session
+         *     is bound to a device key, and its id moves only by `/binding/{binding}/refresh`.
+         */
+        RenewRefused: {
             headers: {
                 [name: string]: unknown;
             };
@@ -565,6 +752,10 @@ export interface components {
     parameters: {
         /** @description A session id as `/create` returned it. */
         SessionId: components["schemas"]["SessionId"];
+        /** @description A binding identifier, as `/bind/{id}` answered it (the browser's `session_identifier`). */
+        Binding: components["schemas"]["SessionId"];
+        /** @description The browser's DBSC proof, a JWT, as it sent it (an sf-string, or bare). */
+        Proof: string;
         /** @description `application/json` for a JSON answer; otherwise the bare id as text. */
         Accept: string;
         /**
@@ -1003,7 +1194,7 @@ export interface operations {
             201: components["responses"]["NewSession"];
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
-            403: components["responses"]["ReauthenticationRequired"];
+            403: components["responses"]["RenewRefused"];
             404: components["responses"]["NotFound"];
             405: components["responses"]["MethodNotAllowed"];
             429: components["responses"]["StoreBusy"];
@@ -1036,6 +1227,102 @@ export interface operations {
             201: components["responses"]["NewSession"];
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            405: components["responses"]["MethodNotAllowed"];
+            429: components["responses"]["StoreBusy"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["StoreUnavailable"];
+        };
+    };
+    bindingRegistrationChallenge: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A session id as `/create` returned it. */
+                id: components["parameters"]["SessionId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: components["responses"]["Challenge"];
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            405: components["responses"]["MethodNotAllowed"];
+            409: components["responses"]["SessionBound"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["StoreUnavailable"];
+        };
+    };
+    bindSession: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description The browser's DBSC proof, a JWT, as it sent it (an sf-string, or bare). */
+                "Secure-Session-Response": components["parameters"]["Proof"];
+            };
+            path: {
+                /** @description A session id as `/create` returned it. */
+                id: components["parameters"]["SessionId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            201: components["responses"]["Bound"];
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["ProofRefused"];
+            404: components["responses"]["NotFound"];
+            405: components["responses"]["MethodNotAllowed"];
+            409: components["responses"]["SessionBound"];
+            429: components["responses"]["StoreBusy"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["StoreUnavailable"];
+        };
+    };
+    bindingRefreshChallenge: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A binding identifier, as `/bind/{id}` answered it (the browser's `session_identifier`). */
+                binding: components["parameters"]["Binding"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: components["responses"]["Challenge"];
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            405: components["responses"]["MethodNotAllowed"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["StoreUnavailable"];
+        };
+    };
+    refreshBoundSession: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description The browser's DBSC proof, a JWT, as it sent it (an sf-string, or bare). */
+                "Secure-Session-Response": components["parameters"]["Proof"];
+            };
+            path: {
+                /** @description A binding identifier, as `/bind/{id}` answered it (the browser's `session_identifier`). */
+                binding: components["parameters"]["Binding"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            201: components["responses"]["Bound"];
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["ProofRefused"];
             404: components["responses"]["NotFound"];
             405: components["responses"]["MethodNotAllowed"];
             429: components["responses"]["StoreBusy"];

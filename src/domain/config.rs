@@ -3,6 +3,7 @@
 //! A bad value never falls back to a default: it fails every request with a `500` whose detail
 //! names the variable, and a log line, until it is fixed.
 
+use crate::domain::binding::{DEFAULT_BOUND_ID_SECONDS, MAX_BOUND_ID_SECONDS};
 use crate::domain::derive::is_reserved_subject_key;
 use crate::domain::error::ConfigError;
 use crate::domain::id::IdFormat;
@@ -23,6 +24,7 @@ pub const MAX_SESSIONS_PER_SUBJECT: &str = "MAX_SESSIONS_PER_SUBJECT";
 pub const SUBJECT_KEY: &str = "SUBJECT_KEY";
 pub const SESSION_LEGACY_LOOKUP: &str = "SESSION_LEGACY_LOOKUP";
 pub const SESSION_RENEWAL_GRACE_SECONDS: &str = "SESSION_RENEWAL_GRACE_SECONDS";
+pub const BOUND_SESSION_ID_SECONDS: &str = "BOUND_SESSION_ID_SECONDS";
 pub const SESSION_REUSE_DETECTION: &str = "SESSION_REUSE_DETECTION";
 pub const SESSION_ID_FORMAT: &str = "SESSION_ID_FORMAT";
 pub const SESSIONS_NOT_BEFORE: &str = "SESSIONS_NOT_BEFORE";
@@ -250,6 +252,12 @@ impl Config {
                 })
             }
         };
+        let bound_id = whole_number(
+            &lookup,
+            BOUND_SESSION_ID_SECONDS,
+            DEFAULT_BOUND_ID_SECONDS,
+            MAX_BOUND_ID_SECONDS,
+        )?;
         let id_format = match lookup(SESSION_ID_FORMAT).as_deref().map(str::trim) {
             None | Some("uuid") => IdFormat::Uuid,
             Some("token") => IdFormat::Token,
@@ -296,6 +304,7 @@ impl Config {
             renewal: Renewal {
                 grace_ms: grace * MS_PER_SECOND,
                 reuse_detection,
+                bound_id_ms: bound_id * MS_PER_SECOND,
             },
             policy: Policy {
                 idle_ttl,
@@ -480,6 +489,19 @@ mod tests {
         assert!(!off.reuse_detection);
         let err = config(&[(SESSION_REUSE_DETECTION, "yes")]).unwrap_err();
         assert_eq!(err.variable, SESSION_REUSE_DETECTION);
+    }
+
+    #[test]
+    fn a_bound_id_lives_1_to_86400_seconds() {
+        assert_eq!(config(&[]).unwrap().renewal.bound_id_ms, 600_000);
+        for (raw, ms) in [("1", 1_000), ("86400", 86_400_000), (" 300 ", 300_000)] {
+            let renewal = config(&[(BOUND_SESSION_ID_SECONDS, raw)]).unwrap().renewal;
+            assert_eq!(renewal.bound_id_ms, ms, "{raw:?}");
+        }
+        for raw in ["0", "86401", "-1", "10m", ""] {
+            let err = config(&[(BOUND_SESSION_ID_SECONDS, raw)]).unwrap_err();
+            assert_eq!(err.variable, BOUND_SESSION_ID_SECONDS, "{raw:?}");
+        }
     }
 
     #[test]

@@ -16,6 +16,7 @@ use crate::domain::percent::percent_decode_lenient;
 const KEY_LABEL: &[u8] = b"session-state/v1/key\0";
 const HANDLE_LABEL: &[u8] = b"session-state/v1/handle\0";
 const WRAP_LABEL: &[u8] = b"session-state/v1/wrap";
+const CHALLENGE_LABEL: &[u8] = b"session-state/v1/dbsc-challenge";
 
 /// Every label this module derives under, for `docs/storage.md`'s derivation table.
 #[cfg(test)]
@@ -23,6 +24,7 @@ pub const LABELS: &[&[u8]] = &[
     KEY_LABEL,
     HANDLE_LABEL,
     WRAP_LABEL,
+    CHALLENGE_LABEL,
     DEVICE_SUBKEY_LABEL,
     LEGACY_DEVICE_LABEL,
 ];
@@ -146,6 +148,20 @@ pub fn is_reserved_subject_key(key: &[u8]) -> bool {
 impl fmt::Debug for DeviceKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("DeviceKey(..)")
+    }
+}
+
+/// What a device-binding challenge of the session is MACed under: only a holder of the id can
+/// mint one, and one minted for an id is good for that id alone (see `domain::binding`).
+pub struct ChallengeKey([u8; 32]);
+
+impl ChallengeKey {
+    pub fn of(id: &SessionId) -> Self {
+        Self(labelled(CHALLENGE_LABEL, id))
+    }
+
+    pub fn bytes(&self) -> &[u8; 32] {
+        &self.0
     }
 }
 

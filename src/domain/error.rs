@@ -39,6 +39,16 @@ pub enum Error {
         level: u8,
     },
     SessionNotFound,
+    /// A device-binding proof that does not hold: malformed, the wrong key or algorithm, a
+    /// signature that does not verify. The reason goes back (it holds no secret).
+    ProofRefused(&'static str),
+    /// A proof whose challenge is not a live one of the session's current id: expired, spent by
+    /// the move it allowed, or minted for another session.
+    ChallengeRefused,
+    /// A registration for a session already bound to a device key.
+    SessionBound,
+    /// `POST /renew` of a session bound to a device key: its ids move only with a proof.
+    ProofRequired,
     /// A stored session that does not open (altered, or copied from another session's key):
     /// to the caller exactly a session not found, to the log an integrity failure.
     Unreadable(String),
@@ -112,6 +122,10 @@ impl Error {
             Error::Unauthorized => "unauthorized",
             Error::ReauthenticationRequired { .. } => "reauthentication_required",
             Error::SessionNotFound | Error::Unreadable(_) | Error::Reused(_) => "session_not_found",
+            Error::ProofRefused(_) => "proof_refused",
+            Error::ChallengeRefused => "challenge_refused",
+            Error::SessionBound => "session_bound",
+            Error::ProofRequired => "proof_required",
             Error::CacheEntryNotFound => "cache_entry_not_found",
             Error::NotFound => "not_found",
             Error::MethodNotAllowed { .. } => "method_not_allowed",
@@ -139,14 +153,17 @@ impl Error {
             | Error::InvalidIfMatch
             | Error::InvalidAuthDemand(_) => 400,
             Error::Unauthorized => 401,
-            Error::ReauthenticationRequired { .. } => 403,
+            Error::ReauthenticationRequired { .. }
+            | Error::ProofRefused(_)
+            | Error::ChallengeRefused
+            | Error::ProofRequired => 403,
             Error::SessionNotFound
             | Error::Unreadable(_)
             | Error::Reused(_)
             | Error::CacheEntryNotFound
             | Error::NotFound => 404,
             Error::MethodNotAllowed { .. } => 405,
-            Error::SessionNotMergeable => 409,
+            Error::SessionNotMergeable | Error::SessionBound => 409,
             Error::PreconditionFailed => 412,
             Error::PayloadTooLarge { .. } | Error::SessionTooLarge { .. } => 413,
             Error::UnsupportedMediaType => 415,
@@ -228,6 +245,14 @@ impl Error {
             Error::SessionNotFound | Error::Unreadable(_) | Error::Reused(_) => {
                 "No live session has this id.".into()
             }
+            Error::ProofRefused(why) => format!("The device-binding proof is refused: {why}."),
+            Error::ChallengeRefused => "The proof does not answer a live challenge of this \
+                session; ask for a new one."
+                .into(),
+            Error::SessionBound => "The session is already bound to a device key.".into(),
+            Error::ProofRequired => "The session is bound to a device key: its id moves only \
+                with a proof (POST /binding/refresh)."
+                .into(),
             Error::CacheEntryNotFound => "Nothing is cached under this key.".into(),
             Error::NotFound => "No route matches this path.".into(),
             Error::MethodNotAllowed { allow } => {

@@ -108,6 +108,15 @@ pub enum Kind {
     Renewed {
         from: Handle,
     },
+    /// Bound to a device key (`POST /bind/:id`), which moves it to a new id; the event's handle
+    /// is the new one.
+    Bound {
+        from: Handle,
+    },
+    /// Moved to a new id by a refresh with the device's proof (`POST /binding/refresh`).
+    Refreshed {
+        from: Handle,
+    },
     /// `DELETE /delete/:id`.
     Deleted,
     Revoked(Revocation),
@@ -120,6 +129,8 @@ impl Kind {
             Kind::Created => "created",
             Kind::Rotated { .. } => "rotated",
             Kind::Renewed { .. } => "renewed",
+            Kind::Bound { .. } => "bound",
+            Kind::Refreshed { .. } => "refreshed",
             Kind::Deleted => "deleted",
             Kind::Revoked(_) => "revoked",
             Kind::Expired(_) => "expired",
@@ -169,7 +180,11 @@ impl Event {
             }
             None => out.push_str(r#","subject":null"#),
         }
-        if let Kind::Rotated { from } | Kind::Renewed { from } = kind {
+        if let Kind::Rotated { from }
+        | Kind::Renewed { from }
+        | Kind::Bound { from }
+        | Kind::Refreshed { from } = kind
+        {
             let _ = write!(out, r#","from":"{from}""#);
         }
         if let (Kind::Created, Some(label)) = (kind, label) {

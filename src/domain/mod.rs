@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod base64;
+pub mod binding;
 pub mod config;
 pub mod derive;
 pub mod device;

@@ -31,6 +31,9 @@ pub struct Renewal {
     pub grace_ms: Millis,
     /// Whether an old id presented after its window ends the session it was renewed into.
     pub reuse_detection: bool,
+    /// How long an id of a session bound to a device key lives (`BOUND_SESSION_ID_SECONDS`):
+    /// after that it moves only by a refresh with a proof, and presenting it is reuse.
+    pub bound_id_ms: Millis,
 }
 
 impl Default for Renewal {
@@ -38,6 +41,7 @@ impl Default for Renewal {
         Self {
             grace_ms: DEFAULT_GRACE_SECONDS * MS_PER_SECOND,
             reuse_detection: true,
+            bound_id_ms: crate::domain::binding::DEFAULT_BOUND_ID_SECONDS * MS_PER_SECOND,
         }
     }
 }

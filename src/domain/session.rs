@@ -9,11 +9,12 @@
 use std::fmt::Write;
 
 use crate::domain::auth::{Auth, Level};
+use crate::domain::binding::Binding;
 use crate::domain::json;
 use crate::domain::subject::Subject;
 use crate::domain::time::Millis;
 
-pub use crate::domain::time::MS_PER_SECOND;
+pub use crate::domain::time::{CLOCK_SKEW_MS, MS_PER_SECOND};
 
 /// The rules in force for every session, from configuration.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,6 +70,9 @@ pub struct Meta {
     /// The last authentication: at creation, then at each `POST /reauth`. Writes, touches,
     /// rotations and renewals keep it.
     pub auth: Auth,
+    /// A device binding (`domain::binding`): kept by every write; set by `POST /bind`, its
+    /// id's issue time moved by each refresh.
+    pub binding: Option<Binding>,
 }
 
 impl Meta {
@@ -100,6 +104,7 @@ impl Meta {
         Self {
             subject: self.subject,
             auth: self.auth,
+            binding: self.binding,
             ..Self::at_version(self.created_at, now, self.version + 1, self.ttl, policy)
         }
     }
@@ -109,6 +114,7 @@ impl Meta {
         Self {
             subject: self.subject,
             auth: self.auth,
+            binding: self.binding,
             ..Self::at_version(self.created_at, now, self.version, self.ttl, policy)
         }
     }
@@ -139,6 +145,7 @@ impl Meta {
             ttl,
             subject: None,
             auth: Auth::at_creation(created_at),
+            binding: None,
         }
     }
 
@@ -203,8 +210,9 @@ impl Meta {
 impl Meta {
     /// As stored: `{"createdAt":..,"updatedAt":..,"expiresAt":..,"version":..}`, and `"ttl"`
     /// when the session has its own, `"sub"` (the subject's hash) when it has one, `"authAt"`
-    /// and `"authLevel"` when its authentication is other than level 1 at creation (so every
-    /// earlier session's metadata reads as it was written).
+    /// and `"authLevel"` when its authentication is other than level 1 at creation, `"binding"`
+    /// when it is bound to a device key (so every earlier session's metadata reads as it was
+    /// written).
     pub fn to_json(self) -> String {
         let mut out = String::with_capacity(96);
         let _ = write!(
@@ -225,6 +233,9 @@ impl Meta {
                 self.auth.at,
                 self.auth.level.get()
             );
+        }
+        if let Some(binding) = self.binding {
+            let _ = write!(out, r#","binding":"{}""#, binding.to_text());
         }
         out.push('}');
         out
@@ -259,12 +270,15 @@ impl Meta {
                 )?),
             },
             auth,
+            binding: match json::get(&members, "binding") {
+                None => None,
+                Some(raw) => Some(Binding::from_text(
+                    raw.strip_prefix('"')?.strip_suffix('"')?,
+                )?),
+            },
         })
     }
 }
-
-/// How far ahead of this isolate's clock another's may have been when it wrote a session.
-pub const CLOCK_SKEW_MS: Millis = 60_000;
 
 /// The shortest expiration KV accepts, in seconds.
 pub const KV_MIN_TTL: u64 = 60;

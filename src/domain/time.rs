@@ -10,6 +10,10 @@ pub type Millis = u64;
 
 pub const MS_PER_SECOND: u64 = 1000;
 
+/// How far ahead of this isolate's clock another's may have been when it wrote a session or
+/// minted a challenge.
+pub const CLOCK_SKEW_MS: Millis = 60_000;
+
 /// Formats as `YYYY-MM-DDTHH:MM:SS.mmmZ` (UTC, millisecond precision).
 pub fn rfc3339(ms: Millis) -> String {
     let at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)

@@ -104,6 +104,10 @@ pub const ROUTES: &[Route] = &[
     session("/rotate/:id", "POST", boxed!(SessionScope, handlers::rotate), false),
     session("/renew/:id", "POST", boxed!(SessionScope, handlers::renew), false),
     session("/reauth/:id", "POST", boxed!(SessionScope, handlers::reauth), false),
+    session("/bind/:id/challenge", "POST", boxed!(SessionScope, handlers::bind_challenge), false),
+    session("/bind/:id", "POST", boxed!(SessionScope, handlers::bind), false),
+    session("/binding/:binding/challenge", "POST", boxed!(SessionScope, handlers::binding_challenge), false),
+    session("/binding/:binding/refresh", "POST", boxed!(SessionScope, handlers::binding_refresh), false),
     Route {
         pattern: handlers::SUBJECT_SESSIONS,
         allow: "GET, HEAD, DELETE",

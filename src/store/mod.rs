@@ -14,6 +14,7 @@
 //! store/memory.rs   in-memory stores, counted, with injected faults, for native tests
 //! store/schema.rs   every KV key shape and SQL table the stores write (docs/storage.md)
 //! store/seal/       sealed records: the session data encrypted, its lifecycle bound to it
+//! store/proof.rs    device-binding proofs checked with the runtime's WebCrypto
 //! ```
 //!
 //! Invariant: the only layer that touches KV or Durable Object storage; it knows nothing of
@@ -26,6 +27,7 @@ mod index;
 pub mod kv;
 #[cfg(test)]
 pub mod memory;
+pub mod proof;
 pub mod schema;
 pub mod seal;
 

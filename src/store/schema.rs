@@ -38,15 +38,16 @@ pub const RECORD_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS record (
     kv_deleted_at INTEGER,
     handle TEXT,
     auth_at INTEGER,
-    auth_level INTEGER
+    auth_level INTEGER,
+    binding TEXT
 )";
 
 /// What a read of the row selects, in the order [`super::durable::record::parse_row`] reads.
 pub const RECORD_COLUMNS: &str = "sealed, created_at, updated_at, expires_at, version, ttl, \
-     subject, kv_deleted_at, handle, auth_at, auth_level";
+     subject, kv_deleted_at, handle, auth_at, auth_level, binding";
 
 /// What a write of the row sets, in the order of [`super::durable::record::row_params`].
-pub const RECORD_WRITTEN: [&str; 11] = [
+pub const RECORD_WRITTEN: [&str; 12] = [
     "handle",
     "key",
     "sealed",
@@ -58,17 +59,19 @@ pub const RECORD_WRITTEN: [&str; 11] = [
     "subject",
     "auth_at",
     "auth_level",
+    "binding",
 ];
 
 /// What a `record` table of an earlier version lacks, added on sight: each column, after the
-/// one it is known by (`handle` came a version before the authentication).
-pub const RECORD_NEW_COLUMNS: [(&str, &str); 3] = [
+/// one it is known by (`handle` came a version before the authentication, `binding` after it).
+pub const RECORD_NEW_COLUMNS: [(&str, &str); 4] = [
     ("handle", "ALTER TABLE record ADD COLUMN handle TEXT"),
     ("auth_at", "ALTER TABLE record ADD COLUMN auth_at INTEGER"),
     (
         "auth_level",
         "ALTER TABLE record ADD COLUMN auth_level INTEGER",
     ),
+    ("binding", "ALTER TABLE record ADD COLUMN binding TEXT"),
 ];
 
 /// A session's object: lifecycle events committed with the change they report, until sent.

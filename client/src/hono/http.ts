@@ -9,16 +9,21 @@ import type { CookieOptions, CsrfOptions } from './options.js';
 
 const ID = /^(?:[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}|[A-Za-z0-9_-]{43})$/;
 
-/** An id as the cookie carries it: `<id>.<issued at, seconds>`. */
+/**
+ * An id as the cookie carries it: `<id>.<issued at, seconds>`, and `.b` after it for an id bound
+ * to a device key (DBSC), which the middleware never renews: only the browser's refresh does.
+ */
 export interface Carried {
   id: SessionId;
   issuedAt: number;
+  bound: boolean;
 }
 
-/** A new id and what the service said of it. */
+/** A new id and what the service said of it (`idExpiresAt`: a bound id's end). */
 export interface Issued {
   id: SessionId;
   expiresAt: string;
+  idExpiresAt?: string;
 }
 
 export interface CookieSettings {
@@ -34,14 +39,24 @@ export function cookieSettings(options: CookieOptions = {}): CookieSettings {
 }
 
 export function writeCookie(c: Context, cookie: CookieSettings, issued: Issued, issuedAt: number) {
-  setCookie(c, cookie.name, `${issued.id}.${issuedAt}`, {
-    path: '/',
-    secure: cookie.secure,
-    httpOnly: true,
-    sameSite: cookie.sameSite,
-    expires: new Date(issued.expiresAt),
-  });
+  const attributes = { path: '/', secure: cookie.secure, httpOnly: true, sameSite: cookie.sameSite } as const;
+  if (issued.idExpiresAt === undefined) {
+    setCookie(c, cookie.name, `${issued.id}.${issuedAt}`, { ...attributes, expires: new Date(issued.expiresAt) });
+  } else {
+    setCookie(c, cookie.name, `${issued.id}.${issuedAt}.b`, { ...attributes, maxAge: boundMaxAge(issued.idExpiresAt) });
+  }
   noStore(c);
+}
+
+/**
+ * How long the browser keeps a bound id's cookie: until a little before the service stops taking
+ * the id (a tenth of its life, at most 30 s), so a request in flight at the end never presents an
+ * id past its life, which the service takes for a copy (reuse). Relative (`Max-Age`), so the
+ * browser's clock does not matter.
+ */
+function boundMaxAge(idExpiresAt: string): number {
+  const life = Math.floor((Date.parse(idExpiresAt) - Date.now()) / 1000);
+  return Math.max(1, life - Math.min(30, Math.floor(life / 10)));
 }
 
 export function clearCookie(c: Context, cookie: CookieSettings) {
@@ -56,11 +71,13 @@ export function noStore(c: Context) {
 
 export function parseCookie(value: string | undefined): Carried | null {
   if (!value) return null;
-  const dot = value.lastIndexOf('.');
-  const id = value.slice(0, dot);
-  const issuedAt = Number(value.slice(dot + 1));
+  const bound = value.endsWith('.b');
+  const rest = bound ? value.slice(0, -2) : value;
+  const dot = rest.lastIndexOf('.');
+  const id = rest.slice(0, dot);
+  const issuedAt = Number(rest.slice(dot + 1));
   if (dot < 0 || !ID.test(id) || !Number.isSafeInteger(issuedAt)) return null;
-  return { id, issuedAt };
+  return { id, issuedAt, bound };
 }
 
 /** Whether a state-changing request comes from another site (`Sec-Fetch-Site`, else `Origin`). */

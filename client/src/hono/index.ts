@@ -16,7 +16,9 @@
  *   window keeps parallel requests and other tabs that still send the old id logged in;
  * - a state-changing request that carries the cookie from another site is refused (`403`), by
  *   `Sec-Fetch-Site`, else by `Origin`; so is a login from another site, cookie or not;
- * - session-state's retryable problems are answered `503` with `Retry-After`: never a logout.
+ * - session-state's retryable problems are answered `503` with `Retry-After`: never a logout;
+ * - with `dbsc`, each login's session is bound to a key the browser keeps (W3C DBSC): the cookie
+ *   then holds a short-lived id that only the browser's signed refresh replaces (`dbsc.ts`).
  */
 import type { MiddlewareHandler, Context } from 'hono';
 import { getCookie } from 'hono/cookie';
@@ -28,10 +30,11 @@ import {
   isSessionClient,
 } from '../index.js';
 import { cookieSettings, parseCookie, crossSite, refuseCrossSite, retryable, unauthenticated, unavailable } from './http.js';
+import { dbscSettings, serveDbsc } from './dbsc.js';
 import type { SessionStateOptions } from './options.js';
 import { CrossSiteLogin, State, type SessionVariables } from './session.js';
 
-export type { CookieOptions, CsrfOptions, SessionStateOptions } from './options.js';
+export type { CookieOptions, CsrfOptions, DbscOptions, SessionStateOptions } from './options.js';
 export type { LiveSession, LoginOptions, RequestSession, SessionVariables } from './session.js';
 
 type Env = { Variables: SessionVariables };
@@ -42,12 +45,17 @@ const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 export function sessionState(options: SessionStateOptions): MiddlewareHandler<Env> {
   const cookie = cookieSettings(options.cookie);
   const subjectField = options.subjectField ?? 'sub';
+  const dbsc = dbscSettings(options.dbsc);
   return async (c, next) => {
     const carried = parseCookie(getCookie(c, cookie.name));
     if (carried && options.csrf !== false && !SAFE_METHODS.has(c.req.method) && crossSite(c, options.csrf ?? {})) {
       return refuseCrossSite(c);
     }
     const client = clientOf(options.service(c));
+    if (dbsc) {
+      const served = await serveDbsc(c, dbsc, client, cookie, carried);
+      if (served) return served;
+    }
     const state = new State(c, client, carried, subjectField, options);
     c.set('session', state);
     await next();

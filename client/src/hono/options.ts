@@ -22,6 +22,22 @@ export interface CsrfOptions {
   origin?: string[] | ((origin: string, c: Context) => boolean);
 }
 
+/** Device-bound sessions (W3C DBSC): see docs/dbsc.md. */
+export interface DbscOptions {
+  /** Where the browser registers its key (default `/.session-state/dbsc/register`). */
+  registrationPath?: string;
+  /** Where the browser refreshes the bound cookie (default `/.session-state/dbsc/refresh`). */
+  refreshPath?: string;
+  /** The algorithms offered to the browser (default both, ES256 first). */
+  algorithms?: ('ES256' | 'RS256')[];
+  /**
+   * Called when the browser says it skipped a refresh (`Secure-Session-Skipped`, e.g.
+   * `quota_exceeded`): the request then comes without the bound cookie. Default: one warning
+   * naming the reason (never the identifier).
+   */
+  onSkipped?: (skipped: { reason: string; sessionIdentifier?: string }[], c: Context) => void;
+}
+
 export interface SessionStateOptions {
   /** The session service: a service binding (`c.env.sessionService`) or a client. */
   service: (c: Context) => ServiceBinding | SessionClient;
@@ -38,6 +54,13 @@ export interface SessionStateOptions {
    * everywhere" and "your devices" act on. `set` and `merge` keep it as `login` wrote it.
    */
   subjectField?: string;
+  /**
+   * Bind each login's session to a key the browser keeps (W3C DBSC): `true` for the defaults. The
+   * session's cookie then holds a short-lived id (`BOUND_SESSION_ID_SECONDS` of the service)
+   * that only the browser's refresh, signed with its key, replaces: a copied cookie stops working
+   * with it. Browsers without DBSC keep the ordinary cookie and renewal.
+   */
+  dbsc?: boolean | DbscOptions;
   /** Device info for "your devices" at login (default: the User-Agent and `CF-Connecting-IP`). */
   device?: (c: Context) => { label?: string; agent?: string; ip?: string };
 }

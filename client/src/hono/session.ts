@@ -13,6 +13,7 @@ import {
   SessionStateError,
 } from '../index.js';
 import { type Carried, type CookieSettings, type Issued, clearCookie, crossSite, writeCookie } from './http.js';
+import { dbscSettings, registrationHeader } from './dbsc.js';
 import type { SessionStateOptions } from './options.js';
 
 /** The request's live session, as loaded. */
@@ -76,6 +77,8 @@ export class State<T extends SessionData> implements RequestSession<T> {
   #outcome: { set: Issued } | { clear: true } | undefined;
   /** The id the request is about now (the cookie's, or a new one). */
   #id: SessionId | undefined;
+  /** A `Secure-Session-Registration` for the response: a login with `dbsc` on. */
+  #registration: string | undefined;
 
   constructor(
     private readonly c: Context,
@@ -166,6 +169,12 @@ export class State<T extends SessionData> implements RequestSession<T> {
     this.#adopt(created);
     // A pre-login id never survives a login (session fixation): it is deleted, whoever's it was.
     if (before) await this.client.delete(before);
+    const dbsc = dbscSettings(this.options.dbsc);
+    if (dbsc) {
+      // The browser binds the new id to a key of its own, then holds only short-lived bound ids.
+      const challenge = await this.client.binding.registrationChallenge(created.id);
+      this.#registration = registrationHeader(dbsc, challenge);
+    }
     return this.#written(created.id, stored, created);
   }
 
@@ -173,12 +182,20 @@ export class State<T extends SessionData> implements RequestSession<T> {
     const [id, session] = await this.#required();
     const moved = await this.client.reauth(id, level === undefined ? {} : { authLevel: level });
     this.#adopt(moved);
-    return this.#written(moved.id, session.data, moved);
+    const live = await this.#written(moved.id, session.data, moved);
+    // A bound session stays bound: its cookie ends with the new id, not with the session.
+    this.#outcome = { set: moved };
+    return live;
   }
 
   #adopt(issued: Issued) {
     this.#id = issued.id;
     this.#outcome = { set: issued };
+  }
+
+  /** The id the request is about now, if any. */
+  get id(): SessionId | undefined {
+    return this.#id;
   }
 
   async logout(): Promise<void> {
@@ -222,11 +239,17 @@ export class State<T extends SessionData> implements RequestSession<T> {
    * never renewed on a failed response.
    */
   async finish(cookie: CookieSettings, renewAfter: number) {
+    if (this.#registration && this.c.res.status < 400) {
+      this.c.header('Secure-Session-Registration', this.#registration);
+    }
     const outcome = this.#outcome;
     if (outcome && 'clear' in outcome) return clearCookie(this.c, cookie);
     const carried = this.carried;
     if (outcome && outcome.set.id !== carried?.id) return writeCookie(this.c, cookie, outcome.set, now());
     if (!carried) return;
+    // A bound id moves only by the browser's refresh, and its cookie ends with the id, not with
+    // the session: neither a renewal nor a write changes it.
+    if (carried.bound) return;
     if (this.c.res.status < 400 && now() - carried.issuedAt >= renewAfter) {
       try {
         return writeCookie(this.c, cookie, await renewShared(this.client, carried.id), now());

@@ -11,6 +11,11 @@
 //   POST /devices/:handle/sign-out  ends one of the user's sessions ("sign out that device")
 //   POST /logout                    ends this session and clears the cookie
 //   POST /logout-everywhere         ends every session of the user
+//   POST /.session-state/dbsc/register, /.session-state/dbsc/refresh
+//                                   the middleware's device-bound session endpoints (W3C DBSC): a
+//                                   browser with DBSC binds its login to a key it keeps, and its
+//                                   cookie then holds a short-lived id only its signed refresh
+//                                   replaces (docs/dbsc.md)
 import { Hono, type Context } from 'hono';
 import { html } from 'hono/html';
 import type { ServiceBinding } from '@session-state/client';
@@ -28,6 +33,7 @@ app.use(
   sessionState({
     service: (c) => c.env.sessionService,
     renewAfter: (c) => Number(c.env.RENEW_AFTER_SECONDS ?? 900),
+    dbsc: true,
     device: (c) => {
       const agent = c.req.header('user-agent')?.slice(0, 512);
       const label = agent ? labelOf(agent) : undefined;

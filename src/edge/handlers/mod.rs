@@ -24,8 +24,10 @@ use crate::service::sessions::{NewDevice, NewSession, Sessions};
 use crate::store::backend::{BackendIndex, BackendStore};
 use crate::store::kv::Kv;
 
+mod bind;
 mod subjects;
 
+pub use bind::{bind, bind_challenge, binding_challenge, binding_refresh};
 pub use subjects::{
     current, kept, subject_session, subject_sessions, SubjectScope, SUBJECT_SESSIONS,
 };
@@ -106,7 +108,12 @@ struct Created {
 
 /// `201` for a session under a new id: the bare id as text (what `user-mgmt` reads with
 /// `response.text()`), or JSON when `Accept` asks for it.
-fn new_session(req: &Incoming, id: SessionId, meta: &Meta) -> Result<Reply, Error> {
+fn new_session(
+    req: &Incoming,
+    id: SessionId,
+    meta: &Meta,
+    config: &Config,
+) -> Result<Reply, Error> {
     let handle = Handle::of(&id);
     let id = id.to_string();
     let reply = if http::wants_json(req.head.accept.as_deref()) {
@@ -122,7 +129,10 @@ fn new_session(req: &Incoming, id: SessionId, meta: &Meta) -> Result<Reply, Erro
         .header("location", format!("/get/{id}"))
         .header("session-id", id)
         .header("session-handle", handle.to_string());
-    Ok(with_session_headers(reply, meta))
+    Ok(with_session_headers(
+        bind::with_id_end(reply, meta, config),
+        meta,
+    ))
 }
 
 /// A new id in the form this deployment issues (`SESSION_ID_FORMAT`).
@@ -220,7 +230,7 @@ pub async fn create(req: Incoming, scope: &SessionScope<'_>) -> Result<Reply, Er
             scope.now,
         )
         .await?;
-    new_session(&req, scope.id, &meta)
+    new_session(&req, scope.id, &meta, scope.config)
 }
 
 pub async fn get(req: Incoming, scope: &SessionScope<'_>) -> Result<Reply, Error> {
@@ -272,7 +282,7 @@ pub async fn rotate(req: Incoming, scope: &SessionScope<'_>) -> Result<Reply, Er
         .demanded(&req)?
         .rotate(&scope.id, new_id, scope.now)
         .await?;
-    new_session(&req, new_id, &meta)
+    new_session(&req, new_id, &meta, scope.config)
 }
 
 /// `POST /reauth/:id`: the user authenticated again (at `Session-Auth-Level`, 1 by default, as
@@ -284,7 +294,7 @@ pub async fn reauth(req: Incoming, scope: &SessionScope<'_>) -> Result<Reply, Er
         .sessions()
         .reauthenticate(scope.id, new_id, level, scope.now)
         .await?;
-    new_session(&req, new_id, &meta)
+    new_session(&req, new_id, &meta, scope.config)
 }
 
 /// `POST /renew/:id`: answered as `/rotate` is, with the successor's id; within the grace
@@ -295,7 +305,7 @@ pub async fn renew(req: Incoming, scope: &SessionScope<'_>) -> Result<Reply, Err
         .demanded(&req)?
         .renew(&scope.id, new_id, scope.now)
         .await?;
-    new_session(&req, renewed.id, &renewed.meta)
+    new_session(&req, renewed.id, &renewed.meta, scope.config)
 }
 
 /// `GET`, `PUT` and `DELETE /cache/:key`: the permission cache, on KV in every mode.

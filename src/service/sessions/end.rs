@@ -1,5 +1,6 @@
 //! Deleting a session: by its id, or by an id renewed away within its window.
 
+use crate::domain::binding::Binding;
 use crate::domain::error::Error;
 use crate::domain::event::Kind;
 use crate::domain::id::SessionId;
@@ -95,6 +96,14 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
                     Err(Error::SessionNotFound) => Ok(Deleting::Gone),
                     Err(err) => Err(err),
                 }
+            }
+            // A binding's pointer is no session: its key deletes nothing.
+            Ok(Some(Stored::Session(record)))
+                if record
+                    .meta
+                    .is_some_and(|meta| meta.binding == Some(Binding::Pointer)) =>
+            {
+                Ok(Deleting::Gone)
             }
             Ok(stored) => Ok(Deleting::Own(stored)),
             Err(Error::Unreadable(_)) => Ok(Deleting::Own(None)),

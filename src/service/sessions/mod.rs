@@ -67,6 +67,9 @@ enum Leaving {
     Removed,
     /// Retired, kept until the session's latest end (`/renew`).
     Retired,
+    /// Retired, as by a renewal, by a device binding's registration or refresh: `renewed`
+    /// events name what happened instead.
+    Proven(Kind),
 }
 
 /// What a delete acts on (see [`Sessions::delete`]).
@@ -94,6 +97,9 @@ pub struct Sessions<'s, S, I = NoIndex> {
     index: Option<(&'s I, usize)>,
     /// What this request demands of the session's last authentication.
     demand: Demand,
+    /// Whether the request proved possession of the session's device key (a refresh): then a
+    /// bound id past its life is the one the proof moves, not reuse.
+    proven: bool,
 }
 
 impl<'s, S: SessionStore> Sessions<'s, S> {
@@ -104,6 +110,7 @@ impl<'s, S: SessionStore> Sessions<'s, S> {
             renewal: Renewal::default(),
             index: None,
             demand: Demand::default(),
+            proven: false,
         }
     }
 
@@ -120,6 +127,7 @@ impl<'s, S: SessionStore> Sessions<'s, S> {
             renewal: self.renewal,
             index: Some((index, max)),
             demand: self.demand,
+            proven: self.proven,
         }
     }
 }
@@ -141,6 +149,9 @@ impl<S, I> Sessions<'_, S, I> {
     }
 }
 
+mod bind;
+
+pub use bind::BoundSession;
 mod end;
 mod moves;
 mod reach;

@@ -2,11 +2,12 @@
 //! with a grace window; one move, written first under the new id, then listed, then left.
 
 use crate::domain::auth::{Auth, Demand, Level};
+use crate::domain::binding::Binding;
 use crate::domain::derive::Handle;
 use crate::domain::error::Error;
 use crate::domain::event::Kind;
 use crate::domain::id::SessionId;
-use crate::domain::renewal::Retirement;
+use crate::domain::renewal::{Renewal, Retirement};
 use crate::domain::session::Meta;
 use crate::domain::time::Millis;
 use crate::store::{
@@ -78,6 +79,9 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
                 });
             }
         };
+        if matches!(current.meta.binding, Some(Binding::Bound { .. })) {
+            return Err(Error::ProofRequired);
+        }
         let new_id = self.store.successor(id, new_id);
         let meta = self
             .move_to(id, new_id, &current, Leaving::Retired, now)
@@ -94,7 +98,7 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
     /// moves from, which the index refuses once a revocation has taken that entry
     /// ([`SubjectIndex::take`]): the move is undone and answered `404`, and the revocation ends
     /// the old id once this object is free (strong mode), or has already (KV).
-    async fn move_to(
+    pub(super) async fn move_to(
         &self,
         id: &SessionId,
         new_id: SessionId,
@@ -102,7 +106,15 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
         leaving: Leaving,
         now: Millis,
     ) -> Result<Meta, Error> {
-        let meta = current.meta.written(now, self.policy);
+        let mut meta = current.meta.written(now, self.policy);
+        if let Some(Binding::Bound { alg, key, .. }) = meta.binding {
+            // A bound session's new id lives its own `BOUND_SESSION_ID_SECONDS`.
+            meta.binding = Some(Binding::Bound {
+                alg,
+                key,
+                since: now,
+            });
+        }
         let data = current.data.as_bytes();
         let saved = self
             .store
@@ -116,7 +128,7 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
         }
         let what = match leaving {
             Leaving::Removed => "rotation",
-            Leaving::Retired => "renewal",
+            Leaving::Retired | Leaving::Proven(_) => "renewal",
         };
         let index = self.index.map(|(index, _)| index);
         let listed = meta.subject.as_ref().zip(index);
@@ -135,13 +147,25 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
         }
         let expect = Expect::Version(current.meta.version);
         let from = Handle::of(id);
-        let left = match leaving {
-            Leaving::Removed => {
-                let event = self.event(Kind::Rotated { from }, now, &new_id, &meta, None);
+        // A bound session's old id is retired even by a rotation, with no window: its binding
+        // pointer may still name it, and a refresh follows it to the session (see `bind.rs`).
+        let bound = matches!(current.meta.binding, Some(Binding::Bound { .. }));
+        let (kind, renewal) = match leaving {
+            Leaving::Removed => (Kind::Rotated { from }, None),
+            Leaving::Retired => (Kind::Renewed { from }, Some(self.renewal)),
+            Leaving::Proven(kind) => (kind, Some(self.renewal)),
+        };
+        let renewal = renewal.or(bound.then_some(Renewal {
+            grace_ms: 0,
+            ..self.renewal
+        }));
+        let left = match renewal {
+            None => {
+                let event = self.event(kind, now, &new_id, &meta, None);
                 self.store.remove(id, expect, event.as_ref()).await
             }
-            Leaving::Retired => {
-                let retirement = Retirement::new(new_id, now, self.renewal);
+            Some(renewal) => {
+                let retirement = Retirement::new(new_id, now, renewal);
                 // Kept until the session's latest end: whenever the old id shows up, it is known.
                 let retired = Meta {
                     updated_at: now,
@@ -149,7 +173,7 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
                     version: current.meta.version.saturating_add(1),
                     ..current.meta
                 };
-                let event = self.event(Kind::Renewed { from }, now, &new_id, &meta, None);
+                let event = self.event(kind, now, &new_id, &meta, None);
                 let retire = self
                     .store
                     .retire(id, &retirement, &retired, expect, event.as_ref());
@@ -177,7 +201,13 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
     /// Removes the copy a failed move (`what`) of `id` wrote under `new_id`, and answers
     /// `failure`. The new id was never disclosed: should the removal fail too, nobody can use the
     /// copy; it expires with the session, and the failure is logged.
-    async fn undo(&self, what: &str, id: &SessionId, new_id: &SessionId, failure: Error) -> Error {
+    pub(super) async fn undo(
+        &self,
+        what: &str,
+        id: &SessionId,
+        new_id: &SessionId,
+        failure: Error,
+    ) -> Error {
         match self.store.remove(new_id, Expect::Any, None).await {
             Ok(_) => failure,
             Err(undo) => failure.with_cause(format!(

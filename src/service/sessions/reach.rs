@@ -1,6 +1,7 @@
 //! Reading an id to its live session: its own, or, for an id renewed away, the successor's
 //! within the grace window; after it, reuse, which ends the session at the end of the chain.
 
+use crate::domain::binding::Binding;
 use crate::domain::derive::Handle;
 use crate::domain::error::Error;
 use crate::domain::event::{Kind, Revocation};
@@ -84,6 +85,14 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
         record: Record,
         now: Millis,
     ) -> Result<Session, Error> {
+        match record.meta.and_then(|meta| meta.binding) {
+            // The record under a binding identifier: no session, whatever presents its key.
+            Some(Binding::Pointer) => return Err(Error::SessionNotFound),
+            Some(binding) if !self.proven && binding.id_ended(now, self.renewal.bound_id_ms) => {
+                return Err(self.bound_id_ended(*id, record, now).await);
+            }
+            _ => {}
+        }
         if !self.policy.cut_off(record.meta.map(|meta| meta.created_at)) {
             return self.session(id, record, now);
         }
@@ -132,6 +141,18 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
                 }
             }
         }
+    }
+
+    /// A bound session's id presented after its life (`BOUND_SESSION_ID_SECONDS`): it moves
+    /// only by a refresh with the device's proof, so a request that presents it holds a copy
+    /// the device let go of, as for an id renewed away after its window. With reuse detection
+    /// on, the session ends; either way the answer is `404`.
+    async fn bound_id_ended(&self, id: SessionId, record: Record, now: Millis) -> Error {
+        let alive = record.meta.is_some_and(|meta| meta.is_alive(now));
+        if !alive || !self.renewal.reuse_detection {
+            return Error::SessionNotFound;
+        }
+        self.end_reused(id, record, now).await
     }
 
     /// Ends the session `id` (stored as `record`) at the end of a renewed id's chain.

@@ -297,6 +297,7 @@ fn a_window_of_zero_ends_the_old_id_at_once_and_keeps_watch() {
     let none = Renewal {
         grace_ms: 0,
         reuse_detection: false,
+        ..Renewal::default()
     };
     let sessions = Sessions::new(&store, POLICY).renewing(none);
     run(sessions.create(id(1), &data(), None, None, None, T0)).unwrap();

@@ -79,6 +79,7 @@ pub fn held(storage: &impl ObjectStorage, now: Millis) -> Result<Held, Error> {
                 _ => None,
             },
             auth: Auth::at_creation(created_at),
+            binding: None,
         })
     };
     Ok(match (data, meta()) {

@@ -5,6 +5,7 @@
 use std::sync::LazyLock;
 
 use crate::domain::auth::{Auth, Level};
+use crate::domain::binding::Binding;
 use crate::domain::derive::{Handle, StorageKey};
 use crate::domain::error::Error;
 use crate::domain::id::SessionId;
@@ -85,6 +86,13 @@ pub fn parse_row(mut row: Vec<Value>) -> Result<Row, Error> {
                 _ => None,
             },
             auth,
+            binding: match row.get(11) {
+                Some(Value::Text(text)) => Some(
+                    Binding::from_text(text)
+                        .ok_or_else(|| Error::Internal("session row binding unreadable".into()))?,
+                ),
+                _ => None,
+            },
         },
         kv_deleted_at: column(row, 7)?,
         handle: match row.get(8) {
@@ -155,6 +163,8 @@ pub fn row_params(id: &SessionId, key: &StorageKey, sealed: Vec<u8>, meta: &Meta
             .map_or(Value::Null, |subject| Value::Text(subject.hex())),
         int(meta.auth.at),
         int(u64::from(meta.auth.level.get())),
+        meta.binding
+            .map_or(Value::Null, |binding| Value::Text(binding.to_text())),
     ]
 }
 

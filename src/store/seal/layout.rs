@@ -3,6 +3,7 @@
 //! here: what is encrypted and bound to what is [`super::Sealer`]'s.
 
 use crate::domain::auth::{Auth, Level};
+use crate::domain::binding::{Binding, BINDING_BYTES};
 use crate::domain::session::Meta;
 use crate::domain::subject::Subject;
 
@@ -15,6 +16,13 @@ pub(super) const MAX_SLOTS: usize = 4;
 pub(super) const MAGIC: &[u8; 2] = b"s3";
 /// A renewed id's record: the same format, a [`Retirement`] for data.
 pub(super) const RETIRED_MAGIC: &[u8; 2] = b"r3";
+/// A record whose lifecycle carries a device binding ([`Binding`]): the same format with the
+/// binding's bytes after the lifecycle. Written only for bound sessions and their binding
+/// pointers, so every other record stays `s3`, readable by the version before.
+pub(super) const BOUND_MAGIC: &[u8; 2] = b"s4";
+pub(super) const BOUND_RETIRED_MAGIC: &[u8; 2] = b"r4";
+/// The lifecycle of an `s4` or `r4` record.
+pub const BOUND_LIFECYCLE: usize = LIFECYCLE + BINDING_BYTES;
 pub(super) const SALT: usize = 32;
 pub(super) const SLOT: usize = SALT + 32 + TAG;
 /// The sealed lifecycle: five numbers, a flag, a subject hash, and the last authentication
@@ -45,7 +53,28 @@ pub(super) const S1_DATA_LABEL: &[u8] = b"session-state/v1/data\0";
 /// Whether `bytes` are a renewed id's record: readable without the id (the magic is in the
 /// clear), for what lists or ends sessions without one.
 pub fn is_retirement(bytes: &[u8]) -> bool {
-    bytes.starts_with(RETIRED_MAGIC) || bytes.starts_with(S2_RETIRED_MAGIC)
+    [RETIRED_MAGIC, BOUND_RETIRED_MAGIC, S2_RETIRED_MAGIC]
+        .iter()
+        .any(|magic| bytes.starts_with(*magic))
+}
+
+/// The magic a record of `meta` is written with: `s3`/`r3`, or `s4`/`r4` with a binding.
+pub(super) fn magic_of(meta: &Meta, retired: bool) -> &'static [u8; 2] {
+    match (meta.binding.is_some(), retired) {
+        (false, false) => MAGIC,
+        (false, true) => RETIRED_MAGIC,
+        (true, false) => BOUND_MAGIC,
+        (true, true) => BOUND_RETIRED_MAGIC,
+    }
+}
+
+/// The lifecycle as sealed, with the binding's bytes after it when there is one.
+pub(super) fn sealed_lifecycle(meta: &Meta) -> Vec<u8> {
+    let mut out = lifecycle_bytes(meta).to_vec();
+    if let Some(binding) = meta.binding {
+        out.extend_from_slice(&binding.to_bytes());
+    }
+    out
 }
 
 /// The lifecycle as sealed: fixed width, so the header has one length.
@@ -68,6 +97,15 @@ pub fn lifecycle_bytes(meta: &Meta) -> [u8; LIFECYCLE] {
     out[S2_LIFECYCLE..S2_LIFECYCLE + 8].copy_from_slice(&meta.auth.at.to_be_bytes());
     out[LIFECYCLE - 1] = meta.auth.level.get();
     out
+}
+
+/// Reads what [`sealed_lifecycle`] wrote for an `s4` or `r4` record.
+fn bound_lifecycle_of(bytes: &[u8]) -> Option<Meta> {
+    let (lifecycle, binding) = bytes.split_at_checked(LIFECYCLE)?;
+    Some(Meta {
+        binding: Some(Binding::from_bytes(binding)?),
+        ..lifecycle_of(lifecycle)?
+    })
 }
 
 /// Reads what [`lifecycle_bytes`] wrote (or, for an `s2` record, what it wrote before the
@@ -101,6 +139,7 @@ pub(super) fn lifecycle_of(bytes: &[u8]) -> Option<Meta> {
         ttl: (ttl != 0).then_some(ttl),
         subject,
         auth,
+        binding: None,
     })
 }
 
@@ -123,11 +162,18 @@ pub(super) fn split(bytes: &[u8]) -> Option<Parts<'_>> {
     };
     let current = match strip(MAGIC, RETIRED_MAGIC) {
         Some(rest) => Some((rest, LIFECYCLE)),
-        None => strip(S2_MAGIC, S2_RETIRED_MAGIC).map(|rest| (rest, S2_LIFECYCLE)),
+        None => match strip(BOUND_MAGIC, BOUND_RETIRED_MAGIC) {
+            Some(rest) => Some((rest, BOUND_LIFECYCLE)),
+            None => strip(S2_MAGIC, S2_RETIRED_MAGIC).map(|rest| (rest, S2_LIFECYCLE)),
+        },
     };
     let (lifecycle, rest, slot) = if let Some((rest, length)) = current {
         let (lifecycle, rest) = rest.split_at_checked(length)?;
-        (Some(lifecycle_of(lifecycle)?), rest, SLOT)
+        let meta = match length {
+            BOUND_LIFECYCLE => bound_lifecycle_of(lifecycle)?,
+            _ => lifecycle_of(lifecycle)?,
+        };
+        (Some(meta), rest, SLOT)
     } else {
         (None, bytes.strip_prefix(S1_MAGIC)?, S1_SLOT)
     };

@@ -71,11 +71,14 @@ mod webcrypto;
 pub use device::{open_device, open_device_anew, seal_device, MAX_SEALED_DEVICE};
 pub use layout::{is_retirement, lifecycle_bytes, LIFECYCLE};
 use layout::{
-    split, DATA_LABEL, MAGIC, MAX_SLOTS, NONCE, RETIRED_MAGIC, S1_DATA_LABEL, S1_SLOT,
+    magic_of, sealed_lifecycle, split, DATA_LABEL, MAX_SLOTS, NONCE, S1_DATA_LABEL, S1_SLOT,
     S1_SLOT_LABEL, SALT, SLOT, SLOT_KEY_LABEL, SLOT_LABEL, SUCCESSOR_LABEL, TAG,
 };
 #[cfg(test)]
-use layout::{S1_MAGIC, S2_LIFECYCLE, S2_MAGIC, S2_RETIRED_MAGIC};
+use layout::{
+    BOUND_LIFECYCLE, BOUND_MAGIC, BOUND_RETIRED_MAGIC, MAGIC, RETIRED_MAGIC, S1_MAGIC,
+    S2_LIFECYCLE, S2_MAGIC, S2_RETIRED_MAGIC,
+};
 pub use webcrypto::WebCrypto;
 
 /// Data up to this many bytes is sealed and opened in Wasm; larger, by [`Aead`].
@@ -285,7 +288,8 @@ impl<A: Aead> Sealer<A> {
         retirement: &Retirement,
     ) -> Result<Vec<u8>, Error> {
         let data = retirement.to_bytes();
-        self.seal_as(RETIRED_MAGIC, &[wrap], key, meta, &data).await
+        self.seal_as(magic_of(meta, true), &[wrap], key, meta, &data)
+            .await
     }
 
     /// `data` of a session with the lifecycle `meta`, sealed for `key` under a fresh data key
@@ -297,7 +301,8 @@ impl<A: Aead> Sealer<A> {
         meta: &Meta,
         data: &[u8],
     ) -> Result<Vec<u8>, Error> {
-        self.seal_as(MAGIC, &[wrap], key, meta, data).await
+        self.seal_as(magic_of(meta, false), &[wrap], key, meta, data)
+            .await
     }
 
     /// [`Sealer::seal`], with the data key wrapped in a slot for each of `wraps`.
@@ -332,7 +337,7 @@ impl<A: Aead> Sealer<A> {
         let mut bytes =
             Vec::with_capacity(3 + LIFECYCLE + wraps.len() * SLOT + NONCE + data.len() + TAG);
         bytes.extend_from_slice(magic);
-        bytes.extend_from_slice(&lifecycle_bytes(meta));
+        bytes.extend_from_slice(&sealed_lifecycle(meta));
         bytes.push(wraps.len() as u8);
         for wrap in wraps {
             let salt = random::<SALT>()?;
@@ -420,6 +425,14 @@ pub fn layouts() -> Vec<String> {
             "\"{}\", \"{}\": as \"{}\", \"{}\", with a lifecycle of {S2_LIFECYCLE}",
             magic(S2_MAGIC),
             magic(S2_RETIRED_MAGIC),
+            magic(MAGIC),
+            magic(RETIRED_MAGIC)
+        ),
+        format!(
+            "\"{}\", \"{}\": as \"{}\", \"{}\", with a lifecycle of {BOUND_LIFECYCLE}: the \
+             lifecycle, then binding 1 (1 bound, 2 pointer) | alg 1 | since 8 | thumbprint 32",
+            magic(BOUND_MAGIC),
+            magic(BOUND_RETIRED_MAGIC),
             magic(MAGIC),
             magic(RETIRED_MAGIC)
         ),
@@ -589,6 +602,40 @@ mod tests {
             assert_eq!(open(1, 1, &bytes[..len]), None, "cut to {len}");
         }
         assert_eq!(open(1, 1, br#"{"a":1}"#), None, "plain data");
+    }
+
+    /// A bound session's binding is sealed like the rest of its lifecycle (`s4`), its
+    /// retirement too (`r4`); an unbound session stays `s3`, readable by the version before.
+    #[test]
+    fn a_binding_is_sealed_with_the_lifecycle() {
+        use crate::domain::binding::{Alg, Binding, BINDING_BYTES};
+        let bound = Meta {
+            binding: Some(Binding::Bound {
+                alg: Alg::Es256,
+                key: [5; 32],
+                since: T0,
+            }),
+            ..meta()
+        };
+        let (wrap, key) = (WrapKey::of(&id(1)), StorageKey::of(&id(1)));
+        let sealer = Sealer(SoftAead);
+        let bytes = run(sealer.seal(&wrap, &key, &bound, b"{}")).unwrap();
+        assert_eq!(&bytes[..2], BOUND_MAGIC);
+        assert_eq!(bytes.len(), sealed(1, b"{}").len() + BINDING_BYTES);
+        assert_eq!(&sealed(1, b"{}")[..2], MAGIC);
+        assert_eq!(open_session(&bytes, Some(bound), false), Ok(bound));
+        // Beside it, a lifecycle without the binding (or another one) is an altered record.
+        assert!(open_session(&bytes, Some(meta()), false).is_err());
+        for at in 2 + LIFECYCLE..2 + BOUND_LIFECYCLE {
+            let mut altered = bytes.clone();
+            altered[at] ^= 1;
+            assert_eq!(open(1, 1, &altered), None, "binding byte {at} altered");
+        }
+        let retirement = Retirement::new(id(2), T0, Default::default());
+        let retired = run(sealer.retire(&wrap, &key, &bound, &retirement)).unwrap();
+        assert_eq!(&retired[..2], BOUND_RETIRED_MAGIC);
+        assert!(is_retirement(&retired));
+        assert_eq!(open_session(&retired, Some(bound), false), Ok(bound));
     }
 
     /// The lifecycle is authenticated with the data: no byte of it can change, so a store

@@ -3,7 +3,8 @@
 //! it lists, by key alone (it holds no id). The client is [`Peers`]; the server is [`serve`].
 //!
 //! By id (`session-state-id`): `GET` the record, `HEAD` its metadata, `PUT` a write (data as the
-//! body, metadata and expectation in headers), `DELETE` with an expectation. By key
+//! body, metadata and expectation in headers), `POST` a retirement (its bytes, metadata and
+//! expectation in headers: a bound session's refresh), `DELETE` with an expectation. By key
 //! (`session-state-key`): `HEAD` and `DELETE` only. A write answers `204`, or `409` when the
 //! session was not as expected; a missing session is `404`.
 
@@ -128,18 +129,26 @@ impl SessionStore for Peers {
         Ok(Some(Stored::Session(Record { data, meta })))
     }
 
-    /// Never over the wire: see [`SqlSessions`]'s `retire`.
+    /// A refresh of a bound session runs in its binding's object and retires the old id in the
+    /// id's own object, at the version it read: that object compares and writes in one step.
     async fn retire(
         &self,
-        _id: &SessionId,
-        _retirement: &Retirement,
-        _meta: &Meta,
-        _expect: Expect,
-        _event: Option<&Event>,
+        id: &SessionId,
+        retirement: &Retirement,
+        meta: &Meta,
+        expect: Expect,
+        event: Option<&Event>,
     ) -> Result<Outcome, Error> {
-        Err(Error::Internal(
-            "a retirement is written by the renewed id's own object".into(),
-        ))
+        let (meta, expect) = (meta.to_json(), expect_header(expect));
+        let retired = base64::encode(&retirement.to_bytes());
+        let headers = [
+            (META, meta.as_str()),
+            (EXPECT, expect.as_str()),
+            (RETIRED, retired.as_str()),
+        ];
+        let headers = with_event(&headers, event);
+        let response = self.send_to(id, "POST", &headers, None).await?;
+        Self::outcome(&response)
     }
 
     async fn save(
@@ -269,6 +278,20 @@ where
                 .await?
         }
         ("DELETE", Some(id)) => store.remove(&id, expected()?, event.as_ref()).await?,
+        ("POST", Some(id)) => {
+            let meta = call.header(META).and_then(|meta| Meta::from_json(&meta));
+            let retirement = call
+                .header(RETIRED)
+                .and_then(|text| base64::decode(&text))
+                .and_then(|bytes| Retirement::from_bytes(&bytes));
+            let (Some(meta), Some(retirement)) = (meta, retirement) else {
+                return Err(Error::Internal(
+                    "a peer sent a retirement it could not".into(),
+                ));
+            };
+            let retire = store.retire(&id, &retirement, &meta, expected()?, event.as_ref());
+            retire.await?
+        }
         _ => return Err(Error::NotFound),
     };
     Ok(match outcome {

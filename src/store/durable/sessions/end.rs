@@ -3,6 +3,7 @@
 //! KV, and the alarm that ends an expired session, delivers the outbox and sets itself again.
 
 use super::{LegacyObjects, SqlSessions, KV_STALE_MS};
+use crate::domain::binding::Binding;
 use crate::domain::error::Error;
 use crate::domain::event::Event;
 use crate::domain::time::Millis;
@@ -123,8 +124,11 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore + LegacyObjects, A: Aead>
             Some(row) => match row.live_meta() {
                 Some(meta) if meta.is_alive(self.now) => Some(meta.expires_at),
                 Some(meta) => {
+                    // A binding's pointer is no session: it ends without an event.
+                    let pointer = meta.binding == Some(Binding::Pointer);
                     let expired = row
                         .handle
+                        .filter(|_| !pointer)
                         .map(|handle| Event::expired(&meta, self.policy, handle));
                     self.end(&row, self.committed(expired.as_ref()))?
                 }

@@ -345,8 +345,9 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore + LegacyObjects, A: Aead> Se
         }
     }
 
-    /// Only in the id's own object: a renewal runs there (the worker forwards `/renew/:id` to
-    /// the old id's object), and writes the successor into its object as a rotation does.
+    /// A renewal runs in the old id's own object (the worker forwards `/renew/:id` there); a
+    /// bound session's refresh runs in its binding's object and retires the old id in the id's
+    /// object, at the version it read.
     async fn retire(
         &self,
         id: &SessionId,
@@ -356,9 +357,7 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore + LegacyObjects, A: Aead> Se
         event: Option<&Event>,
     ) -> Result<Outcome, Error> {
         if Some(*id) != self.own {
-            return Err(Error::Internal(
-                "a retirement is written by the renewed id's own object".into(),
-            ));
+            return self.peers.retire(id, retirement, meta, expect, event).await;
         }
         self.retire_own(retirement, meta, expect, event).await
     }

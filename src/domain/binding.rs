@@ -1,0 +1,604 @@
+//! Device binding (W3C DBSC, "Device Bound Session Credentials"): a session bound to a key the
+//! browser keeps, so that a copied cookie stops working when its short-lived id does.
+//!
+//! What the domain holds of it, all pure:
+//! - [`Binding`], sealed in a session's lifecycle: a bound session names its key's algorithm,
+//!   the key's RFC 7638 thumbprint and when its current id was issued; a bound id lives at most
+//!   `BOUND_SESSION_ID_SECONDS` from then. The record under a binding identifier is a
+//!   [`Binding::Pointer`]: it names the bound session's current id, sealed under the binding
+//!   identifier, and is never served as a session.
+//! - Challenges ([`mint_challenge`], [`check_challenge`]): an instant and a MAC under a key
+//!   derived from the session's current id. Nothing is stored for them: a challenge is good only
+//!   for the id it was minted for, and binding or refreshing moves the session to a new id, so
+//!   each challenge is spent by the move it allows (see docs/dbsc.md for what KV promises).
+//! - Proofs ([`Proof::parse`]): the JWT the browser signs, checked for everything but its
+//!   signature (`typ` `dbsc+jwt`, `alg` ES256 or RS256, `jwk` at registration only, `jti`).
+//!   The signature is checked where the runtime's WebCrypto is ([`Verify`]).
+
+use std::fmt::Write;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde_json::{Map, Value};
+use subtle::ConstantTimeEq;
+
+use crate::domain::derive::ChallengeKey;
+use crate::domain::digest::{hex, hmac_sha256, sha256, unhex};
+use crate::domain::error::Error;
+use crate::domain::id::SessionId;
+use crate::domain::time::{Millis, CLOCK_SKEW_MS};
+
+/// The default life of a bound id, in seconds (`BOUND_SESSION_ID_SECONDS`).
+pub const DEFAULT_BOUND_ID_SECONDS: u64 = 600;
+/// The longest: a bound id of a day is a long-lived cookie in all but name.
+pub const MAX_BOUND_ID_SECONDS: u64 = 86_400;
+/// The longest a challenge is good for; a shorter bound id life shortens it to match.
+pub const MAX_CHALLENGE_MS: Millis = 300_000;
+/// The smallest RSA modulus a key may have.
+const MIN_RSA_BITS: usize = 2048;
+
+/// The signature algorithms a device key may use: what the spec defines besides `none`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Alg {
+    Es256,
+    Rs256,
+}
+
+impl Alg {
+    pub fn name(self) -> &'static str {
+        match self {
+            Alg::Es256 => "ES256",
+            Alg::Rs256 => "RS256",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "ES256" => Some(Alg::Es256),
+            "RS256" => Some(Alg::Rs256),
+            _ => None,
+        }
+    }
+
+    fn code(self) -> u8 {
+        match self {
+            Alg::Es256 => 1,
+            Alg::Rs256 => 2,
+        }
+    }
+
+    fn from_code(code: u8) -> Option<Self> {
+        match code {
+            1 => Some(Alg::Es256),
+            2 => Some(Alg::Rs256),
+            _ => None,
+        }
+    }
+}
+
+/// What a record's lifecycle says of device binding (none: a session as every earlier version
+/// wrote it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Binding {
+    /// A session bound to a device key: the key's algorithm and RFC 7638 thumbprint, and when
+    /// the session's current id was issued.
+    Bound {
+        alg: Alg,
+        key: [u8; 32],
+        since: Millis,
+    },
+    /// The record under a binding identifier, naming the bound session's current id: never a
+    /// session, whatever route presents its key.
+    Pointer,
+}
+
+/// The lifecycle bytes of a binding: tag 1 (bound) or 2 (pointer) | algorithm 1 | since 8 |
+/// thumbprint 32.
+pub const BINDING_BYTES: usize = 1 + 1 + 8 + 32;
+
+impl Binding {
+    /// Whether a bound session's current id has lived its `life_ms` at `now`.
+    pub fn id_ended(&self, now: Millis, life_ms: Millis) -> bool {
+        match self {
+            Binding::Bound { since, .. } => now >= since.saturating_add(life_ms),
+            Binding::Pointer => false,
+        }
+    }
+
+    pub fn to_bytes(self) -> [u8; BINDING_BYTES] {
+        let mut out = [0; BINDING_BYTES];
+        match self {
+            Binding::Bound { alg, key, since } => {
+                out[0] = 1;
+                out[1] = alg.code();
+                out[2..10].copy_from_slice(&since.to_be_bytes());
+                out[10..].copy_from_slice(&key);
+            }
+            Binding::Pointer => out[0] = 2,
+        }
+        out
+    }
+
+    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        let bytes: &[u8; BINDING_BYTES] = bytes.try_into().ok()?;
+        match bytes[0] {
+            1 => Some(Binding::Bound {
+                alg: Alg::from_code(bytes[1])?,
+                since: u64::from_be_bytes(bytes[2..10].try_into().ok()?),
+                key: bytes[10..].try_into().ok()?,
+            }),
+            2 if bytes[1..].iter().all(|b| *b == 0) => Some(Binding::Pointer),
+            _ => None,
+        }
+    }
+
+    /// As readers without the id see it (KV metadata, strong mode's column):
+    /// `ES256:<since>:<thumbprint hex>`, or `pointer`.
+    pub fn to_text(self) -> String {
+        match self {
+            Binding::Bound { alg, key, since } => format!("{}:{since}:{}", alg.name(), hex(&key)),
+            Binding::Pointer => "pointer".into(),
+        }
+    }
+
+    pub fn from_text(text: &str) -> Option<Self> {
+        if text == "pointer" {
+            return Some(Binding::Pointer);
+        }
+        let mut parts = text.splitn(3, ':');
+        let alg = Alg::from_name(parts.next()?)?;
+        let since = parts.next()?.parse().ok()?;
+        let key = unhex::<32>(parts.next()?)?;
+        Some(Binding::Bound { alg, key, since })
+    }
+}
+
+/// What a challenge is for: registering a key, or refreshing a bound session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Purpose {
+    Register,
+    Refresh,
+}
+
+/// The bytes a challenge's MAC covers.
+fn challenge_mac(key: &ChallengeKey, purpose: Purpose, issued_at: Millis) -> [u8; 16] {
+    let tag: &[u8] = match purpose {
+        Purpose::Register => b"register\0",
+        Purpose::Refresh => b"refresh\0",
+    };
+    let mac = hmac_sha256(key.bytes(), &[tag, &issued_at.to_be_bytes()].concat());
+    let mut out = [0; 16];
+    out.copy_from_slice(&mac[..16]);
+    out
+}
+
+/// A challenge for `purpose` on the session `id`, minted at `now`: 32 base64url characters.
+pub fn mint_challenge(id: &SessionId, purpose: Purpose, now: Millis) -> String {
+    let mac = challenge_mac(&ChallengeKey::of(id), purpose, now);
+    URL_SAFE_NO_PAD.encode([&now.to_be_bytes()[..], &mac].concat())
+}
+
+/// How long a challenge is good for, given the bound id life: that life, at most
+/// [`MAX_CHALLENGE_MS`]. A proof comes back within a round trip of its challenge.
+pub fn challenge_life(bound_id_ms: Millis) -> Millis {
+    bound_id_ms.min(MAX_CHALLENGE_MS)
+}
+
+/// Whether `challenge` was minted for `purpose` on the session `id` within `life_ms` of `now`
+/// (and not after it, allowing another isolate's clock a minute ahead).
+pub fn check_challenge(
+    challenge: &str,
+    id: &SessionId,
+    purpose: Purpose,
+    now: Millis,
+    life_ms: Millis,
+) -> bool {
+    let Ok(bytes) = URL_SAFE_NO_PAD.decode(challenge) else {
+        return false;
+    };
+    let Ok(bytes) = <[u8; 24]>::try_from(bytes.as_slice()) else {
+        return false;
+    };
+    let issued_at = u64::from_be_bytes([
+        bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7],
+    ]);
+    let expected = challenge_mac(&ChallengeKey::of(id), purpose, issued_at);
+    let genuine: bool = expected.ct_eq(&bytes[8..]).into();
+    genuine
+        && issued_at <= now.saturating_add(CLOCK_SKEW_MS)
+        && now < issued_at.saturating_add(life_ms)
+}
+
+/// Why a proof was refused; the text goes back to the caller (it holds no secret).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Refused(pub &'static str);
+
+impl From<Refused> for Error {
+    fn from(refused: Refused) -> Self {
+        Error::ProofRefused(refused.0)
+    }
+}
+
+/// A public key as a JWK, reduced to its RFC 7638 members in their canonical order: what is
+/// kept, what WebCrypto imports and what the thumbprint hashes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Jwk(String);
+
+impl Jwk {
+    /// The key `jwk` describes, if it is one for `alg`: a P-256 point for ES256, an RSA key of
+    /// at least 2048 bits for RS256.
+    fn for_alg(jwk: &Map<String, Value>, alg: Alg) -> Result<Self, Refused> {
+        let text = |name: &str| jwk.get(name).and_then(Value::as_str);
+        let bytes = |name: &str| text(name).and_then(|value| URL_SAFE_NO_PAD.decode(value).ok());
+        let canonical = match alg {
+            Alg::Es256 => {
+                let point_ok = [bytes("x"), bytes("y")]
+                    .iter()
+                    .all(|c| c.as_ref().is_some_and(|c| c.len() == 32));
+                if text("kty") != Some("EC") || text("crv") != Some("P-256") || !point_ok {
+                    return Err(Refused("the jwk is not a P-256 public key for ES256"));
+                }
+                format!(
+                    r#"{{"crv":"P-256","kty":"EC","x":"{}","y":"{}"}}"#,
+                    text("x").unwrap_or_default(),
+                    text("y").unwrap_or_default()
+                )
+            }
+            Alg::Rs256 => {
+                let modulus = bytes("n").unwrap_or_default();
+                let bits = modulus.iter().position(|b| *b != 0).map_or(0, |first| {
+                    (modulus.len() - first) * 8 - modulus[first].leading_zeros() as usize
+                });
+                if text("kty") != Some("RSA") || bits < MIN_RSA_BITS || bytes("e").is_none() {
+                    return Err(Refused(
+                        "the jwk is not an RSA public key of 2048 bits or more",
+                    ));
+                }
+                format!(
+                    r#"{{"e":"{}","kty":"RSA","n":"{}"}}"#,
+                    text("e").unwrap_or_default(),
+                    text("n").unwrap_or_default()
+                )
+            }
+        };
+        Ok(Self(canonical))
+    }
+
+    /// The key as kept (canonical JSON), read back.
+    pub fn from_kept(text: &str) -> Option<Self> {
+        let value: Value = serde_json::from_str(text).ok()?;
+        let alg = match value.get("kty")?.as_str()? {
+            "EC" => Alg::Es256,
+            _ => Alg::Rs256,
+        };
+        Self::for_alg(value.as_object()?, alg).ok()
+    }
+
+    /// The RFC 7638 thumbprint: SHA-256 of the canonical members.
+    pub fn thumbprint(&self) -> [u8; 32] {
+        sha256(self.0.as_bytes())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A proof as the browser sent it, checked but for its signature.
+#[derive(Debug)]
+pub struct Proof<'a> {
+    pub alg: Alg,
+    /// The key the proof carries: at registration only.
+    pub jwk: Option<Jwk>,
+    /// The challenge it answers.
+    pub jti: String,
+    /// What the signature covers: the JWT's first two parts.
+    pub signed: &'a str,
+    /// The signature: r ‖ s for ES256, as WebCrypto verifies it; PKCS #1 v1.5 for RS256.
+    pub signature: Vec<u8>,
+}
+
+/// When a proof is sent: at registration it must carry its key, at refresh it must not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    Registration,
+    Refresh,
+}
+
+impl<'a> Proof<'a> {
+    /// Reads the `Secure-Session-Response` header's value (an sf-string holding the JWT, or the
+    /// JWT bare) as a proof for `stage`.
+    pub fn parse(header: &'a str, stage: Stage) -> Result<Self, Refused> {
+        let jwt = header.trim();
+        let jwt = jwt
+            .strip_prefix('"')
+            .and_then(|jwt| jwt.strip_suffix('"'))
+            .unwrap_or(jwt);
+        let malformed = Refused("the proof is not a JWT");
+        let mut parts = jwt.split('.');
+        let (Some(head), Some(body), Some(signature), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(malformed);
+        };
+        let object = |part: &str| -> Result<Map<String, Value>, Refused> {
+            let bytes = URL_SAFE_NO_PAD.decode(part).map_err(|_| malformed)?;
+            match serde_json::from_slice(&bytes) {
+                Ok(Value::Object(members)) => Ok(members),
+                _ => Err(malformed),
+            }
+        };
+        let (header, claims) = (object(head)?, object(body)?);
+        if header.get("typ").and_then(Value::as_str) != Some("dbsc+jwt") {
+            return Err(Refused("the proof's typ must be dbsc+jwt"));
+        }
+        let alg = header
+            .get("alg")
+            .and_then(Value::as_str)
+            .and_then(Alg::from_name)
+            .ok_or(Refused("the proof's alg must be ES256 or RS256"))?;
+        let jwk = match (stage, header.get("jwk")) {
+            (Stage::Registration, Some(Value::Object(jwk))) => Some(Jwk::for_alg(jwk, alg)?),
+            (Stage::Registration, _) => {
+                return Err(Refused("a registration proof must carry its jwk"))
+            }
+            (Stage::Refresh, None) => None,
+            (Stage::Refresh, Some(_)) => {
+                return Err(Refused("a refresh proof must not carry a jwk"))
+            }
+        };
+        let jti = claims
+            .get("jti")
+            .and_then(Value::as_str)
+            .ok_or(Refused("the proof has no jti"))?
+            .to_owned();
+        let signature = URL_SAFE_NO_PAD.decode(signature).map_err(|_| malformed)?;
+        let signed = &jwt[..head.len() + 1 + body.len()];
+        Ok(Self {
+            alg,
+            jwk,
+            jti,
+            signed,
+            signature,
+        })
+    }
+}
+
+/// Checks a signature with a public key: the runtime's WebCrypto in the Worker, a stand-in in
+/// native tests.
+#[allow(
+    async_fn_in_trait,
+    reason = "Workers run single-threaded; futures need not be Send"
+)]
+pub trait Verify {
+    async fn verify(
+        &self,
+        alg: Alg,
+        jwk: &Jwk,
+        signed: &[u8],
+        signature: &[u8],
+    ) -> Result<bool, Error>;
+}
+
+/// What the record under a binding identifier holds, sealed: the bound session's current id and
+/// its device key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pointer {
+    pub current: SessionId,
+    pub alg: Alg,
+    pub jwk: Jwk,
+}
+
+impl Pointer {
+    pub fn to_json(&self) -> String {
+        let mut out = String::with_capacity(160 + self.jwk.0.len());
+        let _ = write!(
+            out,
+            r#"{{"current":"{}","alg":"{}","jwk":{}}}"#,
+            self.current,
+            self.alg.name(),
+            self.jwk.0
+        );
+        out
+    }
+
+    pub fn from_json(text: &str) -> Option<Self> {
+        let value: Value = serde_json::from_str(text).ok()?;
+        let alg = Alg::from_name(value.get("alg")?.as_str()?)?;
+        let jwk = Jwk::for_alg(value.get("jwk")?.as_object()?, alg).ok()?;
+        Some(Self {
+            current: SessionId::parse(value.get("current")?.as_str()?)?,
+            alg,
+            jwk,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: Millis = 1_764_000_000_000;
+
+    fn b64(bytes: &[u8]) -> String {
+        URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    fn jwt(header: &str, claims: &str) -> String {
+        format!(
+            "{}.{}.{}",
+            b64(header.as_bytes()),
+            b64(claims.as_bytes()),
+            b64(b"sig")
+        )
+    }
+
+    fn ec_jwk() -> String {
+        format!(
+            r#"{{"kty":"EC","crv":"P-256","x":"{}","y":"{}","ext":true}}"#,
+            b64(&[1; 32]),
+            b64(&[2; 32])
+        )
+    }
+
+    fn id() -> SessionId {
+        SessionId::from_random_bytes([7; 16])
+    }
+
+    #[test]
+    fn a_registration_proof_reads_with_its_key_in_canonical_form() {
+        let header = format!(r#"{{"typ":"dbsc+jwt","alg":"ES256","jwk":{}}}"#, ec_jwk());
+        let token = jwt(&header, r#"{"jti":"c1"}"#);
+        let quoted = format!("\"{token}\"");
+        let proof = Proof::parse(&quoted, Stage::Registration).unwrap();
+        assert_eq!(proof.alg, Alg::Es256);
+        assert_eq!(proof.jti, "c1");
+        assert_eq!(proof.signature, b"sig");
+        assert_eq!(proof.signed, &token[..token.rfind('.').unwrap()]);
+        let jwk = proof.jwk.unwrap();
+        // RFC 7638: required members only, sorted, no whitespace.
+        assert_eq!(
+            jwk.as_str(),
+            format!(
+                r#"{{"crv":"P-256","kty":"EC","x":"{}","y":"{}"}}"#,
+                b64(&[1; 32]),
+                b64(&[2; 32])
+            )
+        );
+        assert_eq!(Jwk::from_kept(jwk.as_str()), Some(jwk));
+    }
+
+    #[test]
+    fn the_thumbprint_is_rfc_7638s() {
+        // RFC 7638, section 3.1's example key and thumbprint.
+        let n = "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw";
+        let jwk: Map<String, Value> =
+            serde_json::from_str(&format!(r#"{{"kty":"RSA","n":"{n}","e":"AQAB"}}"#)).unwrap();
+        let jwk = Jwk::for_alg(&jwk, Alg::Rs256).unwrap();
+        assert_eq!(
+            b64(&jwk.thumbprint()),
+            "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
+        );
+    }
+
+    #[test]
+    fn proofs_outside_the_profile_are_refused() {
+        let cases = [
+            (r#"{"typ":"dbsc+jwt","alg":"none"}"#, Stage::Refresh, "alg"),
+            (r#"{"typ":"dbsc+jwt","alg":"HS256"}"#, Stage::Refresh, "alg"),
+            (r#"{"typ":"JWT","alg":"ES256"}"#, Stage::Refresh, "typ"),
+            (
+                r#"{"typ":"dbsc+jwt","alg":"ES256"}"#,
+                Stage::Registration,
+                "jwk",
+            ),
+        ];
+        for (header, stage, why) in cases {
+            let err = Proof::parse(&jwt(header, r#"{"jti":"c"}"#), stage).unwrap_err();
+            assert!(err.0.contains(why), "{header}: {}", err.0);
+        }
+        let with_key = format!(r#"{{"typ":"dbsc+jwt","alg":"ES256","jwk":{}}}"#, ec_jwk());
+        let err = Proof::parse(&jwt(&with_key, r#"{"jti":"c"}"#), Stage::Refresh).unwrap_err();
+        assert!(err.0.contains("must not carry a jwk"));
+        let err = Proof::parse(&jwt(&with_key, "{}"), Stage::Registration).unwrap_err();
+        assert!(err.0.contains("jti"));
+        // An EC key offered for RS256, and a short RSA key.
+        let rs = format!(r#"{{"typ":"dbsc+jwt","alg":"RS256","jwk":{}}}"#, ec_jwk());
+        assert!(Proof::parse(&jwt(&rs, r#"{"jti":"c"}"#), Stage::Registration).is_err());
+        let short = format!(
+            r#"{{"typ":"dbsc+jwt","alg":"RS256","jwk":{{"kty":"RSA","e":"AQAB","n":"{}"}}}}"#,
+            b64(&[0xff; 128])
+        );
+        let err = Proof::parse(&jwt(&short, r#"{"jti":"c"}"#), Stage::Registration).unwrap_err();
+        assert!(err.0.contains("2048"));
+        for junk in ["", "a.b", "a.b.c.d", "!!.!!.!!"] {
+            assert!(Proof::parse(junk, Stage::Refresh).is_err(), "{junk:?}");
+        }
+    }
+
+    #[test]
+    fn a_challenge_is_good_for_its_id_purpose_and_life_only() {
+        let challenge = mint_challenge(&id(), Purpose::Refresh, T0);
+        assert_eq!(challenge.len(), 32);
+        let life = challenge_life(600_000);
+        assert_eq!(life, MAX_CHALLENGE_MS);
+        assert!(check_challenge(
+            &challenge,
+            &id(),
+            Purpose::Refresh,
+            T0,
+            life
+        ));
+        assert!(check_challenge(
+            &challenge,
+            &id(),
+            Purpose::Refresh,
+            T0 + life - 1,
+            life
+        ));
+        assert!(!check_challenge(
+            &challenge,
+            &id(),
+            Purpose::Refresh,
+            T0 + life,
+            life
+        ));
+        assert!(!check_challenge(
+            &challenge,
+            &id(),
+            Purpose::Register,
+            T0,
+            life
+        ));
+        let other = SessionId::from_random_bytes([8; 16]);
+        assert!(!check_challenge(
+            &challenge,
+            &other,
+            Purpose::Refresh,
+            T0,
+            life
+        ));
+        let mut altered = challenge.into_bytes();
+        altered[31] = if altered[31] == b'A' { b'B' } else { b'A' };
+        let altered = String::from_utf8(altered).unwrap();
+        assert!(!check_challenge(
+            &altered,
+            &id(),
+            Purpose::Refresh,
+            T0,
+            life
+        ));
+        assert!(!check_challenge("short", &id(), Purpose::Refresh, T0, life));
+        assert_eq!(challenge_life(3_000), 3_000);
+    }
+
+    #[test]
+    fn a_binding_reads_back_as_bytes_and_as_text_and_a_bound_id_ends() {
+        let bound = Binding::Bound {
+            alg: Alg::Rs256,
+            key: [9; 32],
+            since: T0,
+        };
+        for binding in [bound, Binding::Pointer] {
+            assert_eq!(Binding::from_bytes(&binding.to_bytes()), Some(binding));
+            assert_eq!(Binding::from_text(&binding.to_text()), Some(binding));
+        }
+        assert_eq!(Binding::from_bytes(&[0; BINDING_BYTES]), None);
+        assert_eq!(Binding::from_text("HS256:1:00"), None);
+        assert!(!bound.id_ended(T0 + 599_999, 600_000));
+        assert!(bound.id_ended(T0 + 600_000, 600_000));
+        assert!(!Binding::Pointer.id_ended(u64::MAX, 1));
+    }
+
+    #[test]
+    fn a_pointer_reads_back() {
+        let jwk: Map<String, Value> = serde_json::from_str(&ec_jwk()).unwrap();
+        let pointer = Pointer {
+            current: id(),
+            alg: Alg::Es256,
+            jwk: Jwk::for_alg(&jwk, Alg::Es256).unwrap(),
+        };
+        assert_eq!(Pointer::from_json(&pointer.to_json()), Some(pointer));
+        assert_eq!(Pointer::from_json("{}"), None);
+    }
+}
