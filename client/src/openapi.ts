@@ -548,6 +548,7 @@ export interface components {
                 ETag: components["headers"]["ETag"];
                 "Session-Authenticated-At": components["headers"]["SessionAuthenticatedAt"];
                 "Session-Auth-Level": components["headers"]["SessionAuthLevel"];
+                "Session-Id-Expires": components["headers"]["SessionIdExpires"];
                 "Cache-Control": components["headers"]["CacheControl"];
                 [name: string]: unknown;
             };
@@ -623,6 +624,7 @@ export interface components {
                 ETag: components["headers"]["ETag"];
                 "Session-Authenticated-At": components["headers"]["SessionAuthenticatedAt"];
                 "Session-Auth-Level": components["headers"]["SessionAuthLevel"];
+                "Session-Id-Expires": components["headers"]["SessionIdExpires"];
                 "Cache-Control": components["headers"]["CacheControl"];
                 [name: string]: unknown;
             };
@@ -800,6 +802,8 @@ export interface components {
         };
     };
     headers: {
+        /** @description For a session bound to a device key only, when this id stops working (`BOUND_SESSION_ID_SECONDS` after it was issued, or the session's end if sooner); after it, presenting the id is reuse. */
+        SessionIdExpires: string;
         /** @description When the session expires unless renewed (RFC 3339, UTC). */
         SessionExpires: string;
         /** @description The session version, `"1"` at creation and +1 per write (`"0"` for an entry the old worker wrote). */
@@ -1378,6 +1382,11 @@ export interface operations {
                             authenticatedAt: string;
                             /** @enum {integer} */
                             authLevel: 1 | 2 | 3;
+                            /**
+                             * @description The algorithm of the device key the session is bound to (DBSC, `POST /bind`), `null` when it is not.
+                             * @enum {string|null}
+                             */
+                            bound: "ES256" | "RS256" | null;
                             label?: string;
                             agent?: string;
                             ip?: string;

@@ -2,6 +2,7 @@
 //! handle, never by id), what is added and taken out, and the trait every index keeps.
 
 use crate::domain::auth::Auth;
+use crate::domain::binding::{Alg, Binding};
 use crate::domain::derive::Handle;
 use crate::domain::error::Error;
 use crate::domain::id::SessionId;
@@ -45,6 +46,8 @@ pub struct Activity {
     pub expires_at: Millis,
     /// The last authentication, which a listing shows.
     pub auth: Auth,
+    /// The algorithm of the device key the session is bound to, if it is (DBSC).
+    pub bound: Option<Alg>,
 }
 
 impl Activity {
@@ -53,6 +56,10 @@ impl Activity {
             updated_at: meta.updated_at,
             expires_at: meta.expires_at,
             auth: meta.auth,
+            bound: match meta.binding {
+                Some(Binding::Bound { alg, .. }) => Some(alg),
+                _ => None,
+            },
         }
     }
 }

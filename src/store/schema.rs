@@ -93,7 +93,8 @@ pub const INDEX_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS entry (
     device BLOB,
     auth_at INTEGER,
     auth_level INTEGER,
-    moved_from TEXT
+    moved_from TEXT,
+    bound TEXT
 )";
 
 /// The lineages a revocation ended in a subject's index: the handles it took out, each kept
@@ -108,7 +109,7 @@ pub const ENDED_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS ended (
 /// and the device) lacks, added on sight, each column after the one it is known by. Its rows
 /// get the lifecycle and the authentication at their next check, and no device (none was
 /// given then).
-pub const INDEX_NEW_COLUMNS: [(&str, &str); 6] = [
+pub const INDEX_NEW_COLUMNS: [(&str, &str); 7] = [
     (
         "updated_at",
         "ALTER TABLE entry ADD COLUMN updated_at INTEGER",
@@ -124,6 +125,7 @@ pub const INDEX_NEW_COLUMNS: [(&str, &str); 6] = [
         "ALTER TABLE entry ADD COLUMN auth_level INTEGER",
     ),
     ("moved_from", "ALTER TABLE entry ADD COLUMN moved_from TEXT"),
+    ("bound", "ALTER TABLE entry ADD COLUMN bound TEXT"),
 ];
 
 /// The tables of earlier versions below are read, never created: tests seed them.

@@ -54,8 +54,12 @@ async function refresh(binding, key, options) {
 for (const alg of ['ES256', 'RS256']) {
   test(`${alg}: a session binds, refreshes with the device's proof, and each move is a new id`, async () => {
     const key = await device(alg);
-    const { id } = await create();
+    const { id, subject } = await create();
+    const listed = async () => (await (await call(`/subjects/${subject}/sessions`)).json()).sessions;
+    assert.deepEqual((await listed()).map((s) => s.bound), [null]);
     const { response, body } = await bind(id, key);
+    const sessions = await listed();
+    assert.deepEqual(sessions.map((s) => [s.handle, s.bound]), [[handleOf(body.sessionId), alg]], 'listed once, bound');
     assert.deepEqual(Object.keys(body).sort(), ['alg', 'binding', 'expiresAt', 'idExpiresAt', 'sessionId']);
     assert.equal(body.alg, alg);
     assert.notEqual(body.sessionId, id);

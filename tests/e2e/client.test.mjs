@@ -144,7 +144,7 @@ describe('through a service binding', () => {
     const listed = await ok('subjects.list', user);
     assert.deepEqual(listed.map((s) => s.handle), [second.handle, first.handle]);
     assert.deepEqual([first.handle, second.handle], [handleOf(first.id), handleOf(second.id)]);
-    assert.deepEqual(Object.keys(listed[0]), ['handle', 'createdAt', 'updatedAt', 'expiresAt', 'lastSeenAt', 'authenticatedAt', 'authLevel']);
+    assert.deepEqual(Object.keys(listed[0]), ['handle', 'createdAt', 'updatedAt', 'expiresAt', 'lastSeenAt', 'authenticatedAt', 'authLevel', 'bound']);
     assert.equal(await ok('subjects.revoke', user, { except: second.id }), 1);
     assert.equal(await ok('get', first.id), null);
     assert.notEqual(await ok('get', second.id), null);

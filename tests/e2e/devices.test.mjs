@@ -59,7 +59,7 @@ describe('devices', () => {
     const sessions = await list(subject, ids[1]);
     assert.deepEqual(sessions.map((s) => s.handle), ids.map(handleOf).reverse());
     for (const [session, device, id] of [...sessions].reverse().map((s, i) => [s, DEVICES[i], ids[i]])) {
-      assert.deepEqual(Object.keys(session), ['handle', 'createdAt', 'updatedAt', 'expiresAt', 'lastSeenAt', 'authenticatedAt', 'authLevel', 'label', 'agent', 'ip', 'current']);
+      assert.deepEqual(Object.keys(session), ['handle', 'createdAt', 'updatedAt', 'expiresAt', 'lastSeenAt', 'authenticatedAt', 'authLevel', 'bound', 'label', 'agent', 'ip', 'current']);
       assert.equal(session.label, device.label);
       assert.equal(session.agent, device.agent);
       assert.equal(session.ip, device.ip);

@@ -43,7 +43,7 @@ describe('subjects', () => {
     const sessions = await list('list@example.com');
     assert.deepEqual(sessions.map((s) => s.handle), [second, first].map(handleOf));
     for (const session of sessions) {
-      assert.deepEqual(Object.keys(session), ['handle', 'createdAt', 'updatedAt', 'expiresAt', 'lastSeenAt', 'authenticatedAt', 'authLevel']);
+      assert.deepEqual(Object.keys(session), ['handle', 'createdAt', 'updatedAt', 'expiresAt', 'lastSeenAt', 'authenticatedAt', 'authLevel', 'bound']);
       assert.match(session.handle, HANDLE);
       for (const key of ['createdAt', 'updatedAt', 'expiresAt', 'lastSeenAt', 'authenticatedAt']) assert.match(session[key], RFC3339);
     }

@@ -61,6 +61,8 @@ struct SubjectSession {
     last_seen_at: String,
     authenticated_at: String,
     auth_level: u8,
+    /// The device key's algorithm, for a session bound to one; `null` otherwise.
+    bound: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     label: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -135,6 +137,7 @@ pub async fn subject_sessions(req: Incoming, scope: &SubjectScope<'_>) -> Result
                     expires_at: rfc3339(listed.expires_at),
                     authenticated_at: rfc3339(listed.auth.at),
                     auth_level: listed.auth.level.get(),
+                    bound: listed.bound.map(|alg| alg.name()),
                     label: device.label,
                     agent: device.agent,
                     ip: device.ip.map(|ip| ip.to_string()),

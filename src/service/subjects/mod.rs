@@ -11,6 +11,7 @@
 //! whose reported expiry has passed (see [`crate::store::durable::index::SqlIndex`]).
 
 use crate::domain::auth::Auth;
+use crate::domain::binding::Alg;
 use crate::domain::derive::{DeviceKey, Handle};
 use crate::domain::device::Device;
 use crate::domain::error::Error;
@@ -37,6 +38,8 @@ pub struct LiveEntry {
     pub expires_at: Millis,
     /// Its last authentication.
     pub auth: Auth,
+    /// The algorithm of the device key it is bound to, if it is.
+    pub bound: Option<Alg>,
     /// Its device info, sealed under the subject's device key.
     pub device: Option<Vec<u8>>,
 }
@@ -51,6 +54,7 @@ impl LiveEntry {
                 updated_at: self.updated_at,
                 expires_at: self.expires_at,
                 auth: self.auth,
+                bound: self.bound,
             },
             device,
         }
@@ -147,6 +151,7 @@ impl<'a, I: SubjectIndex, S: SessionStore> Subjects<'a, I, S> {
                     updated_at: activity.updated_at,
                     expires_at: activity.expires_at,
                     auth: activity.auth,
+                    bound: activity.bound,
                     device: entry.device,
                 })
             })
@@ -181,6 +186,7 @@ impl<'a, I: SubjectIndex, S: SessionStore> Subjects<'a, I, S> {
                         updated_at: meta.updated_at,
                         expires_at: meta.expires_at,
                         auth: meta.auth,
+                        bound: Activity::of(&meta).bound,
                         device: entry.device,
                     });
                 }

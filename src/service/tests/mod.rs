@@ -4,6 +4,7 @@
 
 mod at_rest;
 mod auth;
+mod binding;
 mod events;
 #[cfg(not(target_arch = "wasm32"))]
 mod races;

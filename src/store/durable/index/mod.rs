@@ -2,6 +2,7 @@
 //! handle and storage key (no id), with what a listing shows of it: the lifecycle its object
 //! reports, and its device info, sealed.
 
+use crate::domain::binding::Alg;
 use crate::domain::derive::Handle;
 use crate::domain::error::Error;
 use crate::domain::subject::Subject;
@@ -92,6 +93,7 @@ impl<S: ObjectStorage> SqlIndex<S> {
             int(entry.activity.expires_at),
             int(entry.activity.auth.at),
             int(u64::from(entry.activity.auth.level.get())),
+            bound_value(entry.activity.bound),
         ];
         let (device, moved_from) = match entry.device {
             DeviceInfo::None => ("NULL", "NULL"),
@@ -108,8 +110,8 @@ impl<S: ObjectStorage> SqlIndex<S> {
         self.0.exec(
             &format!(
                 "INSERT OR REPLACE INTO entry (handle, key, created_at, until, updated_at, \
-                 expires_at, auth_at, auth_level, device, moved_from) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, {device}, {moved_from})"
+                 expires_at, auth_at, auth_level, bound, device, moved_from) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, {device}, {moved_from})"
             ),
             params,
         )?;
@@ -261,13 +263,14 @@ impl<S: ObjectStorage> SubjectIndex for SqlIndex<S> {
             return Ok(());
         }
         self.0.exec(
-            "UPDATE entry SET updated_at = ?, expires_at = ?, auth_at = ?, auth_level = ? \
-             WHERE handle = ? AND (updated_at IS NULL OR updated_at <= ?)",
+            "UPDATE entry SET updated_at = ?, expires_at = ?, auth_at = ?, auth_level = ?, \
+             bound = ? WHERE handle = ? AND (updated_at IS NULL OR updated_at <= ?)",
             vec![
                 int(activity.updated_at),
                 int(activity.expires_at),
                 int(activity.auth.at),
                 int(u64::from(activity.auth.level.get())),
+                bound_value(activity.bound),
                 Value::Text(handle.to_string()),
                 int(activity.updated_at),
             ],
@@ -308,6 +311,11 @@ impl<S: ObjectStorage> SubjectIndex for SqlIndex<S> {
     }
 }
 
+/// The `bound` column: the device key's algorithm, or `NULL`.
+fn bound_value(bound: Option<Alg>) -> Value {
+    bound.map_or(Value::Null, |alg| Value::Text(alg.name().into()))
+}
+
 #[cfg(all(test, not(target_arch = "wasm32")))]
 pub(crate) mod tests {
     use super::*;
@@ -345,6 +353,7 @@ pub(crate) mod tests {
                 updated_at: member.created_at,
                 expires_at: member.created_at + 30 * S,
                 auth: Auth::at_creation(T0),
+                bound: None,
             },
             device,
         }
@@ -405,11 +414,13 @@ pub(crate) mod tests {
             updated_at: T0 + 5 * S,
             expires_at: T0 + 35 * S,
             auth: Auth::at_creation(T0),
+            bound: None,
         };
         let earlier = Activity {
             updated_at: T0 + 4 * S,
             expires_at: T0 + 34 * S,
             auth: Auth::at_creation(T0),
+            bound: None,
         };
         run(index.report(&subject, &first.handle, later)).unwrap();
         run(index.report(&subject, &first.handle, earlier)).unwrap();
@@ -501,6 +512,7 @@ pub(crate) mod tests {
             updated_at: T0,
             expires_at: T0 + 5 * S,
             auth: Auth::at_creation(T0),
+            bound: None,
         };
         run(index.upgrade(&subject, &old[0], T0 + 10 * S, seen, T0)).unwrap();
         let rows = index.0.dump();

@@ -2,6 +2,7 @@
 //! moved from (its lineage), and those of the earlier version's `member`, by id.
 
 use crate::domain::auth::{Auth, Level};
+use crate::domain::binding::Alg;
 use crate::domain::derive::{Handle, StorageKey};
 use crate::domain::error::Error;
 use crate::domain::id::SessionId;
@@ -57,8 +58,8 @@ impl<S: ObjectStorage> SqlIndex<S> {
             return Ok(entries);
         }
         let rows = self.0.exec(
-            "SELECT handle, key, created_at, updated_at, expires_at, auth_at, auth_level, device, \
-             moved_from FROM entry \
+            "SELECT handle, key, created_at, updated_at, expires_at, auth_at, auth_level, bound, \
+             device, moved_from FROM entry \
              ORDER BY created_at",
             vec![],
         )?;
@@ -89,6 +90,10 @@ fn parse_entry(row: Vec<Value>) -> Option<Entry> {
     // session is asked, and its next report fills it in.
     let (updated_at, expires_at) = (number(row.next()?), number(row.next()?));
     let (auth_at, auth_level) = (number(row.next()?), number(row.next()?));
+    let bound = match row.next()? {
+        Value::Text(alg) => Alg::from_name(&alg),
+        _ => None,
+    };
     let activity = (|| {
         Some(Activity {
             updated_at: updated_at?,
@@ -97,6 +102,7 @@ fn parse_entry(row: Vec<Value>) -> Option<Entry> {
                 at: auth_at?,
                 level: Level::of(u8::try_from(auth_level?).ok()?)?,
             },
+            bound,
         })
     })();
     let device = match row.next()? {

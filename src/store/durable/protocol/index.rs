@@ -15,6 +15,7 @@ use worker::ObjectNamespace;
 use super::{object_failure, send, unexpected, Answer, Call, SUBJECT_HEADER};
 use crate::domain::auth::{Auth, Level};
 use crate::domain::base64;
+use crate::domain::binding::Alg;
 use crate::domain::derive::{Handle, StorageKey};
 use crate::domain::error::Error;
 use crate::domain::id::SessionId;
@@ -221,10 +222,14 @@ pub fn parse_activity_line(line: &str) -> Option<(Handle, Activity)> {
 }
 
 /// `<updated_at> <expires_at> <auth_at> <auth level>`, as every line that carries a lifecycle
-/// ends.
+/// ends; for a session bound to a device key the level is `<level>/<alg>` (`2/ES256`), so every
+/// line keeps its number of fields.
 fn activity_text(activity: &Activity) -> String {
+    let bound = activity
+        .bound
+        .map_or(String::new(), |alg| format!("/{}", alg.name()));
     format!(
-        "{} {} {} {}",
+        "{} {} {} {}{bound}",
         activity.updated_at,
         activity.expires_at,
         activity.auth.at,
@@ -232,16 +237,24 @@ fn activity_text(activity: &Activity) -> String {
     )
 }
 
-/// What [`activity_text`] wrote.
+/// What [`activity_text`] wrote (a level without an algorithm, as the version before sent
+/// them all, is of a session not bound).
 fn activity_of(parts: &mut std::str::Split<'_, char>) -> Option<Activity> {
     let mut number = || parts.next()?.parse::<u64>().ok();
+    let (updated_at, expires_at, at) = (number()?, number()?, number()?);
+    let level = parts.next()?;
+    let (level, bound) = match level.split_once('/') {
+        Some((level, alg)) => (level, Some(Alg::from_name(alg)?)),
+        None => (level, None),
+    };
     Some(Activity {
-        updated_at: number()?,
-        expires_at: number()?,
+        updated_at,
+        expires_at,
         auth: Auth {
-            at: number()?,
-            level: Level::of(u8::try_from(number()?).ok()?)?,
+            at,
+            level: Level::of(level.parse().ok()?)?,
         },
+        bound,
     })
 }
 
@@ -313,6 +326,7 @@ mod tests {
             updated_at: T0 + 2 * S,
             expires_at: T0 + 9 * S,
             auth: Auth::at_creation(T0),
+            bound: None,
         };
         let entries = vec![
             Entry {
@@ -355,6 +369,7 @@ mod tests {
                 at: T0,
                 level: Level::of(2).unwrap(),
             },
+            bound: None,
         };
         assert_eq!(
             parse_entry_line(&line),
@@ -409,6 +424,7 @@ mod tests {
                 updated_at: T0 + S,
                 expires_at: T0 + 6 * S,
                 auth: Auth::at_creation(T0),
+                bound: None,
             }),
             device: Some(b"d2..".to_vec()),
         };
@@ -444,5 +460,21 @@ mod tests {
         assert_eq!(call("GET", String::new(), b"").unwrap().body, b"");
         let malformed = call("PUT", "nope".into(), b"").unwrap_err();
         assert!(matches!(malformed, Error::Internal(_)), "{malformed:?}");
+    }
+
+    #[test]
+    fn a_bound_sessions_lifecycle_crosses_with_its_algorithm_and_an_earlier_line_reads_unbound() {
+        let activity = Activity {
+            updated_at: 1,
+            expires_at: 2,
+            auth: Auth::at_creation(0),
+            bound: Some(Alg::Rs256),
+        };
+        let text = activity_text(&activity);
+        assert_eq!(text, "1 2 0 1/RS256");
+        assert_eq!(activity_of(&mut text.split(' ')), Some(activity));
+        let earlier = activity_of(&mut "1 2 0 1".split(' ')).unwrap();
+        assert_eq!(earlier.bound, None);
+        assert_eq!(activity_of(&mut "1 2 0 1/HS256".split(' ')), None);
     }
 }
