@@ -107,6 +107,11 @@ export function fakeService({ graceMs = 30_000, ttlMs = 1_800_000, renewDelayMs 
         renewed.set(id, { successor: next, until: clock + graceMs });
         return created(next, sessions.get(next));
       }
+      case 'bind':
+        // A registration challenge only: registration and refresh run against the real service
+        // (tests/e2e/dbsc.test.mjs), whose proofs a stand-in could only pretend to check.
+        if (rest === 'challenge') return json(200, { challenge: `c-${at}` });
+        return problem(404, 'not_found');
       case 'reauth': {
         const level = Number(request.headers.get('session-auth-level') ?? 1);
         const next = move(at, s, { authAt: clock, level });

@@ -258,3 +258,54 @@ test('logout clears the cookie; log out everywhere ends the other sessions of th
   assert.equal((await send(app, 'POST', '/logout', { cookie: other })).status, 204);
   assert.equal((await send(app, 'GET', '/me', { cookie: other })).status, 401);
 });
+
+test('dbsc: a login offers registration; without the option, nothing', async () => {
+  const service = fakeService();
+  const bound = await send(appWith(service, { dbsc: true }), 'POST', '/login', { body: { username: 'ada' } });
+  const id = sessionCookie(bound).value.split('.')[0];
+  assert.equal(
+    bound.headers.get('secure-session-registration'),
+    `(ES256 RS256);path="/.session-state/dbsc/register";challenge="c-${id}"`,
+  );
+  const custom = appWith(service, { dbsc: { registrationPath: '/reg', algorithms: ['RS256'] } });
+  const other = await send(custom, 'POST', '/login', { body: { username: 'bob' } });
+  assert.match(other.headers.get('secure-session-registration'), /^\(RS256\);path="\/reg";challenge="c-/);
+  const plain = await send(appWith(service), 'POST', '/login', { body: { username: 'eve' } });
+  assert.equal(plain.headers.get('secure-session-registration'), null);
+});
+
+test('dbsc: a bound cookie is never renewed nor rewritten by the middleware, however old', async () => {
+  const service = fakeService();
+  const app = appWith(service, { dbsc: true, renewAfter: 0 });
+  const pair = await loggedIn(app);
+  const bound = `${pair.slice(0, pair.lastIndexOf('.'))}.0.b`;
+  const read = await send(app, 'GET', '/me', { cookie: bound });
+  assert.equal(read.status, 200);
+  const written = await send(app, 'POST', '/note', { cookie: bound, body: { note: 1 } });
+  assert.equal(written.status, 200);
+  assert.equal(sessionCookie(read), null);
+  assert.equal(sessionCookie(written), null);
+  assert.equal(service.count('POST /renew'), 0);
+  // The same cookie unbound is renewed.
+  const unbound = bound.slice(0, -2);
+  assert.ok(sessionCookie(await send(app, 'GET', '/me', { cookie: unbound })));
+  assert.equal(service.count('POST /renew'), 1);
+});
+
+test('dbsc: the endpoints refuse what they cannot serve, and Secure-Session-Skipped is reported', async () => {
+  const service = fakeService();
+  const skipped = [];
+  const app = appWith(service, { dbsc: { onSkipped: (reports) => skipped.push(...reports) } });
+  const noCookie = await send(app, 'POST', '/.session-state/dbsc/register', { headers: { 'secure-session-response': '"x.y.z"' } });
+  assert.equal(noCookie.status, 400);
+  assert.deepEqual(await noCookie.json(), { code: 'no_session', detail: 'The request carries no unbound session.', continue: false });
+  const pair = await loggedIn(app);
+  const noProof = await send(app, 'POST', '/.session-state/dbsc/register', { cookie: pair });
+  assert.equal((await noProof.json()).code, 'no_proof');
+  const noId = await send(app, 'POST', '/.session-state/dbsc/refresh');
+  assert.equal(noId.status, 400);
+  assert.equal((await noId.json()).code, 'no_binding');
+  assert.equal(sessionCookie(noId), null);
+  await send(app, 'GET', '/public', { headers: { 'secure-session-skipped': 'unreachable;session_identifier="s1", quota_exceeded' } });
+  assert.deepEqual(skipped, [{ reason: 'unreachable', sessionIdentifier: 's1' }, { reason: 'quota_exceeded' }]);
+});
