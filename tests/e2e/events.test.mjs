@@ -270,3 +270,42 @@ describe('SESSIONS_NOT_BEFORE on a Queue', () => {
     }
   });
 });
+
+describe('device-binding events on a Queue', () => {
+  let sink;
+  let worker;
+  before(async () => { ({ sink, worker } = await start(PRODUCER, {}, { BOUND_SESSION_ID_SECONDS: '60' })); });
+  after(async () => { await worker?.stop(); await sink?.close(); });
+
+  test('bind, refresh: bound and refreshed on the new handles, from the old; the binding\'s own record ends silently', async () => {
+    const { device, sfString } = await import('./dbsc-device.mjs');
+    const key = await device();
+    const created = await fetch(`${worker.url}/create`, {
+      method: 'POST', headers: { ...JSON_HEADERS, 'session-subject': encodeURIComponent(SUBJECT) }, body: '{}',
+    });
+    const a = await created.text();
+    const post = (path, headers = {}) => fetch(`${worker.url}${path}`, { method: 'POST', headers });
+    const { challenge } = await (await post(`/bind/${a}/challenge`)).json();
+    const bound = await post(`/bind/${a}`, { 'secure-session-response': sfString(await key.proof(challenge, { register: true })) });
+    assert.equal(bound.status, 201);
+    const { sessionId: b, binding } = await bound.json();
+    const { challenge: again } = await (await post(`/binding/${binding}/challenge`)).json();
+    const refreshed = await post(`/binding/${binding}/refresh`, { 'secure-session-response': sfString(await key.proof(again)) });
+    assert.equal(refreshed.status, 201);
+    const { sessionId: c } = await refreshed.json();
+    // The test environment's idle timeout is 2 s and its lifetime 5 s: the session ends, then the
+    // binding's record (kept until the session's latest end).
+    await sleep(5600);
+    if (!STRONG) assert.equal((await fetch(`${worker.url}/get/${c}`)).status, 404);
+    const messages = await sink.until((m) => story(m, c).some((s) => s.startsWith('expired')));
+    await sleep(1500);
+    assert.deepEqual(story(messages, a), ['created']);
+    assert.deepEqual(story(messages, b), ['bound']);
+    assert.deepEqual(story(messages, c), ['refreshed', 'expired/idle']);
+    const all = unique(sink.messages());
+    assert.equal(all.find((m) => m.type === 'bound').from, handleOf(a));
+    assert.equal(all.find((m) => m.type === 'refreshed').from, handleOf(b));
+    assert.deepEqual(all.filter((m) => ![a, b, c].map(handleOf).includes(m.handle)), [], 'nothing of the binding\'s own record');
+    assert.ok(!sink.text().includes(binding), 'no binding identifier in an event');
+  });
+});

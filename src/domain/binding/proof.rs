@@ -3,11 +3,11 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use serde_json::{Map, Value};
 
 use super::Alg;
 use crate::domain::digest::sha256;
 use crate::domain::error::Error;
+use crate::domain::json;
 
 /// The smallest RSA modulus a key may have.
 const MIN_RSA_BITS: usize = 2048;
@@ -22,6 +22,36 @@ impl From<Refused> for Error {
     }
 }
 
+/// A JSON object as text, held to the worker's one grammar (`domain::json`), read member by
+/// member: the JWT's parts and the keys are small, so each read scans again.
+pub(super) struct Object(String);
+
+impl Object {
+    /// `text` if it is an object under the grammar (duplicate names read as their last, as
+    /// JavaScript and RFC 7515's "lexically last" have it).
+    pub(super) fn parse(text: String) -> Option<Self> {
+        json::members(&text).ok()?;
+        Some(Self(text))
+    }
+
+    /// The raw value of the member `name`, as written.
+    pub(super) fn raw(&self, name: &str) -> Option<&str> {
+        let (members, _) = json::members(&self.0).ok()?;
+        json::get(&members, name)
+    }
+
+    /// The member `name`, if it is a string.
+    pub(super) fn text(&self, name: &str) -> Option<String> {
+        String::from_utf8(json::string_bytes(self.raw(name)?)?).ok()
+    }
+
+    /// The member `name`, if it is an object.
+    pub(super) fn object(&self, name: &str) -> Option<Object> {
+        let raw = self.raw(name)?;
+        json::is_object(raw).then(|| Object(raw.to_owned()))
+    }
+}
+
 /// A public key as a JWK, reduced to its RFC 7638 members in their canonical order: what is
 /// kept, what WebCrypto imports and what the thumbprint hashes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,37 +60,44 @@ pub struct Jwk(String);
 impl Jwk {
     /// The key `jwk` describes, if it is one for `alg`: a P-256 point for ES256, an RSA key of
     /// at least 2048 bits for RS256.
-    pub(super) fn for_alg(jwk: &Map<String, Value>, alg: Alg) -> Result<Self, Refused> {
-        let text = |name: &str| jwk.get(name).and_then(Value::as_str);
-        let bytes = |name: &str| text(name).and_then(|value| URL_SAFE_NO_PAD.decode(value).ok());
+    pub(super) fn for_alg(jwk: &Object, alg: Alg) -> Result<Self, Refused> {
+        let (x, y, n, e) = (jwk.text("x"), jwk.text("y"), jwk.text("n"), jwk.text("e"));
+        let (kty, crv) = (jwk.text("kty"), jwk.text("crv"));
+        let decoded = |value: &Option<String>| {
+            let value = value.as_deref()?;
+            URL_SAFE_NO_PAD.decode(value).ok()
+        };
         let canonical = match alg {
             Alg::Es256 => {
-                let point_ok = [bytes("x"), bytes("y")]
+                let point_ok = [decoded(&x), decoded(&y)]
                     .iter()
                     .all(|c| c.as_ref().is_some_and(|c| c.len() == 32));
-                if text("kty") != Some("EC") || text("crv") != Some("P-256") || !point_ok {
+                let curve = kty.as_deref() == Some("EC") && crv.as_deref() == Some("P-256");
+                if !curve || !point_ok {
                     return Err(Refused("the jwk is not a P-256 public key for ES256"));
                 }
+                // Base64url, as decoding just checked: nothing to escape.
                 format!(
                     r#"{{"crv":"P-256","kty":"EC","x":"{}","y":"{}"}}"#,
-                    text("x").unwrap_or_default(),
-                    text("y").unwrap_or_default()
+                    x.unwrap_or_default(),
+                    y.unwrap_or_default()
                 )
             }
             Alg::Rs256 => {
-                let modulus = bytes("n").unwrap_or_default();
+                let modulus = decoded(&n).unwrap_or_default();
                 let bits = modulus.iter().position(|b| *b != 0).map_or(0, |first| {
                     (modulus.len() - first) * 8 - modulus[first].leading_zeros() as usize
                 });
-                if text("kty") != Some("RSA") || bits < MIN_RSA_BITS || bytes("e").is_none() {
+                let rsa = kty.as_deref() == Some("RSA");
+                if !rsa || bits < MIN_RSA_BITS || decoded(&e).is_none() {
                     return Err(Refused(
                         "the jwk is not an RSA public key of 2048 bits or more",
                     ));
                 }
                 format!(
                     r#"{{"e":"{}","kty":"RSA","n":"{}"}}"#,
-                    text("e").unwrap_or_default(),
-                    text("n").unwrap_or_default()
+                    e.unwrap_or_default(),
+                    n.unwrap_or_default()
                 )
             }
         };
@@ -69,12 +106,12 @@ impl Jwk {
 
     /// The key as kept (canonical JSON), read back.
     pub fn from_kept(text: &str) -> Option<Self> {
-        let value: Value = serde_json::from_str(text).ok()?;
-        let alg = match value.get("kty")?.as_str()? {
+        let jwk = Object::parse(text.to_owned())?;
+        let alg = match jwk.text("kty")?.as_str() {
             "EC" => Alg::Es256,
             _ => Alg::Rs256,
         };
-        Self::for_alg(value.as_object()?, alg).ok()
+        Self::for_alg(&jwk, alg).ok()
     }
 
     /// The RFC 7638 thumbprint: SHA-256 of the canonical members.
@@ -124,37 +161,30 @@ impl<'a> Proof<'a> {
         else {
             return Err(malformed);
         };
-        let object = |part: &str| -> Result<Map<String, Value>, Refused> {
+        let object = |part: &str| -> Result<Object, Refused> {
             let bytes = URL_SAFE_NO_PAD.decode(part).map_err(|_| malformed)?;
-            match serde_json::from_slice(&bytes) {
-                Ok(Value::Object(members)) => Ok(members),
-                _ => Err(malformed),
-            }
+            let text = String::from_utf8(bytes).map_err(|_| malformed)?;
+            Object::parse(text).ok_or(malformed)
         };
         let (header, claims) = (object(head)?, object(body)?);
-        if header.get("typ").and_then(Value::as_str) != Some("dbsc+jwt") {
+        if header.text("typ").as_deref() != Some("dbsc+jwt") {
             return Err(Refused("the proof's typ must be dbsc+jwt"));
         }
         let alg = header
-            .get("alg")
-            .and_then(Value::as_str)
-            .and_then(Alg::from_name)
+            .text("alg")
+            .and_then(|alg| Alg::from_name(&alg))
             .ok_or(Refused("the proof's alg must be ES256 or RS256"))?;
-        let jwk = match (stage, header.get("jwk")) {
-            (Stage::Registration, Some(Value::Object(jwk))) => Some(Jwk::for_alg(jwk, alg)?),
-            (Stage::Registration, _) => {
+        let jwk = match (stage, header.raw("jwk"), header.object("jwk")) {
+            (Stage::Registration, _, Some(jwk)) => Some(Jwk::for_alg(&jwk, alg)?),
+            (Stage::Registration, _, None) => {
                 return Err(Refused("a registration proof must carry its jwk"))
             }
-            (Stage::Refresh, None) => None,
-            (Stage::Refresh, Some(_)) => {
+            (Stage::Refresh, None, _) => None,
+            (Stage::Refresh, Some(_), _) => {
                 return Err(Refused("a refresh proof must not carry a jwk"))
             }
         };
-        let jti = claims
-            .get("jti")
-            .and_then(Value::as_str)
-            .ok_or(Refused("the proof has no jti"))?
-            .to_owned();
+        let jti = claims.text("jti").ok_or(Refused("the proof has no jti"))?;
         let signature = URL_SAFE_NO_PAD.decode(signature).map_err(|_| malformed)?;
         let signed = &jwt[..head.len() + 1 + body.len()];
         Ok(Self {
@@ -235,8 +265,7 @@ mod tests {
     fn the_thumbprint_is_rfc_7638s() {
         // RFC 7638, section 3.1's example key and thumbprint.
         let n = "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw";
-        let jwk: Map<String, Value> =
-            serde_json::from_str(&format!(r#"{{"kty":"RSA","n":"{n}","e":"AQAB"}}"#)).unwrap();
+        let jwk = Object::parse(format!(r#"{{"kty":"RSA","n":"{n}","e":"AQAB"}}"#)).unwrap();
         let jwk = Jwk::for_alg(&jwk, Alg::Rs256).unwrap();
         assert_eq!(
             b64(&jwk.thumbprint()),
