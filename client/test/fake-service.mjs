@@ -5,7 +5,7 @@ import { createHash, randomUUID } from 'node:crypto';
 
 const handleOf = (id) => createHash('sha256').update(`session-state/v1/handle\0${id}`).digest('hex').slice(0, 32);
 
-export function fakeService({ graceMs = 30_000, ttlMs = 1_800_000, renewDelayMs = 20 } = {}) {
+export function fakeService({ graceMs = 30_000, ttlMs = 1_800_000, renewDelayMs = 20, binding = true } = {}) {
   let clock = Date.now();
   const sessions = new Map(); // id -> session
   const renewed = new Map(); // old id -> { successor, until }
@@ -110,7 +110,7 @@ export function fakeService({ graceMs = 30_000, ttlMs = 1_800_000, renewDelayMs 
       case 'bind':
         // A registration challenge only: registration and refresh run against the real service
         // (tests/e2e/dbsc.test.mjs), whose proofs a stand-in could only pretend to check.
-        if (rest === 'challenge') return json(200, { challenge: `c-${at}` });
+        if (rest === 'challenge' && binding) return json(200, { challenge: `c-${at}` });
         return problem(404, 'not_found');
       case 'reauth': {
         const level = Number(request.headers.get('session-auth-level') ?? 1);

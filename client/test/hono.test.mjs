@@ -309,3 +309,23 @@ test('dbsc: the endpoints refuse what they cannot serve, and Secure-Session-Skip
   await send(app, 'GET', '/public', { headers: { 'secure-session-skipped': 'unreachable;session_identifier="s1", quota_exceeded' } });
   assert.deepEqual(skipped, [{ reason: 'unreachable', sessionIdentifier: 's1' }, { reason: 'quota_exceeded' }]);
 });
+
+test('dbsc: a service that cannot offer binding leaves the login unbound, never failed', async () => {
+  // A version of session-state without `/bind`.
+  const older = await send(appWith(fakeService({ binding: false }), { dbsc: true }), 'POST', '/login', { body: { username: 'bob' } });
+  assert.equal(older.status, 200);
+  assert.equal(older.headers.get('secure-session-registration'), null);
+  assert.ok(sessionCookie(older), 'logged in, unbound');
+  // A store too busy to mint a challenge.
+  const busy = fakeService();
+  const fetchOf = busy.binding.fetch;
+  busy.binding.fetch = (input, init) => (String(input).includes('/bind/')
+    ? Promise.resolve(new Response(JSON.stringify({ code: 'store_busy', status: 429 }), {
+      status: 429, headers: { 'content-type': 'application/problem+json', 'retry-after': '1' },
+    }))
+    : fetchOf(input, init));
+  const response = await send(appWith(busy, { dbsc: true }), 'POST', '/login', { body: { username: 'ada' } });
+  assert.equal(response.status, 200);
+  assert.equal(response.headers.get('secure-session-registration'), null);
+  assert.ok(sessionCookie(response), 'logged in, unbound');
+});

@@ -172,8 +172,15 @@ export class State<T extends SessionData> implements RequestSession<T> {
     const dbsc = dbscSettings(this.options.dbsc);
     if (dbsc) {
       // The browser binds the new id to a key of its own, then holds only short-lived bound ids.
-      const challenge = await this.client.binding.registrationChallenge(created.id);
-      this.#registration = registrationHeader(dbsc, challenge);
+      // Binding strengthens a login; it never fails one: a service that cannot offer it (busy,
+      // or a version without `/bind`) leaves this login unbound, said once in the log.
+      try {
+        const challenge = await this.client.binding.registrationChallenge(created.id);
+        this.#registration = registrationHeader(dbsc, challenge);
+      } catch (err) {
+        if (!(err instanceof SessionStateError)) throw err;
+        console.warn(`session-state: DBSC registration not offered: ${err.code}`);
+      }
     }
     return this.#written(created.id, stored, created);
   }
