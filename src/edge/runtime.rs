@@ -98,7 +98,7 @@ pub fn forwarded_headers(
 
 /// The headers the worker reads: the one list both sides use, in the order JavaScript reports
 /// them (it is given the list from here) and Rust reads them back ([`Head::header_mut`]).
-const HEADERS: [&str; 9] = [
+const HEADERS: [&str; 8] = [
     "content-type",
     "content-length",
     "if-match",
@@ -107,7 +107,6 @@ const HEADERS: [&str; 9] = [
     "session-subject",
     "session-max-auth-age",
     "session-min-auth-level",
-    "secure-session-response",
 ];
 
 thread_local! {
@@ -128,8 +127,6 @@ pub struct Head {
     pub subject: Option<String>,
     pub max_auth_age: Option<String>,
     pub min_auth_level: Option<String>,
-    /// A device-binding proof (DBSC's `Secure-Session-Response`), for `/bind` and `/binding`.
-    pub proof: Option<String>,
 }
 
 impl Head {
@@ -166,7 +163,6 @@ impl Head {
             "session-subject" => &mut self.subject,
             "session-max-auth-age" => &mut self.max_auth_age,
             "session-min-auth-level" => &mut self.min_auth_level,
-            "secure-session-response" => &mut self.proof,
             _ => return None,
         })
     }

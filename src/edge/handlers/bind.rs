@@ -61,11 +61,13 @@ fn challenge(challenge: String) -> Result<Reply, Error> {
     Ok(Reply::body(200, JSON, body).header("cache-control", "no-store".into()))
 }
 
-/// The proof a request carries in `Secure-Session-Response`.
-fn proof(req: &Incoming) -> Result<&str, Error> {
-    req.head.proof.as_deref().ok_or(Error::ProofRefused(
-        "send the proof in Secure-Session-Response",
-    ))
+/// The proof a request carries in `Secure-Session-Response`: read here, not with the headers every
+/// request reads ([`crate::edge::runtime::Head`]), as only these two routes need it.
+fn proof(req: &Incoming) -> Result<String, Error> {
+    req.header("secure-session-response")
+        .ok_or(Error::ProofRefused(
+            "send the proof in Secure-Session-Response",
+        ))
 }
 
 fn bound(bound: &BoundSession, scope: &SessionScope<'_>) -> Result<Reply, Error> {
@@ -111,7 +113,8 @@ pub async fn bind(req: Incoming, scope: &SessionScope<'_>) -> Result<Reply, Erro
         .map_err(|err| Error::Internal(format!("no randomness: {err}")))?;
     let ids = (generate_id(scope.config)?, binding);
     let sessions = scope.sessions();
-    let done = sessions.bind(&scope.id, proof(&req)?, ids, &WebCryptoVerify, scope.now);
+    let proof = proof(&req)?;
+    let done = sessions.bind(&scope.id, &proof, ids, &WebCryptoVerify, scope.now);
     bound(&done.await?, scope)
 }
 
@@ -126,6 +129,7 @@ pub async fn binding_challenge(_req: Incoming, scope: &SessionScope<'_>) -> Resu
 pub async fn binding_refresh(req: Incoming, scope: &SessionScope<'_>) -> Result<Reply, Error> {
     let new_id = generate_id(scope.config)?;
     let sessions = scope.sessions();
-    let done = sessions.refresh(&scope.id, proof(&req)?, new_id, &WebCryptoVerify, scope.now);
+    let proof = proof(&req)?;
+    let done = sessions.refresh(&scope.id, &proof, new_id, &WebCryptoVerify, scope.now);
     bound(&done.await?, scope)
 }

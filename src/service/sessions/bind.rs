@@ -202,11 +202,8 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
         let kind = Kind::Refreshed {
             from: Handle::of(&id),
         };
-        let proven = Self {
-            proven: true,
-            ..*self
-        };
-        match proven
+        match self
+            .proven()
             .move_to(&id, new_id, &found.session, Leaving::Proven(kind), now)
             .await
         {
@@ -266,10 +263,7 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
                 binding.short()
             ))
         })?;
-        let proven = Self {
-            proven: true,
-            ..*self
-        };
+        let proven = self.proven();
         let mut id = pointer.current;
         for _ in 0..MAX_LINKS {
             let session = match self.store.load(&id).await? {

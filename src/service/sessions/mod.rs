@@ -147,6 +147,15 @@ impl<S, I> Sessions<'_, S, I> {
     pub fn demanding(self, demand: Demand) -> Self {
         Self { demand, ..self }
     }
+
+    /// The same operations for a request that proved possession of the session's device key
+    /// (a refresh): a bound id past its life is then the one the proof moves, not reuse.
+    fn proven(self) -> Self {
+        Self {
+            proven: true,
+            ..self
+        }
+    }
 }
 
 mod bind;
