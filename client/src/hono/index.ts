@@ -56,7 +56,7 @@ export function sessionState(options: SessionStateOptions): MiddlewareHandler<En
       const served = await serveDbsc(c, dbsc, client, cookie, carried);
       if (served) return served;
     }
-    const state = new State(c, client, carried, subjectField, options);
+    const state = new State(c, client, carried, subjectField, options, dbsc);
     c.set('session', state);
     await next();
 

@@ -13,7 +13,7 @@ import {
   SessionStateError,
 } from '../index.js';
 import { type Carried, type CookieSettings, type Issued, clearCookie, crossSite, writeCookie } from './http.js';
-import { dbscSettings, registrationHeader } from './dbsc.js';
+import { type DbscSettings, registrationHeader } from './dbsc.js';
 import type { SessionStateOptions } from './options.js';
 
 /** The request's live session, as loaded. */
@@ -86,6 +86,8 @@ export class State<T extends SessionData> implements RequestSession<T> {
     private readonly carried: Carried | null,
     private readonly subjectField: string,
     private readonly options: SessionStateOptions,
+    /** The middleware's DBSC settings, `null` without the option. */
+    private readonly dbsc: DbscSettings | null,
   ) {
     this.#id = carried?.id;
   }
@@ -169,7 +171,7 @@ export class State<T extends SessionData> implements RequestSession<T> {
     this.#adopt(created);
     // A pre-login id never survives a login (session fixation): it is deleted, whoever's it was.
     if (before) await this.client.delete(before);
-    const dbsc = dbscSettings(this.options.dbsc);
+    const dbsc = this.dbsc;
     if (dbsc) {
       // The browser binds the new id to a key of its own, then holds only short-lived bound ids.
       // Binding strengthens a login; it never fails one: a service that cannot offer it (busy,
@@ -198,11 +200,6 @@ export class State<T extends SessionData> implements RequestSession<T> {
   #adopt(issued: Issued) {
     this.#id = issued.id;
     this.#outcome = { set: issued };
-  }
-
-  /** The id the request is about now, if any. */
-  get id(): SessionId | undefined {
-    return this.#id;
   }
 
   async logout(): Promise<void> {
