@@ -128,16 +128,17 @@ pub async fn subject_sessions(req: Incoming, scope: &SubjectScope<'_>) -> Result
             .sessions
             .into_iter()
             .map(|(listed, device)| {
-                let updated_at = rfc3339(listed.updated_at);
+                let activity = listed.activity;
+                let updated_at = rfc3339(activity.updated_at);
                 SubjectSession {
                     handle: listed.key.handle.to_string(),
                     created_at: rfc3339(listed.key.created_at),
                     last_seen_at: updated_at.clone(),
                     updated_at,
-                    expires_at: rfc3339(listed.expires_at),
-                    authenticated_at: rfc3339(listed.auth.at),
-                    auth_level: listed.auth.level.get(),
-                    bound: listed.bound.map(|alg| alg.name()),
+                    expires_at: rfc3339(activity.expires_at),
+                    authenticated_at: rfc3339(activity.auth.at),
+                    auth_level: activity.auth.level.get(),
+                    bound: activity.bound.map(|alg| alg.name()),
                     label: device.label,
                     agent: device.agent,
                     ip: device.ip.map(|ip| ip.to_string()),

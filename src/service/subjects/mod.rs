@@ -10,8 +10,6 @@
 //! On KV that is every session, read in bulk (one read per hundred); in strong mode, only those
 //! whose reported expiry has passed (see [`crate::store::durable::index::SqlIndex`]).
 
-use crate::domain::auth::Auth;
-use crate::domain::binding::Alg;
 use crate::domain::derive::{DeviceKey, Handle};
 use crate::domain::device::Device;
 use crate::domain::error::Error;
@@ -33,13 +31,8 @@ pub use stores::SubjectStores;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LiveEntry {
     pub key: EntryKey,
-    /// The last write or renewing touch.
-    pub updated_at: Millis,
-    pub expires_at: Millis,
-    /// Its last authentication.
-    pub auth: Auth,
-    /// The algorithm of the device key it is bound to, if it is.
-    pub bound: Option<Alg>,
+    /// Its last write or renewing touch, expiry, last authentication and binding.
+    pub activity: Activity,
     /// Its device info, sealed under the subject's device key.
     pub device: Option<Vec<u8>>,
 }
@@ -50,12 +43,7 @@ impl LiveEntry {
         NewEntry {
             key: self.key,
             until: policy.latest_end(self.key.created_at),
-            activity: Activity {
-                updated_at: self.updated_at,
-                expires_at: self.expires_at,
-                auth: self.auth,
-                bound: self.bound,
-            },
+            activity: self.activity,
             device,
         }
     }
@@ -148,10 +136,7 @@ impl<'a, I: SubjectIndex, S: SessionStore> Subjects<'a, I, S> {
                 let activity = entry.activity?;
                 Some(LiveEntry {
                     key: entry.key,
-                    updated_at: activity.updated_at,
-                    expires_at: activity.expires_at,
-                    auth: activity.auth,
-                    bound: activity.bound,
+                    activity,
                     device: entry.device,
                 })
             })
@@ -183,10 +168,7 @@ impl<'a, I: SubjectIndex, S: SessionStore> Subjects<'a, I, S> {
                             created_at: meta.created_at,
                             ..member
                         },
-                        updated_at: meta.updated_at,
-                        expires_at: meta.expires_at,
-                        auth: meta.auth,
-                        bound: Activity::of(&meta).bound,
+                        activity,
                         device: entry.device,
                     });
                 }
@@ -399,5 +381,9 @@ fn newest(listed: &LiveEntry) -> (Millis, Handle) {
 
 /// Least recently written first.
 fn written(listed: &LiveEntry) -> (Millis, Millis, Handle) {
-    (listed.updated_at, listed.key.created_at, listed.key.handle)
+    (
+        listed.activity.updated_at,
+        listed.key.created_at,
+        listed.key.handle,
+    )
 }

@@ -115,7 +115,7 @@ fn the_rules_hold<S: SessionStore, I: SubjectIndex>(store: &S, index: &I) {
     let listed = run(Subjects::new(index, store, POLICY).live(&ada(), later + 503 * S)).unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(
-        listed[0].auth,
+        listed[0].activity.auth,
         Auth {
             at: later + 502 * S,
             level: Level::ONE

@@ -317,7 +317,7 @@ fn a_strong_listing_reads_no_session_until_a_reported_expiry_has_passed() {
         "2 and 3, past their reported expiry, read once"
     );
     assert_eq!(one.len(), 1, "2 and 3 expired, and their entries left");
-    assert_eq!(one[0].updated_at, T0 + 1000 * S);
+    assert_eq!(one[0].activity.updated_at, T0 + 1000 * S);
     // A write whose report was lost (no index here): the entry's expiry passes first.
     let unreported = Sessions::new(&store, POLICY);
     run(unreported.replace(&id(1), &data(), None, T0 + 2500 * S)).unwrap();
@@ -326,7 +326,7 @@ fn a_strong_listing_reads_no_session_until_a_reported_expiry_has_passed() {
     assert_eq!(kv.take_operations(), 1, "1 is read");
     assert_eq!(checked.len(), 1);
     assert_eq!(
-        checked[0].updated_at,
+        checked[0].activity.updated_at,
         T0 + 2500 * S,
         "the session's own lifecycle"
     );
