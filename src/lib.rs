@@ -21,13 +21,13 @@ use std::task::{Context, Poll, Waker};
 use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::JsValue;
 use worker::wasm_bindgen_futures::future_to_promise;
-use worker::{console_log, event, web_sys, Env};
+use worker::{event, web_sys, Env};
 
 use crate::domain::config::{Config, RequestLog, SessionBackend};
 use crate::domain::error::Error;
 use crate::domain::time::Millis;
 use crate::edge::dispatch::{dispatch, Here, Place};
-use crate::edge::http::{Incoming, Reply};
+use crate::edge::http::{Incoming, Reply, Served};
 use crate::edge::log;
 use crate::edge::routes::{self, Route};
 use crate::edge::{runtime, settings};
@@ -39,20 +39,22 @@ fn start() {
 }
 
 /// The fetch handler. It takes the runtime's request as it is (no conversion into `worker`
-/// types) and answers at once when no I/O is needed (`/health`, and every refusal made before
-/// any I/O); the rest resolve a promise.
+/// types) and answers at once when no I/O is needed (`/health`, every refusal made before any
+/// I/O, and, in strong mode, a request without a body: the promise of its object's response);
+/// the rest resolve a promise.
 #[wasm_bindgen]
 pub fn fetch(req: web_sys::Request, env: Env, ctx: JsValue) -> JsValue {
     let mut answer = Box::pin(answer(req, env, ctx));
     let mut cx = Context::from_waker(Waker::noop());
     match answer.as_mut().poll(&mut cx) {
-        Poll::Ready(response) => response.into(),
+        Poll::Ready(response) => response,
         // The executor polls it again with a real waker, as futures allow.
-        Poll::Pending => future_to_promise(async move { Ok(answer.await.into()) }).into(),
+        Poll::Pending => future_to_promise(async move { Ok(answer.await) }).into(),
     }
 }
 
-async fn answer(req: web_sys::Request, env: Env, ctx: JsValue) -> web_sys::Response {
+/// The response, or (strong mode) the promise of the object's.
+async fn answer(req: web_sys::Request, env: Env, ctx: JsValue) -> JsValue {
     let started = runtime::now();
     let req = Incoming::new(req);
     let method = req.head.method.clone();
@@ -72,7 +74,9 @@ async fn answer(req: web_sys::Request, env: Env, ctx: JsValue) -> web_sys::Respo
         .as_ref()
         .map_or(RequestLog::All, |config| config.log_requests);
     let reply = match serve(req, &env, matched, config, started, journal.clone()).await {
-        Ok(reply) => reply,
+        Ok(Served::Here(reply)) => reply,
+        // The object logs the request; KV's journal is not kept in strong mode.
+        Ok(Served::Object(response)) => return response.into(),
         Err(err) => {
             log::internal(route, &err);
             Reply::problem(&err)
@@ -84,18 +88,15 @@ async fn answer(req: web_sys::Request, env: Env, ctx: JsValue) -> web_sys::Respo
         let failed = log::error_line("events", "store_unavailable", &cause);
         queue.send_after_response(&ctx, &events, &failed);
     }
-    let duration_ms = runtime::now().saturating_sub(started);
-    if log.wants(reply.status, duration_ms) {
-        let line = log::RequestLine {
-            method: &method,
-            route,
-            status: reply.status,
-            duration_ms,
-            code: reply.code.as_deref(),
-        };
-        console_log!("{}", line.to_json());
-    }
-    reply.into_response()
+    let line = log::RequestLine {
+        method: &method,
+        route,
+        status: reply.status,
+        duration_ms: runtime::now().saturating_sub(started),
+        code: reply.code.as_deref(),
+    };
+    log::request(log, &line);
+    reply.into_response().into()
 }
 
 /// Authentication, then the settings (already read: an error here fails the request), then the
@@ -107,7 +108,7 @@ async fn serve(
     config: Result<Rc<Config>, Error>,
     now: Millis,
     journal: Option<Rc<Journal>>,
-) -> Result<Reply, Error> {
+) -> Result<Served, Error> {
     // Authentication first: a caller without the token learns nothing of the other settings,
     // not even on the one open route: there a configuration it cannot read is a bare 500, and
     // only the log says which variable is wrong.

@@ -14,17 +14,18 @@ use std::rc::Rc;
 
 use worker::Env;
 
-use crate::domain::config::{Config, SessionBackend};
+use crate::domain::config::{Config, RequestLog, SessionBackend};
 use crate::domain::derive::{DeviceKey, Handle, StorageKey};
 use crate::domain::error::Error;
 use crate::domain::id::SessionId;
 use crate::domain::subject::Subject;
 use crate::domain::time::Millis;
-use crate::edge::forward::{self, CODE_HEADER, SESSIONS, SUBJECTS};
+use crate::edge::forward::{self, SESSIONS, SUBJECTS};
 use crate::edge::handlers::{self, Scope, SessionScope, SubjectScope, KV_BINDING};
-use crate::edge::http::{self, Incoming, Reply};
+use crate::edge::http::{self, Incoming, Reply, Served};
+use crate::edge::log::{self, RequestLine};
 use crate::edge::routes::{self, Route, Runs, Target};
-use crate::edge::{log, runtime, settings};
+use crate::edge::{runtime, settings};
 use crate::service::subjects::SubjectStores;
 use crate::store::backend::{BackendIndex, BackendStore};
 use crate::store::durable::index::SqlIndex;
@@ -64,7 +65,7 @@ pub async fn dispatch(
     route: &'static Route,
     param: &str,
     here: Here<'_>,
-) -> Result<Reply, Error> {
+) -> Result<Served, Error> {
     if !route.accepts(&req.head.method) {
         return Err(Error::MethodNotAllowed { allow: route.allow });
     }
@@ -79,7 +80,7 @@ pub async fn dispatch(
     match (route.runs, place) {
         (Runs::Worker(handler), Place::Worker { .. }) => {
             let scope = Scope { config, env, param };
-            handler(req, &scope).await
+            handler(req, &scope).await.map(Served::Here)
         }
         (
             Runs::Session {
@@ -98,7 +99,8 @@ pub async fn dispatch(
                     true => http::read_blob(&req, config.policy.max_bytes).await?,
                     false => None,
                 };
-                return forward::to_session(req, env, route, &id, body).await;
+                let answer = forward::to_session(&req, env, config, route, &id, body)?;
+                return Ok(Served::Object(answer));
             }
             let kv = Kv::binding(env, KV_BINDING)?;
             let store = KvSessions::new(kv, WebCrypto, serve_legacy).with_events(journal);
@@ -111,7 +113,7 @@ pub async fn dispatch(
                 index: &index,
                 now,
             };
-            handler(req, &scope).await
+            handler(req, &scope).await.map(Served::Here)
         }
         (Runs::Session { handler, .. }, Place::Session(storage)) => {
             let id = req.header(ID_HEADER).and_then(|id| SessionId::parse(&id));
@@ -126,7 +128,7 @@ pub async fn dispatch(
                 index: &index,
                 now,
             };
-            handler(req, &scope).await
+            handler(req, &scope).await.map(Served::Here)
         }
         (Runs::Subject(handler), Place::Worker { journal }) => {
             let subject = Subject::from_encoded(param, config.subject_key.as_deref())?;
@@ -136,7 +138,9 @@ pub async fn dispatch(
             };
             let current = handlers::current(&req);
             if strong {
-                return forward::to_subject(req, env, route, &subject, except, current).await;
+                let marks = (except, current);
+                let answer = forward::to_subject(&req, env, config, route, &subject, marks)?;
+                return Ok(Served::Object(answer));
             }
             let stores = SubjectStores::Kv(
                 KvIndex::new(Kv::binding(env, KV_BINDING)?, serve_legacy),
@@ -152,7 +156,7 @@ pub async fn dispatch(
                 current,
                 now,
             };
-            handler(req, &scope).await
+            handler(req, &scope).await.map(Served::Here)
         }
         (Runs::Subject(handler), Place::Subject(storage)) => {
             let subject = subject_of(&req)?;
@@ -169,7 +173,7 @@ pub async fn dispatch(
                 current,
                 now,
             };
-            handler(req, &scope).await
+            handler(req, &scope).await.map(Served::Here)
         }
         // A route that does not run here (an object asked for the worker's own routes).
         _ => Err(Error::NotFound),
@@ -177,10 +181,12 @@ pub async fn dispatch(
 }
 
 /// What both object classes run for each request: a protocol's server half, or a public route
-/// the worker forwarded; a failure is answered as a problem, with its code for the worker's
-/// log (an `Err` would reset the object).
+/// the worker forwarded, whose request line the object logs (the worker passes its response on
+/// untouched); a failure is answered as a problem (an `Err` would reset the object).
 pub async fn serve_in_object(req: Incoming, env: &Env, place: Place) -> Reply {
+    let started = runtime::now();
     let path = req.head.path().to_owned();
+    let method = req.head.method.clone();
     let object = match place {
         Place::Subject(_) => Object::Subject,
         _ => Object::Session,
@@ -197,28 +203,46 @@ pub async fn serve_in_object(req: Incoming, env: &Env, place: Place) -> Reply {
         Some(_) => "protocol",
         None => routes::log_name(route.map(|(route, _)| route)),
     };
+    let config = settings::config(env);
+    // A configuration that cannot be read logs every request, as at the worker.
+    let policy = config
+        .as_ref()
+        .map_or(RequestLog::All, |config| config.log_requests);
     let served = async {
-        let config = settings::config(env)?;
-        let now = runtime::now();
+        let config = config?;
         let here = Here {
             env,
             config: &config,
-            now,
+            now: started,
             place,
         };
         match (protocol, route) {
             (Some(protocol), _) => serve_protocol(req, protocol, here).await,
-            (None, Some((route, param))) => dispatch(req, route, param, here).await,
+            (None, Some((route, param))) => match dispatch(req, route, param, here).await? {
+                Served::Here(reply) => Ok(reply),
+                Served::Object(_) => Err(Error::Internal("an object forwarded a route".into())),
+            },
             (None, None) => Err(Error::NotFound),
         }
     };
-    match served.await {
+    let reply = match served.await {
         Ok(reply) => reply,
         Err(err) => {
             log::internal(name, &err);
-            Reply::problem(&err).header(CODE_HEADER, err.code().into())
+            Reply::problem(&err)
         }
+    };
+    if forwarded {
+        let line = RequestLine {
+            method: &method,
+            route: name,
+            status: reply.status,
+            duration_ms: runtime::now().saturating_sub(started),
+            code: reply.code.as_deref(),
+        };
+        log::request(policy, &line);
     }
+    reply
 }
 
 /// A protocol's server half, with the stores of this object.

@@ -1,27 +1,32 @@
 //! The worker's side of a route that runs in an object (strong mode): the request goes on to the
 //! session's or the subject's object as the caller sent it, at a URL without the id (see
 //! [`routes::forwarded_url`]), marked with which session or subject it is about, and the
-//! object's answer comes back with headers the worker may still change.
+//! object's response goes back to the caller as it is: the object logs the request, the worker
+//! does not wait for it in Rust, copy it or wrap it again. Only a call that fails is answered
+//! (and logged) here.
 
-use worker::{web_sys, Env};
+use std::cell::OnceCell;
 
+use wasm_bindgen::closure::Closure;
+use wasm_bindgen::JsCast;
+use worker::{js_sys, web_sys, Env};
+
+use crate::domain::config::{Config, RequestLog};
 use crate::domain::derive::{Handle, StorageKey};
 use crate::domain::error::Error;
 use crate::domain::id::SessionId;
 use crate::domain::subject::Subject;
 use crate::edge::http::{Incoming, Reply};
+use crate::edge::log::{self, RequestLine};
 use crate::edge::routes::{self, Route};
-use crate::edge::runtime;
+use crate::edge::runtime::{self, Forward, OnFailure};
 use crate::store::durable::protocol::{
-    call_object, CURRENT_HEADER, EXCEPT_HEADER, ID_HEADER, INTERNAL_PREFIX, SUBJECT_HEADER,
+    failure_of, CURRENT_HEADER, EXCEPT_HEADER, ID_HEADER, INTERNAL_PREFIX, SUBJECT_HEADER,
 };
 
 /// The bindings of the namespaces in `wrangler.toml`: one object per session, one per subject.
 pub const SESSIONS: &str = "sessions";
 pub const SUBJECTS: &str = "subjects";
-
-/// The error code of a problem an object answered, for the worker's request log.
-pub const CODE_HEADER: &str = "session-state-code";
 
 /// What the caller sent that no object is given: the token the worker checked.
 const NEVER_FORWARDED: &[&str] = &["authorization"];
@@ -33,40 +38,40 @@ const NOT_TO_A_SUBJECT: &[&str] = &["authorization", "session-id"];
 /// already read (see [`crate::edge::http::read_blob`]): a body streamed on to the object would
 /// still be pumped after the object answered early without reading it, which the runtime
 /// refuses.
-pub async fn to_session(
-    req: Incoming,
+pub fn to_session(
+    req: &Incoming,
     env: &Env,
+    config: &Config,
     route: &Route,
     id: &SessionId,
     body: Option<web_sys::Blob>,
-) -> Result<Reply, Error> {
+) -> Result<js_sys::Promise, Error> {
     let name = StorageKey::of(id).name();
     let id = id.to_string();
     let url = routes::forwarded_url(route, &req.head.url);
-    let marks = [(ID_HEADER, id.as_str())];
-    forward(
-        req,
-        env,
-        SESSIONS,
-        &name,
-        &url,
-        NEVER_FORWARDED,
-        &marks,
-        body,
-    )
-    .await
+    let body = body.map(Into::into);
+    let to = Forward {
+        namespace: &namespace(env, SESSIONS)?,
+        name: &name,
+        url: &url,
+        prefix: INTERNAL_PREFIX,
+        drop: NEVER_FORWARDED,
+        marks: &[(ID_HEADER, id.as_str())],
+        body: body.as_ref(),
+    };
+    Ok(forward(req, &to, route, config))
 }
 
 /// To the subject's object, with handles for ids: the session a revocation keeps, and the one
 /// a listing marks as current (`-`: a header that named no session).
-pub async fn to_subject(
-    req: Incoming,
+pub fn to_subject(
+    req: &Incoming,
     env: &Env,
+    config: &Config,
     route: &Route,
     subject: &Subject,
-    except: Option<Handle>,
-    current: Option<Option<Handle>>,
-) -> Result<Reply, Error> {
+    (except, current): (Option<Handle>, Option<Option<Handle>>),
+) -> Result<js_sys::Promise, Error> {
     let name = subject.hex();
     let url = routes::forwarded_url(route, &req.head.url);
     let except = except.map(|handle| handle.to_string());
@@ -74,40 +79,68 @@ pub async fn to_subject(
     let mut marks = vec![(SUBJECT_HEADER, name.as_str())];
     marks.extend(except.as_deref().map(|handle| (EXCEPT_HEADER, handle)));
     marks.extend(current.as_deref().map(|handle| (CURRENT_HEADER, handle)));
-    forward(
-        req,
-        env,
-        SUBJECTS,
-        &name,
-        &url,
-        NOT_TO_A_SUBJECT,
-        &marks,
-        None,
-    )
-    .await
+    let to = Forward {
+        namespace: &namespace(env, SUBJECTS)?,
+        name: &name,
+        url: &url,
+        prefix: INTERNAL_PREFIX,
+        drop: NOT_TO_A_SUBJECT,
+        marks: &marks,
+        body: None,
+    };
+    Ok(forward(req, &to, route, config))
 }
 
-/// Hands a request to the object named `name` in the namespace `binding`, at `url`, with the
-/// caller's headers but `drop` and every `session-state-*` one (what only the worker may tell
-/// an object, whatever the caller sent under those names), marked with `marks`.
-#[allow(
-    clippy::too_many_arguments,
-    reason = "where a forwarded request goes, and what it carries"
-)]
-async fn forward(
-    req: Incoming,
-    env: &Env,
-    binding: &str,
-    name: &str,
-    url: &str,
-    drop: &[&str],
-    marks: &[(&str, &str)],
-    body: Option<web_sys::Blob>,
-) -> Result<Reply, Error> {
-    let namespace = env.durable_object(binding)?;
-    let headers = runtime::forwarded_headers(&req.raw, INTERNAL_PREFIX, drop, marks);
-    let body = body.as_ref().map(AsRef::as_ref);
-    let method = &req.head.method;
-    let response = call_object(&namespace, name, url, method, &headers, body).await?;
-    Ok(Reply::forwarded(response.into(), CODE_HEADER))
+/// The binding of a namespace, as JavaScript holds it (`worker`'s own lookup would also check
+/// its class by name, a few crossings more on every request).
+fn namespace(env: &Env, binding: &str) -> Result<wasm_bindgen::JsValue, Error> {
+    let namespace = js_sys::Reflect::get(env, &binding.into()).unwrap_or_default();
+    match namespace.is_undefined() {
+        true => Err(Error::Internal(format!(
+            "no Durable Object binding `{binding}`"
+        ))),
+        false => Ok(namespace),
+    }
+}
+
+fn forward(req: &Incoming, to: &Forward<'_>, route: &Route, config: &Config) -> js_sys::Promise {
+    FAILED.with(|failed| {
+        let on_failure = OnFailure {
+            failed: failed.get_or_init(failure_answer).as_ref().unchecked_ref(),
+            route: routes::log_name(Some(route)),
+            started: runtime::now(),
+            logged: config.log_requests != RequestLog::Off,
+        };
+        runtime::forward(&req.raw, to, &on_failure)
+    })
+}
+
+type Failed = Closure<dyn Fn(String, String, String, f64, bool) -> web_sys::Response>;
+
+thread_local! {
+    /// What a failed call to an object answers, made once per isolate.
+    static FAILED: OnceCell<Failed> = const { OnceCell::new() };
+}
+
+/// The answer to a call to an object that failed: its problem (`503`, busy or unavailable),
+/// logged as the worker logs its own.
+fn failure_answer() -> Failed {
+    Closure::new(
+        |message: String, method: String, route: String, started: f64, logged: bool| {
+            let err = failure_of(&message);
+            log::internal(&route, &err);
+            let reply = Reply::problem(&err);
+            if logged {
+                let line = RequestLine {
+                    method: &method,
+                    route: &route,
+                    status: reply.status,
+                    duration_ms: runtime::now().saturating_sub(started as u64),
+                    code: reply.code.as_deref(),
+                };
+                log::request(RequestLog::All, &line);
+            }
+            reply.into_response()
+        },
+    )
 }

@@ -4,7 +4,7 @@
 
 use std::borrow::Cow;
 
-use worker::js_sys::{Array, Reflect, Uint8Array};
+use worker::js_sys::{self, Array, Reflect, Uint8Array};
 use worker::wasm_bindgen::JsCast;
 use worker::wasm_bindgen_futures::JsFuture;
 use worker::web_sys::{self, Blob, ReadableStreamDefaultReader};
@@ -220,23 +220,20 @@ fn js(err: worker::wasm_bindgen::JsValue) -> Error {
     Error::Internal(format!("reading the body: {err:?}"))
 }
 
+/// What the worker answers a request with: a reply made here, or (in strong mode) the promise
+/// of the response the request's object makes, which goes to the caller as it is.
+pub enum Served {
+    Here(Reply),
+    Object(js_sys::Promise),
+}
+
 /// What a handler answers, built in Rust and made a runtime `Response` once, at the end.
 pub struct Reply {
     pub status: u16,
     headers: Vec<(&'static str, String)>,
-    body: ReplyBody,
+    body: Vec<u8>,
     /// The error code of a problem, for the request log.
     pub code: Option<Cow<'static, str>>,
-}
-
-enum ReplyBody {
-    Bytes(Vec<u8>),
-    /// A session's or subject's object answered; its response is passed on, without the
-    /// header that carried its problem code to the worker.
-    Forwarded {
-        response: web_sys::Response,
-        drop: &'static str,
-    },
 }
 
 impl Reply {
@@ -245,7 +242,7 @@ impl Reply {
         Self {
             status,
             headers: vec![("content-type", content_type.into())],
-            body: ReplyBody::Bytes(body),
+            body,
             code: None,
         }
     }
@@ -254,23 +251,8 @@ impl Reply {
         Self {
             status: 204,
             headers: Vec::new(),
-            body: ReplyBody::Bytes(Vec::new()),
+            body: Vec::new(),
             code: None,
-        }
-    }
-
-    /// An object's response, passed on; `code_header` names the header carrying its problem
-    /// code, which is read for the log and not passed on.
-    pub fn forwarded(response: web_sys::Response, code_header: &'static str) -> Self {
-        let code = response.headers().get(code_header).ok().flatten();
-        Self {
-            status: response.status(),
-            headers: Vec::new(),
-            code: code.map(Cow::Owned),
-            body: ReplyBody::Forwarded {
-                response,
-                drop: code_header,
-            },
         }
     }
 
@@ -311,11 +293,7 @@ impl Reply {
     }
 
     pub fn into_response(self) -> web_sys::Response {
-        let lines = self.lines();
-        match self.body {
-            ReplyBody::Bytes(bytes) => runtime::response(self.status, &lines, &bytes, None),
-            ReplyBody::Forwarded { response, drop } => runtime::rewrapped(&response, &lines, drop),
-        }
+        runtime::response(self.status, &self.lines(), &self.body, None)
     }
 }
 

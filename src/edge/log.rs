@@ -3,8 +3,9 @@
 //! inside an error's text is cut to its first 8 characters.
 
 use serde::Serialize;
-use worker::console_error;
+use worker::{console_error, console_log};
 
+use crate::domain::config::RequestLog;
 use crate::domain::error::Error;
 
 #[derive(Serialize)]
@@ -21,6 +22,13 @@ pub struct RequestLine<'a> {
 impl RequestLine<'_> {
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// Logs a request's line, if `policy` wants it.
+pub fn request(policy: RequestLog, line: &RequestLine<'_>) {
+    if policy.wants(line.status, line.duration_ms) {
+        console_log!("{}", line.to_json());
     }
 }
 

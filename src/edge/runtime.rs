@@ -8,7 +8,7 @@
 use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::JsValue;
 use worker::js_sys;
-use worker::web_sys::{Headers, ReadableStream, Request, Response};
+use worker::web_sys::{ReadableStream, Request, Response};
 
 use crate::domain::time::Millis;
 
@@ -36,20 +36,16 @@ export function respond(status, lines, bytes, stream) {
   return new Response(body, { status, headers: headersOf(lines) });
 }
 
-export function forwardHeaders(request, prefix, drop, lines) {
+export function forwardTo(namespace, name, url, request, prefix, drop, lines, body, failed, route, started, logged) {
   const headers = new Headers();
-  for (const [name, value] of request.headers) {
-    if (!name.startsWith(prefix) && !drop.includes(name)) headers.append(name, value);
+  for (const [key, value] of request.headers) {
+    if (!key.startsWith(prefix) && !drop.includes(key)) headers.append(key, value);
   }
-  for (const [name, value] of headersOf(lines)) headers.set(name, value);
-  return headers;
-}
-
-export function rewrap(response, lines, without) {
-  const headers = new Headers(response.headers);
-  headers.delete(without);
-  for (const [name, value] of headersOf(lines)) headers.set(name, value);
-  return new Response(response.body, { status: response.status, headers });
+  for (const [key, value] of headersOf(lines)) headers.set(key, value);
+  const method = request.method;
+  const stub = namespace.get(namespace.idFromName(name));
+  return stub.fetch(url, { method, headers, body })
+    .catch((err) => failed(String(err?.message ?? err), method, route, started, logged));
 }
 "#)]
 extern "C" {
@@ -62,38 +58,83 @@ extern "C" {
     /// (copied) or `stream`.
     fn respond(status: u16, lines: &str, bytes: &[u8], stream: Option<ReadableStream>) -> Response;
 
-    /// `response` again, with headers added and one removed (a response from `fetch` has
-    /// immutable headers).
-    fn rewrap(response: &Response, lines: &str, without: &str) -> Response;
-
-    /// The headers of `request`, without any whose name begins with `prefix` or is in `drop`,
-    /// with those of `lines` set.
-    #[wasm_bindgen(js_name = forwardHeaders)]
-    fn forward_headers(
+    /// The object `name` of `namespace` asked `url` with `request`'s method and headers (but those
+    /// whose name begins with `prefix` or is in `drop`, with those of `lines` set) and `body`: the
+    /// promise of its response, or of `failed`'s when the call itself fails.
+    #[wasm_bindgen(js_name = forwardTo)]
+    fn forward_to(
+        namespace: &JsValue,
+        name: &str,
+        url: &str,
         request: &Request,
-        internal: &str,
+        prefix: &str,
         left: &js_sys::Array,
-        marks: &str,
-    ) -> Headers;
+        lines: &str,
+        body: Option<&JsValue>,
+        failed: &js_sys::Function,
+        route: &str,
+        started: f64,
+        logged: bool,
+    ) -> js_sys::Promise;
 }
 
-/// What a request the worker forwards to an object carries of the caller's headers: all but
-/// every one whose name begins with `prefix` (the worker's own marks, which only it sets) and
-/// those named in `drop` (`authorization`, which the worker has checked; a session id, where
-/// none may go), with the worker's `marks` set. One crossing.
-pub fn forwarded_headers(
+/// Where a request the worker hands to an object goes, and what it carries.
+pub struct Forward<'a> {
+    /// The namespace's binding (`env.<binding>`), and the object's name in it.
+    pub namespace: &'a JsValue,
+    pub name: &'a str,
+    pub url: &'a str,
+    /// Caller's headers never passed on: every one whose name begins with `prefix` (the
+    /// worker's own marks, which only it sets) and those named in `drop`.
+    pub prefix: &'a str,
+    pub drop: &'a [&'a str],
+    /// The worker's marks, set on what is passed on.
+    pub marks: &'a [(&'a str, &'a str)],
+    pub body: Option<&'a JsValue>,
+}
+
+/// What a failed call to an object is answered with: `failed` is called with the failure's
+/// message, the request's method, and `route`, `started` and `logged` as given here.
+pub struct OnFailure<'a> {
+    pub failed: &'a js_sys::Function,
+    pub route: &'a str,
+    pub started: Millis,
+    pub logged: bool,
+}
+
+/// Hands `request` to an object as `forward` says, in one crossing, and gives the promise of
+/// the object's response, which goes to the caller as it is (no copy, no second wrap); a call
+/// that fails (the object unreachable, overloaded, reset) resolves to `on_failure`'s answer.
+pub fn forward(
     request: &Request,
-    prefix: &str,
-    drop: &[&str],
-    marks: &[(&str, &str)],
-) -> Headers {
-    let left: js_sys::Array = drop.iter().map(|name| JsValue::from_str(name)).collect();
-    let lines = marks
+    forward: &Forward<'_>,
+    on_failure: &OnFailure<'_>,
+) -> js_sys::Promise {
+    let drop: js_sys::Array = forward
+        .drop
+        .iter()
+        .map(|name| JsValue::from_str(name))
+        .collect();
+    let lines = forward
+        .marks
         .iter()
         .map(|(name, value)| format!("{name}\n{value}"))
         .collect::<Vec<_>>()
         .join("\n");
-    forward_headers(request, prefix, &left, &lines)
+    forward_to(
+        forward.namespace,
+        forward.name,
+        forward.url,
+        request,
+        forward.prefix,
+        &drop,
+        &lines,
+        forward.body,
+        on_failure.failed,
+        on_failure.route,
+        on_failure.started as f64,
+        on_failure.logged,
+    )
 }
 
 /// The headers the worker reads: the one list both sides use, in the order JavaScript reports
@@ -184,11 +225,6 @@ pub fn response(
     stream: Option<ReadableStream>,
 ) -> Response {
     respond(status, lines, bytes, stream)
-}
-
-/// A response from elsewhere with headers added and `without` removed; see [`rewrap`].
-pub fn rewrapped(response: &Response, lines: &str, without: &str) -> Response {
-    rewrap(response, lines, without)
 }
 
 /// The time, in milliseconds since the epoch. `Date.now()`, not `new Date()` (what

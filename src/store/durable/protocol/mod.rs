@@ -148,7 +148,11 @@ impl Answer {
 
 /// A failed call to a Durable Object: an overloaded object is busy, anything else unavailable.
 pub fn object_failure(err: worker::Error) -> Error {
-    let message = err.to_string();
+    failure_of(&err.to_string())
+}
+
+/// A failed call to a Durable Object, from the runtime's message.
+pub fn failure_of(message: &str) -> Error {
     let cause = format!("durable object: {message}");
     if message.contains("overloaded") {
         Error::StoreBusy(cause)
