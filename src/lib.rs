@@ -14,13 +14,10 @@ mod store;
 #[doc(hidden)]
 pub use store::seal;
 
-use std::future::Future;
 use std::rc::Rc;
-use std::task::{Context, Poll, Waker};
 
 use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::JsValue;
-use worker::wasm_bindgen_futures::future_to_promise;
 use worker::{event, web_sys, Env};
 
 use crate::domain::config::{Config, RequestLog, SessionBackend};
@@ -30,7 +27,8 @@ use crate::edge::dispatch::{dispatch, Here, Place};
 use crate::edge::http::{Incoming, Reply, Served};
 use crate::edge::log;
 use crate::edge::routes::{self, Route};
-use crate::edge::{runtime, settings};
+use crate::edge::runtime::{self, Gate};
+use crate::edge::settings;
 use crate::store::events::{self, Journal, Queue};
 
 #[event(start)]
@@ -44,13 +42,8 @@ fn start() {
 /// the rest resolve a promise.
 #[wasm_bindgen]
 pub fn fetch(req: web_sys::Request, env: Env, ctx: JsValue) -> JsValue {
-    let mut answer = Box::pin(answer(req, env, ctx));
-    let mut cx = Context::from_waker(Waker::noop());
-    match answer.as_mut().poll(&mut cx) {
-        Poll::Ready(response) => response,
-        // The executor polls it again with a real waker, as futures allow.
-        Poll::Pending => future_to_promise(async move { Ok(answer.await) }).into(),
-    }
+    let answered = async move { Ok(answer(req, env, ctx).await) };
+    runtime::run(answered, Gate::Open)
 }
 
 /// The response, or (strong mode) the promise of the object's.

@@ -14,15 +14,18 @@
 //!
 //! [`protocol`]: crate::store::durable::protocol
 
+use wasm_bindgen::prelude::wasm_bindgen;
 use worker::js_sys::Reflect;
 use worker::wasm_bindgen::JsValue;
-use worker::{durable_object, wasm_bindgen, web_sys, DurableObject, Env, Request, Response, State};
+use worker::worker_sys::DurableObjectState;
+use worker::{web_sys, Env, State};
 
 use crate::domain::error::Error;
 use crate::edge::dispatch::{self, session_store, Place};
 use crate::edge::handlers::KV_BINDING;
 use crate::edge::http::Incoming;
-use crate::edge::{log, runtime, settings};
+use crate::edge::runtime::{self, Gate};
+use crate::edge::{log, settings};
 use crate::store::durable::index::SqlIndex;
 use crate::store::durable::legacy;
 use crate::store::durable::record::stored_key;
@@ -33,58 +36,53 @@ use crate::store::kv::{Kv, KvSessions};
 use crate::store::seal::WebCrypto;
 use crate::store::{Expect, SessionStore};
 
-#[durable_object]
+/// A session's object. Its class is bound by hand rather than through `worker`'s
+/// `#[durable_object]`, whose `fetch` is a Rust task with its promise, around a second task and
+/// promise inside `blockConcurrencyWhile`: here `blockConcurrencyWhile` runs the request, and
+/// one served without waiting on anything (a read, a touch within its interval) is done in its
+/// first poll, with no task at all (see [`runtime::run`]).
+#[wasm_bindgen]
 pub struct SessionObject {
-    state: State,
+    state: JsValue,
+    storage: DoStorage,
     env: Env,
-    /// `state.storage` as JavaScript holds it (see [`DoStorage`]).
-    raw: JsValue,
 }
 
-/// The object's state, and its storage as JavaScript holds it, for what `worker` does not bind.
-fn with_raw_storage(state: State) -> (State, JsValue) {
-    let inner = state._inner();
-    let raw = Reflect::get(&inner, &JsValue::from_str("storage")).unwrap_or(JsValue::UNDEFINED);
-    (State::from(inner), raw)
+/// The object's state as JavaScript holds it, and its storage.
+fn opened(state: DurableObjectState) -> (JsValue, DoStorage) {
+    let raw = Reflect::get(&state, &JsValue::from_str("storage")).unwrap_or(JsValue::UNDEFINED);
+    let js = JsValue::from(&state);
+    let storage = State::from(state).storage();
+    (js, DoStorage::new(storage, raw))
 }
 
+#[wasm_bindgen]
 impl SessionObject {
-    fn storage(&self) -> DoStorage {
-        DoStorage::new(self.state.storage(), self.raw.clone())
-    }
-}
-
-impl DurableObject for SessionObject {
-    fn new(state: State, env: Env) -> Self {
-        let (state, raw) = with_raw_storage(state);
-        Self { state, env, raw }
-    }
-
-    async fn fetch(&self, req: Request) -> worker::Result<Response> {
-        let (storage, env) = (self.storage(), self.env.clone());
-        let req = Incoming::new(handle(&req));
-        let served = async move {
-            let reply = dispatch::serve_in_object(req, &env, Place::Session(storage)).await;
-            Ok(reply.into_response())
-        };
-        let response = self.state.block_concurrency_while(served).await?;
-        Ok(Response::from(response))
-    }
-
-    async fn alarm(&self) -> worker::Result<Response> {
-        let (storage, env) = (self.storage(), self.env.clone());
-        let done = self
-            .state
-            .block_concurrency_while(async move { Ok(on_alarm(storage, env).await) })
-            .await?;
-        match done {
-            Ok(()) => Response::empty(),
-            Err(err) => {
-                log::internal("alarm", &err);
-                // The runtime tries a failed alarm again, with backoff.
-                Err(worker::Error::RustError(err.code().into()))
-            }
+    #[wasm_bindgen(constructor)]
+    pub fn new(state: DurableObjectState, env: Env) -> Self {
+        let (state, storage) = opened(state);
+        Self {
+            state,
+            storage,
+            env,
         }
+    }
+
+    /// A `Response`, or the promise of one.
+    pub fn fetch(&self, req: web_sys::Request) -> JsValue {
+        let (storage, env) = (self.storage.clone(), self.env.clone());
+        let served = async move {
+            let req = Incoming::new(req);
+            let reply = dispatch::serve_in_object(req, &env, Place::Session(storage)).await;
+            Ok(reply.into_response().into())
+        };
+        runtime::run(served, Gate::Blocking(&self.state))
+    }
+
+    pub fn alarm(&self) -> JsValue {
+        let (storage, env) = (self.storage.clone(), self.env.clone());
+        let done = async move { alarm_done(on_alarm(storage, env).await) };
+        runtime::run(done, Gate::Blocking(&self.state))
     }
 }
 
@@ -92,40 +90,46 @@ impl DurableObject for SessionObject {
 /// for session objects to add to and remove from, and the subject routes, served here with each
 /// session reached through its own object. It serves requests as they come, without
 /// `blockConcurrencyWhile` (see [`SqlIndex`]).
-#[durable_object]
+#[wasm_bindgen]
 pub struct SubjectObject {
-    state: State,
+    storage: DoStorage,
     env: Env,
-    raw: JsValue,
 }
 
+#[wasm_bindgen]
 impl SubjectObject {
-    fn storage(&self) -> DoStorage {
-        DoStorage::new(self.state.storage(), self.raw.clone())
+    #[wasm_bindgen(constructor)]
+    pub fn new(state: DurableObjectState, env: Env) -> Self {
+        let (_, storage) = opened(state);
+        Self { storage, env }
+    }
+
+    /// A `Response`, or the promise of one.
+    pub fn fetch(&self, req: web_sys::Request) -> JsValue {
+        let (storage, env) = (self.storage.clone(), self.env.clone());
+        let served = async move {
+            let req = Incoming::new(req);
+            let reply = dispatch::serve_in_object(req, &env, Place::Subject(storage)).await;
+            Ok(reply.into_response().into())
+        };
+        runtime::run(served, Gate::Open)
+    }
+
+    pub fn alarm(&self) -> JsValue {
+        let index = SqlIndex(self.storage.clone());
+        let done = async move { alarm_done(index.on_alarm(runtime::now()).await) };
+        runtime::run(done, Gate::Open)
     }
 }
 
-impl DurableObject for SubjectObject {
-    fn new(state: State, env: Env) -> Self {
-        let (state, raw) = with_raw_storage(state);
-        Self { state, env, raw }
-    }
-
-    async fn fetch(&self, req: Request) -> worker::Result<Response> {
-        let req = Incoming::new(handle(&req));
-        let place = Place::Subject(self.storage());
-        let reply = dispatch::serve_in_object(req, &self.env, place).await;
-        Ok(Response::from(reply.into_response()))
-    }
-
-    async fn alarm(&self) -> worker::Result<Response> {
-        let index = SqlIndex(self.storage());
-        match index.on_alarm(runtime::now()).await {
-            Ok(()) => Response::empty(),
-            Err(err) => {
-                log::internal("alarm", &err);
-                Err(worker::Error::RustError(err.code().into()))
-            }
+/// What an alarm handler gives the runtime: a failure is thrown, and the runtime tries the
+/// alarm again, with backoff.
+fn alarm_done(done: Result<(), Error>) -> Result<JsValue, JsValue> {
+    match done {
+        Ok(()) => Ok(JsValue::UNDEFINED),
+        Err(err) => {
+            log::internal("alarm", &err);
+            Err(JsValue::from_str(err.code()))
         }
     }
 }
@@ -157,9 +161,4 @@ async fn on_alarm(storage: DoStorage, env: Env) -> Result<(), Error> {
         }
         Err(_) => storage.set_alarm(now + 60_000).await,
     }
-}
-
-/// The runtime's request under `worker`'s (the handle, not JavaScript's `Request.clone()`).
-fn handle(req: &Request) -> web_sys::Request {
-    Clone::clone(req.inner())
 }

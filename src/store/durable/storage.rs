@@ -2,6 +2,7 @@
 //! calls the runtime's storage API.
 
 use std::cell::RefCell;
+use std::rc::Rc;
 
 use wasm_bindgen::prelude::wasm_bindgen;
 use worker::js_sys::Date as JsDate;
@@ -26,7 +27,11 @@ extern "C" {
     fn atomically(storage: &JsValue, change: &mut dyn FnMut() -> bool) -> Result<(), JsValue>;
 }
 
-pub struct DoStorage {
+/// Cloned for each request (a reference count, no crossing).
+#[derive(Clone)]
+pub struct DoStorage(Rc<Parts>);
+
+struct Parts {
     storage: Storage,
     sql: SqlStorage,
     /// The runtime's storage object itself, for what `worker` does not bind (`transactionSync`).
@@ -37,7 +42,7 @@ impl DoStorage {
     /// `raw` is the same storage as JavaScript holds it (`state.storage`).
     pub fn new(storage: Storage, raw: JsValue) -> Self {
         let sql = storage.sql();
-        Self { storage, sql, raw }
+        Self(Rc::new(Parts { storage, sql, raw }))
     }
 }
 
@@ -56,7 +61,7 @@ impl ObjectStorage for DoStorage {
                 Value::Blob(bytes) => SqlStorageValue::Blob(bytes),
             })
             .collect::<Vec<_>>();
-        let cursor = self.sql.exec(query, bindings).map_err(storage_failure)?;
+        let cursor = self.0.sql.exec(query, bindings).map_err(storage_failure)?;
         cursor
             .raw()
             .map(|row| {
@@ -78,12 +83,16 @@ impl ObjectStorage for DoStorage {
 
     async fn set_alarm(&self, at: Millis) -> Result<(), Error> {
         let at = ScheduledTime::new(JsDate::new(&JsValue::from_f64(at as f64)));
-        self.storage.set_alarm(at).await.map_err(storage_failure)
+        self.0.storage.set_alarm(at).await.map_err(storage_failure)
     }
 
     async fn delete_all(&self) -> Result<(), Error> {
-        self.storage.delete_alarm().await.map_err(storage_failure)?;
-        self.storage.delete_all().await.map_err(storage_failure)
+        self.0
+            .storage
+            .delete_alarm()
+            .await
+            .map_err(storage_failure)?;
+        self.0.storage.delete_all().await.map_err(storage_failure)
     }
 
     fn atomically(&self, change: &mut dyn FnMut() -> Result<(), Error>) -> Result<(), Error> {
@@ -95,7 +104,7 @@ impl ObjectStorage for DoStorage {
                 false
             }
         };
-        let outcome = atomically(&self.raw, &mut run);
+        let outcome = atomically(&self.0.raw, &mut run);
         if let Some(err) = failure.take() {
             return Err(err);
         }
