@@ -19,25 +19,62 @@ pub enum Merge {
 /// Merges `patch` into the stored object `target`. `target` is checked here: stored data that is
 /// not an object under the grammar is an error, never merged into as if it were empty. Duplicate
 /// keys it holds (the old worker stored anything) are resolved first, at every depth.
+///
+/// The result is written twice: a first pass counts its bytes, so that the output is allocated
+/// once at its exact size, never at the size of both inputs (for the largest session, the
+/// difference is the session's size again in memory).
 pub fn merge(target: &str, patch: &JsonObject, how: Merge) -> Result<Vec<u8>, BodyError> {
     let (members, duplicates) = json::members(target)?;
     if duplicates {
         return merge(&json::normalized(target), patch, how);
     }
-    let mut out = Vec::with_capacity(target.len() + patch.as_str().len());
-    match how {
+    Ok(match how {
         Merge::Shallow => {
             let (patch, _) = json::members(patch.as_str())?;
-            shallow(&members, &patch, &mut out);
+            let names = Names::of(&patch);
+            let mut length = Length(0);
+            shallow(&members, &patch, &names, &mut length);
+            let mut out = Vec::with_capacity(length.0);
+            shallow(&members, &patch, &names, &mut out);
+            out
         }
-        Merge::MergePatch => patch_object(&members, patch.as_str(), &mut out),
+        Merge::MergePatch => {
+            let mut length = Length(0);
+            patch_object(&members, patch.as_str(), &mut length);
+            let mut out = Vec::with_capacity(length.0);
+            patch_object(&members, patch.as_str(), &mut out);
+            out
+        }
+    })
+}
+
+/// Where a merge writes: the output, or a count of its bytes.
+pub trait Sink {
+    fn put(&mut self, bytes: &[u8]);
+}
+
+impl Sink for Vec<u8> {
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
     }
-    Ok(out)
+}
+
+/// The length of what would be written.
+struct Length(usize);
+
+impl Sink for Length {
+    fn put(&mut self, bytes: &[u8]) {
+        self.0 += bytes.len();
+    }
 }
 
 /// `{...target, ...patch}`.
-fn shallow(target: &[Member<'_>], patch: &[Member<'_>], out: &mut Vec<u8>) {
-    let names = Names::of(patch);
+fn shallow(
+    target: &[Member<'_>],
+    patch: &[Member<'_>],
+    names: &Names<'_, '_>,
+    out: &mut impl Sink,
+) {
     let mut used = vec![false; patch.len()];
     let mut members = Writer::open(out);
     for member in target {
@@ -48,14 +85,10 @@ fn shallow(target: &[Member<'_>], patch: &[Member<'_>], out: &mut Vec<u8>) {
             }
             None => member.value,
         };
-        members
-            .member(member.key)
-            .extend_from_slice(value.as_bytes());
+        members.member(member.key).put(value.as_bytes());
     }
     for (member, _) in patch.iter().zip(&used).filter(|(_, used)| !**used) {
-        members
-            .member(member.key)
-            .extend_from_slice(member.value.as_bytes());
+        members.member(member.key).put(member.value.as_bytes());
     }
     members.close();
 }
@@ -64,9 +97,9 @@ fn shallow(target: &[Member<'_>], patch: &[Member<'_>], out: &mut Vec<u8>) {
 /// a member that does not exist; any value may be given, as the RFC defines it for any: a patch
 /// that is not an object replaces the target, a target that is not an object counts as `{}`.
 /// Both must already be checked and free of duplicates.
-pub fn merge_patch(target: Option<&str>, patch: &str, out: &mut Vec<u8>) {
+fn merge_patch(target: Option<&str>, patch: &str, out: &mut impl Sink) {
     if !json::is_object(patch) {
-        out.extend_from_slice(patch.as_bytes());
+        out.put(patch.as_bytes());
         return;
     }
     let target = target
@@ -78,7 +111,7 @@ pub fn merge_patch(target: Option<&str>, patch: &str, out: &mut Vec<u8>) {
 }
 
 /// `MergePatch` of an object patch into the members of an object target.
-fn patch_object(target: &[Member<'_>], patch: &str, out: &mut Vec<u8>) {
+fn patch_object(target: &[Member<'_>], patch: &str, out: &mut impl Sink) {
     let patch = json::members(patch)
         .map(|(members, _)| members)
         .unwrap_or_default();
@@ -87,9 +120,7 @@ fn patch_object(target: &[Member<'_>], patch: &str, out: &mut Vec<u8>) {
     let mut members = Writer::open(out);
     for member in target {
         match names.find(&member.name) {
-            None => members
-                .member(member.key)
-                .extend_from_slice(member.value.as_bytes()),
+            None => members.member(member.key).put(member.value.as_bytes()),
             Some(index) => {
                 used[index] = true;
                 if patch[index].value != "null" {
@@ -132,30 +163,30 @@ impl<'m, 'a> Names<'m, 'a> {
 }
 
 /// Writes an object member by member.
-struct Writer<'o> {
-    out: &'o mut Vec<u8>,
+struct Writer<'o, S: Sink> {
+    out: &'o mut S,
     empty: bool,
 }
 
-impl<'o> Writer<'o> {
-    fn open(out: &'o mut Vec<u8>) -> Self {
-        out.push(b'{');
+impl<'o, S: Sink> Writer<'o, S> {
+    fn open(out: &'o mut S) -> Self {
+        out.put(b"{");
         Self { out, empty: true }
     }
 
     /// Writes `key:` (the key as written, quotes included) and hands back the output for the value.
-    fn member(&mut self, key: &str) -> &mut Vec<u8> {
+    fn member(&mut self, key: &str) -> &mut S {
         if !self.empty {
-            self.out.push(b',');
+            self.out.put(b",");
         }
         self.empty = false;
-        self.out.extend_from_slice(key.as_bytes());
-        self.out.push(b':');
+        self.out.put(key.as_bytes());
+        self.out.put(b":");
         self.out
     }
 
     fn close(self) {
-        self.out.push(b'}');
+        self.out.put(b"}");
     }
 }
 
@@ -181,6 +212,18 @@ mod tests {
             ),
             r#"{"a":1,"b":{"y":2},"c":3,"d":4}"#
         );
+    }
+
+    #[test]
+    fn the_output_is_allocated_at_its_exact_size() {
+        let target = r#"{"a":"0123456789","b":{"x":[1,2]},"c":3}"#;
+        for (body, how) in [
+            (r#"{"b":1,"d":"new"}"#, Merge::Shallow),
+            (r#"{"b":{"y":2,"x":null},"a":null}"#, Merge::MergePatch),
+        ] {
+            let out = merge(target, &patch(body), how).unwrap();
+            assert_eq!(out.capacity(), out.len(), "{body}");
+        }
     }
 
     #[test]

@@ -47,6 +47,9 @@ pub fn scan(text: &str, collect: bool) -> Result<Scan<'_>, BodyError> {
     if scanner.pos != text.len() {
         return Err(BodyError::NotJson);
     }
+    // Grown by doubling: up to twice the members' size, held through a merge. Shrinking in
+    // place gives the rest back at once.
+    scanner.members.shrink_to_fit();
     Ok(Scan {
         is_object,
         members: scanner.members,
