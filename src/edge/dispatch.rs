@@ -22,7 +22,7 @@ use crate::domain::subject::Subject;
 use crate::domain::time::Millis;
 use crate::edge::forward::{self, SESSIONS, SUBJECTS};
 use crate::edge::handlers::{self, Scope, SessionScope, SubjectScope, KV_BINDING};
-use crate::edge::http::{self, Incoming, Reply, Served};
+use crate::edge::http::{self, Incoming, Passed, Reply, Served};
 use crate::edge::log::{self, RequestLine};
 use crate::edge::routes::{self, Route, Runs, Target};
 use crate::edge::{runtime, settings};
@@ -96,8 +96,8 @@ pub async fn dispatch(
             };
             if strong {
                 let body = match body {
-                    true => http::read_blob(&req, config.policy.max_bytes).await?,
-                    false => None,
+                    true => http::passed_body(&req, config.policy.max_bytes).await?,
+                    false => Passed::None,
                 };
                 let answer = forward::to_session(&req, env, config, route, &id, body)?;
                 return Ok(Served::Object(answer));

@@ -16,7 +16,7 @@ use crate::domain::derive::{Handle, StorageKey};
 use crate::domain::error::Error;
 use crate::domain::id::SessionId;
 use crate::domain::subject::Subject;
-use crate::edge::http::{Incoming, Reply};
+use crate::edge::http::{Incoming, Passed, Reply};
 use crate::edge::log::{self, RequestLine};
 use crate::edge::routes::{self, Route};
 use crate::edge::runtime::{self, Forward, OnFailure};
@@ -34,22 +34,24 @@ const NEVER_FORWARDED: &[&str] = &["authorization"];
 /// current session goes as a handle, [`CURRENT_HEADER`]).
 const NOT_TO_A_SUBJECT: &[&str] = &["authorization", "session-id"];
 
-/// To the session's object, with the id in a header (never in the URL). A body is passed as
-/// already read (see [`crate::edge::http::read_blob`]): a body streamed on to the object would
-/// still be pumped after the object answered early without reading it, which the runtime
-/// refuses.
+/// To the session's object, with the id in a header (never in the URL), and the body as
+/// [`crate::edge::http::passed_body`] found it.
 pub fn to_session(
     req: &Incoming,
     env: &Env,
     config: &Config,
     route: &Route,
     id: &SessionId,
-    body: Option<web_sys::Blob>,
+    body: Passed,
 ) -> Result<js_sys::Promise, Error> {
     let name = StorageKey::of(id).name();
     let id = id.to_string();
     let url = routes::forwarded_url(route, &req.head.url);
-    let body = body.map(Into::into);
+    let (body, whole) = match body {
+        Passed::None => (None, false),
+        Passed::Whole => (None, true),
+        Passed::Read(blob) => (Some(blob.into()), false),
+    };
     let to = Forward {
         namespace: &namespace(env, SESSIONS)?,
         name: &name,
@@ -58,6 +60,7 @@ pub fn to_session(
         drop: NEVER_FORWARDED,
         marks: &[(ID_HEADER, id.as_str())],
         body: body.as_ref(),
+        whole,
     };
     Ok(forward(req, &to, route, config))
 }
@@ -87,6 +90,7 @@ pub fn to_subject(
         drop: NOT_TO_A_SUBJECT,
         marks: &marks,
         body: None,
+        whole: false,
     };
     Ok(forward(req, &to, route, config))
 }

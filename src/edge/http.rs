@@ -164,21 +164,35 @@ pub async fn read_all(req: &Incoming) -> Result<Vec<u8>, Error> {
     read_limited(req, usize::MAX).await
 }
 
-/// The body as a `Blob`, within `limit`, never copied into Wasm: what the worker forwards to a
-/// session's object in strong mode. `None` without a body. Checks the media type first, so that
-/// both modes refuse a request for the same reason.
-pub async fn read_blob(req: &Incoming, limit: usize) -> Result<Option<Blob>, Error> {
+/// A body the worker passes on to a session's object (strong mode), never copied into Wasm.
+pub enum Passed {
+    None,
+    /// Declared within the limit: the runtime frames it to that length, and reads it whole as
+    /// it passes it on.
+    Whole,
+    /// Sent in chunks: read here, chunk by chunk within the limit, into a `Blob`.
+    Read(Blob),
+}
+
+/// The body to pass on, within `limit`. A body streamed on to the object as it arrives would
+/// still be pumped after the object answered early without reading it, which the runtime
+/// refuses: so it is read whole first. Checks the media type first, so that both modes refuse a
+/// request for the same reason.
+pub async fn passed_body(req: &Incoming, limit: usize) -> Result<Passed, Error> {
     if req.raw.body().is_none() {
-        return Ok(None);
+        return Ok(Passed::None);
     }
     body_kind(req.head.content_type.as_deref())?;
+    if declared_length(req, limit)?.is_some() {
+        return Ok(Passed::Whole);
+    }
     let chunks = Array::new();
     read_chunks(req, limit, |chunk| {
         chunks.push(&chunk);
     })
     .await?;
     Blob::new_with_u8_array_sequence(&chunks)
-        .map(Some)
+        .map(Passed::Read)
         .map_err(js)
 }
 

@@ -45,7 +45,7 @@ export function respond(status, lines, bytes, stream) {
   return new Response(body, { status, headers: headersOf(lines) });
 }
 
-export function forwardTo(namespace, name, url, request, prefix, drop, lines, body, failed, route, started, logged) {
+export function forwardTo(namespace, name, url, request, prefix, drop, lines, body, whole, failed, route, started, logged) {
   const headers = new Headers();
   for (const [key, value] of request.headers) {
     if (!key.startsWith(prefix) && !drop.includes(key)) headers.append(key, value);
@@ -53,7 +53,8 @@ export function forwardTo(namespace, name, url, request, prefix, drop, lines, bo
   for (const [key, value] of headersOf(lines)) headers.set(key, value);
   const method = request.method;
   const stub = namespace.get(namespace.idFromName(name));
-  return stub.fetch(url, { method, headers, body })
+  const call = (body) => stub.fetch(url, { method, headers, body });
+  return (whole ? request.arrayBuffer().then(call) : call(body))
     .catch((err) => failed(String(err?.message ?? err), method, route, started, logged));
 }
 "#)]
@@ -72,8 +73,9 @@ extern "C" {
     fn respond(status: u16, lines: &str, bytes: &[u8], stream: Option<ReadableStream>) -> Response;
 
     /// The object `name` of `namespace` asked `url` with `request`'s method and headers (but those
-    /// whose name begins with `prefix` or is in `drop`, with those of `lines` set) and `body`: the
-    /// promise of its response, or of `failed`'s when the call itself fails.
+    /// whose name begins with `prefix` or is in `left`, with those of `lines` set) and `body`, or
+    /// with `request`'s own body read whole when `whole`: the promise of its response, or of
+    /// `failed`'s when the call (or the reading) fails.
     #[wasm_bindgen(js_name = forwardTo)]
     fn forward_to(
         namespace: &JsValue,
@@ -84,6 +86,7 @@ extern "C" {
         left: &js_sys::Array,
         lines: &str,
         body: Option<&JsValue>,
+        whole: bool,
         failed: &js_sys::Function,
         route: &str,
         started: f64,
@@ -104,6 +107,8 @@ pub struct Forward<'a> {
     /// The worker's marks, set on what is passed on.
     pub marks: &'a [(&'a str, &'a str)],
     pub body: Option<&'a JsValue>,
+    /// Pass on the request's own body, read whole first (`body` is then `None`).
+    pub whole: bool,
 }
 
 /// What a failed call to an object is answered with: `failed` is called with the failure's
@@ -143,6 +148,7 @@ pub fn forward(
         &drop,
         &lines,
         forward.body,
+        forward.whole,
         on_failure.failed,
         on_failure.route,
         on_failure.started as f64,
