@@ -307,7 +307,7 @@ impl Reply {
     }
 
     pub fn into_response(self) -> web_sys::Response {
-        runtime::response(self.status, &self.lines(), &self.body, None)
+        runtime::response(self.status, &self.lines(), &self.body)
     }
 }
 

@@ -13,7 +13,7 @@ use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::JsValue;
 use worker::js_sys;
 use worker::wasm_bindgen_futures::future_to_promise;
-use worker::web_sys::{ReadableStream, Request, Response};
+use worker::web_sys::{Request, Response};
 
 use crate::domain::time::Millis;
 
@@ -39,9 +39,9 @@ function headersOf(lines) {
   return headers;
 }
 
-export function respond(status, lines, bytes, stream) {
-  const empty = status === 204 || status === 304 || (stream === undefined && bytes.length === 0);
-  const body = empty ? null : stream ?? bytes.slice();
+export function respond(status, lines, bytes) {
+  const empty = status === 204 || status === 304 || bytes.length === 0;
+  const body = empty ? null : bytes.slice();
   return new Response(body, { status, headers: headersOf(lines) });
 }
 
@@ -69,8 +69,8 @@ extern "C" {
     fn request_head(request: &Request, names: &js_sys::Array) -> String;
 
     /// A response with the headers given as `name\nvalue\n...` pairs, and a body of `bytes`
-    /// (copied) or `stream`.
-    fn respond(status: u16, lines: &str, bytes: &[u8], stream: Option<ReadableStream>) -> Response;
+    /// (copied).
+    fn respond(status: u16, lines: &str, bytes: &[u8]) -> Response;
 
     /// The object `name` of `namespace` asked `url` with `request`'s method and headers (but those
     /// whose name begins with `prefix` or is in `left`, with those of `lines` set) and `body`, or
@@ -237,13 +237,8 @@ impl Head {
 }
 
 /// Builds a response in one crossing; see [`respond`].
-pub fn response(
-    status: u16,
-    lines: &str,
-    bytes: &[u8],
-    stream: Option<ReadableStream>,
-) -> Response {
-    respond(status, lines, bytes, stream)
+pub fn response(status: u16, lines: &str, bytes: &[u8]) -> Response {
+    respond(status, lines, bytes)
 }
 
 /// What holds other events back while a handler's future runs.
