@@ -81,14 +81,7 @@ async fn answer(req: web_sys::Request, env: Env, ctx: JsValue) -> JsValue {
         let failed = log::error_line("events", "store_unavailable", &cause);
         queue.send_after_response(&ctx, &events, &failed);
     }
-    let line = log::RequestLine {
-        method: &method,
-        route,
-        status: reply.status,
-        duration_ms: runtime::now().saturating_sub(started),
-        code: reply.code.as_deref(),
-    };
-    log::request(log, &line);
+    reply.log(log, &method, route, started);
     reply.into_response().into()
 }
 

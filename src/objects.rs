@@ -70,13 +70,8 @@ impl SessionObject {
 
     /// A `Response`, or the promise of one.
     pub fn fetch(&self, req: web_sys::Request) -> JsValue {
-        let (storage, env) = (self.storage.clone(), self.env.clone());
-        let served = async move {
-            let req = Incoming::new(req);
-            let reply = dispatch::serve_in_object(req, &env, Place::Session(storage)).await;
-            Ok(reply.into_response().into())
-        };
-        runtime::run(served, Gate::Blocking(&self.state))
+        let place = Place::Session(self.storage.clone());
+        serve(req, self.env.clone(), place, Gate::Blocking(&self.state))
     }
 
     pub fn alarm(&self) -> JsValue {
@@ -106,13 +101,12 @@ impl SubjectObject {
 
     /// A `Response`, or the promise of one.
     pub fn fetch(&self, req: web_sys::Request) -> JsValue {
-        let (storage, env) = (self.storage.clone(), self.env.clone());
-        let served = async move {
-            let req = Incoming::new(req);
-            let reply = dispatch::serve_in_object(req, &env, Place::Subject(storage)).await;
-            Ok(reply.into_response().into())
-        };
-        runtime::run(served, Gate::Open)
+        serve(
+            req,
+            self.env.clone(),
+            Place::Subject(self.storage.clone()),
+            Gate::Open,
+        )
     }
 
     pub fn alarm(&self) -> JsValue {
@@ -120,6 +114,15 @@ impl SubjectObject {
         let done = async move { alarm_done(index.on_alarm(runtime::now()).await) };
         runtime::run(done, Gate::Open)
     }
+}
+
+/// A request to either class, served by the one dispatch at `place`, behind `gate`.
+fn serve(req: web_sys::Request, env: Env, place: Place, gate: Gate<'_>) -> JsValue {
+    let served = async move {
+        let reply = dispatch::serve_in_object(Incoming::new(req), &env, place).await;
+        Ok(reply.into_response().into())
+    };
+    runtime::run(served, gate)
 }
 
 /// What an alarm handler gives the runtime: a failure is thrown, and the runtime tries the

@@ -23,7 +23,7 @@ use crate::domain::time::Millis;
 use crate::edge::forward::{self, SESSIONS, SUBJECTS};
 use crate::edge::handlers::{self, Scope, SessionScope, SubjectScope, KV_BINDING};
 use crate::edge::http::{self, Incoming, Passed, Reply, Served};
-use crate::edge::log::{self, RequestLine};
+use crate::edge::log;
 use crate::edge::routes::{self, Route, Runs, Target};
 use crate::edge::{runtime, settings};
 use crate::service::subjects::SubjectStores;
@@ -233,14 +233,7 @@ pub async fn serve_in_object(req: Incoming, env: &Env, place: Place) -> Reply {
         }
     };
     if forwarded {
-        let line = RequestLine {
-            method: &method,
-            route: name,
-            status: reply.status,
-            duration_ms: runtime::now().saturating_sub(started),
-            code: reply.code.as_deref(),
-        };
-        log::request(policy, &line);
+        reply.log(policy, &method, name, started);
     }
     reply
 }

@@ -17,7 +17,7 @@ use crate::domain::error::Error;
 use crate::domain::id::SessionId;
 use crate::domain::subject::Subject;
 use crate::edge::http::{Incoming, Passed, Reply};
-use crate::edge::log::{self, RequestLine};
+use crate::edge::log;
 use crate::edge::routes::{self, Route};
 use crate::edge::runtime::{self, Forward, OnFailure};
 use crate::store::durable::protocol::{
@@ -135,14 +135,7 @@ fn failure_answer() -> Failed {
             log::internal(&route, &err);
             let reply = Reply::problem(&err);
             if logged {
-                let line = RequestLine {
-                    method: &method,
-                    route: &route,
-                    status: reply.status,
-                    duration_ms: runtime::now().saturating_sub(started as u64),
-                    code: reply.code.as_deref(),
-                };
-                log::request(RequestLog::All, &line);
+                reply.log(RequestLog::All, &method, &route, started as u64);
             }
             reply.into_response()
         },

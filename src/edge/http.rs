@@ -9,12 +9,14 @@ use worker::wasm_bindgen::JsCast;
 use worker::wasm_bindgen_futures::JsFuture;
 use worker::web_sys::{self, Blob, ReadableStreamDefaultReader};
 
+use crate::domain::config::RequestLog;
 use crate::domain::error::Error;
 use crate::domain::json::JsonObject;
 use crate::domain::merge::Merge;
 use crate::domain::precondition::etag;
 use crate::domain::session::Meta;
-use crate::domain::time::rfc3339;
+use crate::domain::time::{rfc3339, Millis};
+use crate::edge::log::{self, RequestLine};
 use crate::edge::runtime::{self, Head};
 
 /// A request: the runtime's, and what the worker reads of it.
@@ -304,6 +306,19 @@ impl Reply {
         }
         lines.push_str("cache-control\nno-store");
         lines
+    }
+
+    /// Logs the request line of this reply (to `method` on `route`, begun at `started`), if
+    /// `policy` wants it.
+    pub fn log(&self, policy: RequestLog, method: &str, route: &str, started: Millis) {
+        let line = RequestLine {
+            method,
+            route,
+            status: self.status,
+            duration_ms: runtime::now().saturating_sub(started),
+            code: self.code.as_deref(),
+        };
+        log::request(policy, &line);
     }
 
     pub fn into_response(self) -> web_sys::Response {
