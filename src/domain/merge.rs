@@ -19,14 +19,23 @@ pub enum Merge {
 /// Merges `patch` into the stored object `target`. `target` is checked here: stored data that is
 /// not an object under the grammar is an error, never merged into as if it were empty. Duplicate
 /// keys it holds (the old worker stored anything) are resolved first, at every depth.
-///
-/// The result is written twice: a first pass counts its bytes, so that the output is allocated
-/// once at its exact size, never at the size of both inputs (for the largest session, the
-/// difference is the session's size again in memory).
 pub fn merge(target: &str, patch: &JsonObject, how: Merge) -> Result<Vec<u8>, BodyError> {
+    merge_into(target, patch, how, Vec::with_capacity)
+}
+
+/// [`merge`], written to the sink `output` makes for the result's length. The result is written
+/// twice: a first pass counts its bytes, so that the output is made once at its exact size, never
+/// at the size of both inputs, and may be made outside Wasm memory (for the largest session, each
+/// of those is the session's size again in memory).
+pub fn merge_into<S: Sink>(
+    target: &str,
+    patch: &JsonObject,
+    how: Merge,
+    output: impl FnOnce(usize) -> S,
+) -> Result<S, BodyError> {
     let (members, duplicates) = json::members(target)?;
     if duplicates {
-        return merge(&json::normalized(target), patch, how);
+        return merge_into(&json::normalized(target), patch, how, output);
     }
     Ok(match how {
         Merge::Shallow => {
@@ -34,14 +43,14 @@ pub fn merge(target: &str, patch: &JsonObject, how: Merge) -> Result<Vec<u8>, Bo
             let names = Names::of(&patch);
             let mut length = Length(0);
             shallow(&members, &patch, &names, &mut length);
-            let mut out = Vec::with_capacity(length.0);
+            let mut out = output(length.0);
             shallow(&members, &patch, &names, &mut out);
             out
         }
         Merge::MergePatch => {
             let mut length = Length(0);
             patch_object(&members, patch.as_str(), &mut length);
-            let mut out = Vec::with_capacity(length.0);
+            let mut out = output(length.0);
             patch_object(&members, patch.as_str(), &mut out);
             out
         }
@@ -78,7 +87,7 @@ fn shallow(
     let mut used = vec![false; patch.len()];
     let mut members = Writer::open(out);
     for member in target {
-        let value = match names.find(&member.name) {
+        let value = match names.find(member.name()) {
             Some(index) => {
                 used[index] = true;
                 patch[index].value
@@ -119,7 +128,7 @@ fn patch_object(target: &[Member<'_>], patch: &str, out: &mut impl Sink) {
     let mut used = vec![false; patch.len()];
     let mut members = Writer::open(out);
     for member in target {
-        match names.find(&member.name) {
+        match names.find(member.name()) {
             None => members.member(member.key).put(member.value.as_bytes()),
             Some(index) => {
                 used[index] = true;
@@ -156,7 +165,7 @@ impl<'m, 'a> Names<'m, 'a> {
     /// The index of the member named `name`.
     fn find(&self, name: &[u8]) -> Option<usize> {
         self.sorted
-            .binary_search_by(|&index| (*self.members[index].name).cmp(name))
+            .binary_search_by(|&index| self.members[index].name().cmp(name))
             .ok()
             .map(|position| self.sorted[position])
     }

@@ -18,6 +18,7 @@ use crate::domain::session::Meta;
 use crate::domain::time::{rfc3339, Millis};
 use crate::edge::log::{self, RequestLine};
 use crate::edge::runtime::{self, Head};
+use crate::store::data::Data;
 
 /// A request: the runtime's, and what the worker reads of it.
 pub struct Incoming {
@@ -247,7 +248,7 @@ pub enum Served {
 pub struct Reply {
     pub status: u16,
     headers: Vec<(&'static str, String)>,
-    body: Vec<u8>,
+    body: Data<'static>,
     /// The error code of a problem, for the request log.
     pub code: Option<Cow<'static, str>>,
 }
@@ -255,6 +256,11 @@ pub struct Reply {
 impl Reply {
     /// A reply with a body and a content type.
     pub fn body(status: u16, content_type: &'static str, body: Vec<u8>) -> Self {
+        Self::data(status, content_type, Data::Here(Cow::Owned(body)))
+    }
+
+    /// A reply with a body wherever it is held (a large merge's, outside Wasm memory).
+    pub fn data(status: u16, content_type: &'static str, body: Data<'static>) -> Self {
         Self {
             status,
             headers: vec![("content-type", content_type.into())],
@@ -267,7 +273,7 @@ impl Reply {
         Self {
             status: 204,
             headers: Vec::new(),
-            body: Vec::new(),
+            body: Data::Here(Cow::Borrowed(&[])),
             code: None,
         }
     }
@@ -322,7 +328,10 @@ impl Reply {
     }
 
     pub fn into_response(self) -> web_sys::Response {
-        runtime::response(self.status, &self.lines(), &self.body)
+        match &self.body {
+            Data::Here(bytes) => runtime::response(self.status, &self.lines(), bytes),
+            Data::Outside(outside) => runtime::response_of(self.status, &self.lines(), outside),
+        }
     }
 }
 

@@ -11,11 +11,12 @@ use std::task::{Context, Poll, Waker};
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::JsValue;
-use worker::js_sys;
+use worker::js_sys::{self, Uint8Array};
 use worker::wasm_bindgen_futures::future_to_promise;
 use worker::web_sys::{Request, Response};
 
 use crate::domain::time::Millis;
+use crate::store::data::Outside;
 
 #[wasm_bindgen(inline_js = r#"
 export function blockingWhile(state, run) {
@@ -45,6 +46,10 @@ export function respond(status, lines, bytes) {
   return new Response(body, { status, headers: headersOf(lines) });
 }
 
+export function respondWith(status, lines, body) {
+  return new Response(body, { status, headers: headersOf(lines) });
+}
+
 export function forwardTo(namespace, name, url, request, prefix, drop, lines, body, whole, failed, route, started, logged) {
   const headers = new Headers();
   for (const [key, value] of request.headers) {
@@ -71,6 +76,10 @@ extern "C" {
     /// A response with the headers given as `name\nvalue\n...` pairs, and a body of `bytes`
     /// (copied).
     fn respond(status: u16, lines: &str, bytes: &[u8]) -> Response;
+
+    /// A response with the headers given as in `respond`, and `body` as it is (not copied).
+    #[wasm_bindgen(js_name = respondWith)]
+    fn respond_with(status: u16, lines: &str, body: &Uint8Array) -> Response;
 
     /// The object `name` of `namespace` asked `url` with `request`'s method and headers (but those
     /// whose name begins with `prefix` or is in `left`, with those of `lines` set) and `body`, or
@@ -239,6 +248,11 @@ impl Head {
 /// Builds a response in one crossing; see [`respond`].
 pub fn response(status: u16, lines: &str, bytes: &[u8]) -> Response {
     respond(status, lines, bytes)
+}
+
+/// The same, with a body held in JavaScript, given to the response as it is.
+pub fn response_of(status: u16, lines: &str, body: &Outside) -> Response {
+    respond_with(status, lines, &body.0)
 }
 
 /// What holds other events back while a handler's future runs.

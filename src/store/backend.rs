@@ -16,6 +16,7 @@ use crate::domain::renewal::Retirement;
 use crate::domain::session::Meta;
 use crate::domain::subject::Subject;
 use crate::domain::time::Millis;
+use crate::store::data::{Buffer, Plain};
 use crate::store::durable::protocol::index::SubjectPeers;
 use crate::store::durable::protocol::store::Peers;
 use crate::store::durable::sessions::SqlSessions;
@@ -167,10 +168,17 @@ impl SessionStore for BackendStore {
         }
     }
 
+    fn buffer(&self, len: usize) -> Buffer {
+        match self {
+            BackendStore::Kv(store) => store.buffer(len),
+            BackendStore::Durable(store) => store.buffer(len),
+        }
+    }
+
     async fn save(
         &self,
         id: &SessionId,
-        data: &[u8],
+        data: Plain<'_>,
         meta: &Meta,
         expect: Expect,
         event: Option<&Event>,

@@ -8,6 +8,9 @@ use std::collections::{HashMap, VecDeque};
 #[cfg(not(target_arch = "wasm32"))]
 use super::events::EventQueue;
 use super::kv::KvSessions;
+use std::future::Future;
+
+use super::data::Plain;
 use super::seal::{soft_decrypt, soft_encrypt, Aead};
 use super::{Expect, KeyValue, MetaAt, Outcome, SessionRef, SessionStore, Stored};
 use crate::domain::error::Error;
@@ -50,21 +53,21 @@ impl Aead for SoftAead {
         key: &[u8; 32],
         nonce: &[u8],
         aad: &[u8],
-        plain: &[u8],
+        plain: Plain<'_>,
         out: &mut Vec<u8>,
     ) -> Result<(), Error> {
-        out.extend_from_slice(&soft_encrypt(key, nonce, aad, plain)?);
+        out.extend_from_slice(&soft_encrypt(key, nonce, aad, &plain.here())?);
         Ok(())
     }
 
-    async fn decrypt(
+    fn decrypt(
         &self,
         key: &[u8; 32],
         nonce: &[u8],
         aad: &[u8],
         sealed: &[u8],
-    ) -> Result<Option<Vec<u8>>, Error> {
-        Ok(soft_decrypt(key, nonce, aad, sealed))
+    ) -> impl Future<Output = Result<Option<Vec<u8>>, Error>> + 'static {
+        std::future::ready(Ok(soft_decrypt(key, nonce, aad, sealed)))
     }
 }
 
@@ -283,7 +286,7 @@ impl StrictSessions {
                 };
                 let _ = self
                     .inner
-                    .save(&id, data.as_bytes(), &meta, Expect::Any, None)
+                    .save(&id, data.as_bytes().into(), &meta, Expect::Any, None)
                     .await?;
             }
         }
@@ -313,7 +316,7 @@ impl SessionStore for StrictSessions {
     async fn save(
         &self,
         id: &SessionId,
-        data: &[u8],
+        data: Plain<'_>,
         meta: &Meta,
         expect: Expect,
         event: Option<&Event>,

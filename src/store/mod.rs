@@ -10,6 +10,7 @@
 //! store/kv/         Workers KV: key-value operations, and sessions and indexes stored on them
 //! store/durable/    a Durable Object's SQLite storage, for strong mode, and calls between objects
 //! store/backend.rs  the backend a request meets, behind one type
+//! store/data.rs     session data held in Wasm memory or, a large result, outside it
 //! store/events.rs   the lifecycle events' Queue, and a request's journal of events
 //! store/memory.rs   in-memory stores, counted, with injected faults, for native tests
 //! store/schema.rs   every KV key shape and SQL table the stores write (docs/storage.md)
@@ -21,6 +22,7 @@
 //! routes or handlers, and imports only `domain`.
 
 pub mod backend;
+pub mod data;
 pub mod durable;
 pub mod events;
 mod index;
@@ -37,6 +39,7 @@ use crate::domain::event::Event;
 use crate::domain::id::SessionId;
 use crate::domain::renewal::Retirement;
 use crate::domain::session::Meta;
+use data::{Buffer, Plain};
 use futures_util::future::join_all;
 
 pub use index::{Activity, Choice, DeviceInfo, Entry, EntryKey, NewEntry, NoIndex, SubjectIndex};
@@ -138,11 +141,17 @@ pub trait SessionStore {
     async fn save(
         &self,
         id: &SessionId,
-        data: &[u8],
+        data: Plain<'_>,
         meta: &Meta,
         expect: Expect,
         event: Option<&Event>,
     ) -> Result<Outcome, Error>;
+    /// Where data of `len` bytes this store is to save is best written (see [`Aead::buffer`]).
+    ///
+    /// [`Aead::buffer`]: seal::Aead::buffer
+    fn buffer(&self, len: usize) -> Buffer {
+        Buffer::Here(Vec::with_capacity(len))
+    }
     async fn remove(
         &self,
         id: &SessionId,

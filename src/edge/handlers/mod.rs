@@ -259,7 +259,7 @@ pub async fn add(req: Incoming, scope: &SessionScope<'_>) -> Result<Reply, Error
         .demanded(&req)?
         .merge(&scope.id, &patch, how, if_match.as_ref(), scope.now)
         .await?;
-    Ok(with_session_headers(Reply::body(200, JSON, merged), &meta))
+    Ok(with_session_headers(Reply::data(200, JSON, merged), &meta))
 }
 
 pub async fn delete(req: Incoming, scope: &SessionScope<'_>) -> Result<Reply, Error> {

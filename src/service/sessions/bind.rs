@@ -110,7 +110,7 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
         let json = pointer.to_json();
         let saved = self.store.save(
             &binding,
-            json.as_bytes(),
+            json.as_bytes().into(),
             &pointer_meta,
             Expect::Absent,
             None,
@@ -191,7 +191,7 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
         let json = next.to_json();
         let saved = self.store.save(
             binding,
-            json.as_bytes(),
+            json.as_bytes().into(),
             &moved,
             Expect::Version(version),
             None,
@@ -222,7 +222,7 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
                 let json = found.pointer.to_json();
                 let restore = self.store.save(
                     binding,
-                    json.as_bytes(),
+                    json.as_bytes().into(),
                     &back,
                     Expect::Version(version + 1),
                     None,

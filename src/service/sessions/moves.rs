@@ -118,7 +118,7 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
         let data = current.data.as_bytes();
         let saved = self
             .store
-            .save(&new_id, data, &meta, Expect::Absent, None)
+            .save(&new_id, data.into(), &meta, Expect::Absent, None)
             .await?;
         if saved == Outcome::Conflict {
             return Err(Error::Internal(format!(

@@ -1,16 +1,15 @@
 //! Creating a session and writing one: replace, merge, touch, each against the version it read.
 
-use std::borrow::Cow;
-
 use crate::domain::error::Error;
 use crate::domain::event::Kind;
 use crate::domain::id::SessionId;
 use crate::domain::json::JsonObject;
-use crate::domain::merge::{merge, Merge};
+use crate::domain::merge::{merge_into, Merge};
 use crate::domain::precondition::IfMatch;
 use crate::domain::session::Meta;
 use crate::domain::time::Millis;
 use crate::service::subjects::Subjects;
+use crate::store::data::{Buffer, Data};
 use crate::store::{
     Activity, DeviceInfo, EntryKey, Expect, NewEntry, Outcome, SessionStore, SubjectIndex,
 };
@@ -88,7 +87,7 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
         let event = self.event(Kind::Created, now, &id, &meta, label);
         let saved = self
             .store
-            .save(&id, bytes, &meta, Expect::Absent, event.as_ref());
+            .save(&id, bytes.into(), &meta, Expect::Absent, event.as_ref());
         match saved.await? {
             Outcome::Written => Ok(meta),
             Outcome::Conflict => Err(Error::Internal(format!(
@@ -108,13 +107,15 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
     ) -> Result<Meta, Error> {
         let bytes = data.as_str().as_bytes();
         let (_, meta) = self
-            .write(id, if_match, now, |_| Ok(Cow::Borrowed(bytes)))
+            .write(id, if_match, now, |_| Ok(Data::from(bytes)))
             .await?;
         Ok(meta)
     }
 
-    /// Merges `patch` into an existing session and returns the merged data. Stored data that is
-    /// not a JSON object (the old worker stored anything) is `SessionNotMergeable`, and stays.
+    /// Merges `patch` into an existing session and returns the merged data, written where the
+    /// store seals it from ([`SessionStore::buffer`]: a large result outside Wasm memory). Stored
+    /// data that is not a JSON object (the old worker stored anything) is `SessionNotMergeable`,
+    /// and stays.
     pub async fn merge(
         &self,
         id: &SessionId,
@@ -122,11 +123,11 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
         how: Merge,
         if_match: Option<&IfMatch>,
         now: Millis,
-    ) -> Result<(Vec<u8>, Meta), Error> {
+    ) -> Result<(Data<'static>, Meta), Error> {
         let (merged, meta) = self
             .write(id, if_match, now, |current| {
-                merge(&current.data, patch, how)
-                    .map(Cow::Owned)
+                merge_into(&current.data, patch, how, |len| self.store.buffer(len))
+                    .map(Buffer::into_data)
                     .map_err(|_| Error::SessionNotMergeable)
             })
             .await?;
@@ -140,8 +141,8 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
         id: &SessionId,
         if_match: Option<&IfMatch>,
         now: Millis,
-        change: impl Fn(&Session) -> Result<Cow<'d, [u8]>, Error>,
-    ) -> Result<(Cow<'d, [u8]>, Meta), Error> {
+        change: impl Fn(&Session) -> Result<Data<'d>, Error>,
+    ) -> Result<(Data<'d>, Meta), Error> {
         for _ in 0..ATTEMPTS {
             let (target, current) = self.reach(id, now).await?;
             let id = &target;
@@ -160,7 +161,11 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
             drop(current);
             let meta = before.written(now, self.policy);
             let expect = Expect::Version(before.version);
-            match self.store.save(id, &data, &meta, expect, None).await? {
+            match self
+                .store
+                .save(id, data.plain(), &meta, expect, None)
+                .await?
+            {
                 Outcome::Written => {
                     self.report(id, &before, &meta, now).await;
                     return Ok((data, meta));
@@ -186,7 +191,12 @@ impl<'s, S: SessionStore, I: SubjectIndex> Sessions<'s, S, I> {
             let data = current.data.as_bytes();
             // A conflict means a write landed in between; it renewed the session, and the next
             // round reads its expiry.
-            if self.store.save(id, data, &meta, expect, None).await? == Outcome::Written {
+            if self
+                .store
+                .save(id, data.into(), &meta, expect, None)
+                .await?
+                == Outcome::Written
+            {
                 self.report(id, &current.meta, &meta, now).await;
                 return Ok(meta);
             }

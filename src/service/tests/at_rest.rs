@@ -150,7 +150,9 @@ fn a_session_of_kv_mode_before_hashing_is_served_listed_and_moved() {
         run(s.merge(&id(1), &patch, Merge::Shallow, None, T0 + 2 * S))
     })
     .unwrap();
-    assert!(String::from_utf8(merged).unwrap().contains(CANARY));
+    assert!(String::from_utf8(merged.bytes().to_vec())
+        .unwrap()
+        .contains(CANARY));
     assert_eq!((written.version, written.subject), (2, Some(ada())));
     assert_eq!(kv.bytes(&bare), None, "moved");
     assert_eq!(listed(&kv, T0 + 3 * S), vec![Handle::of(&id(1))]);
@@ -395,7 +397,7 @@ fn a_record_sealed_by_whoever_knows_the_id_is_held_to_the_rules() {
     let kv = MemoryKv::default();
     let plant = |meta: &Meta| {
         let (wrap, key) = (WrapKey::of(&id(9)), StorageKey::of(&id(9)));
-        let value = run(Sealer(SoftAead).seal(&wrap, &key, meta, b"{}")).unwrap();
+        let value = run(Sealer(SoftAead).seal(&wrap, &key, meta, b"{}".into())).unwrap();
         let entry = (value, Some(meta.to_json()), 60);
         kv.entries.borrow_mut().insert(key.name(), entry);
     };

@@ -67,7 +67,7 @@ fn within_the_window_the_old_id_acts_on_the_successor() {
         T0 + 2 * S,
     ))
     .unwrap();
-    assert_eq!(merged, br#"{"user":"ada","a":1}"#);
+    assert_eq!(merged.bytes(), br#"{"user":"ada","a":1}"#);
     let read = run(sessions.get(&successor, T0 + 3 * S)).unwrap();
     assert_eq!(read.data, r#"{"user":"ada","a":1}"#);
     assert_eq!(

@@ -18,6 +18,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
 use crate::domain::derive::{Handle, StorageKey};
+use crate::store::data::Plain;
 use crate::store::durable::legacy::{self, Held};
 use crate::store::durable::record::{row_params, stored_key};
 use crate::store::durable::sessions::{LegacyObjects, SqlSessions, KV_STALE_MS};
@@ -102,7 +103,7 @@ impl SessionStore for Others {
     async fn save(
         &self,
         id: &SessionId,
-        data: &[u8],
+        data: Plain<'_>,
         meta: &Meta,
         expect: Expect,
         event: Option<&Event>,
@@ -263,7 +264,7 @@ fn the_session_rules_hold_on_sqlite() {
     })
     .unwrap();
     assert_eq!(
-        (merged.as_slice(), meta.version),
+        (merged.bytes(), meta.version),
         (&br#"{"a":1,"b":2}"#[..], 2)
     );
     let replaced = at(&mut object, T0 + 2 * S, |s| {
@@ -293,7 +294,7 @@ fn the_session_rules_hold_on_sqlite() {
 fn the_statement_refuses_a_stale_version() {
     let object = object(1);
     let meta = Meta::new(T0, None, POLICY);
-    let save = |expect| run(object.save(&id(1), b"{}", &meta, expect, None)).unwrap();
+    let save = |expect| run(object.save(&id(1), b"{}".into(), &meta, expect, None)).unwrap();
     assert_eq!(
         save(Expect::Version(1)),
         Outcome::Conflict,
@@ -302,7 +303,8 @@ fn the_statement_refuses_a_stale_version() {
     assert_eq!(save(Expect::Absent), Outcome::Written);
     assert_eq!(save(Expect::Absent), Outcome::Conflict, "already there");
     let newer = Meta { version: 2, ..meta };
-    let save = |expect| run(object.save(&id(1), b"{\"v\":2}", &newer, expect, None)).unwrap();
+    let save =
+        |expect| run(object.save(&id(1), b"{\"v\":2}".into(), &newer, expect, None)).unwrap();
     assert_eq!(save(Expect::Version(7)), Outcome::Conflict);
     assert_eq!(save(Expect::Version(1)), Outcome::Written);
     assert_eq!(
@@ -502,7 +504,7 @@ fn a_session_of_the_old_worker_moves_in_with_a_lifecycle() {
     })
     .unwrap();
     assert_eq!(
-        (merged.as_slice(), meta.version),
+        (merged.bytes(), meta.version),
         (&br#"{"userId":42,"b":1}"#[..], 1)
     );
 }

@@ -11,6 +11,7 @@ use crate::domain::event::Event;
 use crate::domain::id::SessionId;
 use crate::domain::renewal::Retirement;
 use crate::domain::session::Meta;
+use crate::store::data::{Buffer, Plain};
 use crate::store::events::Journal;
 use crate::store::seal::{successor_seed, Aead, Sealer, WebCrypto};
 use crate::store::{
@@ -154,7 +155,7 @@ impl<K: KeyValue, A: Aead> SessionStore for KvSessions<K, A> {
             let beside = readable(metadata);
             let opened = self
                 .sealer
-                .open_session(id, &key, &bytes, beside, self.serve_legacy);
+                .open_session(id, &key, bytes, beside, self.serve_legacy);
             let stored = opened.await?;
             // The mark is not sealed, and readers without the id (listings, revocations, the
             // per-subject bound) trust it: a session marked retired, or a retirement unmarked,
@@ -182,13 +183,17 @@ impl<K: KeyValue, A: Aead> SessionStore for KvSessions<K, A> {
         })))
     }
 
+    fn buffer(&self, len: usize) -> Buffer {
+        self.sealer.0.buffer(len)
+    }
+
     /// One put (and, for a session this request found under its bare id, one delete there).
     /// `expect` was checked by the read this operation began with: KV cannot check again at the
     /// moment of writing.
     async fn save(
         &self,
         id: &SessionId,
-        data: &[u8],
+        data: Plain<'_>,
         meta: &Meta,
         _expect: Expect,
         event: Option<&Event>,

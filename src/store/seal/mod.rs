@@ -50,6 +50,8 @@
 //! larger data goes to the platform's WebCrypto (native AES-GCM) in one call each way. Both
 //! make the same bytes: a record sealed by one opens with the other.
 
+use std::future::Future;
+
 use aes_gcm::aead::{Aead as _, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 
@@ -62,6 +64,7 @@ use crate::domain::renewal::Retirement;
 #[cfg(test)]
 use crate::domain::renewal::{RETIREMENT_BYTES, TOKEN_RETIREMENT_BYTES};
 use crate::domain::session::Meta;
+use crate::store::data::{Buffer, Plain};
 use crate::store::{Record, Stored};
 
 mod device;
@@ -91,24 +94,32 @@ pub const IN_WASM: usize = 2048;
     reason = "Workers run single-threaded; futures need not be Send"
 )]
 pub trait Aead {
-    /// Ciphertext and tag, appended to `out`: the record being built, which has room for them,
-    /// so that a large session is not held twice in Wasm memory.
+    /// Ciphertext and tag, appended to `out`: the record being built, which has room for them.
+    /// `plain` may be held outside Wasm memory (see [`Aead::buffer`]).
     async fn encrypt(
         &self,
         key: &[u8; 32],
         nonce: &[u8],
         aad: &[u8],
-        plain: &[u8],
+        plain: Plain<'_>,
         out: &mut Vec<u8>,
     ) -> Result<(), Error>;
-    /// `None` when the tag does not match (the wrong key, or altered bytes).
-    async fn decrypt(
+    /// `None` when the tag does not match (the wrong key, or altered bytes). The call is made
+    /// when this is called, not when its future is first polled, and borrows nothing past it:
+    /// the caller may free `sealed` before the plaintext comes back, so that a large session's
+    /// record and its plaintext are not held in Wasm memory at once.
+    fn decrypt(
         &self,
         key: &[u8; 32],
         nonce: &[u8],
         aad: &[u8],
         sealed: &[u8],
-    ) -> Result<Option<Vec<u8>>, Error>;
+    ) -> impl Future<Output = Result<Option<Vec<u8>>, Error>> + 'static;
+    /// Where data of `len` bytes that is to be sealed is best written: in Wasm memory, or
+    /// outside it when this platform seals it there anyway (larger than [`IN_WASM`]).
+    fn buffer(&self, len: usize) -> Buffer {
+        Buffer::Here(Vec::with_capacity(len))
+    }
 }
 
 /// AES-256-GCM in Wasm (or natively), from RustCrypto.
@@ -179,13 +190,15 @@ fn slot_key(wrap: &WrapKey, salt: &[u8]) -> [u8; 32] {
 impl<A: Aead> Sealer<A> {
     /// The record `bytes` stored under `key`, opened with `wrap`, or `None` when it does not
     /// open: not sealed by this worker, altered, moved from another key, or another session's.
+    /// The record is freed once its ciphertext is handed to the [`Aead`], before the plaintext
+    /// comes back.
     pub async fn open(
         &self,
         wrap: &WrapKey,
         key: &StorageKey,
-        bytes: &[u8],
+        bytes: Vec<u8>,
     ) -> Result<Option<Opened>, Error> {
-        let Some(parts) = split(bytes) else {
+        let Some(parts) = split(&bytes) else {
             return Ok(None);
         };
         let s2 = parts.lifecycle.is_some();
@@ -216,15 +229,18 @@ impl<A: Aead> Sealer<A> {
             false => associated(S1_DATA_LABEL, key),
         };
         let (nonce, sealed) = (parts.nonce, parts.sealed);
+        let (lifecycle, retired) = (parts.lifecycle, is_retirement(&bytes));
         let data = if sealed.len() - TAG <= IN_WASM {
             soft_decrypt(&data_key, nonce, &aad, sealed)
         } else {
-            self.0.decrypt(&data_key, nonce, &aad, sealed).await?
+            let opening = self.0.decrypt(&data_key, nonce, &aad, sealed);
+            drop(bytes);
+            opening.await?
         };
         Ok(data.map(|data| Opened {
             data,
-            lifecycle: parts.lifecycle,
-            retired: is_retirement(bytes),
+            lifecycle,
+            retired,
         }))
     }
 
@@ -243,7 +259,7 @@ impl<A: Aead> Sealer<A> {
         &self,
         id: &SessionId,
         key: &StorageKey,
-        bytes: &[u8],
+        bytes: Vec<u8>,
         beside: Option<Meta>,
         serve_legacy: bool,
     ) -> Result<Stored, Error> {
@@ -288,8 +304,14 @@ impl<A: Aead> Sealer<A> {
         retirement: &Retirement,
     ) -> Result<Vec<u8>, Error> {
         let data = retirement.to_bytes();
-        self.seal_as(magic_of(meta, true), &[wrap], key, meta, &data)
-            .await
+        self.seal_as(
+            magic_of(meta, true),
+            &[wrap],
+            key,
+            meta,
+            data.as_slice().into(),
+        )
+        .await
     }
 
     /// `data` of a session with the lifecycle `meta`, sealed for `key` under a fresh data key
@@ -299,7 +321,7 @@ impl<A: Aead> Sealer<A> {
         wrap: &WrapKey,
         key: &StorageKey,
         meta: &Meta,
-        data: &[u8],
+        data: Plain<'_>,
     ) -> Result<Vec<u8>, Error> {
         self.seal_as(magic_of(meta, false), &[wrap], key, meta, data)
             .await
@@ -314,7 +336,7 @@ impl<A: Aead> Sealer<A> {
         meta: &Meta,
         data: &[u8],
     ) -> Result<Vec<u8>, Error> {
-        self.seal_as(MAGIC, wraps, key, meta, data).await
+        self.seal_as(MAGIC, wraps, key, meta, data.into()).await
     }
 
     /// A record of the format `magic` (`s3` or `r3`).
@@ -324,7 +346,7 @@ impl<A: Aead> Sealer<A> {
         wraps: &[&WrapKey],
         key: &StorageKey,
         meta: &Meta,
-        data: &[u8],
+        data: Plain<'_>,
     ) -> Result<Vec<u8>, Error> {
         if wraps.is_empty() || wraps.len() > MAX_SLOTS {
             return Err(Error::Internal(format!(
@@ -350,7 +372,7 @@ impl<A: Aead> Sealer<A> {
         let nonce = random::<NONCE>()?;
         bytes.extend_from_slice(&nonce);
         if data.len() <= IN_WASM {
-            bytes.extend_from_slice(&soft_encrypt(&data_key, &nonce, &aad, data)?);
+            bytes.extend_from_slice(&soft_encrypt(&data_key, &nonce, &aad, &data.here())?);
         } else {
             self.0
                 .encrypt(&data_key, &nonce, &aad, data, &mut bytes)
@@ -489,12 +511,12 @@ mod tests {
 
     fn sealed(n: u8, data: &[u8]) -> Vec<u8> {
         let (wrap, key) = (WrapKey::of(&id(n)), StorageKey::of(&id(n)));
-        run(Sealer(SoftAead).seal(&wrap, &key, &meta(), data)).unwrap()
+        run(Sealer(SoftAead).seal(&wrap, &key, &meta(), data.into())).unwrap()
     }
 
     fn open(n: u8, key: u8, bytes: &[u8]) -> Option<Vec<u8>> {
         let (wrap, key) = (WrapKey::of(&id(n)), StorageKey::of(&id(key)));
-        let opened = run(Sealer(SoftAead).open(&wrap, &key, bytes)).unwrap();
+        let opened = run(Sealer(SoftAead).open(&wrap, &key, bytes.to_vec())).unwrap();
         opened.map(|opened| opened.data)
     }
 
@@ -504,7 +526,7 @@ mod tests {
         serve_legacy: bool,
     ) -> Result<Meta, String> {
         let (id, key) = (id(1), StorageKey::of(&id(1)));
-        run(Sealer(SoftAead).open_session(&id, &key, bytes, beside, serve_legacy))
+        run(Sealer(SoftAead).open_session(&id, &key, bytes.to_vec(), beside, serve_legacy))
             .map(|unsealed| match unsealed {
                 Stored::Session(record) => record.meta.unwrap(),
                 Stored::Retired(_, meta) => meta,
@@ -568,7 +590,7 @@ mod tests {
             !bytes.windows(16).any(|w| w == successor),
             "the successor is sealed"
         );
-        let opened = run(sealer.open_session(&id(1), &key, &bytes, Some(meta()), false));
+        let opened = run(sealer.open_session(&id(1), &key, bytes.to_vec(), Some(meta()), false));
         assert_eq!(opened.unwrap(), Stored::Retired(retirement, meta()));
         assert_eq!(open(2, 1, &bytes), None, "another id cannot open it");
         let mut as_session = bytes.clone();
@@ -619,7 +641,7 @@ mod tests {
         };
         let (wrap, key) = (WrapKey::of(&id(1)), StorageKey::of(&id(1)));
         let sealer = Sealer(SoftAead);
-        let bytes = run(sealer.seal(&wrap, &key, &bound, b"{}")).unwrap();
+        let bytes = run(sealer.seal(&wrap, &key, &bound, b"{}".into())).unwrap();
         assert_eq!(&bytes[..2], BOUND_MAGIC);
         assert_eq!(bytes.len(), sealed(1, b"{}").len() + BINDING_BYTES);
         assert_eq!(&sealed(1, b"{}")[..2], MAGIC);
@@ -701,7 +723,8 @@ mod tests {
             subject: Some(Subject::new(b"ada", None).unwrap()),
             ..Meta::new(T0, Some(600), POLICY)
         };
-        let opened = run(Sealer(SoftAead).open_session(&id, &key, &bytes, Some(beside), false));
+        let opened =
+            run(Sealer(SoftAead).open_session(&id, &key, bytes.to_vec(), Some(beside), false));
         let Ok(Stored::Session(record)) = opened else {
             panic!("{opened:?}");
         };
@@ -712,7 +735,7 @@ mod tests {
         let mut as_s3 = bytes.to_vec();
         as_s3[..2].copy_from_slice(MAGIC);
         assert_eq!(
-            run(Sealer(SoftAead).open(&WrapKey::of(&id), &key, &as_s3)).unwrap(),
+            run(Sealer(SoftAead).open(&WrapKey::of(&id), &key, as_s3.to_vec())).unwrap(),
             None,
             "relabelled as this version's format"
         );
@@ -736,13 +759,13 @@ mod tests {
         };
         let mut seen = Vec::new();
         for _ in 0..16 {
-            let bytes = run(sealer.seal(&wrap, &key, &meta(), b"{}")).unwrap();
+            let bytes = run(sealer.seal(&wrap, &key, &meta(), b"{}".into())).unwrap();
             assert_eq!(bytes.len(), 3 + LIFECYCLE + SLOT + NONCE + 2 + TAG);
             let (salt, raw) = data_key(&bytes);
             assert!(!seen.contains(&salt) && !seen.contains(&raw));
             seen.extend([salt, raw]);
         }
-        let (salt, _) = data_key(&run(sealer.seal(&wrap, &key, &meta(), b"{}")).unwrap());
+        let (salt, _) = data_key(&run(sealer.seal(&wrap, &key, &meta(), b"{}".into())).unwrap());
         assert_ne!(
             slot_key(&wrap, &salt),
             wrap.0,
@@ -767,7 +790,7 @@ mod tests {
         let (id, bytes) = fixtures::s1();
         let key = StorageKey::of(&id);
         let sealer = Sealer(SoftAead);
-        let opened = run(sealer.open(&WrapKey::of(&id), &key, &bytes)).unwrap();
+        let opened = run(sealer.open(&WrapKey::of(&id), &key, bytes.to_vec())).unwrap();
         assert_eq!(
             opened,
             Some(Opened {
@@ -778,7 +801,7 @@ mod tests {
         );
         let beside = Meta::new(T0, None, POLICY);
         let read = |beside, serve_legacy| {
-            run(sealer.open_session(&id, &key, &bytes, beside, serve_legacy))
+            run(sealer.open_session(&id, &key, bytes.to_vec(), beside, serve_legacy))
                 .map_err(|err| err.log_cause().unwrap_or_default())
         };
         assert_eq!(
@@ -800,7 +823,7 @@ mod tests {
         assert!(cause.contains("earlier format"), "{cause}");
         let mut altered = bytes.clone();
         altered[100] ^= 1;
-        let opened = run(sealer.open(&WrapKey::of(&id), &key, &altered)).unwrap();
+        let opened = run(sealer.open(&WrapKey::of(&id), &key, altered.to_vec())).unwrap();
         assert_eq!(opened, None);
     }
 
@@ -891,18 +914,21 @@ mod tests {
         let both = run(sealer.seal_for(&[&two, &one], &key, &meta(), b"{}")).unwrap();
         assert_eq!(both.len(), 3 + LIFECYCLE + 2 * SLOT + NONCE + 2 + TAG);
         for wrap in [&one, &two] {
-            let opened = run(sealer.open(wrap, &key, &both)).unwrap();
+            let opened = run(sealer.open(wrap, &key, both.to_vec())).unwrap();
             assert_eq!(opened.map(|o| o.data).as_deref(), Some(&b"{}"[..]));
         }
         let third = WrapKey::of(&id(3));
-        assert_eq!(run(sealer.open(&third, &key, &both)).unwrap(), None);
+        assert_eq!(run(sealer.open(&third, &key, both.to_vec())).unwrap(), None);
         // The slots are bound to the data: one cannot be dropped, added or swapped.
         let head = 2 + LIFECYCLE;
         let dropped = [&both[..head], &[1], &both[head + 1 + SLOT..]].concat();
-        assert_eq!(run(sealer.open(&one, &key, &dropped)).unwrap(), None);
+        assert_eq!(
+            run(sealer.open(&one, &key, dropped.to_vec())).unwrap(),
+            None
+        );
         let claims_too_many = [&both[..head], &[5], &both[head + 1..]].concat();
         assert_eq!(
-            run(sealer.open(&one, &key, &claims_too_many)).unwrap(),
+            run(sealer.open(&one, &key, claims_too_many.to_vec())).unwrap(),
             None
         );
         let five: Vec<&WrapKey> = vec![&one; 5];

@@ -6,8 +6,11 @@ use wasm_bindgen::JsValue;
 use worker::js_sys::{ArrayBuffer, Promise, Uint8Array};
 use worker::wasm_bindgen_futures::JsFuture;
 
+use std::future::Future;
+
 use crate::domain::error::Error;
-use crate::store::seal::Aead;
+use crate::store::data::{Buffer, Plain};
+use crate::store::seal::{Aead, IN_WASM};
 
 #[wasm_bindgen(inline_js = r#"
 const subtle = crypto.subtle;
@@ -28,6 +31,9 @@ export async function open(raw, iv, additionalData, data) {
 extern "C" {
     /// Import and encrypt, in one promise.
     fn seal(raw: &[u8], iv: &[u8], aad: &[u8], data: &[u8]) -> Promise;
+    /// The same, of data held in JavaScript.
+    #[wasm_bindgen(js_name = seal)]
+    fn seal_outside(raw: &[u8], iv: &[u8], aad: &[u8], data: &Uint8Array) -> Promise;
     /// Import and decrypt, in one promise; `null` when the tag does not match.
     fn open(raw: &[u8], iv: &[u8], aad: &[u8], data: &[u8]) -> Promise;
 }
@@ -52,26 +58,38 @@ impl Aead for WebCrypto {
         key: &[u8; 32],
         nonce: &[u8],
         aad: &[u8],
-        plain: &[u8],
+        plain: Plain<'_>,
         out: &mut Vec<u8>,
     ) -> Result<(), Error> {
-        let sealed = Uint8Array::new(&ArrayBuffer::from(
-            settle(seal(key, nonce, aad, plain)).await?,
-        ));
+        let sealing = match plain {
+            Plain::Here(bytes) => seal(key, nonce, aad, bytes),
+            Plain::Outside(outside) => seal_outside(key, nonce, aad, &outside.0),
+        };
+        let sealed = Uint8Array::new(&ArrayBuffer::from(settle(sealing).await?));
         let at = out.len();
         out.resize(at + sealed.length() as usize, 0);
         sealed.copy_to(&mut out[at..]);
         Ok(())
     }
 
-    async fn decrypt(
+    fn decrypt(
         &self,
         key: &[u8; 32],
         nonce: &[u8],
         aad: &[u8],
         sealed: &[u8],
-    ) -> Result<Option<Vec<u8>>, Error> {
-        let plain = settle(open(key, nonce, aad, sealed)).await?;
-        Ok((!plain.is_null()).then(|| bytes_of(plain)))
+    ) -> impl Future<Output = Result<Option<Vec<u8>>, Error>> + 'static {
+        let opening = open(key, nonce, aad, sealed);
+        async move {
+            let plain = settle(opening).await?;
+            Ok((!plain.is_null()).then(|| bytes_of(plain)))
+        }
+    }
+
+    fn buffer(&self, len: usize) -> Buffer {
+        match len > IN_WASM {
+            true => Buffer::outside(len),
+            false => Buffer::Here(Vec::with_capacity(len)),
+        }
     }
 }

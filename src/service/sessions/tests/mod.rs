@@ -207,7 +207,7 @@ fn writes_renew_and_count_versions() {
     let patch = object(r#"{"c":3}"#);
     let (merged, meta) =
         run(sessions.merge(&id(1), &patch, Merge::Shallow, None, T0 + 200 * S)).unwrap();
-    assert_eq!(merged, br#"{"b":2,"c":3}"#);
+    assert_eq!(merged.bytes(), br#"{"b":2,"c":3}"#);
     assert_eq!(meta.version, 3);
     assert_eq!(store.kv.plain(&id(1)).unwrap(), r#"{"b":2,"c":3}"#);
 }
@@ -227,7 +227,7 @@ fn merge_patch_goes_deep() {
     .unwrap();
     let patch = object(r#"{"p":{"a":null,"c":3}}"#);
     let (merged, _) = run(sessions.merge(&id(1), &patch, Merge::MergePatch, None, T0)).unwrap();
-    assert_eq!(merged, br#"{"p":{"b":2,"c":3}}"#);
+    assert_eq!(merged.bytes(), br#"{"p":{"b":2,"c":3}}"#);
 }
 
 #[test]
@@ -369,7 +369,7 @@ fn legacy_entries_are_read_merged_replaced_and_deleted() {
     assert_eq!(session.meta.version, 0);
     let patch = object(r#"{"role":"admin"}"#);
     let (merged, meta) = run(sessions.merge(&id(5), &patch, Merge::Shallow, None, T0)).unwrap();
-    assert_eq!(merged, br#"{"userId":42,"role":"admin"}"#);
+    assert_eq!(merged.bytes(), br#"{"userId":42,"role":"admin"}"#);
     assert_eq!(
         (meta.version, meta.created_at),
         (1, T0),
@@ -467,7 +467,11 @@ fn a_lost_race_is_merged_again_into_what_the_other_writer_left() {
     store.interleave(id(1), r#"{"a":1,"other":true}"#);
     let (merged, meta) =
         run(sessions.merge(&id(1), &object(r#"{"b":2}"#), Merge::Shallow, None, T0)).unwrap();
-    assert_eq!(merged, br#"{"a":1,"other":true,"b":2}"#, "both writes kept");
+    assert_eq!(
+        merged.bytes(),
+        br#"{"a":1,"other":true,"b":2}"#,
+        "both writes kept"
+    );
     assert_eq!(meta.version, 3, "one version per acknowledged write");
 }
 

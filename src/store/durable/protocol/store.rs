@@ -18,6 +18,7 @@ use crate::domain::event::Event;
 use crate::domain::id::SessionId;
 use crate::domain::renewal::Retirement;
 use crate::domain::session::Meta;
+use crate::store::data::Plain;
 use crate::store::durable::sessions::{LegacyObjects, SqlSessions};
 use crate::store::durable::ObjectStorage;
 use crate::store::seal::Aead;
@@ -154,7 +155,7 @@ impl SessionStore for Peers {
     async fn save(
         &self,
         id: &SessionId,
-        data: &[u8],
+        data: Plain<'_>,
         meta: &Meta,
         expect: Expect,
         event: Option<&Event>,
@@ -162,7 +163,10 @@ impl SessionStore for Peers {
         let (meta, expect) = (meta.to_json(), expect_header(expect));
         let headers = [(META, meta.as_str()), (EXPECT, expect.as_str())];
         let headers = with_event(&headers, event);
-        let response = self.send_to(id, "PUT", &headers, Some(data)).await?;
+        // Data made outside Wasm memory is copied in to be sent: a session lives in its own
+        // object, so a write reaches a peer only for a session moved mid-request.
+        let data = data.here();
+        let response = self.send_to(id, "PUT", &headers, Some(&data)).await?;
         Self::outcome(&response)
     }
 
@@ -274,7 +278,13 @@ where
                 .ok_or_else(|| Error::Internal("a peer sent no metadata".into()))?;
             let expect = expected()?;
             store
-                .save(&id, &call.body, &meta, expect, event.as_ref())
+                .save(
+                    &id,
+                    call.body.as_slice().into(),
+                    &meta,
+                    expect,
+                    event.as_ref(),
+                )
                 .await?
         }
         ("DELETE", Some(id)) => store.remove(&id, expected()?, event.as_ref()).await?,

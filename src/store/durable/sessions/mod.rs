@@ -31,6 +31,7 @@ use crate::domain::id::SessionId;
 use crate::domain::renewal::Retirement;
 use crate::domain::session::{Meta, Policy};
 use crate::domain::time::Millis;
+use crate::store::data::{Buffer, Plain};
 use crate::store::durable::legacy::Held;
 use crate::store::durable::outbox;
 use crate::store::durable::record::{parse_row, row_params, tables, Row, Tables, WRITES};
@@ -200,7 +201,7 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore + LegacyObjects, A: Aead>
         };
         let opened =
             self.sealer
-                .open_session(&id, &self.key, &sealed, Some(row.meta), self.serve_legacy);
+                .open_session(&id, &self.key, sealed, Some(row.meta), self.serve_legacy);
         let stored = opened.await?;
         if row.handle.is_none() {
             // A row of the version before handles: its alarm will need one to report expiry.
@@ -214,7 +215,7 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore + LegacyObjects, A: Aead>
     /// Writes the session if it is as `expect` says, and `event` with it, in one transaction.
     async fn save_own(
         &self,
-        data: &[u8],
+        data: Plain<'_>,
         meta: &Meta,
         expect: Expect,
         event: Option<&Event>,
@@ -316,10 +317,14 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore + LegacyObjects, A: Aead> Se
         }
     }
 
+    fn buffer(&self, len: usize) -> Buffer {
+        self.sealer.0.buffer(len)
+    }
+
     async fn save(
         &self,
         id: &SessionId,
-        data: &[u8],
+        data: Plain<'_>,
         meta: &Meta,
         expect: Expect,
         event: Option<&Event>,

@@ -59,7 +59,12 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore + LegacyObjects, A: Aead>
         }
         let sealed = self
             .sealer
-            .seal(&WrapKey::of(id), &self.key, &meta, record.data.as_bytes())
+            .seal(
+                &WrapKey::of(id),
+                &self.key,
+                &meta,
+                record.data.as_bytes().into(),
+            )
             .await?;
         self.create_table()?;
         let mut params = row_params(id, &self.key, sealed, &meta);
