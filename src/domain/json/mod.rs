@@ -104,7 +104,7 @@ fn write_normalized(value: &str, out: &mut String) {
 /// (merge) and for resolving duplicates. One function for both, so one sort in the build.
 pub fn by_name(members: &[Member<'_>]) -> Vec<usize> {
     let mut order: Vec<usize> = (0..members.len()).collect();
-    order.sort_unstable_by(|&a, &b| members[a].name.cmp(&members[b].name).then(a.cmp(&b)));
+    order.sort_unstable_by(|&a, &b| members[a].name().cmp(members[b].name()).then(a.cmp(&b)));
     order
 }
 
@@ -116,7 +116,7 @@ fn resolve_duplicates<'a>(members: &[Member<'a>]) -> Vec<(&'a str, &'a str)> {
     let mut first: Option<usize> = None;
     for index in by_name(members) {
         match first {
-            Some(at) if members[at].name == members[index].name => last_of[at] = Some(index),
+            Some(at) if members[at].name() == members[index].name() => last_of[at] = Some(index),
             _ => {
                 first = Some(index);
                 last_of[index] = Some(index);
@@ -135,7 +135,7 @@ pub fn get<'a>(members: &[Member<'a>], name: &str) -> Option<&'a str> {
     members
         .iter()
         .rev()
-        .find(|member| *member.name == *name.as_bytes())
+        .find(|member| member.name() == name.as_bytes())
         .map(|member| member.value)
 }
 
@@ -237,13 +237,13 @@ mod tests {
         let (members, duplicates) = members(text).unwrap();
         assert!(!duplicates);
         assert_eq!(members.len(), 3);
-        assert_eq!(*members[0].name, [0xed, 0xa0, 0x80]);
+        assert_eq!(members[0].name(), [0xed, 0xa0, 0x80]);
         assert_eq!(members[0].key, r#""\ud800""#);
     }
 
     #[test]
     fn keys_compare_by_their_decoded_form() {
-        let name = |text: &str| members(text).unwrap().0[0].name.to_vec();
+        let name = |text: &str| members(text).unwrap().0[0].name().to_vec();
         assert_eq!(name(r#"{"\u00e9":1}"#), name("{\"é\":1}"));
         assert_eq!(name(r#"{"\ud83d\ude00":1}"#), name("{\"\u{1F600}\":1}"));
         assert_eq!(

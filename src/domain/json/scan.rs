@@ -18,12 +18,27 @@ pub enum BodyError {
 }
 
 /// One member of an object: the key as written (quotes included), the key decoded for
-/// comparison, and the value as written.
+/// comparison ([`Member::name`]), and the value as written. 24 bytes in wasm32: the largest
+/// session's table has one per member.
 #[derive(Clone, Debug)]
 pub struct Member<'a> {
     pub key: &'a str,
-    pub name: Cow<'a, [u8]>,
+    /// The name, when its key has escapes; otherwise the key without its quotes is the name.
+    decoded: Option<Box<[u8]>>,
     pub value: &'a str,
+}
+
+#[cfg(target_pointer_width = "32")]
+const _: () = assert!(std::mem::size_of::<Member<'_>>() == 24);
+
+impl Member<'_> {
+    /// The key decoded, for comparison.
+    pub fn name(&self) -> &[u8] {
+        match &self.decoded {
+            Some(name) => name,
+            None => &self.key.as_bytes()[1..self.key.len() - 1],
+        }
+    }
 }
 
 pub fn is_whitespace_char(c: char) -> bool {
@@ -40,6 +55,13 @@ pub struct Scan<'a> {
 /// is an object.
 pub fn scan(text: &str, collect: bool) -> Result<Scan<'_>, BodyError> {
     let mut scanner = Scanner::new(text, collect);
+    if collect {
+        // Made at their size, not grown by doubling: growing holds the old table and one twice
+        // its size at once, for the largest session the session's size again in memory.
+        let count = outer_members(text);
+        scanner.members.reserve_exact(count);
+        scanner.key_hashes.reserve_exact(count);
+    }
     scanner.skip_whitespace();
     let is_object = scanner.peek() == Some(b'{');
     scanner.value().map_err(|_| BodyError::NotJson)?;
@@ -47,14 +69,45 @@ pub fn scan(text: &str, collect: bool) -> Result<Scan<'_>, BodyError> {
     if scanner.pos != text.len() {
         return Err(BodyError::NotJson);
     }
-    // Grown by doubling: up to twice the members' size, held through a merge. Shrinking in
-    // place gives the rest back at once.
-    scanner.members.shrink_to_fit();
     Ok(Scan {
         is_object,
         members: scanner.members,
         duplicates: scanner.duplicates,
     })
+}
+
+/// How many members the outermost object of `text` has, if `text` is JSON: the commas between
+/// its members, counted without checking the grammar (the scan does that), and never more than a
+/// text of this length can hold (`"":0,` is the shortest member), whatever `text` is.
+fn outer_members(text: &str) -> usize {
+    let bytes = text.as_bytes();
+    if !text.trim_start_matches(is_whitespace_char).starts_with('{') {
+        return 0;
+    }
+    let (mut depth, mut commas, mut content) = (0usize, 0usize, false);
+    let mut at = 0;
+    while at < bytes.len() {
+        match bytes[at] {
+            b'"' => {
+                content |= depth == 1;
+                at += 1;
+                while at < bytes.len() && bytes[at] != b'"' {
+                    at += if bytes[at] == b'\\' { 2 } else { 1 };
+                }
+            }
+            b'{' | b'[' => {
+                content |= depth == 1;
+                depth += 1;
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            b',' if depth == 1 => commas += 1,
+            b' ' | b'\t' | b'\n' | b'\r' => {}
+            _ => content |= depth == 1,
+        }
+        at += 1;
+    }
+    let count = if content { commas + 1 } else { 0 };
+    count.min(text.len() / 5 + 1)
 }
 
 /// Where the text stops being JSON; the reason does not matter to callers.
@@ -173,7 +226,10 @@ impl<'a> Scanner<'a> {
             if outermost && self.collect {
                 self.members.push(Member {
                     key,
-                    name: decoded_name(inner, escaped),
+                    decoded: match decoded_name(inner, escaped) {
+                        Cow::Borrowed(_) => None,
+                        Cow::Owned(name) => Some(name.into_boxed_slice()),
+                    },
                     value: &self.text[value_start..self.pos],
                 });
             }
@@ -345,5 +401,36 @@ impl Fnv {
         let mut hash = Self::default();
         hash.write(bytes);
         hash.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outer_members_counts_what_the_scan_collects() {
+        for text in [
+            "{}",
+            " { } ",
+            r#"{"a":1}"#,
+            r#"{"a":1,"b":[1,2,{"c":3,"d":4}],"e":"x,y","f\",":{"g":[],"h":{}}}"#,
+            r#"{ "a" : "\\" , "b" : "\"," }"#,
+        ] {
+            let collected = scan(text, true).unwrap().members.len();
+            assert_eq!(outer_members(text), collected, "{text}");
+        }
+    }
+
+    #[test]
+    fn outer_members_of_anything_is_bounded_by_its_length() {
+        let commas = format!("{{{}}}", "0,".repeat(10_000));
+        assert_eq!(outer_members(&commas), commas.len() / 5 + 1);
+        assert!(scan(&commas, true).is_err());
+        assert_eq!(
+            outer_members("[1,2,3]"),
+            0,
+            "not an object: nothing at depth 1 of one"
+        );
     }
 }
