@@ -10,9 +10,10 @@ mod objects;
 mod service;
 mod store;
 
-/// The sealing envelope, for `tests/wasm.rs` to check WebCrypto against RustCrypto.
+/// The sealing envelope, for `tests/wasm.rs` to check WebCrypto against RustCrypto, and data
+/// held outside Wasm memory, for it to check what is written there.
 #[doc(hidden)]
-pub use store::seal;
+pub use store::{data, seal};
 
 use std::rc::Rc;
 

@@ -71,10 +71,12 @@ mod sealing {
     use aes_gcm::aead::{Aead, KeyInit, Payload};
     use aes_gcm::{Aes256Gcm, Nonce};
     use hmac::{Hmac, Mac};
+    use session_state::data::{Buffer, Data};
     use session_state::domain::derive::{StorageKey, WrapKey};
     use session_state::domain::id::SessionId;
+    use session_state::domain::merge::Sink;
     use session_state::domain::session::{Meta, Policy};
-    use session_state::seal::{lifecycle_bytes, Sealer, WebCrypto, LIFECYCLE};
+    use session_state::seal::{lifecycle_bytes, Aead as _, Sealer, WebCrypto, LIFECYCLE};
     use sha2::Sha256;
     use wasm_bindgen_test::wasm_bindgen_test;
 
@@ -128,28 +130,82 @@ mod sealing {
         let sealer = Sealer(WebCrypto);
         for len in [20, 2048, 2049, 60_000] {
             let data = vec![b'c'; len];
-            let bytes = sealer.seal(&wrap, &key, &meta, &data).await.unwrap();
+            let bytes = sealer
+                .seal(&wrap, &key, &meta, data.as_slice().into())
+                .await
+                .unwrap();
             assert_eq!(
                 open_with_rustcrypto(&id, &meta, &bytes).as_deref(),
                 Some(&data[..]),
                 "{len}"
             );
             assert_eq!(open_with_rustcrypto(&other, &meta, &bytes), None, "{len}");
-            let again = sealer.seal(&wrap, &key, &meta, &data).await.unwrap();
+            let again = sealer
+                .seal(&wrap, &key, &meta, data.as_slice().into())
+                .await
+                .unwrap();
             assert_ne!(bytes[..160], again[..160], "a fresh data key each write");
-            let read = sealer.open(&wrap, &key, &again).await.unwrap().unwrap();
+            let read = sealer
+                .open(&wrap, &key, again.clone())
+                .await
+                .unwrap()
+                .unwrap();
             assert_eq!((read.data, read.lifecycle), (data, Some(meta)), "{len}");
             let moved = sealer
-                .open(&wrap, &StorageKey::of(&other), &bytes)
+                .open(&wrap, &StorageKey::of(&other), bytes.clone())
                 .await
                 .unwrap();
             assert!(moved.is_none(), "{len}");
             for at in [10, 100, 170] {
                 let mut altered = bytes.clone();
                 altered[at] ^= 1;
-                let opened = sealer.open(&wrap, &key, &altered).await.unwrap();
+                let opened = sealer.open(&wrap, &key, altered).await.unwrap();
                 assert!(opened.is_none(), "{len}, byte {at}");
             }
         }
+    }
+
+    /// A large result is written outside Wasm memory in pieces of every size (gathered, or
+    /// copied at once), holds exactly what was written, and is sealed from there into the same
+    /// record format; a small one stays in Wasm.
+    #[wasm_bindgen_test]
+    async fn data_written_outside_wasm_is_sealed_as_written() {
+        let id = SessionId::generate().unwrap();
+        let (wrap, key) = (WrapKey::of(&id), StorageKey::of(&id));
+        let meta = Meta::new(
+            1_764_000_000_000,
+            None,
+            Policy {
+                idle_ttl: 1800,
+                max_lifetime: 86_400,
+                touch_interval: 60,
+                max_bytes: 1 << 20,
+                not_before: None,
+            },
+        );
+        let mut expected = Vec::new();
+        let mut piece = 0u8;
+        for len in [1, 7, 16_383, 16_384, 16_385, 100_000, 3, 200_000, 5] {
+            expected.extend((0..len).map(|i| piece.wrapping_add(i as u8)));
+            piece = piece.wrapping_add(1);
+        }
+        assert!(matches!(WebCrypto.buffer(2048), Buffer::Here(_)));
+        let mut buffer = WebCrypto.buffer(expected.len());
+        assert!(matches!(buffer, Buffer::Outside(_)));
+        let mut at = 0;
+        for len in [1, 7, 16_383, 16_384, 16_385, 100_000, 3, 200_000, 5] {
+            buffer.put(&expected[at..at + len]);
+            at += len;
+        }
+        let data = buffer.into_data();
+        let Data::Outside(outside) = &data else {
+            panic!("a large result is written outside Wasm memory");
+        };
+        assert_eq!(outside.0.to_vec(), expected);
+        let bytes = Sealer(WebCrypto)
+            .seal(&wrap, &key, &meta, data.plain())
+            .await
+            .unwrap();
+        assert_eq!(open_with_rustcrypto(&id, &meta, &bytes), Some(expected));
     }
 }

@@ -39,4 +39,37 @@ describe(`MAX_SESSION_BYTES=${MAX}, the documented maximum`, () => {
     const over = await fetch(`${url}/create`, { method: 'POST', headers: JSON_HEADERS, body: jsonOfSize(MAX + 1, 'a') });
     await expectProblem(assert, over, 413, 'payload_too_large');
   });
+
+  test('a large merge patch, its result written outside Wasm memory, answers what is stored', async () => {
+    const stored = { keep: 'k'.repeat(200_000), nested: { drop: 1, stay: 's'.repeat(100_000) }, gone: [1] };
+    const created = await fetch(`${url}/create`, { method: 'POST', headers: JSON_HEADERS, body: JSON.stringify(stored) });
+    assert.equal(created.status, 201);
+    const id = await created.text();
+    const patch = { nested: { drop: null, added: 'a'.repeat(50_000) }, gone: null };
+    const merged = await fetch(`${url}/add/${id}`, { method: 'PATCH', headers: { 'content-type': 'application/merge-patch+json' }, body: JSON.stringify(patch) });
+    assert.equal(merged.status, 200);
+    const expected = { keep: stored.keep, nested: { stay: stored.nested.stay, added: patch.nested.added } };
+    const text = await merged.text();
+    assert.equal(text, JSON.stringify(expected));
+    assert.equal(await (await fetch(`${url}/get/${id}`)).text(), text);
+  });
+
+  // The scan, the resolution of duplicate keys and the merge patch recurse once per level: at
+  // the deepest nesting allowed they must fit the module's stack (the stack is sized in
+  // .cargo/config.toml; a stack overflow in Wasm traps).
+  test('nesting at the deepest allowed runs every recursive path; one level more is 400 invalid_json', async () => {
+    const deep = (depth, leaf) => '{"d":'.repeat(depth - 1) + leaf + '}'.repeat(depth - 1);
+    // 128 levels, with a duplicate key at the deepest object: resolved at every depth on the way.
+    const body = deep(128, '{"x":1,"x":2,"y":1}');
+    const created = await fetch(`${url}/create`, { method: 'POST', headers: JSON_HEADERS, body });
+    assert.equal(created.status, 201, await created.clone().text());
+    const id = await created.text();
+    const patch = deep(128, '{"y":null,"z":3}');
+    const merged = await fetch(`${url}/add/${id}`, { method: 'PATCH', headers: { 'content-type': 'application/merge-patch+json' }, body: patch });
+    assert.equal(merged.status, 200, await merged.clone().text());
+    assert.equal(await merged.text(), deep(128, '{"x":2,"z":3}'));
+    assert.equal(await (await fetch(`${url}/get/${id}`)).text(), deep(128, '{"x":2,"z":3}'));
+    const over = await fetch(`${url}/create`, { method: 'POST', headers: JSON_HEADERS, body: deep(129, '{}') });
+    await expectProblem(assert, over, 400, 'invalid_json');
+  });
 });

@@ -55,7 +55,7 @@ pub struct Scan<'a> {
 /// is an object.
 pub fn scan(text: &str, collect: bool) -> Result<Scan<'_>, BodyError> {
     let mut scanner = Scanner::new(text, collect);
-    if collect {
+    if collect && text.len() > COUNTED_FIRST {
         // Made at their size, not grown by doubling: growing holds the old table and one twice
         // its size at once, for the largest session the session's size again in memory.
         let count = outer_members(text);
@@ -75,6 +75,10 @@ pub fn scan(text: &str, collect: bool) -> Result<Scan<'_>, BodyError> {
         duplicates: scanner.duplicates,
     })
 }
+
+/// From this length on, a text's members are counted before they are collected (a pass more),
+/// so that their table is made once at its size. Below it, what doubling leaves unused is small.
+const COUNTED_FIRST: usize = 256 * 1024;
 
 /// How many members the outermost object of `text` has, if `text` is JSON: the commas between
 /// its members, counted without checking the grammar (the scan does that), and never more than a
@@ -420,6 +424,17 @@ mod tests {
             let collected = scan(text, true).unwrap().members.len();
             assert_eq!(outer_members(text), collected, "{text}");
         }
+    }
+
+    #[test]
+    fn a_large_objects_table_is_made_at_its_size() {
+        let members: Vec<String> = (0..5000)
+            .map(|i| format!(r#""k{i}":"{}""#, "v".repeat(60)))
+            .collect();
+        let text = format!("{{{}}}", members.join(","));
+        assert!(text.len() > COUNTED_FIRST);
+        let table = scan(&text, true).unwrap().members;
+        assert_eq!((table.len(), table.capacity()), (5000, 5000));
     }
 
     #[test]

@@ -116,7 +116,7 @@ pub trait Aead {
         sealed: &[u8],
     ) -> impl Future<Output = Result<Option<Vec<u8>>, Error>> + 'static;
     /// Where data of `len` bytes that is to be sealed is best written: in Wasm memory, or
-    /// outside it when this platform seals it there anyway (larger than [`IN_WASM`]).
+    /// outside it, where a large session is not held once more (WebCrypto seals it from there).
     fn buffer(&self, len: usize) -> Buffer {
         Buffer::Here(Vec::with_capacity(len))
     }

@@ -10,7 +10,12 @@ use std::future::Future;
 
 use crate::domain::error::Error;
 use crate::store::data::{Buffer, Plain};
-use crate::store::seal::{Aead, IN_WASM};
+use crate::store::seal::Aead;
+
+/// From this size on, data to seal is written outside Wasm memory ([`Aead::buffer`]): where
+/// holding it there once more would count (Wasm memory only grows). Smaller data is written in
+/// Wasm, with no crossing per piece written.
+pub const OUTSIDE: usize = 256 * 1024;
 
 #[wasm_bindgen(inline_js = r#"
 const subtle = crypto.subtle;
@@ -86,8 +91,9 @@ impl Aead for WebCrypto {
         }
     }
 
+    /// Outside Wasm memory from [`OUTSIDE`] bytes on.
     fn buffer(&self, len: usize) -> Buffer {
-        match len > IN_WASM {
+        match len >= OUTSIDE {
             true => Buffer::outside(len),
             false => Buffer::Here(Vec::with_capacity(len)),
         }
