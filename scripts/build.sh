@@ -9,7 +9,7 @@ cd "$ROOT"
 mode=stripped
 [ "${1:-}" = "--keep-names" ] && mode=named
 if [ -f build/index.js ] && [ "$(cat build/.mode 2>/dev/null)" = "$mode" ] \
-  && [ -z "$(find src Cargo.toml Cargo.lock build.rs openapi.yaml -newer build/index.js -print -quit)" ]; then
+  && [ -z "$(find src Cargo.toml Cargo.lock build.rs openapi.yaml .cargo -newer build/index.js -print -quit)" ]; then
   echo "build/ is up to date ($mode)"
   exit 0
 fi
