@@ -13,6 +13,7 @@
 //! Values stay raw text: nothing is rebuilt that need not be, so numbers, escapes and key
 //! spellings come back byte for byte.
 
+mod count;
 mod escape;
 mod scan;
 
