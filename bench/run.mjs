@@ -175,7 +175,10 @@ try {
     const runs = Object.fromEntries(scenario.variants.map((name) => [name, []]));
     for (const name of scenario.variants) wrk(workers[name].url, scenario.req(ids[name]), WARMUP_SECONDS);
     for (let round = 0; round < ROUNDS; round += 1) {
-      for (const name of scenario.variants) {
+      // Each round starts one variant later than the one before: the machine's speed drifts
+      // within a round, and a fixed order would hand the same variants the same part of it.
+      const order = scenario.variants.map((_, i) => scenario.variants[(i + round) % scenario.variants.length]);
+      for (const name of order) {
         const before = cpuMs(pids[name]);
         const r = wrk(workers[name].url, scenario.req(ids[name]), SECONDS);
         const cpuUs = ((cpuMs(pids[name]) - before) * 1000) / r.requests;
@@ -230,7 +233,7 @@ try {
 ${smoke ? '**Smoke run (one short round): not a measurement.**\n\n' : ''}Produced by \`npm run bench\` on ${new Date().toISOString().slice(0, 10)}: ${cpus().length} × ${cpu}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB,
 Node ${process.version}. Every Worker runs in its own \`wrangler dev\` (workerd, local KV and Durable Objects) on this
 machine; wrk with ${CONCURRENCY} connections, ${SECONDS} s per run after ${WARMUP_SECONDS} s of warm-up, ${ROUNDS} round(s), each running the
-variants in turn. Figures are medians over rounds; a ratio is the median of per-round ratios against the baseline.
+variants in turn, each round starting one variant later. Figures are medians over rounds; a ratio is the median of per-round ratios against the baseline.
 
 - **CPU µs/request**: user+system time of the worker's own workerd process over the run, divided by the requests
   it served (wrangler's dev proxy is another process and is not counted). CPU ratio = baseline ÷ variant: ≥ 1.0
