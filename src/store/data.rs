@@ -23,7 +23,7 @@ extern "C" {
 }
 
 /// Bytes in a JavaScript buffer.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Outside(pub Uint8Array);
 
 impl Outside {
@@ -45,10 +45,7 @@ pub enum Data<'d> {
 )]
 impl<'d> Data<'d> {
     pub fn len(&self) -> usize {
-        match self {
-            Data::Here(bytes) => bytes.len(),
-            Data::Outside(outside) => outside.len(),
-        }
+        self.plain().len()
     }
 
     pub fn plain(&self) -> Plain<'_> {
@@ -133,6 +130,11 @@ impl Filling {
 }
 
 impl Buffer {
+    /// A buffer for `len` bytes in Wasm memory.
+    pub fn here(len: usize) -> Self {
+        Buffer::Here(Vec::with_capacity(len))
+    }
+
     /// A buffer for `len` bytes outside Wasm memory.
     pub fn outside(len: usize) -> Self {
         Buffer::Outside(Filling {

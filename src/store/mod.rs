@@ -150,7 +150,7 @@ pub trait SessionStore {
     ///
     /// [`Aead::buffer`]: seal::Aead::buffer
     fn buffer(&self, len: usize) -> Buffer {
-        Buffer::Here(Vec::with_capacity(len))
+        Buffer::here(len)
     }
     async fn remove(
         &self,

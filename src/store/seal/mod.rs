@@ -118,7 +118,7 @@ pub trait Aead {
     /// Where data of `len` bytes that is to be sealed is best written: in Wasm memory, or
     /// outside it, where a large session is not held once more (WebCrypto seals it from there).
     fn buffer(&self, len: usize) -> Buffer {
-        Buffer::Here(Vec::with_capacity(len))
+        Buffer::here(len)
     }
 }
 

@@ -95,7 +95,7 @@ impl Aead for WebCrypto {
     fn buffer(&self, len: usize) -> Buffer {
         match len >= OUTSIDE {
             true => Buffer::outside(len),
-            false => Buffer::Here(Vec::with_capacity(len)),
+            false => Buffer::here(len),
         }
     }
 }
