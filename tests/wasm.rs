@@ -76,7 +76,7 @@ mod sealing {
     use session_state::domain::id::SessionId;
     use session_state::domain::merge::Sink;
     use session_state::domain::session::{Meta, Policy};
-    use session_state::seal::{lifecycle_bytes, Aead as _, Sealer, WebCrypto, LIFECYCLE};
+    use session_state::seal::{lifecycle_bytes, Aead as _, Sealer, WebCrypto, LIFECYCLE, OUTSIDE};
     use sha2::Sha256;
     use wasm_bindgen_test::wasm_bindgen_test;
 
@@ -128,12 +128,18 @@ mod sealing {
         };
         let meta = Meta::new(1_764_000_000_000, Some(60), policy);
         let sealer = Sealer(WebCrypto);
-        for len in [20, 2048, 2049, 60_000] {
+        for len in [20, 2048, 2049, 60_000, OUTSIDE - 1, OUTSIDE] {
             let data = vec![b'c'; len];
-            let bytes = sealer
+            let sealed = sealer
                 .seal(&wrap, &key, &meta, data.as_slice().into())
                 .await
                 .unwrap();
+            assert_eq!(
+                matches!(sealed, Data::Outside(_)),
+                len >= OUTSIDE,
+                "a large record is made outside Wasm memory ({len})"
+            );
+            let bytes = sealed.into_vec();
             assert_eq!(
                 open_with_rustcrypto(&id, &meta, &bytes).as_deref(),
                 Some(&data[..]),
@@ -143,7 +149,8 @@ mod sealing {
             let again = sealer
                 .seal(&wrap, &key, &meta, data.as_slice().into())
                 .await
-                .unwrap();
+                .unwrap()
+                .into_vec();
             assert_ne!(bytes[..160], again[..160], "a fresh data key each write");
             let read = sealer
                 .open(&wrap, &key, again.clone())
@@ -205,7 +212,8 @@ mod sealing {
         let bytes = Sealer(WebCrypto)
             .seal(&wrap, &key, &meta, data.plain())
             .await
-            .unwrap();
+            .unwrap()
+            .into_vec();
         assert_eq!(open_with_rustcrypto(&id, &meta, &bytes), Some(expected));
     }
 }

@@ -134,7 +134,7 @@ impl<'s, S: KeyValue> Cache<'s, S> {
 
     pub async fn put(&self, key: &CacheKey, data: &str, ttl: u64) -> Result<(), Error> {
         self.store
-            .put(&key.storage_key(), data.as_bytes(), None, ttl)
+            .put(&key.storage_key(), data.as_bytes().into(), None, ttl)
             .await
     }
 

@@ -8,6 +8,7 @@
 use std::borrow::Cow;
 
 use wasm_bindgen::prelude::wasm_bindgen;
+use wasm_bindgen::JsValue;
 use worker::js_sys::Uint8Array;
 
 use crate::domain::merge::Sink;
@@ -23,8 +24,15 @@ extern "C" {
 }
 
 /// Bytes in a JavaScript buffer.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Outside(pub Uint8Array);
+
+/// The same buffer (not equal contents).
+impl PartialEq for Outside {
+    fn eq(&self, other: &Self) -> bool {
+        JsValue::from(&self.0) == JsValue::from(&other.0)
+    }
+}
 
 impl Outside {
     fn len(&self) -> usize {
@@ -52,6 +60,14 @@ impl<'d> Data<'d> {
         match self {
             Data::Here(bytes) => Plain::Here(bytes),
             Data::Outside(outside) => Plain::Outside(outside),
+        }
+    }
+
+    /// The bytes in Wasm memory: copied in, if they are outside.
+    pub fn into_vec(self) -> Vec<u8> {
+        match self {
+            Data::Here(bytes) => bytes.into_owned(),
+            Data::Outside(outside) => outside.0.to_vec(),
         }
     }
 

@@ -10,7 +10,7 @@ use super::events::EventQueue;
 use super::kv::KvSessions;
 use std::future::Future;
 
-use super::data::Plain;
+use super::data::{Data, Plain};
 use super::seal::{soft_decrypt, soft_encrypt, Aead};
 use super::{Expect, KeyValue, MetaAt, Outcome, SessionRef, SessionStore, Stored};
 use crate::domain::error::Error;
@@ -54,10 +54,12 @@ impl Aead for SoftAead {
         nonce: &[u8],
         aad: &[u8],
         plain: Plain<'_>,
-        out: &mut Vec<u8>,
-    ) -> Result<(), Error> {
-        out.extend_from_slice(&soft_encrypt(key, nonce, aad, &plain.here())?);
-        Ok(())
+        mut record: Vec<u8>,
+    ) -> Result<Data<'static>, Error> {
+        let sealed = soft_encrypt(key, nonce, aad, &plain.here())?;
+        record.reserve_exact(sealed.len());
+        record.extend_from_slice(&sealed);
+        Ok(Data::Here(record.into()))
     }
 
     fn decrypt(
@@ -184,12 +186,12 @@ impl KeyValue for MemoryKv {
     async fn put(
         &self,
         key: &str,
-        value: &[u8],
+        value: Plain<'_>,
         metadata: Option<&str>,
         ttl_seconds: u64,
     ) -> Result<(), Error> {
         self.operate(Op::Put)?;
-        let value = value.to_vec();
+        let value = value.here().into_owned();
         let metadata = metadata.map(str::to_owned);
         self.entries
             .borrow_mut()
@@ -493,6 +495,7 @@ pub mod sqlite {
                 Value::Integer(n) => SqliteValue::Integer(n),
                 Value::Text(text) => SqliteValue::Text(text),
                 Value::Blob(bytes) => SqliteValue::Blob(bytes),
+                Value::BlobOutside(outside) => SqliteValue::Blob(outside.0.to_vec()),
             });
             let rows = statement
                 .query_map(rusqlite::params_from_iter(params), |row| {

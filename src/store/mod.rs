@@ -250,7 +250,7 @@ pub trait KeyValue {
     async fn put(
         &self,
         key: &str,
-        value: &[u8],
+        value: Plain<'_>,
         metadata: Option<&str>,
         ttl_seconds: u64,
     ) -> Result<(), Error>;
@@ -275,7 +275,7 @@ impl<K: KeyValue> KeyValue for &K {
     async fn put(
         &self,
         key: &str,
-        value: &[u8],
+        value: Plain<'_>,
         metadata: Option<&str>,
         ttl_seconds: u64,
     ) -> Result<(), Error> {

@@ -397,7 +397,9 @@ fn a_record_sealed_by_whoever_knows_the_id_is_held_to_the_rules() {
     let kv = MemoryKv::default();
     let plant = |meta: &Meta| {
         let (wrap, key) = (WrapKey::of(&id(9)), StorageKey::of(&id(9)));
-        let value = run(Sealer(SoftAead).seal(&wrap, &key, meta, b"{}".into())).unwrap();
+        let value = run(Sealer(SoftAead).seal(&wrap, &key, meta, b"{}".into()))
+            .unwrap()
+            .into_vec();
         let entry = (value, Some(meta.to_json()), 60);
         kv.entries.borrow_mut().insert(key.name(), entry);
     };

@@ -1045,7 +1045,7 @@ fn a_row_of_the_version_before_is_read_with_its_columns_then_sealed_anew() {
         let before = RECORD_SCHEMA.replace(",\n    auth_at INTEGER,\n    auth_level INTEGER", "");
         assert!(!before.contains("auth"), "{before}");
         object.storage.exec(&before, vec![]).unwrap();
-        let mut params = row_params(&old, &StorageKey::of(&old), bytes.clone(), &meta);
+        let mut params = row_params(&old, &StorageKey::of(&old), bytes.as_slice().into(), &meta);
         params.truncate(9);
         params.push(Value::Null);
         let insert = "INSERT INTO record (one, handle, key, sealed, created_at, updated_at, \

@@ -15,6 +15,7 @@ pub mod storage;
 
 use crate::domain::error::Error;
 use crate::domain::time::Millis;
+use crate::store::data::Outside;
 
 /// A value in or out of SQLite.
 #[derive(Clone, Debug, PartialEq)]
@@ -23,6 +24,8 @@ pub enum Value {
     Integer(i64),
     Text(String),
     Blob(Vec<u8>),
+    /// A blob held in JavaScript (a large sealed record), bound as it is.
+    BlobOutside(Outside),
 }
 
 /// A Durable Object's storage, as this store uses it.

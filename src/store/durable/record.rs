@@ -12,6 +12,7 @@ use crate::domain::id::SessionId;
 use crate::domain::session::Meta;
 use crate::domain::subject::Subject;
 use crate::domain::time::Millis;
+use crate::store::data::Data;
 use crate::store::durable::{int, ObjectStorage, Value};
 use crate::store::schema::{RECORD_NEW_COLUMNS, RECORD_WRITTEN};
 use crate::store::seal::is_retirement;
@@ -149,11 +150,15 @@ pub static WRITES: LazyLock<Writes> = LazyLock::new(|| {
 });
 
 /// The parameters of an insert or update: handle, key, sealed data, then the lifecycle.
-pub fn row_params(id: &SessionId, key: &StorageKey, sealed: Vec<u8>, meta: &Meta) -> Vec<Value> {
+pub fn row_params(id: &SessionId, key: &StorageKey, sealed: Data<'_>, meta: &Meta) -> Vec<Value> {
+    let sealed = match sealed {
+        Data::Here(bytes) => Value::Blob(bytes.into_owned()),
+        Data::Outside(outside) => Value::BlobOutside(outside),
+    };
     vec![
         Value::Text(Handle::of(id).to_string()),
         Value::Text(key.name()),
-        Value::Blob(sealed),
+        sealed,
         int(meta.created_at),
         int(meta.updated_at),
         int(meta.expires_at),

@@ -5,7 +5,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use wasm_bindgen::prelude::wasm_bindgen;
-use worker::js_sys::Date as JsDate;
+use worker::js_sys::{Date as JsDate, Uint8Array};
 use worker::wasm_bindgen::JsValue;
 use worker::{ScheduledTime, SqlStorage, SqlStorageValue, Storage};
 
@@ -55,13 +55,18 @@ impl ObjectStorage for DoStorage {
         let bindings = params
             .into_iter()
             .map(|value| match value {
-                Value::Null => SqlStorageValue::Null,
-                Value::Integer(n) => SqlStorageValue::Integer(n),
-                Value::Text(text) => SqlStorageValue::String(text),
-                Value::Blob(bytes) => SqlStorageValue::Blob(bytes),
+                Value::Null => JsValue::NULL,
+                Value::Integer(n) => JsValue::from_f64(n as f64),
+                Value::Text(text) => JsValue::from_str(&text),
+                Value::Blob(bytes) => Uint8Array::from(bytes.as_slice()).into(),
+                Value::BlobOutside(outside) => outside.0.into(),
             })
             .collect::<Vec<_>>();
-        let cursor = self.0.sql.exec(query, bindings).map_err(storage_failure)?;
+        let cursor = self
+            .0
+            .sql
+            .exec_raw(query, bindings)
+            .map_err(storage_failure)?;
         cursor
             .raw()
             .map(|row| {

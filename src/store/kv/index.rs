@@ -120,7 +120,9 @@ impl<K: KeyValue> SubjectIndex for KvIndex<K> {
             .div_ceil(1000)
             .max(KV_MIN_TTL);
         let metadata = entry_metadata(&member, carried.as_deref());
-        self.kv.put(&name, b"", Some(&metadata), ttl).await
+        self.kv
+            .put(&name, b"".as_slice().into(), Some(&metadata), ttl)
+            .await
     }
 
     /// One delete; with `legacy` on and the id known, one more for an entry written before

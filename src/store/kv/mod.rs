@@ -28,6 +28,7 @@ use worker::js_sys::{self, Object, Promise, Reflect, Uint8Array};
 use worker::wasm_bindgen_futures::JsFuture;
 use worker::Env;
 
+use super::data::Plain;
 use super::{KeyValue, BULK_KEYS};
 use crate::domain::error::Error;
 
@@ -146,7 +147,7 @@ impl KeyValue for Kv {
     async fn put(
         &self,
         key: &str,
-        value: &[u8],
+        value: Plain<'_>,
         metadata: Option<&str>,
         ttl_seconds: u64,
     ) -> Result<(), Error> {
@@ -157,7 +158,11 @@ impl KeyValue for Kv {
             let metadata = JsValue::from_str(metadata);
             let _ = Reflect::set(&options, &JsValue::from_str("metadata"), &metadata);
         }
-        settle(self.0.put(key, &Uint8Array::from(value), &options)).await?;
+        let value = match value {
+            Plain::Here(bytes) => &Uint8Array::from(bytes),
+            Plain::Outside(outside) => &outside.0,
+        };
+        settle(self.0.put(key, value, &options)).await?;
         Ok(())
     }
 

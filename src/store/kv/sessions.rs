@@ -110,7 +110,7 @@ impl<K: KeyValue, A: Aead> KvSessions<K, A> {
         &self,
         id: &SessionId,
         key: &StorageKey,
-        sealed: &[u8],
+        sealed: Plain<'_>,
         metadata: &str,
         meta: &Meta,
         event: Option<&Event>,
@@ -200,7 +200,7 @@ impl<K: KeyValue, A: Aead> SessionStore for KvSessions<K, A> {
     ) -> Result<Outcome, Error> {
         let key = StorageKey::of(id);
         let sealed = self.sealer.seal(&WrapKey::of(id), &key, meta, data).await?;
-        self.put(id, &key, &sealed, &meta.to_json(), meta, event)
+        self.put(id, &key, sealed.plain(), &meta.to_json(), meta, event)
             .await
     }
 
@@ -235,7 +235,8 @@ impl<K: KeyValue, A: Aead> SessionStore for KvSessions<K, A> {
         let wrap = WrapKey::of(id);
         let sealed = self.sealer.retire(&wrap, &key, meta, retirement).await?;
         let metadata = retired_metadata(meta);
-        self.put(id, &key, &sealed, &metadata, meta, event).await
+        self.put(id, &key, sealed.plain(), &metadata, meta, event)
+            .await
     }
 
     /// One read, of the metadata: no id is needed, and none is there to open the data with.

@@ -50,6 +50,7 @@
 //! larger data goes to the platform's WebCrypto (native AES-GCM) in one call each way. Both
 //! make the same bytes: a record sealed by one opens with the other.
 
+use std::borrow::Cow;
 use std::future::Future;
 
 use aes_gcm::aead::{Aead as _, KeyInit, Payload};
@@ -64,7 +65,7 @@ use crate::domain::renewal::Retirement;
 #[cfg(test)]
 use crate::domain::renewal::{RETIREMENT_BYTES, TOKEN_RETIREMENT_BYTES};
 use crate::domain::session::Meta;
-use crate::store::data::{Buffer, Plain};
+use crate::store::data::{Buffer, Data, Plain};
 use crate::store::{Record, Stored};
 
 mod device;
@@ -82,7 +83,7 @@ use layout::{
     BOUND_LIFECYCLE, BOUND_MAGIC, BOUND_RETIRED_MAGIC, MAGIC, RETIRED_MAGIC, S1_MAGIC,
     S2_LIFECYCLE, S2_MAGIC, S2_RETIRED_MAGIC,
 };
-pub use webcrypto::WebCrypto;
+pub use webcrypto::{WebCrypto, OUTSIDE};
 
 /// Data up to this many bytes is sealed and opened in Wasm; larger, by [`Aead`].
 pub const IN_WASM: usize = 2048;
@@ -94,16 +95,17 @@ pub const IN_WASM: usize = 2048;
     reason = "Workers run single-threaded; futures need not be Send"
 )]
 pub trait Aead {
-    /// Ciphertext and tag, appended to `out`: the record being built, which has room for them.
-    /// `plain` may be held outside Wasm memory (see [`Aead::buffer`]).
+    /// The whole record: `record` (what is built of it so far, with room for the rest), then
+    /// ciphertext and tag. `plain` may be held outside Wasm memory (see [`Aead::buffer`]); the
+    /// record may be answered outside it too, where a large one is not held there once more.
     async fn encrypt(
         &self,
         key: &[u8; 32],
         nonce: &[u8],
         aad: &[u8],
         plain: Plain<'_>,
-        out: &mut Vec<u8>,
-    ) -> Result<(), Error>;
+        record: Vec<u8>,
+    ) -> Result<Data<'static>, Error>;
     /// `None` when the tag does not match (the wrong key, or altered bytes). The call is made
     /// when this is called, not when its future is first polled, and borrows nothing past it:
     /// the caller may free `sealed` before the plaintext comes back, so that a large session's
@@ -302,7 +304,7 @@ impl<A: Aead> Sealer<A> {
         key: &StorageKey,
         meta: &Meta,
         retirement: &Retirement,
-    ) -> Result<Vec<u8>, Error> {
+    ) -> Result<Data<'static>, Error> {
         let data = retirement.to_bytes();
         self.seal_as(
             magic_of(meta, true),
@@ -315,14 +317,14 @@ impl<A: Aead> Sealer<A> {
     }
 
     /// `data` of a session with the lifecycle `meta`, sealed for `key` under a fresh data key
-    /// wrapped under `wrap`.
+    /// wrapped under `wrap`: the record, in Wasm memory or (large) outside it.
     pub async fn seal(
         &self,
         wrap: &WrapKey,
         key: &StorageKey,
         meta: &Meta,
         data: Plain<'_>,
-    ) -> Result<Vec<u8>, Error> {
+    ) -> Result<Data<'static>, Error> {
         self.seal_as(magic_of(meta, false), &[wrap], key, meta, data)
             .await
     }
@@ -335,7 +337,7 @@ impl<A: Aead> Sealer<A> {
         key: &StorageKey,
         meta: &Meta,
         data: &[u8],
-    ) -> Result<Vec<u8>, Error> {
+    ) -> Result<Data<'static>, Error> {
         self.seal_as(MAGIC, wraps, key, meta, data.into()).await
     }
 
@@ -347,7 +349,7 @@ impl<A: Aead> Sealer<A> {
         key: &StorageKey,
         meta: &Meta,
         data: Plain<'_>,
-    ) -> Result<Vec<u8>, Error> {
+    ) -> Result<Data<'static>, Error> {
         if wraps.is_empty() || wraps.len() > MAX_SLOTS {
             return Err(Error::Internal(format!(
                 "a record of {} slots",
@@ -356,8 +358,14 @@ impl<A: Aead> Sealer<A> {
         }
         let data_key = random::<32>()?;
         let slot_aad = associated(SLOT_LABEL, key);
+        // Room for the ciphertext only when it is made here: the platform's answers the record
+        // where it says (a large one outside Wasm memory, never held in it).
+        let sealed_here = match data.len() <= IN_WASM {
+            true => data.len() + TAG,
+            false => 0,
+        };
         let mut bytes =
-            Vec::with_capacity(3 + LIFECYCLE + wraps.len() * SLOT + NONCE + data.len() + TAG);
+            Vec::with_capacity(3 + LIFECYCLE + wraps.len() * SLOT + NONCE + sealed_here);
         bytes.extend_from_slice(magic);
         bytes.extend_from_slice(&sealed_lifecycle(meta));
         bytes.push(wraps.len() as u8);
@@ -373,12 +381,9 @@ impl<A: Aead> Sealer<A> {
         bytes.extend_from_slice(&nonce);
         if data.len() <= IN_WASM {
             bytes.extend_from_slice(&soft_encrypt(&data_key, &nonce, &aad, &data.here())?);
-        } else {
-            self.0
-                .encrypt(&data_key, &nonce, &aad, data, &mut bytes)
-                .await?;
+            return Ok(Data::Here(Cow::Owned(bytes)));
         }
-        Ok(bytes)
+        self.0.encrypt(&data_key, &nonce, &aad, data, bytes).await
     }
 }
 
@@ -511,7 +516,9 @@ mod tests {
 
     fn sealed(n: u8, data: &[u8]) -> Vec<u8> {
         let (wrap, key) = (WrapKey::of(&id(n)), StorageKey::of(&id(n)));
-        run(Sealer(SoftAead).seal(&wrap, &key, &meta(), data.into())).unwrap()
+        run(Sealer(SoftAead).seal(&wrap, &key, &meta(), data.into()))
+            .unwrap()
+            .into_vec()
     }
 
     fn open(n: u8, key: u8, bytes: &[u8]) -> Option<Vec<u8>> {
@@ -578,7 +585,9 @@ mod tests {
         let (wrap, key) = (WrapKey::of(&id(1)), StorageKey::of(&id(1)));
         let retirement = Retirement::new(id(2), T0, Renewal::default());
         let sealer = Sealer(SoftAead);
-        let bytes = run(sealer.retire(&wrap, &key, &meta(), &retirement)).unwrap();
+        let bytes = run(sealer.retire(&wrap, &key, &meta(), &retirement))
+            .unwrap()
+            .into_vec();
         assert!(is_retirement(&bytes));
         assert!(!is_retirement(&sealed(1, b"{}")));
         assert_eq!(
@@ -641,7 +650,9 @@ mod tests {
         };
         let (wrap, key) = (WrapKey::of(&id(1)), StorageKey::of(&id(1)));
         let sealer = Sealer(SoftAead);
-        let bytes = run(sealer.seal(&wrap, &key, &bound, b"{}".into())).unwrap();
+        let bytes = run(sealer.seal(&wrap, &key, &bound, b"{}".into()))
+            .unwrap()
+            .into_vec();
         assert_eq!(&bytes[..2], BOUND_MAGIC);
         assert_eq!(bytes.len(), sealed(1, b"{}").len() + BINDING_BYTES);
         assert_eq!(&sealed(1, b"{}")[..2], MAGIC);
@@ -654,7 +665,9 @@ mod tests {
             assert_eq!(open(1, 1, &altered), None, "binding byte {at} altered");
         }
         let retirement = Retirement::new(id(2), T0, Default::default());
-        let retired = run(sealer.retire(&wrap, &key, &bound, &retirement)).unwrap();
+        let retired = run(sealer.retire(&wrap, &key, &bound, &retirement))
+            .unwrap()
+            .into_vec();
         assert_eq!(&retired[..2], BOUND_RETIRED_MAGIC);
         assert!(is_retirement(&retired));
         assert_eq!(open_session(&retired, Some(bound), false), Ok(bound));
@@ -759,13 +772,19 @@ mod tests {
         };
         let mut seen = Vec::new();
         for _ in 0..16 {
-            let bytes = run(sealer.seal(&wrap, &key, &meta(), b"{}".into())).unwrap();
+            let bytes = run(sealer.seal(&wrap, &key, &meta(), b"{}".into()))
+                .unwrap()
+                .into_vec();
             assert_eq!(bytes.len(), 3 + LIFECYCLE + SLOT + NONCE + 2 + TAG);
             let (salt, raw) = data_key(&bytes);
             assert!(!seen.contains(&salt) && !seen.contains(&raw));
             seen.extend([salt, raw]);
         }
-        let (salt, _) = data_key(&run(sealer.seal(&wrap, &key, &meta(), b"{}".into())).unwrap());
+        let (salt, _) = data_key(
+            &run(sealer.seal(&wrap, &key, &meta(), b"{}".into()))
+                .unwrap()
+                .into_vec(),
+        );
         assert_ne!(
             slot_key(&wrap, &salt),
             wrap.0,
@@ -911,7 +930,9 @@ mod tests {
         let (one, two) = (WrapKey::of(&id(1)), WrapKey::of(&id(2)));
         let key = StorageKey::of(&id(1));
         let sealer = Sealer(SoftAead);
-        let both = run(sealer.seal_for(&[&two, &one], &key, &meta(), b"{}")).unwrap();
+        let both = run(sealer.seal_for(&[&two, &one], &key, &meta(), b"{}"))
+            .unwrap()
+            .into_vec();
         assert_eq!(both.len(), 3 + LIFECYCLE + 2 * SLOT + NONCE + 2 + TAG);
         for wrap in [&one, &two] {
             let opened = run(sealer.open(wrap, &key, both.to_vec())).unwrap();

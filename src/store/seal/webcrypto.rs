@@ -9,7 +9,7 @@ use worker::wasm_bindgen_futures::JsFuture;
 use std::future::Future;
 
 use crate::domain::error::Error;
-use crate::store::data::{Buffer, Plain};
+use crate::store::data::{Buffer, Data, Outside, Plain};
 use crate::store::seal::Aead;
 
 /// From this size on, data to seal is written outside Wasm memory ([`Aead::buffer`]): where
@@ -26,6 +26,15 @@ export async function seal(raw, iv, additionalData, data) {
   const copy = data.slice();
   return subtle.encrypt(params, await key, copy);
 }
+// The same, answering the record: `head` (copied when called), then ciphertext and tag.
+export async function sealRecord(raw, iv, additionalData, data, head) {
+  const start = head.slice();
+  const sealed = new Uint8Array(await seal(raw, iv, additionalData, data));
+  const record = new Uint8Array(start.length + sealed.length);
+  record.set(start);
+  record.set(sealed, start.length);
+  return record;
+}
 export async function open(raw, iv, additionalData, data) {
   const key = subtle.importKey('raw', raw, 'AES-GCM', false, ['decrypt']);
   const params = { name: 'AES-GCM', iv: iv.slice(), additionalData: additionalData.slice() };
@@ -39,6 +48,19 @@ extern "C" {
     /// The same, of data held in JavaScript.
     #[wasm_bindgen(js_name = seal)]
     fn seal_outside(raw: &[u8], iv: &[u8], aad: &[u8], data: &Uint8Array) -> Promise;
+    /// [`seal`], answering the whole record (`head`, then ciphertext and tag) as a
+    /// `Uint8Array`.
+    #[wasm_bindgen(js_name = sealRecord)]
+    fn seal_record(raw: &[u8], iv: &[u8], aad: &[u8], data: &[u8], head: &[u8]) -> Promise;
+    /// The same, of data held in JavaScript.
+    #[wasm_bindgen(js_name = sealRecord)]
+    fn seal_record_outside(
+        raw: &[u8],
+        iv: &[u8],
+        aad: &[u8],
+        data: &Uint8Array,
+        head: &[u8],
+    ) -> Promise;
     /// Import and decrypt, in one promise; `null` when the tag does not match.
     fn open(raw: &[u8], iv: &[u8], aad: &[u8], data: &[u8]) -> Promise;
 }
@@ -58,23 +80,35 @@ fn bytes_of(buffer: JsValue) -> Vec<u8> {
 }
 
 impl Aead for WebCrypto {
+    /// A record of data from [`OUTSIDE`] bytes on is made and answered outside Wasm memory.
     async fn encrypt(
         &self,
         key: &[u8; 32],
         nonce: &[u8],
         aad: &[u8],
         plain: Plain<'_>,
-        out: &mut Vec<u8>,
-    ) -> Result<(), Error> {
+        mut record: Vec<u8>,
+    ) -> Result<Data<'static>, Error> {
+        if plain.len() >= OUTSIDE {
+            let sealing = match plain {
+                Plain::Here(bytes) => seal_record(key, nonce, aad, bytes, &record),
+                Plain::Outside(outside) => {
+                    seal_record_outside(key, nonce, aad, &outside.0, &record)
+                }
+            };
+            drop(record);
+            return Ok(Data::Outside(Outside(settle(sealing).await?.into())));
+        }
         let sealing = match plain {
             Plain::Here(bytes) => seal(key, nonce, aad, bytes),
             Plain::Outside(outside) => seal_outside(key, nonce, aad, &outside.0),
         };
         let sealed = Uint8Array::new(&ArrayBuffer::from(settle(sealing).await?));
-        let at = out.len();
-        out.resize(at + sealed.length() as usize, 0);
-        sealed.copy_to(&mut out[at..]);
-        Ok(())
+        let at = record.len();
+        record.reserve_exact(sealed.length() as usize);
+        record.resize(at + sealed.length() as usize, 0);
+        sealed.copy_to(&mut record[at..]);
+        Ok(Data::Here(record.into()))
     }
 
     fn decrypt(
