@@ -237,9 +237,10 @@ pub const BULK_KEYS: usize = 100;
 ///
 /// Contract: `get` (a text value) and `get_bytes` return `None` for a key never written,
 /// deleted, or expired in the store;
-/// `put` replaces value and metadata (a string) together and asks the store to drop the entry
-/// after `ttl_seconds`; `delete` succeeds for a missing key; `list` gives every key under a prefix
-/// with its metadata, in key order (a store may lag writes: KV lists can be up to a minute old).
+/// `put` replaces value (in Wasm memory or outside it) and metadata (a string) together and asks
+/// the store to drop the entry after `ttl_seconds`; `delete` succeeds for a missing key; `list`
+/// gives every key under a prefix with its metadata, in key order (a store may lag writes: KV
+/// lists can be up to a minute old).
 #[allow(
     async_fn_in_trait,
     reason = "Workers run single-threaded; futures need not be Send"

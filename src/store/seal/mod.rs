@@ -95,7 +95,7 @@ pub const IN_WASM: usize = 2048;
     reason = "Workers run single-threaded; futures need not be Send"
 )]
 pub trait Aead {
-    /// The whole record: `record` (what is built of it so far, with room for the rest), then
+    /// The whole record: `record` (its header, all that is built of it so far), then
     /// ciphertext and tag. `plain` may be held outside Wasm memory (see [`Aead::buffer`]); the
     /// record may be answered outside it too, where a large one is not held there once more.
     async fn encrypt(
