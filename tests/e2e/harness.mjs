@@ -288,7 +288,17 @@ async function startWorkerOnce({ configs = ['wrangler.toml'], env, vars = {}, ex
         await new Promise((r) => setTimeout(r, 250));
       }
     }
-    console_ = await openConsole(inspector);
+    // The inspector's proxy can reset a connection made just as the worker starts answering
+    // (seen once in a fresh clone: `read ECONNRESET`): a few more tries, a moment apart.
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        console_ = await openConsole(inspector);
+        break;
+      } catch (err) {
+        if (attempt === 5 || !['ECONNRESET', 'ECONNREFUSED'].includes(err.code)) throw err;
+        await new Promise((r) => setTimeout(r, 250 * attempt));
+      }
+    }
   } catch (err) {
     handle.kill();
     throw err;
