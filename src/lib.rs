@@ -34,6 +34,7 @@ use crate::store::events::{self, Journal, Queue};
 
 #[event(start)]
 fn start() {
+    edge::heap::keep_room_low();
     console_error_panic_hook::set_once();
 }
 

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod dispatch;
 pub mod forward;
 pub mod handlers;
+pub mod heap;
 pub mod http;
 pub mod log;
 pub mod routes;
