@@ -10,8 +10,11 @@ mod objects;
 mod service;
 mod store;
 
-/// The sealing envelope, for `tests/wasm.rs` to check WebCrypto against RustCrypto, and data
-/// held outside Wasm memory, for it to check what is written there.
+/// The sealing envelope, for `tests/wasm.rs` to check WebCrypto against RustCrypto, data held
+/// outside Wasm memory, for it to check what is written there, and the objects' order, for it
+/// to check who waits for whom.
+#[doc(hidden)]
+pub use edge::gate;
 #[doc(hidden)]
 pub use store::{data, seal};
 
@@ -25,10 +28,11 @@ use crate::domain::config::{Config, RequestLog, SessionBackend};
 use crate::domain::error::Error;
 use crate::domain::time::Millis;
 use crate::edge::dispatch::{dispatch, Here, Place};
+use crate::edge::gate::Gate;
 use crate::edge::http::{Incoming, Reply, Served};
 use crate::edge::log;
 use crate::edge::routes::{self, Route};
-use crate::edge::runtime::{self, Gate};
+use crate::edge::runtime;
 use crate::edge::settings;
 use crate::store::events::{self, Journal, Queue};
 
@@ -45,7 +49,7 @@ fn start() {
 #[wasm_bindgen]
 pub fn fetch(req: web_sys::Request, env: Env, ctx: JsValue) -> JsValue {
     let answered = async move { Ok(answer(req, env, ctx).await) };
-    runtime::run(answered, Gate::Open)
+    gate::run(answered, Gate::Open)
 }
 
 /// The response, or (strong mode) the promise of the object's.

@@ -6,11 +6,11 @@
 //!
 //! The worker forwards each session request here as it came, with the id in a header (for
 //! `/create`, the new id): the object needs it to open the data, and keeps it nowhere. A
-//! session's object serves one request at a time: each runs inside `blockConcurrencyWhile`, so
-//! not even an await (moving a session in from KV, writing a rotated session into its new
-//! object) lets another request in between. That is what makes every operation on a session
-//! atomic, `If-Match` a true compare-and-swap, and a `204` to `DELETE` final everywhere: there
-//! is only one copy, and it answers every read.
+//! session's object serves one request at a time, in the order they came ([`Turns`]), so not
+//! even an await (moving a session in from KV, writing a rotated session into its new object)
+//! lets another request or its alarm in between. That is what makes every operation on a
+//! session atomic, `If-Match` a true compare-and-swap, and a `204` to `DELETE` final
+//! everywhere: there is only one copy, and it answers every read.
 //!
 //! [`protocol`]: crate::store::durable::protocol
 
@@ -22,9 +22,10 @@ use worker::{web_sys, Env, State};
 
 use crate::domain::error::Error;
 use crate::edge::dispatch::{self, session_store, Place};
+use crate::edge::gate::{self, Gate, Turns};
 use crate::edge::handlers::KV_BINDING;
 use crate::edge::http::Incoming;
-use crate::edge::runtime::{self, Gate};
+use crate::edge::runtime;
 use crate::edge::{log, settings};
 use crate::store::durable::index::SqlIndex;
 use crate::store::durable::legacy;
@@ -38,53 +39,52 @@ use crate::store::{Expect, SessionStore};
 
 /// A session's object. Its class is bound by hand rather than through `worker`'s
 /// `#[durable_object]`, whose `fetch` is a Rust task with its promise, around a second task and
-/// promise inside `blockConcurrencyWhile`: here `blockConcurrencyWhile` runs the request, and
-/// one served without waiting on anything (a read, a touch within its interval) is done in its
-/// first poll, with no task at all (see [`runtime::run`]).
+/// promise inside `blockConcurrencyWhile`: here the request runs in its turn ([`Turns`]), and
+/// one served without waiting on anything (a read, a touch within its interval) while no other
+/// is under way is done in its first poll, with no task, lock or promise at all (see
+/// [`gate::run`]).
 #[wasm_bindgen]
 pub struct SessionObject {
-    state: JsValue,
     storage: DoStorage,
     env: Env,
+    turns: Turns,
 }
 
-/// The object's state as JavaScript holds it, and its storage.
-fn opened(state: DurableObjectState) -> (JsValue, DoStorage) {
+/// The object's storage.
+fn opened(state: DurableObjectState) -> DoStorage {
     let raw = Reflect::get(&state, &JsValue::from_str("storage")).unwrap_or(JsValue::UNDEFINED);
-    let js = JsValue::from(&state);
-    let storage = State::from(state).storage();
-    (js, DoStorage::new(storage, raw))
+    DoStorage::new(State::from(state).storage(), raw)
 }
 
 #[wasm_bindgen]
 impl SessionObject {
     #[wasm_bindgen(constructor)]
     pub fn new(state: DurableObjectState, env: Env) -> Self {
-        let (state, storage) = opened(state);
+        let storage = opened(state);
         Self {
-            state,
             storage,
             env,
+            turns: Turns::new(),
         }
     }
 
     /// A `Response`, or the promise of one.
     pub fn fetch(&self, req: web_sys::Request) -> JsValue {
         let place = Place::Session(self.storage.clone());
-        serve(req, self.env.clone(), place, Gate::Blocking(&self.state))
+        serve(req, self.env.clone(), place, Gate::InTurn(&self.turns))
     }
 
     pub fn alarm(&self) -> JsValue {
         let (storage, env) = (self.storage.clone(), self.env.clone());
         let done = async move { alarm_done(on_alarm(storage, env).await) };
-        runtime::run(done, Gate::Blocking(&self.state))
+        gate::run(done, Gate::InTurn(&self.turns))
     }
 }
 
 /// A subject's index, one object per subject (named by its hash): the sessions of the subject,
 /// for session objects to add to and remove from, and the subject routes, served here with each
-/// session reached through its own object. It serves requests as they come, without
-/// `blockConcurrencyWhile` (see [`SqlIndex`]).
+/// session reached through its own object. It serves requests as they come, taking no turns
+/// (see [`SqlIndex`]).
 #[wasm_bindgen]
 pub struct SubjectObject {
     storage: DoStorage,
@@ -95,7 +95,7 @@ pub struct SubjectObject {
 impl SubjectObject {
     #[wasm_bindgen(constructor)]
     pub fn new(state: DurableObjectState, env: Env) -> Self {
-        let (_, storage) = opened(state);
+        let storage = opened(state);
         Self { storage, env }
     }
 
@@ -112,7 +112,7 @@ impl SubjectObject {
     pub fn alarm(&self) -> JsValue {
         let index = SqlIndex(self.storage.clone());
         let done = async move { alarm_done(index.on_alarm(runtime::now()).await) };
-        runtime::run(done, Gate::Open)
+        gate::run(done, Gate::Open)
     }
 }
 
@@ -122,7 +122,7 @@ fn serve(req: web_sys::Request, env: Env, place: Place, gate: Gate<'_>) -> JsVal
         let reply = dispatch::serve_in_object(Incoming::new(req), &env, place).await;
         Ok(reply.into_response().into())
     };
-    runtime::run(served, gate)
+    gate::run(served, gate)
 }
 
 /// What an alarm handler gives the runtime: a failure is thrown, and the runtime tries the

@@ -217,3 +217,94 @@ mod sealing {
         assert_eq!(open_with_rustcrypto(&id, &meta, &bytes), Some(expected));
     }
 }
+
+/// A session object's order ([`Turns`]): a request that waits holds back the ones after it until
+/// it is done, and one that comes when nothing is pending is answered from its first poll.
+mod turns {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    use session_state::gate::{self, Gate, Turns};
+    use wasm_bindgen::{JsCast as _, JsValue};
+    use wasm_bindgen_test::wasm_bindgen_test;
+    use worker::js_sys::{self, Function, Promise};
+    use worker::wasm_bindgen_futures::JsFuture;
+
+    /// A promise, and what resolves it.
+    fn pending() -> (Promise, Function) {
+        let mut resolve = None;
+        let promise = Promise::new(&mut |done, _| resolve = Some(done));
+        (promise, resolve.expect("the executor runs at once"))
+    }
+
+    /// A promise settled after every microtask queued before it: by then the turns have seen
+    /// every settlement there is.
+    async fn a_task_later() {
+        let (promise, resolve) = pending();
+        let global = js_sys::global();
+        let set_timeout = js_sys::Reflect::get(&global, &"setTimeout".into()).unwrap();
+        Function::from(set_timeout)
+            .call2(&global, &resolve, &0.into())
+            .unwrap();
+        JsFuture::from(promise).await.unwrap();
+    }
+
+    #[wasm_bindgen_test]
+    async fn each_request_waits_for_the_one_before_it() {
+        let turns = Turns::new();
+        let steps = Rc::new(RefCell::new(Vec::new()));
+        let (release, resolve) = pending();
+        let log = steps.clone();
+        let first = gate::run(
+            async move {
+                log.borrow_mut().push("first begins");
+                JsFuture::from(release).await?;
+                log.borrow_mut().push("first ends");
+                Ok(JsValue::from(1))
+            },
+            Gate::InTurn(&turns),
+        );
+        assert!(first.is_instance_of::<Promise>(), "the first one waits");
+        let log = steps.clone();
+        let second = gate::run(
+            async move {
+                log.borrow_mut().push("second");
+                Ok(JsValue::from(2))
+            },
+            Gate::InTurn(&turns),
+        );
+        a_task_later().await;
+        assert_eq!(
+            *steps.borrow(),
+            ["first begins"],
+            "the second waits its turn"
+        );
+        resolve.call0(&JsValue::UNDEFINED).unwrap();
+        assert_eq!(JsFuture::from(Promise::from(second)).await.unwrap(), 2);
+        assert_eq!(JsFuture::from(Promise::from(first)).await.unwrap(), 1);
+        assert_eq!(*steps.borrow(), ["first begins", "first ends", "second"]);
+        a_task_later().await;
+        let third = gate::run(async { Ok(JsValue::from(3)) }, Gate::InTurn(&turns));
+        assert_eq!(
+            third, 3,
+            "nothing pending: answered as it is, not as a promise"
+        );
+    }
+
+    #[wasm_bindgen_test]
+    async fn a_failed_request_does_not_stop_the_ones_after_it() {
+        let turns = Turns::new();
+        let (release, reject) = pending();
+        let first = gate::run(
+            async move {
+                JsFuture::from(release).await?;
+                Err(JsValue::from("failed"))
+            },
+            Gate::InTurn(&turns),
+        );
+        let second = gate::run(async { Ok(JsValue::from(2)) }, Gate::InTurn(&turns));
+        reject.call0(&JsValue::UNDEFINED).unwrap();
+        assert!(JsFuture::from(Promise::from(first)).await.is_err());
+        assert_eq!(JsFuture::from(Promise::from(second)).await.unwrap(), 2);
+    }
+}

@@ -9,6 +9,7 @@
 pub mod auth;
 pub mod dispatch;
 pub mod forward;
+pub mod gate;
 pub mod handlers;
 pub mod heap;
 pub mod http;

@@ -5,24 +5,15 @@
 //!
 //! The functions are small JavaScript, bundled into the worker's module by wasm-bindgen.
 
-use std::future::Future;
-use std::task::{Context, Poll, Waker};
-
-use wasm_bindgen::closure::Closure;
 use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::JsValue;
 use worker::js_sys::{self, Uint8Array};
-use worker::wasm_bindgen_futures::future_to_promise;
 use worker::web_sys::{Request, Response};
 
 use crate::domain::time::Millis;
 use crate::store::data::Outside;
 
 #[wasm_bindgen(inline_js = r#"
-export function blockingWhile(state, run) {
-  return state.blockConcurrencyWhile(run);
-}
-
 export function requestHead(request, names) {
   const headers = request.headers;
   let head = request.method + '\n' + request.url;
@@ -64,10 +55,6 @@ export function forwardTo(namespace, name, url, request, prefix, drop, lines, bo
 }
 "#)]
 extern "C" {
-    /// `state.blockConcurrencyWhile(run)`.
-    #[wasm_bindgen(js_name = blockingWhile)]
-    fn blocking_while(state: &JsValue, run: &JsValue) -> js_sys::Promise;
-
     /// `METHOD\nURL` then, for each header of `names` in order, `\n+value` or `\n-` when
     /// absent.
     #[wasm_bindgen(js_name = requestHead)]
@@ -253,47 +240,6 @@ pub fn response(status: u16, lines: &str, bytes: &[u8]) -> Response {
 /// The same, with a body held in JavaScript, given to the response as it is.
 pub fn response_of(status: u16, lines: &str, body: &Outside) -> Response {
     respond_with(status, lines, &body.0)
-}
-
-/// What holds other events back while a handler's future runs.
-pub enum Gate<'a> {
-    /// Nothing: other requests may run between its steps.
-    Open,
-    /// `blockConcurrencyWhile` on this Durable Object state: no other event reaches the object
-    /// until the future is done. The future starts inside it: I/O begun before the lock is
-    /// taken would be delivered as an event the lock holds back.
-    Blocking(&'a JsValue),
-}
-
-/// Runs a handler's `future` for the runtime. It is polled once, in the call (inside
-/// `blockConcurrencyWhile` with [`Gate::Blocking`]), and what needs no I/O (a health check, a
-/// refusal, a read that SQL and Wasm serve) is answered from that poll with no Rust task, waker
-/// or promise made for it; the rest resolves a promise. An `Err` rejects it.
-pub fn run(
-    future: impl Future<Output = Result<JsValue, JsValue>> + 'static,
-    gate: Gate<'_>,
-) -> JsValue {
-    match gate {
-        Gate::Open => at_once(future),
-        Gate::Blocking(state) => {
-            let run = Closure::once_into_js(move || js_sys::Promise::resolve(&at_once(future)));
-            blocking_while(state, &run).into()
-        }
-    }
-}
-
-/// `future`'s value if its first poll has it, else the promise of it.
-fn at_once(future: impl Future<Output = Result<JsValue, JsValue>> + 'static) -> JsValue {
-    let mut future = Box::pin(future);
-    match future
-        .as_mut()
-        .poll(&mut Context::from_waker(Waker::noop()))
-    {
-        Poll::Ready(Ok(value)) => value,
-        Poll::Ready(Err(err)) => js_sys::Promise::reject(&err).into(),
-        // The executor polls it again with a real waker, as futures allow.
-        Poll::Pending => future_to_promise(future).into(),
-    }
 }
 
 /// The time, in milliseconds since the epoch. `Date.now()`, not `new Date()` (what

@@ -15,9 +15,9 @@ use crate::store::{
 
 /// The sessions of one subject, in its own Durable Object's SQLite storage: a row per session,
 /// until the session's latest end. An alarm drops rows past it; an object with no rows left holds
-/// nothing. Every operation is a few synchronous statements, so the object needs no
-/// `blockConcurrencyWhile`: session objects call it from inside theirs, and must never wait on
-/// an object that waits on them.
+/// nothing. Every operation is a few synchronous statements, so the object takes no turns (see
+/// `edge::gate`): session objects call it from inside theirs, and must never wait on an object
+/// that waits on them.
 ///
 /// A listing is answered from the rows alone, without calling the sessions' objects: each session's
 /// object reports its lifecycle at creation and at its first write in every renewal interval
