@@ -26,8 +26,12 @@ export function holdTurn(turns, promise) {
   });
 }
 
+function nextTask() {
+  return new Promise((resolve) => setTimeout(resolve, 0));
+}
+
 export function awaitTurn(turns, run) {
-  const out = turns.last.then(run);
+  const out = turns.last.then(nextTask).then(run);
   holdTurn(turns, out);
   return out;
 }
@@ -41,8 +45,8 @@ extern "C" {
     #[wasm_bindgen(js_name = holdTurn)]
     fn hold_turn(turns: &JsValue, promise: &js_sys::Promise);
 
-    /// `run()` once every call before it on `turns` has settled, as a promise that later ones
-    /// wait for in turn.
+    /// `run()` once every call before it on `turns` has settled, in a task of its own, as a
+    /// promise that later ones wait for in turn.
     #[wasm_bindgen(js_name = awaitTurn)]
     fn await_turn(turns: &JsValue, run: &JsValue) -> js_sys::Promise;
 }
@@ -61,8 +65,13 @@ pub enum Gate<'a> {
 /// request served in its first poll (a read, a touch within its interval) is answered as it is,
 /// with no lock, promise or closure made. Measured side by side against
 /// `blockConcurrencyWhile` around every request in strong mode (docs/performance.md): GET 7 %,
-/// touch 12 % and create 6 % less CPU; PATCH, where the bench's eight connections all wait on
-/// one session, 1–6 % more.
+/// touch 12 % and create 6 % less CPU, PATCH the same.
+///
+/// A request that waited starts in a task of its own (a 0 ms timer), not in the microtask that
+/// settled the one before it, as it would after `blockConcurrencyWhile`: started there, with the
+/// runtime not yet past the last request's writes, its SQL cost more (in a profile of PATCH with
+/// every request waiting, `exec` about 170 µs and `transactionSync` 50 µs more a request), and a
+/// PATCH 4 % more CPU side by side.
 ///
 /// Unlike `blockConcurrencyWhile`, it sets no deadline: a handler whose I/O never settled would
 /// hold the object until the runtime evicts it, where `blockConcurrencyWhile` resets it after
