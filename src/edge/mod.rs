@@ -1,4 +1,5 @@
-//! The HTTP edge: the crossing into JavaScript, request parsing, the route table and its one
+//! The HTTP edge: the crossing into JavaScript, how a request's future runs (in a session
+//! object, in its turn), the heap's layout, request parsing, the route table and its one
 //! dispatch (forwarding to objects included), the handlers, authentication, settings and request
 //! logs. A handler parses what it needs at the edge, calls
 //! a service, and shapes the reply.
