@@ -19,14 +19,15 @@ pub const OUTSIDE: usize = 256 * 1024;
 
 #[wasm_bindgen(inline_js = r#"
 const subtle = crypto.subtle;
-// Each takes views of Wasm memory: WebCrypto copies them when called, before any await.
+// `raw`, `iv`, `additionalData` and `head` are views of Wasm memory, copied before any await.
+// `data` is the caller's to give (a copy of Wasm memory, or a buffer made outside it) and is not
+// read again after the call: WebCrypto copies it.
 export async function seal(raw, iv, additionalData, data) {
   const key = subtle.importKey('raw', raw, 'AES-GCM', false, ['encrypt']);
   const params = { name: 'AES-GCM', iv: iv.slice(), additionalData: additionalData.slice() };
-  const copy = data.slice();
-  return subtle.encrypt(params, await key, copy);
+  return subtle.encrypt(params, await key, data);
 }
-// The same, answering the record: `head` (copied when called), then ciphertext and tag.
+// The same, answering the record: `head`, then ciphertext and tag.
 export async function sealRecord(raw, iv, additionalData, data, head) {
   const start = head.slice();
   const sealed = new Uint8Array(await seal(raw, iv, additionalData, data));
@@ -44,23 +45,11 @@ export async function open(raw, iv, additionalData, data) {
 "#)]
 extern "C" {
     /// Import and encrypt, in one promise.
-    fn seal(raw: &[u8], iv: &[u8], aad: &[u8], data: &[u8]) -> Promise;
-    /// The same, of data held in JavaScript.
-    #[wasm_bindgen(js_name = seal)]
-    fn seal_outside(raw: &[u8], iv: &[u8], aad: &[u8], data: &Uint8Array) -> Promise;
+    fn seal(raw: &[u8], iv: &[u8], aad: &[u8], data: &Uint8Array) -> Promise;
     /// [`seal`], answering the whole record (`head`, then ciphertext and tag) as a
     /// `Uint8Array`.
     #[wasm_bindgen(js_name = sealRecord)]
-    fn seal_record(raw: &[u8], iv: &[u8], aad: &[u8], data: &[u8], head: &[u8]) -> Promise;
-    /// The same, of data held in JavaScript.
-    #[wasm_bindgen(js_name = sealRecord)]
-    fn seal_record_outside(
-        raw: &[u8],
-        iv: &[u8],
-        aad: &[u8],
-        data: &Uint8Array,
-        head: &[u8],
-    ) -> Promise;
+    fn seal_record(raw: &[u8], iv: &[u8], aad: &[u8], data: &Uint8Array, head: &[u8]) -> Promise;
     /// Import and decrypt, in one promise; `null` when the tag does not match.
     fn open(raw: &[u8], iv: &[u8], aad: &[u8], data: &[u8]) -> Promise;
 }
@@ -89,20 +78,27 @@ impl Aead for WebCrypto {
         plain: Plain<'_>,
         mut record: Vec<u8>,
     ) -> Result<Data<'static>, Error> {
-        if plain.len() >= OUTSIDE {
-            let sealing = match plain {
-                Plain::Here(bytes) => seal_record(key, nonce, aad, bytes, &record),
-                Plain::Outside(outside) => {
-                    seal_record_outside(key, nonce, aad, &outside.0, &record)
+        let whole = plain.len() >= OUTSIDE;
+        let sealing = {
+            // Data in Wasm is copied out for the call (the JavaScript copied it from a view
+            // before); data outside is handed over as it is.
+            let copy;
+            let data = match plain {
+                Plain::Here(bytes) => {
+                    copy = Uint8Array::from(bytes);
+                    &copy
                 }
+                Plain::Outside(outside) => &outside.0,
             };
+            match whole {
+                true => seal_record(key, nonce, aad, data, &record),
+                false => seal(key, nonce, aad, data),
+            }
+        };
+        if whole {
             drop(record);
             return Ok(Data::Outside(Outside(settle(sealing).await?.into())));
         }
-        let sealing = match plain {
-            Plain::Here(bytes) => seal(key, nonce, aad, bytes),
-            Plain::Outside(outside) => seal_outside(key, nonce, aad, &outside.0),
-        };
         let sealed = Uint8Array::new(&ArrayBuffer::from(settle(sealing).await?));
         let at = record.len();
         record.reserve_exact(sealed.length() as usize);
