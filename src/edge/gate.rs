@@ -26,12 +26,8 @@ export function holdTurn(turns, promise) {
   });
 }
 
-function nextTask() {
-  return new Promise((resolve) => setTimeout(resolve, 0));
-}
-
 export function awaitTurn(turns, run) {
-  const out = turns.last.then(nextTask).then(run);
+  const out = turns.last.then(run);
   holdTurn(turns, out);
   return out;
 }
@@ -45,8 +41,8 @@ extern "C" {
     #[wasm_bindgen(js_name = holdTurn)]
     fn hold_turn(turns: &JsValue, promise: &js_sys::Promise);
 
-    /// `run()` once every call before it on `turns` has settled, in a task of its own, as a
-    /// promise that later ones wait for in turn.
+    /// `run()` once every call before it on `turns` has settled (in the microtask that settles
+    /// the last), as a promise that later ones wait for in turn.
     #[wasm_bindgen(js_name = awaitTurn)]
     fn await_turn(turns: &JsValue, run: &JsValue) -> js_sys::Promise;
 }
@@ -68,11 +64,9 @@ pub enum Gate<'a> {
 /// touch 12 % and create 6 % less CPU; a GET of 58 KiB the same, and PATCH, where the bench's
 /// eight connections all wait on one session, about 3 % more.
 ///
-/// A request that waited starts in a task of its own (a 0 ms timer), not in the microtask that
-/// settled the one before it, as it would after `blockConcurrencyWhile`: started there, with the
-/// runtime not yet past the last request's writes, its SQL cost more (in a profile of PATCH with
-/// every request waiting, `exec` about 170 µs and `transactionSync` 50 µs more a request), and a
-/// PATCH 4 % more CPU side by side.
+/// A request that waited starts in the microtask that settled the one before it. Started in a
+/// task of its own instead (a 0 ms timer, as after `blockConcurrencyWhile`), a PATCH where
+/// every request waits cost 1.32 times the CPU side by side (docs/performance.md).
 ///
 /// Unlike `blockConcurrencyWhile`, it sets no deadline: a handler whose I/O never settled would
 /// hold the object until the runtime evicts it, where `blockConcurrencyWhile` resets it after
