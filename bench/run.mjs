@@ -25,6 +25,9 @@ const SECONDS = smoke ? 1 : Number(process.env.BENCH_SECONDS ?? 5);
 const WARMUP_SECONDS = smoke ? 1 : 2;
 const STARTS = smoke ? 2 : Number(process.env.BENCH_STARTS ?? 11);
 const CONCURRENCY = 8;
+const THREADS = 2;
+// The spread scenario's sessions: twice the connections, so that two rarely meet on one.
+const SPREAD = 2 * CONCURRENCY;
 const TICK_MS = 1000 / Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }));
 
 function ensureWrk() {
@@ -65,9 +68,11 @@ async function post(url, body) {
   return response.text();
 }
 
-function wrk(url, { method, path, body }, seconds) {
-  const out = execFileSync('wrk', ['-t', '2', '-c', String(CONCURRENCY), '-d', `${seconds}s`, '--latency', '-s', join(ROOT, 'bench/wrk.lua'), url], {
-    encoding: 'utf8', env: { ...process.env, BENCH_METHOD: method, BENCH_PATH: path, BENCH_BODY: body ?? '' },
+/** wrk on `path`, or spread over `paths` (each of its threads going round a share of them). */
+function wrk(url, { method, path, paths, body }, seconds) {
+  const env = { BENCH_METHOD: method, BENCH_PATH: path ?? '/', BENCH_PATHS: paths?.join(',') ?? '', BENCH_THREADS: String(THREADS), BENCH_BODY: body ?? '' };
+  const out = execFileSync('wrk', ['-t', String(THREADS), '-c', String(CONCURRENCY), '-d', `${seconds}s`, '--latency', '-s', join(ROOT, 'bench/wrk.lua'), url], {
+    encoding: 'utf8', env: { ...process.env, ...env },
   });
   const line = out.split('\n').find((l) => l.startsWith('BENCH_JSON '));
   const r = JSON.parse(line.slice('BENCH_JSON '.length));
@@ -98,6 +103,9 @@ const VARIANTS = [
   { name: 'as shipped', start: () => startWorker({ vars: { SESSION_BACKEND: 'kv' } }) },
   { name: 'log off', start: () => startWorker({ vars: { SESSION_BACKEND: 'kv', LOG_REQUESTS: 'off' } }) },
   { name: 'strong mode', start: () => startWorker({ vars: { SESSION_BACKEND: 'durable_object' } }) },
+  // The same build and configuration as strong mode, served a second time: how far apart two
+  // identical servers read in the same rounds is the run's spread, the margin its ratios have.
+  { name: 'strong again', start: () => startWorker({ vars: { SESSION_BACKEND: 'durable_object' } }) },
   { name: 'strong floor', start: () => startWorker({ configs: ['bench/strong-floor.toml'] }) },
   { name: 'JS baseline', start: () => startWorker({ configs: ['bench/wrangler.toml'] }) },
 ];
@@ -158,6 +166,8 @@ try {
   const ids = {};
   for (const [name, w] of Object.entries(workers)) {
     ids[name] = { small: await post(w.url, small), large: await post(w.url, large), patched: await post(w.url, large) };
+    ids[name].spread = [];
+    for (let i = 0; i < SPREAD; i += 1) ids[name].spread.push(await post(w.url, large));
   }
   const everyone = VARIANTS.map((v) => v.name);
   const extras = VARIANTS.filter((v) => v.config).map((v) => v.name);
@@ -166,6 +176,10 @@ try {
     { name: 'GET /get/:id, 200 B', variants: everyone, req: (id) => ({ method: 'GET', path: `/get/${id.small}` }) },
     { name: 'GET /get/:id, 58 KiB', variants: everyone, req: (id) => ({ method: 'GET', path: `/get/${id.large}` }) },
     { name: 'PATCH /add/:id, 10 keys into 58 KiB', variants: everyone, req: (id) => ({ method: 'PATCH', path: `/add/${id.patched}`, body: join(dir, 'patch.json') }) },
+    // The same, spread over sessions as a service's users spread: in strong mode each session's
+    // object serves its requests one at a time, so the scenario above, eight connections on one
+    // session, measures that queue, and this one what requests cost without it.
+    { name: `PATCH /add/:id, 10 keys into 58 KiB, ${SPREAD} sessions`, variants: everyone, req: (id) => ({ method: 'PATCH', paths: id.spread.map((s) => `/add/${s}`), body: join(dir, 'patch.json') }) },
     { name: 'POST /create, 200 B', variants: everyone, req: () => ({ method: 'POST', path: '/create', body: join(dir, 'small.json') }) },
     // Within the renewal interval (60 s by default): one read, the record opened, nothing written.
     { name: 'POST /touch/:id, 200 B', variants: everyone, req: (id) => ({ method: 'POST', path: `/touch/${id.small}` }) },
@@ -205,7 +219,7 @@ try {
   }
   // Strong mode against its own floor: the same ratio, with the strong floor as the baseline.
   // Builds of BENCH_BUILDS run in strong mode too when SESSION_BACKEND=durable_object.
-  const strongs = ['strong mode', ...(process.env.SESSION_BACKEND === 'durable_object' ? extras : [])];
+  const strongs = ['strong mode', 'strong again', ...(process.env.SESSION_BACKEND === 'durable_object' ? extras : [])];
   const floorRows = results.flatMap((scenario) => strongs.flatMap((name) => {
     const strong = scenario.runs?.[name];
     const floor = scenario.runs?.['strong floor'];
@@ -239,8 +253,10 @@ variants in turn, each round starting one variant later. Figures are medians ove
   it served (wrangler's dev proxy is another process and is not counted). CPU ratio = baseline ÷ variant: ≥ 1.0
   means it costs no more than the baseline.
 - **as shipped**: the default configuration (KV; request log lines for errors and slow requests only).
-  **log off**: \`LOG_REQUESTS=off\`. **strong mode**: \`SESSION_BACKEND=durable_object\` (its CPU includes the
-  session's Durable Object, which runs in the same process locally). **strong floor**: \`bench/strong-floor.js\`
+  **log off**: \`LOG_REQUESTS=off\` (the same code path: no line is logged for a successful request either way, so
+  how far it reads from as shipped is the run's spread). **strong mode**: \`SESSION_BACKEND=durable_object\` (its
+  CPU includes the session's Durable Object, which runs in the same process locally). **strong again**: strong mode
+  served a second time, the same build and configuration, for the same spread. **strong floor**: \`bench/strong-floor.js\`
   (below). **JS baseline**: \`bench/baseline.js\`, the same
   KV operations (getWithMetadata, metadata on writes) and the same sealing (hashed key, AES-256-GCM through WebCrypto)
   with no validation, routing or logging. Other variants are builds given in \`BENCH_BUILDS\`.
@@ -282,7 +298,8 @@ ${memory.flatMap((m) => m.rows.map((r, i) => `| ${i === 0 ? m.backend : ''} | ${
 \`bench/strong-floor.js\`: a JavaScript Worker and a JavaScript Durable Object (SQLite storage) doing per route what
 strong mode does (the same statements, the alarm at expiry on every write, the same sealing through WebCrypto), with
 no validation, routing or logging. Measured in the same rounds as the table above. Ratio = floor ÷ strong mode, the
-median of per-round ratios (range): ≥ 1.0 means strong mode costs no more than its floor.
+median of per-round ratios (range): ≥ 1.0 means strong mode costs no more than its floor. The rows marked
+*(strong again)* are the same build served a second time: how far they read from strong mode's is the run's spread.
 
 | scenario | strong mode CPU µs/request | strong floor CPU µs/request | ratio |
 |---|---:|---:|---:|

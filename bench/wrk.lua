@@ -1,4 +1,6 @@
 -- Request shape from the environment (method, path, body file), and a JSON summary at the end.
+-- BENCH_PATHS (comma-separated) spreads the requests over several paths instead: each of wrk's
+-- threads takes its own share of them and goes round it, so that no two threads ask one path.
 local method = os.getenv("BENCH_METHOD") or "GET"
 local path = os.getenv("BENCH_PATH") or "/"
 local body_file = os.getenv("BENCH_BODY")
@@ -9,10 +11,33 @@ if body_file and body_file ~= "" then
   f:close()
 end
 
+local all = {}
+for p in string.gmatch(os.getenv("BENCH_PATHS") or "", "[^,]+") do table.insert(all, p) end
+
+local threads = 0
+setup = function(thread)
+  thread:set("index", threads)
+  threads = threads + 1
+end
+
+local paths = {}
+local turn = 0
+init = function(args)
+  local count = tonumber(os.getenv("BENCH_THREADS") or "1")
+  for i, p in ipairs(all) do
+    if (i - 1) % count == index then table.insert(paths, p) end
+  end
+end
+
 request = function()
   local headers = {}
   if body then headers["Content-Type"] = "application/json" end
-  return wrk.format(method, path, headers, body)
+  local at = path
+  if #paths > 0 then
+    turn = turn % #paths + 1
+    at = paths[turn]
+  end
+  return wrk.format(method, at, headers, body)
 end
 
 done = function(summary, latency, requests)
