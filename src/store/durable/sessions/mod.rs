@@ -24,7 +24,7 @@
 
 use std::cell::Cell;
 
-use crate::domain::derive::{Handle, StorageKey, WrapKey};
+use crate::domain::derive::{Handle, StorageKey};
 use crate::domain::error::Error;
 use crate::domain::event::Event;
 use crate::domain::id::SessionId;
@@ -33,11 +33,10 @@ use crate::domain::session::{Meta, Policy};
 use crate::domain::time::Millis;
 use crate::store::data::{Buffer, Plain};
 use crate::store::durable::legacy::Held;
-use crate::store::durable::outbox;
-use crate::store::durable::record::{parse_row, row_params, tables, Row, Tables, WRITES};
-use crate::store::durable::{int, ObjectStorage, Value};
+use crate::store::durable::record::{parse_row, tables, Row, Tables};
+use crate::store::durable::{ObjectStorage, Value};
 use crate::store::kv::KvSessions;
-use crate::store::schema::{RECORD_COLUMNS, RECORD_SCHEMA};
+use crate::store::schema::RECORD_COLUMNS;
 use crate::store::seal::{Aead, Sealer, WebCrypto};
 use crate::store::{Expect, KeyValue, Outcome, SessionRef, SessionStore, Stored};
 
@@ -45,6 +44,7 @@ pub use crate::store::durable::legacy::KV_STALE_MS;
 
 mod end;
 mod move_in;
+mod write;
 
 /// The objects of the earlier strong mode, named by the bare id, as a session's object empties
 /// them: what one holds, and removing it.
@@ -152,26 +152,6 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore + LegacyObjects, A: Aead>
         Ok(self.tables()?.record)
     }
 
-    fn create_table(&self) -> Result<(), Error> {
-        let tables = self.tables.get().unwrap_or_default();
-        if !tables.record {
-            self.storage.exec(RECORD_SCHEMA, vec![])?;
-            let record = true;
-            self.tables.set(Some(Tables { record, ..tables }));
-        }
-        Ok(())
-    }
-
-    /// Commits `event` to the outbox; run it inside [`ObjectStorage::atomically`] with the
-    /// change it reports.
-    fn add_event(&self, event: &Event) -> Result<(), Error> {
-        outbox::add(&self.storage, event, self.now)?;
-        let outbox = true;
-        let tables = self.tables.get().unwrap_or_default();
-        self.tables.set(Some(Tables { outbox, ..tables }));
-        Ok(())
-    }
-
     async fn delete_all(&self) -> Result<(), Error> {
         self.tables.set(Some(Tables::default()));
         self.storage.delete_all().await
@@ -210,99 +190,6 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore + LegacyObjects, A: Aead>
                 .exec("UPDATE record SET handle = ?", vec![handle])?;
         }
         Ok(Some(stored))
-    }
-
-    /// Writes the session if it is as `expect` says, and `event` with it, in one transaction.
-    async fn save_own(
-        &self,
-        data: Plain<'_>,
-        meta: &Meta,
-        expect: Expect,
-        event: Option<&Event>,
-    ) -> Result<Outcome, Error> {
-        let id = self.id()?;
-        let sealed = self
-            .sealer
-            .seal(&WrapKey::of(&id), &self.key, meta, data)
-            .await?;
-        let mut params = row_params(&id, &self.key, sealed, meta);
-        let query = match expect {
-            Expect::Absent => {
-                self.create_table()?;
-                &WRITES.insert
-            }
-            Expect::Version(version) => {
-                if !self.has_table()? {
-                    return Ok(Outcome::Conflict);
-                }
-                params.push(int(version));
-                &WRITES.update
-            }
-            Expect::Any => {
-                self.create_table()?;
-                &WRITES.upsert
-            }
-        };
-        self.write(query, params, meta, event).await
-    }
-
-    /// Runs the write `query` with `params`, and commits `event` with it when it wrote; then
-    /// the alarm goes where `meta` needs it.
-    async fn write(
-        &self,
-        query: &str,
-        params: Vec<Value>,
-        meta: &Meta,
-        event: Option<&Event>,
-    ) -> Result<Outcome, Error> {
-        let event = self.committed(event);
-        let mut written = false;
-        let mut params = Some(params);
-        self.storage.atomically(&mut || {
-            written = !self
-                .storage
-                .exec(query, params.take().unwrap_or_default())?
-                .is_empty();
-            match event {
-                Some(event) if written => self.add_event(event),
-                _ => Ok(()),
-            }
-        })?;
-        if !written {
-            return Ok(Outcome::Conflict);
-        }
-        match event {
-            Some(_) => self.storage.set_alarm(self.now).await?,
-            None => self.set_next_alarm(Some(meta.expires_at)).await?,
-        }
-        Ok(Outcome::Written)
-    }
-
-    /// Replaces the session at `expect`'s version with the id's `retirement`, and `event` with
-    /// it, in one transaction; the alarm then ends the retirement at `meta`'s expiry, silently.
-    async fn retire_own(
-        &self,
-        retirement: &Retirement,
-        meta: &Meta,
-        expect: Expect,
-        event: Option<&Event>,
-    ) -> Result<Outcome, Error> {
-        let id = self.id()?;
-        let Expect::Version(version) = expect else {
-            return Err(Error::Internal(
-                "a retirement replaces a session at a version".into(),
-            ));
-        };
-        if !self.has_table()? {
-            return Ok(Outcome::Conflict);
-        }
-        let sealed = self
-            .sealer
-            .retire(&WrapKey::of(&id), &self.key, meta, retirement)
-            .await?;
-        let mut params = row_params(&id, &self.key, sealed, meta);
-        params.push(int(version));
-        self.write(&WRITES.update, params, meta, event).await
     }
 }
 
