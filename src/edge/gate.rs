@@ -138,10 +138,10 @@ impl Future for Called<'_> {
     }
 }
 
-/// Runs a handler's `future` for the runtime. It is polled once, in the call (when its turn
-/// has come, with [`Gate::InTurn`]), and what needs no I/O (a health check, a refusal, a read
-/// that SQL and Wasm serve) is answered from that poll with no Rust task, waker or promise made
-/// for it; the rest resolves a promise. An `Err` rejects it.
+/// Runs a handler's `future` for the runtime. It is polled once, in the call, and what needs no
+/// I/O (a health check, a refusal, a read that SQL and Wasm serve) is answered from that poll
+/// with no Rust task, waker or promise made for it; the rest resolves a promise. An `Err`
+/// rejects it. With [`Gate::InTurn`], a future whose turn has not come waits for it first.
 pub fn run(
     future: impl Future<Output = Result<JsValue, JsValue>> + 'static,
     gate: Gate<'_>,
