@@ -66,7 +66,7 @@ async fn answer(req: web_sys::Request, env: Env, ctx: JsValue) -> JsValue {
     let kv = config
         .as_ref()
         .is_ok_and(|config| config.backend == SessionBackend::Kv);
-    let queue = Queue::binding(&env).filter(|_| kv);
+    let queue = kv.then(|| Queue::binding(&env)).flatten();
     let journal = queue.as_ref().map(|_| Rc::new(Journal::default()));
     // A configuration that cannot be read logs every request: it is an outage.
     let log = config
