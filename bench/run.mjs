@@ -129,7 +129,8 @@ if (only) VARIANTS.splice(0, VARIANTS.length, ...VARIANTS.filter((v) => only.inc
 // The harness stops a test file after 10 minutes; a full run takes longer. Bound it by its own
 // length instead: every wrk run twice over, plus a quarter of an hour for builds and starts.
 boundFile(2 * 5 * VARIANTS.length * (ROUNDS * SECONDS + WARMUP_SECONDS) * 1000 + 15 * 60_000);
-// BENCH_SCENARIOS="GET /get/:id, 200 B;POST /create, 200 B": only these ("startup" is one).
+// BENCH_SCENARIOS="GET /get/:id, 200 B;POST /create, 200 B": only these ("startup" is one); "GET
+// /get/:id, 6 KiB" runs only when named here.
 const chosen = process.env.BENCH_SCENARIOS?.split(';');
 
 // Cold starts first, on a quiet machine: no wrangler runs yet.
@@ -144,6 +145,7 @@ const startup = !chosen || chosen.includes('startup') ? await measureStartup(ROO
 
 // The Worker's own share of a cold start, well above today's (+13 ms): an alarm, even in --smoke.
 const STARTUP_ALARM_MS = 50;
+const MIDDLE = 'GET /get/:id, 6 KiB';
 if (startup) {
   const own = median(startup['as shipped']?.map((r, i) => r.cpuMs - startup['JS baseline'][i].cpuMs) ?? [0]);
   if (own > STARTUP_ALARM_MS) throw new Error(`a cold start costs the Worker ${own.toFixed(1)} ms of CPU, above the ${STARTUP_ALARM_MS} ms alarm`);
@@ -166,6 +168,7 @@ try {
   const ids = {};
   for (const [name, w] of Object.entries(workers)) {
     ids[name] = { small: await post(w.url, small), large: await post(w.url, large), patched: await post(w.url, large) };
+    if (chosen?.includes(MIDDLE)) ids[name].middle = await post(w.url, session(6 * 1024));
     ids[name].spread = [];
     for (let i = 0; i < SPREAD; i += 1) ids[name].spread.push(await post(w.url, large));
   }
@@ -175,6 +178,8 @@ try {
     { name: 'GET /health (no KV)', variants: ['as shipped', ...extras, 'log off', 'JS baseline'].filter((n) => everyone.includes(n)), req: () => ({ method: 'GET', path: '/health' }) },
     { name: 'GET /get/:id, 200 B', variants: everyone, req: (id) => ({ method: 'GET', path: `/get/${id.small}` }) },
     { name: 'GET /get/:id, 58 KiB', variants: everyone, req: (id) => ({ method: 'GET', path: `/get/${id.large}` }) },
+    // Between what is opened in Wasm and what WebCrypto opens (IN_WASM): only when named.
+    { name: MIDDLE, optional: true, variants: everyone, req: (id) => ({ method: 'GET', path: `/get/${id.middle}` }) },
     { name: 'PATCH /add/:id, 10 keys into 58 KiB', variants: everyone, req: (id) => ({ method: 'PATCH', path: `/add/${id.patched}`, body: join(dir, 'patch.json') }) },
     // The same, spread over sessions as a service's users spread: in strong mode each session's
     // object serves its requests one at a time, so the scenario above, eight connections on one
@@ -185,7 +190,7 @@ try {
     { name: 'POST /touch/:id, 200 B', variants: everyone, req: (id) => ({ method: 'POST', path: `/touch/${id.small}` }) },
   ];
   const results = [];
-  for (const scenario of scenarios.filter((s) => !chosen || chosen.includes(s.name))) {
+  for (const scenario of scenarios.filter((s) => (chosen ? chosen.includes(s.name) : !s.optional))) {
     const runs = Object.fromEntries(scenario.variants.map((name) => [name, []]));
     for (const name of scenario.variants) wrk(workers[name].url, scenario.req(ids[name]), WARMUP_SECONDS);
     for (let round = 0; round < ROUNDS; round += 1) {
