@@ -85,7 +85,10 @@ use layout::{
 };
 pub use webcrypto::{WebCrypto, OUTSIDE};
 
-/// Data up to this many bytes is sealed and opened in Wasm; larger, by [`Aead`].
+/// Data up to this many bytes is sealed and opened in Wasm; larger, by [`Aead`]. Not higher: a
+/// strong-mode read of 6 KiB opened in Wasm, answered from the first poll, cost 4 % more CPU than
+/// through WebCrypto and a promise (`GET /get/:id, 6 KiB` in `npm run bench`, by name; 8 KiB
+/// here against 2 KiB, docs/performance.md).
 pub const IN_WASM: usize = 2048;
 
 /// AES-256-GCM on data larger than [`IN_WASM`], as a platform offers it: raw keys in, one call
