@@ -132,6 +132,7 @@ boundFile(2 * 5 * VARIANTS.length * (ROUNDS * SECONDS + WARMUP_SECONDS) * 1000 +
 // BENCH_SCENARIOS="GET /get/:id, 200 B;POST /create, 200 B": only these ("startup" is one); "GET
 // /get/:id, 6 KiB" runs only when named here.
 const chosen = process.env.BENCH_SCENARIOS?.split(';');
+const MIDDLE = 'GET /get/:id, 6 KiB';
 
 // Cold starts first, on a quiet machine: no wrangler runs yet.
 // Strong mode and log off start the same bundle as shipped.
@@ -145,7 +146,6 @@ const startup = !chosen || chosen.includes('startup') ? await measureStartup(ROO
 
 // The Worker's own share of a cold start, well above today's (+13 ms): an alarm, even in --smoke.
 const STARTUP_ALARM_MS = 50;
-const MIDDLE = 'GET /get/:id, 6 KiB';
 if (startup) {
   const own = median(startup['as shipped']?.map((r, i) => r.cpuMs - startup['JS baseline'][i].cpuMs) ?? [0]);
   if (own > STARTUP_ALARM_MS) throw new Error(`a cold start costs the Worker ${own.toFixed(1)} ms of CPU, above the ${STARTUP_ALARM_MS} ms alarm`);
