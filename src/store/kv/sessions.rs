@@ -13,7 +13,7 @@ use crate::domain::renewal::Retirement;
 use crate::domain::session::Meta;
 use crate::store::data::{Buffer, Plain};
 use crate::store::events::Journal;
-use crate::store::seal::{successor_seed, Aead, Sealer, WebCrypto};
+use crate::store::seal::{Aead, Sealer, Successor, WebCrypto};
 use crate::store::{
     Expect, KeyValue, MetaAt, Outcome, Record, SessionRef, SessionStore, Stored, BULK_KEYS,
 };
@@ -51,9 +51,9 @@ fn listable(metadata: Option<String>) -> Option<Meta> {
 
 /// Where a request found a session, so that its write goes where it should.
 enum Found {
-    /// Under its storage key, sealed; with the seed of its renewal's successor, for a session
-    /// record of this version's formats (see [`successor_seed`]).
-    Sealed(Option<[u8; 32]>),
+    /// Under its storage key, sealed; with what its renewal's successor is derived from, for a
+    /// session record of this version's formats.
+    Sealed(Option<Successor>),
     /// Under its bare id, as stored before keys were hashed: the next write moves it.
     Legacy,
 }
@@ -150,7 +150,7 @@ impl<K: KeyValue, A: Aead> SessionStore for KvSessions<K, A> {
     async fn load(&self, id: &SessionId) -> Result<Option<Stored>, Error> {
         let key = StorageKey::of(id);
         if let Some((bytes, metadata)) = self.kv.get_bytes(&key.name()).await? {
-            let seed = successor_seed(&WrapKey::of(id), &bytes);
+            let successor = Successor::of(&bytes);
             let marked = metadata.as_deref().is_some_and(is_marked_retired);
             let beside = readable(metadata);
             let opened = self
@@ -166,7 +166,7 @@ impl<K: KeyValue, A: Aead> SessionStore for KvSessions<K, A> {
                     id.short()
                 )));
             }
-            self.remember(id, Found::Sealed(seed));
+            self.remember(id, Found::Sealed(successor));
             return Ok(Some(stored));
         }
         // Only UUIDs were ever stored under their bare id.
@@ -303,14 +303,16 @@ impl<K: KeyValue, A: Aead> SessionStore for KvSessions<K, A> {
     }
 
     /// KV cannot make two renewals of one id take turns: each that read the same sealed record
-    /// moves the session to the same successor, derived from it ([`successor_seed`]), so
+    /// moves the session to the same successor, derived from it ([`Successor`]), so
     /// parallel renewals (a browser's parallel requests, a middleware renewing per request)
     /// converge on one session instead of forking it. A session this request read in no such
     /// record (the old worker's) takes `proposed`.
     fn successor(&self, id: &SessionId, proposed: SessionId) -> SessionId {
         let memo = self.found.borrow();
         match memo.iter().find(|(known, _)| known == id) {
-            Some((_, Found::Sealed(Some(seed)))) => SessionId::like_from_seed(&proposed, *seed),
+            Some((_, Found::Sealed(Some(successor)))) => {
+                SessionId::like_from_seed(&proposed, successor.seed(&WrapKey::of(id)))
+            }
             _ => proposed,
         }
     }

@@ -157,19 +157,32 @@ pub struct Opened {
     pub retired: bool,
 }
 
-/// The seed of the id a renewal of the session in `bytes` (an `s3` or `s2` record, read under
-/// the id of `wrap`) moves it to. Every renewal that read this very record computes the same
-/// seed, so renewals racing on KV, which has no compare-and-swap, converge on one successor
-/// instead of forking the session. Nobody computes it without both the old id and the record,
-/// and whoever has both can open the retirement the renewal leaves, which names the successor
-/// anyway. `None` for any other record: renewals of those take a fresh random id.
-pub fn successor_seed(wrap: &WrapKey, bytes: &[u8]) -> Option<[u8; 32]> {
-    let parts = split(bytes)?;
-    if parts.lifecycle.is_none() || is_retirement(bytes) {
-        return None;
+/// What the successor of a renewal of the session in a record (an `s3` or `s2`) is derived
+/// from: the salt of the record's first slot, which every write draws afresh. Every renewal
+/// that read this very record derives the same successor from it ([`Successor::seed`]), so
+/// renewals racing on KV, which has no compare-and-swap, converge on one successor instead of
+/// forking the session. Kept from the read and derived only by a renewal: a read that renews
+/// nothing (almost every one) pays no HMAC for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Successor([u8; SALT]);
+
+impl Successor {
+    /// `None` for any record but a session of this version's formats: renewals of those take
+    /// a fresh random id.
+    pub fn of(bytes: &[u8]) -> Option<Self> {
+        let parts = split(bytes)?;
+        if parts.lifecycle.is_none() || is_retirement(bytes) {
+            return None;
+        }
+        Some(Self(parts.slots.get(..SALT)?.try_into().ok()?))
     }
-    let salt = parts.slots.get(..SALT)?;
-    Some(hmac_sha256(&wrap.0, &[SUCCESSOR_LABEL, salt].concat()))
+
+    /// The seed of the successor's id, for the id of `wrap`. Nobody computes it without both
+    /// the old id and the record, and whoever has both can open the retirement the renewal
+    /// leaves, which names the successor anyway.
+    pub fn seed(&self, wrap: &WrapKey) -> [u8; 32] {
+        hmac_sha256(&wrap.0, &[SUCCESSOR_LABEL, &self.0].concat())
+    }
 }
 
 /// Seals and opens session records, large data through an [`Aead`].
@@ -551,6 +564,8 @@ mod tests {
     /// record, and none for a record that is not a session of this version's formats.
     #[test]
     fn a_renewal_successor_is_derived_from_the_record_read() {
+        let successor_seed =
+            |wrap: &WrapKey, bytes: &[u8]| Successor::of(bytes).map(|of| of.seed(wrap));
         let mut record = b"s3".to_vec();
         record.extend_from_slice(&lifecycle_bytes(&meta()));
         record.push(1);
