@@ -1,0 +1,195 @@
+// `node bench/isolate.mjs [scenario] [variant ...]`: what a request costs the Worker itself, apart
+// from everything else `wrangler dev` runs in the same workerd process.
+//
+// `npm run bench` reads the CPU of the whole workerd process, where the Worker's own turns are a
+// fifth or less: the rest is miniflare's entry Worker, its local KV and its local log collector,
+// the same for every variant but not the same from one run to the next, so a change of a few
+// percent of the Worker's own work is lost in it. This reads the Worker's share alone: workerd's
+// async trace (`serve --async-trace`) records every turn a context runs, with the moment it took
+// the isolate's lock and the moment it let go, on the machine's clock (the isolate's own clocks
+// stand still while code runs). Summed over the turns of the Worker's contexts (and, in strong
+// mode, of its Durable Objects) and divided by the requests it served between two marked
+// requests, that is the time the Worker held its isolate per request: its own JavaScript and
+// Wasm, and the runtime calls they make. Tracing writes a line per event, which costs a little
+// in every variant alike: compare variants side by side, as here, not with `npm run bench`.
+//
+// wrk (one thread, ISOLATE_CONNECTIONS connections, default 2) calls the Worker's own workerd
+// directly, not through wrangler's proxy, and runs on the first core with that workerd pinned to
+// the second: what else the machine runs stays out of the turns, and the same build reads within
+// 1-2 % from round to round.
+//
+// Variants: `shipped` (build/ as it is), `baseline` (bench/baseline.js), `floor`
+// (bench/strong-floor.js, strong mode's), or `name=dir` (session-state served from the build in
+// `dir`). SESSION_BACKEND=durable_object serves session-state in strong mode. Scenarios: health,
+// get (200 B), get-large (58 KiB), patch (10 keys into 58 KiB), create, touch. ISOLATE_ROUNDS
+// rounds (default 5) of ISOLATE_SECONDS (default 3) each, the variants in turn, each round
+// starting one later. Prints each round, then per variant the medians over rounds of the mean
+// per request and of the median request (the worker's stateless part), and the first variant ÷
+// this one, by round.
+import { execFileSync } from 'node:child_process';
+import { chmodSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import { ROOT, startWorker } from '../tests/e2e/harness.mjs';
+
+const ROUNDS = Number(process.env.ISOLATE_ROUNDS ?? 5);
+const SECONDS = Number(process.env.ISOLATE_SECONDS ?? 3);
+const STRONG = process.env.SESSION_BACKEND === 'durable_object';
+const args = process.argv.slice(2);
+const SCENARIOS = ['health', 'get', 'get-large', 'patch', 'create', 'touch'];
+const scenario = SCENARIOS.includes(args[0]) ? args.shift() : 'get';
+const names = args.length ? args : ['shipped', 'baseline'];
+const work = join(ROOT, 'bench/.work');
+mkdirSync(work, { recursive: true });
+
+// workerd as miniflare would run it, with the trace on: miniflare takes the binary it runs from
+// MINIFLARE_WORKERD_PATH.
+const workerd = createRequire(join(ROOT, 'node_modules/miniflare/package.json'))('workerd').default;
+const wrapper = join(work, 'workerd-traced.sh');
+writeFileSync(wrapper, `#!/bin/sh\nif [ "$1" = serve ]; then shift; exec "${workerd}" serve --async-trace "$ISOLATE_TRACE.$$" "$@"; fi\nexec "${workerd}" "$@"\n`);
+chmodSync(wrapper, 0o755);
+
+function configFor(dir) {
+  const toml = readFileSync(join(ROOT, 'wrangler.toml'), 'utf8')
+    .replace(/^main = .*$/m, `main = ${JSON.stringify(join(dir, 'index.js'))}`)
+    .replace(/^\[build\]\ncommand = .*$/m, '')
+    .replace(/^SESSION_BACKEND = "kv"$/m, `SESSION_BACKEND = "${STRONG ? 'durable_object' : 'kv'}"`);
+  const config = `.wrangler-isolate-${dir.replace(/\W/g, '_')}.toml`;
+  writeFileSync(join(ROOT, config), toml);
+  return config;
+}
+
+const variants = names.map((name) => {
+  if (name === 'baseline') return { name, worker: 'session-state-baseline', configs: ['bench/wrangler.toml'] };
+  if (name === 'floor') return { name, worker: 'session-state-strong-floor', configs: ['bench/strong-floor.toml'] };
+  const dir = name === 'shipped' ? join(ROOT, 'build') : name.split('=')[1];
+  return { name: name.split('=')[0], worker: 'session-state', configs: [configFor(dir)] };
+});
+
+function session(bytes) {
+  const data = { user: 'ada', roles: ['admin', 'editor'], createdBy: 'bench' };
+  let i = 0;
+  while (JSON.stringify(data).length < bytes - 40) data[`k${i++}`] = 'x'.repeat(Math.min(64, bytes - JSON.stringify(data).length - 48));
+  return JSON.stringify(data);
+}
+
+async function request(url) {
+  const post = async (body) => {
+    const response = await fetch(`${url}/create`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+    if (response.status !== 201) throw new Error(`create: ${response.status}`);
+    return response.text();
+  };
+  writeFileSync(join(work, 'isolate-small.json'), session(200));
+  writeFileSync(join(work, 'isolate-patch.json'), JSON.stringify(Object.fromEntries(Array.from({ length: 10 }, (_, i) => [`p${i}`, `v${i}`]))));
+  switch (scenario) {
+    case 'health': return { method: 'GET', path: '/health' };
+    case 'get': return { method: 'GET', path: `/get/${await post(session(200))}` };
+    case 'get-large': return { method: 'GET', path: `/get/${await post(session(58 * 1024))}` };
+    case 'patch': return { method: 'PATCH', path: `/add/${await post(session(58 * 1024))}`, body: join(work, 'isolate-patch.json') };
+    case 'create': return { method: 'POST', path: '/create', body: join(work, 'isolate-small.json') };
+    default: return { method: 'POST', path: `/touch/${await post(session(200))}` };
+  }
+}
+
+function wrk(url, { method, path, body }, seconds) {
+  execFileSync('taskset', ['-c', '0', 'wrk', '-t', '1', '-c', String(process.env.ISOLATE_CONNECTIONS ?? 2), '-d', `${seconds}s`, '-s', join(ROOT, 'bench/wrk.lua'), url], {
+    encoding: 'utf8', env: { ...process.env, BENCH_METHOD: method, BENCH_PATH: path, BENCH_BODY: body ?? '', BENCH_PATHS: '' },
+  });
+}
+
+const median = (xs) => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2; };
+
+/**
+ * The Worker's turns in the window between the two marks: µs held per request (all its
+ * contexts, objects included, over the requests its stateless contexts served), the median
+ * request's (stateless part), and how many requests.
+ */
+function read(files, worker) {
+  const file = files.find((f) => readFileSync(f, 'utf8').includes(`"worker":"core:user:${worker}"`));
+  if (!file) throw new Error(`no trace holds core:user:${worker}`);
+  const contexts = new Map(); // ctx id → { worker, actor, generation }
+  const generation = new Map();
+  const events = [];
+  const marks = [];
+  const lastAt = new Map(); // ctx → the time of its last event so far (the file is not in time order)
+  for (const line of readFileSync(file, 'utf8').split('\n')) {
+    if (!line) continue;
+    let e;
+    try { e = JSON.parse(line); } catch { continue; }
+    if (e.e === 'ctx') generation.set(e.ctx, (generation.get(e.ctx) ?? 0) + 1);
+    if (e.ctx === undefined) continue;
+    const key = `${e.ctx}/${generation.get(e.ctx) ?? 0}`;
+    if (e.at !== undefined) lastAt.set(key, e.at);
+    if (e.e === 'ctx') contexts.set(key, { worker: e.worker, actor: e.actor !== null });
+    if (e.e === 'annotate' && e.k === 'url.full' && e.v.includes('isolate-mark')) marks.push(lastAt.get(key));
+    if (e.e === 'turn' || (e.e === 'init' && e.kind === 'request')) events.push({ ...e, key });
+  }
+  if (marks.length < 2) throw new Error(`${file}: the window's marks are not in the trace (was it flushed?)`);
+  const [from, to] = [Math.min(...marks), Math.max(...marks)];
+  const ours = (key) => contexts.get(key)?.worker === `core:user:${worker}`;
+  const perRequest = new Map();
+  let held = 0;
+  let objects = 0;
+  let requests = 0;
+  for (const e of events) {
+    if (!ours(e.key)) continue;
+    if (e.e === 'init') {
+      if (e.at > from && e.at < to && !contexts.get(e.key).actor) { requests++; perRequest.set(e.key, 0); }
+      continue;
+    }
+    if (e.locked <= from || e.locked >= to) continue;
+    held += e.end - e.locked;
+    if (contexts.get(e.key).actor) objects += e.end - e.locked;
+    if (perRequest.has(e.key)) perRequest.set(e.key, perRequest.get(e.key) + e.end - e.locked);
+  }
+  return { mean: held / requests / 1e3, objects: objects / requests / 1e3, median: median([...perRequest.values()]) / 1e3, requests };
+}
+
+const results = Object.fromEntries(variants.map((v) => [v.name, []]));
+for (let round = 0; round < ROUNDS; round++) {
+  const order = variants.map((_, i) => variants[(i + round) % variants.length]);
+  for (const variant of order) {
+    const trace = join(work, `isolate-${variant.name.replace(/\W/g, '_')}.trace`);
+    // One file per workerd process (wrangler runs its proxy in one and the Worker in another).
+    const traces = () => readdirSync(work).filter((f) => f.startsWith(`${trace.split('/').at(-1)}.`)).map((f) => join(work, f));
+    for (const f of traces()) rmSync(f);
+    process.env.MINIFLARE_WORKERD_PATH = wrapper;
+    process.env.ISOLATE_TRACE = trace;
+    const worker = await startWorker({ configs: variant.configs });
+    let processNs = 0;
+    try {
+      // Straight to the Worker's own workerd, not through wrangler's proxy, with that process on
+      // the second core and wrk on the first: less of the machine's other work in the turns.
+      const url = await worker.directUrl();
+      execFileSync('taskset', ['-a', '-cp', '1', String(await worker.workerdPid())], { stdio: 'ignore' });
+      const target = await request(url);
+      wrk(url, target, 2);
+      const pid = await worker.workerdPid();
+      const cpu = () => readdirSync(`/proc/${pid}/task`).reduce((ns, task) => ns + Number(readFileSync(`/proc/${pid}/task/${task}/schedstat`, 'utf8').split(' ')[0]), 0);
+      await fetch(`${url}/health?isolate-mark`).then((r) => r.text());
+      const before = cpu();
+      wrk(url, target, SECONDS);
+      processNs = cpu() - before;
+      await fetch(`${url}/health?isolate-mark`).then((r) => r.text());
+      // The trace is written behind: enough traffic after the window pushes it all out.
+      wrk(url, { method: 'GET', path: '/health' }, 3);
+    } finally {
+      await worker.stop();
+      delete process.env.MINIFLARE_WORKERD_PATH;
+    }
+    const r = read(traces(), variant.worker);
+    r.process = processNs / r.requests / 1e3;
+    results[variant.name].push(r);
+    console.log(`round ${round + 1} ${variant.name.padEnd(12)} ${r.mean.toFixed(1).padStart(7)} µs/request held (objects ${r.objects.toFixed(1)}; median request ${r.median.toFixed(1)}), ${r.requests} requests; process CPU ${r.process.toFixed(0)} µs/request`);
+    if (!process.env.ISOLATE_KEEP) for (const f of traces()) rmSync(f);
+  }
+}
+const first = variants[0].name;
+console.log(`\n${scenario}${STRONG ? ', strong mode' : ''}: µs the Worker held its isolate per request, median of ${ROUNDS} rounds of ${SECONDS} s`);
+for (const { name } of variants) {
+  const rs = results[name];
+  const ratios = rs.map((r, i) => results[first][i].mean / r.mean);
+  console.log(`${name.padEnd(12)} mean ${median(rs.map((r) => r.mean)).toFixed(1).padStart(7)}  median request ${median(rs.map((r) => r.median)).toFixed(1).padStart(7)}` +
+    (name === first ? '' : `  ${first} ÷ ${name}: ${median(ratios).toFixed(3)} (${ratios.map((x) => x.toFixed(2)).join(' ')}); median requests: ${median(rs.map((r, i) => results[first][i].median / r.median)).toFixed(3)}`));
+}
+for (const v of variants) if (v.configs[0].startsWith('.wrangler-isolate-')) rmSync(join(ROOT, v.configs[0]), { force: true });
