@@ -3,8 +3,8 @@
 #
 # These machines reach package registries but not GitHub releases, so nothing here lets a tool
 # fetch its own binaries: wasm-bindgen comes from crates.io (at exactly the version in
-# Cargo.lock), wasm-opt from the npm package binaryen, esbuild from npm. scripts/env.sh points
-# worker-build at them.
+# Cargo.lock), wasm-opt from the npm package binaryen, esbuild from npm. scripts/env.sh names
+# them for scripts/build.sh (and for worker-build, which built the earlier versions).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +15,8 @@ if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
   rustup target add wasm32-unknown-unknown
 fi
 
+# Not for this version's build (scripts/build.sh runs the tools itself): the upgrade tests build
+# earlier versions as they were built (scripts/previous-build.sh), with it.
 WORKER_BUILD_VERSION=0.8.7
 if [ "$(worker-build --version 2>/dev/null | awk '{print $NF}')" != "$WORKER_BUILD_VERSION" ]; then
   step "installing worker-build $WORKER_BUILD_VERSION (a few minutes, once)"

@@ -16,6 +16,9 @@ node scripts/layers.mjs
 step "docs: every relative link and anchor resolves; the configuration table names every variable"
 node --test tests/docs/*.test.mjs
 
+step "the module the runtime loads (src/worker.js): recovery from a panic, against stand-in bindings"
+node --test tests/worker/*.test.mjs
+
 step "cargo clippy (wasm32 and native, warnings denied)"
 cargo clippy --target wasm32-unknown-unknown --all-targets --locked -- -D warnings
 cargo clippy --all-targets --locked -- -D warnings
