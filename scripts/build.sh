@@ -23,8 +23,9 @@ if up_to_date; then
   echo "build/ is up to date ($mode)"
   exit 0
 fi
-mkdir -p target
-exec 9>target/.build.lock
+target="${CARGO_TARGET_DIR:-target}"
+mkdir -p "$target"
+exec 9>"$target/.build.lock"
 flock 9
 if up_to_date; then
   echo "build/ is up to date ($mode)"
@@ -32,11 +33,11 @@ if up_to_date; then
 fi
 
 cargo build --lib --release --target wasm32-unknown-unknown
-glue=target/glue
+glue="$target/glue"
 rm -rf "$glue"
 # Recovery from a panic (src/worker.js): a function that replaces the instance, and the abort
 # handler that schedules it.
-"$WASM_BINDGEN_BIN" target/wasm32-unknown-unknown/release/session_state.wasm --out-dir "$glue" \
+"$WASM_BINDGEN_BIN" "$target/wasm32-unknown-unknown/release/session_state.wasm" --out-dir "$glue" \
   --target module --out-name index --no-typescript \
   --experimental-reset-state-function --force-enable-abort-handler
 # The runtime takes a Wasm module as a plain import (a compiled module), not a source-phase one.
