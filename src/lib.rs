@@ -11,12 +11,13 @@ mod service;
 mod store;
 
 /// The sealing envelope, for `tests/wasm.rs` to check WebCrypto against RustCrypto, data held
-/// outside Wasm memory, for it to check what is written there, and the objects' order, for it
-/// to check who waits for whom.
+/// outside Wasm memory, for it to check what is written there, the objects' order, for it to
+/// check who waits for whom, and promises awaited from Rust, for it to check what each await
+/// gets.
 #[doc(hidden)]
 pub use edge::gate;
 #[doc(hidden)]
-pub use store::{data, seal};
+pub use store::{data, promise, seal};
 
 use std::rc::Rc;
 

@@ -308,3 +308,90 @@ mod turns {
         assert_eq!(JsFuture::from(Promise::from(second)).await.unwrap(), 2);
     }
 }
+
+/// Promises awaited from Rust through one closure per isolate (`store::promise`), in tasks of the
+/// worker's own executor (`gate::run`, which hands a future that waits to it).
+mod awaits {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    use session_state::gate::{self, Gate};
+    use session_state::promise::settled_of;
+    use wasm_bindgen::{JsCast as _, JsValue};
+    use wasm_bindgen_test::wasm_bindgen_test;
+    use worker::js_sys::{Function, Promise};
+    use worker::wasm_bindgen_futures::JsFuture;
+
+    /// A promise, and the functions that fulfil and reject it.
+    fn pending() -> (Promise, Function, Function) {
+        let mut functions = None;
+        let promise = Promise::new(&mut |resolve, reject| functions = Some((resolve, reject)));
+        let (resolve, reject) = functions.unwrap();
+        (promise, resolve, reject)
+    }
+
+    #[wasm_bindgen_test]
+    async fn an_await_gets_its_own_promise_outcome() {
+        let fulfilled = Promise::resolve(&JsValue::from(7));
+        assert_eq!(settled_of(&fulfilled).await, Ok(JsValue::from(7)));
+        let rejected = Promise::reject(&JsValue::from("no"));
+        assert_eq!(settled_of(&rejected).await, Err(JsValue::from("no")));
+    }
+
+    /// Tasks that wait on promises settled in another order than they were awaited each get
+    /// their own outcome, and each task's promise settles with what its future returned.
+    #[wasm_bindgen_test]
+    async fn tasks_resume_with_their_own_outcomes_in_any_order() {
+        let (one, fulfil_one, _) = pending();
+        let (two, _, reject_two) = pending();
+        let (three, fulfil_three, _) = pending();
+        let seen = Rc::new(RefCell::new(Vec::new()));
+        let log = seen.clone();
+        let first = gate::run(
+            async move {
+                let a = settled_of(&one).await?;
+                log.borrow_mut().push("first, one");
+                let b = settled_of(&three).await?;
+                log.borrow_mut().push("first, three");
+                Ok(JsValue::from(a.as_f64().unwrap() + b.as_f64().unwrap()))
+            },
+            Gate::Open,
+        );
+        let log = seen.clone();
+        let second = gate::run(
+            async move {
+                let refused = settled_of(&two).await;
+                log.borrow_mut().push("second, two");
+                Err(refused.unwrap_err())
+            },
+            Gate::Open,
+        );
+        assert!(first.is_instance_of::<Promise>() && second.is_instance_of::<Promise>());
+        reject_two.call1(&JsValue::NULL, &"refused".into()).unwrap();
+        fulfil_three.call1(&JsValue::NULL, &3.into()).unwrap();
+        fulfil_one.call1(&JsValue::NULL, &1.into()).unwrap();
+        assert_eq!(
+            JsFuture::from(Promise::from(second)).await,
+            Err(JsValue::from("refused"))
+        );
+        assert_eq!(JsFuture::from(Promise::from(first)).await, Ok(4.into()));
+        assert_eq!(
+            *seen.borrow(),
+            ["second, two", "first, one", "first, three"]
+        );
+    }
+
+    /// An await given up before its promise settles (a request cancelled) leaves nothing behind:
+    /// the settlement that comes later wakes nobody, and the next await gets its own outcome.
+    #[wasm_bindgen_test]
+    async fn an_abandoned_await_leaves_nothing_behind() {
+        let (late, fulfil_late, _) = pending();
+        drop(settled_of(&late));
+        let next = Promise::resolve(&JsValue::from("next"));
+        let awaited = settled_of(&next);
+        fulfil_late.call1(&JsValue::NULL, &"late".into()).unwrap();
+        assert_eq!(awaited.await, Ok(JsValue::from("next")));
+        let again = Promise::resolve(&JsValue::from("again"));
+        assert_eq!(settled_of(&again).await, Ok(JsValue::from("again")));
+    }
+}

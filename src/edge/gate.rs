@@ -11,7 +11,8 @@ use std::task::{Context, Poll, Waker};
 
 use wasm_bindgen::JsValue;
 use worker::js_sys;
-use worker::wasm_bindgen_futures::future_to_promise;
+
+use super::tasks;
 
 /// What holds other events back while a handler's future runs.
 pub enum Gate<'a> {
@@ -175,8 +176,8 @@ fn first_poll(
     {
         Poll::Ready(Ok(value)) => Ok(value),
         Poll::Ready(Err(err)) => Ok(js_sys::Promise::reject(&err).into()),
-        // The executor polls it again with a real waker, as futures allow.
-        Poll::Pending => Err(future_to_promise(future)),
+        // Polled again with a real waker, as futures allow, and from then on when woken.
+        Poll::Pending => Err(tasks::spawn(future)),
     }
 }
 

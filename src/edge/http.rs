@@ -6,7 +6,6 @@ use std::borrow::Cow;
 
 use worker::js_sys::{self, Array, Reflect, Uint8Array};
 use worker::wasm_bindgen::JsCast;
-use worker::wasm_bindgen_futures::JsFuture;
 use worker::web_sys::{self, Blob, ReadableStreamDefaultReader};
 
 use crate::domain::config::RequestLog;
@@ -19,6 +18,7 @@ use crate::domain::time::{rfc3339, Millis};
 use crate::edge::log::{self, RequestLine};
 use crate::edge::runtime::{self, Head};
 use crate::store::data::Data;
+use crate::store::promise::settled_of;
 
 /// A request: the runtime's, and what the worker reads of it.
 pub struct Incoming {
@@ -137,7 +137,7 @@ pub async fn read_object(req: &Incoming, limit: usize) -> Result<(JsonObject, Me
 /// cancelled and the request refused, so memory never holds more than the limit.
 async fn read_limited(req: &Incoming, limit: usize) -> Result<Vec<u8>, Error> {
     if declared_length(req, limit)?.is_some() {
-        let buffer = JsFuture::from(req.raw.array_buffer().map_err(js)?)
+        let buffer = settled_of(&req.raw.array_buffer().map_err(js)?)
             .await
             .map_err(js)?;
         return Ok(Uint8Array::new(&buffer).to_vec());
@@ -213,7 +213,7 @@ async fn read_chunks(
     let reader: ReadableStreamDefaultReader = body.get_reader().unchecked_into();
     let mut length = 0;
     loop {
-        let result = JsFuture::from(reader.read()).await.map_err(js)?;
+        let result = settled_of(&reader.read()).await.map_err(js)?;
         if Reflect::get(&result, &"done".into())
             .map_err(js)?
             .is_truthy()

@@ -18,3 +18,4 @@ pub mod log;
 pub mod routes;
 pub mod runtime;
 pub mod settings;
+pub mod tasks;

@@ -13,11 +13,11 @@ use std::cell::RefCell;
 use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::{JsCast, JsValue};
 use worker::js_sys::{Promise, Reflect};
-use worker::wasm_bindgen_futures::JsFuture;
 use worker::Env;
 
 use crate::domain::error::Error;
 use crate::domain::event::Event;
+use crate::store::promise::settled_of;
 
 /// The binding of the Queue producer, in `wrangler.toml`.
 pub const BINDING: &str = "SESSION_EVENTS";
@@ -112,7 +112,7 @@ impl EventQueue for Queue {
     async fn send(&self, events: &[&str]) -> Result<(), Error> {
         for batch in events.chunks(BATCH) {
             let promise = send_events(&self.0, &batch.join("\n")).map_err(queue_failure)?;
-            JsFuture::from(promise).await.map_err(queue_failure)?;
+            settled_of(&promise).await.map_err(queue_failure)?;
         }
         Ok(())
     }

@@ -29,6 +29,7 @@ mod index;
 pub mod kv;
 #[cfg(test)]
 pub mod memory;
+pub mod promise;
 pub mod proof;
 pub mod schema;
 pub mod seal;

@@ -8,10 +8,10 @@
 
 use wasm_bindgen::prelude::wasm_bindgen;
 use worker::js_sys::Promise;
-use worker::wasm_bindgen_futures::JsFuture;
 
 use crate::domain::binding::{Alg, Jwk, Verify};
 use crate::domain::error::Error;
+use crate::store::promise::settled_of;
 
 #[wasm_bindgen(inline_js = r#"
 const subtle = crypto.subtle;
@@ -51,7 +51,7 @@ impl Verify for WebCryptoVerify {
         signature: &[u8],
     ) -> Result<bool, Error> {
         let promise = verify(alg.name(), jwk.as_str(), signed, signature);
-        let verdict = JsFuture::from(promise)
+        let verdict = settled_of(&promise)
             .await
             .map_err(|err| Error::Internal(format!("webcrypto verify: {err:?}")))?;
         Ok(verdict.as_bool() == Some(true))

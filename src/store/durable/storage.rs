@@ -5,15 +5,22 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use wasm_bindgen::prelude::wasm_bindgen;
-use worker::js_sys::{Date as JsDate, Uint8Array};
+use worker::js_sys::{Promise, Uint8Array};
 use worker::wasm_bindgen::JsValue;
-use worker::{ScheduledTime, SqlStorage, SqlStorageValue, Storage};
+use worker::{SqlStorage, SqlStorageValue, Storage};
 
 use crate::domain::error::Error;
 use crate::domain::time::Millis;
 use crate::store::durable::{ObjectStorage, Value};
+use crate::store::promise::settled_of;
 
 #[wasm_bindgen(inline_js = r#"
+export function setAlarm(storage, at) {
+  return storage.setAlarm(at);
+}
+export function clear(storage) {
+  return storage.deleteAlarm().then(() => storage.deleteAll());
+}
 export function atomically(storage, change) {
   storage.transactionSync(() => {
     if (!change()) throw new Error('rolled back');
@@ -21,6 +28,14 @@ export function atomically(storage, change) {
 }
 "#)]
 extern "C" {
+    /// `storage.setAlarm(at)`.
+    #[wasm_bindgen(catch, js_name = setAlarm)]
+    fn set_alarm(storage: &JsValue, at: f64) -> Result<Promise, JsValue>;
+
+    /// The alarm deleted, then everything else.
+    #[wasm_bindgen(catch)]
+    fn clear(storage: &JsValue) -> Result<Promise, JsValue>;
+
     /// `transactionSync(change)`, rolled back when `change` answers `false`: the throw that rolls
     /// it back is JavaScript's, so no Rust frame is unwound.
     #[wasm_bindgen(catch)]
@@ -32,9 +47,9 @@ extern "C" {
 pub struct DoStorage(Rc<Parts>);
 
 struct Parts {
-    storage: Storage,
     sql: SqlStorage,
-    /// The runtime's storage object itself, for what `worker` does not bind (`transactionSync`).
+    /// The runtime's storage object itself, for what `worker` does not bind (`transactionSync`),
+    /// and the alarm, awaited without `worker`'s `JsFuture` ([`settled_of`]).
     raw: JsValue,
 }
 
@@ -42,7 +57,7 @@ impl DoStorage {
     /// `raw` is the same storage as JavaScript holds it (`state.storage`).
     pub fn new(storage: Storage, raw: JsValue) -> Self {
         let sql = storage.sql();
-        Self(Rc::new(Parts { storage, sql, raw }))
+        Self(Rc::new(Parts { sql, raw }))
     }
 }
 
@@ -87,17 +102,15 @@ impl ObjectStorage for DoStorage {
     }
 
     async fn set_alarm(&self, at: Millis) -> Result<(), Error> {
-        let at = ScheduledTime::new(JsDate::new(&JsValue::from_f64(at as f64)));
-        self.0.storage.set_alarm(at).await.map_err(storage_failure)
+        let setting = set_alarm(&self.0.raw, at as f64).map_err(worker::Error::from);
+        let settled = settled_of(&setting.map_err(storage_failure)?).await;
+        settled.map(drop).map_err(|err| storage_failure(err.into()))
     }
 
     async fn delete_all(&self) -> Result<(), Error> {
-        self.0
-            .storage
-            .delete_alarm()
-            .await
-            .map_err(storage_failure)?;
-        self.0.storage.delete_all().await.map_err(storage_failure)
+        let clearing = clear(&self.0.raw).map_err(worker::Error::from);
+        let settled = settled_of(&clearing.map_err(storage_failure)?).await;
+        settled.map(drop).map_err(|err| storage_failure(err.into()))
     }
 
     fn atomically(&self, change: &mut dyn FnMut() -> Result<(), Error>) -> Result<(), Error> {

@@ -25,10 +25,10 @@ pub use sessions::KvSessions;
 use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::{JsCast, JsValue};
 use worker::js_sys::{self, Object, Promise, Reflect, Uint8Array};
-use worker::wasm_bindgen_futures::JsFuture;
 use worker::Env;
 
 use super::data::Plain;
+use super::promise::settled_of;
 use super::{KeyValue, BULK_KEYS};
 use crate::domain::error::Error;
 
@@ -121,7 +121,7 @@ fn metadata_text(metadata: &JsValue) -> Option<String> {
 
 /// Awaits a KV promise; a rejection is a store failure.
 async fn settle(promise: Promise) -> Result<JsValue, Error> {
-    JsFuture::from(promise).await.map_err(|err| {
+    settled_of(&promise).await.map_err(|err| {
         let message = err
             .dyn_ref::<js_sys::Error>()
             .map(|err| String::from(err.message()))

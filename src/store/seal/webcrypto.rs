@@ -4,12 +4,12 @@
 use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::JsValue;
 use worker::js_sys::{ArrayBuffer, Promise, Uint8Array};
-use worker::wasm_bindgen_futures::JsFuture;
 
 use std::future::Future;
 
 use crate::domain::error::Error;
 use crate::store::data::{Buffer, Data, Outside, Plain};
+use crate::store::promise::settled_of;
 use crate::store::seal::Aead;
 
 /// From this size on, data to seal is written outside Wasm memory ([`Aead::buffer`]): where
@@ -59,7 +59,7 @@ extern "C" {
 pub struct WebCrypto;
 
 async fn settle(promise: Promise) -> Result<JsValue, Error> {
-    JsFuture::from(promise)
+    settled_of(&promise)
         .await
         .map_err(|err| Error::Internal(format!("webcrypto: {err:?}")))
 }
