@@ -1,6 +1,6 @@
 // The module the runtime loads: the Worker's fetch handler and its two Durable Object classes,
 // each a few lines around the Wasm exports that wasm-bindgen makes of src/lib.rs and
-// src/objects/ (bundled with them into build/index.js by scripts/build.sh).
+// src/objects.rs (bundled with them into build/index.js by scripts/build.sh).
 //
 // The handler is a plain object, not a class: the runtime calls its `fetch` as it is, where a
 // class entrypoint (what worker-build's own module exports, behind a `Proxy` for its panic
