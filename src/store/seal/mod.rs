@@ -70,19 +70,21 @@ use crate::store::{Record, Stored};
 
 mod device;
 mod layout;
+mod successor;
 mod webcrypto;
 
 pub use device::{open_device, open_device_anew, seal_device, MAX_SEALED_DEVICE};
 pub use layout::{is_retirement, lifecycle_bytes, LIFECYCLE};
 use layout::{
     magic_of, sealed_lifecycle, split, DATA_LABEL, MAX_SLOTS, NONCE, S1_DATA_LABEL, S1_SLOT,
-    S1_SLOT_LABEL, SALT, SLOT, SLOT_KEY_LABEL, SLOT_LABEL, SUCCESSOR_LABEL, TAG,
+    S1_SLOT_LABEL, SALT, SLOT, SLOT_KEY_LABEL, SLOT_LABEL, TAG,
 };
 #[cfg(test)]
 use layout::{
     BOUND_LIFECYCLE, BOUND_MAGIC, BOUND_RETIRED_MAGIC, MAGIC, RETIRED_MAGIC, S1_MAGIC,
-    S2_LIFECYCLE, S2_MAGIC, S2_RETIRED_MAGIC,
+    S2_LIFECYCLE, S2_MAGIC, S2_RETIRED_MAGIC, SUCCESSOR_LABEL,
 };
+pub use successor::Successor;
 pub use webcrypto::{WebCrypto, OUTSIDE};
 
 /// Data up to this many bytes is sealed and opened in Wasm; larger, by [`Aead`]. Not higher: a
@@ -155,34 +157,6 @@ pub struct Opened {
     pub lifecycle: Option<Meta>,
     /// An `r3` (or `r2`) record: `data` is a [`Retirement`].
     pub retired: bool,
-}
-
-/// What the successor of a renewal of the session in a record (an `s3` or `s2`) is derived
-/// from: the salt of the record's first slot, which every write draws afresh. Every renewal
-/// that read this very record derives the same successor from it ([`Successor::seed`]), so
-/// renewals racing on KV, which has no compare-and-swap, converge on one successor instead of
-/// forking the session. Kept from the read and derived only by a renewal: a read that renews
-/// nothing (almost every one) pays no HMAC for it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Successor([u8; SALT]);
-
-impl Successor {
-    /// `None` for any record but a session of this version's formats: renewals of those take
-    /// a fresh random id.
-    pub fn of(bytes: &[u8]) -> Option<Self> {
-        let parts = split(bytes)?;
-        if parts.lifecycle.is_none() || is_retirement(bytes) {
-            return None;
-        }
-        Some(Self(parts.slots.get(..SALT)?.try_into().ok()?))
-    }
-
-    /// The seed of the successor's id, for the id of `wrap`. Nobody computes it without both
-    /// the old id and the record, and whoever has both can open the retirement the renewal
-    /// leaves, which names the successor anyway.
-    pub fn seed(&self, wrap: &WrapKey) -> [u8; 32] {
-        hmac_sha256(&wrap.0, &[SUCCESSOR_LABEL, &self.0].concat())
-    }
 }
 
 /// Seals and opens session records, large data through an [`Aead`].
