@@ -67,6 +67,19 @@ fn every_random_digit_is_uniform() {
     }
 }
 
+/// A promise, and the functions that fulfil and reject it.
+fn pending() -> (
+    worker::js_sys::Promise,
+    worker::js_sys::Function,
+    worker::js_sys::Function,
+) {
+    let mut functions = None;
+    let promise =
+        worker::js_sys::Promise::new(&mut |resolve, reject| functions = Some((resolve, reject)));
+    let (resolve, reject) = functions.expect("the executor runs at once");
+    (promise, resolve, reject)
+}
+
 mod sealing {
     use aes_gcm::aead::{Aead, KeyInit, Payload};
     use aes_gcm::{Aes256Gcm, Nonce};
@@ -230,17 +243,12 @@ mod turns {
     use worker::js_sys::{self, Function, Promise};
     use worker::wasm_bindgen_futures::JsFuture;
 
-    /// A promise, and what resolves it.
-    fn pending() -> (Promise, Function) {
-        let mut resolve = None;
-        let promise = Promise::new(&mut |done, _| resolve = Some(done));
-        (promise, resolve.expect("the executor runs at once"))
-    }
+    use super::pending;
 
     /// A promise settled after every microtask queued before it: by then the turns have seen
     /// every settlement there is.
     async fn a_task_later() {
-        let (promise, resolve) = pending();
+        let (promise, resolve, _) = pending();
         let global = js_sys::global();
         let set_timeout = js_sys::Reflect::get(&global, &"setTimeout".into()).unwrap();
         Function::from(set_timeout)
@@ -253,7 +261,7 @@ mod turns {
     async fn each_request_waits_for_the_one_before_it() {
         let turns = Turns::new();
         let steps = Rc::new(RefCell::new(Vec::new()));
-        let (release, resolve) = pending();
+        let (release, resolve, _) = pending();
         let log = steps.clone();
         let first = gate::run(
             async move {
@@ -294,7 +302,7 @@ mod turns {
     #[wasm_bindgen_test]
     async fn a_failed_request_does_not_stop_the_ones_after_it() {
         let turns = Turns::new();
-        let (release, reject) = pending();
+        let (release, reject, _) = pending();
         let first = gate::run(
             async move {
                 JsFuture::from(release).await?;
@@ -319,16 +327,10 @@ mod awaits {
     use session_state::promise::settled_of;
     use wasm_bindgen::{JsCast as _, JsValue};
     use wasm_bindgen_test::wasm_bindgen_test;
-    use worker::js_sys::{Function, Promise};
+    use worker::js_sys::Promise;
     use worker::wasm_bindgen_futures::JsFuture;
 
-    /// A promise, and the functions that fulfil and reject it.
-    fn pending() -> (Promise, Function, Function) {
-        let mut functions = None;
-        let promise = Promise::new(&mut |resolve, reject| functions = Some((resolve, reject)));
-        let (resolve, reject) = functions.unwrap();
-        (promise, resolve, reject)
-    }
+    use super::pending;
 
     #[wasm_bindgen_test]
     async fn an_await_gets_its_own_promise_outcome() {
