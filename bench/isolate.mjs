@@ -31,6 +31,7 @@ import { chmodSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync 
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { ROOT, startWorker } from '../tests/e2e/harness.mjs';
+import { PATCH, session } from './bodies.mjs';
 
 const ROUNDS = Number(process.env.ISOLATE_ROUNDS ?? 5);
 const SECONDS = Number(process.env.ISOLATE_SECONDS ?? 3);
@@ -66,13 +67,6 @@ const variants = names.map((name) => {
   return { name: name.split('=')[0], worker: 'session-state', configs: [configFor(dir)] };
 });
 
-function session(bytes) {
-  const data = { user: 'ada', roles: ['admin', 'editor'], createdBy: 'bench' };
-  let i = 0;
-  while (JSON.stringify(data).length < bytes - 40) data[`k${i++}`] = 'x'.repeat(Math.min(64, bytes - JSON.stringify(data).length - 48));
-  return JSON.stringify(data);
-}
-
 async function request(url) {
   const post = async (body) => {
     const response = await fetch(`${url}/create`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
@@ -80,7 +74,7 @@ async function request(url) {
     return response.text();
   };
   writeFileSync(join(work, 'isolate-small.json'), session(200));
-  writeFileSync(join(work, 'isolate-patch.json'), JSON.stringify(Object.fromEntries(Array.from({ length: 10 }, (_, i) => [`p${i}`, `v${i}`]))));
+  writeFileSync(join(work, 'isolate-patch.json'), PATCH);
   switch (scenario) {
     case 'health': return { method: 'GET', path: '/health' };
     case 'get': return { method: 'GET', path: `/get/${await post(session(200))}` };

@@ -14,18 +14,12 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ROOT, startWorker } from '../tests/e2e/harness.mjs';
+import { PATCH, session } from './bodies.mjs';
 
 const baseline = process.argv.includes('--baseline');
 const floor = process.argv.includes('--floor');
 const [scenario = 'get', seconds = 5] = process.argv.slice(2).filter((a) => !a.startsWith('--'));
 const prefix = baseline ? 'baseline-' : floor ? 'floor-' : '';
-
-function session(bytes) {
-  const data = { user: 'ada', roles: ['admin', 'editor'] };
-  let i = 0;
-  while (JSON.stringify(data).length < bytes - 40) data[`k${i++}`] = 'x'.repeat(64);
-  return JSON.stringify(data);
-}
 
 // Wasm functions by name: a build with the names section, kept aside. The worker then serves the
 // usual stripped build (wrangler's build step makes it), which differs only in that section, so
@@ -40,7 +34,7 @@ const worker = baseline || floor
 try {
   const post = async (body) => (await fetch(`${worker.url}/create`, { method: 'POST', headers: { 'content-type': 'application/json' }, body })).text();
   writeFileSync(join(dir, 'small.json'), session(200));
-  writeFileSync(join(dir, 'patch.json'), JSON.stringify(Object.fromEntries(Array.from({ length: 10 }, (_, i) => [`p${i}`, `v${i}`]))));
+  writeFileSync(join(dir, 'patch.json'), PATCH);
   const requests = {
     health: { method: 'GET', path: '/health' },
     get: { method: 'GET', path: `/get/${await post(session(200))}` },

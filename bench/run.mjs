@@ -16,6 +16,7 @@ import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { ROOT, boundFile, startWorker } from '../tests/e2e/harness.mjs';
+import { PATCH, session } from './bodies.mjs';
 import { MAXIMA, measureMemory } from './memory.mjs';
 import { baseline, measureStartup, sessionState } from './startup.mjs';
 
@@ -44,13 +45,6 @@ function cpuMs(pid) {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return (Number(fields[11]) + Number(fields[12])) * TICK_MS;
-}
-
-function session(bytes) {
-  const data = { user: 'ada', roles: ['admin', 'editor'], createdBy: 'bench' };
-  let i = 0;
-  while (JSON.stringify(data).length < bytes - 40) data[`k${i++}`] = 'x'.repeat(Math.min(64, bytes - JSON.stringify(data).length - 48));
-  return JSON.stringify(data);
 }
 
 /** A fetch that tries once more when the connection was closed under it (after a wrk run). */
@@ -162,9 +156,8 @@ try {
   const dir = mkdtempSync(join(tmpdir(), 'bench-'));
   const small = session(200);
   const large = session(58 * 1024);
-  const patch = JSON.stringify(Object.fromEntries(Array.from({ length: 10 }, (_, i) => [`p${i}`, `value-${i}`])));
   writeFileSync(join(dir, 'small.json'), small);
-  writeFileSync(join(dir, 'patch.json'), patch);
+  writeFileSync(join(dir, 'patch.json'), PATCH);
   const ids = {};
   for (const [name, w] of Object.entries(workers)) {
     ids[name] = { small: await post(w.url, small), large: await post(w.url, large), patched: await post(w.url, large) };
