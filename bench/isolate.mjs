@@ -32,6 +32,7 @@ import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { ROOT, startWorker } from '../tests/e2e/harness.mjs';
 import { PATCH, session } from './bodies.mjs';
+import { configServing } from './builds.mjs';
 
 const ROUNDS = Number(process.env.ISOLATE_ROUNDS ?? 5);
 const SECONDS = Number(process.env.ISOLATE_SECONDS ?? 3);
@@ -50,21 +51,11 @@ const wrapper = join(work, 'workerd-traced.sh');
 writeFileSync(wrapper, `#!/bin/sh\nif [ "$1" = serve ]; then shift; exec "${workerd}" serve --async-trace "$ISOLATE_TRACE.$$" "$@"; fi\nexec "${workerd}" "$@"\n`);
 chmodSync(wrapper, 0o755);
 
-function configFor(dir) {
-  const toml = readFileSync(join(ROOT, 'wrangler.toml'), 'utf8')
-    .replace(/^main = .*$/m, `main = ${JSON.stringify(join(dir, 'index.js'))}`)
-    .replace(/^\[build\]\ncommand = .*$/m, '')
-    .replace(/^SESSION_BACKEND = "kv"$/m, `SESSION_BACKEND = "${STRONG ? 'durable_object' : 'kv'}"`);
-  const config = `.wrangler-isolate-${dir.replace(/\W/g, '_')}.toml`;
-  writeFileSync(join(ROOT, config), toml);
-  return config;
-}
-
 const variants = names.map((name) => {
   if (name === 'baseline') return { name, worker: 'session-state-baseline', configs: ['bench/wrangler.toml'] };
   if (name === 'floor') return { name, worker: 'session-state-strong-floor', configs: ['bench/strong-floor.toml'] };
   const dir = name === 'shipped' ? join(ROOT, 'build') : name.split('=')[1];
-  return { name: name.split('=')[0], worker: 'session-state', configs: [configFor(dir)] };
+  return { name: name.split('=')[0], worker: 'session-state', configs: [configServing(dir, `.wrangler-isolate-${dir.replace(/\W/g, '_')}.toml`)] };
 });
 
 async function request(url) {

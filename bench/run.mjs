@@ -17,6 +17,7 @@ import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { ROOT, boundFile, startWorker } from '../tests/e2e/harness.mjs';
 import { PATCH, session } from './bodies.mjs';
+import { configServing } from './builds.mjs';
 import { MAXIMA, measureMemory } from './memory.mjs';
 import { baseline, measureStartup, sessionState } from './startup.mjs';
 
@@ -108,13 +109,7 @@ const VARIANTS = [
 // in strong mode with SESSION_BACKEND=durable_object, and then in the floor table too.
 for (const entry of (process.env.BENCH_BUILDS ?? '').split(',').filter(Boolean)) {
   const [name, dir] = entry.split('=');
-  const config = `.wrangler-bench-${name.replace(/\W/g, '_')}.toml`;
-  const backend = process.env.SESSION_BACKEND === 'durable_object' ? 'durable_object' : 'kv';
-  const toml = readFileSync(join(ROOT, 'wrangler.toml'), 'utf8')
-    .replace(/^main = .*$/m, `main = ${JSON.stringify(join(dir, 'index.js'))}`)
-    .replace(/^\[build\]\ncommand = .*$/m, '')
-    .replace(/^SESSION_BACKEND = "kv"$/m, `SESSION_BACKEND = "${backend}"`);
-  writeFileSync(join(ROOT, config), toml);
+  const config = configServing(dir, `.wrangler-bench-${name.replace(/\W/g, '_')}.toml`);
   VARIANTS.splice(1, 0, { name, start: () => startWorker({ configs: [config] }), config, dir });
 }
 // BENCH_VARIANTS="as shipped,JS baseline": only these (the baseline always runs).
