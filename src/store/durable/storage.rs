@@ -65,6 +65,13 @@ fn storage_failure(err: worker::Error) -> Error {
     Error::StoreUnavailable(format!("durable object storage: {err}"))
 }
 
+/// Awaits the promise of a storage call: a throw or a rejection is a storage failure.
+async fn done(call: Result<Promise, JsValue>) -> Result<(), Error> {
+    let promise = call.map_err(|err| storage_failure(err.into()))?;
+    let settled = settled_of(&promise).await;
+    settled.map(drop).map_err(|err| storage_failure(err.into()))
+}
+
 impl ObjectStorage for DoStorage {
     fn exec(&self, query: &str, params: Vec<Value>) -> Result<Vec<Vec<Value>>, Error> {
         let bindings = params
@@ -102,15 +109,11 @@ impl ObjectStorage for DoStorage {
     }
 
     async fn set_alarm(&self, at: Millis) -> Result<(), Error> {
-        let setting = set_alarm(&self.0.raw, at as f64).map_err(worker::Error::from);
-        let settled = settled_of(&setting.map_err(storage_failure)?).await;
-        settled.map(drop).map_err(|err| storage_failure(err.into()))
+        done(set_alarm(&self.0.raw, at as f64)).await
     }
 
     async fn delete_all(&self) -> Result<(), Error> {
-        let clearing = clear(&self.0.raw).map_err(worker::Error::from);
-        let settled = settled_of(&clearing.map_err(storage_failure)?).await;
-        settled.map(drop).map_err(|err| storage_failure(err.into()))
+        done(clear(&self.0.raw)).await
     }
 
     fn atomically(&self, change: &mut dyn FnMut() -> Result<(), Error>) -> Result<(), Error> {
