@@ -33,6 +33,7 @@ import { join } from 'node:path';
 import { ROOT, startWorker } from '../tests/e2e/harness.mjs';
 import { PATCH, session } from './bodies.mjs';
 import { configServing } from './builds.mjs';
+import { threadsMs } from './startup.mjs';
 
 const ROUNDS = Number(process.env.ISOLATE_ROUNDS ?? 5);
 const SECONDS = Number(process.env.ISOLATE_SECONDS ?? 3);
@@ -90,14 +91,14 @@ const median = (xs) => { const s = [...xs].sort((a, b) => a - b); const m = s.le
  * request's (stateless part), and how many requests.
  */
 function read(files, worker) {
-  const file = files.find((f) => readFileSync(f, 'utf8').includes(`"worker":"core:user:${worker}"`));
-  if (!file) throw new Error(`no trace holds core:user:${worker}`);
+  const text = files.map((f) => readFileSync(f, 'utf8')).find((t) => t.includes(`"worker":"core:user:${worker}"`));
+  if (!text) throw new Error(`no trace holds core:user:${worker}`);
   const contexts = new Map(); // ctx id → { worker, actor, generation }
   const generation = new Map();
   const events = [];
   const marks = [];
   const lastAt = new Map(); // ctx → the time of its last event so far (the file is not in time order)
-  for (const line of readFileSync(file, 'utf8').split('\n')) {
+  for (const line of text.split('\n')) {
     if (!line) continue;
     let e;
     try { e = JSON.parse(line); } catch { continue; }
@@ -109,7 +110,7 @@ function read(files, worker) {
     if (e.e === 'annotate' && e.k === 'url.full' && e.v.includes('isolate-mark')) marks.push(lastAt.get(key));
     if (e.e === 'turn' || (e.e === 'init' && e.kind === 'request')) events.push({ ...e, key });
   }
-  if (marks.length < 2) throw new Error(`${file}: the window's marks are not in the trace (was it flushed?)`);
+  if (marks.length < 2) throw new Error(`the window's marks are not in the trace of core:user:${worker} (was it flushed?)`);
   const [from, to] = [Math.min(...marks), Math.max(...marks)];
   const ours = (key) => contexts.get(key)?.worker === `core:user:${worker}`;
   const perRequest = new Map();
@@ -141,7 +142,7 @@ for (let round = 0; round < ROUNDS; round++) {
     process.env.MINIFLARE_WORKERD_PATH = wrapper;
     process.env.ISOLATE_TRACE = trace;
     const worker = await startWorker({ configs: variant.configs });
-    let processNs = 0;
+    let processMs = 0;
     try {
       // Straight to the Worker's own workerd, not through wrangler's proxy, with that process on
       // the second core and wrk on the first: less of the machine's other work in the turns.
@@ -150,11 +151,10 @@ for (let round = 0; round < ROUNDS; round++) {
       const target = await request(url);
       wrk(url, target, 2);
       const pid = await worker.workerdPid();
-      const cpu = () => readdirSync(`/proc/${pid}/task`).reduce((ns, task) => ns + Number(readFileSync(`/proc/${pid}/task/${task}/schedstat`, 'utf8').split(' ')[0]), 0);
       await fetch(`${url}/health?isolate-mark`).then((r) => r.text());
-      const before = cpu();
+      const before = threadsMs(pid);
       wrk(url, target, SECONDS);
-      processNs = cpu() - before;
+      processMs = threadsMs(pid) - before;
       await fetch(`${url}/health?isolate-mark`).then((r) => r.text());
       // The trace is written behind: enough traffic after the window pushes it all out.
       wrk(url, { method: 'GET', path: '/health' }, 3);
@@ -163,7 +163,7 @@ for (let round = 0; round < ROUNDS; round++) {
       delete process.env.MINIFLARE_WORKERD_PATH;
     }
     const r = read(traces(), variant.worker);
-    r.process = processNs / r.requests / 1e3;
+    r.process = (processMs * 1e3) / r.requests;
     results[variant.name].push(r);
     console.log(`round ${round + 1} ${variant.name.padEnd(12)} ${r.mean.toFixed(1).padStart(7)} µs/request held (objects ${r.objects.toFixed(1)}; median request ${r.median.toFixed(1)}), ${r.requests} requests; process CPU ${r.process.toFixed(0)} µs/request`);
     if (!process.env.ISOLATE_KEEP) for (const f of traces()) rmSync(f);

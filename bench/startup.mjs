@@ -56,7 +56,7 @@ const config :Workerd.Config = (
 }
 
 /** Run time of every thread of `pid` so far, in milliseconds. */
-function threadsMs(pid) {
+export function threadsMs(pid) {
   let ns = 0;
   for (const task of readdirSync(`/proc/${pid}/task`)) {
     try {
