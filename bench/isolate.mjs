@@ -16,7 +16,8 @@
 // wrk (one thread, ISOLATE_CONNECTIONS connections, default 2) calls the Worker's own workerd
 // directly, not through wrangler's proxy, and runs on the first core with that workerd pinned to
 // the second: what else the machine runs stays out of the turns, and the same build reads within
-// 1-2 % from round to round.
+// 1-2 % from round to round. ISOLATE_HEADERS ('name: value' lines) adds headers to every request,
+// as a real caller's would carry.
 //
 // Variants: `shipped` (build/ as it is), `baseline` (bench/baseline.js), `floor`
 // (bench/strong-floor.js, strong mode's), or `name=dir` (session-state served from the build in
@@ -78,7 +79,10 @@ async function request(url) {
 }
 
 function wrk(url, { method, path, body }, seconds) {
-  execFileSync('taskset', ['-c', '0', 'wrk', '-t', '1', '-c', String(process.env.ISOLATE_CONNECTIONS ?? 2), '-d', `${seconds}s`, '-s', join(ROOT, 'bench/wrk.lua'), url], {
+  // ISOLATE_HEADERS ('name: value' lines): headers every request carries besides wrk's own
+  // (Host), as a caller's would (what strong mode passes on to the object grows with them).
+  const headers = (process.env.ISOLATE_HEADERS ?? '').split('\n').filter(Boolean).flatMap((line) => ['-H', line]);
+  execFileSync('taskset', ['-c', '0', 'wrk', '-t', '1', '-c', String(process.env.ISOLATE_CONNECTIONS ?? 2), '-d', `${seconds}s`, ...headers, '-s', join(ROOT, 'bench/wrk.lua'), url], {
     encoding: 'utf8', env: { ...process.env, BENCH_METHOD: method, BENCH_PATH: path, BENCH_BODY: body ?? '', BENCH_PATHS: '' },
   });
 }

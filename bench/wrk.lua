@@ -30,7 +30,9 @@ init = function(args)
 end
 
 request = function()
+  -- Headers given to wrk with -H (wrk.format takes only the table it is given).
   local headers = {}
+  for name, value in pairs(wrk.headers) do headers[name] = value end
   if body then headers["Content-Type"] = "application/json" end
   local at = path
   if #paths > 0 then
