@@ -24,8 +24,7 @@ export function requestHead(request, names) {
   return head;
 }
 
-function headersOf(lines) {
-  const headers = new Headers();
+function setAll(headers, lines) {
   const parts = lines.split('\n');
   for (let i = 0; i + 1 < parts.length; i += 2) headers.set(parts[i], parts[i + 1]);
   return headers;
@@ -34,19 +33,22 @@ function headersOf(lines) {
 export function respond(status, lines, bytes) {
   const empty = status === 204 || status === 304 || bytes.length === 0;
   const body = empty ? null : bytes.slice();
-  return new Response(body, { status, headers: headersOf(lines) });
+  return new Response(body, { status, headers: setAll(new Headers(), lines) });
 }
 
 export function respondWith(status, lines, body) {
-  return new Response(body, { status, headers: headersOf(lines) });
+  return new Response(body, { status, headers: setAll(new Headers(), lines) });
 }
 
 export function forwardTo(namespace, name, url, request, prefix, drop, lines, body, whole, failed, route, started, logged) {
-  const headers = new Headers();
-  for (const [key, value] of request.headers) {
-    if (!key.startsWith(prefix) && !drop.includes(key)) headers.append(key, value);
+  // The runtime copies the caller's headers in one call; only names are read here, to drop
+  // those never passed on. A copy made here entry by entry took 1.5 times as long for a caller
+  // sending six headers (traced; docs/performance.md).
+  const headers = new Headers(request.headers);
+  for (const key of [...headers.keys()]) {
+    if (key.startsWith(prefix) || drop.includes(key)) headers.delete(key);
   }
-  for (const [key, value] of headersOf(lines)) headers.set(key, value);
+  setAll(headers, lines);
   const method = request.method;
   const stub = namespace.get(namespace.idFromName(name));
   const call = (body) => stub.fetch(url, { method, headers, body });
