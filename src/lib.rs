@@ -12,12 +12,12 @@ mod store;
 
 /// The sealing envelope, for `tests/wasm.rs` to check WebCrypto against RustCrypto, data held
 /// outside Wasm memory, for it to check what is written there, the objects' order, for it to
-/// check who waits for whom, and promises awaited from Rust, for it to check what each await
-/// gets.
+/// check who waits for whom, promises awaited from Rust, for it to check what each await gets,
+/// and the bindings, for it to check each is read once.
 #[doc(hidden)]
 pub use edge::gate;
 #[doc(hidden)]
-pub use store::{data, promise, seal};
+pub use store::{bindings, data, promise, seal};
 
 use std::rc::Rc;
 

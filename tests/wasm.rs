@@ -397,3 +397,55 @@ mod awaits {
         assert_eq!(settled_of(&again).await, Ok(JsValue::from("again")));
     }
 }
+
+/// The Worker's bindings, looked up once per isolate: a second lookup reads nothing from `env`,
+/// and a binding the Worker does not have stays absent.
+mod bindings {
+    use session_state::bindings::{binding, namespace};
+    use wasm_bindgen::{JsCast as _, JsValue};
+    use wasm_bindgen_test::wasm_bindgen_test;
+    use worker::js_sys::{Function, Object, Reflect};
+    use worker::Env;
+
+    /// An `env` whose `TEST_KV` binding counts the times it is read.
+    fn counting_env() -> (Env, impl Fn() -> f64) {
+        let make = Function::new_no_args(
+            "const env = { reads: 0 };
+             Object.defineProperty(env, 'TEST_KV', { get() { env.reads += 1; return { kind: 'kv' }; } });
+             return env;",
+        );
+        let env = make.call0(&JsValue::NULL).expect("an env");
+        let reads = {
+            let env = env.clone();
+            move || {
+                Reflect::get(&env, &"reads".into())
+                    .unwrap()
+                    .as_f64()
+                    .unwrap()
+            }
+        };
+        (env.unchecked_into(), reads)
+    }
+
+    #[wasm_bindgen_test]
+    fn a_binding_is_read_from_env_once() {
+        let (env, reads) = counting_env();
+        let first = binding(&env, "TEST_KV").expect("bound");
+        let second = binding(&env, "TEST_KV").expect("still bound");
+        assert_eq!(reads(), 1.0);
+        assert!(Object::is(&first, &second));
+        let kind = Reflect::get(&second, &"kind".into()).unwrap();
+        assert_eq!(kind.as_string().as_deref(), Some("kv"));
+    }
+
+    #[wasm_bindgen_test]
+    fn a_missing_binding_is_absent_and_a_missing_namespace_an_error() {
+        let (env, _) = counting_env();
+        assert!(binding(&env, "TEST_NOTHING").is_none());
+        assert!(binding(&env, "TEST_NOTHING").is_none());
+        let err = namespace(&env, "TEST_NO_OBJECTS")
+            .err()
+            .expect("no namespace");
+        assert_eq!(err.code(), "internal");
+    }
+}

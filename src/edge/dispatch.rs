@@ -28,6 +28,7 @@ use crate::edge::routes::{self, Route, Runs, Target};
 use crate::edge::{runtime, settings};
 use crate::service::subjects::SubjectStores;
 use crate::store::backend::{BackendIndex, BackendStore};
+use crate::store::bindings;
 use crate::store::durable::index::SqlIndex;
 use crate::store::durable::protocol::index::SubjectPeers;
 use crate::store::durable::protocol::store::Peers;
@@ -120,7 +121,7 @@ pub async fn dispatch(
             let id = id.ok_or_else(|| Error::Internal("a session route without an id".into()))?;
             let store = session_store(storage, env, config, StorageKey::of(&id), Some(id), now)?;
             let store = BackendStore::Durable(store);
-            let index = BackendIndex::Durable(SubjectPeers(env.durable_object(SUBJECTS)?));
+            let index = BackendIndex::Durable(SubjectPeers(bindings::namespace(env, SUBJECTS)?));
             let scope = SessionScope {
                 config,
                 id,
@@ -162,7 +163,7 @@ pub async fn dispatch(
             let subject = subject_of(&req)?;
             let except = req.header(EXCEPT_HEADER).and_then(|h| Handle::parse(&h));
             let current = req.header(CURRENT_HEADER).map(|h| Handle::parse(&h));
-            let sessions = Peers(env.durable_object(SESSIONS)?);
+            let sessions = Peers(bindings::namespace(env, SESSIONS)?);
             let stores = SubjectStores::Durable(SqlIndex(storage), sessions);
             let scope = SubjectScope {
                 subject,
@@ -309,7 +310,7 @@ pub fn session_store(
     Ok(SqlSessions::new(
         storage,
         KvSessions::new(Kv::binding(env, KV_BINDING)?, WebCrypto, serve_legacy),
-        Peers(env.durable_object(SESSIONS)?),
+        Peers(bindings::namespace(env, SESSIONS)?),
         WebCrypto,
         key,
         own,

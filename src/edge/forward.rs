@@ -20,6 +20,7 @@ use crate::edge::http::{Incoming, Passed, Reply};
 use crate::edge::log;
 use crate::edge::routes::{self, Route};
 use crate::edge::runtime::{self, Forward, OnFailure};
+use crate::store::bindings;
 use crate::store::durable::protocol::{
     failure_of, CURRENT_HEADER, EXCEPT_HEADER, ID_HEADER, INTERNAL_PREFIX, SUBJECT_HEADER,
 };
@@ -44,6 +45,7 @@ pub fn to_session(
     id: &SessionId,
     body: Passed,
 ) -> Result<js_sys::Promise, Error> {
+    let namespace = bindings::namespace(env, SESSIONS)?;
     let name = StorageKey::of(id).name();
     let id = id.to_string();
     let url = routes::forwarded_url(route, &req.head.url);
@@ -53,7 +55,7 @@ pub fn to_session(
         Passed::Read(blob) => (Some(blob.into()), false),
     };
     let to = Forward {
-        namespace: &namespace(env, SESSIONS)?,
+        namespace: namespace.as_ref(),
         name: &name,
         url: &url,
         prefix: INTERNAL_PREFIX,
@@ -75,6 +77,7 @@ pub fn to_subject(
     subject: &Subject,
     (except, current): (Option<Handle>, Option<Option<Handle>>),
 ) -> Result<js_sys::Promise, Error> {
+    let namespace = bindings::namespace(env, SUBJECTS)?;
     let name = subject.hex();
     let url = routes::forwarded_url(route, &req.head.url);
     let except = except.map(|handle| handle.to_string());
@@ -83,7 +86,7 @@ pub fn to_subject(
     marks.extend(except.as_deref().map(|handle| (EXCEPT_HEADER, handle)));
     marks.extend(current.as_deref().map(|handle| (CURRENT_HEADER, handle)));
     let to = Forward {
-        namespace: &namespace(env, SUBJECTS)?,
+        namespace: namespace.as_ref(),
         name: &name,
         url: &url,
         prefix: INTERNAL_PREFIX,
@@ -93,18 +96,6 @@ pub fn to_subject(
         whole: false,
     };
     Ok(forward(req, &to, route, config))
-}
-
-/// The binding of a namespace, as JavaScript holds it (`worker`'s own lookup would also check
-/// its class by name, a few crossings more on every request).
-fn namespace(env: &Env, binding: &str) -> Result<wasm_bindgen::JsValue, Error> {
-    let namespace = js_sys::Reflect::get(env, &binding.into()).unwrap_or_default();
-    match namespace.is_undefined() {
-        true => Err(Error::Internal(format!(
-            "no Durable Object binding `{binding}`"
-        ))),
-        false => Ok(namespace),
-    }
 }
 
 fn forward(req: &Incoming, to: &Forward<'_>, route: &Route, config: &Config) -> js_sys::Promise {

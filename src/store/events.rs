@@ -12,11 +12,12 @@ use std::cell::RefCell;
 
 use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::{JsCast, JsValue};
-use worker::js_sys::{Promise, Reflect};
+use worker::js_sys::Promise;
 use worker::Env;
 
 use crate::domain::error::Error;
 use crate::domain::event::Event;
+use crate::store::bindings;
 use crate::store::promise::settled_of;
 
 /// The binding of the Queue producer, in `wrangler.toml`.
@@ -86,8 +87,7 @@ pub struct Queue(QueueBinding);
 impl Queue {
     /// The Queue, when the worker has the binding.
     pub fn binding(env: &Env) -> Option<Self> {
-        let binding = Reflect::get(env, &JsValue::from_str(BINDING)).ok()?;
-        (!binding.is_undefined() && !binding.is_null()).then(|| Self(binding.unchecked_into()))
+        bindings::binding(env, BINDING).map(|binding| Self(binding.unchecked_into()))
     }
 }
 

@@ -10,6 +10,7 @@
 //! store/kv/         Workers KV: key-value operations, and sessions and indexes stored on them
 //! store/durable/    a Durable Object's SQLite storage, for strong mode, and calls between objects
 //! store/backend.rs  the backend a request meets, behind one type
+//! store/bindings.rs the Worker's bindings, looked up once per isolate
 //! store/data.rs     session data held in Wasm memory or, a large result, outside it
 //! store/events.rs   the lifecycle events' Queue, and a request's journal of events
 //! store/memory.rs   in-memory stores, counted, with injected faults, for native tests
@@ -22,6 +23,7 @@
 //! routes or handlers, and imports only `domain`.
 
 pub mod backend;
+pub mod bindings;
 pub mod data;
 pub mod durable;
 pub mod events;

@@ -27,6 +27,7 @@ use wasm_bindgen::{JsCast, JsValue};
 use worker::js_sys::{self, Object, Promise, Reflect, Uint8Array};
 use worker::Env;
 
+use super::bindings;
 use super::data::Plain;
 use super::promise::settled_of;
 use super::{KeyValue, BULK_KEYS};
@@ -63,11 +64,9 @@ pub struct Kv(pub KvNamespace);
 
 impl Kv {
     /// The namespace bound as `name`.
-    pub fn binding(env: &Env, name: &str) -> Result<Self, Error> {
-        let binding = Reflect::get(env, &JsValue::from_str(name)).unwrap_or(JsValue::UNDEFINED);
-        if binding.is_undefined() {
-            return Err(Error::Internal(format!("no KV binding {name}")));
-        }
+    pub fn binding(env: &Env, name: &'static str) -> Result<Self, Error> {
+        let binding = bindings::binding(env, name);
+        let binding = binding.ok_or_else(|| Error::Internal(format!("no KV binding {name}")))?;
         Ok(Self(binding.unchecked_into()))
     }
 
