@@ -443,9 +443,9 @@ mod bindings {
         let (env, _) = counting_env();
         assert!(binding(&env, "TEST_NOTHING").is_none());
         assert!(binding(&env, "TEST_NOTHING").is_none());
-        let err = namespace(&env, "TEST_NO_OBJECTS")
-            .err()
-            .expect("no namespace");
+        let Err(err) = namespace(&env, "TEST_NO_OBJECTS") else {
+            panic!("a namespace the Worker does not have");
+        };
         assert_eq!(err.code(), "internal");
     }
 }
