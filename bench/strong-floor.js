@@ -8,9 +8,10 @@
 //
 // Statements per route, as strong mode runs them (README, "What each call costs"):
 // create = CREATE TABLE IF NOT EXISTS + INSERT (in a transaction), 1 alarm write;
-// get, touch within the renewal interval = the table check (sqlite_master) + SELECT;
-// add = the table check + SELECT + UPDATE ... WHERE version = ? RETURNING (in a transaction),
-// 1 alarm write. The alarm deletes the session once it has expired.
+// get, touch within the renewal interval = SELECT; add = SELECT + UPDATE ... WHERE version = ?
+// RETURNING (in a transaction), 1 alarm write; an object's first request in memory asks
+// sqlite_master once whether the table exists, and the object keeps the answer. The alarm
+// deletes the session once it has expired.
 import { DurableObject } from 'cloudflare:workers';
 import { hex, keys, lifecycle, open, seal, storageKey } from './sealing.js';
 
@@ -34,10 +35,13 @@ const UPDATE = `UPDATE record SET handle = ?, key = ?, sealed = ?, created_at = 
   version = ?, ttl = ?, subject = ? WHERE sealed IS NOT NULL AND version = ? RETURNING version`;
 
 export class SessionObject extends DurableObject {
-  /** The session's row, after the table check; null when there is none. */
+  /** Whether the record table exists: asked once, then kept, as strong mode keeps it. */
+  #record;
+
+  /** The session's row; null when there is none. */
   row() {
-    const tables = this.ctx.storage.sql.exec(TABLES).toArray();
-    if (!tables.some((t) => t.name === 'record')) return null;
+    this.#record ??= this.ctx.storage.sql.exec(TABLES).toArray().some((t) => t.name === 'record');
+    if (!this.#record) return null;
     return this.ctx.storage.sql.exec(`SELECT ${COLUMNS} FROM record`).toArray()[0] ?? null;
   }
 
@@ -58,6 +62,7 @@ export class SessionObject extends DurableObject {
     const derived = await keys(id);
     if (route === 'create') {
       this.ctx.storage.sql.exec(RECORD_SCHEMA);
+      this.#record = true;
       const meta = lifecycle();
       await this.write(derived, INSERT, meta, await seal(derived, meta, await request.arrayBuffer()));
       return new Response(id, { status: 201 });
@@ -92,7 +97,10 @@ export class SessionObject extends DurableObject {
 
   async alarm() {
     const row = this.row();
-    if (row !== null && row.expires_at <= Date.now()) await this.ctx.storage.deleteAll();
+    if (row !== null && row.expires_at <= Date.now()) {
+      await this.ctx.storage.deleteAll();
+      this.#record = false;
+    }
   }
 }
 

@@ -409,6 +409,7 @@ pub mod sqlite {
 
     use rusqlite::types::{Value as SqliteValue, ValueRef};
 
+    use super::super::durable::record::{KnownTables, Tables};
     use super::super::durable::{ObjectStorage, Value};
     use crate::domain::error::Error;
     use crate::domain::time::Millis;
@@ -420,6 +421,7 @@ pub mod sqlite {
         alarm_writes: Cell<u32>,
         /// A statement that starts with this fails, once: an injected storage fault.
         pub fail_once: Cell<Option<&'static str>>,
+        tables: KnownTables,
     }
 
     impl Default for SqliteStorage {
@@ -430,6 +432,7 @@ pub mod sqlite {
                 statements: Cell::new(0),
                 alarm_writes: Cell::new(0),
                 fail_once: Cell::new(None),
+                tables: KnownTables::default(),
             }
         }
     }
@@ -523,6 +526,7 @@ pub mod sqlite {
         }
 
         async fn delete_all(&self) -> Result<(), Error> {
+            self.tables.forget();
             for table in self.tables() {
                 self.connection
                     .execute(&format!("DROP TABLE {table}"), [])
@@ -530,6 +534,7 @@ pub mod sqlite {
             }
             self.alarm_writes.set(self.alarm_writes.get() + 1);
             self.alarm.set(None);
+            self.tables.set(Tables::default());
             Ok(())
         }
 
@@ -540,10 +545,15 @@ pub mod sqlite {
             match change() {
                 Ok(()) => run("RELEASE atomically"),
                 Err(err) => {
+                    self.tables.forget();
                     run("ROLLBACK TO atomically; RELEASE atomically")?;
                     Err(err)
                 }
             }
+        }
+
+        fn known_tables(&self) -> &KnownTables {
+            &self.tables
         }
     }
 }

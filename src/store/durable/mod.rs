@@ -16,6 +16,7 @@ pub mod storage;
 use crate::domain::error::Error;
 use crate::domain::time::Millis;
 use crate::store::data::Outside;
+use record::KnownTables;
 
 /// A value in or out of SQLite.
 #[derive(Clone, Debug, PartialEq)]
@@ -43,6 +44,9 @@ pub trait ObjectStorage {
     /// Runs `change` as one transaction: the statements it runs are committed together, or,
     /// when it fails, none of them is. What makes a change and its event one fact (the outbox).
     fn atomically(&self, change: &mut dyn FnMut() -> Result<(), Error>) -> Result<(), Error>;
+    /// Which tables the object has, as far as it has learnt ([`KnownTables`]): `delete_all`
+    /// knows none is left, and a failed `atomically` forgets.
+    fn known_tables(&self) -> &KnownTables;
 }
 
 pub fn int(value: u64) -> Value {

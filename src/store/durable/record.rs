@@ -2,6 +2,7 @@
 //! and which of the object's tables exist (the outbox's is [`super::outbox`]). Rows hold the
 //! session sealed, its lifecycle readable, its key and its handle: never its id.
 
+use std::cell::Cell;
 use std::sync::LazyLock;
 
 use crate::domain::auth::{Auth, Level};
@@ -191,6 +192,30 @@ pub fn stored_key(storage: &impl ObjectStorage) -> Result<Option<StorageKey>, Er
 pub struct Tables {
     pub record: bool,
     pub outbox: bool,
+}
+
+/// Which tables an object has, as far as it has learnt, kept by its storage for as long as the
+/// object stays in memory: a read then runs its one `SELECT`, without asking `sqlite_master`
+/// first on every request. Only this object's code changes its tables, and every change passes
+/// here: the two that create one ([`super::sessions`]' record and outbox) record it, the
+/// storage's `delete_all` knows that none is left, and a transaction that failed forgets all.
+#[derive(Debug, Default)]
+pub struct KnownTables(Cell<Option<Tables>>);
+
+impl KnownTables {
+    /// What is known, if anything.
+    pub fn get(&self) -> Option<Tables> {
+        self.0.get()
+    }
+
+    pub fn set(&self, tables: Tables) {
+        self.0.set(Some(tables));
+    }
+
+    /// Forgets: the next request looks again.
+    pub fn forget(&self) {
+        self.0.set(None);
+    }
 }
 
 /// The tables, in one statement; a record table of an earlier version gets the columns it

@@ -11,6 +11,7 @@ use worker::{SqlStorage, SqlStorageValue, Storage};
 
 use crate::domain::error::Error;
 use crate::domain::time::Millis;
+use crate::store::durable::record::{KnownTables, Tables};
 use crate::store::durable::{ObjectStorage, Value};
 use crate::store::promise::settled_of;
 
@@ -51,13 +52,15 @@ struct Parts {
     /// The runtime's storage object itself, for what `worker` does not bind (`transactionSync`),
     /// and the alarm, awaited without `worker`'s `JsFuture` ([`settled_of`]).
     raw: JsValue,
+    tables: KnownTables,
 }
 
 impl DoStorage {
     /// `raw` is the same storage as JavaScript holds it (`state.storage`).
     pub fn new(storage: Storage, raw: JsValue) -> Self {
         let sql = storage.sql();
-        Self(Rc::new(Parts { sql, raw }))
+        let tables = KnownTables::default();
+        Self(Rc::new(Parts { sql, raw, tables }))
     }
 }
 
@@ -113,7 +116,10 @@ impl ObjectStorage for DoStorage {
     }
 
     async fn delete_all(&self) -> Result<(), Error> {
-        done(clear(&self.0.raw)).await
+        self.0.tables.forget();
+        done(clear(&self.0.raw)).await?;
+        self.0.tables.set(Tables::default());
+        Ok(())
     }
 
     fn atomically(&self, change: &mut dyn FnMut() -> Result<(), Error>) -> Result<(), Error> {
@@ -126,9 +132,16 @@ impl ObjectStorage for DoStorage {
             }
         };
         let outcome = atomically(&self.0.raw, &mut run);
+        if outcome.is_err() {
+            self.0.tables.forget();
+        }
         if let Some(err) = failure.take() {
             return Err(err);
         }
         outcome.map_err(|err| Error::StoreUnavailable(format!("durable object storage: {err:?}")))
+    }
+
+    fn known_tables(&self) -> &KnownTables {
+        &self.0.tables
     }
 }

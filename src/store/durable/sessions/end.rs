@@ -142,7 +142,7 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore + LegacyObjects, A: Aead>
             _ => Delivery::default(),
         };
         let outbox = delivery.next.is_some();
-        self.tables.set(Some(Tables { outbox, ..tables }));
+        self.storage.known_tables().set(Tables { outbox, ..tables });
         self.set_next_alarm_at(wake, delivery.next).await?;
         Ok(delivery)
     }

@@ -22,8 +22,6 @@
 //! ([`super::legacy`]). The copy here is written first, then the old one deleted; if that fails,
 //! the copy here is removed again and the request fails, to be retried.
 
-use std::cell::Cell;
-
 use crate::domain::derive::{Handle, StorageKey};
 use crate::domain::error::Error;
 use crate::domain::event::Event;
@@ -75,8 +73,6 @@ pub struct SqlSessions<S, K, P, A: Aead = WebCrypto> {
     /// Whether lifecycle events are committed to the outbox (the worker has a Queue for them).
     events: bool,
     sealer: Sealer<A>,
-    /// Which tables exist, once known in this request: one statement fewer per write.
-    tables: Cell<Option<Tables>>,
 }
 
 impl<S: ObjectStorage, K: KeyValue, P: SessionStore + LegacyObjects, A: Aead>
@@ -110,7 +106,6 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore + LegacyObjects, A: Aead>
             serve_legacy,
             events: false,
             sealer: Sealer(aead),
-            tables: Cell::new(None),
         }
     }
 
@@ -126,12 +121,12 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore + LegacyObjects, A: Aead>
         }
     }
 
-    /// The same object as a later request about `own` meets it, at `now`: nothing this
-    /// request learnt of its storage carries over.
+    /// The same object as a later request about `own` meets it, at `now`: what its storage
+    /// has learnt of its tables carries over ([`KnownTables`]), as it does while the object
+    /// stays in memory.
     #[cfg(all(test, not(target_arch = "wasm32")))]
     pub fn next_request(&mut self, now: Millis) {
         self.now = now;
-        self.tables.set(None);
     }
 
     fn id(&self) -> Result<SessionId, Error> {
@@ -139,12 +134,15 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore + LegacyObjects, A: Aead>
             .ok_or_else(|| Error::Internal("a session object asked for data without an id".into()))
     }
 
+    /// Which tables the object has: asked of `sqlite_master` once, then known
+    /// ([`KnownTables`]).
     fn tables(&self) -> Result<Tables, Error> {
-        if let Some(known) = self.tables.get() {
-            return Ok(known);
+        let known = self.storage.known_tables();
+        if let Some(tables) = known.get() {
+            return Ok(tables);
         }
         let tables = tables(&self.storage)?;
-        self.tables.set(Some(tables));
+        known.set(tables);
         Ok(tables)
     }
 
@@ -153,7 +151,6 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore + LegacyObjects, A: Aead>
     }
 
     async fn delete_all(&self) -> Result<(), Error> {
-        self.tables.set(Some(Tables::default()));
         self.storage.delete_all().await
     }
 

@@ -18,11 +18,12 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore + LegacyObjects, A: Aead>
     SqlSessions<S, K, P, A>
 {
     pub(super) fn create_table(&self) -> Result<(), Error> {
-        let tables = self.tables.get().unwrap_or_default();
+        let known = self.storage.known_tables();
+        let tables = known.get().unwrap_or_default();
         if !tables.record {
             self.storage.exec(RECORD_SCHEMA, vec![])?;
             let record = true;
-            self.tables.set(Some(Tables { record, ..tables }));
+            known.set(Tables { record, ..tables });
         }
         Ok(())
     }
@@ -31,9 +32,10 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore + LegacyObjects, A: Aead>
     /// change it reports.
     pub(super) fn add_event(&self, event: &Event) -> Result<(), Error> {
         outbox::add(&self.storage, event, self.now)?;
+        let known = self.storage.known_tables();
         let outbox = true;
-        let tables = self.tables.get().unwrap_or_default();
-        self.tables.set(Some(Tables { outbox, ..tables }));
+        let tables = known.get().unwrap_or_default();
+        known.set(Tables { outbox, ..tables });
         Ok(())
     }
 
