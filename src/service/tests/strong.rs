@@ -765,6 +765,26 @@ fn ring(object: &mut Object, now: Millis, queue: &RecordingQueue) -> Option<Erro
     run(object.on_alarm(Some(queue))).unwrap().failed
 }
 
+/// An object met by a new isolate with events waiting in its outbox: a write that creates the
+/// record table if need be (here a create that finds the session there) learns nothing of the
+/// outbox, and the alarm still delivers what waits.
+#[test]
+fn knowing_the_record_table_says_nothing_of_the_outbox() {
+    let queue = RecordingQueue::default();
+    let mut object = object(1).with_events(true);
+    at(&mut object, T0, |s| {
+        run(s.create(id(1), &body("{}"), None, None, None, T0))
+    })
+    .unwrap();
+    object.storage.known_tables().forget();
+    let again = at(&mut object, T0 + S, |s| {
+        run(s.create(id(1), &body("{}"), None, None, None, T0 + S))
+    });
+    assert!(again.is_err(), "the id is taken");
+    assert!(ring(&mut object, T0 + S, &queue).is_none());
+    assert_eq!(received(&queue), [event("created", "", 1)]);
+}
+
 #[test]
 fn each_event_is_committed_with_its_change_and_the_alarm_delivers_it() {
     let queue = RecordingQueue::default();

@@ -196,25 +196,48 @@ pub struct Tables {
 
 /// Which tables an object has, as far as it has learnt, kept by its storage for as long as the
 /// object stays in memory: a read then runs its one `SELECT`, without asking `sqlite_master`
-/// first on every request. Only this object's code changes its tables, and every change passes
-/// here: the two that create one ([`super::sessions`]' record and outbox) record it, the
-/// storage's `delete_all` knows that none is left, and a transaction that failed forgets all.
+/// first on every request. Each table is known or not on its own: creating the record table
+/// says nothing of the outbox (events may wait there). Only this object's code changes its
+/// tables, and every change passes here: the two that create one ([`super::sessions`]' record
+/// and outbox) record it, delivering the outbox records whether it is left, the storage's
+/// `delete_all` knows that none is left, and a transaction that failed forgets all.
 #[derive(Debug, Default)]
-pub struct KnownTables(Cell<Option<Tables>>);
+pub struct KnownTables {
+    record: Cell<Option<bool>>,
+    outbox: Cell<Option<bool>>,
+}
 
 impl KnownTables {
-    /// What is known, if anything.
+    /// Both tables, when both are known.
     pub fn get(&self) -> Option<Tables> {
-        self.0.get()
+        Some(Tables {
+            record: self.record.get()?,
+            outbox: self.outbox.get()?,
+        })
+    }
+
+    /// Whether the record table exists, if known.
+    pub fn record(&self) -> Option<bool> {
+        self.record.get()
     }
 
     pub fn set(&self, tables: Tables) {
-        self.0.set(Some(tables));
+        self.record.set(Some(tables.record));
+        self.outbox.set(Some(tables.outbox));
     }
 
-    /// Forgets: the next request looks again.
+    pub fn set_record(&self, exists: bool) {
+        self.record.set(Some(exists));
+    }
+
+    pub fn set_outbox(&self, exists: bool) {
+        self.outbox.set(Some(exists));
+    }
+
+    /// Forgets both: the next request looks again.
     pub fn forget(&self) {
-        self.0.set(None);
+        self.record.set(None);
+        self.outbox.set(None);
     }
 }
 

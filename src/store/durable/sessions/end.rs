@@ -8,7 +8,7 @@ use crate::domain::error::Error;
 use crate::domain::event::Event;
 use crate::domain::time::Millis;
 use crate::store::durable::outbox::{self, Delivery};
-use crate::store::durable::record::{Row, Tables};
+use crate::store::durable::record::Row;
 use crate::store::durable::ObjectStorage;
 use crate::store::events::EventQueue;
 use crate::store::seal::Aead;
@@ -141,8 +141,8 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore + LegacyObjects, A: Aead>
             (Some(queue), true) => outbox::deliver(&self.storage, queue, self.now).await?,
             _ => Delivery::default(),
         };
-        let outbox = delivery.next.is_some();
-        self.storage.known_tables().set(Tables { outbox, ..tables });
+        let left = delivery.next.is_some();
+        self.storage.known_tables().set_outbox(left);
         self.set_next_alarm_at(wake, delivery.next).await?;
         Ok(delivery)
     }

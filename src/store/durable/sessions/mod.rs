@@ -134,8 +134,8 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore + LegacyObjects, A: Aead>
             .ok_or_else(|| Error::Internal("a session object asked for data without an id".into()))
     }
 
-    /// Which tables the object has: asked of `sqlite_master` once, then known
-    /// ([`KnownTables`]).
+    /// Which tables the object has: asked of `sqlite_master` while either is not known, then
+    /// known ([`KnownTables`]).
     fn tables(&self) -> Result<Tables, Error> {
         let known = self.storage.known_tables();
         if let Some(tables) = known.get() {
@@ -147,7 +147,10 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore + LegacyObjects, A: Aead>
     }
 
     fn has_table(&self) -> Result<bool, Error> {
-        Ok(self.tables()?.record)
+        match self.storage.known_tables().record() {
+            Some(exists) => Ok(exists),
+            None => Ok(self.tables()?.record),
+        }
     }
 
     async fn delete_all(&self) -> Result<(), Error> {

@@ -8,7 +8,7 @@ use crate::domain::event::Event;
 use crate::domain::renewal::Retirement;
 use crate::domain::session::Meta;
 use crate::store::data::Plain;
-use crate::store::durable::record::{row_params, Tables, WRITES};
+use crate::store::durable::record::{row_params, WRITES};
 use crate::store::durable::{int, outbox, ObjectStorage, Value};
 use crate::store::schema::RECORD_SCHEMA;
 use crate::store::seal::Aead;
@@ -19,11 +19,9 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore + LegacyObjects, A: Aead>
 {
     pub(super) fn create_table(&self) -> Result<(), Error> {
         let known = self.storage.known_tables();
-        let tables = known.get().unwrap_or_default();
-        if !tables.record {
+        if known.record() != Some(true) {
             self.storage.exec(RECORD_SCHEMA, vec![])?;
-            let record = true;
-            known.set(Tables { record, ..tables });
+            known.set_record(true);
         }
         Ok(())
     }
@@ -32,10 +30,7 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore + LegacyObjects, A: Aead>
     /// change it reports.
     pub(super) fn add_event(&self, event: &Event) -> Result<(), Error> {
         outbox::add(&self.storage, event, self.now)?;
-        let known = self.storage.known_tables();
-        let outbox = true;
-        let tables = known.get().unwrap_or_default();
-        known.set(Tables { outbox, ..tables });
+        self.storage.known_tables().set_outbox(true);
         Ok(())
     }
 
