@@ -421,7 +421,7 @@ pub mod sqlite {
         alarm_writes: Cell<u32>,
         /// A statement that starts with this fails, once: an injected storage fault.
         pub fail_once: Cell<Option<&'static str>>,
-        tables: KnownTables,
+        known: KnownTables,
     }
 
     impl Default for SqliteStorage {
@@ -432,7 +432,7 @@ pub mod sqlite {
                 statements: Cell::new(0),
                 alarm_writes: Cell::new(0),
                 fail_once: Cell::new(None),
-                tables: KnownTables::default(),
+                known: KnownTables::default(),
             }
         }
     }
@@ -526,7 +526,7 @@ pub mod sqlite {
         }
 
         async fn delete_all(&self) -> Result<(), Error> {
-            self.tables.forget();
+            self.known.forget();
             for table in self.tables() {
                 self.connection
                     .execute(&format!("DROP TABLE {table}"), [])
@@ -534,7 +534,7 @@ pub mod sqlite {
             }
             self.alarm_writes.set(self.alarm_writes.get() + 1);
             self.alarm.set(None);
-            self.tables.set(Tables::default());
+            self.known.set(Tables::default());
             Ok(())
         }
 
@@ -545,7 +545,7 @@ pub mod sqlite {
             match change() {
                 Ok(()) => run("RELEASE atomically"),
                 Err(err) => {
-                    self.tables.forget();
+                    self.known.forget();
                     run("ROLLBACK TO atomically; RELEASE atomically")?;
                     Err(err)
                 }
@@ -553,7 +553,7 @@ pub mod sqlite {
         }
 
         fn known_tables(&self) -> &KnownTables {
-            &self.tables
+            &self.known
         }
     }
 }

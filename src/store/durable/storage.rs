@@ -52,15 +52,16 @@ struct Parts {
     /// The runtime's storage object itself, for what `worker` does not bind (`transactionSync`),
     /// and the alarm, awaited without `worker`'s `JsFuture` ([`settled_of`]).
     raw: JsValue,
-    tables: KnownTables,
+    /// Which tables the object has, as far as it has learnt.
+    known: KnownTables,
 }
 
 impl DoStorage {
     /// `raw` is the same storage as JavaScript holds it (`state.storage`).
     pub fn new(storage: Storage, raw: JsValue) -> Self {
         let sql = storage.sql();
-        let tables = KnownTables::default();
-        Self(Rc::new(Parts { sql, raw, tables }))
+        let known = KnownTables::default();
+        Self(Rc::new(Parts { sql, raw, known }))
     }
 }
 
@@ -116,9 +117,9 @@ impl ObjectStorage for DoStorage {
     }
 
     async fn delete_all(&self) -> Result<(), Error> {
-        self.0.tables.forget();
+        self.0.known.forget();
         done(clear(&self.0.raw)).await?;
-        self.0.tables.set(Tables::default());
+        self.0.known.set(Tables::default());
         Ok(())
     }
 
@@ -133,7 +134,7 @@ impl ObjectStorage for DoStorage {
         };
         let outcome = atomically(&self.0.raw, &mut run);
         if outcome.is_err() {
-            self.0.tables.forget();
+            self.0.known.forget();
         }
         if let Some(err) = failure.take() {
             return Err(err);
@@ -142,6 +143,6 @@ impl ObjectStorage for DoStorage {
     }
 
     fn known_tables(&self) -> &KnownTables {
-        &self.0.tables
+        &self.0.known
     }
 }
