@@ -6,7 +6,7 @@
 // statements, sets its alarm at the session's expiry on every write, and seals as session-state
 // seals (bench/sealing.js, through WebCrypto).
 //
-// Statements per route, as strong mode runs them (README, "What each call costs"):
+// Statements per route, as strong mode runs them (docs/operations.md, "Operations per call"):
 // create = CREATE TABLE IF NOT EXISTS + INSERT (in a transaction), 1 alarm write;
 // get, touch within the renewal interval = SELECT; add = SELECT + UPDATE ... WHERE version = ?
 // RETURNING (in a transaction), 1 alarm write; an object's first request in memory asks
