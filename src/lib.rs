@@ -13,9 +13,10 @@ mod store;
 /// The sealing envelope, for `tests/wasm.rs` to check WebCrypto against RustCrypto, data held
 /// outside Wasm memory, for it to check what is written there, the objects' order, for it to
 /// check who waits for whom, promises awaited from Rust, for it to check what each await gets,
-/// and the bindings, for it to check each is read once.
+/// the bindings, for it to check each is read once, and requests, for it to check when a body
+/// is read.
 #[doc(hidden)]
-pub use edge::gate;
+pub use edge::{gate, http};
 #[doc(hidden)]
 pub use store::{bindings, data, promise, seal};
 

@@ -10,7 +10,8 @@
 //! even an await (moving a session in from KV, writing a rotated session into its new object)
 //! lets another request or its alarm in between. That is what makes every operation on a
 //! session atomic, `If-Match` a true compare-and-swap, and a `204` to `DELETE` final
-//! everywhere: there is only one copy, and it answers every read.
+//! everywhere: there is only one copy, and it answers every read. A request's body is read from
+//! the moment it arrives ([`Incoming::arriving`]), so that no turn is held waiting for one.
 //!
 //! [`protocol`]: crate::store::durable::protocol
 
@@ -118,8 +119,10 @@ impl SubjectObject {
 
 /// A request to either class, served by the one dispatch at `place`, behind `gate`.
 fn serve(req: web_sys::Request, env: Env, place: Place, gate: Gate<'_>) -> JsValue {
+    // Its body is read from now on, before its turn comes.
+    let req = Incoming::arriving(req);
     let served = async move {
-        let reply = dispatch::serve_in_object(Incoming::new(req), &env, place).await;
+        let reply = dispatch::serve_in_object(req, &env, place).await;
         Ok(reply.into_response().into())
     };
     gate::run(served, gate)

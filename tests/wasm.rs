@@ -449,3 +449,46 @@ mod bindings {
         assert_eq!(err.code(), "internal");
     }
 }
+
+mod bodies {
+    use session_state::domain::error::Error;
+    use session_state::http::{read_all, read_object, Incoming};
+    use wasm_bindgen::JsValue;
+    use wasm_bindgen_test::wasm_bindgen_test;
+    use worker::web_sys::{Request, RequestInit};
+
+    /// A request with `body` and no `Content-Length`: nothing declared to refuse it by.
+    fn request(body: &str) -> Request {
+        let init = RequestInit::new();
+        init.set_method("POST");
+        init.set_body(&JsValue::from_str(body));
+        Request::new_with_str_and_init("https://object/add", &init).expect("a request")
+    }
+
+    #[wasm_bindgen_test]
+    async fn a_body_sent_to_an_object_is_read_from_its_arrival() {
+        let incoming = Incoming::arriving(request(r#"{"a":1}"#));
+        assert!(incoming.raw.body_used(), "read before a handler asks");
+        assert_eq!(read_all(&incoming).await.ok(), Some(br#"{"a":1}"#.to_vec()));
+        let at_the_worker = Incoming::new(request("{}"));
+        assert!(
+            !at_the_worker.raw.body_used(),
+            "the worker reads a body when its handler asks, within the limit"
+        );
+        let empty =
+            Incoming::arriving(Request::new_with_str("https://object/get").expect("a request"));
+        assert!(!empty.raw.body_used(), "no body, nothing read");
+    }
+
+    #[wasm_bindgen_test]
+    async fn a_body_read_from_its_arrival_is_held_to_the_limit() {
+        let over = Incoming::arriving(request(r#"{"b":22}"#));
+        let refused = read_object(&over, 7).await.map(drop);
+        assert!(
+            matches!(refused, Err(Error::PayloadTooLarge { limit: 7 })),
+            "{refused:?}"
+        );
+        let at = Incoming::arriving(request(r#"{"b":2}"#));
+        assert!(read_object(&at, 7).await.is_ok(), "exactly the limit");
+    }
+}
