@@ -13,7 +13,7 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { ROOT, boundFile, startWorker } from '../tests/e2e/harness.mjs';
 import { PATCH, session } from './bodies.mjs';
@@ -323,8 +323,9 @@ ${merges.map((m) => `| ${m.keys} | ${m.targetBytes} | ${m.patchBytes} | ${m.how}
 | raw | ${size.raw} | ${(size.raw / 1024).toFixed(1)} |
 | gzip -9 | ${size.gzip} | ${(size.gzip / 1024).toFixed(1)} |
 `;
+  // BENCH_OUT: where the table goes instead (relative to the repository, or absolute).
   const out = process.env.BENCH_OUT ?? (smoke ? 'bench/.work-smoke-results.md' : 'bench/results.md');
-  writeFileSync(join(ROOT, out), md);
+  writeFileSync(resolve(ROOT, out), md);
   console.log(md);
 } finally {
   await Promise.all(Object.values(workers).map((w) => w.stop()));
