@@ -771,7 +771,7 @@ fn ring(object: &mut Object, now: Millis, queue: &RecordingQueue) -> Option<Erro
 #[test]
 fn knowing_the_record_table_says_nothing_of_the_outbox() {
     let queue = RecordingQueue::default();
-    let mut object = object(1).with_events(true);
+    let mut object = object_of(1);
     at(&mut object, T0, |s| {
         run(s.create(id(1), &body("{}"), None, None, None, T0))
     })
@@ -788,7 +788,7 @@ fn knowing_the_record_table_says_nothing_of_the_outbox() {
 #[test]
 fn each_event_is_committed_with_its_change_and_the_alarm_delivers_it() {
     let queue = RecordingQueue::default();
-    let mut object = object(1).with_events(true);
+    let mut object = object_of(1);
     at(&mut object, T0, |s| {
         run(s.create(id(1), &body("{}"), None, None, None, T0))
     })
