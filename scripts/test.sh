@@ -74,7 +74,7 @@ e2e() {
   local backend=$1 label=$2 started=$SECONDS status
   set +e
   SESSION_BACKEND=$backend node --test --test-concurrency=1 --test-timeout=900000 $files 2>&1 \
-    | sed -u "s/^/[$label] /"
+    | tee "target/e2e-$label.log" | sed -u "s/^/[$label] /"
   status=${PIPESTATUS[0]}
   set -e
   echo "[$label] SESSION_BACKEND=$backend: exit $status after $((SECONDS - started)) s"
@@ -86,4 +86,12 @@ failed=0
 wait $kv || failed=1
 wait $strong || failed=1
 wait $builds || { cat target/previous/build.log >&2; failed=1; }
+# The two runs' lines interleave, and a long log may be read only by its end: what went wrong in
+# either, again, last. A test that timed out counts as cancelled, not failed; its `not ok` names it.
+if [ "$failed" != 0 ]; then
+  for label in kv strong; do
+    step "what went wrong in the $label run (whole log: target/e2e-$label.log)"
+    awk '/\[harness\]/ { print; next } /^ *not ok / { on = 1 } on { print } /^ *\.\.\.$/ { on = 0 }' "target/e2e-$label.log"
+  done
+fi
 exit $failed
