@@ -375,6 +375,20 @@ async function startWorkerOnce({ configs = ['wrangler.toml'], env, vars = {}, ex
     },
     /** wrangler's own output (its access lines, and console lines as it prints them). */
     logs: () => output,
+    /**
+     * `fetch(url + route, init)`, bounded: a request with no answer within `ms` fails, naming
+     * itself, with the end of wrangler's output (its access lines say whether the worker
+     * answered), rather than holding its test until the test's time limit cancels it unnamed.
+     */
+    async call(route, init = {}, ms = 60_000) {
+      try {
+        return await fetch(`${url}${route}`, { ...init, signal: AbortSignal.timeout(ms) });
+      } catch (err) {
+        if (err.name !== 'TimeoutError') throw err;
+        const tail = output.split('\n').slice(-40).join('\n');
+        throw new Error(`${init.method ?? 'GET'} ${route.split('/').slice(0, 2).join('/')} had no answer within ${ms} ms; wrangler's last lines:\n${tail}`);
+      }
+    },
     /** Every console line of the worker so far, once all of them have arrived. */
     async consoleLines() {
       await console_.flush();
