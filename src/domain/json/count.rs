@@ -1,5 +1,5 @@
 //! Counting an object's members before collecting them, so that the scan makes their table once
-//! at its size ([`crate::domain::json::scan`]).
+//! at its size ([`crate::domain::json::scan()`]).
 
 /// From this length on, a text's members are counted before they are collected (a pass more),
 /// so that their table is made once at its size. Below it, what doubling leaves unused is small.

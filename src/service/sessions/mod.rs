@@ -7,6 +7,8 @@
 //! write that lost a race; the operation then reads again and recomputes (a merge merges into
 //! what the other writer left), up to [`ATTEMPTS`] times, unless `If-Match` pinned the version,
 //! in which case the lost race is a failed precondition like any other.
+//!
+//! [`Expect`]: crate::store::Expect
 
 use crate::domain::auth::{Demand, Level};
 use crate::domain::derive::{DeviceKey, Handle};

@@ -15,6 +15,8 @@
 //! kv/sessions.rs  sessions, sealed under their storage keys (and found under bare ids)
 //! kv/index.rs     the subject index: one entry per session, listed by prefix
 //! ```
+//!
+//! [`StorageKey`]: crate::domain::derive::StorageKey
 
 pub mod index;
 pub mod sessions;

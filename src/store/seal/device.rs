@@ -11,7 +11,7 @@ use crate::store::seal::{random, soft_decrypt, soft_encrypt, NONCE, TAG};
 /// Associated data of device info, before the subject's hash.
 pub(super) const DEVICE_LABEL: &[u8] = b"session-state/v2/device\0";
 pub(super) const DEVICE_MAGIC: &[u8; 2] = b"d2";
-/// Device info sealed by the version before, under [`DeviceKey::earlier`], with the subject's
+/// Device info sealed by the version before, under [`DeviceKey::legacy`], with the subject's
 /// hash in hex after this label as associated data.
 pub(super) const LEGACY_DEVICE_LABEL: &[u8] = b"session-state/v1/device\0";
 pub(super) const LEGACY_DEVICE_MAGIC: &[u8; 2] = b"d1";
@@ -21,6 +21,8 @@ pub(super) const LEGACY_DEVICE_MAGIC: &[u8; 2] = b"d1";
 /// subject does not open. Device info is at most [`MAX_ENCODED_BYTES`] (far below
 /// [`IN_WASM`]), so it is sealed in Wasm, as small session data is. It is not bound to the
 /// session's handle: a rotated session's entry carries its device over sealed, without the key.
+///
+/// [`IN_WASM`]: super::IN_WASM
 pub fn seal_device(key: &DeviceKey, subject: &Subject, device: &[u8]) -> Result<Vec<u8>, Error> {
     let nonce = random::<NONCE>()?;
     let aad = [DEVICE_LABEL, subject.bytes()].concat();

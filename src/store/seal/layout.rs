@@ -15,6 +15,8 @@ pub(super) const MAX_SLOTS: usize = 4;
 /// The format this version writes.
 pub(super) const MAGIC: &[u8; 2] = b"s3";
 /// A renewed id's record: the same format, a [`Retirement`] for data.
+///
+/// [`Retirement`]: crate::domain::renewal::Retirement
 pub(super) const RETIRED_MAGIC: &[u8; 2] = b"r3";
 /// A record whose lifecycle carries a device binding ([`Binding`]): the same format with the
 /// binding's bytes after the lifecycle. Written only for bound sessions and their binding
@@ -42,6 +44,8 @@ pub(super) const DATA_LABEL: &[u8] = b"session-state/v2/data\0";
 /// HMAC message prefix of a renewal's successor (keyed like a slot's key, by the id's
 /// [`WrapKey`]); then the salt of the record's first slot. Neither this label nor
 /// [`SLOT_KEY_LABEL`] is a prefix of the other, so no slot key is a successor.
+///
+/// [`WrapKey`]: crate::domain::derive::WrapKey
 pub(super) const SUCCESSOR_LABEL: &[u8] = b"session-state/v2/successor\0";
 
 /// The format of the version before: lifecycle beside the record, one data key per session.

@@ -136,6 +136,8 @@ impl<S: ObjectStorage, K: KeyValue, P: SessionStore + LegacyObjects, A: Aead>
 
     /// Which tables the object has: asked of `sqlite_master` while either is not known, then
     /// known ([`KnownTables`]).
+    ///
+    /// [`KnownTables`]: crate::store::durable::record::KnownTables
     fn tables(&self) -> Result<Tables, Error> {
         let known = self.storage.known_tables();
         if let Some(tables) = known.get() {
