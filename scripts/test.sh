@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Every check, in order of cost: format, lints, native unit tests, Wasm tests under Node, the
-# release build, a deploy dry run, then the end-to-end tests against `wrangler dev`.
+# Every check, in order of cost: format, lints, doc links, native unit tests, Wasm tests under
+# Node, the release build, a deploy dry run, then the end-to-end tests against `wrangler dev`.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$ROOT"
@@ -22,6 +22,10 @@ node --test tests/worker/*.test.mjs
 step "cargo clippy (wasm32 and native, warnings denied)"
 cargo clippy --target wasm32-unknown-unknown --all-targets --locked -- -D warnings
 cargo clippy --all-targets --locked -- -D warnings
+
+step "cargo doc: every intra-doc link resolves (private items documented, and linked, on purpose)"
+RUSTDOCFLAGS="-D warnings -A rustdoc::private_intra_doc_links" \
+  cargo doc --no-deps --document-private-items --locked --quiet
 
 step "native unit tests"
 cargo test --locked
