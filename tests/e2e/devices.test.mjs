@@ -18,7 +18,7 @@ describe('devices', () => {
   let call;
   before(async () => {
     worker = await startWorker({ vars: { MAX_SESSIONS_PER_SUBJECT: '1000', SESSION_TOUCH_INTERVAL_SECONDS: '1' } });
-    call = (route, init) => worker.call(route, init);
+    call = (route, init) => fetch(`${worker.url}${route}`, init);
   });
   after(async () => { await worker?.stop(); });
 

@@ -55,6 +55,33 @@ const arm = (ms) => setTimeout(() => {
 let fileTimer = arm(FILE_TIMEOUT_MS);
 
 /**
+ * Every request this process makes without a signal of its own is bounded: one with no answer
+ * within E2E_REQUEST_TIMEOUT_MS (default 120 s) fails, naming its method and route (not the
+ * id in it) and, for a worker started here, the end of wrangler's output (its access lines say
+ * whether the worker answered). Unbounded, a hung request held its test until the test's or
+ * the file's time limit, which cancels it with nothing said (stop 52's CI).
+ */
+const REQUEST_TIMEOUT_MS = Number(process.env.E2E_REQUEST_TIMEOUT_MS ?? 120_000);
+const unboundedFetch = globalThis.fetch;
+globalThis.fetch = async (input, init = {}) => {
+  if (init.signal) return unboundedFetch(input, init);
+  // A Request always has a signal (its own, or one that never aborts): both are kept.
+  const timeout = AbortSignal.timeout(REQUEST_TIMEOUT_MS);
+  const signal = input instanceof Request ? AbortSignal.any([input.signal, timeout]) : timeout;
+  try {
+    return await unboundedFetch(input, { ...init, signal });
+  } catch (err) {
+    if (err?.name !== 'TimeoutError') throw err;
+    const url = new URL(input?.url ?? String(input));
+    const method = init.method ?? input?.method ?? 'GET';
+    const route = url.pathname.split('/').slice(0, 2).join('/');
+    const worker = [...running].find((w) => w.url === url.origin);
+    const tail = worker ? `; wrangler's last lines:\n${worker.output().split('\n').slice(-40).join('\n')}` : '';
+    throw new Error(`${method} ${url.origin}${route} had no answer within ${REQUEST_TIMEOUT_MS} ms${tail}`);
+  }
+};
+
+/**
  * Bounds this process at `ms` instead, when that is longer than the default: for the benchmark
  * and the profiler, whose length follows from their rounds and seconds, not from a test's.
  */
@@ -265,6 +292,8 @@ async function startWorkerOnce({ configs = ['wrangler.toml'], env, vars = {}, ex
   child.stderr.on('data', (d) => { output += d; });
   let console_ = null;
   const handle = {
+    url: `http://127.0.0.1:${port}`,
+    output: () => output,
     kill() {
       console_?.close();
       try { process.kill(-child.pid, 'SIGKILL'); } catch { /* already gone */ }
@@ -375,20 +404,6 @@ async function startWorkerOnce({ configs = ['wrangler.toml'], env, vars = {}, ex
     },
     /** wrangler's own output (its access lines, and console lines as it prints them). */
     logs: () => output,
-    /**
-     * `fetch(url + route, init)`, bounded: a request with no answer within `ms` fails, naming
-     * itself, with the end of wrangler's output (its access lines say whether the worker
-     * answered), rather than holding its test until the test's time limit cancels it unnamed.
-     */
-    async call(route, init = {}, ms = 60_000) {
-      try {
-        return await fetch(`${url}${route}`, { ...init, signal: AbortSignal.timeout(ms) });
-      } catch (err) {
-        if (err.name !== 'TimeoutError') throw err;
-        const tail = output.split('\n').slice(-40).join('\n');
-        throw new Error(`${init.method ?? 'GET'} ${route.split('/').slice(0, 2).join('/')} had no answer within ${ms} ms; wrangler's last lines:\n${tail}`);
-      }
-    },
     /** Every console line of the worker so far, once all of them have arrived. */
     async consoleLines() {
       await console_.flush();
