@@ -9,7 +9,7 @@
 
 use std::fmt;
 
-use crate::domain::digest::{hex, hmac_sha256, sha256, unhex};
+use crate::domain::digest::{hex, hmac_sha256, push_hex, sha256, unhex};
 use crate::domain::id::SessionId;
 use crate::domain::percent::percent_decode_lenient;
 
@@ -48,7 +48,10 @@ impl StorageKey {
 
     /// `s1:` and 64 hex digits: the KV key, and the name of the session's object.
     pub fn name(&self) -> String {
-        format!("{KEY_PREFIX}{}", hex(&self.0))
+        let mut name = String::with_capacity(KEY_PREFIX.len() + 2 * self.0.len());
+        name.push_str(KEY_PREFIX);
+        push_hex(&mut name, &self.0);
+        name
     }
 
     pub fn from_name(name: &str) -> Option<Self> {

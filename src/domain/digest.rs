@@ -1,8 +1,6 @@
 //! Digests and their text: SHA-256 and HMAC-SHA-256 from RustCrypto (never hand-written), and
 //! the lowercase hex that keys, names and handles are written in.
 
-use std::fmt::Write;
-
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
@@ -21,11 +19,22 @@ pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
 
 /// Lowercase hex.
 pub fn hex(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for byte in bytes {
-        let _ = write!(out, "{byte:02x}");
-    }
+    let mut out = String::with_capacity(2 * bytes.len());
+    push_hex(&mut out, bytes);
     out
+}
+
+/// Appends `bytes` to `out` as lowercase hex, two digits a byte from a table: `write!` with
+/// `{:02x}` per byte cost a read more in Wasm than the SHA-256 whose 32 bytes it wrote (its
+/// formatting machinery, padding included, for every byte; profiled by `bench/profile.mjs`).
+/// What is written in hex is never secret (hashes, handles, public keys), so a lookup indexed
+/// by its bytes gives nothing away.
+pub fn push_hex(out: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for &byte in bytes {
+        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        out.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
+    }
 }
 
 /// Exactly `2 * N` lowercase hex digits.
@@ -94,6 +103,12 @@ mod tests {
     #[test]
     fn hex_round_trips_and_refuses_anything_else() {
         assert_eq!(hex(&[0x00, 0xab, 0x7f]), "00ab7f");
+        let every: Vec<u8> = (0..=255).collect();
+        let expected: String = every.iter().map(|byte| format!("{byte:02x}")).collect();
+        assert_eq!(hex(&every), expected);
+        let mut out = String::from("s1:");
+        push_hex(&mut out, &[0xff, 0x01]);
+        assert_eq!(out, "s1:ff01");
         assert_eq!(unhex::<3>("00ab7f"), Some([0x00, 0xab, 0x7f]));
         for bad in ["00AB7F", "00ab7", "00ab7f00", "0xab7f", "zzab7f"] {
             assert_eq!(unhex::<3>(bad), None, "{bad}");

@@ -1,7 +1,6 @@
 //! RFC 3339 timestamps, through the `time` crate: formatted for the `Session-Expires` header and
 //! JSON bodies, and read for a revocation's `before`.
 
-use std::fmt::Write;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
@@ -14,22 +13,30 @@ pub const MS_PER_SECOND: u64 = 1000;
 /// minted a challenge.
 pub const CLOCK_SKEW_MS: Millis = 60_000;
 
-/// Formats as `YYYY-MM-DDTHH:MM:SS.mmmZ` (UTC, millisecond precision).
+/// Formats as `YYYY-MM-DDTHH:MM:SS.mmmZ` (UTC, millisecond precision): the `time` crate's
+/// calendar, written digit by digit (a response's two timestamps through `write!`, padding and
+/// all, cost more in Wasm than the rest of its headers; profiled by `bench/profile.mjs`).
 pub fn rfc3339(ms: Millis) -> String {
     let at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    // Years 1970 to 9999: the `time` crate's range, and no earlier than the epoch.
+    let year = u32::try_from(at.year()).unwrap_or(0);
     let mut out = String::with_capacity(24);
-    let _ = write!(
-        out,
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        at.year(),
-        u8::from(at.month()),
-        at.day(),
-        at.hour(),
-        at.minute(),
-        at.second(),
-        at.millisecond()
-    );
+    let parts = [
+        (year, 4, '-'),
+        (u32::from(u8::from(at.month())), 2, '-'),
+        (u32::from(at.day()), 2, 'T'),
+        (u32::from(at.hour()), 2, ':'),
+        (u32::from(at.minute()), 2, ':'),
+        (u32::from(at.second()), 2, '.'),
+        (u32::from(at.millisecond()), 3, 'Z'),
+    ];
+    for (value, width, then) in parts {
+        for place in (0..width).rev() {
+            out.push(char::from_digit(value / 10u32.pow(place) % 10, 10).unwrap_or('0'));
+        }
+        out.push(then);
+    }
     out
 }
 
@@ -55,6 +62,34 @@ fn parse_signed(text: &str) -> Option<i128> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn formats_as_padded_formatting_would_from_1970_to_9999() {
+        let reference = |ms: Millis| {
+            let at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+                .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+            format!(
+                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+                at.year(),
+                u8::from(at.month()),
+                at.day(),
+                at.hour(),
+                at.minute(),
+                at.second(),
+                at.millisecond()
+            )
+        };
+        // Every step lands on another day, hour, minute, second and millisecond.
+        let last = 253_402_300_799_999; // 9999-12-31T23:59:59.999Z
+        let mut ms = 0;
+        while ms <= last {
+            assert_eq!(rfc3339(ms), reference(ms), "{ms}");
+            ms += 86_400_000 * 13 + 3_600_000 * 5 + 60_000 * 7 + 1_000 * 11 + 17;
+        }
+        assert_eq!(rfc3339(last), "9999-12-31T23:59:59.999Z");
+        // Past the calendar's range: the epoch, as before.
+        assert_eq!(rfc3339(last + 1), reference(last + 1));
+    }
 
     #[test]
     fn formats_known_instants() {
