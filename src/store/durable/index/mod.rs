@@ -22,8 +22,9 @@ use crate::store::{
 /// A listing is answered from the rows alone, without calling the sessions' objects: each session's
 /// object reports its lifecycle at creation and at its first write in every renewal interval
 /// ([`SubjectIndex::add`], [`SubjectIndex::report`]), so a row's `expires_at` is never later
-/// than the session's own, and at most an interval earlier. Only a row whose reported expiry has passed, but whose latest
-/// end has not, is checked with its object (it may have been renewed since, or have ended).
+/// than the session's own, and at most an interval earlier. Only a row whose reported expiry
+/// has passed, but whose latest end has not, is checked with its object (it may have been
+/// renewed since, or have ended).
 ///
 /// Indexes of the earlier strong mode hold ids (table `member`). Those rows are listed as they
 /// are, by id, until their session has moved under its storage key (a listing then rewrites
