@@ -53,8 +53,7 @@ impl Incoming {
     /// the build before (0.99 once left alone; 5 rounds of `npm run bench`'s harness).
     pub fn arriving(raw: web_sys::Request) -> Self {
         let incoming = Self::new(raw);
-        let declared = incoming.head.content_length.as_deref().map(str::trim);
-        if declared != Some("0") && incoming.raw.body().is_some() {
+        if declared(&incoming) != Some(0) && incoming.raw.body().is_some() {
             let read = incoming.raw.array_buffer().ok();
             incoming.arriving.set(read.as_ref().map(settled_of));
         }
@@ -192,10 +191,15 @@ async fn read_limited(req: &Incoming, limit: usize) -> Result<Vec<u8>, Error> {
     Ok(bytes)
 }
 
+/// The `Content-Length` a request declares, when it is a number.
+fn declared(req: &Incoming) -> Option<u64> {
+    let declared = req.head.content_length.as_deref();
+    declared.and_then(|len| len.trim().parse::<u64>().ok())
+}
+
 /// The declared `Content-Length`, refused when over `limit`.
 fn declared_length(req: &Incoming, limit: usize) -> Result<Option<u64>, Error> {
-    let declared = req.head.content_length.as_deref();
-    let declared = declared.and_then(|len| len.trim().parse::<u64>().ok());
+    let declared = declared(req);
     if declared.is_some_and(|len| len > limit as u64) {
         return Err(Error::PayloadTooLarge { limit });
     }
