@@ -291,8 +291,9 @@ async function startWorkerOnce({ configs = ['wrangler.toml'], env, vars = {}, ex
   child.stdout.on('data', (d) => { output += d; });
   child.stderr.on('data', (d) => { output += d; });
   let console_ = null;
+  const url = `http://127.0.0.1:${port}`;
   const handle = {
-    url: `http://127.0.0.1:${port}`,
+    url,
     output: () => output,
     kill() {
       console_?.close();
@@ -304,7 +305,6 @@ async function startWorkerOnce({ configs = ['wrangler.toml'], env, vars = {}, ex
     },
   };
   running.add(handle);
-  const url = `http://127.0.0.1:${port}`;
   const deadline = Date.now() + 180_000;
   try {
     for (;;) {
