@@ -19,6 +19,15 @@
 // 1-2 % from round to round. ISOLATE_HEADERS ('name: value' lines) adds headers to every request,
 // as a real caller's would carry.
 //
+// Each variant is warmed up for ISOLATE_WARMUP seconds (default 10) before its window: V8 runs a
+// Wasm function first as Liftoff's quick code and compiles it again with TurboFan once it is hot,
+// on a background thread, which here shares the pinned core with the turns. Measured warm for 2 s
+// (this tool's default until 2026-12-07), a KV GET of 200 B read 326-345 µs held; warm for 6, 10
+// and 20 s, 308, 292 and 289; with V8 told to compile every function with TurboFan at the start
+// (`MINIFLARE_WORKERD_V8_FLAGS=--no-wasm-dynamic-tiering`), 272 after 2 s; and with Liftoff only,
+// 394. The JavaScript baseline reads the same after 2 s or 15 s (279, 287). An isolate serves
+// long after its first seconds: the steady state is what a request costs.
+//
 // Variants: `shipped` (build/ as it is), `baseline` (bench/baseline.js), `floor`
 // (bench/strong-floor.js, strong mode's), or `name=dir` (session-state served from the build in
 // `dir`). SESSION_BACKEND=durable_object serves session-state in strong mode. Scenarios: health,
@@ -37,6 +46,7 @@ import { configServing } from './builds.mjs';
 import { threadsMs } from './startup.mjs';
 
 const ROUNDS = Number(process.env.ISOLATE_ROUNDS ?? 5);
+const WARMUP = Number(process.env.ISOLATE_WARMUP ?? 10);
 const SECONDS = Number(process.env.ISOLATE_SECONDS ?? 3);
 const STRONG = process.env.SESSION_BACKEND === 'durable_object';
 const args = process.argv.slice(2);
@@ -153,7 +163,7 @@ for (let round = 0; round < ROUNDS; round++) {
       const url = await worker.directUrl();
       execFileSync('taskset', ['-a', '-cp', '1', String(await worker.workerdPid())], { stdio: 'ignore' });
       const target = await request(url);
-      wrk(url, target, 2);
+      wrk(url, target, WARMUP);
       const pid = await worker.workerdPid();
       await fetch(`${url}/health?isolate-mark`).then((r) => r.text());
       const before = threadsMs(pid);
@@ -174,7 +184,7 @@ for (let round = 0; round < ROUNDS; round++) {
   }
 }
 const first = variants[0].name;
-console.log(`\n${scenario}${STRONG ? ', strong mode' : ''}: µs the Worker held its isolate per request, median of ${ROUNDS} rounds of ${SECONDS} s`);
+console.log(`\n${scenario}${STRONG ? ', strong mode' : ''}: µs the Worker held its isolate per request, median of ${ROUNDS} rounds of ${SECONDS} s, each after ${WARMUP} s of warm-up`);
 for (const { name } of variants) {
   const rs = results[name];
   const ratios = rs.map((r, i) => results[first][i].mean / r.mean);
