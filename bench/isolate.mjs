@@ -31,11 +31,12 @@
 // Variants: `shipped` (build/ as it is), `baseline` (bench/baseline.js), `floor`
 // (bench/strong-floor.js, strong mode's), or `name=dir` (session-state served from the build in
 // `dir`). SESSION_BACKEND=durable_object serves session-state in strong mode. Scenarios: health,
-// get (200 B), get-large (58 KiB), patch (10 keys into 58 KiB), create, touch. ISOLATE_ROUNDS
-// rounds (default 5) of ISOLATE_SECONDS (default 3) each, the variants in turn, each round
-// starting one later. Prints each round, then per variant the medians over rounds of the mean
-// per request and of the median request (the worker's stateless part), and the first variant ÷
-// this one, by round.
+// get (200 B), get-6k (6 KiB), get-large (58 KiB), patch (10 keys into 58 KiB), create, touch;
+// ISOLATE_BYTES sets the size of the session get-6k reads and create makes (6 KiB and 200 B).
+// ISOLATE_ROUNDS rounds (default 5) of ISOLATE_SECONDS (default 3) each, the variants in turn,
+// each round starting one later. Prints each round, then per variant the medians over rounds of
+// the mean per request and of the median request (the worker's stateless part), and the first
+// variant ÷ this one, by round.
 import { execFileSync } from 'node:child_process';
 import { chmodSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -50,7 +51,7 @@ const WARMUP = Number(process.env.ISOLATE_WARMUP ?? 10);
 const SECONDS = Number(process.env.ISOLATE_SECONDS ?? 3);
 const STRONG = process.env.SESSION_BACKEND === 'durable_object';
 const args = process.argv.slice(2);
-const SCENARIOS = ['health', 'get', 'get-large', 'patch', 'create', 'touch'];
+const SCENARIOS = ['health', 'get', 'get-6k', 'get-large', 'patch', 'create', 'touch'];
 const scenario = SCENARIOS.includes(args[0]) ? args.shift() : 'get';
 const names = args.length ? args : ['shipped', 'baseline'];
 const work = join(ROOT, 'bench/.work');
@@ -76,11 +77,12 @@ async function request(url) {
     if (response.status !== 201) throw new Error(`create: ${response.status}`);
     return response.text();
   };
-  writeFileSync(join(work, 'isolate-small.json'), session(200));
+  writeFileSync(join(work, 'isolate-small.json'), session(Number(process.env.ISOLATE_BYTES ?? 200)));
   writeFileSync(join(work, 'isolate-patch.json'), PATCH);
   switch (scenario) {
     case 'health': return { method: 'GET', path: '/health' };
     case 'get': return { method: 'GET', path: `/get/${await post(session(200))}` };
+    case 'get-6k': return { method: 'GET', path: `/get/${await post(session(Number(process.env.ISOLATE_BYTES ?? 6 * 1024)))}` };
     case 'get-large': return { method: 'GET', path: `/get/${await post(session(58 * 1024))}` };
     case 'patch': return { method: 'PATCH', path: `/add/${await post(session(58 * 1024))}`, body: join(work, 'isolate-patch.json') };
     case 'create': return { method: 'POST', path: '/create', body: join(work, 'isolate-small.json') };
