@@ -18,7 +18,7 @@ pub(super) const LEGACY_DEVICE_MAGIC: &[u8; 2] = b"d1";
 
 /// Device info sealed under its subject's [`DeviceKey`]: `"d2" | nonce 12 | ciphertext | tag`,
 /// with a label and the subject's hash as associated data, so an entry copied under another
-/// subject does not open. Device info is at most [`MAX_ENCODED_BYTES`] (far below
+/// subject does not open. Device info is at most [`MAX_ENCODED_BYTES`] (below
 /// [`IN_WASM`]), so it is sealed in Wasm, as small session data is. It is not bound to the
 /// session's handle: a rotated session's entry carries its device over sealed, without the key.
 ///

@@ -46,8 +46,8 @@
 //! Where the work runs, measured (`npm run bench`): each WebCrypto call costs a promise and a
 //! key import, about 50 µs of CPU here, whatever its size, while AES-GCM in Wasm (RustCrypto,
 //! constant-time) runs at about 60 MB/s. So the 32-byte data keys are wrapped and unwrapped in
-//! Wasm, data up to [`IN_WASM`] bytes is sealed in Wasm too (about 30 µs at the limit), and
-//! larger data goes to the platform's WebCrypto (native AES-GCM) in one call each way. Both
+//! Wasm, data up to [`IN_WASM`] bytes is sealed in Wasm too (where that costs less than a call),
+//! and larger data goes to the platform's WebCrypto (native AES-GCM) in one call each way. Both
 //! make the same bytes: a record sealed by one opens with the other.
 
 use std::borrow::Cow;
@@ -87,11 +87,11 @@ use layout::{
 pub use successor::Successor;
 pub use webcrypto::{WebCrypto, OUTSIDE};
 
-/// Data up to this many bytes is sealed and opened in Wasm; larger, by [`Aead`]. Not higher: a
-/// strong-mode read of 6 KiB opened in Wasm, answered from the first poll, cost 4 % more CPU than
-/// through WebCrypto and a promise (`GET /get/:id, 6 KiB` in `npm run bench`, by name; 8 KiB
-/// here against 2 KiB, docs/performance.md).
-pub const IN_WASM: usize = 2048;
+/// Data up to this many bytes is sealed and opened in Wasm; larger, by [`Aead`]. Where the two
+/// cost the same, measured warm with the Worker's own time (`node bench/isolate.mjs`,
+/// docs/performance.md): a KV read of 1,300 or 1,536 bytes cost the same either way, one of
+/// 2,000 bytes 8 % more opened in Wasm (a create 11 % more), one of 6 KiB 45 % more.
+pub const IN_WASM: usize = 1024;
 
 /// AES-256-GCM on data larger than [`IN_WASM`], as a platform offers it: raw keys in, one call
 /// per operation.
