@@ -89,7 +89,9 @@ mod sealing {
     use session_state::domain::id::SessionId;
     use session_state::domain::merge::Sink;
     use session_state::domain::session::{Meta, Policy};
-    use session_state::seal::{lifecycle_bytes, Aead as _, Sealer, WebCrypto, LIFECYCLE, OUTSIDE};
+    use session_state::seal::{
+        lifecycle_bytes, Aead as _, Sealer, WebCrypto, IN_WASM, LIFECYCLE, OUTSIDE,
+    };
     use sha2::Sha256;
     use wasm_bindgen_test::wasm_bindgen_test;
 
@@ -141,7 +143,17 @@ mod sealing {
         };
         let meta = Meta::new(1_764_000_000_000, Some(60), policy);
         let sealer = Sealer(WebCrypto);
-        for len in [20, 2048, 2049, 60_000, OUTSIDE - 1, OUTSIDE] {
+        // Both sides of the limit between Wasm and WebCrypto, and of the earlier one (2 KiB).
+        for len in [
+            20,
+            IN_WASM,
+            IN_WASM + 1,
+            2048,
+            2049,
+            60_000,
+            OUTSIDE - 1,
+            OUTSIDE,
+        ] {
             let data = vec![b'c'; len];
             let sealed = sealer
                 .seal(&wrap, &key, &meta, data.as_slice().into())
