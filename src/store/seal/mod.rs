@@ -90,7 +90,8 @@ pub use webcrypto::{WebCrypto, OUTSIDE};
 /// Data up to this many bytes is sealed and opened in Wasm; larger, by [`Aead`]. Where the two
 /// cost the same, measured warm with the Worker's own time (`node bench/isolate.mjs`,
 /// docs/performance.md): a KV read of 1,300 or 1,536 bytes cost the same either way, one of
-/// 2,000 bytes 8 % more opened in Wasm (a create 11 % more), one of 6 KiB 45 % more.
+/// 2,000 bytes 8 % more opened in Wasm (a create 11 % more), one of 6 KiB 45 % more. In strong
+/// mode a read of 2,000 bytes cost about 1 % less in Wasm (answered from the object's first poll).
 pub const IN_WASM: usize = 1024;
 
 /// AES-256-GCM on data larger than [`IN_WASM`], as a platform offers it: raw keys in, one call
