@@ -49,6 +49,7 @@ import { threadsMs } from './startup.mjs';
 const ROUNDS = Number(process.env.ISOLATE_ROUNDS ?? 5);
 const WARMUP = Number(process.env.ISOLATE_WARMUP ?? 10);
 const SECONDS = Number(process.env.ISOLATE_SECONDS ?? 3);
+const BYTES = process.env.ISOLATE_BYTES ? Number(process.env.ISOLATE_BYTES) : undefined;
 const STRONG = process.env.SESSION_BACKEND === 'durable_object';
 const args = process.argv.slice(2);
 const SCENARIOS = ['health', 'get', 'get-6k', 'get-large', 'patch', 'create', 'touch'];
@@ -77,12 +78,12 @@ async function request(url) {
     if (response.status !== 201) throw new Error(`create: ${response.status}`);
     return response.text();
   };
-  writeFileSync(join(work, 'isolate-small.json'), session(Number(process.env.ISOLATE_BYTES ?? 200)));
+  writeFileSync(join(work, 'isolate-small.json'), session(BYTES ?? 200));
   writeFileSync(join(work, 'isolate-patch.json'), PATCH);
   switch (scenario) {
     case 'health': return { method: 'GET', path: '/health' };
     case 'get': return { method: 'GET', path: `/get/${await post(session(200))}` };
-    case 'get-6k': return { method: 'GET', path: `/get/${await post(session(Number(process.env.ISOLATE_BYTES ?? 6 * 1024)))}` };
+    case 'get-6k': return { method: 'GET', path: `/get/${await post(session(BYTES ?? 6 * 1024))}` };
     case 'get-large': return { method: 'GET', path: `/get/${await post(session(58 * 1024))}` };
     case 'patch': return { method: 'PATCH', path: `/add/${await post(session(58 * 1024))}`, body: join(work, 'isolate-patch.json') };
     case 'create': return { method: 'POST', path: '/create', body: join(work, 'isolate-small.json') };
