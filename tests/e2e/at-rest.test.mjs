@@ -27,7 +27,10 @@ describe('at rest', () => {
   let worker;
   let call;
   before(async () => {
-    worker = await startWorker();
+    // The renewed-away id is read after the dump, which takes tens of seconds on a loaded
+    // machine (34 s in a CI run beside other work): the longest window, not the 30 s default,
+    // keeps that read within it.
+    worker = await startWorker({ vars: { SESSION_RENEWAL_GRACE_SECONDS: '300' } });
     call = (route, init) => fetch(`${worker.url}${route}`, init);
   });
   after(async () => { await worker?.stop(); });
