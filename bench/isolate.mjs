@@ -42,8 +42,7 @@ import { chmodSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync 
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { ROOT, startWorker } from '../tests/e2e/harness.mjs';
-import { PATCH, session } from './bodies.mjs';
-import { configServing } from './builds.mjs';
+import { SCENARIOS, forget, target, variantsOf } from './scenarios.mjs';
 import { threadsMs } from './startup.mjs';
 
 const ROUNDS = Number(process.env.ISOLATE_ROUNDS ?? 5);
@@ -52,7 +51,6 @@ const SECONDS = Number(process.env.ISOLATE_SECONDS ?? 3);
 const BYTES = process.env.ISOLATE_BYTES ? Number(process.env.ISOLATE_BYTES) : undefined;
 const STRONG = process.env.SESSION_BACKEND === 'durable_object';
 const args = process.argv.slice(2);
-const SCENARIOS = ['health', 'get', 'get-6k', 'get-large', 'patch', 'create', 'touch'];
 const scenario = SCENARIOS.includes(args[0]) ? args.shift() : 'get';
 const names = args.length ? args : ['shipped', 'baseline'];
 const work = join(ROOT, 'bench/.work');
@@ -65,31 +63,8 @@ const wrapper = join(work, 'workerd-traced.sh');
 writeFileSync(wrapper, `#!/bin/sh\nif [ "$1" = serve ]; then shift; exec "${workerd}" serve --async-trace "$ISOLATE_TRACE.$$" "$@"; fi\nexec "${workerd}" "$@"\n`);
 chmodSync(wrapper, 0o755);
 
-const variants = names.map((name) => {
-  if (name === 'baseline') return { name, worker: 'session-state-baseline', configs: ['bench/wrangler.toml'] };
-  if (name === 'floor') return { name, worker: 'session-state-strong-floor', configs: ['bench/strong-floor.toml'] };
-  const dir = name === 'shipped' ? join(ROOT, 'build') : name.split('=')[1];
-  return { name: name.split('=')[0], worker: 'session-state', configs: [configServing(dir, `.wrangler-isolate-${dir.replace(/\W/g, '_')}.toml`)] };
-});
-
-async function request(url) {
-  const post = async (body) => {
-    const response = await fetch(`${url}/create`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
-    if (response.status !== 201) throw new Error(`create: ${response.status}`);
-    return response.text();
-  };
-  writeFileSync(join(work, 'isolate-small.json'), session(BYTES ?? 200));
-  writeFileSync(join(work, 'isolate-patch.json'), PATCH);
-  switch (scenario) {
-    case 'health': return { method: 'GET', path: '/health' };
-    case 'get': return { method: 'GET', path: `/get/${await post(session(200))}` };
-    case 'get-6k': return { method: 'GET', path: `/get/${await post(session(BYTES ?? 6 * 1024))}` };
-    case 'get-large': return { method: 'GET', path: `/get/${await post(session(58 * 1024))}` };
-    case 'patch': return { method: 'PATCH', path: `/add/${await post(session(58 * 1024))}`, body: join(work, 'isolate-patch.json') };
-    case 'create': return { method: 'POST', path: '/create', body: join(work, 'isolate-small.json') };
-    default: return { method: 'POST', path: `/touch/${await post(session(200))}` };
-  }
-}
+const variants = variantsOf(names, 'isolate');
+const request = (url) => target(url, scenario, work, BYTES);
 
 function wrk(url, { method, path, body }, seconds) {
   // ISOLATE_HEADERS ('name: value' lines): headers every request carries besides wrk's own
@@ -194,4 +169,4 @@ for (const { name } of variants) {
   console.log(`${name.padEnd(12)} mean ${median(rs.map((r) => r.mean)).toFixed(1).padStart(7)}  median request ${median(rs.map((r) => r.median)).toFixed(1).padStart(7)}` +
     (name === first ? '' : `  ${first} ÷ ${name}: ${median(ratios).toFixed(3)} (${ratios.map((x) => x.toFixed(2)).join(' ')}); median requests: ${median(rs.map((r, i) => results[first][i].median / r.median)).toFixed(3)}`));
 }
-for (const v of variants) if (v.configs[0].startsWith('.wrangler-isolate-')) rmSync(join(ROOT, v.configs[0]), { force: true });
+forget(variants);

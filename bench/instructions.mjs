@@ -1,0 +1,126 @@
+// `node bench/instructions.mjs [scenario] [variant ...]`: the instructions a request costs the
+// process that serves it, counted by valgrind (callgrind), for machines where time cannot say.
+//
+// bench/isolate.mjs reads the Worker's own time to 1-2 % on a quiet machine. On a noisy one it
+// cannot: on 2026-12-07 (2 × AMD EPYC) the same build's KV GET of 200 B held 205 µs a request in
+// one round and 415 in another, and workerd's whole CPU per request moved between 2,000 and
+// 2,660 µs from one 5 s window to the next with nothing else running. What moved was the time an
+// instruction takes (the machine's caches, shared with its neighbours), not how many there are:
+// counted here, the same build read 4,571,406 and 4,569,769 instructions a request in two runs
+// (0.04 % apart), while that machine's other work ran beside them.
+//
+// Each variant's workerd runs under callgrind with its instrumentation off (V8 runs as it would,
+// only slower) for INSTR_WARMUP requests (default 2,000: enough for V8 to have compiled the hot
+// Wasm and JavaScript with TurboFan), then counts every instruction any of its threads runs over
+// INSTR_REQUESTS requests (default 1,000), sent one after another by curl on one kept-alive
+// connection. The count is the whole process's: miniflare's entry Worker, its local KV and log
+// collector are in it, the same for every variant; the difference between two variants is
+// theirs alone. An instruction is not a unit of time (a cache miss costs many), so a change
+// that this counts as cheaper is then one to confirm on a quiet machine, and a change that moves
+// memory (copies, allocation) is one it may undercount.
+//
+// Variants and scenarios as in bench/isolate.mjs (bench/scenarios.mjs); SESSION_BACKEND and
+// ISOLATE_BYTES as there. INSTR_ROUNDS (default 1) repeats each variant. Needs valgrind
+// (`apt-get install valgrind`); about 3 minutes a variant.
+import { execFileSync } from 'node:child_process';
+import { chmodSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import { ROOT, startWorker } from '../tests/e2e/harness.mjs';
+import { SCENARIOS, forget, target, variantsOf } from './scenarios.mjs';
+
+const WARMUP = Number(process.env.INSTR_WARMUP ?? 2000);
+const REQUESTS = Number(process.env.INSTR_REQUESTS ?? 1000);
+const ROUNDS = Number(process.env.INSTR_ROUNDS ?? 1);
+const BYTES = process.env.ISOLATE_BYTES ? Number(process.env.ISOLATE_BYTES) : undefined;
+const STRONG = process.env.SESSION_BACKEND === 'durable_object';
+const args = process.argv.slice(2);
+const scenario = SCENARIOS.includes(args[0]) ? args.shift() : 'get';
+const names = args.length ? args : ['shipped', 'baseline'];
+const work = join(ROOT, 'bench/.work');
+mkdirSync(work, { recursive: true });
+
+for (const tool of ['valgrind', 'callgrind_control']) {
+  try {
+    execFileSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' });
+  } catch {
+    throw new Error(`${tool} is not installed: apt-get install valgrind`);
+  }
+}
+
+// workerd as miniflare would run it, under callgrind: miniflare takes the binary it runs from
+// MINIFLARE_WORKERD_PATH.
+const workerd = createRequire(join(ROOT, 'node_modules/miniflare/package.json'))('workerd').default;
+const counts = join(work, 'callgrind');
+const wrapper = join(work, 'workerd-callgrind.sh');
+writeFileSync(wrapper, `#!/bin/sh\nif [ "$1" = serve ]; then exec valgrind --tool=callgrind --instr-atstart=no --collect-atstart=yes --callgrind-out-file="${counts}.%p" "${workerd}" "$@" 2>/dev/null; fi\nexec "${workerd}" "$@"\n`);
+chmodSync(wrapper, 0o755);
+
+const variants = variantsOf(names, 'instructions');
+
+/** Sends `target` `n` times, one after another, and checks each answer's status. */
+function send(url, { method, path, body }, n) {
+  const options = ['-s', '-X', method, '-w', '%{http_code}\n'];
+  if (body) options.push('-H', 'content-type: application/json', '--data-binary', `@${body}`);
+  for (let sent = 0; sent < n; sent += 50) {
+    const batch = Math.min(50, n - sent);
+    const urls = Array.from({ length: batch }, () => ['-o', '/dev/null', `${url}${path}`]).flat();
+    const codes = execFileSync('curl', [...options, ...urls], { encoding: 'utf8' }).trim().split('\n');
+    const failed = codes.find((code) => !code.startsWith('2'));
+    if (failed || codes.length !== batch) throw new Error(`${method} ${path}: answered ${failed ?? `${codes.length} of ${batch}`}`);
+  }
+}
+
+/** The instructions callgrind dumped for `pid` since it was last zeroed (every thread's). */
+function dumped(pid) {
+  let total = 0;
+  for (const f of readdirSync(work).filter((f) => f.startsWith(`callgrind.${pid}.`))) {
+    const summary = readFileSync(join(work, f), 'utf8').match(/^(?:summary|totals): (\d+)/m);
+    if (summary) total += Number(summary[1]);
+  }
+  return total;
+}
+
+const results = Object.fromEntries(variants.map((v) => [v.name, []]));
+try {
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const variant of variants.map((_, i) => variants[(i + round) % variants.length])) {
+      for (const f of readdirSync(work).filter((f) => f.startsWith('callgrind.'))) rmSync(join(work, f));
+      process.env.MINIFLARE_WORKERD_PATH = wrapper;
+      let worker;
+      try {
+        worker = await startWorker({ configs: variant.configs });
+      } finally {
+        delete process.env.MINIFLARE_WORKERD_PATH;
+      }
+      try {
+        const url = await worker.directUrl();
+        const pid = String(await worker.workerdPid());
+        const request = await target(url, scenario, work, BYTES);
+        send(url, request, WARMUP);
+        execFileSync('callgrind_control', ['-z', pid], { stdio: 'ignore' });
+        execFileSync('callgrind_control', ['-i', 'on', pid], { stdio: 'ignore' });
+        send(url, request, REQUESTS);
+        execFileSync('callgrind_control', ['-d', pid], { stdio: 'ignore' });
+        const perRequest = dumped(pid) / REQUESTS;
+        if (!perRequest) throw new Error(`no instructions counted for ${variant.name}`);
+        results[variant.name].push(perRequest);
+        console.log(`round ${round + 1} ${variant.name.padEnd(12)} ${Math.round(perRequest).toLocaleString('en').padStart(11)} instructions/request`);
+      } finally {
+        await worker.stop();
+      }
+    }
+  }
+} finally {
+  forget(variants);
+  for (const f of readdirSync(work).filter((f) => f.startsWith('callgrind.'))) rmSync(join(work, f));
+}
+
+const median = (xs) => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2; };
+const first = variants[0].name;
+console.log(`\n${scenario}${STRONG ? ', strong mode' : ''}: instructions the workerd process ran per request, over ${REQUESTS} requests after ${WARMUP}, median of ${ROUNDS} round(s)`);
+for (const { name } of variants) {
+  const mine = median(results[name]);
+  const ratio = name === first ? '' : `  ${first} ÷ ${name}: ${(median(results[first]) / mine).toFixed(4)} (${(median(results[first]) - mine).toLocaleString('en', { maximumFractionDigits: 0 })} a request)`;
+  console.log(`${name.padEnd(12)} ${Math.round(mine).toLocaleString('en').padStart(11)}${ratio}`);
+}
