@@ -36,6 +36,13 @@ export function respond(status, lines, bytes) {
   return new Response(body, { status, headers: setAll(new Headers(), lines) });
 }
 
+export function respondText(status, text) {
+  const at = text.indexOf('\0');
+  const body = text.slice(at + 1);
+  const empty = status === 204 || status === 304 || body.length === 0;
+  return new Response(empty ? null : body, { status, headers: setAll(new Headers(), text.slice(0, at)) });
+}
+
 export function respondWith(status, lines, body) {
   return new Response(body, { status, headers: setAll(new Headers(), lines) });
 }
@@ -65,6 +72,11 @@ extern "C" {
     /// A response with the headers given as `name\nvalue\n...` pairs, and a body of `bytes`
     /// (copied).
     fn respond(status: u16, lines: &str, bytes: &[u8]) -> Response;
+
+    /// A response from `text`: the headers as in `respond`, a NUL (no header holds one), then
+    /// the body.
+    #[wasm_bindgen(js_name = respondText)]
+    fn respond_text(status: u16, text: &str) -> Response;
 
     /// A response with the headers given as in `respond`, and `body` as it is (not copied).
     #[wasm_bindgen(js_name = respondWith)]
@@ -237,6 +249,11 @@ impl Head {
 /// Builds a response in one crossing; see [`respond`].
 pub fn response(status: u16, lines: &str, bytes: &[u8]) -> Response {
     respond(status, lines, bytes)
+}
+
+/// The same from `text`: the headers' lines, a NUL, then the body (see [`respond_text`]).
+pub fn response_text(status: u16, text: &str) -> Response {
+    respond_text(status, text)
 }
 
 /// The same, with a body held in JavaScript, given to the response as it is.
