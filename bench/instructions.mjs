@@ -23,22 +23,16 @@
 // ISOLATE_BYTES as there. INSTR_ROUNDS (default 1) repeats each variant. Needs valgrind
 // (`apt-get install valgrind`); about 3 minutes a variant.
 import { execFileSync } from 'node:child_process';
-import { chmodSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { ROOT, startWorker } from '../tests/e2e/harness.mjs';
-import { SCENARIOS, forget, target, variantsOf } from './scenarios.mjs';
+import { asked, forget, target, variantsOf } from './scenarios.mjs';
 
 const WARMUP = Number(process.env.INSTR_WARMUP ?? 2000);
 const REQUESTS = Number(process.env.INSTR_REQUESTS ?? 1000);
 const ROUNDS = Number(process.env.INSTR_ROUNDS ?? 1);
-const BYTES = process.env.ISOLATE_BYTES ? Number(process.env.ISOLATE_BYTES) : undefined;
-const STRONG = process.env.SESSION_BACKEND === 'durable_object';
-const args = process.argv.slice(2);
-const scenario = SCENARIOS.includes(args[0]) ? args.shift() : 'get';
-const names = args.length ? args : ['shipped', 'baseline'];
-const work = join(ROOT, 'bench/.work');
-mkdirSync(work, { recursive: true });
+const { scenario, names, bytes: BYTES, strong: STRONG, work } = asked();
 
 for (const tool of ['valgrind', 'callgrind_control']) {
   try {

@@ -38,23 +38,17 @@
 // the mean per request and of the median request (the worker's stateless part), and the first
 // variant ÷ this one, by round.
 import { execFileSync } from 'node:child_process';
-import { chmodSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { ROOT, startWorker } from '../tests/e2e/harness.mjs';
-import { SCENARIOS, forget, target, variantsOf } from './scenarios.mjs';
+import { asked, forget, target, variantsOf } from './scenarios.mjs';
 import { threadsMs } from './startup.mjs';
 
 const ROUNDS = Number(process.env.ISOLATE_ROUNDS ?? 5);
 const WARMUP = Number(process.env.ISOLATE_WARMUP ?? 10);
 const SECONDS = Number(process.env.ISOLATE_SECONDS ?? 3);
-const BYTES = process.env.ISOLATE_BYTES ? Number(process.env.ISOLATE_BYTES) : undefined;
-const STRONG = process.env.SESSION_BACKEND === 'durable_object';
-const args = process.argv.slice(2);
-const scenario = SCENARIOS.includes(args[0]) ? args.shift() : 'get';
-const names = args.length ? args : ['shipped', 'baseline'];
-const work = join(ROOT, 'bench/.work');
-mkdirSync(work, { recursive: true });
+const { scenario, names, bytes: BYTES, strong: STRONG, work } = asked();
 
 // workerd as miniflare would run it, with the trace on: miniflare takes the binary it runs from
 // MINIFLARE_WORKERD_PATH.

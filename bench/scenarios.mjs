@@ -1,12 +1,31 @@
 // The variants and scenarios that bench/isolate.mjs and bench/instructions.mjs measure side by
 // side, made in one place so that both tools serve the same Workers the same requests.
-import { rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ROOT } from '../tests/e2e/harness.mjs';
 import { PATCH, session } from './bodies.mjs';
 import { configServing } from './builds.mjs';
 
 export const SCENARIOS = ['health', 'get', 'get-6k', 'get-large', 'patch', 'create', 'touch'];
+
+/**
+ * What a tool's command line and environment ask: `[scenario] [variant ...]` (get; shipped and
+ * baseline), ISOLATE_BYTES, strong mode (SESSION_BACKEND=durable_object), and the directory its
+ * files go in (made).
+ */
+export function asked() {
+  const args = process.argv.slice(2);
+  const scenario = SCENARIOS.includes(args[0]) ? args.shift() : 'get';
+  const work = join(ROOT, 'bench/.work');
+  mkdirSync(work, { recursive: true });
+  return {
+    scenario,
+    names: args.length ? args : ['shipped', 'baseline'],
+    bytes: process.env.ISOLATE_BYTES ? Number(process.env.ISOLATE_BYTES) : undefined,
+    strong: process.env.SESSION_BACKEND === 'durable_object',
+    work,
+  };
+}
 
 /**
  * The Workers named: `shipped` (build/ as it is), `baseline` (bench/baseline.js), `floor`
