@@ -288,14 +288,6 @@ pub enum Served {
     Object(js_sys::Promise),
 }
 
-/// Bodies of text up to this size go to JavaScript in the one string that carries the headers,
-/// and the runtime's `Response` is made from a string, not from a copy of Wasm memory in a new
-/// `ArrayBuffer`: 1.7 % fewer instructions per KV GET of 200 B for the whole workerd process
-/// (fewer in every round, `node bench/instructions.mjs`, docs/performance.md). Larger bodies
-/// (a large session) are copied as bytes, as before: a string would be decoded from UTF-8 and
-/// encoded again, which was not measured against the copy.
-const AS_TEXT: usize = 1024;
-
 /// What a handler answers, built in Rust and made a runtime `Response` once, at the end.
 pub struct Reply {
     pub status: u16,
@@ -380,18 +372,9 @@ impl Reply {
     }
 
     pub fn into_response(self) -> web_sys::Response {
-        let mut lines = self.lines();
         match &self.body {
-            Data::Here(bytes) if bytes.len() <= AS_TEXT => match std::str::from_utf8(bytes) {
-                Ok(text) => {
-                    lines.push('\0');
-                    lines.push_str(text);
-                    runtime::response_text(self.status, &lines)
-                }
-                Err(_) => runtime::response(self.status, &lines, bytes),
-            },
-            Data::Here(bytes) => runtime::response(self.status, &lines, bytes),
-            Data::Outside(outside) => runtime::response_of(self.status, &lines, outside),
+            Data::Here(bytes) => runtime::response(self.status, self.lines(), bytes),
+            Data::Outside(outside) => runtime::response_of(self.status, &self.lines(), outside),
         }
     }
 }
