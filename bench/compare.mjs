@@ -8,6 +8,7 @@
 //     node bench/run.mjs > /tmp/run.log
 //   node bench/compare.mjs /tmp/run.log before after
 import { readFileSync } from 'node:fs';
+import { median } from './rounds.mjs';
 
 const [log, a, b] = process.argv.slice(2);
 if (!log || !a || !b) {
@@ -26,12 +27,6 @@ for (const text of readFileSync(log, 'utf8').split('\n')) {
   if (!rounds.has(round)) rounds.set(round, {});
   rounds.get(round)[variant] = Number(cpu);
 }
-
-const median = (values) => {
-  const sorted = [...values].sort((x, y) => x - y);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-};
 
 let shown = 0;
 for (const [scenario, rounds] of scenarios) {

@@ -27,6 +27,7 @@ import { chmodSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { ROOT, startWorker } from '../tests/e2e/harness.mjs';
+import { inTurn, median } from './rounds.mjs';
 import { asked, forget, target, variantsOf } from './scenarios.mjs';
 
 const WARMUP = Number(process.env.INSTR_WARMUP ?? 2000);
@@ -78,7 +79,7 @@ function dumped(pid) {
 const results = Object.fromEntries(variants.map((v) => [v.name, []]));
 try {
   for (let round = 0; round < ROUNDS; round++) {
-    for (const variant of variants.map((_, i) => variants[(i + round) % variants.length])) {
+    for (const variant of inTurn(variants, round)) {
       for (const f of readdirSync(work).filter((f) => f.startsWith('callgrind.'))) rmSync(join(work, f));
       process.env.MINIFLARE_WORKERD_PATH = wrapper;
       let worker;
@@ -110,7 +111,6 @@ try {
   for (const f of readdirSync(work).filter((f) => f.startsWith('callgrind.'))) rmSync(join(work, f));
 }
 
-const median = (xs) => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2; };
 const first = variants[0].name;
 console.log(`\n${scenario}${STRONG ? ', strong mode' : ''}: instructions the workerd process ran per request, over ${REQUESTS} requests after ${WARMUP}, median of ${ROUNDS} round(s)`);
 for (const { name } of variants) {

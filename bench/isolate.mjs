@@ -42,6 +42,7 @@ import { chmodSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { ROOT, startWorker } from '../tests/e2e/harness.mjs';
+import { inTurn, median } from './rounds.mjs';
 import { asked, forget, target, variantsOf } from './scenarios.mjs';
 import { threadsMs } from './startup.mjs';
 
@@ -69,7 +70,6 @@ function wrk(url, { method, path, body }, seconds) {
   });
 }
 
-const median = (xs) => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2; };
 
 /**
  * The Worker's turns in the window between the two marks: µs held per request (all its
@@ -119,7 +119,7 @@ function read(files, worker) {
 
 const results = Object.fromEntries(variants.map((v) => [v.name, []]));
 for (let round = 0; round < ROUNDS; round++) {
-  const order = variants.map((_, i) => variants[(i + round) % variants.length]);
+  const order = inTurn(variants, round);
   for (const variant of order) {
     const trace = join(work, `isolate-${variant.name.replace(/\W/g, '_')}.trace`);
     // One file per workerd process (wrangler runs its proxy in one and the Worker in another).

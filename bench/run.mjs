@@ -19,6 +19,7 @@ import { ROOT, boundFile, startWorker } from '../tests/e2e/harness.mjs';
 import { PATCH, session } from './bodies.mjs';
 import { configServing } from './builds.mjs';
 import { MAXIMA, measureMemory } from './memory.mjs';
+import { inTurn, median } from './rounds.mjs';
 import { baseline, measureStartup, sessionState } from './startup.mjs';
 
 const smoke = process.argv.includes('--smoke');
@@ -39,7 +40,6 @@ function ensureWrk() {
   execFileSync('apt-get', ['install', '-y', '-qq', 'wrk'], { stdio: 'inherit', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
 }
 
-const median = (xs) => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2; };
 
 /** User+system CPU time of a process so far, in milliseconds. */
 function cpuMs(pid) {
@@ -182,9 +182,7 @@ try {
     const runs = Object.fromEntries(scenario.variants.map((name) => [name, []]));
     for (const name of scenario.variants) wrk(workers[name].url, scenario.req(ids[name]), WARMUP_SECONDS);
     for (let round = 0; round < ROUNDS; round += 1) {
-      // Each round starts one variant later than the one before: the machine's speed drifts
-      // within a round, and a fixed order would hand the same variants the same part of it.
-      const order = scenario.variants.map((_, i) => scenario.variants[(i + round) % scenario.variants.length]);
+      const order = inTurn(scenario.variants, round);
       for (const name of order) {
         const before = cpuMs(pids[name]);
         const r = wrk(workers[name].url, scenario.req(ids[name]), SECONDS);
