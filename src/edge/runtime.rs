@@ -30,17 +30,19 @@ function setAll(headers, lines) {
   return headers;
 }
 
+// Whether an answer goes without a body: statuses that have none, or nothing to send.
+const bodiless = (status, length) => status === 204 || status === 304 || length === 0;
+
 export function respond(status, lines, bytes) {
-  const empty = status === 204 || status === 304 || bytes.length === 0;
-  const body = empty ? null : bytes.slice();
+  const body = bodiless(status, bytes.length) ? null : bytes.slice();
   return new Response(body, { status, headers: setAll(new Headers(), lines) });
 }
 
 export function respondText(status, text) {
   const at = text.indexOf('\0');
   const body = text.slice(at + 1);
-  const empty = status === 204 || status === 304 || body.length === 0;
-  return new Response(empty ? null : body, { status, headers: setAll(new Headers(), text.slice(0, at)) });
+  const headers = setAll(new Headers(), text.slice(0, at));
+  return new Response(bodiless(status, body.length) ? null : body, { status, headers });
 }
 
 export function respondWith(status, lines, body) {
