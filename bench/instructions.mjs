@@ -22,8 +22,20 @@
 // Variants and scenarios as in bench/isolate.mjs (bench/scenarios.mjs); SESSION_BACKEND and
 // ISOLATE_BYTES as there. INSTR_ROUNDS (default 1) repeats each variant. Needs valgrind
 // (`apt-get install valgrind`); about 3 minutes a variant.
+//
+// V8 runs with `--predictable` (INSTR_V8_FLAGS, given to workerd through miniflare's
+// MINIFLARE_WORKERD_V8_FLAGS; empty for none): no compilation or collection on other threads,
+// no timing-dependent choices. Without it the same build read 0.04-3 % from itself (JavaScript
+// still interpreted in one run and compiled in another, collections at other moments); with
+// it, 4,500,429, 4,500,527, 4,500,937 and 4,500,659 instructions a request in four runs
+// (0.01 %). Under it V8 compiles on the thread it runs on, so the counts are for comparing
+// builds under the same flags, not for what a request costs in production.
+//
+// INSTR_KEEP=<dir> keeps each variant's counts there (`<variant>.<round>.<thread>`), by
+// function, for `callgrind_annotate`: the runtime's own functions (its Headers, SQL, crypto, V8's
+// builtins and collector) are named; code V8 generated (the Worker's JavaScript and Wasm) is not.
 import { execFileSync } from 'node:child_process';
-import { chmodSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { ROOT, startWorker } from '../tests/e2e/harness.mjs';
@@ -33,6 +45,8 @@ import { asked, forget, target, variantsOf } from './scenarios.mjs';
 const WARMUP = Number(process.env.INSTR_WARMUP ?? 2000);
 const REQUESTS = Number(process.env.INSTR_REQUESTS ?? 1000);
 const ROUNDS = Number(process.env.INSTR_ROUNDS ?? 1);
+const V8_FLAGS = process.env.INSTR_V8_FLAGS ?? '--predictable';
+const KEEP = process.env.INSTR_KEEP;
 const { scenario, names, bytes: BYTES, strong: STRONG, work } = asked();
 
 for (const tool of ['valgrind', 'callgrind_control']) {
@@ -66,27 +80,34 @@ function send(url, { method, path, body }, n) {
   }
 }
 
-/** The instructions callgrind dumped for `pid` since it was last zeroed (every thread's). */
-function dumped(pid) {
+/**
+ * The instructions callgrind dumped for `pid` since it was last zeroed (every thread's); the
+ * counts are kept as `keep` names them when INSTR_KEEP is set.
+ */
+function dumped(pid, keep) {
   let total = 0;
   for (const f of readdirSync(work).filter((f) => f.startsWith(`callgrind.${pid}.`))) {
     const summary = readFileSync(join(work, f), 'utf8').match(/^(?:summary|totals): (\d+)/m);
     if (summary) total += Number(summary[1]);
+    if (summary && KEEP) copyFileSync(join(work, f), join(KEEP, `${keep}.${f.split('.').at(-1)}`));
   }
   return total;
 }
 
 const results = Object.fromEntries(variants.map((v) => [v.name, []]));
+if (KEEP) mkdirSync(KEEP, { recursive: true });
 try {
   for (let round = 0; round < ROUNDS; round++) {
     for (const variant of inTurn(variants, round)) {
       for (const f of readdirSync(work).filter((f) => f.startsWith('callgrind.'))) rmSync(join(work, f));
       process.env.MINIFLARE_WORKERD_PATH = wrapper;
+      if (V8_FLAGS) process.env.MINIFLARE_WORKERD_V8_FLAGS = V8_FLAGS;
       let worker;
       try {
         worker = await startWorker({ configs: variant.configs });
       } finally {
         delete process.env.MINIFLARE_WORKERD_PATH;
+        delete process.env.MINIFLARE_WORKERD_V8_FLAGS;
       }
       try {
         const url = await worker.directUrl();
@@ -97,7 +118,7 @@ try {
         execFileSync('callgrind_control', ['-i', 'on', pid], { stdio: 'ignore' });
         send(url, request, REQUESTS);
         execFileSync('callgrind_control', ['-d', pid], { stdio: 'ignore' });
-        const perRequest = dumped(pid) / REQUESTS;
+        const perRequest = dumped(pid, `${variant.name}.${round + 1}`) / REQUESTS;
         if (!perRequest) throw new Error(`no instructions counted for ${variant.name}`);
         results[variant.name].push(perRequest);
         console.log(`round ${round + 1} ${variant.name.padEnd(12)} ${Math.round(perRequest).toLocaleString('en').padStart(11)} instructions/request`);
@@ -112,7 +133,7 @@ try {
 }
 
 const first = variants[0].name;
-console.log(`\n${scenario}${STRONG ? ', strong mode' : ''}: instructions the workerd process ran per request, over ${REQUESTS} requests after ${WARMUP}, median of ${ROUNDS} round(s)`);
+console.log(`\n${scenario}${STRONG ? ', strong mode' : ''}: instructions the workerd process ran per request, over ${REQUESTS} requests after ${WARMUP}, median of ${ROUNDS} round(s), V8 flags: ${V8_FLAGS || 'none'}`);
 for (const { name } of variants) {
   const mine = median(results[name]);
   const ratio = name === first ? '' : `  ${first} ÷ ${name}: ${(median(results[first]) / mine).toFixed(4)} (${(median(results[first]) - mine).toLocaleString('en', { maximumFractionDigits: 0 })} a request)`;
