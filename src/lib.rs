@@ -13,10 +13,12 @@ mod store;
 /// The sealing envelope, for `tests/wasm.rs` to check WebCrypto against RustCrypto, data held
 /// outside Wasm memory, for it to check what is written there, the objects' order, for it to
 /// check who waits for whom, promises awaited from Rust, for it to check what each await gets,
-/// the bindings, for it to check each is read once, and requests, for it to check when a body
-/// is read.
+/// the bindings, for it to check each is read once, requests, for it to check when a body
+/// is read, and an object's storage, for it to check what crosses to SQL and back.
 #[doc(hidden)]
 pub use edge::{gate, http};
+#[doc(hidden)]
+pub use store::durable::{storage as object_storage, ObjectStorage, Value};
 #[doc(hidden)]
 pub use store::{bindings, data, promise, seal};
 

@@ -519,3 +519,96 @@ mod bodies {
         assert!(read_object(&at, 7).await.is_ok(), "exactly the limit");
     }
 }
+
+mod object_storage {
+    use session_state::object_storage::DoStorage;
+    use session_state::{ObjectStorage, Value};
+    use wasm_bindgen::{JsCast as _, JsValue};
+    use wasm_bindgen_test::wasm_bindgen_test;
+    use worker::js_sys::{Function, JsString, Reflect};
+    use worker::{State, Storage};
+
+    /// A storage whose SQL answers the rows of `rows` (JavaScript) to any statement, and keeps
+    /// the last statement's parameters in `bound`, as the runtime's would see them.
+    fn answering(rows: &str) -> (Storage, JsValue) {
+        let make = Function::new_no_args(&format!(
+            "const storage = {{ bound: null,
+               sql: {{ exec(query, ...params) {{
+                 storage.bound = params;
+                 if (query === 'fail') throw new Error('no such table');
+                 const rows = {rows};
+                 return {{ raw: () => rows[Symbol.iterator]() }};
+               }} }} }};
+             return {{ storage }};"
+        ));
+        let state = make.call0(&JsValue::NULL).expect("a state");
+        let raw = Reflect::get(&state, &"storage".into()).expect("its storage");
+        let state = state.unchecked_into::<worker::worker_sys::DurableObjectState>();
+        (State::from(state).storage(), raw)
+    }
+
+    /// What JavaScript was given, written out by JavaScript.
+    fn bound(raw: &JsValue) -> String {
+        let describe = Function::new_with_args(
+            "storage",
+            "return storage.bound.map((v) => v instanceof Uint8Array ? 'bytes ' + [...v].join(',')
+               : v === null ? 'null' : typeof v + ' ' + v).join(' | ');",
+        );
+        let text = describe.call1(&JsValue::NULL, raw).expect("described");
+        String::from(text.unchecked_into::<JsString>())
+    }
+
+    #[wasm_bindgen_test]
+    fn values_cross_to_sql_and_back_as_they_are() {
+        let (storage, raw) = answering(
+            "[[7, -9007199254740991, 'a:b;c\\nd', null],
+              [new Uint8Array([1, 2, 3]).buffer, 'é😀', '', new Uint8Array([])]]",
+        );
+        let storage = DoStorage::new(storage, raw.clone());
+        let rows = storage
+            .exec(
+                "SELECT",
+                vec![
+                    Value::Integer(-42),
+                    Value::Text("x:1;\n😀".into()),
+                    Value::Null,
+                    Value::Blob(vec![4, 5]),
+                    Value::Text(String::new()),
+                ],
+            )
+            .expect("rows");
+        assert_eq!(
+            bound(&raw),
+            "number -42 | string x:1;\n😀 | null | bytes 4,5 | string "
+        );
+        assert_eq!(
+            rows,
+            vec![
+                vec![
+                    Value::Integer(7),
+                    Value::Integer(-9007199254740991),
+                    Value::Text("a:b;c\nd".into()),
+                    Value::Null,
+                ],
+                vec![
+                    Value::Blob(vec![1, 2, 3]),
+                    Value::Text("é😀".into()),
+                    Value::Text(String::new()),
+                    Value::Blob(vec![]),
+                ],
+            ]
+        );
+        let (empty, raw) = answering("[]");
+        let empty = DoStorage::new(empty, raw);
+        let rows = empty.exec("SELECT", vec![]).expect("no rows");
+        assert_eq!(rows, Vec::<Vec<Value>>::new());
+    }
+
+    #[wasm_bindgen_test]
+    fn a_statement_that_throws_is_the_store_unavailable() {
+        let (storage, raw) = answering("[]");
+        let storage = DoStorage::new(storage, raw);
+        let err = storage.exec("fail", vec![]).expect_err("thrown");
+        assert_eq!(err.code(), "store_unavailable");
+    }
+}

@@ -1,10 +1,13 @@
 //! Strong mode's storage: a Durable Object's SQLite, as the session store
 //! ([`sessions`]), as a subject's index ([`index`]), the runtime's storage behind it
-//! ([`storage`]), and the requests between objects, each protocol with both halves ([`protocol`]).
+//! ([`storage`]; a statement's values cross to it and back in one string each way,
+//! [`crossing`]), and the requests between objects, each protocol with both halves
+//! ([`protocol`]).
 //!
 //! The SQL runs against [`ObjectStorage`]: the Durable Object's storage in the worker, SQLite
 //! itself in native tests, so every statement here is tested natively.
 
+pub mod crossing;
 pub mod index;
 pub mod legacy;
 pub mod outbox;

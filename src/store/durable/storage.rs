@@ -5,17 +5,59 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use wasm_bindgen::prelude::wasm_bindgen;
-use worker::js_sys::{Promise, Uint8Array};
+use wasm_bindgen::JsCast;
+use worker::js_sys::{self, Promise, Uint8Array};
 use worker::wasm_bindgen::JsValue;
-use worker::{SqlStorage, SqlStorageValue, Storage};
+use worker::{SqlStorage, Storage};
 
 use crate::domain::error::Error;
 use crate::domain::time::Millis;
+use crate::store::durable::crossing;
 use crate::store::durable::record::{KnownTables, Tables};
 use crate::store::durable::{ObjectStorage, Value};
 use crate::store::promise::settled_of;
 
 #[wasm_bindgen(inline_js = r#"
+// A statement run with its parameters and rows each in one string (crossing.rs says how they
+// are written), the blobs beside them: the answer is `[rows, ...blobs]`.
+export function execute(sql, query, params, blobs) {
+  const bound = [];
+  let blob = 0;
+  for (let at = 0; at < params.length; ) {
+    const tag = params[at];
+    if (tag === 'n') {
+      bound.push(null);
+      at += 1;
+    } else if (tag === 'b') {
+      bound.push(blobs[blob++]);
+      at += 1;
+    } else if (tag === 'i') {
+      const end = params.indexOf(';', at);
+      bound.push(Number(params.slice(at + 1, end)));
+      at = end + 1;
+    } else {
+      const colon = params.indexOf(':', at);
+      const end = colon + 1 + Number(params.slice(at + 1, colon));
+      bound.push(params.slice(colon + 1, end));
+      at = end;
+    }
+  }
+  const answer = [''];
+  let rows = '';
+  for (const row of sql.exec(query, ...bound).raw()) {
+    for (const value of row) {
+      if (typeof value === 'number') rows += 'i' + Math.trunc(value) + ';';
+      else if (typeof value === 'string') rows += 't' + value.length + ':' + value;
+      else if (value instanceof ArrayBuffer || ArrayBuffer.isView(value)) {
+        answer.push(value instanceof ArrayBuffer ? new Uint8Array(value) : value);
+        rows += 'b';
+      } else rows += 'n';
+    }
+    rows += '\n';
+  }
+  answer[0] = rows;
+  return answer;
+}
 export function setAlarm(storage, at) {
   return storage.setAlarm(at);
 }
@@ -29,6 +71,16 @@ export function atomically(storage, change) {
 }
 "#)]
 extern "C" {
+    /// `query` run on `sql` with `params` (and their `blobs`) as [`crossing`] writes them:
+    /// `[rows, ...blobs]`.
+    #[wasm_bindgen(catch)]
+    fn execute(
+        sql: &JsValue,
+        query: &str,
+        params: &str,
+        blobs: &js_sys::Array,
+    ) -> Result<js_sys::Array, JsValue>;
+
     /// `storage.setAlarm(at)`.
     #[wasm_bindgen(catch, js_name = setAlarm)]
     fn set_alarm(storage: &JsValue, at: f64) -> Result<Promise, JsValue>;
@@ -78,38 +130,26 @@ async fn done(call: Result<Promise, JsValue>) -> Result<(), Error> {
 
 impl ObjectStorage for DoStorage {
     fn exec(&self, query: &str, params: Vec<Value>) -> Result<Vec<Vec<Value>>, Error> {
-        let bindings = params
+        let (params, blobs) = crossing::params(params);
+        let blobs: js_sys::Array = blobs
             .into_iter()
-            .map(|value| match value {
-                Value::Null => JsValue::NULL,
-                Value::Integer(n) => JsValue::from_f64(n as f64),
-                Value::Text(text) => JsValue::from_str(&text),
-                Value::Blob(bytes) => Uint8Array::from(bytes.as_slice()).into(),
+            .map(|blob| match blob {
                 Value::BlobOutside(outside) => outside.0.into(),
+                Value::Blob(bytes) => Uint8Array::from(bytes.as_slice()).into(),
+                _ => JsValue::NULL,
             })
-            .collect::<Vec<_>>();
-        let cursor = self
-            .0
-            .sql
-            .exec_raw(query, bindings)
-            .map_err(storage_failure)?;
-        cursor
-            .raw()
-            .map(|row| {
-                let row = row.map_err(storage_failure)?;
-                Ok(row
-                    .into_iter()
-                    .map(|value| match value {
-                        SqlStorageValue::Integer(n) => Value::Integer(n),
-                        // Whole numbers past 2^53 come back as floats; ours never get there.
-                        SqlStorageValue::Float(f) => Value::Integer(f as i64),
-                        SqlStorageValue::String(text) => Value::Text(text),
-                        SqlStorageValue::Blob(bytes) => Value::Blob(bytes),
-                        _ => Value::Null,
-                    })
-                    .collect())
-            })
-            .collect()
+            .collect();
+        let answer = execute(self.0.sql.as_ref(), query, &params, &blobs)
+            .map_err(|err| storage_failure(err.into()))?;
+        let rows = answer.get(0).as_string().unwrap_or_default();
+        let mut next = 0;
+        crossing::rows(&rows, || {
+            next += 1;
+            let blob = answer.get(next);
+            let blob = blob.dyn_ref::<Uint8Array>();
+            blob.map(Uint8Array::to_vec)
+                .ok_or_else(|| storage_failure("a blob missing from the answer".into()))
+        })
     }
 
     async fn set_alarm(&self, at: Millis) -> Result<(), Error> {
