@@ -114,8 +114,9 @@ mod sealing {
             msg: wrapped,
             aad: &slot_aad,
         };
-        let data_key = Aes256Gcm::new(&slot_key)
-            .decrypt(Nonce::from_slice(&salt[..12]), payload)
+        let data_key = Aes256Gcm::new_from_slice(&slot_key)
+            .ok()?
+            .decrypt(&Nonce::try_from(&salt[..12]).ok()?, payload)
             .ok()?;
         let (nonce, sealed) = rest.split_at(12);
         let data_aad = [&b"session-state/v2/data\0"[..], key.bytes(), header].concat();
@@ -124,7 +125,7 @@ mod sealing {
             aad: &data_aad,
         };
         let cipher = Aes256Gcm::new_from_slice(&data_key).ok()?;
-        cipher.decrypt(Nonce::from_slice(nonce), payload).ok()
+        cipher.decrypt(&Nonce::try_from(nonce).ok()?, payload).ok()
     }
 
     /// What the worker seals (small data in Wasm, large through WebCrypto) is AES-256-GCM as

@@ -138,16 +138,17 @@ pub fn soft_encrypt(
     plain: &[u8],
 ) -> Result<Vec<u8>, Error> {
     let payload = Payload { msg: plain, aad };
+    let nonce = Nonce::try_from(nonce)
+        .map_err(|_| Error::Internal("aes-gcm: a nonce not of 12 bytes".into()))?;
     Aes256Gcm::new(key.into())
-        .encrypt(Nonce::from_slice(nonce), payload)
+        .encrypt(&nonce, payload)
         .map_err(|_| Error::Internal("aes-gcm: data too large to seal".into()))
 }
 
 pub fn soft_decrypt(key: &[u8; 32], nonce: &[u8], aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
     let payload = Payload { msg: sealed, aad };
-    Aes256Gcm::new(key.into())
-        .decrypt(Nonce::from_slice(nonce), payload)
-        .ok()
+    let nonce = Nonce::try_from(nonce).ok()?;
+    Aes256Gcm::new(key.into()).decrypt(&nonce, payload).ok()
 }
 
 /// What a record holds, once opened.
