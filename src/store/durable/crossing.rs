@@ -13,11 +13,19 @@
 //! [`crate::store::durable::storage`].
 
 use crate::domain::error::Error;
+use crate::store::data::Outside;
 
 use super::Value;
 
+/// A blob parameter, given beside the string.
+#[derive(Debug, PartialEq)]
+pub enum Blob {
+    Here(Vec<u8>),
+    Outside(Outside),
+}
+
 /// `params` as one string, and their blobs in order, for the JavaScript half to bind.
-pub fn params(params: Vec<Value>) -> (String, Vec<Value>) {
+pub fn params(params: Vec<Value>) -> (String, Vec<Blob>) {
     let mut text = String::new();
     let mut blobs = Vec::new();
     for value in params {
@@ -34,9 +42,13 @@ pub fn params(params: Vec<Value>) -> (String, Vec<Value>) {
                 text.push(':');
                 text.push_str(&value);
             }
-            blob @ (Value::Blob(_) | Value::BlobOutside(_)) => {
+            Value::Blob(bytes) => {
                 text.push('b');
-                blobs.push(blob);
+                blobs.push(Blob::Here(bytes));
+            }
+            Value::BlobOutside(outside) => {
+                text.push('b');
+                blobs.push(Blob::Outside(outside));
             }
         }
     }
@@ -122,7 +134,7 @@ mod tests {
             Value::Integer(i64::MAX),
         ]);
         assert_eq!(text, "ni-42;t7:a:b;c\ndbt3:é😀i9223372036854775807;");
-        assert_eq!(blobs, vec![Value::Blob(vec![1, 2])]);
+        assert_eq!(blobs, vec![Blob::Here(vec![1, 2])]);
         assert_eq!(params(vec![]), (String::new(), vec![]));
     }
 
@@ -184,8 +196,8 @@ mod tests {
         let blobs: Vec<&[u8]> = blobs
             .iter()
             .map(|b| match b {
-                Value::Blob(bytes) => bytes.as_slice(),
-                _ => &[],
+                Blob::Here(bytes) => bytes.as_slice(),
+                Blob::Outside(_) => unreachable!("no data outside Wasm natively"),
             })
             .collect();
         assert_eq!(read(&text, &blobs).expect("reads"), vec![values]);

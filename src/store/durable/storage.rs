@@ -12,7 +12,7 @@ use worker::{SqlStorage, Storage};
 
 use crate::domain::error::Error;
 use crate::domain::time::Millis;
-use crate::store::durable::crossing;
+use crate::store::durable::crossing::{self, Blob};
 use crate::store::durable::record::{KnownTables, Tables};
 use crate::store::durable::{ObjectStorage, Value};
 use crate::store::promise::settled_of;
@@ -134,14 +134,14 @@ impl ObjectStorage for DoStorage {
         let blobs: js_sys::Array = blobs
             .into_iter()
             .map(|blob| match blob {
-                Value::BlobOutside(outside) => outside.0.into(),
-                Value::Blob(bytes) => Uint8Array::from(bytes.as_slice()).into(),
-                _ => JsValue::NULL,
+                Blob::Outside(outside) => outside.0.into(),
+                Blob::Here(bytes) => JsValue::from(Uint8Array::from(bytes.as_slice())),
             })
             .collect();
         let answer = execute(self.0.sql.as_ref(), query, &params, &blobs)
             .map_err(|err| storage_failure(err.into()))?;
-        let rows = answer.get(0).as_string().unwrap_or_default();
+        let rows = answer.get(0).as_string();
+        let rows = rows.ok_or_else(|| storage_failure("an answer without its rows".into()))?;
         let mut next = 0;
         crossing::rows(&rows, || {
             next += 1;
