@@ -27,9 +27,11 @@
 // MINIFLARE_WORKERD_V8_FLAGS; empty for none): no compilation or collection on other threads,
 // no timing-dependent choices. Without it the same build read 0.04-3 % from itself (JavaScript
 // still interpreted in one run and compiled in another, collections at other moments); with
-// it, 4,500,429, 4,500,527, 4,500,937 and 4,500,659 instructions a request in four runs
-// (0.01 %). Under it V8 compiles on the thread it runs on, so the counts are for comparing
-// builds under the same flags, not for what a request costs in production.
+// it, 4,500,429, 4,500,527, 4,500,937 and 4,500,659 instructions a request in four windows of
+// one run (0.01 %); across runs, or with other work beside it (the log collector batches by the
+// clock), up to 0.5-0.7 %: compare variants within one run. Under it V8 compiles on the thread
+// it runs on, so the counts are for comparing builds under the same flags, not for what a
+// request costs in production.
 //
 // INSTR_KEEP=<dir> keeps each variant's counts there (`<variant>.<round>.<thread>`), by
 // function, for `callgrind_annotate`: the runtime's own functions (its Headers, SQL, crypto, V8's
