@@ -70,7 +70,6 @@ function wrk(url, { method, path, body }, seconds) {
   });
 }
 
-
 /**
  * The Worker's turns in the window between the two marks: µs held per request (all its
  * contexts, objects included, over the requests its stateless contexts served), the median
